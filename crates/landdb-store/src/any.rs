@@ -1,0 +1,140 @@
+//! The store chosen at run time from a database URL: PostGIS or the embedded SQLite store.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use landdb_model::{BatchId, FeedPosition, NationalParcelId, Parcel, ParcelKey, ParcelVersion, RightHolder, VersionId};
+
+use crate::postgres::{PgBatch, PgStore, PgWaiter};
+use crate::sqlite::{PollingWaiter, SqliteBatch, SqliteStore};
+use crate::{BatchInfo, BatchWriter, DatabaseUrl, FeedWaiter, NewBatch, ParcelChange, ParcelStore, Result};
+
+#[derive(Debug, Clone)]
+pub enum AnyStore {
+    Postgres(PgStore),
+    Sqlite(SqliteStore),
+}
+
+impl AnyStore {
+    /// Opens the store `url` names, creating the embedded file or migrating PostGIS as needed.
+    pub async fn open(url: &DatabaseUrl) -> Result<Self> {
+        Ok(match url {
+            DatabaseUrl::Postgres(raw) => Self::Postgres(PgStore::connect(raw).await?),
+            DatabaseUrl::Sqlite(path) => Self::Sqlite(SqliteStore::open(path).await?),
+        })
+    }
+
+    /// `postgis` or `embedded`, for logs and health reports.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Postgres(_) => "postgis",
+            Self::Sqlite(_) => "embedded",
+        }
+    }
+}
+
+#[derive(Debug)]
+pub enum AnyBatch {
+    Postgres(PgBatch),
+    Sqlite(SqliteBatch),
+}
+
+#[derive(Debug)]
+pub enum AnyWaiter {
+    Postgres(PgWaiter),
+    Sqlite(PollingWaiter),
+}
+
+/// Calls the same method on whichever backend `$self` holds.
+macro_rules! dispatch {
+    ($self:expr, $inner:ident => $call:expr) => {
+        match $self {
+            Self::Postgres($inner) => $call,
+            Self::Sqlite($inner) => $call,
+        }
+    };
+}
+
+impl ParcelStore for AnyStore {
+    type Batch = AnyBatch;
+    type Waiter = AnyWaiter;
+
+    async fn begin_batch(&self, batch: NewBatch) -> Result<AnyBatch> {
+        Ok(match self {
+            Self::Postgres(s) => AnyBatch::Postgres(s.begin_batch(batch).await?),
+            Self::Sqlite(s) => AnyBatch::Sqlite(s.begin_batch(batch).await?),
+        })
+    }
+    async fn version(&self, id: VersionId) -> Result<Option<ParcelVersion>> {
+        dispatch!(self, s => s.version(id).await)
+    }
+    async fn current_by_key(&self, key: &ParcelKey) -> Result<Option<ParcelVersion>> {
+        dispatch!(self, s => s.current_by_key(key).await)
+    }
+    async fn current_by_national_id(&self, id: &NationalParcelId) -> Result<Vec<ParcelVersion>> {
+        dispatch!(self, s => s.current_by_national_id(id).await)
+    }
+    async fn history(&self, key: &ParcelKey) -> Result<Vec<ParcelVersion>> {
+        dispatch!(self, s => s.history(key).await)
+    }
+    async fn successors(&self, id: VersionId) -> Result<Vec<VersionId>> {
+        dispatch!(self, s => s.successors(id).await)
+    }
+    async fn right_holders(&self, id: VersionId) -> Result<Vec<RightHolder>> {
+        dispatch!(self, s => s.right_holders(id).await)
+    }
+    async fn current_page(&self, after: Option<VersionId>, limit: usize) -> Result<Vec<ParcelVersion>> {
+        dispatch!(self, s => s.current_page(after, limit).await)
+    }
+    async fn count_current(&self) -> Result<u64> {
+        dispatch!(self, s => s.count_current().await)
+    }
+    async fn batch(&self, id: BatchId) -> Result<Option<BatchInfo>> {
+        dispatch!(self, s => s.batch(id).await)
+    }
+    async fn batch_by_content_hash(&self, hash: &str) -> Result<Option<BatchInfo>> {
+        dispatch!(self, s => s.batch_by_content_hash(hash).await)
+    }
+    async fn changes_since(&self, after: FeedPosition, limit: usize) -> Result<Vec<ParcelChange>> {
+        dispatch!(self, s => s.changes_since(after, limit).await)
+    }
+    async fn feed_head(&self) -> Result<FeedPosition> {
+        dispatch!(self, s => s.feed_head().await)
+    }
+    async fn feed_waiter(&self) -> Result<AnyWaiter> {
+        Ok(match self {
+            Self::Postgres(s) => AnyWaiter::Postgres(s.feed_waiter().await?),
+            Self::Sqlite(s) => AnyWaiter::Sqlite(s.feed_waiter().await?),
+        })
+    }
+}
+
+impl BatchWriter for AnyBatch {
+    fn id(&self) -> BatchId {
+        dispatch!(self, b => b.id())
+    }
+    fn effective_at(&self) -> DateTime<Utc> {
+        dispatch!(self, b => b.effective_at())
+    }
+    async fn insert(&mut self, parcels: &[Parcel]) -> Result<Vec<VersionId>> {
+        dispatch!(self, b => b.insert(parcels).await)
+    }
+    async fn supersede(&mut self, parcel: &Parcel, replaces: &[VersionId]) -> Result<VersionId> {
+        dispatch!(self, b => b.supersede(parcel, replaces).await)
+    }
+    async fn retire(&mut self, versions: &[VersionId]) -> Result<()> {
+        dispatch!(self, b => b.retire(versions).await)
+    }
+    async fn commit(self, summary: serde_json::Value) -> Result<BatchInfo> {
+        dispatch!(self, b => b.commit(summary).await)
+    }
+    async fn rollback(self) -> Result<()> {
+        dispatch!(self, b => b.rollback().await)
+    }
+}
+
+impl FeedWaiter for AnyWaiter {
+    async fn wait(&mut self, timeout: Duration) -> Result<()> {
+        dispatch!(self, w => w.wait(timeout).await)
+    }
+}

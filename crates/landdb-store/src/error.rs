@@ -1,0 +1,58 @@
+//! Store errors, worded for the operator who has to act on them.
+
+use landdb_model::VersionId;
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error(
+        "cannot reach PostgreSQL at {url}: {reason}. Is the server running? `tools/setup` installs and starts it; or pass another --database / DATABASE_URL"
+    )]
+    Unreachable { url: String, reason: String },
+    #[error(
+        "PostgreSQL at {url} refused the login: {reason}. Check the user and password in --database / DATABASE_URL"
+    )]
+    LoginRefused { url: String, reason: String },
+    #[error(
+        "database {database:?} does not exist on {url}: create it (`tools/setup` creates `landdb`) or pass another --database"
+    )]
+    NoSuchDatabase { url: String, database: String },
+    #[error(
+        "PostGIS is not installed on the PostgreSQL server at {url}: install the postgis package for your PostgreSQL version (`tools/setup` does), then retry"
+    )]
+    PostgisMissing { url: String },
+    #[error(
+        "PostGIS is installed but not enabled in database {database:?}, and this user may not enable it: run `psql -d {database} -c 'CREATE EXTENSION postgis'` as a superuser (`tools/setup` does)"
+    )]
+    PostgisNotEnabled { database: String },
+    #[error("cannot open the embedded store {path}: {reason}")]
+    Embedded { path: String, reason: String },
+    #[error(
+        "unsupported database URL {0}: use postgres://… for PostGIS, or sqlite://FILE (or a file path) for the embedded store"
+    )]
+    UnsupportedUrl(String),
+    #[error("schema migration failed: {0}")]
+    Migration(String),
+    #[error(
+        "a current parcel with key {key} already exists; the batch was not applied (supersede the existing version instead of inserting a second one)"
+    )]
+    CurrentParcelExists { key: String },
+    #[error("parcel version {0} is not current, so it cannot be superseded or retired")]
+    NotCurrent(VersionId),
+    #[error("this batch already failed ({0}); roll it back")]
+    BatchFailed(String),
+    #[error("stored data is unreadable: {0}")]
+    Corrupt(String),
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+}
+
+/// Extracts `a/b/c` from PostgreSQL's or SQLite's unique-violation text for the current-key index.
+pub(crate) fn key_from_unique_violation(message: &str) -> String {
+    // PostgreSQL: "Key (commune_code, sheet, parcel_no)=(20203, 1, 5) already exists."
+    if let Some(values) = message.split(")=(").nth(1).and_then(|rest| rest.split(')').next()) {
+        return values.split(", ").collect::<Vec<_>>().join("/");
+    }
+    message.to_owned()
+}

@@ -1,0 +1,125 @@
+//! `COPY … FROM STDIN` text encoding of parcel versions and right holders: the bulk path.
+
+use std::fmt::Write;
+
+use chrono::{DateTime, Utc};
+use landdb_model::{BatchId, Parcel};
+
+use crate::geometry::{SRID_WGS84, to_ewkb};
+
+pub(super) const PARCEL_VERSION: &str = "COPY parcel_version (id, national_id, commune_code, sheet, parcel_no, \
+    commune_code_received, province_code, land_use, legal_area_m2, measured_area_m2, geometry_area_m2, address, \
+    certificate_no, source_crs, extra, geom, valid_from, batch_id) FROM STDIN";
+
+pub(super) const RIGHT_HOLDER: &str =
+    "COPY right_holder (version_id, ordinal, name, citizen_id, birth_year, address) FROM STDIN";
+
+/// Appends a text field with COPY's escapes.
+fn text(out: &mut String, value: &str) {
+    for c in value.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\t' => out.push_str("\\t"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            _ => out.push(c),
+        }
+    }
+}
+
+fn opt_text(out: &mut String, value: Option<&str>) {
+    match value {
+        Some(v) => text(out, v),
+        None => out.push_str("\\N"),
+    }
+}
+
+fn opt_num(out: &mut String, value: Option<impl std::fmt::Display>) {
+    match value {
+        // Display of f64 is the shortest string that reads back to the same value.
+        Some(v) => {
+            let _ = write!(out, "{v}");
+        }
+        None => out.push_str("\\N"),
+    }
+}
+
+fn hex(out: &mut String, bytes: &[u8]) {
+    const DIGITS: &[u8; 16] = b"0123456789ABCDEF";
+    out.reserve(bytes.len() * 2);
+    for b in bytes {
+        out.push(char::from(DIGITS[usize::from(b >> 4)]));
+        out.push(char::from(DIGITS[usize::from(b & 15)]));
+    }
+}
+
+/// Encodes the rows of both tables for parcels that get the version IDs `ids`.
+pub(super) fn encode(parcels: &[Parcel], ids: &[i64], valid_from: DateTime<Utc>, batch: BatchId) -> (String, String) {
+    let valid_from = valid_from.to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+    let mut versions = String::with_capacity(parcels.len() * 1024);
+    let mut holders = String::new();
+    for (parcel, id) in parcels.iter().zip(ids) {
+        let out = &mut versions;
+        let _ = write!(out, "{id}\t");
+        for value in [
+            parcel.national_id.as_str(),
+            parcel.key.commune.as_str(),
+            &parcel.key.sheet,
+            &parcel.key.number,
+            &parcel.commune_code_received,
+            parcel.province.as_str(),
+        ] {
+            text(out, value);
+            out.push('\t');
+        }
+        // Land-use codes are validated upper-case letters: no array quoting needed.
+        out.push('{');
+        out.push_str(&parcel.land_use.iter().map(|c| c.as_str()).collect::<Vec<_>>().join(","));
+        out.push_str("}\t");
+        opt_num(out, parcel.legal_area_m2);
+        out.push('\t');
+        opt_num(out, parcel.measured_area_m2);
+        out.push('\t');
+        opt_num(out, Some(parcel.geometry_area_m2));
+        out.push('\t');
+        opt_text(out, parcel.address.as_deref());
+        out.push('\t');
+        opt_text(out, parcel.certificate_no.as_deref());
+        out.push('\t');
+        opt_text(out, parcel.source_crs.as_deref());
+        out.push('\t');
+        text(out, &serde_json::to_string(&parcel.extra).unwrap_or_else(|_| "{}".to_owned()));
+        out.push('\t');
+        hex(out, &to_ewkb(&parcel.geometry, SRID_WGS84));
+        let _ = writeln!(out, "\t{valid_from}\t{batch}");
+
+        for (ordinal, holder) in parcel.right_holders.iter().enumerate() {
+            let out = &mut holders;
+            let _ = write!(out, "{id}\t{ordinal}\t");
+            text(out, &holder.name);
+            out.push('\t');
+            opt_text(out, holder.citizen_id.as_deref());
+            out.push('\t');
+            opt_num(out, holder.birth_year);
+            out.push('\t');
+            opt_text(out, holder.address.as_deref());
+            out.push('\n');
+        }
+    }
+    (versions, holders)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn copy_text_escapes_control_characters_and_backslashes() {
+        let mut out = String::new();
+        text(&mut out, "Tổ 5\tthôn\\Đông\nHòa");
+        assert_eq!(out, "Tổ 5\\tthôn\\\\Đông\\nHòa");
+        let mut out = String::new();
+        opt_text(&mut out, None);
+        assert_eq!(out, "\\N");
+    }
+}

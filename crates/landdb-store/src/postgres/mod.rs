@@ -1,0 +1,516 @@
+//! PostGIS, the system of record: bulk loads through `COPY`, history kept in `parcel_version`,
+//! and the change feed in `parcel_change` with `NOTIFY landdb_changes`.
+
+mod copy;
+
+use std::borrow::Cow;
+use std::str::FromStr;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use landdb_model::{BatchId, FeedPosition, NationalParcelId, Parcel, ParcelKey, ParcelVersion, RightHolder, VersionId};
+use sqlx::migrate::{Migration, MigrationType, Migrator};
+use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions, PgRow};
+use sqlx::{Postgres, Row, Transaction};
+
+use crate::database_url::redact;
+use crate::row::VersionRow;
+use crate::{
+    BatchInfo, BatchWriter, ChangeKind, FeedWaiter, NewBatch, ParcelChange, ParcelStore, Result, StoreError,
+    error::key_from_unique_violation,
+};
+
+/// The channel `NOTIFY` uses when a batch commits; the payload is the new feed head.
+pub const CHANGE_CHANNEL: &str = "landdb_changes";
+/// Serialises the change-feed append of committing batches, so feed order is commit order.
+const FEED_LOCK: i64 = 0x6c61_6e64_6462; // "landdb"
+
+const MIGRATIONS: &[(i64, &str, &str)] =
+    &[(1, "parcels", include_str!("../../../../migrations/postgres/0001_parcels.sql"))];
+
+fn migrator() -> Migrator {
+    Migrator {
+        migrations: Cow::Owned(
+            MIGRATIONS
+                .iter()
+                .map(|(version, name, sql)| {
+                    Migration::new(*version, Cow::Borrowed(name), MigrationType::Simple, Cow::Borrowed(sql), false)
+                })
+                .collect(),
+        ),
+        ..Migrator::DEFAULT
+    }
+}
+
+const VERSION_COLUMNS: &str = "v.id, v.national_id, v.commune_code, v.sheet, v.parcel_no, v.commune_code_received, \
+    v.province_code, v.land_use, v.legal_area_m2, v.measured_area_m2, v.geometry_area_m2, v.address, \
+    v.certificate_no, v.source_crs, v.extra, ST_AsBinary(v.geom) AS geom, v.valid_from, v.valid_to, v.batch_id, \
+    (SELECT coalesce(array_agg(l.parent_id ORDER BY l.parent_id), '{}') FROM parcel_lineage l WHERE l.version_id = v.id) AS lineage";
+
+fn version_from_row(row: &PgRow) -> Result<ParcelVersion> {
+    VersionRow {
+        id: row.try_get("id")?,
+        national_id: row.try_get("national_id")?,
+        commune_code: row.try_get("commune_code")?,
+        sheet: row.try_get("sheet")?,
+        parcel_no: row.try_get("parcel_no")?,
+        commune_code_received: row.try_get("commune_code_received")?,
+        province_code: row.try_get("province_code")?,
+        land_use: row.try_get("land_use")?,
+        legal_area_m2: row.try_get("legal_area_m2")?,
+        measured_area_m2: row.try_get("measured_area_m2")?,
+        geometry_area_m2: row.try_get("geometry_area_m2")?,
+        address: row.try_get("address")?,
+        certificate_no: row.try_get("certificate_no")?,
+        source_crs: row.try_get("source_crs")?,
+        extra: row.try_get("extra")?,
+        geom_wkb: row.try_get("geom")?,
+        valid_from: row.try_get("valid_from")?,
+        valid_to: row.try_get("valid_to")?,
+        batch_id: row.try_get("batch_id")?,
+        lineage: row.try_get("lineage")?,
+    }
+    .into_version()
+}
+
+fn batch_from_row(row: &PgRow) -> Result<BatchInfo> {
+    Ok(BatchInfo {
+        id: BatchId(row.try_get("id")?),
+        source: row.try_get("source")?,
+        province_code: row.try_get("province_code")?,
+        content_hash: row.try_get("content_hash")?,
+        mode: row.try_get("mode")?,
+        started_at: row.try_get("started_at")?,
+        committed_at: row.try_get("committed_at")?,
+        summary: row.try_get("summary")?,
+    })
+}
+
+const BATCH_COLUMNS: &str = "id, source, province_code, content_hash, mode, started_at, committed_at, summary";
+
+fn sql_state(err: &sqlx::Error) -> Option<String> {
+    match err {
+        sqlx::Error::Database(db) => db.code().map(Cow::into_owned),
+        _ => None,
+    }
+}
+
+/// Turns a connection failure into an error that says what to do, without the password.
+fn connect_error(err: sqlx::Error, url: &str, options: &PgConnectOptions) -> StoreError {
+    let shown = redact(url);
+    match (&err, sql_state(&err).as_deref()) {
+        (sqlx::Error::Io(io), _) => StoreError::Unreachable { url: shown, reason: io.to_string() },
+        (sqlx::Error::PoolTimedOut, _) => {
+            StoreError::Unreachable { url: shown, reason: "no connection within 10 s".into() }
+        }
+        (_, Some("3D000")) => StoreError::NoSuchDatabase {
+            url: shown,
+            database: options.get_database().unwrap_or("(default)").to_owned(),
+        },
+        (_, Some("28P01" | "28000")) => StoreError::LoginRefused { url: shown, reason: err.to_string() },
+        _ => StoreError::Database(err),
+    }
+}
+
+/// The PostGIS store.
+#[derive(Debug, Clone)]
+pub struct PgStore {
+    pool: PgPool,
+}
+
+impl PgStore {
+    /// Connects, checks PostGIS, and brings the schema up to date (idempotent; concurrent starts
+    /// are serialised by the migrator's advisory lock).
+    pub async fn connect(url: &str) -> Result<Self> {
+        let options = PgConnectOptions::from_str(url).map_err(|_| StoreError::UnsupportedUrl(redact(url)))?;
+        // One direct attempt first: the pool would retry a refused connection until its timeout,
+        // and an operator whose server is down should hear so at once.
+        sqlx::ConnectOptions::connect(&options).await.map_err(|e| connect_error(e, url, &options))?;
+        let pool = PgPoolOptions::new()
+            .max_connections(16)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(options.clone())
+            .await
+            .map_err(|e| connect_error(e, url, &options))?;
+        ensure_postgis(&pool, url, &options).await?;
+        migrator().run(&pool).await.map_err(|e| StoreError::Migration(e.to_string()))?;
+        Ok(Self { pool })
+    }
+
+    /// The connection pool, for the few callers (benchmarks, the API's SQL queries) that need SQL.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    async fn fetch_versions(&self, query: SqlQuery<'_>) -> Result<Vec<ParcelVersion>> {
+        let rows = query.fetch_all(&self.pool).await?;
+        rows.iter().map(version_from_row).collect()
+    }
+}
+
+type SqlQuery<'q> = sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments>;
+
+async fn ensure_postgis(pool: &PgPool, url: &str, options: &PgConnectOptions) -> Result<()> {
+    let enabled: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'postgis')")
+        .fetch_one(pool)
+        .await?;
+    if enabled {
+        return Ok(());
+    }
+    let available: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'postgis')")
+            .fetch_one(pool)
+            .await?;
+    if !available {
+        return Err(StoreError::PostgisMissing { url: redact(url) });
+    }
+    match sqlx::query("CREATE EXTENSION IF NOT EXISTS postgis").execute(pool).await {
+        Ok(_) => Ok(()),
+        Err(e) if sql_state(&e).as_deref() == Some("42501") => {
+            Err(StoreError::PostgisNotEnabled { database: options.get_database().unwrap_or("(default)").to_owned() })
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+impl ParcelStore for PgStore {
+    type Batch = PgBatch;
+    type Waiter = PgWaiter;
+
+    async fn begin_batch(&self, batch: NewBatch) -> Result<PgBatch> {
+        let mut tx = self.pool.begin().await?;
+        let row = sqlx::query(
+            "INSERT INTO import_batch (source, province_code, content_hash, mode) VALUES ($1, $2, $3, $4) \
+             RETURNING id, started_at",
+        )
+        .bind(&batch.source)
+        .bind(&batch.province_code)
+        .bind(&batch.content_hash)
+        .bind(&batch.mode)
+        .fetch_one(&mut *tx)
+        .await?;
+        Ok(PgBatch { tx, id: BatchId(row.try_get("id")?), started_at: row.try_get("started_at")?, failed: None })
+    }
+
+    async fn version(&self, id: VersionId) -> Result<Option<ParcelVersion>> {
+        let sql = format!("SELECT {VERSION_COLUMNS} FROM parcel_version v WHERE v.id = $1");
+        Ok(self.fetch_versions(sqlx::query(&sql).bind(id.0)).await?.pop())
+    }
+
+    async fn current_by_key(&self, key: &ParcelKey) -> Result<Option<ParcelVersion>> {
+        let sql = format!(
+            "SELECT {VERSION_COLUMNS} FROM parcel_version v \
+             WHERE v.commune_code = $1 AND v.sheet = $2 AND v.parcel_no = $3 AND v.valid_to IS NULL"
+        );
+        Ok(self
+            .fetch_versions(
+                sqlx::query(&sql)
+                    .bind(key.commune.as_str().to_owned())
+                    .bind(key.sheet.clone())
+                    .bind(key.number.clone()),
+            )
+            .await?
+            .pop())
+    }
+
+    async fn current_by_national_id(&self, id: &NationalParcelId) -> Result<Vec<ParcelVersion>> {
+        let sql = format!(
+            "SELECT {VERSION_COLUMNS} FROM parcel_version v WHERE v.national_id = $1 AND v.valid_to IS NULL ORDER BY v.id"
+        );
+        self.fetch_versions(sqlx::query(&sql).bind(id.as_str().to_owned())).await
+    }
+
+    async fn history(&self, key: &ParcelKey) -> Result<Vec<ParcelVersion>> {
+        let sql = format!(
+            "SELECT {VERSION_COLUMNS} FROM parcel_version v \
+             WHERE v.commune_code = $1 AND v.sheet = $2 AND v.parcel_no = $3 ORDER BY v.valid_from, v.id"
+        );
+        self.fetch_versions(
+            sqlx::query(&sql).bind(key.commune.as_str().to_owned()).bind(key.sheet.clone()).bind(key.number.clone()),
+        )
+        .await
+    }
+
+    async fn successors(&self, id: VersionId) -> Result<Vec<VersionId>> {
+        let ids: Vec<i64> =
+            sqlx::query_scalar("SELECT version_id FROM parcel_lineage WHERE parent_id = $1 ORDER BY version_id")
+                .bind(id.0)
+                .fetch_all(&self.pool)
+                .await?;
+        Ok(ids.into_iter().map(VersionId).collect())
+    }
+
+    async fn right_holders(&self, id: VersionId) -> Result<Vec<RightHolder>> {
+        let rows = sqlx::query(
+            "SELECT name, citizen_id, birth_year, address FROM right_holder WHERE version_id = $1 ORDER BY ordinal",
+        )
+        .bind(id.0)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(RightHolder {
+                    name: r.try_get("name")?,
+                    citizen_id: r.try_get("citizen_id")?,
+                    birth_year: r.try_get("birth_year")?,
+                    address: r.try_get("address")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn current_page(&self, after: Option<VersionId>, limit: usize) -> Result<Vec<ParcelVersion>> {
+        let sql = format!(
+            "SELECT {VERSION_COLUMNS} FROM parcel_version v WHERE v.valid_to IS NULL AND v.id > $1 ORDER BY v.id LIMIT $2"
+        );
+        let after = after.map_or(0, |v| v.0);
+        self.fetch_versions(sqlx::query(&sql).bind(after).bind(i64::try_from(limit).unwrap_or(i64::MAX))).await
+    }
+
+    async fn count_current(&self) -> Result<u64> {
+        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM parcel_version WHERE valid_to IS NULL")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(u64::try_from(n).unwrap_or_default())
+    }
+
+    async fn batch(&self, id: BatchId) -> Result<Option<BatchInfo>> {
+        let sql = format!("SELECT {BATCH_COLUMNS} FROM import_batch WHERE id = $1");
+        sqlx::query(&sql).bind(id.0).fetch_optional(&self.pool).await?.as_ref().map(batch_from_row).transpose()
+    }
+
+    async fn batch_by_content_hash(&self, hash: &str) -> Result<Option<BatchInfo>> {
+        let sql = format!("SELECT {BATCH_COLUMNS} FROM import_batch WHERE content_hash = $1");
+        sqlx::query(&sql).bind(hash).fetch_optional(&self.pool).await?.as_ref().map(batch_from_row).transpose()
+    }
+
+    async fn changes_since(&self, after: FeedPosition, limit: usize) -> Result<Vec<ParcelChange>> {
+        let rows = sqlx::query(
+            "SELECT seq, batch_id, kind, version_id, national_id, commune_code FROM parcel_change \
+             WHERE seq > $1 ORDER BY seq LIMIT $2",
+        )
+        .bind(after.0)
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(ParcelChange {
+                    position: FeedPosition(r.try_get("seq")?),
+                    batch: BatchId(r.try_get("batch_id")?),
+                    kind: ChangeKind::parse(r.try_get("kind")?)?,
+                    version: VersionId(r.try_get("version_id")?),
+                    national_id: NationalParcelId::parse(r.try_get("national_id")?)
+                        .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                    commune: r.try_get("commune_code")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn feed_head(&self) -> Result<FeedPosition> {
+        let seq: i64 =
+            sqlx::query_scalar("SELECT coalesce(max(seq), 0) FROM parcel_change").fetch_one(&self.pool).await?;
+        Ok(FeedPosition(seq))
+    }
+
+    async fn feed_waiter(&self) -> Result<PgWaiter> {
+        let mut listener = PgListener::connect_with(&self.pool).await?;
+        listener.listen(CHANGE_CHANNEL).await?;
+        Ok(PgWaiter { listener })
+    }
+}
+
+/// Waits on `LISTEN landdb_changes`.
+#[derive(Debug)]
+pub struct PgWaiter {
+    listener: PgListener,
+}
+
+impl FeedWaiter for PgWaiter {
+    async fn wait(&mut self, timeout: Duration) -> Result<()> {
+        match tokio::time::timeout(timeout, self.listener.recv()).await {
+            Ok(Ok(_)) | Err(_) => Ok(()),
+            Ok(Err(e)) => Err(e.into()),
+        }
+    }
+}
+
+/// One import batch: a transaction on one pooled connection.
+#[derive(Debug)]
+pub struct PgBatch {
+    tx: Transaction<'static, Postgres>,
+    id: BatchId,
+    started_at: DateTime<Utc>,
+    /// Set once a statement failed: PostgreSQL has aborted the transaction.
+    failed: Option<String>,
+}
+
+impl PgBatch {
+    fn check_usable(&self) -> Result<()> {
+        match &self.failed {
+            Some(reason) => Err(StoreError::BatchFailed(reason.clone())),
+            None => Ok(()),
+        }
+    }
+
+    /// Records a failure (the transaction is now aborted) and words a key conflict for the operator.
+    fn fail(&mut self, err: sqlx::Error) -> StoreError {
+        let err = match sql_state(&err).as_deref() {
+            Some("23505") => {
+                let detail = match &err {
+                    sqlx::Error::Database(db) => db
+                        .try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
+                        .and_then(|pg| pg.detail().map(str::to_owned))
+                        .unwrap_or_else(|| db.message().to_owned()),
+                    other => other.to_string(),
+                };
+                StoreError::CurrentParcelExists { key: key_from_unique_violation(&detail) }
+            }
+            _ => StoreError::Database(err),
+        };
+        self.failed = Some(err.to_string());
+        err
+    }
+
+    /// Checks that every version in `ids` is current or was retired by this batch; returns the
+    /// ones still current.
+    async fn retirable(&mut self, ids: &[VersionId]) -> Result<Vec<i64>> {
+        let raw: Vec<i64> = ids.iter().map(|v| v.0).collect();
+        let rows = sqlx::query(
+            "SELECT id, valid_to IS NULL AS current, retired_by_batch FROM parcel_version WHERE id = ANY($1)",
+        )
+        .bind(&raw)
+        .fetch_all(&mut *self.tx)
+        .await
+        .map_err(|e| self.fail(e))?;
+        let mut current = Vec::new();
+        for id in &raw {
+            let row = rows.iter().find(|r| r.try_get::<i64, _>("id").ok() == Some(*id));
+            let ok = match row {
+                Some(r) if r.try_get::<bool, _>("current")? => {
+                    current.push(*id);
+                    true
+                }
+                Some(r) => r.try_get::<Option<i64>, _>("retired_by_batch")? == Some(self.id.0),
+                None => false,
+            };
+            if !ok {
+                return Err(StoreError::NotCurrent(VersionId(*id)));
+            }
+        }
+        current.sort_unstable();
+        current.dedup();
+        Ok(current)
+    }
+
+    async fn retire_current(&mut self, ids: &[i64]) -> Result<()> {
+        sqlx::query(
+            "UPDATE parcel_version SET valid_to = $1, retired_by_batch = $2 WHERE id = ANY($3) AND valid_to IS NULL",
+        )
+        .bind(self.started_at)
+        .bind(self.id.0)
+        .bind(ids)
+        .execute(&mut *self.tx)
+        .await
+        .map_err(|e| self.fail(e))?;
+        Ok(())
+    }
+}
+
+impl BatchWriter for PgBatch {
+    fn id(&self) -> BatchId {
+        self.id
+    }
+
+    fn effective_at(&self) -> DateTime<Utc> {
+        self.started_at
+    }
+
+    async fn insert(&mut self, parcels: &[Parcel]) -> Result<Vec<VersionId>> {
+        self.check_usable()?;
+        if parcels.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids: Vec<i64> = sqlx::query_scalar(
+            "SELECT nextval(pg_get_serial_sequence('parcel_version', 'id')) FROM generate_series(1, $1)",
+        )
+        .bind(i64::try_from(parcels.len()).unwrap_or(i64::MAX))
+        .fetch_all(&mut *self.tx)
+        .await
+        .map_err(|e| self.fail(e))?;
+        let (versions, holders) = copy::encode(parcels, &ids, self.started_at, self.id);
+        let result = async {
+            let mut sink = self.tx.copy_in_raw(copy::PARCEL_VERSION).await?;
+            sink.send(versions.as_bytes()).await?;
+            sink.finish().await?;
+            if !holders.is_empty() {
+                let mut sink = self.tx.copy_in_raw(copy::RIGHT_HOLDER).await?;
+                sink.send(holders.as_bytes()).await?;
+                sink.finish().await?;
+            }
+            Ok::<_, sqlx::Error>(())
+        }
+        .await;
+        result.map_err(|e| self.fail(e))?;
+        Ok(ids.into_iter().map(VersionId).collect())
+    }
+
+    async fn supersede(&mut self, parcel: &Parcel, replaces: &[VersionId]) -> Result<VersionId> {
+        self.check_usable()?;
+        let current = self.retirable(replaces).await?;
+        self.retire_current(&current).await?;
+        let id = self
+            .insert(std::slice::from_ref(parcel))
+            .await?
+            .pop()
+            .ok_or_else(|| StoreError::Corrupt("insert of one parcel returned no version".into()))?;
+        let parents: Vec<i64> = replaces.iter().map(|v| v.0).collect();
+        sqlx::query("INSERT INTO parcel_lineage (version_id, parent_id) SELECT $1, p FROM unnest($2::bigint[]) AS p ON CONFLICT DO NOTHING")
+            .bind(id.0)
+            .bind(&parents)
+            .execute(&mut *self.tx)
+            .await
+            .map_err(|e| self.fail(e))?;
+        Ok(id)
+    }
+
+    async fn retire(&mut self, versions: &[VersionId]) -> Result<()> {
+        self.check_usable()?;
+        let current = self.retirable(versions).await?;
+        self.retire_current(&current).await
+    }
+
+    async fn commit(mut self, summary: serde_json::Value) -> Result<BatchInfo> {
+        self.check_usable()?;
+        let id = self.id.0;
+        let statements = [
+            "SELECT pg_advisory_xact_lock($2)",
+            "INSERT INTO parcel_change (batch_id, kind, version_id, national_id, commune_code) \
+             SELECT $1, 'retired', id, national_id, commune_code FROM parcel_version WHERE retired_by_batch = $1 ORDER BY id",
+            "INSERT INTO parcel_change (batch_id, kind, version_id, national_id, commune_code) \
+             SELECT $1, 'created', id, national_id, commune_code FROM parcel_version WHERE batch_id = $1 ORDER BY id",
+        ];
+        for sql in statements {
+            let query = sqlx::query(sql).bind(id);
+            let query = if sql.contains("$2") { query.bind(FEED_LOCK) } else { query };
+            query.execute(&mut *self.tx).await?;
+        }
+        let sql = format!(
+            "UPDATE import_batch SET committed_at = clock_timestamp(), summary = $2 WHERE id = $1 RETURNING {BATCH_COLUMNS}"
+        );
+        let row = sqlx::query(&sql).bind(id).bind(&summary).fetch_one(&mut *self.tx).await?;
+        let info = batch_from_row(&row)?;
+        sqlx::query("SELECT pg_notify($1, (SELECT coalesce(max(seq), 0) FROM parcel_change)::text)")
+            .bind(CHANGE_CHANNEL)
+            .execute(&mut *self.tx)
+            .await?;
+        self.tx.commit().await?;
+        Ok(info)
+    }
+
+    async fn rollback(self) -> Result<()> {
+        self.tx.rollback().await?;
+        Ok(())
+    }
+}

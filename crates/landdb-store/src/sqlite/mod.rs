@@ -1,0 +1,500 @@
+//! The embedded store: one SQLite file, the default when no PostGIS is given, so landdb runs on a
+//! laptop with no server. Same behaviour as the PostGIS store; writers are serialised (SQLite has
+//! one writer at a time), and feed followers poll instead of listening.
+
+use std::borrow::Cow;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use landdb_model::{BatchId, FeedPosition, NationalParcelId, Parcel, ParcelKey, ParcelVersion, RightHolder, VersionId};
+use sqlx::migrate::{Migration, MigrationType, Migrator};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
+};
+use sqlx::{Row, Sqlite, Transaction};
+use tokio::sync::{Mutex, OwnedMutexGuard};
+
+use crate::row::VersionRow;
+use crate::{
+    BatchInfo, BatchWriter, ChangeKind, FeedWaiter, NewBatch, ParcelChange, ParcelStore, Result, StoreError, geometry,
+};
+
+const MIGRATIONS: &[(i64, &str, &str)] =
+    &[(1, "parcels", include_str!("../../../../migrations/sqlite/0001_parcels.sql"))];
+
+/// How often a follower of the embedded store looks for new changes.
+pub const POLL_INTERVAL: Duration = Duration::from_millis(200);
+
+fn migrator() -> Migrator {
+    Migrator {
+        migrations: Cow::Owned(
+            MIGRATIONS
+                .iter()
+                .map(|(version, name, sql)| {
+                    Migration::new(*version, Cow::Borrowed(name), MigrationType::Simple, Cow::Borrowed(sql), false)
+                })
+                .collect(),
+        ),
+        ..Migrator::DEFAULT
+    }
+}
+
+/// Timestamps as fixed-width RFC 3339 text, so that text order is time order.
+fn timestamp(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Micros, true)
+}
+
+fn parse_timestamp(raw: &str) -> Result<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(raw)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|e| StoreError::Corrupt(format!("timestamp {raw:?}: {e}")))
+}
+
+fn json(raw: &str) -> Result<serde_json::Value> {
+    serde_json::from_str(raw).map_err(|e| StoreError::Corrupt(format!("JSON column: {e}")))
+}
+
+const VERSION_COLUMNS: &str = "v.id, v.national_id, v.commune_code, v.sheet, v.parcel_no, v.commune_code_received, \
+    v.province_code, v.land_use, v.legal_area_m2, v.measured_area_m2, v.geometry_area_m2, v.address, \
+    v.certificate_no, v.source_crs, v.extra, v.geom, v.valid_from, v.valid_to, v.batch_id, \
+    (SELECT json_group_array(parent_id) FROM (SELECT parent_id FROM parcel_lineage l WHERE l.version_id = v.id ORDER BY parent_id)) AS lineage";
+
+fn version_from_row(row: &SqliteRow) -> Result<ParcelVersion> {
+    let land_use: Vec<String> = serde_json::from_value(json(row.try_get("land_use")?)?)
+        .map_err(|e| StoreError::Corrupt(format!("land_use: {e}")))?;
+    let lineage: Vec<i64> = serde_json::from_value(json(row.try_get("lineage")?)?)
+        .map_err(|e| StoreError::Corrupt(format!("lineage: {e}")))?;
+    VersionRow {
+        id: row.try_get("id")?,
+        national_id: row.try_get("national_id")?,
+        commune_code: row.try_get("commune_code")?,
+        sheet: row.try_get("sheet")?,
+        parcel_no: row.try_get("parcel_no")?,
+        commune_code_received: row.try_get("commune_code_received")?,
+        province_code: row.try_get("province_code")?,
+        land_use,
+        legal_area_m2: row.try_get("legal_area_m2")?,
+        measured_area_m2: row.try_get("measured_area_m2")?,
+        geometry_area_m2: row.try_get("geometry_area_m2")?,
+        address: row.try_get("address")?,
+        certificate_no: row.try_get("certificate_no")?,
+        source_crs: row.try_get("source_crs")?,
+        extra: json(row.try_get("extra")?)?,
+        geom_wkb: row.try_get("geom")?,
+        valid_from: parse_timestamp(row.try_get("valid_from")?)?,
+        valid_to: row.try_get::<Option<&str>, _>("valid_to")?.map(parse_timestamp).transpose()?,
+        batch_id: row.try_get("batch_id")?,
+        lineage,
+    }
+    .into_version()
+}
+
+const BATCH_COLUMNS: &str = "id, source, province_code, content_hash, mode, started_at, committed_at, summary";
+
+fn batch_from_row(row: &SqliteRow) -> Result<BatchInfo> {
+    Ok(BatchInfo {
+        id: BatchId(row.try_get("id")?),
+        source: row.try_get("source")?,
+        province_code: row.try_get("province_code")?,
+        content_hash: row.try_get("content_hash")?,
+        mode: row.try_get("mode")?,
+        started_at: parse_timestamp(row.try_get("started_at")?)?,
+        committed_at: row.try_get::<Option<&str>, _>("committed_at")?.map(parse_timestamp).transpose()?,
+        summary: json(row.try_get("summary")?)?,
+    })
+}
+
+/// The embedded store.
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+    /// One writing batch at a time in this process (SQLite has a single writer; waiting here is
+    /// kinder than failing with "database is locked").
+    writer: Arc<Mutex<()>>,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the store file and brings its schema up to date.
+    pub async fn open(path: &Path) -> Result<Self> {
+        let embedded = |reason: String| StoreError::Embedded { path: path.display().to_string(), reason };
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| embedded(e.to_string()))?;
+        }
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(30));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options)
+            .await
+            .map_err(|e| embedded(e.to_string()))?;
+        migrator().run(&pool).await.map_err(|e| StoreError::Migration(e.to_string()))?;
+        Ok(Self { pool, writer: Arc::new(Mutex::new(())) })
+    }
+
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
+    async fn fetch_versions(&self, query: SqlQuery<'_>) -> Result<Vec<ParcelVersion>> {
+        let rows = query.fetch_all(&self.pool).await?;
+        rows.iter().map(version_from_row).collect()
+    }
+}
+
+type SqlQuery<'q> = sqlx::query::Query<'q, Sqlite, sqlx::sqlite::SqliteArguments<'q>>;
+
+impl ParcelStore for SqliteStore {
+    type Batch = SqliteBatch;
+    type Waiter = PollingWaiter;
+
+    async fn begin_batch(&self, batch: NewBatch) -> Result<SqliteBatch> {
+        let guard = Arc::clone(&self.writer).lock_owned().await;
+        let mut tx = self.pool.begin().await?;
+        // Microseconds, as PostgreSQL keeps them, so both stores report the same times.
+        let started_at = DateTime::from_timestamp_micros(Utc::now().timestamp_micros()).unwrap_or_else(Utc::now);
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO import_batch (source, province_code, content_hash, mode, started_at) VALUES (?, ?, ?, ?, ?) RETURNING id",
+        )
+        .bind(&batch.source)
+        .bind(&batch.province_code)
+        .bind(&batch.content_hash)
+        .bind(&batch.mode)
+        .bind(timestamp(started_at))
+        .fetch_one(&mut *tx)
+        .await?;
+        Ok(SqliteBatch { tx, _writer: guard, id: BatchId(id), started_at, failed: None })
+    }
+
+    async fn version(&self, id: VersionId) -> Result<Option<ParcelVersion>> {
+        let sql = format!("SELECT {VERSION_COLUMNS} FROM parcel_version v WHERE v.id = ?");
+        Ok(self.fetch_versions(sqlx::query(&sql).bind(id.0)).await?.pop())
+    }
+
+    async fn current_by_key(&self, key: &ParcelKey) -> Result<Option<ParcelVersion>> {
+        let sql = format!(
+            "SELECT {VERSION_COLUMNS} FROM parcel_version v \
+             WHERE v.commune_code = ? AND v.sheet = ? AND v.parcel_no = ? AND v.valid_to IS NULL"
+        );
+        Ok(self
+            .fetch_versions(
+                sqlx::query(&sql)
+                    .bind(key.commune.as_str().to_owned())
+                    .bind(key.sheet.clone())
+                    .bind(key.number.clone()),
+            )
+            .await?
+            .pop())
+    }
+
+    async fn current_by_national_id(&self, id: &NationalParcelId) -> Result<Vec<ParcelVersion>> {
+        let sql = format!(
+            "SELECT {VERSION_COLUMNS} FROM parcel_version v WHERE v.national_id = ? AND v.valid_to IS NULL ORDER BY v.id"
+        );
+        self.fetch_versions(sqlx::query(&sql).bind(id.as_str().to_owned())).await
+    }
+
+    async fn history(&self, key: &ParcelKey) -> Result<Vec<ParcelVersion>> {
+        let sql = format!(
+            "SELECT {VERSION_COLUMNS} FROM parcel_version v \
+             WHERE v.commune_code = ? AND v.sheet = ? AND v.parcel_no = ? ORDER BY v.valid_from, v.id"
+        );
+        self.fetch_versions(
+            sqlx::query(&sql).bind(key.commune.as_str().to_owned()).bind(key.sheet.clone()).bind(key.number.clone()),
+        )
+        .await
+    }
+
+    async fn successors(&self, id: VersionId) -> Result<Vec<VersionId>> {
+        let ids: Vec<i64> =
+            sqlx::query_scalar("SELECT version_id FROM parcel_lineage WHERE parent_id = ? ORDER BY version_id")
+                .bind(id.0)
+                .fetch_all(&self.pool)
+                .await?;
+        Ok(ids.into_iter().map(VersionId).collect())
+    }
+
+    async fn right_holders(&self, id: VersionId) -> Result<Vec<RightHolder>> {
+        let rows = sqlx::query(
+            "SELECT name, citizen_id, birth_year, address FROM right_holder WHERE version_id = ? ORDER BY ordinal",
+        )
+        .bind(id.0)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(RightHolder {
+                    name: r.try_get("name")?,
+                    citizen_id: r.try_get("citizen_id")?,
+                    birth_year: r.try_get("birth_year")?,
+                    address: r.try_get("address")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn current_page(&self, after: Option<VersionId>, limit: usize) -> Result<Vec<ParcelVersion>> {
+        let sql = format!(
+            "SELECT {VERSION_COLUMNS} FROM parcel_version v WHERE v.valid_to IS NULL AND v.id > ? ORDER BY v.id LIMIT ?"
+        );
+        let after = after.map_or(0, |v| v.0);
+        self.fetch_versions(sqlx::query(&sql).bind(after).bind(i64::try_from(limit).unwrap_or(i64::MAX))).await
+    }
+
+    async fn count_current(&self) -> Result<u64> {
+        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM parcel_version WHERE valid_to IS NULL")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(u64::try_from(n).unwrap_or_default())
+    }
+
+    async fn batch(&self, id: BatchId) -> Result<Option<BatchInfo>> {
+        let sql = format!("SELECT {BATCH_COLUMNS} FROM import_batch WHERE id = ?");
+        sqlx::query(&sql).bind(id.0).fetch_optional(&self.pool).await?.as_ref().map(batch_from_row).transpose()
+    }
+
+    async fn batch_by_content_hash(&self, hash: &str) -> Result<Option<BatchInfo>> {
+        let sql = format!("SELECT {BATCH_COLUMNS} FROM import_batch WHERE content_hash = ?");
+        sqlx::query(&sql).bind(hash).fetch_optional(&self.pool).await?.as_ref().map(batch_from_row).transpose()
+    }
+
+    async fn changes_since(&self, after: FeedPosition, limit: usize) -> Result<Vec<ParcelChange>> {
+        let rows = sqlx::query(
+            "SELECT seq, batch_id, kind, version_id, national_id, commune_code FROM parcel_change \
+             WHERE seq > ? ORDER BY seq LIMIT ?",
+        )
+        .bind(after.0)
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(ParcelChange {
+                    position: FeedPosition(r.try_get("seq")?),
+                    batch: BatchId(r.try_get("batch_id")?),
+                    kind: ChangeKind::parse(r.try_get("kind")?)?,
+                    version: VersionId(r.try_get("version_id")?),
+                    national_id: NationalParcelId::parse(r.try_get("national_id")?)
+                        .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                    commune: r.try_get("commune_code")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn feed_head(&self) -> Result<FeedPosition> {
+        let seq: i64 =
+            sqlx::query_scalar("SELECT coalesce(max(seq), 0) FROM parcel_change").fetch_one(&self.pool).await?;
+        Ok(FeedPosition(seq))
+    }
+
+    async fn feed_waiter(&self) -> Result<PollingWaiter> {
+        Ok(PollingWaiter { interval: POLL_INTERVAL })
+    }
+}
+
+/// SQLite has no LISTEN: a follower sleeps a short interval and reads the feed again.
+#[derive(Debug)]
+pub struct PollingWaiter {
+    interval: Duration,
+}
+
+impl FeedWaiter for PollingWaiter {
+    async fn wait(&mut self, timeout: Duration) -> Result<()> {
+        tokio::time::sleep(self.interval.min(timeout)).await;
+        Ok(())
+    }
+}
+
+/// One import batch in the embedded store.
+#[derive(Debug)]
+pub struct SqliteBatch {
+    tx: Transaction<'static, Sqlite>,
+    _writer: OwnedMutexGuard<()>,
+    id: BatchId,
+    started_at: DateTime<Utc>,
+    failed: Option<String>,
+}
+
+impl SqliteBatch {
+    fn check_usable(&self) -> Result<()> {
+        match &self.failed {
+            Some(reason) => Err(StoreError::BatchFailed(reason.clone())),
+            None => Ok(()),
+        }
+    }
+
+    fn fail(&mut self, err: StoreError) -> StoreError {
+        self.failed = Some(err.to_string());
+        err
+    }
+
+    async fn retirable(&mut self, ids: &[VersionId]) -> Result<Vec<i64>> {
+        let mut current = Vec::new();
+        for id in ids {
+            let row =
+                sqlx::query("SELECT valid_to IS NULL AS current, retired_by_batch FROM parcel_version WHERE id = ?")
+                    .bind(id.0)
+                    .fetch_optional(&mut *self.tx)
+                    .await?;
+            let ok = match row {
+                Some(r) if r.try_get::<bool, _>("current")? => {
+                    current.push(id.0);
+                    true
+                }
+                Some(r) => r.try_get::<Option<i64>, _>("retired_by_batch")? == Some(self.id.0),
+                None => false,
+            };
+            if !ok {
+                return Err(StoreError::NotCurrent(*id));
+            }
+        }
+        current.sort_unstable();
+        current.dedup();
+        Ok(current)
+    }
+
+    async fn retire_current(&mut self, ids: &[i64]) -> Result<()> {
+        for id in ids {
+            sqlx::query(
+                "UPDATE parcel_version SET valid_to = ?, retired_by_batch = ? WHERE id = ? AND valid_to IS NULL",
+            )
+            .bind(timestamp(self.started_at))
+            .bind(self.id.0)
+            .bind(id)
+            .execute(&mut *self.tx)
+            .await
+            .map_err(|e| self.fail(e.into()))?;
+        }
+        Ok(())
+    }
+
+    async fn insert_one(&mut self, parcel: &Parcel) -> Result<VersionId> {
+        let bbox = geometry::bbox(&parcel.geometry)
+            .ok_or_else(|| StoreError::Corrupt(format!("parcel {} has an empty geometry", parcel.key)))?;
+        let land_use: Vec<&str> = parcel.land_use.iter().map(|c| c.as_str()).collect();
+        let inserted = sqlx::query_scalar::<_, i64>(
+            "INSERT INTO parcel_version (national_id, commune_code, sheet, parcel_no, commune_code_received, \
+             province_code, land_use, legal_area_m2, measured_area_m2, geometry_area_m2, address, certificate_no, \
+             source_crs, extra, geom, min_lon, min_lat, max_lon, max_lat, valid_from, batch_id) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+        )
+        .bind(parcel.national_id.as_str())
+        .bind(parcel.key.commune.as_str())
+        .bind(&parcel.key.sheet)
+        .bind(&parcel.key.number)
+        .bind(&parcel.commune_code_received)
+        .bind(parcel.province.as_str())
+        .bind(serde_json::to_string(&land_use).unwrap_or_else(|_| "[]".into()))
+        .bind(parcel.legal_area_m2)
+        .bind(parcel.measured_area_m2)
+        .bind(parcel.geometry_area_m2)
+        .bind(&parcel.address)
+        .bind(&parcel.certificate_no)
+        .bind(&parcel.source_crs)
+        .bind(serde_json::to_string(&parcel.extra).unwrap_or_else(|_| "{}".into()))
+        .bind(geometry::to_wkb(&parcel.geometry))
+        .bind(bbox.min().x)
+        .bind(bbox.min().y)
+        .bind(bbox.max().x)
+        .bind(bbox.max().y)
+        .bind(timestamp(self.started_at))
+        .bind(self.id.0)
+        .fetch_one(&mut *self.tx)
+        .await;
+        let id = match inserted {
+            Ok(id) => id,
+            Err(sqlx::Error::Database(db)) if db.is_unique_violation() => {
+                return Err(self.fail(StoreError::CurrentParcelExists { key: parcel.key.to_string() }));
+            }
+            Err(e) => return Err(self.fail(e.into())),
+        };
+        for (ordinal, holder) in parcel.right_holders.iter().enumerate() {
+            sqlx::query(
+                "INSERT INTO right_holder (version_id, ordinal, name, citizen_id, birth_year, address) VALUES (?, ?, ?, ?, ?, ?)",
+            )
+            .bind(id)
+            .bind(i64::try_from(ordinal).unwrap_or(i64::MAX))
+            .bind(&holder.name)
+            .bind(&holder.citizen_id)
+            .bind(holder.birth_year)
+            .bind(&holder.address)
+            .execute(&mut *self.tx)
+            .await
+            .map_err(|e| self.fail(e.into()))?;
+        }
+        Ok(VersionId(id))
+    }
+}
+
+impl BatchWriter for SqliteBatch {
+    fn id(&self) -> BatchId {
+        self.id
+    }
+
+    fn effective_at(&self) -> DateTime<Utc> {
+        self.started_at
+    }
+
+    async fn insert(&mut self, parcels: &[Parcel]) -> Result<Vec<VersionId>> {
+        self.check_usable()?;
+        let mut ids = Vec::with_capacity(parcels.len());
+        for parcel in parcels {
+            ids.push(self.insert_one(parcel).await?);
+        }
+        Ok(ids)
+    }
+
+    async fn supersede(&mut self, parcel: &Parcel, replaces: &[VersionId]) -> Result<VersionId> {
+        self.check_usable()?;
+        let current = self.retirable(replaces).await?;
+        self.retire_current(&current).await?;
+        let id = self.insert_one(parcel).await?;
+        for parent in replaces {
+            sqlx::query("INSERT OR IGNORE INTO parcel_lineage (version_id, parent_id) VALUES (?, ?)")
+                .bind(id.0)
+                .bind(parent.0)
+                .execute(&mut *self.tx)
+                .await
+                .map_err(|e| self.fail(e.into()))?;
+        }
+        Ok(id)
+    }
+
+    async fn retire(&mut self, versions: &[VersionId]) -> Result<()> {
+        self.check_usable()?;
+        let current = self.retirable(versions).await?;
+        self.retire_current(&current).await
+    }
+
+    async fn commit(mut self, summary: serde_json::Value) -> Result<BatchInfo> {
+        self.check_usable()?;
+        let id = self.id.0;
+        let now = timestamp(Utc::now());
+        for kind in ["retired", "created"] {
+            let column = if kind == "retired" { "retired_by_batch" } else { "batch_id" };
+            let sql = format!(
+                "INSERT INTO parcel_change (batch_id, kind, version_id, national_id, commune_code, changed_at) \
+                 SELECT ?, '{kind}', id, national_id, commune_code, ? FROM parcel_version WHERE {column} = ? ORDER BY id"
+            );
+            sqlx::query(&sql).bind(id).bind(&now).bind(id).execute(&mut *self.tx).await?;
+        }
+        let sql =
+            format!("UPDATE import_batch SET committed_at = ?, summary = ? WHERE id = ? RETURNING {BATCH_COLUMNS}");
+        let row = sqlx::query(&sql).bind(&now).bind(summary.to_string()).bind(id).fetch_one(&mut *self.tx).await?;
+        let info = batch_from_row(&row)?;
+        self.tx.commit().await?;
+        Ok(info)
+    }
+
+    async fn rollback(self) -> Result<()> {
+        self.tx.rollback().await?;
+        Ok(())
+    }
+}

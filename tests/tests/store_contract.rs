@@ -1,0 +1,364 @@
+//! The store contract: the same behaviour from PostGIS and from the embedded store. Every test
+//! here runs twice, once against a throwaway PostGIS database and once against a throwaway
+//! SQLite file.
+
+use std::time::Duration;
+
+use landdb_model::{FeedPosition, VersionId};
+use landdb_store::{AnyStore, BatchWriter, ChangeKind, DatabaseUrl, FeedWaiter, NewBatch, ParcelStore, StoreError};
+use landdb_tests::fixtures::parcel;
+use landdb_tests::{EmbeddedDb, PostgisDb};
+
+/// Keeps the throwaway database alive as long as the store is used.
+enum Guard {
+    Postgis(#[allow(dead_code)] PostgisDb),
+    Embedded(#[allow(dead_code)] EmbeddedDb),
+}
+
+async fn postgis() -> (AnyStore, Guard) {
+    let db = PostgisDb::create().await.expect("throwaway PostGIS database");
+    let store = AnyStore::open(&DatabaseUrl::parse(&db.url).expect("url")).await.expect("open PostGIS store");
+    (store, Guard::Postgis(db))
+}
+
+async fn embedded() -> (AnyStore, Guard) {
+    let db = EmbeddedDb::create();
+    let store = AnyStore::open(&DatabaseUrl::Sqlite(db.path.clone())).await.expect("open embedded store");
+    (store, Guard::Embedded(db))
+}
+
+/// Generates `postgis_NAME` and `embedded_NAME` tests from one `async fn NAME(store: AnyStore)`.
+macro_rules! contract {
+    ($($name:ident),* $(,)?) => {
+        mod postgis {$(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                let (store, _guard) = super::postgis().await;
+                super::$name(store).await;
+            }
+        )*}
+        mod embedded {$(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                let (store, _guard) = super::embedded().await;
+                super::$name(store).await;
+            }
+        )*}
+    };
+}
+
+contract!(
+    round_trip_is_exact,
+    history_and_lineage_of_update_split_and_merge,
+    change_feed_is_ordered_and_resumable,
+    a_current_parcel_is_never_silently_overwritten,
+    a_failed_batch_leaves_the_store_as_it_was,
+    an_uncommitted_batch_is_invisible,
+    only_current_versions_can_be_superseded,
+    paging_visits_every_current_parcel_once,
+    re_upload_is_recognised_by_content_hash,
+    feed_waiter_wakes_after_a_commit,
+    migrations_are_idempotent,
+);
+
+fn batch(source: &str) -> NewBatch {
+    NewBatch { source: source.into(), province_code: Some("48".into()), content_hash: None, mode: "append".into() }
+}
+
+async fn round_trip_is_exact(store: AnyStore) {
+    let original = parcel("20203", "12", "345", 108.206_003_246_647_33, 16.077_218_699_213_272);
+    let mut b = store.begin_batch(batch("round-trip.geojson")).await.expect("begin");
+    let ids = b.insert(std::slice::from_ref(&original)).await.expect("insert");
+    let info = b.commit(serde_json::json!({ "input": 1 })).await.expect("commit");
+    assert_eq!(info.summary["input"], 1);
+
+    let stored = store.version(ids[0]).await.expect("read").expect("stored");
+    let mut expected = original.clone();
+    expected.right_holders.clear(); // personal data is only read on request
+    assert_eq!(stored.parcel, expected, "every field, geometry bit for bit, Vietnamese text intact");
+    assert!(stored.is_current());
+    assert_eq!(stored.batch, info.id);
+    assert!(stored.lineage.is_empty());
+    assert_eq!(store.right_holders(ids[0]).await.expect("holders"), original.right_holders);
+
+    let by_key = store.current_by_key(&original.key).await.expect("read").expect("found by key");
+    assert_eq!(by_key.id, ids[0]);
+    let by_id = store.current_by_national_id(&original.national_id).await.expect("read");
+    assert_eq!(by_id.iter().map(|v| v.id).collect::<Vec<_>>(), ids);
+    assert_eq!(store.count_current().await.expect("count"), 1);
+}
+
+async fn history_and_lineage_of_update_split_and_merge(store: AnyStore) {
+    let a = parcel("20203", "1", "10", 108.2, 16.07);
+    let mut b = store.begin_batch(batch("v1")).await.expect("begin");
+    let a_id = b.insert(std::slice::from_ref(&a)).await.expect("insert")[0];
+    b.commit(serde_json::json!({})).await.expect("commit");
+
+    // Update: a new version of the same parcel (area corrected).
+    let mut a2 = a.clone();
+    a2.measured_area_m2 = Some(402.0);
+    let mut b = store.begin_batch(batch("v2")).await.expect("begin");
+    let a2_id = b.supersede(&a2, &[a_id]).await.expect("supersede");
+    b.commit(serde_json::json!({})).await.expect("commit");
+
+    let history = store.history(&a.key).await.expect("history");
+    assert_eq!(history.iter().map(|v| v.id).collect::<Vec<_>>(), [a_id, a2_id]);
+    assert_eq!(history[0].valid_to, Some(history[1].valid_from), "no gap, no overlap in the validity periods");
+    assert!(history[1].is_current());
+    assert_eq!(history[1].lineage, [a_id]);
+    assert_eq!(history[0].parcel.measured_area_m2, Some(401.25), "the old version keeps its values");
+
+    // Split: two new parcels from one.
+    let left = parcel("20203", "1", "10a", 108.2, 16.07);
+    let right = parcel("20203", "1", "10b", 108.2002, 16.07);
+    let mut b = store.begin_batch(batch("split")).await.expect("begin");
+    let l_id = b.supersede(&left, &[a2_id]).await.expect("split, first part");
+    let r_id = b.supersede(&right, &[a2_id]).await.expect("split, second part");
+    b.commit(serde_json::json!({})).await.expect("commit");
+    assert_eq!(store.successors(a2_id).await.expect("successors"), [l_id, r_id]);
+    assert!(store.current_by_key(&a.key).await.expect("read").is_none(), "the split parcel is retired");
+
+    // Merge: one parcel from two.
+    let merged = parcel("20203", "1", "11", 108.2, 16.07);
+    let mut b = store.begin_batch(batch("merge")).await.expect("begin");
+    let m_id = b.supersede(&merged, &[r_id, l_id]).await.expect("merge");
+    b.commit(serde_json::json!({})).await.expect("commit");
+    let m = store.version(m_id).await.expect("read").expect("stored");
+    assert_eq!(m.lineage, [l_id, r_id]);
+    assert_eq!(store.count_current().await.expect("count"), 1);
+    let left_now = store.version(l_id).await.expect("read").expect("kept");
+    assert!(!left_now.is_current(), "history is kept, not deleted");
+}
+
+async fn change_feed_is_ordered_and_resumable(store: AnyStore) {
+    assert_eq!(store.feed_head().await.expect("head"), FeedPosition(0));
+    let parcels: Vec<_> =
+        (0..3).map(|i| parcel("20206", "2", &i.to_string(), 108.21 + f64::from(i) * 0.001, 16.06)).collect();
+    let mut b = store.begin_batch(batch("first")).await.expect("begin");
+    let ids = b.insert(&parcels).await.expect("insert");
+    let first = b.commit(serde_json::json!({})).await.expect("commit");
+
+    let mut b = store.begin_batch(batch("second")).await.expect("begin");
+    let updated = b.supersede(&parcels[1], &[ids[1]]).await.expect("supersede");
+    b.retire(&[ids[2]]).await.expect("retire");
+    let second = b.commit(serde_json::json!({})).await.expect("commit");
+
+    let feed = store.changes_since(FeedPosition(0), 100).await.expect("feed");
+    let seen: Vec<(ChangeKind, VersionId)> = feed.iter().map(|c| (c.kind, c.version)).collect();
+    assert_eq!(
+        seen,
+        [
+            (ChangeKind::Created, ids[0]),
+            (ChangeKind::Created, ids[1]),
+            (ChangeKind::Created, ids[2]),
+            (ChangeKind::Retired, ids[1]),
+            (ChangeKind::Retired, ids[2]),
+            (ChangeKind::Created, updated),
+        ]
+    );
+    assert!(feed.windows(2).all(|w| w[0].position < w[1].position), "positions increase");
+    assert!(feed[..3].iter().all(|c| c.batch == first.id) && feed[3..].iter().all(|c| c.batch == second.id));
+    assert_eq!(feed[0].national_id, parcels[0].national_id);
+    assert_eq!(store.feed_head().await.expect("head"), feed[5].position);
+
+    // A follower that stopped after the first batch resumes exactly where it was.
+    let resumed = store.changes_since(feed[2].position, 100).await.expect("feed");
+    assert_eq!(resumed, feed[3..]);
+    let paged = store.changes_since(feed[0].position, 2).await.expect("feed");
+    assert_eq!(paged, feed[1..3]);
+    assert!(store.changes_since(feed[5].position, 100).await.expect("feed").is_empty());
+}
+
+async fn a_current_parcel_is_never_silently_overwritten(store: AnyStore) {
+    let original = parcel("20209", "3", "7", 108.22, 16.05);
+    let mut b = store.begin_batch(batch("first")).await.expect("begin");
+    b.insert(std::slice::from_ref(&original)).await.expect("insert");
+    b.commit(serde_json::json!({})).await.expect("commit");
+
+    let mut impostor = original.clone();
+    impostor.address = Some("địa chỉ khác".into());
+    let mut b = store.begin_batch(batch("second")).await.expect("begin");
+    let err = b.insert(std::slice::from_ref(&impostor)).await.expect_err("second current version refused");
+    match &err {
+        StoreError::CurrentParcelExists { key } => assert_eq!(key, "20209/3/7"),
+        other => panic!("expected CurrentParcelExists, got {other}"),
+    }
+    assert!(err.to_string().contains("20209/3/7"), "{err}");
+    assert!(b.commit(serde_json::json!({})).await.is_err(), "a failed batch cannot be committed");
+
+    let current = store.current_by_key(&original.key).await.expect("read").expect("still there");
+    assert_eq!(current.parcel.address, original.address);
+
+    // A duplicate key inside one upload is refused the same way.
+    let twin = parcel("20209", "3", "8", 108.23, 16.05);
+    let mut b = store.begin_batch(batch("twins")).await.expect("begin");
+    assert!(matches!(b.insert(&[twin.clone(), twin]).await, Err(StoreError::CurrentParcelExists { .. })));
+    b.rollback().await.expect("rollback");
+    assert_eq!(store.count_current().await.expect("count"), 1);
+}
+
+async fn a_failed_batch_leaves_the_store_as_it_was(store: AnyStore) {
+    let kept = parcel("20212", "1", "1", 108.19, 16.04);
+    let mut b = store.begin_batch(batch("kept")).await.expect("begin");
+    let kept_id = b.insert(std::slice::from_ref(&kept)).await.expect("insert")[0];
+    b.commit(serde_json::json!({})).await.expect("commit");
+    let head = store.feed_head().await.expect("head");
+
+    let many: Vec<_> = (0..200).map(|i| parcel("20212", "2", &i.to_string(), 108.19, 16.041)).collect();
+    let mut b = store.begin_batch(batch("fails half-way")).await.expect("begin");
+    let failed_batch = b.id();
+    b.insert(&many).await.expect("first part");
+    b.retire(&[kept_id]).await.expect("retire");
+    assert!(b.insert(std::slice::from_ref(&many[17])).await.is_err(), "duplicate key fails the batch");
+    b.rollback().await.expect("rollback");
+
+    assert_eq!(store.count_current().await.expect("count"), 1);
+    assert!(store.current_by_key(&kept.key).await.expect("read").is_some(), "the retirement was undone");
+    assert_eq!(store.feed_head().await.expect("head"), head, "nothing reached the feed");
+    assert!(store.batch(failed_batch).await.expect("read").is_none(), "no trace of the batch");
+}
+
+async fn an_uncommitted_batch_is_invisible(store: AnyStore) {
+    let p = parcel("20215", "4", "4", 108.18, 16.03);
+    let mut b = store.begin_batch(batch("pending")).await.expect("begin");
+    b.insert(std::slice::from_ref(&p)).await.expect("insert");
+    assert!(store.current_by_key(&p.key).await.expect("read").is_none(), "not visible before commit");
+    assert_eq!(store.feed_head().await.expect("head"), FeedPosition(0));
+    drop(b); // as when the process dies mid-batch
+    // Let the pool finish the implicit rollback of the dropped transaction.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(store.current_by_key(&p.key).await.expect("read").is_none());
+    let mut b = store.begin_batch(batch("again")).await.expect("begin after a dropped batch");
+    b.insert(std::slice::from_ref(&p)).await.expect("the key is free");
+    b.commit(serde_json::json!({})).await.expect("commit");
+    assert_eq!(store.count_current().await.expect("count"), 1);
+}
+
+async fn only_current_versions_can_be_superseded(store: AnyStore) {
+    let p = parcel("20218", "5", "5", 108.17, 16.02);
+    let mut b = store.begin_batch(batch("v1")).await.expect("begin");
+    let v1 = b.insert(std::slice::from_ref(&p)).await.expect("insert")[0];
+    b.commit(serde_json::json!({})).await.expect("commit");
+    let mut b = store.begin_batch(batch("v2")).await.expect("begin");
+    b.supersede(&p, &[v1]).await.expect("supersede");
+    b.commit(serde_json::json!({})).await.expect("commit");
+
+    let mut b = store.begin_batch(batch("stale")).await.expect("begin");
+    let err = b.supersede(&p, &[v1]).await.expect_err("v1 is no longer current");
+    assert!(matches!(err, StoreError::NotCurrent(id) if id == v1), "{err}");
+    assert!(matches!(b.retire(&[VersionId(987_654)]).await, Err(StoreError::NotCurrent(_))));
+    b.rollback().await.expect("rollback");
+}
+
+async fn paging_visits_every_current_parcel_once(store: AnyStore) {
+    let parcels: Vec<_> = (0..57)
+        .map(|i| parcel("20221", &(i / 10).to_string(), &i.to_string(), 108.1 + f64::from(i) * 0.0003, 16.0))
+        .collect();
+    let mut b = store.begin_batch(batch("many")).await.expect("begin");
+    let ids = b.insert(&parcels).await.expect("insert");
+    b.retire(&ids[..5]).await.expect("retire five");
+    b.commit(serde_json::json!({})).await.expect("commit");
+
+    let mut seen = Vec::new();
+    let mut after = None;
+    loop {
+        let page = store.current_page(after, 10).await.expect("page");
+        let Some(last) = page.last() else { break };
+        after = Some(last.id);
+        seen.extend(page.iter().map(|v| v.id));
+    }
+    assert_eq!(seen, ids[5..]);
+}
+
+async fn re_upload_is_recognised_by_content_hash(store: AnyStore) {
+    let mut new = batch("commune-20225.zip");
+    new.content_hash = Some("sha256:abc123".into());
+    let b = store.begin_batch(new.clone()).await.expect("begin");
+    let info = b.commit(serde_json::json!({ "accepted": 0 })).await.expect("commit");
+    let found = store.batch_by_content_hash("sha256:abc123").await.expect("read").expect("found");
+    assert_eq!(found, info);
+    assert!(found.committed_at.is_some_and(|t| t >= found.started_at));
+    assert!(store.batch_by_content_hash("sha256:other").await.expect("read").is_none());
+}
+
+async fn feed_waiter_wakes_after_a_commit(store: AnyStore) {
+    let mut waiter = store.feed_waiter().await.expect("waiter");
+    let writer = store.clone();
+    let started = std::time::Instant::now();
+    let commit = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let mut b = writer.begin_batch(batch("live")).await.expect("begin");
+        b.insert(&[parcel("20227", "1", "1", 108.16, 16.01)]).await.expect("insert");
+        b.commit(serde_json::json!({})).await.expect("commit");
+    });
+    let mut position = FeedPosition(0);
+    while position == FeedPosition(0) {
+        assert!(started.elapsed() < Duration::from_secs(5), "the commit never reached the follower");
+        waiter.wait(Duration::from_secs(1)).await.expect("wait");
+        position = store.changes_since(position, 10).await.expect("feed").last().map_or(position, |c| c.position);
+    }
+    commit.await.expect("writer");
+    assert!(started.elapsed() < Duration::from_millis(1300), "seen within a second of the commit");
+}
+
+async fn migrations_are_idempotent(store: AnyStore) {
+    let mut b = store.begin_batch(batch("before")).await.expect("begin");
+    b.insert(&[parcel("20230", "1", "1", 108.15, 16.0)]).await.expect("insert");
+    b.commit(serde_json::json!({})).await.expect("commit");
+    // Opening the same database again re-runs the migrator: nothing changes, nothing is lost.
+    let url = match &store {
+        AnyStore::Postgres(s) => DatabaseUrl::Postgres(pg_url(s).await),
+        AnyStore::Sqlite(s) => DatabaseUrl::Sqlite(sqlite_path(s).await),
+    };
+    let again = AnyStore::open(&url).await.expect("reopen");
+    assert_eq!(again.count_current().await.expect("count"), 1);
+}
+
+async fn pg_url(store: &landdb_store::postgres::PgStore) -> String {
+    let db: String = sqlx::query_scalar("SELECT current_database()").fetch_one(store.pool()).await.expect("name");
+    let admin = landdb_tests::admin_url();
+    format!("{}/{db}", admin.rsplit_once('/').map_or(admin.as_str(), |(p, _)| p))
+}
+
+async fn sqlite_path(store: &landdb_store::sqlite::SqliteStore) -> std::path::PathBuf {
+    let file: String = sqlx::query_scalar("SELECT file FROM pragma_database_list WHERE name = 'main'")
+        .fetch_one(store.pool())
+        .await
+        .expect("path");
+    file.into()
+}
+
+/// Two batches committing in the opposite order to the one they started in: the feed must list
+/// them in commit order, or a follower reading between the commits would skip a change for ever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgis_feed_order_is_commit_order() {
+    let (store, _guard) = postgis().await;
+    let mut early = store.begin_batch(batch("starts first")).await.expect("begin");
+    early.insert(&[parcel("20233", "1", "1", 108.14, 16.0)]).await.expect("insert");
+    let mut late = store.begin_batch(batch("commits first")).await.expect("begin");
+    late.insert(&[parcel("20233", "1", "2", 108.141, 16.0)]).await.expect("insert");
+    let late = late.commit(serde_json::json!({})).await.expect("commit");
+    let seen_between = store.changes_since(FeedPosition(0), 10).await.expect("feed");
+    let early = early.commit(serde_json::json!({})).await.expect("commit");
+    let feed = store.changes_since(FeedPosition(0), 10).await.expect("feed");
+    assert_eq!(feed.iter().map(|c| c.batch).collect::<Vec<_>>(), [late.id, early.id]);
+    assert_eq!(seen_between, feed[..1], "what a follower saw between the commits is a prefix of the feed");
+}
+
+#[tokio::test]
+async fn unreachable_postgres_says_what_to_do_without_the_password() {
+    let url = DatabaseUrl::parse("postgres://landdb:hunter2@127.0.0.1:1/landdb").expect("url");
+    let err = AnyStore::open(&url).await.expect_err("nothing listens on port 1");
+    let message = err.to_string();
+    assert!(matches!(err, StoreError::Unreachable { .. }), "{message}");
+    assert!(message.contains("tools/setup") && message.contains("127.0.0.1:1"), "{message}");
+    assert!(!message.contains("hunter2"), "{message}");
+}
+
+#[tokio::test]
+async fn a_missing_database_is_named() {
+    let admin = landdb_tests::admin_url();
+    let url = format!("{}/landdb_no_such_db", admin.rsplit_once('/').map_or(admin.as_str(), |(p, _)| p));
+    let err = AnyStore::open(&DatabaseUrl::parse(&url).expect("url")).await.expect_err("no such database");
+    assert!(matches!(&err, StoreError::NoSuchDatabase { database, .. } if database == "landdb_no_such_db"), "{err}");
+}
