@@ -1,1 +1,108 @@
-fn main() {}
+//! `landdb`: the one binary. Each subcommand lives in `commands/` and only wires the library
+//! crates together.
+
+mod commands;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use landdb_model::ReferenceData;
+use landdb_store::{AnyStore, DatabaseUrl};
+
+/// The national land database and geospatial query engine for Vietnam.
+#[derive(Debug, Parser)]
+#[command(name = "landdb", version, about, propagate_version = true)]
+struct Cli {
+    /// The store: `postgres://…` for PostGIS, or a file path / `sqlite://FILE` for the embedded
+    /// store. Without it, the embedded store `landdb.sqlite` in the current directory.
+    #[arg(long, global = true, env = "DATABASE_URL", hide_env_values = true)]
+    database: Option<String>,
+
+    /// A directory whose reference files (provinces.csv, communes.csv, vn2000-zones.csv,
+    /// land-use-codes.csv, …) replace the built-in ones.
+    #[arg(long, global = true, env = "LANDDB_REFERENCE_DIR")]
+    reference_dir: Option<PathBuf>,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Load GeoJSON parcel files (VBDLIS field names, WGS84) into the store as one batch, through
+    /// the bulk path.
+    Load(commands::load::Args),
+    /// Show the store: kind, current parcels, change-feed head, schema.
+    Status,
+    /// Load the bundled data samples into the store (the embedded one unless --database says
+    /// otherwise) and show what is there.
+    Demo(commands::demo::Args),
+    /// Check the reference data (built in, or from --reference-dir) and print what it holds.
+    Reference,
+}
+
+/// What every subcommand gets: the global options, resolved.
+pub struct Context {
+    database: Option<String>,
+    reference_dir: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for Context {
+    /// Without the database URL, which may carry a password.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Context").field("reference_dir", &self.reference_dir).finish_non_exhaustive()
+    }
+}
+
+impl Context {
+    pub fn reference(&self) -> anyhow::Result<ReferenceData> {
+        Ok(match &self.reference_dir {
+            Some(dir) => ReferenceData::with_overrides(dir)?,
+            None => ReferenceData::embedded()?,
+        })
+    }
+
+    pub fn database_url(&self) -> anyhow::Result<DatabaseUrl> {
+        Ok(DatabaseUrl::or_default(self.database.as_deref())?)
+    }
+
+    pub async fn store(&self) -> anyhow::Result<AnyStore> {
+        let url = self.database_url()?;
+        tracing::info!(store = %url, "opening store");
+        Ok(AnyStore::open(&url).await?)
+    }
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("LANDDB_LOG").unwrap_or_else(|_| "warn,landdb=info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let context = Context { database: cli.database, reference_dir: cli.reference_dir };
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("landdb: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Load(args) => commands::load::run(&context, args).await,
+            Command::Status => commands::status::run(&context).await,
+            Command::Demo(args) => commands::demo::run(&context, args).await,
+            Command::Reference => commands::reference::run(&context),
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("landdb: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

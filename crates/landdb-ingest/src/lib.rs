@@ -1,1 +1,29 @@
-//! placeholder
+//! The import pipeline of landdb: reads provincial cadastral files and turns each record into a
+//! canonical [`landdb_model::Parcel`], or into a [`RecordError`] that says which file, feature and
+//! field was wrong.
+
+pub mod fields;
+pub mod geojson_source;
+pub mod load;
+
+use std::path::PathBuf;
+
+/// Why one source record could not become a parcel.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{file}, feature {feature}{}: {reason}", field.as_ref().map(|f| format!(", field {f}")).unwrap_or_default())]
+pub struct RecordError {
+    pub file: PathBuf,
+    /// 1-based position of the feature in its layer.
+    pub feature: usize,
+    pub field: Option<String>,
+    pub reason: String,
+}
+
+/// Why a whole source could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    #[error("cannot read {file}: {source}")]
+    Read { file: PathBuf, source: std::io::Error },
+    #[error("{file} is not valid GeoJSON: {reason}")]
+    GeoJson { file: PathBuf, reason: String },
+}

@@ -48,6 +48,16 @@ pub struct OldProvince {
     pub last_commune_code: CommuneCode,
 }
 
+/// Old communes numbered inside another province's block (Hà Nội's communes from Hà Tây, Mê Linh
+/// and Lương Sơn since 2008, for instance): checked before the province ranges.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommuneEnclave {
+    pub first_commune_code: CommuneCode,
+    pub last_commune_code: CommuneCode,
+    pub old_province_code: ProvinceCode,
+    pub note: String,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum MergeType {
@@ -112,11 +122,12 @@ pub enum CommuneResolution {
 
 /// The file names of the reference set, as they appear in `reference/` and in an operator's
 /// override directory.
-pub const FILES: [&str; 7] = [
+pub const FILES: [&str; 8] = [
     "provinces.csv",
     "communes.csv",
     "commune-merges.csv",
     "old-provinces.csv",
+    "old-commune-enclaves.csv",
     "vn2000-zones.csv",
     "land-use-codes.csv",
     "land-use-mapping.csv",
@@ -128,6 +139,7 @@ fn embedded(file: &str) -> &'static str {
         "communes.csv" => include_str!("../reference/communes.csv"),
         "commune-merges.csv" => include_str!("../reference/commune-merges.csv"),
         "old-provinces.csv" => include_str!("../reference/old-provinces.csv"),
+        "old-commune-enclaves.csv" => include_str!("../reference/old-commune-enclaves.csv"),
         "vn2000-zones.csv" => include_str!("../reference/vn2000-zones.csv"),
         "land-use-codes.csv" => include_str!("../reference/land-use-codes.csv"),
         "land-use-mapping.csv" => include_str!("../reference/land-use-mapping.csv"),
@@ -158,6 +170,7 @@ pub struct ReferenceData {
     merges_by_old: HashMap<CommuneCode, Vec<CommuneMerge>>,
     /// Sorted by first commune code.
     old_provinces: Vec<OldProvince>,
+    enclaves: Vec<CommuneEnclave>,
     zones: HashMap<ProvinceCode, Vn2000Zone>,
     land_use: HashMap<(LandUseCode, String), LandUseInfo>,
     land_use_mapping: HashMap<LandUseCode, LandUseCode>,
@@ -186,6 +199,7 @@ impl ReferenceData {
         let communes: Vec<Commune> = parse_csv("communes.csv", &read("communes.csv")?)?;
         let merges: Vec<CommuneMerge> = parse_csv("commune-merges.csv", &read("commune-merges.csv")?)?;
         let mut old_provinces: Vec<OldProvince> = parse_csv("old-provinces.csv", &read("old-provinces.csv")?)?;
+        let enclaves: Vec<CommuneEnclave> = parse_csv("old-commune-enclaves.csv", &read("old-commune-enclaves.csv")?)?;
         let zones: Vec<ZoneRow> = parse_csv("vn2000-zones.csv", &read("vn2000-zones.csv")?)?;
         let land_use: Vec<LandUseInfo> = parse_csv("land-use-codes.csv", &read("land-use-codes.csv")?)?;
         let mapping: Vec<MappingRow> = parse_csv("land-use-mapping.csv", &read("land-use-mapping.csv")?)?;
@@ -208,6 +222,7 @@ impl ReferenceData {
             communes: communes.into_iter().map(|c| (c.code.clone(), c)).collect(),
             merges_by_old,
             old_provinces,
+            enclaves,
             zones: zones
                 .into_iter()
                 .map(|z| (z.old_province_code, Vn2000Zone { central_meridian: z.central_meridian, epsg: z.epsg }))
@@ -252,8 +267,14 @@ impl ReferenceData {
         }
     }
 
-    /// The pre-2025 province whose commune numbering contains `code` (old or new code alike).
+    /// The pre-2025 province whose commune numbering contains `code` (old or new code alike):
+    /// an enclave if one lists it, else the province whose range holds it.
     pub fn old_province_of(&self, code: &CommuneCode) -> Option<&OldProvince> {
+        if let Some(enclave) =
+            self.enclaves.iter().find(|e| e.first_commune_code <= *code && *code <= e.last_commune_code)
+        {
+            return self.old_provinces.iter().find(|p| p.code == enclave.old_province_code);
+        }
         let idx = self.old_provinces.partition_point(|p| p.first_commune_code <= *code);
         let candidate = self.old_provinces.get(idx.checked_sub(1)?)?;
         (*code <= candidate.last_commune_code).then_some(candidate)
@@ -345,6 +366,29 @@ mod tests {
         assert_eq!(r.resolve_commune(&commune("00013")), CommuneResolution::MergedInto(commune("00004")));
         assert_eq!(r.resolve_commune(&commune("00004")), CommuneResolution::Current(commune("00004")));
         assert_eq!(r.resolve_commune(&commune("99999")), CommuneResolution::Unknown);
+    }
+
+    #[test]
+    fn ha_noi_communes_numbered_in_other_blocks_are_in_ha_noi() {
+        let r = reference();
+        // Ex-Hà Tây (09538…), Mê Linh (in Vĩnh Phúc's block), Lương Sơn (in Hòa Bình's block).
+        for code in ["09574", "08980", "04930"] {
+            assert_eq!(r.old_province_of(&commune(code)).map(|p| p.code.as_str()), Some("01"), "{code}");
+            assert_eq!(r.zone_of_commune(&commune(code)).map(|z| z.epsg), Some(5897), "{code}");
+        }
+        // Hòa Bình itself keeps its zone (106°00′).
+        assert_eq!(r.zone_of_commune(&commune("05100")).map(|z| z.epsg), Some(9211));
+    }
+
+    #[test]
+    fn every_2025_commune_has_a_province_and_a_zone() {
+        let r = reference();
+        for c in r.communes() {
+            assert!(r.province(&c.province_code).is_some(), "{} has unknown province {}", c.code, c.province_code);
+            let old = r.old_province_of(&c.code).unwrap_or_else(|| panic!("{} is in no old province", c.code));
+            assert_eq!(old.new_province_code, c.province_code, "{} {}", c.code, c.name);
+            assert!(r.zone_of_commune(&c.code).is_some(), "{} has no zone", c.code);
+        }
     }
 
     #[test]

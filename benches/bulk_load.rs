@@ -1,0 +1,94 @@
+//! Loading the 79,496 Đà Nẵng parcels: landdb's bulk path (COPY into PostGIS, and the embedded
+//! store) beside `ogr2ogr` loading the same files into PostGIS with `PG_USE_COPY`, in one run.
+//!
+//! `cargo bench -p landdb-benches --bench bulk_load` (needs ../shared/data/danang and tools/setup).
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Instant;
+
+use landdb_benches::{gdal_pg, machine, timed};
+use landdb_ingest::load::{read_files, store_parcels};
+use landdb_model::ReferenceData;
+use landdb_store::{AnyStore, DatabaseUrl, ParcelStore};
+use landdb_tests::{EmbeddedDb, PostgisDb, danang_dir};
+
+fn rate(n: usize, secs: f64) -> String {
+    format!("{:.0} parcels/s", n as f64 / secs)
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let Some(dir) = danang_dir() else { return Ok(()) };
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "geojson"))
+        .collect();
+    files.sort();
+    let reference = ReferenceData::embedded()?;
+    println!("machine: {}", machine());
+
+    // Peer: ogr2ogr, one process per file as an operator would run it, COPY mode.
+    let peer_db = PostgisDb::create().await?;
+    let start = Instant::now();
+    for (i, file) in files.iter().enumerate() {
+        let mode: &[&str] = if i == 0 { &[] } else { &["-append"] };
+        let status = Command::new("ogr2ogr")
+            .env("PG_USE_COPY", "YES")
+            .args(["-f", "PostgreSQL", &gdal_pg(&peer_db.url)])
+            .arg(file)
+            .args(["-nln", "parcels", "-nlt", "PROMOTE_TO_MULTI", "-lco", "GEOMETRY_NAME=geom", "-gt", "65536"])
+            .args(mode)
+            .status()?;
+        anyhow::ensure!(status.success(), "ogr2ogr failed on {}", file.display());
+    }
+    let ogr_secs = start.elapsed().as_secs_f64();
+
+    // landdb: read (parallel GeoJSON decode, keys, national ID, area), then the store's bulk path.
+    let (read, read_time) = timed(|| read_files(&reference, &files));
+    let read = read?;
+    let n_input = read.input;
+    let n = read.parcels.len();
+
+    let pg_db = PostgisDb::create().await?;
+    let pg = AnyStore::open(&DatabaseUrl::parse(&pg_db.url)?).await?;
+    let start = Instant::now();
+    store_parcels(&pg, "danang".into(), &read.parcels, serde_json::json!({})).await?;
+    let pg_secs = start.elapsed().as_secs_f64();
+    anyhow::ensure!(pg.count_current().await? == n as u64, "PostGIS holds every loaded parcel");
+
+    let embedded_db = EmbeddedDb::create();
+    let embedded = AnyStore::open(&DatabaseUrl::Sqlite(embedded_db.path.clone())).await?;
+    let start = Instant::now();
+    store_parcels(&embedded, "danang".into(), &read.parcels, serde_json::json!({})).await?;
+    let sqlite_secs = start.elapsed().as_secs_f64();
+
+    let read_secs = read_time.as_secs_f64();
+    println!(
+        "input records: {n_input}; parcels loaded: {n} (first of each natural key; {} duplicates, {} unreadable)",
+        read.duplicate_keys.len(),
+        read.rejected.len()
+    );
+    println!("| what | time | rate |");
+    println!("|---|---|---|");
+    println!(
+        "| ogr2ogr → PostGIS (PG_USE_COPY, 19 files, {n_input} features) | {ogr_secs:.2} s | {} |",
+        rate(n_input, ogr_secs)
+    );
+    println!(
+        "| landdb read (decode, keys, national ID, area; rayon) | {read_secs:.2} s | {} |",
+        rate(n_input, read_secs)
+    );
+    println!("| landdb store bulk path → PostGIS (COPY, one batch) | {pg_secs:.2} s | {} |", rate(n, pg_secs));
+    println!(
+        "| landdb read + PostGIS load, end to end | {:.2} s | {} |",
+        read_secs + pg_secs,
+        rate(n, read_secs + pg_secs)
+    );
+    println!(
+        "| landdb store bulk path → embedded SQLite (one batch) | {sqlite_secs:.2} s | {} |",
+        rate(n, sqlite_secs)
+    );
+    println!("ratio landdb end-to-end / ogr2ogr: {:.2}×", ogr_secs / (read_secs + pg_secs));
+    Ok(())
+}

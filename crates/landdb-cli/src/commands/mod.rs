@@ -1,0 +1,6 @@
+//! One module per subcommand.
+
+pub mod demo;
+pub mod load;
+pub mod reference;
+pub mod status;
