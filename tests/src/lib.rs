@@ -138,7 +138,7 @@ pub mod fixtures {
 
     pub fn with_geometry(commune: &str, sheet: &str, number: &str, geometry: MultiPolygon<f64>) -> Parcel {
         let commune_code = CommuneCode::parse(commune).expect("test commune code");
-        let point = interior_point(&geometry, 1e-7).expect("non-empty geometry");
+        let point = interior_point(&geometry).expect("non-empty geometry");
         let mut extra = serde_json::Map::new();
         extra.insert("TenChu2".into(), "Nguyễn Thị Hường\tvà \"bà\" Đặng".into());
         extra.insert("SoVaoSo".into(), serde_json::json!({ "so": 12, "quyen": ["A\\B", null] }));

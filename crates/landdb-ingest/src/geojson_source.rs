@@ -27,9 +27,6 @@ const MAPPED: [&str; 11] = [
     "NamSinhC1",
 ];
 
-/// Interior-point search tolerance in degrees (about 1 cm).
-const INTERIOR_TOLERANCE_DEG: f64 = 1e-7;
-
 /// Reads every feature of a GeoJSON file: a parcel, or the reason it is not one.
 pub fn read_parcels(path: &Path, reference: &ReferenceData) -> Result<Vec<Result<Parcel, RecordError>>, SourceError> {
     let raw = std::fs::read_to_string(path).map_err(|source| SourceError::Read { file: path.to_owned(), source })?;
@@ -74,7 +71,7 @@ fn to_parcel(
         Some(Ok(other)) => return Err(error(None, format!("not a polygon: {}", geometry_kind(&other)))),
     };
     let point =
-        interior_point(&geometry, INTERIOR_TOLERANCE_DEG).ok_or_else(|| error(None, "empty geometry".into()))?;
+        interior_point(&geometry).ok_or_else(|| error(None, "empty geometry".into()))?;
     let national_id = NationalParcelId::from_wgs84(point).map_err(|e| error(None, e.to_string()))?;
 
     let mut extra: Map<String, Value> =

@@ -66,11 +66,15 @@ impl From<NationalParcelId> for String {
 }
 
 /// The pole of inaccessibility of the parcel's largest polygon: a point well inside it, unlike a
-/// centroid, which can fall outside an L- or U-shaped parcel. `tolerance` is in the geometry's units
-/// (metres for VN-2000 projected coordinates, where the search must run).
-pub fn interior_point(geometry: &MultiPolygon<f64>, tolerance: f64) -> Option<Point<f64>> {
-    use geo::Area;
+/// centroid, which can fall outside an L- or U-shaped parcel. The search stops at 1/200 of the
+/// polygon's shorter side: finer costs time (polylabel's work grows quickly as the tolerance
+/// shrinks against a long road strip) and buys nothing, since any deterministic point well inside
+/// the parcel serves as its identifier.
+pub fn interior_point(geometry: &MultiPolygon<f64>) -> Option<Point<f64>> {
+    use geo::{Area, BoundingRect};
     let largest: &Polygon<f64> = geometry.0.iter().max_by(|a, b| a.unsigned_area().total_cmp(&b.unsigned_area()))?;
+    let rect = largest.bounding_rect()?;
+    let tolerance = (rect.width().min(rect.height()) / 200.0).max(f64::MIN_POSITIVE);
     polylabel::polylabel(largest, &tolerance).ok()
 }
 
@@ -99,8 +103,8 @@ mod tests {
             (x: 20.0, y: 10.0), (x: 10.0, y: 10.0), (x: 10.0, y: 30.0), (x: 0.0, y: 30.0),
         ];
         let mp = MultiPolygon(vec![u.clone()]);
-        let p = interior_point(&mp, 0.01).expect("non-empty");
+        let p = interior_point(&mp).expect("non-empty");
         assert!(u.contains(&p));
-        assert!(interior_point(&MultiPolygon(vec![]), 0.01).is_none());
+        assert!(interior_point(&MultiPolygon(vec![])).is_none());
     }
 }

@@ -43,3 +43,40 @@ pub(crate) fn bbox(geometry: &MultiPolygon<f64>) -> Option<geo::Rect<f64>> {
     use geo::BoundingRect;
     geometry.bounding_rect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use geo::{Coord, LineString, Polygon};
+    use proptest::prelude::*;
+
+    fn ring() -> impl Strategy<Value = LineString<f64>> {
+        prop::collection::vec((102.0f64..110.0, 8.0f64..23.5), 3..40).prop_map(|pts| {
+            let mut ls = LineString(pts.into_iter().map(|(x, y)| Coord { x, y }).collect());
+            ls.close();
+            ls
+        })
+    }
+
+    fn multi_polygon() -> impl Strategy<Value = MultiPolygon<f64>> {
+        prop::collection::vec((ring(), prop::collection::vec(ring(), 0..3)), 1..4)
+            .prop_map(|polys| MultiPolygon(polys.into_iter().map(|(ext, holes)| Polygon::new(ext, holes)).collect()))
+    }
+
+    proptest! {
+        #[test]
+        fn wkb_round_trip_is_bit_exact(geometry in multi_polygon()) {
+            prop_assert_eq!(from_wkb(&to_wkb(&geometry)).expect("reads back"), geometry);
+        }
+
+        #[test]
+        fn ewkb_is_wkb_with_the_srid(geometry in multi_polygon()) {
+            let wkb = to_wkb(&geometry);
+            let ewkb = to_ewkb(&geometry, SRID_WGS84);
+            prop_assert_eq!(ewkb.len(), wkb.len() + 4);
+            prop_assert_eq!(u32::from_le_bytes([ewkb[1], ewkb[2], ewkb[3], ewkb[4]]), 6 | 0x2000_0000);
+            prop_assert_eq!(u32::from_le_bytes([ewkb[5], ewkb[6], ewkb[7], ewkb[8]]), 4326);
+            prop_assert_eq!(&ewkb[9..], &wkb[5..]);
+        }
+    }
+}

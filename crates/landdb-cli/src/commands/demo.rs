@@ -22,5 +22,5 @@ pub async fn run(context: &crate::Context, args: Args) -> anyhow::Result<()> {
     } else {
         println!("samples already loaded");
     }
-    super::status::run(context).await
+    super::status::print(context, &store).await
 }

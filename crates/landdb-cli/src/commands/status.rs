@@ -1,11 +1,14 @@
 //! `landdb status`: what the store holds.
 
-use landdb_store::ParcelStore;
+use landdb_store::{AnyStore, ParcelStore};
 
 pub async fn run(context: &crate::Context) -> anyhow::Result<()> {
-    let url = context.database_url()?;
     let store = context.store().await?;
-    println!("store:           {} ({url})", store.kind());
+    print(context, &store).await
+}
+
+pub async fn print(context: &crate::Context, store: &AnyStore) -> anyhow::Result<()> {
+    println!("store:           {} ({})", store.kind(), context.database_url()?);
     println!("current parcels: {}", store.count_current().await?);
     println!("feed position:   {}", store.feed_head().await?);
     Ok(())
