@@ -373,8 +373,9 @@ async fn real_parcels_round_trip_through_both_stores() {
     let read = landdb_ingest::load::read_files(&reference, &files).expect("readable");
     assert!(read.parcels.len() > 4_000, "{} parcels", read.parcels.len());
     for (store, _guard) in [postgis().await, embedded().await] {
-        let batch =
-            landdb_ingest::load::store_parcels(&store, "danang".into(), &read.parcels, serde_json::json!({})).await.expect("bulk load");
+        let batch = landdb_ingest::load::store_parcels(&store, "danang".into(), &read.parcels, serde_json::json!({}))
+            .await
+            .expect("bulk load");
         let mut stored = Vec::new();
         let mut after = None;
         loop {

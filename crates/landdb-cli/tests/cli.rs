@@ -105,9 +105,14 @@ async fn load_into_postgis_from_database_url() {
         .output()
         .expect("runs");
     assert!(out.status.success(), "{}", stderr(&out));
-    let status = Command::new(env!("CARGO_BIN_EXE_landdb")).arg("status").env("DATABASE_URL", &db.url).output().expect("runs");
+    let status =
+        Command::new(env!("CARGO_BIN_EXE_landdb")).arg("status").env("DATABASE_URL", &db.url).output().expect("runs");
     let n = sample_feature_count();
-    assert!(stdout(&status).contains("postgis") && stdout(&status).contains(&format!("current parcels: {n}")), "{}", stdout(&status));
+    assert!(
+        stdout(&status).contains("postgis") && stdout(&status).contains(&format!("current parcels: {n}")),
+        "{}",
+        stdout(&status)
+    );
     assert!(!dir.join("landdb.sqlite").exists(), "no embedded store when a database is given");
     let _ = std::fs::remove_dir_all(&dir);
 }

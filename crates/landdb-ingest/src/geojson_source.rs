@@ -70,8 +70,7 @@ fn to_parcel(
         Some(Ok(Geometry::MultiPolygon(mp))) => mp,
         Some(Ok(other)) => return Err(error(None, format!("not a polygon: {}", geometry_kind(&other)))),
     };
-    let point =
-        interior_point(&geometry).ok_or_else(|| error(None, "empty geometry".into()))?;
+    let point = interior_point(&geometry).ok_or_else(|| error(None, "empty geometry".into()))?;
     let national_id = NationalParcelId::from_wgs84(point).map_err(|e| error(None, e.to_string()))?;
 
     let mut extra: Map<String, Value> =

@@ -267,6 +267,14 @@ impl ReferenceData {
         }
     }
 
+    /// The old commune codes merged (wholly or partly) into a 2025 commune, in code order.
+    pub fn old_codes_merged_into(&self, code: &CommuneCode) -> Vec<CommuneCode> {
+        let mut codes: Vec<CommuneCode> =
+            self.merges_by_old.values().flatten().filter(|m| m.code == *code).map(|m| m.old_code.clone()).collect();
+        codes.sort();
+        codes
+    }
+
     /// The pre-2025 province whose commune numbering contains `code` (old or new code alike):
     /// an enclave if one lists it, else the province whose range holds it.
     pub fn old_province_of(&self, code: &CommuneCode) -> Option<&OldProvince> {

@@ -54,6 +54,7 @@ impl Setting {
 pub enum PieceKind {
     Parcel,
     Road,
+    River,
 }
 
 /// One polygon of the fabric, in TM-3 metres, with the block it lies in (for map sheets).
@@ -112,9 +113,11 @@ pub fn commune<R: Rng>(rng: &mut R, origin: Coord<f64>, setting: Setting, target
     let mut parcels = 0;
     let mut y = origin.y;
     let mut block = 0;
-    for _ in 0..rows {
+    for row in 0..rows {
         let depth = mm(between(rng, setting.block_depth()));
-        let road = mm(between(rng, setting.road_width()));
+        // Rural communes have a river across them half-way up instead of one road.
+        let river = setting == Setting::Rural && row == rows / 2 && rows > 1;
+        let road = if river { mm(rng.gen_range(20.0..45.0)) } else { mm(between(rng, setting.road_width())) };
         let (y0, y1) = (mm(y), mm(y + depth));
         // Block boundaries along the row: cross roads between them.
         let mut x = origin.x;
@@ -141,10 +144,10 @@ pub fn commune<R: Rng>(rng: &mut R, origin: Coord<f64>, setting: Setting, target
             x = x1 + cross;
             block += 1;
         }
-        // The road strip above the row, as long as the row.
+        // The road (or river) strip above the row, as long as the row.
         let x_last = mm(x.min(x_end));
         pieces.push(Piece {
-            kind: PieceKind::Road,
+            kind: if river { PieceKind::River } else { PieceKind::Road },
             block: block.saturating_sub(1),
             polygon: ring(vec![
                 Coord { x: mm(origin.x), y: y1 },

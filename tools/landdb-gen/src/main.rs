@@ -1,42 +1,70 @@
 //! `landdb-gen`: synthetic cadastral data that looks like what provinces deliver: a tessellated
 //! fabric of parcels in a real province's VN-2000 TM-3 zone, with real commune codes, official
-//! land-use codes, declared areas close to (not equal to) the geometric ones, and synthetic right
-//! holders. Deterministic for a seed; one commune in memory at a time.
+//! land-use codes, declared areas close to (not equal to) the geometric ones, synthetic right
+//! holders, the field layouts and file formats seen in real deliveries, and defects on request,
+//! each counted in a manifest. Deterministic for a seed; one commune in memory at a time.
 
+mod dbf;
+mod defects;
 mod fabric;
+mod layout;
 mod people;
+mod record;
+mod stats;
+mod write;
 
-use std::io::{BufWriter, Write};
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use anyhow::Context;
-use clap::{Parser, ValueEnum};
+use clap::{Parser, Subcommand, ValueEnum};
+use defects::{Defect, DefectPlan, Injected};
 use fabric::{PieceKind, Setting};
-use geo::{Coord, MultiPolygon};
+use geo::Coord;
 use landdb_crs::Transformer;
 use landdb_model::{CommuneCode, ProvinceCode, ReferenceData};
+use layout::Layout;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use serde_json::{Map, Value, json};
+use record::Record;
+use write::{Cpg, FileOptions, Format, Prj, TextEncoding};
 
-#[derive(Debug, Clone, Copy, ValueEnum)]
+#[derive(Debug, Clone, Copy, ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
 enum SettingArg {
     Urban,
     Rural,
+    /// Urban and rural communes alternately.
     Mixed,
 }
 
-/// Generate synthetic cadastral parcels.
 #[derive(Debug, Parser)]
-#[command(name = "landdb-gen", version)]
-struct Args {
-    /// Province code (2025), e.g. 48 for Đà Nẵng.
+#[command(name = "landdb-gen", version, about = "Synthetic cadastral data for landdb's tests, benchmarks and demo")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Generate communes of parcels into a directory, with a manifest.json.
+    Generate(GenerateArgs),
+    /// Statistics of GeoJSON parcel files (vertices per parcel, areas, shared vertices).
+    Stats {
+        /// GeoJSON files or directories of them (WGS84).
+        paths: Vec<PathBuf>,
+    },
+}
+
+#[derive(Debug, clap::Args, serde::Serialize)]
+struct GenerateArgs {
+    /// Province code (2025), e.g. 48 for Đà Nẵng, or `all` for communes of every province.
     #[arg(long, default_value = "48")]
     province: String,
     /// How many of the province's communes (in code order).
     #[arg(long, default_value_t = 3)]
     communes: usize,
-    /// Parcels per commune (roads come on top).
+    /// Parcels per commune (roads and rivers come on top).
     #[arg(long, default_value_t = 1000)]
     parcels_per_commune: usize,
     #[arg(long, value_enum, default_value_t = SettingArg::Mixed)]
@@ -46,7 +74,25 @@ struct Args {
     origin: (f64, f64),
     #[arg(long, default_value_t = 1)]
     seed: u64,
-    /// Output directory: one GeoJSON file per commune, `<commune>.geojson`.
+    /// Output formats (each commune is written in every one).
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "geojson")]
+    format: Vec<Format>,
+    #[arg(long, value_enum, default_value_t = Layout::Vbdlis)]
+    layout: Layout,
+    /// Text encoding of Shapefile attributes.
+    #[arg(long, value_enum, default_value_t = TextEncoding::Utf8)]
+    encoding: TextEncoding,
+    /// What the Shapefile's .cpg says.
+    #[arg(long, value_enum, default_value_t = Cpg::Correct)]
+    cpg: Cpg,
+    /// What the Shapefile's .prj says.
+    #[arg(long, value_enum, default_value_t = Prj::Arcgis)]
+    prj: Prj,
+    /// Defects per commune: `self_intersection=3,null_geometry=2`, or `all=2`.
+    #[arg(long, default_value = "", value_parser = DefectPlan::parse)]
+    #[serde(skip)]
+    defects: DefectPlan,
+    /// Output directory.
     #[arg(long)]
     out: PathBuf,
 }
@@ -62,114 +108,168 @@ const URBAN_USE: [(&str, u32); 8] =
 const RURAL_USE: [(&str, u32); 8] =
     [("LUC", 35), ("ONT", 20), ("ONT+CLN", 8), ("CLN", 12), ("BHK", 10), ("NTS", 6), ("RSX", 7), ("DTL", 2)];
 
+/// What a generation produced, written as `manifest.json` beside the files.
+#[derive(Debug, serde::Serialize)]
+struct Manifest<'a> {
+    generator: &'static str,
+    arguments: &'a GenerateArgs,
+    defects_per_commune: BTreeMap<Defect, usize>,
+    /// Records per file (roads and rivers included).
+    records: usize,
+    files: Vec<ManifestFile>,
+    /// Every injected defect with the keys (`commune/sheet/number`) of the records it touched.
+    defects: BTreeMap<Defect, DefectEntry>,
+}
+
+#[derive(Debug, serde::Serialize)]
+struct ManifestFile {
+    path: String,
+    commune: String,
+    zone_epsg: u32,
+    records: usize,
+    options: FileOptions,
+}
+
+#[derive(Debug, serde::Serialize)]
+struct DefectEntry {
+    count: usize,
+    keys: Vec<String>,
+}
+
 fn main() -> anyhow::Result<()> {
-    let args = Args::parse();
+    match Cli::parse().command {
+        Command::Generate(args) => generate(&args),
+        Command::Stats { paths } => stats::print(&paths),
+    }
+}
+
+fn generate(args: &GenerateArgs) -> anyhow::Result<()> {
     let reference = ReferenceData::embedded()?;
-    let province_code = ProvinceCode::parse(&args.province)?;
-    let province = reference.province(&province_code).with_context(|| format!("no province {province_code}"))?;
-    let mut communes: Vec<_> = reference.communes().filter(|c| c.province_code == province_code).collect();
+    let province = match args.province.as_str() {
+        "all" => None,
+        code => Some(ProvinceCode::parse(code)?),
+    };
+    if let Some(code) = &province {
+        reference.province(code).with_context(|| format!("no province {code}"))?;
+    }
+    let mut communes: Vec<_> =
+        reference.communes().filter(|c| province.as_ref().is_none_or(|p| c.province_code == *p)).collect();
     communes.sort_by(|a, b| a.code.cmp(&b.code));
     communes.truncate(args.communes);
+    // Communes on a square grid, far enough apart for the largest (rural) ones not to touch.
+    let columns = (communes.len() as f64).sqrt().ceil().max(1.0) as usize;
+    let spacing = (args.parcels_per_commune as f64 * 4_000.0).sqrt() * 1.6 + 500.0;
     std::fs::create_dir_all(&args.out).with_context(|| format!("cannot create {}", args.out.display()))?;
 
     let mut rng = ChaCha8Rng::seed_from_u64(args.seed);
+    let mut files = Vec::new();
+    let mut injected = Injected::new();
     let mut total = 0;
     for (i, commune) in communes.iter().enumerate() {
         let zone = reference
             .zone_of_commune(&commune.code)
             .with_context(|| format!("no VN-2000 zone for commune {}", commune.code))?;
-        let to_zone = Transformer::wgs84_to_zone(&zone)?;
-        let to_wgs84 = Transformer::zone_to_wgs84(&zone)?;
-        let origin = to_zone.coord(Coord { x: args.origin.0, y: args.origin.1 })?;
-        // Communes side by side, 4 to a row, 6 km apart.
-        let origin = Coord { x: origin.x + (i % 4) as f64 * 6_000.0, y: origin.y + (i / 4) as f64 * 6_000.0 };
+        let origin = Transformer::wgs84_to_zone(&zone)?.coord(Coord { x: args.origin.0, y: args.origin.1 })?;
+        let origin =
+            Coord { x: origin.x + (i % columns) as f64 * spacing, y: origin.y + (i / columns) as f64 * spacing };
         let setting = match (args.setting, i % 2) {
             (SettingArg::Urban, _) | (SettingArg::Mixed, 0) => Setting::Urban,
             _ => Setting::Rural,
         };
         let pieces = fabric::commune(&mut rng, origin, setting, args.parcels_per_commune);
-        let path = args.out.join(format!("{}.geojson", commune.code));
-        let file = std::fs::File::create(&path).with_context(|| format!("cannot create {}", path.display()))?;
-        let mut out = BufWriter::new(file);
-        out.write_all(b"{\"type\":\"FeatureCollection\",\"features\":[\n")?;
-        let mut sheet_numbers: std::collections::HashMap<usize, u32> = std::collections::HashMap::new();
-        for (n, piece) in pieces.iter().enumerate() {
-            let sheet = piece.block / 6 + 1;
-            let number = sheet_numbers.entry(sheet).or_insert(0);
-            *number += 1;
-            let props =
-                attributes(&mut rng, piece, setting, &commune.code, &commune.name, &province.name, sheet, *number);
-            let geometry = to_wgs84.multi_polygon(&MultiPolygon(vec![piece.polygon.clone()]))?;
-            let feature = json!({
-                "type": "Feature",
-                "properties": props,
-                "geometry": geojson::Geometry::from(&geometry),
+        let province_name = reference.province(&commune.province_code).map_or("", |p| p.name.as_str());
+        let mut records = records(&mut rng, &pieces, setting, &commune.code, &commune.name, province_name);
+        let obsolete: Vec<String> = reference
+            .old_codes_merged_into(&commune.code)
+            .into_iter()
+            .filter(|c| c != &commune.code && reference.commune(c).is_none())
+            .map(|c| c.to_string())
+            .collect();
+        defects::inject(&mut rng, &mut records, &args.defects, &obsolete, &mut injected);
+        for &format in &args.format {
+            let options =
+                FileOptions { format, layout: args.layout, encoding: args.encoding, cpg: args.cpg, prj: args.prj };
+            let path = write::write(&args.out.join(commune.code.as_str()), &records, &zone, &options)?;
+            files.push(ManifestFile {
+                path: path.strip_prefix(&args.out).unwrap_or(&path).display().to_string(),
+                commune: commune.code.to_string(),
+                zone_epsg: zone.epsg,
+                records: records.len(),
+                options,
             });
-            if n > 0 {
-                out.write_all(b",\n")?;
-            }
-            serde_json::to_writer(&mut out, &feature)?;
         }
-        out.write_all(b"\n]}\n")?;
-        out.flush()?;
-        total += pieces.len();
-        eprintln!("{}: {} parcels ({:?}, zone EPSG:{})", path.display(), pieces.len(), setting, zone.epsg);
+        total += records.len();
+        eprintln!("{}: {} records ({setting:?}, zone EPSG:{})", commune.code, records.len(), zone.epsg);
     }
-    eprintln!("{total} parcels in {} communes", communes.len());
+    let manifest = Manifest {
+        generator: concat!("landdb-gen ", env!("CARGO_PKG_VERSION")),
+        arguments: args,
+        defects_per_commune: args.defects.0.clone(),
+        records: total,
+        files,
+        defects: injected.into_iter().map(|(d, keys)| (d, DefectEntry { count: keys.len(), keys })).collect(),
+    };
+    let path = args.out.join("manifest.json");
+    std::fs::write(&path, serde_json::to_string_pretty(&manifest)? + "\n")?;
+    eprintln!("{total} records in {} communes; manifest {}", communes.len(), path.display());
     Ok(())
 }
 
-#[allow(clippy::too_many_arguments)]
-fn attributes<R: Rng>(
+/// Attributes for every piece of a commune's fabric; sheets of six blocks, parcels numbered from 1
+/// on each sheet.
+fn records<R: Rng>(
     rng: &mut R,
-    piece: &fabric::Piece,
+    pieces: &[fabric::Piece],
     setting: Setting,
     commune: &CommuneCode,
     commune_name: &str,
     province_name: &str,
-    sheet: usize,
-    number: u32,
-) -> Map<String, Value> {
-    let area = fabric::plane_area(&piece.polygon);
-    // Declared areas: the surveyor's figure, within a few per mille of the geometry, to 0.1 m².
-    let declared = (area * (1.0 + rng.gen_range(-0.004..0.004)) * 10.0).round() / 10.0;
-    let land_use = match piece.kind {
-        PieceKind::Road => "DGT",
-        PieceKind::Parcel => {
-            let table: &[(&str, u32)] = if setting == Setting::Urban { &URBAN_USE } else { &RURAL_USE };
-            let total: u32 = table.iter().map(|t| t.1).sum();
-            let mut pick = rng.gen_range(0..total);
-            table
-                .iter()
-                .find(|t| {
-                    pick < t.1 || {
-                        pick -= t.1;
-                        false
-                    }
-                })
-                .map_or("ODT", |t| t.0)
-        }
-    };
-    let mut props = Map::new();
-    props.insert("MaXa".into(), json!(commune.as_str()));
-    props.insert("SoHieuToBanDo".into(), json!(sheet));
-    props.insert("SoThuTuThua".into(), json!(number));
-    props.insert("DienTich".into(), json!(declared));
-    props.insert("KyHieuMucDichSuDung".into(), json!(land_use));
-    if piece.kind == PieceKind::Parcel {
-        props.insert("DienTichPhapLy".into(), json!(if rng.gen_bool(0.8) { Some(declared.round()) } else { None }));
-        props.insert("DiaChi".into(), json!(people::address(rng, commune_name, province_name)));
-        props.insert("TenChu".into(), json!(people::name(rng)));
-        props.insert("NamSinhC1".into(), json!(people::birth_year(rng)));
-        if rng.gen_bool(0.3) {
-            props.insert("TenChu2".into(), json!(people::name(rng)));
-        }
-        if rng.gen_bool(0.7) {
-            props.insert(
-                "SoHieuGCN".into(),
-                json!(format!("C{}{:06}", if rng.gen_bool(0.5) { 'S' } else { 'D' }, rng.gen_range(0..1_000_000))),
-            );
-        }
-    }
-    props
+) -> Vec<Record> {
+    let mut numbers: BTreeMap<u32, u32> = BTreeMap::new();
+    pieces
+        .iter()
+        .map(|piece| {
+            let sheet = u32::try_from(piece.block / 6 + 1).unwrap_or(u32::MAX);
+            let number = numbers.entry(sheet).or_insert(0);
+            *number += 1;
+            let area = fabric::plane_area(&piece.polygon);
+            // The surveyor's figure: within a few per mille of the geometry, to 0.1 m².
+            let declared = (area * (1.0 + rng.gen_range(-0.004..0.004)) * 10.0).round() / 10.0;
+            let land_use = match piece.kind {
+                PieceKind::Road => "DGT",
+                PieceKind::River => "SON",
+                PieceKind::Parcel => {
+                    let table: &[(&str, u32)] = if setting == Setting::Urban { &URBAN_USE } else { &RURAL_USE };
+                    let total: u32 = table.iter().map(|t| t.1).sum();
+                    let mut pick = rng.gen_range(0..total);
+                    table
+                        .iter()
+                        .find(|t| {
+                            pick < t.1 || {
+                                pick -= t.1;
+                                false
+                            }
+                        })
+                        .map_or("ODT", |t| t.0)
+                }
+            };
+            let private = piece.kind == PieceKind::Parcel;
+            Record {
+                commune_code: commune.to_string(),
+                sheet,
+                number: *number,
+                land_use: land_use.to_owned(),
+                area: declared,
+                legal_area: (private && rng.gen_bool(0.8)).then(|| declared.round()),
+                address: private.then(|| people::address(rng, commune_name, province_name)),
+                owner: private.then(|| people::name(rng)),
+                owner_birth_year: private.then(|| people::birth_year(rng)),
+                second_owner: (private && rng.gen_bool(0.3)).then(|| people::name(rng)),
+                certificate: (private && rng.gen_bool(0.7)).then(|| {
+                    format!("C{}{:06}", if rng.gen_bool(0.5) { 'S' } else { 'D' }, rng.gen_range(0..1_000_000))
+                }),
+                ring: Some(piece.polygon.exterior().0.clone()),
+            }
+        })
+        .collect()
 }
