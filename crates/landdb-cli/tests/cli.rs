@@ -31,6 +31,7 @@ fn sample_feature_count() -> usize {
     std::fs::read_dir(samples())
         .expect("samples")
         .filter_map(|e| e.ok())
+        .filter(|e| e.path().extension().is_some_and(|x| x == "geojson"))
         .map(|e| std::fs::read_to_string(e.path()).expect("readable").matches("\"type\":\"Feature\"").count())
         .sum()
 }

@@ -23,14 +23,14 @@ impl Setting {
     /// (min, max) parcel frontage along the road, metres.
     fn frontage(self) -> (f64, f64) {
         match self {
-            Self::Urban => (4.0, 12.0),
+            Self::Urban => (3.5, 9.0),
             Self::Rural => (15.0, 80.0),
         }
     }
     /// (min, max) block depth (both rows of parcels), metres.
     fn block_depth(self) -> (f64, f64) {
         match self {
-            Self::Urban => (30.0, 70.0),
+            Self::Urban => (22.0, 50.0),
             Self::Rural => (80.0, 300.0),
         }
     }

@@ -29,9 +29,7 @@ pub fn expand(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
             let mut inside: Vec<PathBuf> = std::fs::read_dir(path)
                 .with_context(|| format!("cannot list {}", path.display()))?
                 .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| {
-                    p.extension().is_some_and(|x| x.eq_ignore_ascii_case("geojson") || x.eq_ignore_ascii_case("json"))
-                })
+                .filter(|p| p.extension().is_some_and(|x| x.eq_ignore_ascii_case("geojson")))
                 .collect();
             inside.sort();
             files.extend(inside);
