@@ -61,6 +61,19 @@ contract!(
     migrations_are_idempotent,
 );
 
+/// Every current version, read page by page.
+async fn all_current(store: &AnyStore, page_size: usize) -> Vec<landdb_model::ParcelVersion> {
+    let mut all = Vec::new();
+    let mut after = None;
+    loop {
+        let page = store.current_page(after, page_size).await.expect("page");
+        let Some(last) = page.last() else { break };
+        after = Some(last.id);
+        all.extend(page);
+    }
+    all
+}
+
 fn batch(source: &str) -> NewBatch {
     NewBatch { source: source.into(), province_code: Some("48".into()), content_hash: None, mode: "append".into() }
 }
@@ -259,14 +272,7 @@ async fn paging_visits_every_current_parcel_once(store: AnyStore) {
     b.retire(&ids[..5]).await.expect("retire five");
     b.commit(serde_json::json!({})).await.expect("commit");
 
-    let mut seen = Vec::new();
-    let mut after = None;
-    loop {
-        let page = store.current_page(after, 10).await.expect("page");
-        let Some(last) = page.last() else { break };
-        after = Some(last.id);
-        seen.extend(page.iter().map(|v| v.id));
-    }
+    let seen: Vec<VersionId> = all_current(&store, 10).await.iter().map(|v| v.id).collect();
     assert_eq!(seen, ids[5..]);
 }
 
@@ -376,14 +382,7 @@ async fn real_parcels_round_trip_through_both_stores() {
         let batch = landdb_ingest::load::store_parcels(&store, "danang".into(), &read.parcels, serde_json::json!({}))
             .await
             .expect("bulk load");
-        let mut stored = Vec::new();
-        let mut after = None;
-        loop {
-            let page = store.current_page(after, 2_000).await.expect("page");
-            let Some(last) = page.last() else { break };
-            after = Some(last.id);
-            stored.extend(page);
-        }
+        let stored = all_current(&store, 2_000).await;
         assert_eq!(stored.len(), read.parcels.len(), "{}", store.kind());
         for (version, parcel) in stored.iter().zip(&read.parcels) {
             assert_eq!(&version.parcel, parcel, "{} {}", store.kind(), parcel.key);

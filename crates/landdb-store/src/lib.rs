@@ -10,6 +10,7 @@ mod any;
 mod database_url;
 mod error;
 mod geometry;
+mod migrations;
 pub mod postgres;
 mod row;
 pub mod sqlite;

@@ -16,7 +16,7 @@ pub async fn run(context: &crate::Context, args: Args) -> anyhow::Result<()> {
     let reference = context.reference()?;
     let store = context.store().await?;
     if store.count_current().await? == 0 {
-        let files = super::load::expand(&[args.samples.clone()])?;
+        let files = super::load::expand(std::slice::from_ref(&args.samples))?;
         let report = landdb_ingest::load::load_files(&store, &reference, &files).await?;
         super::load::print_report(&report);
     } else {

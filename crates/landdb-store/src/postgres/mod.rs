@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use landdb_model::{BatchId, FeedPosition, NationalParcelId, Parcel, ParcelKey, ParcelVersion, RightHolder, VersionId};
-use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions, PgRow};
 use sqlx::{Postgres, Row, Transaction};
 
@@ -27,20 +26,6 @@ const FEED_LOCK: i64 = 0x6c61_6e64_6462; // "landdb"
 
 const MIGRATIONS: &[(i64, &str, &str)] =
     &[(1, "parcels", include_str!("../../../../migrations/postgres/0001_parcels.sql"))];
-
-fn migrator() -> Migrator {
-    Migrator {
-        migrations: Cow::Owned(
-            MIGRATIONS
-                .iter()
-                .map(|(version, name, sql)| {
-                    Migration::new(*version, Cow::Borrowed(name), MigrationType::Simple, Cow::Borrowed(sql), false)
-                })
-                .collect(),
-        ),
-        ..Migrator::DEFAULT
-    }
-}
 
 const VERSION_COLUMNS: &str = "v.id, v.national_id, v.commune_code, v.sheet, v.parcel_no, v.commune_code_received, \
     v.province_code, v.land_use, v.legal_area_m2, v.measured_area_m2, v.geometry_area_m2, v.address, \
@@ -133,7 +118,7 @@ impl PgStore {
             .await
             .map_err(|e| connect_error(e, url, &options))?;
         ensure_postgis(&pool, url, &options).await?;
-        migrator().run(&pool).await.map_err(|e| StoreError::Migration(e.to_string()))?;
+        crate::migrations::migrator(MIGRATIONS).run(&pool).await.map_err(|e| StoreError::Migration(e.to_string()))?;
         Ok(Self { pool })
     }
 

@@ -2,14 +2,12 @@
 //! laptop with no server. Same behaviour as the PostGIS store; writers are serialised (SQLite has
 //! one writer at a time), and feed followers poll instead of listening.
 
-use std::borrow::Cow;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use landdb_model::{BatchId, FeedPosition, NationalParcelId, Parcel, ParcelKey, ParcelVersion, RightHolder, VersionId};
-use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
 };
@@ -26,20 +24,6 @@ const MIGRATIONS: &[(i64, &str, &str)] =
 
 /// How often a follower of the embedded store looks for new changes.
 pub const POLL_INTERVAL: Duration = Duration::from_millis(200);
-
-fn migrator() -> Migrator {
-    Migrator {
-        migrations: Cow::Owned(
-            MIGRATIONS
-                .iter()
-                .map(|(version, name, sql)| {
-                    Migration::new(*version, Cow::Borrowed(name), MigrationType::Simple, Cow::Borrowed(sql), false)
-                })
-                .collect(),
-        ),
-        ..Migrator::DEFAULT
-    }
-}
 
 /// Timestamps as fixed-width RFC 3339 text, so that text order is time order.
 fn timestamp(t: DateTime<Utc>) -> String {
@@ -134,7 +118,7 @@ impl SqliteStore {
             .connect_with(options)
             .await
             .map_err(|e| embedded(e.to_string()))?;
-        migrator().run(&pool).await.map_err(|e| StoreError::Migration(e.to_string()))?;
+        crate::migrations::migrator(MIGRATIONS).run(&pool).await.map_err(|e| StoreError::Migration(e.to_string()))?;
         Ok(Self { pool, writer: Arc::new(Mutex::new(())) })
     }
 
