@@ -33,6 +33,9 @@ enum Command {
     /// Load GeoJSON parcel files (VBDLIS field names, WGS84) into the store as one batch, through
     /// the bulk path.
     Load(commands::load::Args),
+    /// Read, check and normalise provincial files without touching any store (a dry run of
+    /// import): prints the verdicts and reasons, writes the full report with --report.
+    Validate(commands::validate::Args),
     /// Show the store: kind, current parcels, change-feed head, schema.
     Status,
     /// Load the bundled data samples into the store (the embedded one unless --database says
@@ -93,6 +96,7 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Load(args) => commands::load::run(&context, args).await,
+            Command::Validate(args) => commands::validate::run(&context, &args),
             Command::Status => commands::status::run(&context).await,
             Command::Demo(args) => commands::demo::run(&context, args).await,
             Command::Reference => commands::reference::run(&context),

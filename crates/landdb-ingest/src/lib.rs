@@ -2,9 +2,16 @@
 //! canonical [`landdb_model::Parcel`], or into a [`RecordError`] that says which file, feature and
 //! field was wrong.
 
+pub mod crs;
 pub mod fields;
 pub mod geojson_source;
+pub mod geometry;
 pub mod load;
+pub mod normalize;
+pub mod pipeline;
+pub mod profiles;
+pub mod source;
+pub mod verdict;
 
 use std::path::PathBuf;
 
@@ -26,4 +33,6 @@ pub enum SourceError {
     Read { file: PathBuf, source: std::io::Error },
     #[error("{file} is not valid GeoJSON: {reason}")]
     GeoJson { file: PathBuf, reason: String },
+    #[error("cannot open {file}: {reason}")]
+    Unreadable { file: PathBuf, reason: String },
 }

@@ -4,3 +4,4 @@ pub mod demo;
 pub mod load;
 pub mod reference;
 pub mod status;
+pub mod validate;

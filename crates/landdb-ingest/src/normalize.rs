@@ -1,0 +1,333 @@
+//! One source record → one canonical parcel, or the reasons it cannot be one. Pure apart from
+//! PROJ: every decision about codes, keys, areas and geometry is here.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+
+use geo::{BoundingRect, Coord, MultiPolygon, Point};
+use landdb_crs::Transformer;
+use landdb_model::area::geodesic_area_m2;
+use landdb_model::national_id::interior_point;
+use landdb_model::reference::CommuneResolution;
+use landdb_model::{CommuneCode, LandUseCode, NationalParcelId, Parcel, ParcelKey, ReferenceData, RightHolder};
+use serde_json::{Map, Value};
+
+use crate::crs::CrsChoice;
+use crate::geometry::check_and_repair;
+use crate::profiles::{Canonical, FieldMapping};
+use crate::source::{AttrValue, SourceGeometry, SourceRecord};
+use crate::verdict::{Reason, ReasonCode, Verdict, verdict_of};
+
+/// Declared and geometric areas may differ by this share before a warning (surveyors round,
+/// and the TM-3 plane differs from the ellipsoid by up to 0.03 %).
+pub const AREA_TOLERANCE: f64 = 0.05;
+
+/// Vietnam's extent with its islands, lon/lat.
+const VIETNAM: (f64, f64, f64, f64) = (102.0, 6.0, 118.0, 23.5);
+
+/// The normalised record.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub feature: usize,
+    pub verdict: Verdict,
+    pub reasons: Vec<Reason>,
+    /// The natural key, when the record had one.
+    pub key: Option<ParcelKey>,
+    /// The parcel, unless rejected.
+    pub parcel: Option<Parcel>,
+}
+
+impl Outcome {
+    /// Rejects an outcome after the fact (a duplicate key found across the upload).
+    pub fn reject(&mut self, reason: Reason) {
+        self.reasons.push(reason);
+        self.verdict = Verdict::Rejected;
+        self.parcel = None;
+    }
+}
+
+/// Everything the normaliser needs about one layer.
+#[derive(Debug)]
+pub struct Normalizer<'a> {
+    pub reference: &'a ReferenceData,
+    pub mapping: &'a FieldMapping,
+    pub crs: CrsChoice,
+    /// Set when the CRS was not declared but inferred (each record gets the warning).
+    pub crs_note: Option<Reason>,
+    /// Whether a clockwise exterior is a defect (GeoJSON: RFC 7946) or the format's convention
+    /// (Shapefile, Esri JSON), silently turned round.
+    pub orientation_matters: bool,
+}
+
+thread_local! {
+    /// PROJ objects are not thread-safe: one per definition per thread.
+    static TRANSFORMERS: RefCell<HashMap<String, Transformer>> = RefCell::new(HashMap::new());
+}
+
+fn with_transformer<T>(definition: &str, f: impl FnOnce(&Transformer) -> T) -> Result<T, String> {
+    TRANSFORMERS.with(|cache| {
+        let mut cache = cache.borrow_mut();
+        if !cache.contains_key(definition) {
+            let t = Transformer::between(definition, landdb_crs::WGS84).map_err(|e| e.to_string())?;
+            cache.insert(definition.to_owned(), t);
+        }
+        cache.get(definition).map(f).ok_or_else(|| "transformer missing".to_owned())
+    })
+}
+
+/// Sheet and parcel numbers without leading zeros or a spurious decimal.
+fn canonical_number(raw: &str) -> String {
+    let t = raw.trim();
+    let t = t.strip_suffix(".0").unwrap_or(t);
+    if t.bytes().all(|b| b.is_ascii_digit()) && !t.is_empty() {
+        let trimmed = t.trim_start_matches('0');
+        if trimmed.is_empty() { "0".into() } else { trimmed.to_owned() }
+    } else {
+        t.to_owned()
+    }
+}
+
+impl Normalizer<'_> {
+    pub fn normalize(&self, record: &SourceRecord) -> Outcome {
+        let mut reasons: Vec<Reason> = self.crs_note.iter().cloned().collect();
+        let mut mapped: HashMap<Canonical, (&str, &AttrValue)> = HashMap::new();
+        let mut extra = Map::new();
+        for (name, value) in &record.attributes {
+            match self.mapping.canonical(name) {
+                Some(c) => {
+                    mapped.entry(c).or_insert((name.as_str(), value));
+                }
+                None if *value != AttrValue::Null => {
+                    extra.insert(name.clone(), value.to_json());
+                }
+                None => {}
+            }
+        }
+        let text = |c: Canonical| mapped.get(&c).and_then(|(_, v)| v.text());
+        let field = |c: Canonical, fallback: &str| mapped.get(&c).map_or(fallback.to_owned(), |(n, _)| (*n).to_owned());
+
+        // The natural key.
+        let key = (|| {
+            let commune_raw = text(Canonical::CommuneCode);
+            let sheet = text(Canonical::Sheet);
+            let number = text(Canonical::Number);
+            let (Some(commune_raw), Some(sheet), Some(number)) = (commune_raw, sheet, number) else {
+                let missing: Vec<&str> = [
+                    (Canonical::CommuneCode, "commune code"),
+                    (Canonical::Sheet, "map sheet"),
+                    (Canonical::Number, "parcel number"),
+                ]
+                .into_iter()
+                .filter(|(c, _)| text(*c).is_none())
+                .map(|(_, n)| n)
+                .collect();
+                reasons.push(Reason::new(ReasonCode::MissingKey, format!("no {}", missing.join(", "))));
+                return None;
+            };
+            let commune_field = field(Canonical::CommuneCode, "MaXa");
+            let Ok(received) = CommuneCode::parse(&commune_raw) else {
+                reasons.push(Reason::on(
+                    ReasonCode::InvalidCommuneCode,
+                    &commune_field,
+                    format!("{commune_raw:?} is not a commune code"),
+                ));
+                return None;
+            };
+            let commune = match self.reference.resolve_commune(&received) {
+                CommuneResolution::Current(c) => c,
+                CommuneResolution::MergedInto(new) => {
+                    reasons.push(Reason::on(
+                        ReasonCode::ObsoleteCommuneCode,
+                        &commune_field,
+                        format!("{received} was merged into {new}"),
+                    ));
+                    new
+                }
+                CommuneResolution::SplitAmong(options) => {
+                    let list: Vec<String> = options.iter().map(ToString::to_string).collect();
+                    reasons.push(Reason::on(
+                        ReasonCode::ObsoleteCommuneCode,
+                        &commune_field,
+                        format!("{received} was split among {}; kept as received", list.join(", ")),
+                    ));
+                    received.clone()
+                }
+                CommuneResolution::Unknown if self.reference.province_of(&received).is_some() => {
+                    reasons.push(Reason::on(
+                        ReasonCode::ObsoleteCommuneCode,
+                        &commune_field,
+                        format!("{received} is in no list of communes; kept as received"),
+                    ));
+                    received.clone()
+                }
+                CommuneResolution::Unknown => {
+                    reasons.push(Reason::on(
+                        ReasonCode::UnknownCommune,
+                        &commune_field,
+                        format!("{received} is in no province"),
+                    ));
+                    return None;
+                }
+            };
+            Some((ParcelKey::new(commune, canonical_number(&sheet), canonical_number(&number)), commune_raw))
+        })();
+
+        // Land use: split, mapped to the 2024 list where a legacy code has a successor.
+        let mut land_use = Vec::new();
+        if let Some(raw) = text(Canonical::LandUse) {
+            let lu_field = field(Canonical::LandUse, "KyHieuMucDichSuDung");
+            match LandUseCode::parse_list(&raw) {
+                Ok(codes) => {
+                    for code in codes {
+                        match self.reference.current_land_use(&code) {
+                            Some(current) => land_use.push(current),
+                            None => {
+                                reasons.push(Reason::on(
+                                    ReasonCode::UnknownLandUse,
+                                    &lu_field,
+                                    format!("{code} is on no list"),
+                                ));
+                                land_use.push(code);
+                            }
+                        }
+                    }
+                }
+                Err(e) => reasons.push(Reason::on(ReasonCode::UnknownLandUse, &lu_field, e.to_string())),
+            }
+            let current: Vec<&str> = land_use.iter().map(LandUseCode::as_str).collect();
+            if current.join("+") != raw.trim() {
+                extra.insert("land_use_received".into(), Value::String(raw));
+            }
+        }
+
+        let mut number = |c: Canonical, name: &str| match mapped.get(&c) {
+            None => None,
+            Some((n, v)) => v.number().unwrap_or_else(|e| {
+                reasons.push(Reason::on(ReasonCode::InvalidValue, n, format!("{name}: {e}")));
+                None
+            }),
+        };
+        let measured = number(Canonical::MeasuredArea, "measured area");
+        let legal = number(Canonical::LegalArea, "legal area");
+        let birth_year = number(Canonical::OwnerBirthYear, "birth year");
+
+        let geometry = self.geometry(record, key.as_ref().map(|(k, _)| &k.commune), &mut reasons);
+        let national_id = geometry.as_ref().and_then(|(_, id)| id.clone());
+        let geometry = geometry.map(|(g, _)| g);
+        let geometry_area = geometry.as_ref().map(geodesic_area_m2);
+        if let (Some(declared), Some(computed)) = (measured, geometry_area) {
+            let area_field = field(Canonical::MeasuredArea, "DienTich");
+            if declared <= 0.0 {
+                reasons.push(Reason::on(
+                    ReasonCode::ZeroArea,
+                    &area_field,
+                    format!("declared {declared} m², geometry {computed:.1} m²"),
+                ));
+            } else if (declared - computed).abs() > (AREA_TOLERANCE * computed).max(1.0) {
+                reasons.push(Reason::on(
+                    ReasonCode::AreaMismatch,
+                    &area_field,
+                    format!("declared {declared} m², geometry {computed:.1} m²"),
+                ));
+            }
+        }
+
+        let mut holders = Vec::new();
+        if let Some(name) = text(Canonical::Owner) {
+            let birth_year = birth_year.filter(|y| (1850.0..=2030.0).contains(y)).map(|y| y as i16);
+            holders.push(RightHolder { name, citizen_id: None, birth_year, address: None });
+        }
+        if let Some(name) = text(Canonical::SecondOwner) {
+            holders.push(RightHolder { name, citizen_id: None, birth_year: None, address: None });
+        }
+
+        let verdict = verdict_of(&reasons);
+        let parcel = match (&key, geometry, national_id, verdict) {
+            (Some((key, received)), Some(geometry), Some(national_id), v) if v != Verdict::Rejected => {
+                let province = self.reference.province_of(&key.commune);
+                province.map(|province| Parcel {
+                    national_id,
+                    key: key.clone(),
+                    commune_code_received: received.clone(),
+                    province,
+                    land_use,
+                    legal_area_m2: legal,
+                    measured_area_m2: measured,
+                    geometry_area_m2: geometry_area.unwrap_or_default(),
+                    address: text(Canonical::Address),
+                    certificate_no: text(Canonical::CertificateNo),
+                    geometry,
+                    source_crs: Some(self.crs.name()),
+                    extra,
+                    right_holders: holders,
+                })
+            }
+            _ => None,
+        };
+        let verdict = if parcel.is_none() && verdict != Verdict::Rejected { Verdict::Rejected } else { verdict };
+        Outcome { feature: record.feature, verdict, reasons, key: key.map(|(k, _)| k), parcel }
+    }
+
+    /// Checked, repaired, reprojected geometry and the national ID; `None` with a reason if unusable.
+    fn geometry(
+        &self,
+        record: &SourceRecord,
+        commune: Option<&CommuneCode>,
+        reasons: &mut Vec<Reason>,
+    ) -> Option<(MultiPolygon<f64>, Option<NationalParcelId>)> {
+        let polygons = match &record.geometry {
+            SourceGeometry::Null => {
+                reasons.push(Reason::new(ReasonCode::NullGeometry, "no geometry"));
+                return None;
+            }
+            SourceGeometry::NotPolygon(kind) => {
+                reasons.push(Reason::new(ReasonCode::NotPolygon, format!("a {kind}, not a polygon")));
+                return None;
+            }
+            SourceGeometry::Polygons(p) => p,
+        };
+        let (geometry, found) = check_and_repair(polygons);
+        reasons.extend(found.into_iter().filter(|r| self.orientation_matters || r.code != ReasonCode::RingOrientation));
+        let geometry = geometry?;
+        // The interior point is searched in the source plane (VN-2000 metres for TM-3 sources).
+        let interior = interior_point(&geometry);
+        let (wgs84, point) = match self.crs.definition() {
+            None => (geometry, interior),
+            Some(definition) => {
+                let result = with_transformer(&definition, |t| {
+                    let g = t.multi_polygon(&geometry).map_err(|e| e.to_string())?;
+                    let p = interior
+                        .map(|p| t.coord(Coord::from(p)).map(Point::from))
+                        .transpose()
+                        .map_err(|e| e.to_string())?;
+                    Ok::<_, String>((g, p))
+                });
+                match result.and_then(|r| r) {
+                    Ok(pair) => pair,
+                    Err(e) => {
+                        reasons.push(Reason::new(ReasonCode::InvalidGeometry, format!("cannot reproject: {e}")));
+                        return None;
+                    }
+                }
+            }
+        };
+        let bbox = wgs84.bounding_rect()?;
+        let (w, s, e, n) = VIETNAM;
+        if bbox.min().x < w || bbox.max().x > e || bbox.min().y < s || bbox.max().y > n {
+            let zone = commune.and_then(|c| self.reference.zone_of_commune(c));
+            reasons.push(Reason::new(
+                ReasonCode::OutsideVietnam,
+                format!(
+                    "lies at {:.4}, {:.4} after reading it as {}{}",
+                    bbox.min().x,
+                    bbox.min().y,
+                    self.crs.name(),
+                    zone.map_or(String::new(), |z| format!(" (its commune is in {})", z.crs_name()))
+                ),
+            ));
+            return None;
+        }
+        let id = point.and_then(|p| NationalParcelId::from_wgs84(p).ok());
+        Some((wgs84, id))
+    }
+}

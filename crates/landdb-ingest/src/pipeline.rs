@@ -1,0 +1,305 @@
+//! The import pipeline without the store: every layer of every file read in chunks, each chunk
+//! normalised in parallel (rayon), then the checks that need the whole upload (duplicate keys).
+//! `landdb validate` is exactly this; `landdb import` then loads the result.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+
+use landdb_model::{Parcel, ParcelKey, ReferenceData};
+use rayon::prelude::*;
+use serde::Serialize;
+
+use crate::SourceError;
+use crate::crs::{CrsChoice, from_declared, looks_geographic};
+use crate::normalize::{Normalizer, Outcome};
+use crate::profiles::FieldMapping;
+use crate::source::{self, EncodingFound, SourceGeometry, SourceLayer, SourceRecord};
+use crate::verdict::{Reason, ReasonCode, Verdict};
+
+/// Records read per chunk: enough to keep both cores busy, few enough to bound memory.
+pub const CHUNK: usize = 8_192;
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// `--crs`: wins over whatever the files say.
+    pub crs_override: Option<CrsChoice>,
+    pub mapping: FieldMapping,
+}
+
+/// One normalised record with where it came from; rejected ones keep their source for quarantine.
+#[derive(Debug, Clone)]
+pub struct Processed {
+    pub file: PathBuf,
+    pub layer: String,
+    pub outcome: Outcome,
+    pub source: Option<SourceRecord>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct LayerReport {
+    pub file: PathBuf,
+    pub layer: String,
+    pub driver: String,
+    pub features: u64,
+    pub crs: String,
+    /// `declared`, `parameters` (a zone recognised from a .prj naming no EPSG code), `override`,
+    /// `inferred from commune NNNNN`, or `commune zone over declared …`.
+    pub crs_basis: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub encoding: Option<EncodingFound>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RecordReport {
+    pub file: PathBuf,
+    pub layer: String,
+    pub feature: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    pub verdict: Verdict,
+    pub reasons: Vec<Reason>,
+}
+
+/// The report of a validation or import. The four verdict totals always add up to `input`.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ImportReport {
+    pub input: usize,
+    pub accepted: usize,
+    pub accepted_with_warnings: usize,
+    pub repaired: usize,
+    pub rejected: usize,
+    /// Records per reason code (a record can have several).
+    pub reasons: BTreeMap<ReasonCode, usize>,
+    pub layers: Vec<LayerReport>,
+    /// Every record that is not plainly accepted, with its reasons.
+    pub records: Vec<RecordReport>,
+    /// Set by an import: the batch that committed, or the earlier one that had the same content.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub batch: Option<serde_json::Value>,
+}
+
+impl ImportReport {
+    pub fn count(&mut self, p: &Processed) {
+        self.input += 1;
+        match p.outcome.verdict {
+            Verdict::Accepted => self.accepted += 1,
+            Verdict::AcceptedWithWarnings => self.accepted_with_warnings += 1,
+            Verdict::Repaired => self.repaired += 1,
+            Verdict::Rejected => self.rejected += 1,
+        }
+        let mut codes: Vec<ReasonCode> = p.outcome.reasons.iter().map(|r| r.code).collect();
+        codes.sort();
+        codes.dedup();
+        for code in codes {
+            *self.reasons.entry(code).or_default() += 1;
+        }
+        if p.outcome.verdict != Verdict::Accepted {
+            self.records.push(RecordReport {
+                file: p.file.clone(),
+                layer: p.layer.clone(),
+                feature: p.outcome.feature,
+                key: p.outcome.key.as_ref().map(ToString::to_string),
+                verdict: p.outcome.verdict,
+                reasons: p.outcome.reasons.clone(),
+            });
+        }
+    }
+
+    /// A few lines for a person.
+    pub fn summary(&self) -> String {
+        let mut s = format!(
+            "{} records: {} accepted, {} accepted with warnings, {} repaired, {} rejected\n",
+            self.input, self.accepted, self.accepted_with_warnings, self.repaired, self.rejected
+        );
+        for layer in &self.layers {
+            s.push_str(&format!(
+                "  {} [{}]: {} features, {} ({}){}\n",
+                layer.file.display(),
+                layer.layer,
+                layer.features,
+                layer.crs,
+                layer.crs_basis,
+                layer.encoding.as_ref().map_or(String::new(), |e| format!(", text {} ({})", e.encoding, e.basis))
+            ));
+        }
+        for (code, n) in &self.reasons {
+            s.push_str(&format!(
+                "  {n:>7} {}\n",
+                serde_json::to_value(code).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
+            ));
+        }
+        s
+    }
+}
+
+/// The first commune code and coordinate of a chunk, for inferring or checking its zone.
+fn first_commune_and_coord(records: &[SourceRecord], mapping: &FieldMapping) -> (Option<String>, Option<(f64, f64)>) {
+    let commune = records.iter().find_map(|r| {
+        r.attributes
+            .iter()
+            .find(|(n, _)| mapping.canonical(n) == Some(crate::profiles::Canonical::CommuneCode))
+            .and_then(|(_, v)| v.text())
+    });
+    let coord = records.iter().find_map(|r| match &r.geometry {
+        SourceGeometry::Polygons(p) => p.first()?.first()?.first().map(|c| (c.x, c.y)),
+        _ => None,
+    });
+    (commune, coord)
+}
+
+/// Chooses the layer's CRS: the override; else the declared one (a TM-3 zone that disagrees with
+/// the commune's zone yields to it, with a warning); else the commune's zone, with a warning.
+fn choose_crs(
+    layer: &SourceLayer,
+    first: &[SourceRecord],
+    reference: &ReferenceData,
+    options: &Options,
+) -> (Option<CrsChoice>, String, Option<Reason>) {
+    if let Some(c) = &options.crs_override {
+        return (Some(c.clone()), "override".into(), None);
+    }
+    let (commune, coord) = first_commune_and_coord(first, &options.mapping);
+    let commune_zone = commune
+        .as_deref()
+        .and_then(|c| landdb_model::CommuneCode::parse(c).ok())
+        .and_then(|c| reference.zone_of_commune(&c).map(|z| (c, z)));
+    let declared = from_declared(&layer.crs, reference)
+        // A file that claims WGS84 (GeoJSON always does) but holds metres is undeclared.
+        .filter(|c| *c != CrsChoice::Wgs84 || coord.is_none_or(|(x, y)| looks_geographic(x, y)));
+    match (declared, commune_zone) {
+        (Some(CrsChoice::Zone(z)), Some((code, cz))) if z.epsg != cz.epsg => {
+            let note = format!(
+                "the file says {} but commune {code} lies in {}; read as {}",
+                z.crs_name(),
+                cz.crs_name(),
+                cz.crs_name()
+            );
+            (
+                Some(CrsChoice::Zone(cz)),
+                format!("commune zone over declared {}", z.crs_name()),
+                Some(Reason::new(ReasonCode::CrsInferred, note)),
+            )
+        }
+        (Some(c), _) => {
+            let basis = if layer.crs.epsg.is_some() { "declared" } else { "parameters" };
+            (Some(c), basis.into(), None)
+        }
+        (None, Some((code, zone))) => {
+            let note =
+                format!("the file declares no usable CRS; read in {} as the zone of commune {code}", zone.crs_name());
+            (
+                Some(CrsChoice::Zone(zone)),
+                format!("inferred from commune {code}"),
+                Some(Reason::new(ReasonCode::CrsInferred, note)),
+            )
+        }
+        (None, None) => (None, "none".into(), None),
+    }
+}
+
+/// Reads and normalises everything under `paths`. `progress` is told the records done so far.
+pub fn run(
+    paths: &[PathBuf],
+    scratch: &Path,
+    reference: &ReferenceData,
+    options: &Options,
+    progress: &(dyn Fn(usize) + Sync),
+) -> Result<(Vec<Processed>, ImportReport), SourceError> {
+    let files = source::expand(paths, scratch)?;
+    if files.is_empty() {
+        return Err(SourceError::Unreadable {
+            file: paths.first().cloned().unwrap_or_default(),
+            reason: "no cadastral file (.shp, .gpkg, .geojson, .json, .dxf, .dgn, .tab, .kml, .csv, .zip) found".into(),
+        });
+    }
+    let mut processed = Vec::new();
+    let mut report = ImportReport::default();
+    for file in &files {
+        for mut layer in source::layers(file)? {
+            if layer.driver == "ESRI Shapefile" {
+                if let Ok(dbf) = source::dbf::Dbf::open(&file.with_extension("dbf")) {
+                    layer.encoding = Some(source::shapefile_encoding(&dbf, file).1);
+                }
+            }
+            let mut decided: Option<(Option<CrsChoice>, String, Option<Reason>)> = None;
+            source::read_layer(&layer, CHUNK, |chunk| {
+                let (crs, _, note) = decided.get_or_insert_with(|| choose_crs(&layer, &chunk, reference, options));
+                let outcomes: Vec<Outcome> = match crs {
+                    Some(crs) => {
+                        let normalizer = Normalizer {
+                            reference,
+                            mapping: &options.mapping,
+                            crs: crs.clone(),
+                            crs_note: note.clone(),
+                            orientation_matters: layer.driver == "GeoJSON",
+                        };
+                        chunk.par_iter().map(|r| normalizer.normalize(r)).collect()
+                    }
+                    None => chunk
+                        .iter()
+                        .map(|r| {
+                            let reason = Reason::new(
+                                ReasonCode::NoCrs,
+                                "the file declares no CRS and its commune is unknown: pass --crs",
+                            );
+                            Outcome {
+                                feature: r.feature,
+                                verdict: Verdict::Rejected,
+                                reasons: vec![reason],
+                                key: None,
+                                parcel: None,
+                            }
+                        })
+                        .collect(),
+                };
+                for (outcome, record) in outcomes.into_iter().zip(chunk) {
+                    let source = (outcome.verdict == Verdict::Rejected).then_some(record);
+                    processed.push(Processed { file: file.clone(), layer: layer.layer.clone(), outcome, source });
+                }
+                progress(processed.len());
+                Ok::<_, SourceError>(())
+            })?;
+            let (crs, basis, _) = decided.unwrap_or((None, "empty layer".into(), None));
+            report.layers.push(LayerReport {
+                file: layer.file.clone(),
+                layer: layer.layer.clone(),
+                driver: layer.driver.clone(),
+                features: layer.features,
+                crs: crs.map_or_else(|| "unknown".into(), |c| c.name()),
+                crs_basis: basis,
+                encoding: layer.encoding.clone(),
+            });
+        }
+    }
+    reject_duplicate_keys(&mut processed);
+    for p in &processed {
+        report.count(p);
+    }
+    Ok((processed, report))
+}
+
+/// A natural key that occurs more than once in the upload: every occurrence is rejected, since
+/// nothing says which one is right.
+fn reject_duplicate_keys(processed: &mut [Processed]) {
+    let mut seen: HashMap<ParcelKey, usize> = HashMap::new();
+    for p in processed.iter().filter(|p| p.outcome.parcel.is_some()) {
+        if let Some(key) = &p.outcome.key {
+            *seen.entry(key.clone()).or_default() += 1;
+        }
+    }
+    for p in processed.iter_mut() {
+        let Some(key) = p.outcome.key.clone() else { continue };
+        let n = seen.get(&key).copied().unwrap_or(0);
+        if n > 1 && p.outcome.parcel.is_some() {
+            p.outcome.reject(Reason::new(
+                ReasonCode::DuplicateKeyInUpload,
+                format!("{key} occurs {n} times in this upload"),
+            ));
+        }
+    }
+}
+
+/// The parcels to load.
+pub fn accepted(processed: &[Processed]) -> Vec<&Parcel> {
+    processed.iter().filter_map(|p| p.outcome.parcel.as_ref()).collect()
+}

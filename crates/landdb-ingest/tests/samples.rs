@@ -1,0 +1,105 @@
+//! The pipeline (validate, no store) on the committed data samples, whose manifests say what the
+//! generator put in them.
+
+use std::path::PathBuf;
+
+use landdb_ingest::pipeline::{self, ImportReport, Options};
+use landdb_ingest::profiles::FieldMapping;
+use landdb_ingest::verdict::ReasonCode;
+use landdb_model::ReferenceData;
+use serde_json::Value;
+
+fn samples(dir: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../data-samples").join(dir)
+}
+
+fn manifest(dir: &str) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(samples(dir).join("manifest.json")).expect("manifest")).expect("JSON")
+}
+
+fn injected(manifest: &Value, defect: &str) -> usize {
+    manifest["defects"][defect]["count"].as_u64().unwrap_or(0) as usize
+}
+
+fn validate(path: PathBuf) -> ImportReport {
+    let reference = ReferenceData::embedded().expect("reference");
+    let options = Options { crs_override: None, mapping: FieldMapping::builtin().expect("profile") };
+    let scratch = std::env::temp_dir().join(format!("landdb-ingest-test-{}", std::process::id()));
+    pipeline::run(&[path], &scratch, &reference, &options, &|_| {}).expect("readable").1
+}
+
+fn reason(report: &ImportReport, code: ReasonCode) -> usize {
+    report.reasons.get(&code).copied().unwrap_or(0)
+}
+
+fn assert_totals_add_up(r: &ImportReport) {
+    assert_eq!(r.accepted + r.accepted_with_warnings + r.repaired + r.rejected, r.input);
+}
+
+#[test]
+fn every_defect_of_the_dirty_geojson_is_found() {
+    let m = manifest("dirty-geojson");
+    let r = validate(samples("dirty-geojson").join("20194.geojson"));
+    assert_totals_add_up(&r);
+    assert_eq!(r.input, m["records"].as_u64().expect("records") as usize);
+    for (code, defect) in [
+        (ReasonCode::NullGeometry, "null_geometry"),
+        (ReasonCode::SelfIntersection, "self_intersection"),
+        (ReasonCode::UnclosedRing, "unclosed_ring"),
+        (ReasonCode::Spike, "spike"),
+        (ReasonCode::RingOrientation, "wrong_orientation"),
+        (ReasonCode::UnknownLandUse, "unknown_land_use"),
+        (ReasonCode::ObsoleteCommuneCode, "obsolete_commune_code"),
+    ] {
+        assert_eq!(reason(&r, code), injected(&m, defect), "{code:?}");
+    }
+    // Duplicate vertices are injected on their own and also left by a cut-out spike.
+    assert!(reason(&r, ReasonCode::DuplicateVertices) >= injected(&m, "duplicate_vertex"));
+    // Each injected duplicate rejects both records that share the key (unless one is already rejected).
+    let dup = reason(&r, ReasonCode::DuplicateKeyInUpload);
+    assert!(dup >= injected(&m, "duplicate_key") && dup <= 2 * injected(&m, "duplicate_key"), "{dup}");
+    // Pushed vertices change areas beyond the tolerance.
+    assert!(reason(&r, ReasonCode::AreaMismatch) >= injected(&m, "overlap"));
+    // Every rejection says why.
+    assert!(
+        r.records
+            .iter()
+            .filter(|x| x.verdict == landdb_ingest::verdict::Verdict::Rejected)
+            .all(|x| !x.reasons.is_empty())
+    );
+}
+
+#[test]
+fn a_tcvn3_shapefile_without_cpg_or_prj_is_read_right() {
+    let r = validate(samples("dirty-tcvn3"));
+    assert_totals_add_up(&r);
+    let layer = &r.layers[0];
+    assert_eq!(layer.encoding.as_ref().map(|e| e.encoding.as_str()), Some("TCVN3"));
+    assert_eq!(layer.crs, "EPSG:5899");
+    assert!(layer.crs_basis.starts_with("inferred from commune"), "{}", layer.crs_basis);
+    assert_eq!(reason(&r, ReasonCode::CrsInferred), r.input, "every record carries the warning");
+    assert_eq!(reason(&r, ReasonCode::OutsideVietnam), 0);
+}
+
+#[test]
+fn a_vni_shapefile_with_a_lying_cpg_and_the_wrong_zone_is_read_right() {
+    let r = validate(samples("dirty-vni"));
+    let layer = &r.layers[0];
+    let encoding = layer.encoding.as_ref().expect("encoding found");
+    assert_eq!((encoding.encoding.as_str(), encoding.cpg.as_deref()), ("VNI", Some("UTF-8")));
+    assert_eq!(layer.crs, "EPSG:5899", "the commune's zone wins over the .prj's 107°00′");
+    assert_eq!(reason(&r, ReasonCode::OutsideVietnam), 0);
+}
+
+#[test]
+fn every_clean_format_is_read_with_its_crs() {
+    for file in ["20194.shp", "20194.gpkg", "20194.tab", "20194.json", "20194.tm3.geojson"] {
+        let r = validate(samples("clean").join(file));
+        assert_totals_add_up(&r);
+        assert_eq!(r.rejected, 0, "{file}: {:?}", r.records.first());
+        assert_eq!(r.layers[0].crs, "EPSG:5899", "{file}");
+        assert_eq!(r.input, 264, "{file}");
+    }
+    let r = validate(samples("geojson"));
+    assert_eq!((r.accepted, r.input), (2548, 2548));
+}
