@@ -107,6 +107,7 @@ impl Normalizer<'_> {
         let field = |c: Canonical, fallback: &str| mapped.get(&c).map_or(fallback.to_owned(), |(n, _)| (*n).to_owned());
 
         // The natural key.
+        let mut commune_2025: Option<String> = None;
         let key = (|| {
             let commune_raw = text(Canonical::CommuneCode);
             let sheet = text(Canonical::Sheet);
@@ -133,32 +134,32 @@ impl Normalizer<'_> {
                 ));
                 return None;
             };
-            let commune = match self.reference.resolve_commune(&received) {
-                CommuneResolution::Current(c) => c,
+            // Sheets and parcels are numbered per commune as it was surveyed, so the key keeps the
+            // code as received; the 2025 commune it now belongs to is recorded beside it.
+            match self.reference.resolve_commune(&received) {
+                CommuneResolution::Current(_) => {}
                 CommuneResolution::MergedInto(new) => {
                     reasons.push(Reason::on(
                         ReasonCode::ObsoleteCommuneCode,
                         &commune_field,
                         format!("{received} was merged into {new}"),
                     ));
-                    new
+                    commune_2025 = Some(new.to_string());
                 }
                 CommuneResolution::SplitAmong(options) => {
                     let list: Vec<String> = options.iter().map(ToString::to_string).collect();
                     reasons.push(Reason::on(
                         ReasonCode::ObsoleteCommuneCode,
                         &commune_field,
-                        format!("{received} was split among {}; kept as received", list.join(", ")),
+                        format!("{received} was split among {}", list.join(", ")),
                     ));
-                    received.clone()
                 }
                 CommuneResolution::Unknown if self.reference.province_of(&received).is_some() => {
                     reasons.push(Reason::on(
                         ReasonCode::ObsoleteCommuneCode,
                         &commune_field,
-                        format!("{received} is in no list of communes; kept as received"),
+                        format!("{received} is in no list of communes"),
                     ));
-                    received.clone()
                 }
                 CommuneResolution::Unknown => {
                     reasons.push(Reason::on(
@@ -168,7 +169,8 @@ impl Normalizer<'_> {
                     ));
                     return None;
                 }
-            };
+            }
+            let commune = received;
             Some((ParcelKey::new(commune, canonical_number(&sheet), canonical_number(&number)), commune_raw))
         })();
 
@@ -241,6 +243,9 @@ impl Normalizer<'_> {
             holders.push(RightHolder { name, citizen_id: None, birth_year: None, address: None });
         }
 
+        if let Some(code) = commune_2025 {
+            extra.insert("commune_2025".into(), Value::String(code));
+        }
         let verdict = verdict_of(&reasons);
         let parcel = match (&key, geometry, national_id, verdict) {
             (Some((key, received)), Some(geometry), Some(national_id), v) if v != Verdict::Rejected => {
