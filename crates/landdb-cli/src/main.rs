@@ -33,6 +33,9 @@ enum Command {
     /// Load GeoJSON parcel files (VBDLIS field names, WGS84) into the store as one batch, through
     /// the bulk path.
     Load(commands::load::Args),
+    /// Import provincial files into the store as one atomic batch: everything validate does, then
+    /// the checks against the store, the quarantine of rejected records, and the load.
+    Import(commands::import::Args),
     /// Read, check and normalise provincial files without touching any store (a dry run of
     /// import): prints the verdicts and reasons, writes the full report with --report.
     Validate(commands::validate::Args),
@@ -96,6 +99,7 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Load(args) => commands::load::run(&context, args).await,
+            Command::Import(args) => commands::import::run(&context, &args).await,
             Command::Validate(args) => commands::validate::run(&context, &args),
             Command::Status => commands::status::run(&context).await,
             Command::Demo(args) => commands::demo::run(&context, args).await,

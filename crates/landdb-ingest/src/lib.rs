@@ -6,6 +6,7 @@ pub mod crs;
 pub mod fields;
 pub mod geojson_source;
 pub mod geometry;
+pub mod import;
 pub mod load;
 pub mod normalize;
 pub mod pipeline;

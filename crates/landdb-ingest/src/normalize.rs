@@ -35,14 +35,16 @@ pub struct Outcome {
     pub key: Option<ParcelKey>,
     /// The parcel, unless rejected.
     pub parcel: Option<Parcel>,
+    /// A parcel rejected after normalisation (a duplicate key), kept for the quarantine.
+    pub withheld: Option<Parcel>,
 }
 
 impl Outcome {
-    /// Rejects an outcome after the fact (a duplicate key found across the upload).
+    /// Rejects an outcome after the fact (a duplicate key found across the upload or in the store).
     pub fn reject(&mut self, reason: Reason) {
         self.reasons.push(reason);
         self.verdict = Verdict::Rejected;
-        self.parcel = None;
+        self.withheld = self.parcel.take();
     }
 }
 
@@ -270,7 +272,7 @@ impl Normalizer<'_> {
             _ => None,
         };
         let verdict = if parcel.is_none() && verdict != Verdict::Rejected { Verdict::Rejected } else { verdict };
-        Outcome { feature: record.feature, verdict, reasons, key: key.map(|(k, _)| k), parcel }
+        Outcome { feature: record.feature, verdict, reasons, key: key.map(|(k, _)| k), parcel, withheld: None }
     }
 
     /// Checked, repaired, reprojected geometry and the national ID; `None` with a reason if unusable.

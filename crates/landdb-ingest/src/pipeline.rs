@@ -79,6 +79,15 @@ pub struct ImportReport {
 }
 
 impl ImportReport {
+    /// Totals and reasons counted again from scratch (after store checks rejected more records).
+    pub fn recount(&mut self, processed: &[Processed]) {
+        let layers = std::mem::take(&mut self.layers);
+        *self = Self { layers, ..Self::default() };
+        for p in processed {
+            self.count(p);
+        }
+    }
+
     pub fn count(&mut self, p: &Processed) {
         self.input += 1;
         match p.outcome.verdict {
@@ -248,6 +257,7 @@ pub fn run(
                                 reasons: vec![reason],
                                 key: None,
                                 parcel: None,
+                                withheld: None,
                             }
                         })
                         .collect(),

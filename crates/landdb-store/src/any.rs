@@ -3,11 +3,16 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use landdb_model::{BatchId, FeedPosition, NationalParcelId, Parcel, ParcelKey, ParcelVersion, RightHolder, VersionId};
+use landdb_model::{
+    BatchId, CommuneCode, FeedPosition, NationalParcelId, Parcel, ParcelKey, ParcelVersion, RightHolder, VersionId,
+};
 
 use crate::postgres::{PgBatch, PgStore, PgWaiter};
 use crate::sqlite::{PollingWaiter, SqliteBatch, SqliteStore};
-use crate::{BatchInfo, BatchWriter, DatabaseUrl, FeedWaiter, NewBatch, ParcelChange, ParcelStore, Result};
+use crate::{
+    BatchInfo, BatchWriter, CurrentEntry, DatabaseUrl, FeedWaiter, NewBatch, ParcelChange, ParcelStore,
+    QuarantinedRecord, Result,
+};
 
 #[derive(Debug, Clone)]
 pub enum AnyStore {
@@ -89,6 +94,12 @@ impl ParcelStore for AnyStore {
     async fn count_current(&self) -> Result<u64> {
         dispatch!(self, s => s.count_current().await)
     }
+    async fn current_in_communes(&self, communes: &[CommuneCode]) -> Result<Vec<CurrentEntry>> {
+        dispatch!(self, s => s.current_in_communes(communes).await)
+    }
+    async fn quarantined(&self, batch: BatchId) -> Result<Vec<QuarantinedRecord>> {
+        dispatch!(self, s => s.quarantined(batch).await)
+    }
     async fn batch(&self, id: BatchId) -> Result<Option<BatchInfo>> {
         dispatch!(self, s => s.batch(id).await)
     }
@@ -124,6 +135,9 @@ impl BatchWriter for AnyBatch {
     }
     async fn retire(&mut self, versions: &[VersionId]) -> Result<()> {
         dispatch!(self, b => b.retire(versions).await)
+    }
+    async fn quarantine(&mut self, records: &[QuarantinedRecord]) -> Result<()> {
+        dispatch!(self, b => b.quarantine(records).await)
     }
     async fn commit(self, summary: serde_json::Value) -> Result<BatchInfo> {
         dispatch!(self, b => b.commit(summary).await)

@@ -9,6 +9,7 @@
 mod any;
 mod database_url;
 mod error;
+mod fingerprint;
 mod geometry;
 mod migrations;
 pub mod postgres;
@@ -19,12 +20,15 @@ use std::future::Future;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use landdb_model::{BatchId, FeedPosition, NationalParcelId, Parcel, ParcelKey, ParcelVersion, RightHolder, VersionId};
+use landdb_model::{
+    BatchId, CommuneCode, FeedPosition, NationalParcelId, Parcel, ParcelKey, ParcelVersion, RightHolder, VersionId,
+};
 use serde::{Deserialize, Serialize};
 
 pub use any::{AnyBatch, AnyStore, AnyWaiter};
 pub use database_url::DatabaseUrl;
 pub use error::{Result, StoreError};
+pub use fingerprint::fingerprint;
 
 /// What an import batch is, recorded when it begins.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -81,6 +85,39 @@ pub struct ParcelChange {
     pub commune: String,
 }
 
+/// A record an import rejected, kept with its reasons and its source as read.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct QuarantinedRecord {
+    pub file: String,
+    pub layer: String,
+    /// 1-based position in its layer.
+    pub feature: i32,
+    /// `commune/sheet/number`, when the record had a key.
+    pub parcel_key: Option<String>,
+    pub reasons: serde_json::Value,
+    /// Attributes and raw rings (source CRS) as read.
+    pub source: serde_json::Value,
+}
+
+/// A current parcel's key, version and content fingerprint: what a replacing upload compares.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CurrentEntry {
+    pub key: ParcelKey,
+    pub version: VersionId,
+    pub fingerprint: String,
+}
+
+pub(crate) fn current_entry(
+    id: i64,
+    commune: String,
+    sheet: String,
+    number: String,
+    fingerprint: String,
+) -> Result<CurrentEntry> {
+    let commune = CommuneCode::parse(&commune).map_err(|e| StoreError::Corrupt(format!("parcel version {id}: {e}")))?;
+    Ok(CurrentEntry { key: ParcelKey::new(commune, sheet, number), version: VersionId(id), fingerprint })
+}
+
 /// The store. Reads never include right holders (personal data): ask for them with
 /// [`ParcelStore::right_holders`], so that withholding them is one decision in one place.
 pub trait ParcelStore: Send + Sync {
@@ -107,6 +144,10 @@ pub trait ParcelStore: Send + Sync {
         limit: usize,
     ) -> impl Future<Output = Result<Vec<ParcelVersion>>> + Send;
     fn count_current(&self) -> impl Future<Output = Result<u64>> + Send;
+    /// Every current parcel of these communes (by the commune code of their key).
+    fn current_in_communes(&self, communes: &[CommuneCode]) -> impl Future<Output = Result<Vec<CurrentEntry>>> + Send;
+    /// The records a batch quarantined, in order.
+    fn quarantined(&self, batch: BatchId) -> impl Future<Output = Result<Vec<QuarantinedRecord>>> + Send;
 
     fn batch(&self, id: BatchId) -> impl Future<Output = Result<Option<BatchInfo>>> + Send;
     fn batch_by_content_hash(&self, hash: &str) -> impl Future<Output = Result<Option<BatchInfo>>> + Send;
@@ -141,6 +182,8 @@ pub trait BatchWriter: Send {
     fn supersede(&mut self, parcel: &Parcel, replaces: &[VersionId]) -> impl Future<Output = Result<VersionId>> + Send;
     /// Ends the validity of current versions (a parcel absent from a replacing upload).
     fn retire(&mut self, versions: &[VersionId]) -> impl Future<Output = Result<()>> + Send;
+    /// Keeps rejected records with the batch.
+    fn quarantine(&mut self, records: &[QuarantinedRecord]) -> impl Future<Output = Result<()>> + Send;
     /// Makes everything visible at once and appends it to the change feed.
     fn commit(self, summary: serde_json::Value) -> impl Future<Output = Result<BatchInfo>> + Send;
     /// Discards everything the batch wrote (dropping the writer does the same).

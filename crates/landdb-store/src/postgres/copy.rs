@@ -9,7 +9,7 @@ use crate::geometry::{SRID_WGS84, to_ewkb};
 
 pub(super) const PARCEL_VERSION: &str = "COPY parcel_version (id, national_id, commune_code, sheet, parcel_no, \
     commune_code_received, province_code, land_use, legal_area_m2, measured_area_m2, geometry_area_m2, address, \
-    certificate_no, source_crs, extra, geom, valid_from, batch_id) FROM STDIN";
+    certificate_no, source_crs, extra, geom, valid_from, batch_id, fingerprint) FROM STDIN";
 
 pub(super) const RIGHT_HOLDER: &str =
     "COPY right_holder (version_id, ordinal, name, citizen_id, birth_year, address) FROM STDIN";
@@ -91,7 +91,7 @@ pub(super) fn encode(parcels: &[Parcel], ids: &[i64], valid_from: DateTime<Utc>,
         text(out, &serde_json::to_string(&parcel.extra).unwrap_or_else(|_| "{}".to_owned()));
         out.push('\t');
         hex(out, &to_ewkb(&parcel.geometry, SRID_WGS84));
-        let _ = writeln!(out, "\t{valid_from}\t{batch}");
+        let _ = writeln!(out, "\t{valid_from}\t{batch}\t{}", crate::fingerprint(parcel));
 
         for (ordinal, holder) in parcel.right_holders.iter().enumerate() {
             let out = &mut holders;

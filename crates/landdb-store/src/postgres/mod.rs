@@ -8,15 +8,17 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use landdb_model::{BatchId, FeedPosition, NationalParcelId, Parcel, ParcelKey, ParcelVersion, RightHolder, VersionId};
+use landdb_model::{
+    BatchId, CommuneCode, FeedPosition, NationalParcelId, Parcel, ParcelKey, ParcelVersion, RightHolder, VersionId,
+};
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions, PgRow};
 use sqlx::{Postgres, Row, Transaction};
 
 use crate::database_url::redact;
 use crate::row::VersionRow;
 use crate::{
-    BatchInfo, BatchWriter, ChangeKind, FeedWaiter, NewBatch, ParcelChange, ParcelStore, Result, StoreError,
-    error::key_from_unique_violation,
+    BatchInfo, BatchWriter, ChangeKind, CurrentEntry, FeedWaiter, NewBatch, ParcelChange, ParcelStore,
+    QuarantinedRecord, Result, StoreError, error::key_from_unique_violation,
 };
 
 /// The channel `NOTIFY` uses when a batch commits; the payload is the new feed head.
@@ -24,8 +26,10 @@ pub const CHANGE_CHANNEL: &str = "landdb_changes";
 /// Serialises the change-feed append of committing batches, so feed order is commit order.
 const FEED_LOCK: i64 = 0x6c61_6e64_6462; // "landdb"
 
-const MIGRATIONS: &[(i64, &str, &str)] =
-    &[(1, "parcels", include_str!("../../../../migrations/postgres/0001_parcels.sql"))];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (1, "parcels", include_str!("../../../../migrations/postgres/0001_parcels.sql")),
+    (2, "quarantine", include_str!("../../../../migrations/postgres/0002_quarantine.sql")),
+];
 
 const VERSION_COLUMNS: &str = "v.id, v.national_id, v.commune_code, v.sheet, v.parcel_no, v.commune_code_received, \
     v.province_code, v.land_use, v.legal_area_m2, v.measured_area_m2, v.geometry_area_m2, v.address, \
@@ -259,6 +263,49 @@ impl ParcelStore for PgStore {
         Ok(u64::try_from(n).unwrap_or_default())
     }
 
+    async fn current_in_communes(&self, communes: &[CommuneCode]) -> Result<Vec<CurrentEntry>> {
+        let codes: Vec<String> = communes.iter().map(ToString::to_string).collect();
+        let rows = sqlx::query(
+            "SELECT id, commune_code, sheet, parcel_no, fingerprint FROM parcel_version \
+             WHERE valid_to IS NULL AND commune_code = ANY($1) ORDER BY id",
+        )
+        .bind(&codes)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                crate::current_entry(
+                    r.try_get("id")?,
+                    r.try_get("commune_code")?,
+                    r.try_get("sheet")?,
+                    r.try_get("parcel_no")?,
+                    r.try_get("fingerprint")?,
+                )
+            })
+            .collect()
+    }
+
+    async fn quarantined(&self, batch: BatchId) -> Result<Vec<QuarantinedRecord>> {
+        let rows = sqlx::query(
+            "SELECT file, layer, feature, parcel_key, reasons, source FROM quarantine WHERE batch_id = $1 ORDER BY id",
+        )
+        .bind(batch.0)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(QuarantinedRecord {
+                    file: r.try_get("file")?,
+                    layer: r.try_get("layer")?,
+                    feature: r.try_get("feature")?,
+                    parcel_key: r.try_get("parcel_key")?,
+                    reasons: r.try_get("reasons")?,
+                    source: r.try_get("source")?,
+                })
+            })
+            .collect()
+    }
+
     async fn batch(&self, id: BatchId) -> Result<Option<BatchInfo>> {
         let sql = format!("SELECT {BATCH_COLUMNS} FROM import_batch WHERE id = $1");
         sqlx::query(&sql).bind(id.0).fetch_optional(&self.pool).await?.as_ref().map(batch_from_row).transpose()
@@ -464,6 +511,26 @@ impl BatchWriter for PgBatch {
         self.check_usable()?;
         let current = self.retirable(versions).await?;
         self.retire_current(&current).await
+    }
+
+    async fn quarantine(&mut self, records: &[QuarantinedRecord]) -> Result<()> {
+        self.check_usable()?;
+        for r in records {
+            sqlx::query(
+                "INSERT INTO quarantine (batch_id, file, layer, feature, parcel_key, reasons, source) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            )
+            .bind(self.id.0)
+            .bind(&r.file)
+            .bind(&r.layer)
+            .bind(r.feature)
+            .bind(&r.parcel_key)
+            .bind(&r.reasons)
+            .bind(&r.source)
+            .execute(&mut *self.tx)
+            .await
+            .map_err(|e| self.fail(e))?;
+        }
+        Ok(())
     }
 
     async fn commit(mut self, summary: serde_json::Value) -> Result<BatchInfo> {

@@ -7,7 +7,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use landdb_model::{BatchId, FeedPosition, NationalParcelId, Parcel, ParcelKey, ParcelVersion, RightHolder, VersionId};
+use landdb_model::{
+    BatchId, CommuneCode, FeedPosition, NationalParcelId, Parcel, ParcelKey, ParcelVersion, RightHolder, VersionId,
+};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
 };
@@ -16,11 +18,14 @@ use tokio::sync::{Mutex, OwnedMutexGuard};
 
 use crate::row::VersionRow;
 use crate::{
-    BatchInfo, BatchWriter, ChangeKind, FeedWaiter, NewBatch, ParcelChange, ParcelStore, Result, StoreError, geometry,
+    BatchInfo, BatchWriter, ChangeKind, CurrentEntry, FeedWaiter, NewBatch, ParcelChange, ParcelStore,
+    QuarantinedRecord, Result, StoreError, geometry,
 };
 
-const MIGRATIONS: &[(i64, &str, &str)] =
-    &[(1, "parcels", include_str!("../../../../migrations/sqlite/0001_parcels.sql"))];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (1, "parcels", include_str!("../../../../migrations/sqlite/0001_parcels.sql")),
+    (2, "quarantine", include_str!("../../../../migrations/sqlite/0002_quarantine.sql")),
+];
 
 /// How often a follower of the embedded store looks for new changes.
 pub const POLL_INTERVAL: Duration = Duration::from_millis(200);
@@ -238,6 +243,51 @@ impl ParcelStore for SqliteStore {
         Ok(u64::try_from(n).unwrap_or_default())
     }
 
+    async fn current_in_communes(&self, communes: &[CommuneCode]) -> Result<Vec<CurrentEntry>> {
+        let mut out = Vec::new();
+        for commune in communes {
+            let rows = sqlx::query(
+                "SELECT id, commune_code, sheet, parcel_no, fingerprint FROM parcel_version \
+                 WHERE valid_to IS NULL AND commune_code = ? ORDER BY id",
+            )
+            .bind(commune.as_str())
+            .fetch_all(&self.pool)
+            .await?;
+            for r in &rows {
+                out.push(crate::current_entry(
+                    r.try_get("id")?,
+                    r.try_get("commune_code")?,
+                    r.try_get("sheet")?,
+                    r.try_get("parcel_no")?,
+                    r.try_get("fingerprint")?,
+                )?);
+            }
+        }
+        out.sort_by_key(|e| e.version);
+        Ok(out)
+    }
+
+    async fn quarantined(&self, batch: BatchId) -> Result<Vec<QuarantinedRecord>> {
+        let rows = sqlx::query(
+            "SELECT file, layer, feature, parcel_key, reasons, source FROM quarantine WHERE batch_id = ? ORDER BY id",
+        )
+        .bind(batch.0)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(QuarantinedRecord {
+                    file: r.try_get("file")?,
+                    layer: r.try_get("layer")?,
+                    feature: r.try_get("feature")?,
+                    parcel_key: r.try_get("parcel_key")?,
+                    reasons: json(r.try_get("reasons")?)?,
+                    source: json(r.try_get("source")?)?,
+                })
+            })
+            .collect()
+    }
+
     async fn batch(&self, id: BatchId) -> Result<Option<BatchInfo>> {
         let sql = format!("SELECT {BATCH_COLUMNS} FROM import_batch WHERE id = ?");
         sqlx::query(&sql).bind(id.0).fetch_optional(&self.pool).await?.as_ref().map(batch_from_row).transpose()
@@ -366,8 +416,8 @@ impl SqliteBatch {
         let inserted = sqlx::query_scalar::<_, i64>(
             "INSERT INTO parcel_version (national_id, commune_code, sheet, parcel_no, commune_code_received, \
              province_code, land_use, legal_area_m2, measured_area_m2, geometry_area_m2, address, certificate_no, \
-             source_crs, extra, geom, min_lon, min_lat, max_lon, max_lat, valid_from, batch_id) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+             source_crs, extra, geom, min_lon, min_lat, max_lon, max_lat, valid_from, batch_id, fingerprint) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
         )
         .bind(parcel.national_id.as_str())
         .bind(parcel.key.commune.as_str())
@@ -390,6 +440,7 @@ impl SqliteBatch {
         .bind(bbox.max().y)
         .bind(timestamp(self.started_at))
         .bind(self.id.0)
+        .bind(crate::fingerprint(parcel))
         .fetch_one(&mut *self.tx)
         .await;
         let id = match inserted {
@@ -455,6 +506,26 @@ impl BatchWriter for SqliteBatch {
         self.check_usable()?;
         let current = self.retirable(versions).await?;
         self.retire_current(&current).await
+    }
+
+    async fn quarantine(&mut self, records: &[QuarantinedRecord]) -> Result<()> {
+        self.check_usable()?;
+        for r in records {
+            sqlx::query(
+                "INSERT INTO quarantine (batch_id, file, layer, feature, parcel_key, reasons, source) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            )
+            .bind(self.id.0)
+            .bind(&r.file)
+            .bind(&r.layer)
+            .bind(r.feature)
+            .bind(&r.parcel_key)
+            .bind(r.reasons.to_string())
+            .bind(r.source.to_string())
+            .execute(&mut *self.tx)
+            .await
+            .map_err(|e| self.fail(e.into()))?;
+        }
+        Ok(())
     }
 
     async fn commit(mut self, summary: serde_json::Value) -> Result<BatchInfo> {

@@ -1,0 +1,61 @@
+//! `landdb import`: an upload into the store as one atomic batch, with a report.
+
+use std::path::PathBuf;
+
+use indicatif::{ProgressBar, ProgressStyle};
+use landdb_ingest::crs::CrsChoice;
+use landdb_ingest::import::{self, Mode};
+use landdb_ingest::pipeline::Options;
+use landdb_ingest::profiles::FieldMapping;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    pub read: super::validate::Args,
+    /// `append` adds new parcels; `replace-commune` makes the upload the whole truth for its
+    /// communes (changed parcels get a new version, absent ones are retired).
+    #[arg(long, value_enum, default_value_t = Mode::Append)]
+    pub mode: Mode,
+}
+
+pub async fn run(context: &crate::Context, args: &Args) -> anyhow::Result<()> {
+    let reference = context.reference()?;
+    let store = context.store().await?;
+    let mapping = match &args.read.mapping {
+        Some(path) => FieldMapping::with_file(path),
+        None => FieldMapping::builtin(),
+    }
+    .map_err(anyhow::Error::msg)?;
+    let crs_override = args
+        .read
+        .crs
+        .as_deref()
+        .map(|c| CrsChoice::parse_override(c, &reference))
+        .transpose()
+        .map_err(anyhow::Error::msg)?;
+    let options = Options { crs_override, mapping };
+    let bar = ProgressBar::new_spinner();
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} {pos} records read {per_sec}")
+            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+    );
+    let paths: Vec<PathBuf> = args.read.paths.clone();
+    let imported =
+        import::import(&store, &paths, &reference, &options, args.mode, &|n| bar.set_position(n as u64)).await;
+    bar.finish_and_clear();
+    let imported = imported?;
+    if imported.already_imported {
+        println!(
+            "already imported: this content is batch {} (committed {}); nothing changed",
+            imported.batch.id,
+            imported.batch.committed_at.map_or_else(String::new, |t| t.to_rfc3339())
+        );
+    } else {
+        let c = &imported.changes;
+        println!(
+            "batch {} committed: {} inserted, {} updated, {} unchanged, {} retired, {} quarantined",
+            imported.batch.id, c.inserted, c.updated, c.unchanged, c.retired, c.quarantined
+        );
+    }
+    super::validate::write_report(&imported.report, args.read.report.as_ref())
+}
