@@ -47,8 +47,10 @@ fn scratch_dir(name: &str) -> PathBuf {
 fn help_lists_the_subcommands() {
     let out = landdb(&std::env::temp_dir(), &["--help"]);
     assert!(out.status.success());
-    for command in ["load", "status", "demo", "reference"] {
+    for command in ["import", "validate", "load", "status", "demo", "reference"] {
         assert!(stdout(&out).contains(command), "{command} missing from:\n{}", stdout(&out));
+        let sub = landdb(&std::env::temp_dir(), &[command, "--help"]);
+        assert!(sub.status.success(), "{command} --help: {}", stderr(&sub));
     }
 }
 
@@ -115,5 +117,80 @@ async fn load_into_postgis_from_database_url() {
         stdout(&status)
     );
     assert!(!dir.join("landdb.sqlite").exists(), "no embedded store when a database is given");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A large upload: the demo communes repeated with other sheet numbers.
+fn large_upload(dir: &Path, copies: u32) -> PathBuf {
+    let original = samples().join("20194.geojson");
+    let doc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(original).expect("sample")).expect("JSON");
+    let mut features = Vec::new();
+    for copy in 0..copies {
+        for f in doc["features"].as_array().expect("features") {
+            let mut f = f.clone();
+            let sheet = f["properties"]["SoHieuToBanDo"].as_u64().expect("sheet");
+            f["properties"]["SoHieuToBanDo"] = (sheet + 100 * u64::from(copy)).into();
+            features.push(f);
+        }
+    }
+    let path = dir.join("20194.geojson");
+    std::fs::write(&path, serde_json::json!({ "type": "FeatureCollection", "features": features }).to_string())
+        .expect("write");
+    path
+}
+
+/// `kill -9` in the middle of the load: the store is as it was, and the same import then succeeds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_import_killed_mid_load_leaves_nothing() {
+    use sqlx::Connection;
+    let db = PostgisDb::create().await.expect("throwaway PostGIS");
+    let dir = scratch_dir("killed");
+    let upload = large_upload(&dir, 12);
+    let mut conn = sqlx::PgConnection::connect(&db.url).await.expect("connect");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_landdb"))
+        .args(["import", upload.to_str().expect("utf-8")])
+        .env("DATABASE_URL", &db.url)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("runs");
+    let started = std::time::Instant::now();
+    let mut loading = false;
+    while started.elapsed() < std::time::Duration::from_secs(120) {
+        let copying: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND query LIKE 'COPY parcel_version%'",
+        )
+        .fetch_one(&mut conn)
+        .await
+        .expect("activity");
+        if copying > 0 {
+            loading = true;
+            break;
+        }
+        if child.try_wait().expect("status").is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    assert!(loading, "the import was never seen loading");
+    child.kill().expect("kill -9");
+    child.wait().expect("reaped");
+    // The server notices the dead client and rolls its transaction back.
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let (parcels, batches): (i64, i64) =
+        sqlx::query_as("SELECT (SELECT count(*) FROM parcel_version), (SELECT count(*) FROM import_batch)")
+            .fetch_one(&mut conn)
+            .await
+            .expect("counts");
+    assert_eq!((parcels, batches), (0, 0), "nothing of the killed batch remains");
+
+    let out = Command::new(env!("CARGO_BIN_EXE_landdb"))
+        .args(["import", upload.to_str().expect("utf-8")])
+        .env("DATABASE_URL", &db.url)
+        .output()
+        .expect("runs");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("committed"), "{}", stdout(&out));
     let _ = std::fs::remove_dir_all(&dir);
 }

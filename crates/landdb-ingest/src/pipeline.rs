@@ -225,10 +225,10 @@ pub fn run(
     let mut report = ImportReport::default();
     for file in &files {
         for mut layer in source::layers(file)? {
-            if layer.driver == "ESRI Shapefile" {
-                if let Ok(dbf) = source::dbf::Dbf::open(&file.with_extension("dbf")) {
-                    layer.encoding = Some(source::shapefile_encoding(&dbf, file).1);
-                }
+            if layer.driver == "ESRI Shapefile"
+                && let Ok(dbf) = source::dbf::Dbf::open(&file.with_extension("dbf"))
+            {
+                layer.encoding = Some(source::shapefile_encoding(&dbf, file).1);
             }
             let mut decided: Option<(Option<CrsChoice>, String, Option<Reason>)> = None;
             source::read_layer(&layer, CHUNK, |chunk| {

@@ -9,6 +9,7 @@ use landdb_ingest::pipeline::Options;
 use landdb_ingest::profiles::FieldMapping;
 
 #[derive(Debug, clap::Args)]
+#[group(id = "import_args")]
 pub struct Args {
     #[command(flatten)]
     pub read: super::validate::Args,
