@@ -9,6 +9,7 @@ pub mod geometry;
 pub mod import;
 pub mod load;
 pub mod normalize;
+pub mod overlap;
 pub mod pipeline;
 pub mod profiles;
 pub mod source;

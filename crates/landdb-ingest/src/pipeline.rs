@@ -282,6 +282,7 @@ pub fn run(
         }
     }
     reject_duplicate_keys(&mut processed);
+    warn_overlaps(&mut processed);
     for p in &processed {
         report.count(p);
     }
@@ -306,6 +307,26 @@ fn reject_duplicate_keys(processed: &mut [Processed]) {
                 format!("{key} occurs {n} times in this upload"),
             ));
         }
+    }
+}
+
+/// Neighbours that overlap both get a warning naming the other: nothing says which is wrong.
+fn warn_overlaps(processed: &mut [Processed]) {
+    let with_parcel: Vec<usize> = (0..processed.len()).filter(|i| processed[*i].outcome.parcel.is_some()).collect();
+    let geometries: Vec<&geo::MultiPolygon<f64>> =
+        with_parcel.iter().filter_map(|i| processed[*i].outcome.parcel.as_ref().map(|p| &p.geometry)).collect();
+    let found = crate::overlap::overlapping(&geometries);
+    for (k, others) in found.into_iter().enumerate() {
+        if others.is_empty() {
+            continue;
+        }
+        let names: Vec<String> = others
+            .iter()
+            .filter_map(|o| processed[with_parcel[*o]].outcome.key.as_ref().map(ToString::to_string))
+            .collect();
+        let outcome = &mut processed[with_parcel[k]].outcome;
+        outcome.reasons.push(Reason::new(ReasonCode::Overlap, format!("overlaps {}", names.join(", "))));
+        outcome.verdict = crate::verdict::verdict_of(&outcome.reasons);
     }
 }
 

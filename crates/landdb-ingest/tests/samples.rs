@@ -58,8 +58,10 @@ fn every_defect_of_the_dirty_geojson_is_found() {
     // Each injected duplicate rejects both records that share the key (unless one is already rejected).
     let dup = reason(&r, ReasonCode::DuplicateKeyInUpload);
     assert!(dup >= injected(&m, "duplicate_key") && dup <= 2 * injected(&m, "duplicate_key"), "{dup}");
-    // Pushed vertices change areas beyond the tolerance.
+    // A pushed vertex changes the area beyond the tolerance, and both neighbours hear of the overlap.
     assert!(reason(&r, ReasonCode::AreaMismatch) >= injected(&m, "overlap"));
+    let overlaps = reason(&r, ReasonCode::Overlap);
+    assert!(overlaps >= 2 * injected(&m, "overlap") && overlaps <= 8 * injected(&m, "overlap"), "{overlaps}");
     // Every rejection says why.
     assert!(
         r.records

@@ -1,0 +1,94 @@
+//! Overlaps between neighbouring parcels of one upload. In a true tessellation neighbours share
+//! boundaries and no vertex of one lies inside another; a vertex well inside a neighbour (more than
+//! the tolerance from its boundary) means the two overlap. Found with an R-tree over bounding
+//! boxes, checked in parallel.
+
+use geo::{BoundingRect, Contains, Coord, Distance, Euclidean, MultiPolygon, Point};
+use rayon::prelude::*;
+use rstar::{AABB, RTree, RTreeObject};
+
+/// How far inside a neighbour a vertex must lie to count, in degrees (about 0.5 m): digitising
+/// noise along a shared edge is not an overlap.
+pub const TOLERANCE_DEG: f64 = 5e-6;
+
+struct Entry {
+    index: usize,
+    envelope: AABB<[f64; 2]>,
+}
+
+impl RTreeObject for Entry {
+    type Envelope = AABB<[f64; 2]>;
+    fn envelope(&self) -> Self::Envelope {
+        self.envelope
+    }
+}
+
+/// Whether some vertex of `a` lies inside `b`, farther than the tolerance from `b`'s boundary.
+fn pokes_into(a: &MultiPolygon<f64>, b: &MultiPolygon<f64>) -> bool {
+    a.0.iter().flat_map(|p| p.exterior().coords()).any(|c: &Coord<f64>| {
+        let point = Point::from(*c);
+        b.contains(&point)
+            && b.0.iter().all(|poly| {
+                std::iter::once(poly.exterior())
+                    .chain(poly.interiors())
+                    .all(|ring| Euclidean.distance(&point, ring) > TOLERANCE_DEG)
+            })
+    })
+}
+
+/// For each geometry, the indices of the others it overlaps.
+pub fn overlapping(geometries: &[&MultiPolygon<f64>]) -> Vec<Vec<usize>> {
+    let entries: Vec<Entry> = geometries
+        .iter()
+        .enumerate()
+        .filter_map(|(index, g)| {
+            let r = g.bounding_rect()?;
+            Some(Entry { index, envelope: AABB::from_corners([r.min().x, r.min().y], [r.max().x, r.max().y]) })
+        })
+        .collect();
+    let envelopes: Vec<Option<AABB<[f64; 2]>>> = {
+        let mut v = vec![None; geometries.len()];
+        for e in &entries {
+            v[e.index] = Some(e.envelope);
+        }
+        v
+    };
+    let tree = RTree::bulk_load(entries);
+    (0..geometries.len())
+        .into_par_iter()
+        .map(|i| {
+            let Some(envelope) = envelopes[i] else { return Vec::new() };
+            tree.locate_in_envelope_intersecting(&envelope)
+                .filter(|e| e.index != i)
+                .filter(|e| {
+                    pokes_into(geometries[i], geometries[e.index]) || pokes_into(geometries[e.index], geometries[i])
+                })
+                .map(|e| e.index)
+                .collect()
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use geo::polygon;
+
+    fn square(x: f64, y: f64, size: f64) -> MultiPolygon<f64> {
+        MultiPolygon(vec![polygon![(x: x, y: y), (x: x + size, y: y), (x: x + size, y: y + size), (x: x, y: y + size)]])
+    }
+
+    #[test]
+    fn neighbours_sharing_an_edge_do_not_overlap_but_a_pushed_one_does() {
+        let d = 0.0002;
+        let a = square(108.0, 16.0, d);
+        let b = square(108.0 + d, 16.0, d);
+        // Shifted into a's corner: one of its vertices lies 3 m inside a.
+        let pushed = square(108.0 + d - 0.00003, 16.0 + 0.00003, d);
+        let far = square(109.0, 16.0, d);
+        let found = overlapping(&[&a, &b, &pushed, &far]);
+        assert_eq!(found[0], [2]);
+        assert_eq!(found[1].len(), 1, "b and pushed overlap: {:?}", found[1]);
+        assert!(found[3].is_empty());
+    }
+}
