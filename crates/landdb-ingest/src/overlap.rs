@@ -25,7 +25,14 @@ impl RTreeObject for Entry {
 
 /// Whether some vertex of `a` lies inside `b`, farther than the tolerance from `b`'s boundary.
 fn pokes_into(a: &MultiPolygon<f64>, b: &MultiPolygon<f64>) -> bool {
-    a.0.iter().flat_map(|p| p.exterior().coords()).any(|c: &Coord<f64>| {
+    let Some(rect) = b.bounding_rect() else { return false };
+    let inside_box = |c: &Coord<f64>| {
+        c.x > rect.min().x + TOLERANCE_DEG
+            && c.x < rect.max().x - TOLERANCE_DEG
+            && c.y > rect.min().y + TOLERANCE_DEG
+            && c.y < rect.max().y - TOLERANCE_DEG
+    };
+    a.0.iter().flat_map(|p| p.exterior().coords()).filter(|c| inside_box(c)).any(|c: &Coord<f64>| {
         let point = Point::from(*c);
         b.contains(&point)
             && b.0.iter().all(|poly| {

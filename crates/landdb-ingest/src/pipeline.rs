@@ -4,6 +4,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use landdb_model::{Parcel, ParcelKey, ReferenceData};
 use rayon::prelude::*;
@@ -221,17 +222,57 @@ pub fn run(
             reason: "no cadastral file (.shp, .gpkg, .geojson, .json, .dxf, .dgn, .tab, .kml, .csv, .zip) found".into(),
         });
     }
+    // Files in parallel (each with its own GDAL dataset), records of a file in parallel too.
+    let done = AtomicUsize::new(0);
+    let per_file: Vec<(Vec<Processed>, Vec<LayerReport>)> =
+        files.par_iter().map(|file| read_file(file, reference, options, &done, progress)).collect::<Result<_, _>>()?;
     let mut processed = Vec::new();
     let mut report = ImportReport::default();
-    for file in &files {
-        for mut layer in source::layers(file)? {
-            if layer.driver == "ESRI Shapefile"
-                && let Ok(dbf) = source::dbf::Dbf::open(&file.with_extension("dbf"))
-            {
-                layer.encoding = Some(source::shapefile_encoding(&dbf, file).1);
-            }
-            let mut decided: Option<(Option<CrsChoice>, String, Option<Reason>)> = None;
-            source::read_layer(&layer, CHUNK, |chunk| {
+    for (records, layers) in per_file {
+        processed.extend(records);
+        report.layers.extend(layers);
+    }
+    reject_duplicate_keys(&mut processed);
+    warn_overlaps(&mut processed);
+    for p in &processed {
+        report.count(p);
+    }
+    Ok((processed, report))
+}
+
+/// Every layer of one file, read and normalised.
+fn read_file(
+    file: &Path,
+    reference: &ReferenceData,
+    options: &Options,
+    done: &AtomicUsize,
+    progress: &(dyn Fn(usize) + Sync),
+) -> Result<(Vec<Processed>, Vec<LayerReport>), SourceError> {
+    let file = &file.to_path_buf();
+    let mut processed = Vec::new();
+    let mut layers = Vec::new();
+    for mut layer in source::layers(file)? {
+        if layer.driver == "ESRI Shapefile"
+            && let Ok(dbf) = source::dbf::Dbf::open(&file.with_extension("dbf"))
+        {
+            layer.encoding = Some(source::shapefile_encoding(&dbf, file).1);
+        }
+        let mut decided: Option<(Option<CrsChoice>, String, Option<Reason>)> = None;
+        // GDAL reads on its own thread (its objects never leave it) while the chunk before is
+        // normalised here on every core.
+        std::thread::scope(|scope| {
+            let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<SourceRecord>>(2);
+            let layer_ref = &layer;
+            let reader = scope.spawn(move || {
+                source::read_layer(layer_ref, CHUNK, |chunk| {
+                    // The receiver only goes away if normalising panicked.
+                    tx.send(chunk).map_err(|_| SourceError::Unreadable {
+                        file: layer_ref.file.clone(),
+                        reason: "the import stopped".into(),
+                    })
+                })
+            });
+            for chunk in rx {
                 let (crs, _, note) = decided.get_or_insert_with(|| choose_crs(&layer, &chunk, reference, options));
                 let outcomes: Vec<Outcome> = match crs {
                     Some(crs) => {
@@ -262,31 +303,29 @@ pub fn run(
                         })
                         .collect(),
                 };
+                let outcomes_len = outcomes.len();
                 for (outcome, record) in outcomes.into_iter().zip(chunk) {
                     let source = (outcome.verdict == Verdict::Rejected).then_some(record);
                     processed.push(Processed { file: file.clone(), layer: layer.layer.clone(), outcome, source });
                 }
-                progress(processed.len());
-                Ok::<_, SourceError>(())
-            })?;
-            let (crs, basis, _) = decided.unwrap_or((None, "empty layer".into(), None));
-            report.layers.push(LayerReport {
-                file: layer.file.clone(),
-                layer: layer.layer.clone(),
-                driver: layer.driver.clone(),
-                features: layer.features,
-                crs: crs.map_or_else(|| "unknown".into(), |c| c.name()),
-                crs_basis: basis,
-                encoding: layer.encoding.clone(),
-            });
-        }
+                progress(done.fetch_add(outcomes_len, Ordering::Relaxed) + outcomes_len);
+            }
+            reader.join().unwrap_or_else(|_| {
+                Err(SourceError::Unreadable { file: layer.file.clone(), reason: "the reader thread failed".into() })
+            })
+        })?;
+        let (crs, basis, _) = decided.unwrap_or((None, "empty layer".into(), None));
+        layers.push(LayerReport {
+            file: layer.file.clone(),
+            layer: layer.layer.clone(),
+            driver: layer.driver.clone(),
+            features: layer.features,
+            crs: crs.map_or_else(|| "unknown".into(), |c| c.name()),
+            crs_basis: basis,
+            encoding: layer.encoding.clone(),
+        });
     }
-    reject_duplicate_keys(&mut processed);
-    warn_overlaps(&mut processed);
-    for p in &processed {
-        report.count(p);
-    }
-    Ok((processed, report))
+    Ok((processed, layers))
 }
 
 /// A natural key that occurs more than once in the upload: every occurrence is rejected, since

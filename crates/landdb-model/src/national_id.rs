@@ -66,7 +66,7 @@ impl From<NationalParcelId> for String {
 }
 
 /// The pole of inaccessibility of the parcel's largest polygon: a point well inside it, unlike a
-/// centroid, which can fall outside an L- or U-shaped parcel. The search stops at 1/200 of the
+/// centroid, which can fall outside an L- or U-shaped parcel. The search stops at 1/20 of the
 /// polygon's shorter side: finer costs time (polylabel's work grows quickly as the tolerance
 /// shrinks against a long road strip) and buys nothing, since any deterministic point well inside
 /// the parcel serves as its identifier.
@@ -74,7 +74,7 @@ pub fn interior_point(geometry: &MultiPolygon<f64>) -> Option<Point<f64>> {
     use geo::{Area, BoundingRect};
     let largest: &Polygon<f64> = geometry.0.iter().max_by(|a, b| a.unsigned_area().total_cmp(&b.unsigned_area()))?;
     let rect = largest.bounding_rect()?;
-    let tolerance = (rect.width().min(rect.height()) / 200.0).max(f64::MIN_POSITIVE);
+    let tolerance = (rect.width().min(rect.height()) / 20.0).max(f64::MIN_POSITIVE);
     polylabel::polylabel(largest, &tolerance).ok()
 }
 

@@ -1,0 +1,61 @@
+//! The whole import pipeline on the Đà Nẵng set (read, validate, repair, reproject, national IDs,
+//! duplicate and overlap checks, quarantine, COPY into PostGIS, change feed) beside `ogr2ogr`
+//! loading the same files into PostGIS with `PG_USE_COPY` (no validation), in one run.
+//!
+//! `cargo build --release && cargo bench -p landdb-benches --bench import`
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Instant;
+
+use landdb_benches::{gdal_pg, machine};
+use landdb_tests::{PostgisDb, danang_dir};
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let Some(dir) = danang_dir() else { return Ok(()) };
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "geojson"))
+        .collect();
+    files.sort();
+    let landdb = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/release/landdb");
+    anyhow::ensure!(landdb.exists(), "build the release binary first: cargo build --release");
+    println!("machine: {}", machine());
+    let input = 79_496.0;
+
+    let peer_db = PostgisDb::create().await?;
+    let start = Instant::now();
+    for (i, file) in files.iter().enumerate() {
+        let mode: &[&str] = if i == 0 { &[] } else { &["-append"] };
+        let status = Command::new("ogr2ogr")
+            .env("PG_USE_COPY", "YES")
+            .args(["-f", "PostgreSQL", &gdal_pg(&peer_db.url)])
+            .arg(file)
+            .args(["-nln", "parcels", "-nlt", "PROMOTE_TO_MULTI", "-lco", "GEOMETRY_NAME=geom", "-gt", "65536"])
+            .args(mode)
+            .stderr(std::process::Stdio::null())
+            .status()?;
+        anyhow::ensure!(status.success(), "ogr2ogr failed on {}", file.display());
+    }
+    let ogr = start.elapsed().as_secs_f64();
+
+    let db = PostgisDb::create().await?;
+    let start = Instant::now();
+    let out = Command::new(&landdb).arg("import").arg(&dir).env("DATABASE_URL", &db.url).output()?;
+    let ours = start.elapsed().as_secs_f64();
+    anyhow::ensure!(out.status.success(), "landdb import failed: {}", String::from_utf8_lossy(&out.stderr));
+    println!("{}", String::from_utf8_lossy(&out.stdout).lines().next().unwrap_or_default());
+    println!("| what | time | rate |");
+    println!("|---|---|---|");
+    println!(
+        "| ogr2ogr → PostGIS (PG_USE_COPY, 19 processes, no validation) | {ogr:.2} s | {:.0} records/s |",
+        input / ogr
+    );
+    println!(
+        "| landdb import → PostGIS (whole pipeline, one atomic batch) | {ours:.2} s | {:.0} records/s |",
+        input / ours
+    );
+    println!("ratio landdb / ogr2ogr throughput: {:.2}×", ogr / ours);
+    Ok(())
+}
