@@ -115,6 +115,7 @@ fn quarantine_record(p: &Processed) -> QuarantinedRecord {
             let geometry = match &record.geometry {
                 SourceGeometry::Null => serde_json::Value::Null,
                 SourceGeometry::NotPolygon(kind) => json!({ "type": kind }),
+                SourceGeometry::Point(c) => json!({ "type": "Point", "coordinates": [c.x, c.y] }),
                 SourceGeometry::Polygons(polys) => json!({
                     "type": "MultiPolygon",
                     "coordinates": polys.iter().map(|rings| rings.iter().map(|ring| ring.iter().map(|c| [c.x, c.y]).collect::<Vec<_>>()).collect::<Vec<_>>()).collect::<Vec<_>>(),

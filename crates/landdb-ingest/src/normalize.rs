@@ -291,6 +291,10 @@ impl Normalizer<'_> {
                 reasons.push(Reason::new(ReasonCode::NotPolygon, format!("a {kind}, not a polygon")));
                 return None;
             }
+            SourceGeometry::Point(_) => {
+                reasons.push(Reason::new(ReasonCode::NotPolygon, "a point, not a polygon"));
+                return None;
+            }
             SourceGeometry::Polygons(p) => p,
         };
         let (geometry, found) = check_and_repair(polygons);

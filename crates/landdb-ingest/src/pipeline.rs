@@ -263,8 +263,11 @@ fn read_file(
         std::thread::scope(|scope| {
             let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<SourceRecord>>(2);
             let layer_ref = &layer;
+            // CAD labels must meet their polylines: such layers come in one piece.
+            let cad = matches!(layer_ref.driver.as_str(), "DXF" | "DGN");
             let reader = scope.spawn(move || {
-                source::read_layer(layer_ref, CHUNK, |chunk| {
+                source::read_layer(layer_ref, if cad { usize::MAX } else { CHUNK }, |chunk| {
+                    let chunk = if cad { source::labels::attach(chunk) } else { chunk };
                     // The receiver only goes away if normalising panicked.
                     tx.send(chunk).map_err(|_| SourceError::Unreadable {
                         file: layer_ref.file.clone(),

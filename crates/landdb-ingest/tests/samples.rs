@@ -134,3 +134,65 @@ fn landdb_tests_dir() -> Option<PathBuf> {
         None
     }
 }
+
+fn ogr2ogr(args: &[&str]) {
+    let status =
+        std::process::Command::new("ogr2ogr").args(args).stderr(std::process::Stdio::null()).status().expect("ogr2ogr");
+    assert!(status.success(), "ogr2ogr {args:?}");
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("landdb-forms-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("dir");
+    dir
+}
+
+#[test]
+fn cad_labels_become_attributes() {
+    let r = validate(samples("clean").join("20194.dxf"));
+    assert_totals_add_up(&r);
+    assert_eq!((r.input, r.rejected), (264, 0), "{:?}", r.records.first());
+    assert!(r.layers[0].crs_basis.starts_with("inferred from commune"));
+}
+
+#[test]
+fn zipped_shapefiles_kml_csv_with_wkt_and_several_layers_are_read() {
+    let dir = scratch("forms");
+    let clean = samples("clean");
+    let s = |p: &PathBuf| p.to_str().expect("utf-8").to_owned();
+
+    // A zipped Shapefile with its side files.
+    let zip_path = dir.join("20194.zip");
+    let mut zip = zip::ZipWriter::new(std::fs::File::create(&zip_path).expect("zip"));
+    for ext in ["shp", "shx", "dbf", "prj", "cpg"] {
+        zip.start_file(format!("20194.{ext}"), zip::write::SimpleFileOptions::default()).expect("entry");
+        std::io::Write::write_all(&mut zip, &std::fs::read(clean.join(format!("20194.{ext}"))).expect("side file"))
+            .expect("write");
+    }
+    zip.finish().expect("zip closed");
+    let r = validate(zip_path);
+    assert_eq!((r.input, r.rejected), (264, 0));
+
+    // KML (WGS84, attributes in ExtendedData).
+    let kml = dir.join("20194.kml");
+    ogr2ogr(&["-f", "KML", &s(&kml), &s(&clean.join("20194.gpkg"))]);
+    let r = validate(kml);
+    assert_eq!((r.input, r.rejected), (264, 0), "{:?}", r.records.first());
+
+    // CSV with a WKT column and no CRS at all: the zone comes from the commune.
+    let csv = dir.join("20194.csv");
+    ogr2ogr(&["-f", "CSV", &s(&csv), &s(&clean.join("20194.gpkg")), "-lco", "GEOMETRY=AS_WKT"]);
+    let r = validate(csv);
+    assert_eq!((r.input, r.rejected), (264, 0), "{:?}", r.records.first());
+    assert_eq!(r.layers[0].crs, "EPSG:5899");
+
+    // A GeoPackage with two layers.
+    let multi = dir.join("two.gpkg");
+    ogr2ogr(&["-f", "GPKG", &s(&multi), &s(&clean.join("20194.gpkg")), "-nln", "first"]);
+    ogr2ogr(&["-f", "GPKG", "-update", &s(&multi), &s(&clean.join("20197.gpkg")), "-nln", "second"]);
+    let r = validate(multi);
+    assert_eq!(r.layers.len(), 2);
+    assert_eq!((r.input, r.rejected), (264 + 282, 0));
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -208,7 +208,7 @@ fn write_esrijson(path: &Path, records: &[Record], layout: Layout, zone: &Vn2000
 }
 
 /// DXF R12 as survey CAD exports it: each parcel a closed polyline on layer `THUA`, and its label
-/// (`commune/sheet/number land-use area`) a TEXT entity at the ring's first vertex on layer `NHAN`.
+/// (`commune/sheet/number land-use area`) a TEXT entity inside the parcel on layer `NHAN`.
 fn write_dxf(path: &Path, records: &[Record]) -> anyhow::Result<()> {
     let mut s = String::from("0\nSECTION\n2\nENTITIES\n");
     for r in records {
@@ -219,7 +219,11 @@ fn write_dxf(path: &Path, records: &[Record]) -> anyhow::Result<()> {
             let _ = write!(s, "0\nVERTEX\n8\nTHUA\n10\n{:.3}\n20\n{:.3}\n30\n0.0\n", c.x, c.y);
         }
         s.push_str("0\nSEQEND\n8\nTHUA\n");
-        if let Some(c) = open.first() {
+        let inside = {
+            use geo::InteriorPoint;
+            geo::Polygon::new(geo::LineString(open.to_vec()), vec![]).interior_point().map(|p| p.0)
+        };
+        if let Some(c) = inside.as_ref() {
             let _ = write!(
                 s,
                 "0\nTEXT\n8\nNHAN\n10\n{:.3}\n20\n{:.3}\n30\n0.0\n40\n1.0\n1\n{} {} {}\n",
@@ -252,6 +256,8 @@ fn write_gdal(path: &Path, records: &[Record], zone: &Vn2000Zone, options: &File
     if path.exists() {
         std::fs::remove_file(path)?;
     }
+    // A fixed timestamp in GeoPackage metadata, so that the same seed gives the same bytes.
+    gdal::config::set_config_option("OGR_CURRENT_DATE", "2026-01-01T00:00:00.000Z")?;
     let mut dataset = DriverManager::get_driver_by_name(driver)?.create_vector_only(path)?;
     let srs = match options.format {
         Format::Gpkg => SpatialRef::from_epsg(zone.epsg)?,

@@ -4,6 +4,7 @@
 //! judged here; the normaliser does that.
 
 pub mod dbf;
+pub mod labels;
 
 use std::path::{Path, PathBuf};
 
@@ -64,6 +65,8 @@ pub enum SourceGeometry {
     Null,
     /// Polygons, multipolygons, and closed lines (CAD files draw parcels as closed polylines).
     Polygons(Vec<RawPolygon>),
+    /// A point: in CAD files, where a label is drawn.
+    Point(Coord<f64>),
     /// Anything else: the type's name.
     NotPolygon(String),
 }
@@ -242,7 +245,7 @@ pub fn read_layer<E: From<SourceError>>(
     } else {
         None
     };
-    let mut batch = Vec::with_capacity(chunk);
+    let mut batch = Vec::with_capacity(chunk.min(65_536));
     for (i, feature) in layer.features().enumerate() {
         let attributes = match &dbf {
             Some((dbf, encoding)) => {
@@ -253,7 +256,7 @@ pub fn read_layer<E: From<SourceError>>(
         let geometry = feature.geometry().filter(|g| g.has_gdal_ptr()).map_or(SourceGeometry::Null, raw_geometry);
         batch.push(SourceRecord { feature: i + 1, attributes, geometry });
         if batch.len() == chunk {
-            sink(std::mem::replace(&mut batch, Vec::with_capacity(chunk)))?;
+            sink(std::mem::replace(&mut batch, Vec::with_capacity(chunk.min(65_536))))?;
         }
     }
     if !batch.is_empty() {
@@ -313,12 +316,16 @@ fn polygon(g: &Geometry) -> RawPolygon {
 
 /// The rings of a geometry exactly as stored.
 pub fn raw_geometry(g: &Geometry) -> SourceGeometry {
-    use OGRwkbGeometryType::{wkbLineString, wkbMultiPolygon, wkbPolygon};
+    use OGRwkbGeometryType::{wkbLineString, wkbMultiPolygon, wkbPoint, wkbPolygon};
     if g.is_empty() {
         return SourceGeometry::Null;
     }
     match gdal::vector::geometry_type_flatten(g.geometry_type()) {
         t if t == wkbPolygon => SourceGeometry::Polygons(vec![polygon(g)]),
+        t if t == wkbPoint => {
+            let (x, y, _) = g.get_point(0);
+            SourceGeometry::Point(Coord { x, y })
+        }
         t if t == wkbMultiPolygon => {
             SourceGeometry::Polygons((0..g.geometry_count()).map(|i| polygon(&g.get_geometry(i))).collect())
         }
