@@ -4,7 +4,7 @@
 //! pieces become the attributes `MaXa`, `SoHieuToBanDo`, `SoThuTuThua`, `KyHieuMucDichSuDung` and
 //! `DienTich`, which the field profile then maps like any other file's.
 
-use geo::{Contains, Coord, LineString, Point, Polygon};
+use geo::{Contains, LineString, Point, Polygon};
 
 use super::{AttrValue, SourceGeometry, SourceRecord};
 
@@ -47,7 +47,7 @@ pub fn attach(records: Vec<SourceRecord>) -> Vec<SourceRecord> {
                 let shapes: Vec<Polygon<f64>> = polys
                     .iter()
                     .filter_map(|rings| rings.first())
-                    .map(|ring| Polygon::new(LineString(ring.iter().copied().collect::<Vec<Coord<f64>>>()), vec![]))
+                    .map(|ring| Polygon::new(LineString(ring.to_vec()), vec![]))
                     .collect();
                 if let Some((_, text)) = labels.iter().find(|(p, _)| shapes.iter().any(|s| s.contains(p))) {
                     r.attributes.extend(parse(text));
