@@ -83,7 +83,8 @@ impl Context {
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("LANDDB_LOG").unwrap_or_else(|_| "warn,landdb=info".into()),
+            tracing_subscriber::EnvFilter::try_from_env("LANDDB_LOG")
+                .unwrap_or_else(|_| "warn,sqlx::query=error,landdb=info".into()),
         )
         .with_writer(std::io::stderr)
         .init();

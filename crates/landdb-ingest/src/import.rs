@@ -15,7 +15,7 @@ use sha2::{Digest, Sha256};
 use crate::SourceError;
 use crate::pipeline::{self, ImportReport, Options, Processed};
 use crate::source::SourceGeometry;
-use crate::verdict::{Reason, ReasonCode};
+use crate::verdict::{Reason, ReasonCode, Verdict};
 
 /// Parcels per `COPY` round trip.
 pub const CHUNK: usize = 5_000;
@@ -172,22 +172,24 @@ pub async fn import<S: ParcelStore>(
     let mut inserts: Vec<Parcel> = Vec::new();
     let mut updates: Vec<(Parcel, VersionId)> = Vec::new();
     let uploaded_keys: HashSet<ParcelKey> = processed.iter().filter_map(|p| p.outcome.key.clone()).collect();
+    // Parcels move out of the outcomes (no copies: an upload can be millions of parcels).
     for p in &mut processed {
-        let Some(parcel) = &p.outcome.parcel else { continue };
-        match (current.get(&parcel.key), mode) {
-            (None, _) => inserts.push(parcel.clone()),
+        let Some(known) = p.outcome.parcel.as_ref().map(|parcel| current.get(&parcel.key)) else { continue };
+        match (known, mode) {
+            (None, _) => inserts.extend(p.outcome.parcel.take()),
             (Some((version, _)), Mode::Append) => {
-                let key = parcel.key.clone();
+                let key = p.outcome.key.as_ref().map(ToString::to_string).unwrap_or_default();
                 p.outcome.reject(Reason::new(
                     ReasonCode::DuplicateKeyInStore,
                     format!("{key} is already current (version {version}); use --mode replace-commune to update it"),
                 ));
             }
             (Some((version, stored)), Mode::ReplaceCommune) => {
-                if *stored == fingerprint(parcel) {
-                    changes.unchanged += 1;
-                } else {
-                    updates.push((parcel.clone(), *version));
+                let parcel = p.outcome.parcel.take();
+                match parcel {
+                    Some(parcel) if *stored == fingerprint(&parcel) => changes.unchanged += 1,
+                    Some(parcel) => updates.push((parcel, *version)),
+                    None => {}
                 }
             }
         }
@@ -203,7 +205,7 @@ pub async fn import<S: ParcelStore>(
     };
     report.recount(&processed);
     let quarantine: Vec<QuarantinedRecord> =
-        processed.iter().filter(|p| p.outcome.parcel.is_none()).map(quarantine_record).collect();
+        processed.iter().filter(|p| p.outcome.verdict == Verdict::Rejected).map(quarantine_record).collect();
     drop(processed);
 
     let source = paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ");
