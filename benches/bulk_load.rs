@@ -4,10 +4,9 @@
 //! `cargo bench -p landdb-benches --bench bulk_load` (needs ../shared/data/danang and tools/setup).
 
 use std::path::PathBuf;
-use std::process::Command;
 use std::time::Instant;
 
-use landdb_benches::{gdal_pg, machine, timed};
+use landdb_benches::{machine, ogr2ogr_load, timed};
 use landdb_ingest::load::{read_files, store_parcels};
 use landdb_model::ReferenceData;
 use landdb_store::{AnyStore, DatabaseUrl, ParcelStore};
@@ -30,19 +29,7 @@ async fn main() -> anyhow::Result<()> {
 
     // Peer: ogr2ogr, one process per file as an operator would run it, COPY mode.
     let peer_db = PostgisDb::create().await?;
-    let start = Instant::now();
-    for (i, file) in files.iter().enumerate() {
-        let mode: &[&str] = if i == 0 { &[] } else { &["-append"] };
-        let status = Command::new("ogr2ogr")
-            .env("PG_USE_COPY", "YES")
-            .args(["-f", "PostgreSQL", &gdal_pg(&peer_db.url)])
-            .arg(file)
-            .args(["-nln", "parcels", "-nlt", "PROMOTE_TO_MULTI", "-lco", "GEOMETRY_NAME=geom", "-gt", "65536"])
-            .args(mode)
-            .status()?;
-        anyhow::ensure!(status.success(), "ogr2ogr failed on {}", file.display());
-    }
-    let ogr_secs = start.elapsed().as_secs_f64();
+    let ogr_secs = ogr2ogr_load(&files, &peer_db.url)?;
 
     // landdb: read (parallel GeoJSON decode, keys, national ID, area), then the store's bulk path.
     let (read, read_time) = timed(|| read_files(&reference, &files));

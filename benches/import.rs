@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::Instant;
 
-use landdb_benches::{gdal_pg, machine};
+use landdb_benches::{machine, ogr2ogr_load};
 use landdb_tests::{PostgisDb, danang_dir};
 
 #[tokio::main]
@@ -25,20 +25,7 @@ async fn main() -> anyhow::Result<()> {
     let input = 79_496.0;
 
     let peer_db = PostgisDb::create().await?;
-    let start = Instant::now();
-    for (i, file) in files.iter().enumerate() {
-        let mode: &[&str] = if i == 0 { &[] } else { &["-append"] };
-        let status = Command::new("ogr2ogr")
-            .env("PG_USE_COPY", "YES")
-            .args(["-f", "PostgreSQL", &gdal_pg(&peer_db.url)])
-            .arg(file)
-            .args(["-nln", "parcels", "-nlt", "PROMOTE_TO_MULTI", "-lco", "GEOMETRY_NAME=geom", "-gt", "65536"])
-            .args(mode)
-            .stderr(std::process::Stdio::null())
-            .status()?;
-        anyhow::ensure!(status.success(), "ogr2ogr failed on {}", file.display());
-    }
-    let ogr = start.elapsed().as_secs_f64();
+    let ogr = ogr2ogr_load(&files, &peer_db.url)?;
 
     let db = PostgisDb::create().await?;
     let start = Instant::now();

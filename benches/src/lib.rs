@@ -35,3 +35,22 @@ pub fn gdal_pg(url: &str) -> String {
     let (host, port) = hostport.split_once(':').unwrap_or((hostport, "5432"));
     format!("PG:host={host} port={port} dbname={db} user={user} password={password}")
 }
+
+/// The peer: `ogr2ogr` loading `files` into PostGIS at `url` with `PG_USE_COPY`, one process per
+/// file as an operator would run it. Returns the seconds it took.
+pub fn ogr2ogr_load(files: &[std::path::PathBuf], url: &str) -> anyhow::Result<f64> {
+    let start = Instant::now();
+    for (i, file) in files.iter().enumerate() {
+        let mode: &[&str] = if i == 0 { &[] } else { &["-append"] };
+        let status = std::process::Command::new("ogr2ogr")
+            .env("PG_USE_COPY", "YES")
+            .args(["-f", "PostgreSQL", &gdal_pg(url)])
+            .arg(file)
+            .args(["-nln", "parcels", "-nlt", "PROMOTE_TO_MULTI", "-lco", "GEOMETRY_NAME=geom", "-gt", "65536"])
+            .args(mode)
+            .stderr(std::process::Stdio::null())
+            .status()?;
+        anyhow::ensure!(status.success(), "ogr2ogr failed on {}", file.display());
+    }
+    Ok(start.elapsed().as_secs_f64())
+}
