@@ -245,13 +245,23 @@ pub fn read_layer<E: From<SourceError>>(
     } else {
         None
     };
+    let names: Vec<String> = layer.defn().fields().map(|f| f.name()).collect();
     let mut batch = Vec::with_capacity(chunk.min(65_536));
     for (i, feature) in layer.features().enumerate() {
         let attributes = match &dbf {
             Some((dbf, encoding)) => {
                 dbf_attributes(dbf, *encoding, usize::try_from(feature.fid().unwrap_or(i as u64)).unwrap_or(i))
             }
-            None => feature.fields().map(|(name, value)| (name, attr(value))).collect(),
+            // By index: the `gdal` crate's field iterator skips types it does not know, which
+            // would shift names against values.
+            None => names
+                .iter()
+                .enumerate()
+                .filter_map(|(idx, name)| {
+                    let value = feature.field(idx).ok()?;
+                    Some((name.clone(), if is_set(&feature, idx) { attr(value) } else { AttrValue::Null }))
+                })
+                .collect(),
         };
         let geometry = feature.geometry().filter(|g| g.has_gdal_ptr()).map_or(SourceGeometry::Null, raw_geometry);
         batch.push(SourceRecord { feature: i + 1, attributes, geometry });
@@ -289,6 +299,17 @@ fn dbf_attributes(dbf: &dbf::Dbf, encoding: landdb_text::Encoding, record: usize
             (field.name.clone(), value)
         })
         .collect()
+}
+
+/// Whether the feature has a value for field `idx` at all. The `gdal` crate checks only for null,
+/// so a property absent from a GeoJSON feature would read as 0 or "": a missing parcel number
+/// must not become parcel 0.
+#[allow(unsafe_code)]
+fn is_set(feature: &gdal::vector::Feature<'_>, idx: usize) -> bool {
+    let Ok(idx) = i32::try_from(idx) else { return false };
+    // SAFETY: the handle is valid for as long as `feature` lives, and OGR_F_IsFieldSet only reads
+    // it; an out-of-range index returns false.
+    unsafe { gdal_sys::OGR_F_IsFieldSet(feature.c_feature(), idx) != 0 }
 }
 
 fn attr(value: Option<FieldValue>) -> AttrValue {
