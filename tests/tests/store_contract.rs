@@ -376,15 +376,15 @@ async fn real_parcels_round_trip_through_both_stores() {
     let Some(dir) = landdb_tests::danang_dir() else { return };
     let reference = landdb_model::ReferenceData::embedded().expect("reference data");
     let files = [dir.join("20248.geojson"), dir.join("20239.geojson")];
-    let read = landdb_ingest::load::read_files(&reference, &files).expect("readable");
-    assert!(read.parcels.len() > 4_000, "{} parcels", read.parcels.len());
+    let parcels = landdb_ingest::load::accepted_parcels(&reference, &files, &std::env::temp_dir()).expect("readable");
+    assert!(parcels.len() > 4_000, "{} parcels", parcels.len());
     for (store, _guard) in [postgis().await, embedded().await] {
-        let batch = landdb_ingest::load::store_parcels(&store, "danang".into(), &read.parcels, serde_json::json!({}))
+        let batch = landdb_ingest::load::store_parcels(&store, "danang".into(), &parcels, serde_json::json!({}))
             .await
             .expect("bulk load");
         let stored = all_current(&store, 2_000).await;
-        assert_eq!(stored.len(), read.parcels.len(), "{}", store.kind());
-        for (version, parcel) in stored.iter().zip(&read.parcels) {
+        assert_eq!(stored.len(), parcels.len(), "{}", store.kind());
+        for (version, parcel) in stored.iter().zip(&parcels) {
             assert_eq!(&version.parcel, parcel, "{} {}", store.kind(), parcel.key);
             assert_eq!(version.batch, batch.id);
         }

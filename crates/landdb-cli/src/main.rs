@@ -30,9 +30,6 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Load GeoJSON parcel files (VBDLIS field names, WGS84) into the store as one batch, through
-    /// the bulk path.
-    Load(commands::load::Args),
     /// Import provincial files into the store as one atomic batch: everything validate does, then
     /// the checks against the store, the quarantine of rejected records, and the load.
     Import(commands::import::Args),
@@ -99,7 +96,6 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Load(args) => commands::load::run(&context, args).await,
             Command::Import(args) => commands::import::run(&context, &args).await,
             Command::Validate(args) => commands::validate::run(&context, &args),
             Command::Status => commands::status::run(&context).await,

@@ -47,7 +47,7 @@ fn scratch_dir(name: &str) -> PathBuf {
 fn help_lists_the_subcommands() {
     let out = landdb(&std::env::temp_dir(), &["--help"]);
     assert!(out.status.success());
-    for command in ["import", "validate", "load", "status", "demo", "reference"] {
+    for command in ["import", "validate", "status", "demo", "reference"] {
         assert!(stdout(&out).contains(command), "{command} missing from:\n{}", stdout(&out));
         let sub = landdb(&std::env::temp_dir(), &[command, "--help"]);
         assert!(sub.status.success(), "{command} --help: {}", stderr(&sub));
@@ -62,7 +62,7 @@ fn demo_works_with_no_database_and_only_once() {
     let first = landdb(&dir, &["demo", "--samples", samples]);
     assert!(first.status.success(), "{}", stderr(&first));
     let n = sample_feature_count();
-    assert!(stdout(&first).contains(&format!("{n} of {n} records loaded")), "{}", stdout(&first));
+    assert!(stdout(&first).contains(&format!("{n} of {n} records imported, 0 quarantined")), "{}", stdout(&first));
     assert!(stdout(&first).contains(&format!("current parcels: {n}")), "{}", stdout(&first));
     assert!(dir.join("landdb.sqlite").exists(), "the embedded store is the default");
 
@@ -97,12 +97,12 @@ fn reference_data_can_be_replaced_by_an_operator() {
 }
 
 #[tokio::test]
-async fn load_into_postgis_from_database_url() {
+async fn import_into_postgis_from_database_url() {
     let db = PostgisDb::create().await.expect("throwaway PostGIS");
     let dir = scratch_dir("postgis");
     let samples = samples();
     let out = Command::new(env!("CARGO_BIN_EXE_landdb"))
-        .args(["load", samples.to_str().expect("utf-8")])
+        .args(["import", samples.to_str().expect("utf-8")])
         .env("DATABASE_URL", &db.url)
         .current_dir(&dir)
         .output()

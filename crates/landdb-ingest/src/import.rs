@@ -17,8 +17,7 @@ use crate::pipeline::{self, ImportReport, Options, Processed};
 use crate::source::SourceGeometry;
 use crate::verdict::{Reason, ReasonCode, Verdict};
 
-/// Parcels per `COPY` round trip.
-pub const CHUNK: usize = 5_000;
+use crate::load::CHUNK;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]

@@ -3,8 +3,6 @@
 //! field was wrong.
 
 pub mod crs;
-pub mod fields;
-pub mod geojson_source;
 pub mod geometry;
 pub mod import;
 pub mod load;

@@ -1,52 +1,29 @@
-//! Loading read parcels into the store as one atomic batch, through the bulk path.
+//! The store's bulk path for parcels already read and judged: one batch, chunked `COPY`. Used by
+//! the benchmarks and tests that measure the store alone; `import` is the full pipeline.
 
-use std::collections::HashSet;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-use landdb_model::{Parcel, ParcelKey, ReferenceData};
+use landdb_model::{Parcel, ReferenceData};
 use landdb_store::{BatchInfo, BatchWriter, NewBatch, ParcelStore, StoreError};
-use rayon::prelude::*;
 
-use crate::{RecordError, SourceError, geojson_source};
+use crate::SourceError;
+use crate::pipeline::{self, Options};
+use crate::profiles::FieldMapping;
 
 /// Parcels per `COPY`: large enough to amortise the round trip, small enough to stream.
 pub const CHUNK: usize = 5_000;
 
-/// What a load did with its input.
-#[derive(Debug, Default)]
-pub struct LoadReport {
-    pub input: usize,
-    pub loaded: usize,
-    pub rejected: Vec<RecordError>,
-    pub duplicate_keys: Vec<ParcelKey>,
-    pub batch: Option<BatchInfo>,
-}
-
-/// Parcels read from sources, the first of each natural key kept.
-#[derive(Debug, Default)]
-pub struct ReadParcels {
-    pub input: usize,
-    pub parcels: Vec<Parcel>,
-    pub rejected: Vec<RecordError>,
-    pub duplicate_keys: Vec<ParcelKey>,
-}
-
-/// Reads GeoJSON files in parallel (one file per core) and keeps the first parcel of each key.
-pub fn read_files(reference: &ReferenceData, files: &[PathBuf]) -> Result<ReadParcels, SourceError> {
-    let per_file: Vec<_> = files.par_iter().map(|f| geojson_source::read_parcels(f, reference)).collect();
-    let mut read = ReadParcels::default();
-    let mut seen = HashSet::new();
-    for records in per_file {
-        for record in records? {
-            read.input += 1;
-            match record {
-                Ok(parcel) if seen.insert(parcel.key.clone()) => read.parcels.push(parcel),
-                Ok(parcel) => read.duplicate_keys.push(parcel.key),
-                Err(e) => read.rejected.push(e),
-            }
-        }
-    }
-    Ok(read)
+/// The parcels the pipeline accepts from `files` (rejected records left out), in file order.
+pub fn accepted_parcels(
+    reference: &ReferenceData,
+    files: &[PathBuf],
+    scratch: &Path,
+) -> Result<Vec<Parcel>, SourceError> {
+    let mapping = FieldMapping::builtin()
+        .map_err(|reason| SourceError::Unreadable { file: "profiles/fields.csv".into(), reason })?;
+    let options = Options { crs_override: None, mapping };
+    let (processed, _) = pipeline::run(files, scratch, reference, &options, &|_| {})?;
+    Ok(processed.into_iter().filter_map(|p| p.outcome.parcel).collect())
 }
 
 /// Inserts `parcels` in one batch: committed whole, or rolled back and the error returned.
@@ -65,36 +42,4 @@ pub async fn store_parcels<S: ParcelStore>(
         }
     }
     batch.commit(summary).await
-}
-
-/// Reads `files` and loads them as one batch.
-pub async fn load_files<S: ParcelStore>(
-    store: &S,
-    reference: &ReferenceData,
-    files: &[PathBuf],
-) -> Result<LoadReport, LoadError> {
-    let read = read_files(reference, files)?;
-    let summary = serde_json::json!({
-        "input": read.input,
-        "loaded": read.parcels.len(),
-        "rejected": read.rejected.len(),
-        "duplicate_keys": read.duplicate_keys.len(),
-    });
-    let source = files.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ");
-    let batch = store_parcels(store, source, &read.parcels, summary).await?;
-    Ok(LoadReport {
-        input: read.input,
-        loaded: read.parcels.len(),
-        rejected: read.rejected,
-        duplicate_keys: read.duplicate_keys,
-        batch: Some(batch),
-    })
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum LoadError {
-    #[error(transparent)]
-    Source(#[from] SourceError),
-    #[error("{0} (the batch was rolled back; the store is as it was)")]
-    Store(#[from] StoreError),
 }

@@ -1,8 +1,11 @@
-//! `landdb demo`: the first thing a newcomer runs. Loads the bundled samples once (a second run
-//! finds them already there) and shows the store.
+//! `landdb demo`: the first thing a newcomer runs. Imports the bundled samples once (a second
+//! run finds them already there) and shows the store.
 
 use std::path::PathBuf;
 
+use landdb_ingest::import::{self, Mode};
+use landdb_ingest::pipeline::Options;
+use landdb_ingest::profiles::FieldMapping;
 use landdb_store::ParcelStore;
 
 #[derive(Debug, clap::Args)]
@@ -16,9 +19,13 @@ pub async fn run(context: &crate::Context, args: Args) -> anyhow::Result<()> {
     let reference = context.reference()?;
     let store = context.store().await?;
     if store.count_current().await? == 0 {
-        let files = super::load::expand(std::slice::from_ref(&args.samples))?;
-        let report = landdb_ingest::load::load_files(&store, &reference, &files).await?;
-        super::load::print_report(&report);
+        let options = Options { crs_override: None, mapping: FieldMapping::builtin().map_err(anyhow::Error::msg)? };
+        let imported = import::import(&store, &[args.samples], &reference, &options, Mode::Append, &|_| {}).await?;
+        let (r, c) = (&imported.report, &imported.changes);
+        println!(
+            "batch {} committed: {} of {} records imported, {} quarantined",
+            imported.batch.id, c.inserted, r.input, c.quarantined
+        );
     } else {
         println!("samples already loaded");
     }
