@@ -2,11 +2,7 @@
 
 use std::path::PathBuf;
 
-use indicatif::{ProgressBar, ProgressStyle};
-use landdb_ingest::crs::CrsChoice;
 use landdb_ingest::import::{self, Mode};
-use landdb_ingest::pipeline::Options;
-use landdb_ingest::profiles::FieldMapping;
 
 #[derive(Debug, clap::Args)]
 #[group(id = "import_args")]
@@ -22,24 +18,8 @@ pub struct Args {
 pub async fn run(context: &crate::Context, args: &Args) -> anyhow::Result<()> {
     let reference = context.reference()?;
     let store = context.store().await?;
-    let mapping = match &args.read.mapping {
-        Some(path) => FieldMapping::with_file(path),
-        None => FieldMapping::builtin(),
-    }
-    .map_err(anyhow::Error::msg)?;
-    let crs_override = args
-        .read
-        .crs
-        .as_deref()
-        .map(|c| CrsChoice::parse_override(c, &reference))
-        .transpose()
-        .map_err(anyhow::Error::msg)?;
-    let options = Options { crs_override, mapping };
-    let bar = ProgressBar::new_spinner();
-    bar.set_style(
-        ProgressStyle::with_template("{spinner} {pos} records read {per_sec}")
-            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
-    );
+    let options = super::validate::options(&reference, &args.read)?;
+    let bar = super::validate::progress_bar();
     let paths: Vec<PathBuf> = args.read.paths.clone();
     let imported =
         import::import(&store, &paths, &reference, &options, args.mode, &|n| bar.set_position(n as u64)).await;

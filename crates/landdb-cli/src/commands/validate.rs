@@ -7,6 +7,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use landdb_ingest::crs::CrsChoice;
 use landdb_ingest::pipeline::{self, ImportReport, Options, Processed};
 use landdb_ingest::profiles::FieldMapping;
+use landdb_model::ReferenceData;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -24,27 +25,34 @@ pub struct Args {
     pub report: Option<PathBuf>,
 }
 
-/// Reads and checks the files with a progress bar.
-pub fn read(context: &crate::Context, args: &Args) -> anyhow::Result<(Vec<Processed>, ImportReport)> {
-    let reference = context.reference()?;
+/// The pipeline options the flags ask for.
+pub fn options(reference: &ReferenceData, args: &Args) -> anyhow::Result<Options> {
     let mapping = match &args.mapping {
         Some(path) => FieldMapping::with_file(path),
         None => FieldMapping::builtin(),
     }
     .map_err(anyhow::Error::msg)?;
-    let crs_override = args
-        .crs
-        .as_deref()
-        .map(|c| CrsChoice::parse_override(c, &reference))
-        .transpose()
-        .map_err(anyhow::Error::msg)?;
-    let options = Options { crs_override, mapping };
-    let scratch = std::env::temp_dir().join(format!("landdb-import-{}", std::process::id()));
+    let crs_override =
+        args.crs.as_deref().map(|c| CrsChoice::parse_override(c, reference)).transpose().map_err(anyhow::Error::msg)?;
+    Ok(Options { crs_override, mapping })
+}
+
+/// A spinner counting records read.
+pub fn progress_bar() -> ProgressBar {
     let bar = ProgressBar::new_spinner();
     bar.set_style(
         ProgressStyle::with_template("{spinner} {pos} records read {per_sec}")
             .unwrap_or_else(|_| ProgressStyle::default_spinner()),
     );
+    bar
+}
+
+/// Reads and checks the files with a progress bar.
+pub fn read(context: &crate::Context, args: &Args) -> anyhow::Result<(Vec<Processed>, ImportReport)> {
+    let reference = context.reference()?;
+    let options = options(&reference, args)?;
+    let scratch = std::env::temp_dir().join(format!("landdb-import-{}", std::process::id()));
+    let bar = progress_bar();
     let result = pipeline::run(&args.paths, &scratch, &reference, &options, &|n| bar.set_position(n as u64));
     bar.finish_and_clear();
     let _ = std::fs::remove_dir_all(&scratch);
