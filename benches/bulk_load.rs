@@ -3,14 +3,13 @@
 //!
 //! `cargo bench -p landdb-benches --bench bulk_load` (needs ../shared/data/danang and tools/setup).
 
-use std::path::PathBuf;
 use std::time::Instant;
 
 use landdb_benches::{machine, ogr2ogr_load, timed};
 use landdb_ingest::load::{accepted_parcels, store_parcels};
 use landdb_model::ReferenceData;
 use landdb_store::{AnyStore, DatabaseUrl, ParcelStore};
-use landdb_tests::{EmbeddedDb, PostgisDb, danang_dir};
+use landdb_tests::{EmbeddedDb, PostgisDb, danang_files};
 
 fn rate(n: usize, secs: f64) -> String {
     format!("{:.0} parcels/s", n as f64 / secs)
@@ -18,12 +17,7 @@ fn rate(n: usize, secs: f64) -> String {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let Some(dir) = danang_dir() else { return Ok(()) };
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "geojson"))
-        .collect();
-    files.sort();
+    let Some(files) = danang_files()? else { return Ok(()) };
     let reference = ReferenceData::embedded()?;
     println!("machine: {}", machine());
 

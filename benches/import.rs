@@ -9,16 +9,11 @@ use std::process::Command;
 use std::time::Instant;
 
 use landdb_benches::{machine, ogr2ogr_load};
-use landdb_tests::{PostgisDb, danang_dir};
+use landdb_tests::{PostgisDb, danang_files};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let Some(dir) = danang_dir() else { return Ok(()) };
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "geojson"))
-        .collect();
-    files.sort();
+    let Some(files) = danang_files()? else { return Ok(()) };
     let landdb = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/release/landdb");
     anyhow::ensure!(landdb.exists(), "build the release binary first: cargo build --release");
     println!("machine: {}", machine());
@@ -29,7 +24,7 @@ async fn main() -> anyhow::Result<()> {
 
     let db = PostgisDb::create().await?;
     let start = Instant::now();
-    let out = Command::new(&landdb).arg("import").arg(&dir).env("DATABASE_URL", &db.url).output()?;
+    let out = Command::new(&landdb).arg("import").args(&files).env("DATABASE_URL", &db.url).output()?;
     let ours = start.elapsed().as_secs_f64();
     anyhow::ensure!(out.status.success(), "landdb import failed: {}", String::from_utf8_lossy(&out.stderr));
     println!("{}", String::from_utf8_lossy(&out.stdout).lines().next().unwrap_or_default());

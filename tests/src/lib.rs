@@ -116,6 +116,17 @@ pub fn danang_dir() -> Option<PathBuf> {
     }
 }
 
+/// The Đà Nẵng GeoJSON files in name order, if the set is there (see [`danang_dir`]).
+pub fn danang_files() -> std::io::Result<Option<Vec<PathBuf>>> {
+    let Some(dir) = danang_dir() else { return Ok(None) };
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "geojson"))
+        .collect();
+    files.sort();
+    Ok(Some(files))
+}
+
 /// Parcels for tests: small, valid, with Vietnamese text in every text field.
 pub mod fixtures {
     use geo::{Coord, LineString, MultiPolygon, Polygon};

@@ -31,8 +31,6 @@ pub struct RecordError {
 pub enum SourceError {
     #[error("cannot read {file}: {source}")]
     Read { file: PathBuf, source: std::io::Error },
-    #[error("{file} is not valid GeoJSON: {reason}")]
-    GeoJson { file: PathBuf, reason: String },
     #[error("cannot open {file}: {reason}")]
     Unreadable { file: PathBuf, reason: String },
 }

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use landdb_model::{Parcel, ParcelKey, ReferenceData};
+use landdb_model::{ParcelKey, ReferenceData};
 use rayon::prelude::*;
 use serde::Serialize;
 
@@ -370,9 +370,4 @@ fn warn_overlaps(processed: &mut [Processed]) {
         outcome.reasons.push(Reason::new(ReasonCode::Overlap, format!("overlaps {}", names.join(", "))));
         outcome.verdict = crate::verdict::verdict_of(&outcome.reasons);
     }
-}
-
-/// The parcels to load.
-pub fn accepted(processed: &[Processed]) -> Vec<&Parcel> {
-    processed.iter().filter_map(|p| p.outcome.parcel.as_ref()).collect()
 }
