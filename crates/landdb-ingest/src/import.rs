@@ -154,7 +154,9 @@ pub async fn import<S: ParcelStore>(
     }
     let scratch =
         std::env::temp_dir().join(format!("landdb-import-{}-{}", std::process::id(), hash.get(7..19).unwrap_or("x")));
+    let started = std::time::Instant::now();
     let result = tokio::task::block_in_place(|| pipeline::run(paths, &scratch, reference, options, progress));
+    tracing::debug!(seconds = started.elapsed().as_secs_f64(), "read and judged");
     let _ = std::fs::remove_dir_all(&scratch);
     let (mut processed, mut report) = result?;
 
@@ -212,6 +214,7 @@ pub async fn import<S: ParcelStore>(
     let mut batch = store
         .begin_batch(NewBatch { source, province_code: province, content_hash: Some(hash), mode: mode.name().into() })
         .await?;
+    tracing::debug!(seconds = started.elapsed().as_secs_f64(), "checked against the store");
     let written = async {
         for chunk in inserts.chunks(CHUNK) {
             batch.insert(chunk).await?;
@@ -240,7 +243,9 @@ pub async fn import<S: ParcelStore>(
         "rejected": report.rejected,
         "changes": changes,
     });
+    tracing::debug!(seconds = started.elapsed().as_secs_f64(), "written");
     let info = batch.commit(summary).await?;
+    tracing::debug!(seconds = started.elapsed().as_secs_f64(), "committed");
     report.batch = Some(json!({ "id": info.id, "committed_at": info.committed_at }));
     Ok(Imported { report, changes, batch: info, already_imported: false })
 }

@@ -3,7 +3,8 @@
 //! the tolerance from its boundary) means the two overlap. Found with an R-tree over bounding
 //! boxes, checked in parallel.
 
-use geo::{BoundingRect, Contains, Coord, Distance, Euclidean, MultiPolygon, Point};
+use geo::{BoundingRect, Coord, CoordsIter, MultiPolygon};
+use landdb_model::planar::{EdgeBands, deeper_than};
 use rayon::prelude::*;
 use rstar::{AABB, RTree, RTreeObject};
 
@@ -23,23 +24,27 @@ impl RTreeObject for Entry {
     }
 }
 
-/// Whether some vertex of `a` lies inside `b`, farther than the tolerance from `b`'s boundary.
-fn pokes_into(a: &MultiPolygon<f64>, b: &MultiPolygon<f64>) -> bool {
-    let Some(rect) = b.bounding_rect() else { return false };
+/// Geometries with more edges than this get [`EdgeBands`] for the many tests against them.
+const BANDED_FROM: usize = 64;
+
+/// Whether some vertex of `a` lies inside `b` (whose envelope is `rect`), farther than the
+/// tolerance from `b`'s boundary.
+fn pokes_into(
+    a: &MultiPolygon<f64>,
+    b: &MultiPolygon<f64>,
+    b_bands: Option<&EdgeBands>,
+    rect: &AABB<[f64; 2]>,
+) -> bool {
+    let (lower, upper) = (rect.lower(), rect.upper());
     let inside_box = |c: &Coord<f64>| {
-        c.x > rect.min().x + TOLERANCE_DEG
-            && c.x < rect.max().x - TOLERANCE_DEG
-            && c.y > rect.min().y + TOLERANCE_DEG
-            && c.y < rect.max().y - TOLERANCE_DEG
+        c.x > lower[0] + TOLERANCE_DEG
+            && c.x < upper[0] - TOLERANCE_DEG
+            && c.y > lower[1] + TOLERANCE_DEG
+            && c.y < upper[1] - TOLERANCE_DEG
     };
-    a.0.iter().flat_map(|p| p.exterior().coords()).filter(|c| inside_box(c)).any(|c: &Coord<f64>| {
-        let point = Point::from(*c);
-        b.contains(&point)
-            && b.0.iter().all(|poly| {
-                std::iter::once(poly.exterior())
-                    .chain(poly.interiors())
-                    .all(|ring| Euclidean.distance(&point, ring) > TOLERANCE_DEG)
-            })
+    a.0.iter().flat_map(|p| p.exterior().coords()).filter(|c| inside_box(c)).any(|c| match b_bands {
+        Some(bands) => bands.deeper_than(*c, TOLERANCE_DEG),
+        None => deeper_than(*c, b, TOLERANCE_DEG),
     })
 }
 
@@ -61,6 +66,8 @@ pub fn overlapping(geometries: &[&MultiPolygon<f64>]) -> Vec<Vec<usize>> {
         v
     };
     let tree = RTree::bulk_load(entries);
+    let bands: Vec<Option<EdgeBands>> =
+        geometries.par_iter().map(|g| (g.coords_count() > BANDED_FROM).then(|| EdgeBands::new(g))).collect();
     (0..geometries.len())
         .into_par_iter()
         .map(|i| {
@@ -68,7 +75,8 @@ pub fn overlapping(geometries: &[&MultiPolygon<f64>]) -> Vec<Vec<usize>> {
             tree.locate_in_envelope_intersecting(&envelope)
                 .filter(|e| e.index != i)
                 .filter(|e| {
-                    pokes_into(geometries[i], geometries[e.index]) || pokes_into(geometries[e.index], geometries[i])
+                    pokes_into(geometries[i], geometries[e.index], bands[e.index].as_ref(), &e.envelope)
+                        || pokes_into(geometries[e.index], geometries[i], bands[i].as_ref(), &envelope)
                 })
                 .map(|e| e.index)
                 .collect()

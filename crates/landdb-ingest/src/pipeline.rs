@@ -258,6 +258,7 @@ fn read_file(
             layer.encoding = Some(source::shapefile_encoding(&dbf, file).1);
         }
         let mut decided: Option<(Option<CrsChoice>, String, Option<Reason>)> = None;
+        let mut features = 0u64;
         // GDAL reads on its own thread (its objects never leave it) while the chunk before is
         // normalised here on every core.
         std::thread::scope(|scope| {
@@ -284,7 +285,7 @@ fn read_file(
                             mapping: &options.mapping,
                             crs: crs.clone(),
                             crs_note: note.clone(),
-                            orientation_matters: layer.driver == "GeoJSON",
+                            orientation_matters: matches!(layer.driver.as_str(), "GeoJSON" | source::OWN_GEOJSON),
                         };
                         chunk.par_iter().map(|r| normalizer.normalize(r)).collect()
                     }
@@ -307,6 +308,7 @@ fn read_file(
                         .collect(),
                 };
                 let outcomes_len = outcomes.len();
+                features += outcomes_len as u64;
                 for (outcome, record) in outcomes.into_iter().zip(chunk) {
                     let source = (outcome.verdict == Verdict::Rejected).then_some(record);
                     processed.push(Processed { file: file.clone(), layer: layer.layer.clone(), outcome, source });
@@ -322,7 +324,7 @@ fn read_file(
             file: layer.file.clone(),
             layer: layer.layer.clone(),
             driver: layer.driver.clone(),
-            features: layer.features,
+            features,
             crs: crs.map_or_else(|| "unknown".into(), |c| c.name()),
             crs_basis: basis,
             encoding: layer.encoding.clone(),

@@ -6,6 +6,7 @@ pub mod area;
 pub mod codes;
 pub mod national_id;
 pub mod parcel;
+pub mod planar;
 pub mod reference;
 pub mod zone;
 

@@ -4,6 +4,7 @@
 //! judged here; the normaliser does that.
 
 pub mod dbf;
+pub mod geojson;
 pub mod labels;
 
 use std::path::{Path, PathBuf};
@@ -178,8 +179,25 @@ fn open(file: &Path) -> Result<Dataset, SourceError> {
         .map_err(|e| SourceError::Unreadable { file: file.to_owned(), reason: e.to_string() })
 }
 
+/// The driver name of landdb's own GeoJSON reader (GDAL's is `GeoJSON`).
+pub const OWN_GEOJSON: &str = "GeoJSON (landdb)";
+
 /// The layers of a file.
 pub fn layers(file: &Path) -> Result<Vec<SourceLayer>, SourceError> {
+    if has_extension(file, &["geojson", "json"]) && geojson::handles(file) {
+        let head = geojson::head(file)?;
+        return Ok(vec![SourceLayer {
+            file: file.to_owned(),
+            layer: head
+                .name
+                .unwrap_or_else(|| file.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default()),
+            driver: OWN_GEOJSON.into(),
+            crs: head.crs,
+            encoding: None,
+            // Counted while reading.
+            features: 0,
+        }]);
+    }
     let dataset = open(file)?;
     let driver = dataset.driver().short_name();
     let mut out = Vec::new();
@@ -233,6 +251,9 @@ pub fn read_layer<E: From<SourceError>>(
     chunk: usize,
     mut sink: impl FnMut(Vec<SourceRecord>) -> Result<(), E>,
 ) -> Result<(), E> {
+    if source.driver == OWN_GEOJSON {
+        return geojson::read(&source.file, chunk, &mut sink).map(|_| ());
+    }
     let dataset = open(&source.file)?;
     let mut layer = dataset
         .layer_by_name(&source.layer)
