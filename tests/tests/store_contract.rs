@@ -59,6 +59,7 @@ contract!(
     re_upload_is_recognised_by_content_hash,
     feed_waiter_wakes_after_a_commit,
     migrations_are_idempotent,
+    withdrawn_versions_leave_no_trace,
 );
 
 /// Every current version, read page by page.
@@ -141,6 +142,37 @@ async fn history_and_lineage_of_update_split_and_merge(store: AnyStore) {
     assert_eq!(store.count_current().await.expect("count"), 1);
     let left_now = store.version(l_id).await.expect("read").expect("kept");
     assert!(!left_now.is_current(), "history is kept, not deleted");
+}
+
+async fn withdrawn_versions_leave_no_trace(store: AnyStore) {
+    let a = parcel("20203", "1", "10", 108.2, 16.07);
+    let mut b = store.begin_batch(batch("v1")).await.expect("begin");
+    let a_id = b.insert(std::slice::from_ref(&a)).await.expect("insert")[0];
+    b.commit(serde_json::json!({})).await.expect("commit");
+    let head = store.feed_head().await.expect("head");
+
+    // A batch inserts two parcels and updates `a`, then takes back one insert and the update.
+    let kept = parcel("20203", "1", "11", 108.2002, 16.07);
+    let dropped = parcel("20203", "1", "12", 108.2004, 16.07);
+    let mut a2 = a.clone();
+    a2.measured_area_m2 = Some(402.0);
+    let mut b = store.begin_batch(batch("v2")).await.expect("begin");
+    let ids = b.insert(&[kept.clone(), dropped.clone()]).await.expect("insert");
+    let a2_id = b.supersede(&a2, &[a_id]).await.expect("supersede");
+    let back = b.withdraw(&[ids[1], a2_id]).await.expect("withdraw");
+    assert_eq!(back, [dropped.clone(), a2.clone()], "the parcels come back whole, right holders included");
+    assert!(matches!(b.withdraw(&[a_id]).await, Err(StoreError::NotInBatch(v)) if v == a_id), "only this batch's own");
+    b.commit(serde_json::json!({})).await.expect("commit");
+
+    assert!(store.version(ids[1]).await.expect("read").is_none());
+    assert!(store.version(a2_id).await.expect("read").is_none());
+    let a_now = store.current_by_key(&a.key).await.expect("read").expect("a is current again");
+    assert_eq!(a_now.id, a_id);
+    assert!(a_now.valid_to.is_none());
+    assert!(store.current_by_key(&dropped.key).await.expect("read").is_none());
+    let changes = store.changes_since(head, 100).await.expect("feed");
+    assert_eq!(changes.iter().map(|c| c.version).collect::<Vec<_>>(), [ids[0]], "the feed reports only what stayed");
+    assert_eq!(store.count_current().await.expect("count"), 2);
 }
 
 async fn change_feed_is_ordered_and_resumable(store: AnyStore) {

@@ -13,7 +13,7 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 
 use crate::SourceError;
-use crate::pipeline::{self, ImportReport, Options, Processed};
+use crate::pipeline::{self, ImportReport, Ledger, Options, Processed};
 use crate::source::SourceGeometry;
 use crate::verdict::{Reason, ReasonCode, Verdict};
 
@@ -106,8 +106,9 @@ pub fn content_hash(paths: &[PathBuf], mode: Mode) -> Result<String, SourceError
     Ok(format!("sha256:{}", hasher.finalize().iter().map(|b| format!("{b:02x}")).collect::<String>()))
 }
 
-fn quarantine_record(p: &Processed) -> QuarantinedRecord {
-    let source = match (&p.source, &p.outcome.withheld) {
+/// The source of a rejected record as it was read, or the parcel it became.
+fn quarantine_source(p: &Processed) -> serde_json::Value {
+    match (&p.source, &p.outcome.withheld) {
         (Some(record), _) => {
             let attributes: serde_json::Map<String, serde_json::Value> =
                 record.attributes.iter().map(|(n, v)| (n.clone(), v.to_json())).collect();
@@ -124,18 +125,175 @@ fn quarantine_record(p: &Processed) -> QuarantinedRecord {
         }
         (None, Some(parcel)) => json!({ "parcel": parcel }),
         (None, None) => serde_json::Value::Null,
-    };
+    }
+}
+
+/// A quarantine row for ledger entry `entry`, whose source is `source`.
+fn quarantine_record(ledger: &Ledger, entry: usize, source: serde_json::Value) -> QuarantinedRecord {
+    let (file, layer, feature) = ledger.origin(entry).unwrap_or((Path::new(""), "", 0));
     QuarantinedRecord {
-        file: p.file.display().to_string(),
-        layer: p.layer.clone(),
-        feature: i32::try_from(p.outcome.feature).unwrap_or(i32::MAX),
-        parcel_key: p.outcome.key.as_ref().map(ToString::to_string),
-        reasons: serde_json::to_value(&p.outcome.reasons).unwrap_or_default(),
+        file: file.display().to_string(),
+        layer: layer.to_owned(),
+        feature: i32::try_from(feature).unwrap_or(i32::MAX),
+        parcel_key: ledger.key(entry).map(ToString::to_string),
+        reasons: serde_json::to_value(ledger.reasons(entry)).unwrap_or_default(),
         source,
     }
 }
 
-/// Imports `paths` as one batch.
+/// How a parcel of the upload reached the store.
+#[derive(Debug, Clone, PartialEq)]
+enum Written {
+    Inserted(VersionId),
+    Updated(VersionId),
+    Unchanged,
+    /// A later occurrence of a key this upload already had: not written, since both will be
+    /// rejected; kept for the quarantine.
+    Held(Box<Parcel>),
+}
+
+/// The store side of an import: takes judged chunks as they come, checks them against the store,
+/// and writes them into the open batch.
+struct Loader<'a, S: ParcelStore> {
+    store: &'a S,
+    batch: S::Batch,
+    mode: Mode,
+    ledger: Ledger,
+    /// The current versions of every commune seen so far, by key: version and fingerprint.
+    current: HashMap<ParcelKey, (VersionId, String)>,
+    communes: BTreeSet<CommuneCode>,
+    uploaded: HashSet<ParcelKey>,
+    written: HashMap<usize, Written>,
+    changes: Changes,
+}
+
+impl<S: ParcelStore> Loader<'_, S> {
+    async fn take(&mut self, chunk: Vec<Processed>) -> Result<(), StoreError> {
+        let first = self.ledger.record(&chunk);
+        let new: Vec<CommuneCode> = chunk
+            .iter()
+            .filter_map(|p| p.outcome.key.as_ref().map(|k| &k.commune))
+            .filter(|c| !self.communes.contains(*c))
+            .cloned()
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        if !new.is_empty() {
+            for e in self.store.current_in_communes(&new).await? {
+                self.current.insert(e.key, (e.version, e.fingerprint));
+            }
+            self.communes.extend(new);
+        }
+        let mut inserts: Vec<(usize, Parcel)> = Vec::new();
+        let mut updates: Vec<(usize, Parcel, VersionId)> = Vec::new();
+        let mut quarantine = Vec::new();
+        for (i, mut p) in chunk.into_iter().enumerate() {
+            let entry = first + i;
+            if let Some(key) = &p.outcome.key {
+                self.uploaded.insert(key.clone());
+            }
+            if let Some(parcel) = p.outcome.parcel.take() {
+                if self.ledger.first_with_key(&parcel.key) != Some(entry) {
+                    self.written.insert(entry, Written::Held(Box::new(parcel)));
+                    continue;
+                }
+                match (self.current.get(&parcel.key), self.mode) {
+                    (None, _) => inserts.push((entry, parcel)),
+                    (Some((version, _)), Mode::Append) => {
+                        let reason = Reason::new(
+                            ReasonCode::DuplicateKeyInStore,
+                            format!(
+                                "{} is already current (version {version}); use --mode replace-commune to update it",
+                                parcel.key
+                            ),
+                        );
+                        self.ledger.reject(entry, reason.clone());
+                        p.outcome.parcel = Some(parcel);
+                        p.outcome.reject(reason);
+                    }
+                    (Some((version, stored)), Mode::ReplaceCommune) => {
+                        if *stored == fingerprint(&parcel) {
+                            self.written.insert(entry, Written::Unchanged);
+                            self.changes.unchanged += 1;
+                        } else {
+                            updates.push((entry, parcel, *version));
+                        }
+                    }
+                }
+            }
+            if p.outcome.verdict == Verdict::Rejected {
+                quarantine.push(quarantine_record(&self.ledger, entry, quarantine_source(&p)));
+            }
+        }
+        for part in inserts.chunks(CHUNK) {
+            let parcels: Vec<Parcel> = part.iter().map(|(_, p)| p.clone()).collect();
+            let ids = self.batch.insert(&parcels).await?;
+            for ((entry, _), id) in part.iter().zip(ids) {
+                self.written.insert(*entry, Written::Inserted(id));
+            }
+            self.changes.inserted += part.len();
+        }
+        for (entry, parcel, version) in updates {
+            let id = self.batch.supersede(&parcel, &[version]).await?;
+            self.written.insert(entry, Written::Updated(id));
+            self.changes.updated += 1;
+        }
+        self.changes.quarantined += quarantine.len();
+        self.batch.quarantine(&quarantine).await
+    }
+
+    /// The checks over the whole upload: parcels whose key turned out to occur twice are
+    /// withdrawn and quarantined; in replace mode, parcels absent from the upload are retired.
+    async fn finish(&mut self) -> Result<(), StoreError> {
+        let rejected = self.ledger.finish();
+        let mut withdraw: Vec<(usize, VersionId)> = Vec::new();
+        let mut quarantine = Vec::new();
+        for entry in rejected {
+            match self.written.remove(&entry) {
+                Some(Written::Inserted(id)) => {
+                    self.changes.inserted -= 1;
+                    withdraw.push((entry, id));
+                }
+                Some(Written::Updated(id)) => {
+                    self.changes.updated -= 1;
+                    withdraw.push((entry, id));
+                }
+                Some(Written::Held(parcel)) => {
+                    quarantine.push(quarantine_record(&self.ledger, entry, json!({ "parcel": parcel })));
+                }
+                // Unchanged: the stored version is the parcel, and it stays.
+                Some(Written::Unchanged) => {
+                    self.changes.unchanged -= 1;
+                    let key = self.ledger.key(entry).cloned();
+                    let stored = match key {
+                        Some(key) => self.store.current_by_key(&key).await?.map(|v| v.parcel),
+                        None => None,
+                    };
+                    quarantine.push(quarantine_record(&self.ledger, entry, json!({ "parcel": stored })));
+                }
+                None => {}
+            }
+        }
+        let ids: Vec<VersionId> = withdraw.iter().map(|(_, id)| *id).collect();
+        let parcels = self.batch.withdraw(&ids).await?;
+        for ((entry, _), parcel) in withdraw.iter().zip(parcels) {
+            quarantine.push(quarantine_record(&self.ledger, *entry, json!({ "parcel": parcel })));
+        }
+        self.changes.quarantined += quarantine.len();
+        self.batch.quarantine(&quarantine).await?;
+        if self.mode == Mode::ReplaceCommune {
+            let mut retire: Vec<VersionId> =
+                self.current.iter().filter(|(k, _)| !self.uploaded.contains(*k)).map(|(_, (v, _))| *v).collect();
+            retire.sort();
+            self.batch.retire(&retire).await?;
+            self.changes.retired = retire.len();
+        }
+        Ok(())
+    }
+}
+
+/// Imports `paths` as one batch. Parcels are loaded while the files are still being read; the
+/// batch commits only when everything was read, judged and written, and is rolled back otherwise.
 pub async fn import<S: ParcelStore>(
     store: &S,
     paths: &[PathBuf],
@@ -152,90 +310,74 @@ pub async fn import<S: ParcelStore>(
         };
         return Ok(Imported { report, changes: Changes::default(), batch: earlier, already_imported: true });
     }
+    let source = paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ");
+    let batch =
+        store.begin_batch(NewBatch { source, province_code: None, content_hash: Some(hash.clone()), mode: mode.name().into() }).await?;
+    let mut loader = Loader {
+        store,
+        batch,
+        mode,
+        ledger: Ledger::default(),
+        current: HashMap::new(),
+        communes: BTreeSet::new(),
+        uploaded: HashSet::new(),
+        written: HashMap::new(),
+        changes: Changes::default(),
+    };
     let scratch =
         std::env::temp_dir().join(format!("landdb-import-{}-{}", std::process::id(), hash.get(7..19).unwrap_or("x")));
     let started = std::time::Instant::now();
-    let result = tokio::task::block_in_place(|| pipeline::run(paths, &scratch, reference, options, progress));
-    tracing::debug!(seconds = started.elapsed().as_secs_f64(), "read and judged");
-    let _ = std::fs::remove_dir_all(&scratch);
-    let (mut processed, mut report) = result?;
 
-    // Check against the store.
-    let communes: Vec<CommuneCode> = processed
-        .iter()
-        .filter_map(|p| p.outcome.key.as_ref().map(|k| k.commune.clone()))
-        .collect::<BTreeSet<_>>()
-        .into_iter()
-        .collect();
-    let current: HashMap<ParcelKey, (VersionId, String)> =
-        store.current_in_communes(&communes).await?.into_iter().map(|e| (e.key, (e.version, e.fingerprint))).collect();
-    let mut changes = Changes::default();
-    let mut inserts: Vec<Parcel> = Vec::new();
-    let mut updates: Vec<(Parcel, VersionId)> = Vec::new();
-    let uploaded_keys: HashSet<ParcelKey> = processed.iter().filter_map(|p| p.outcome.key.clone()).collect();
-    // Parcels move out of the outcomes (no copies: an upload can be millions of parcels).
-    for p in &mut processed {
-        let Some(known) = p.outcome.parcel.as_ref().map(|parcel| current.get(&parcel.key)) else { continue };
-        match (known, mode) {
-            (None, _) => inserts.extend(p.outcome.parcel.take()),
-            (Some((version, _)), Mode::Append) => {
-                let key = p.outcome.key.as_ref().map(ToString::to_string).unwrap_or_default();
-                p.outcome.reject(Reason::new(
-                    ReasonCode::DuplicateKeyInStore,
-                    format!("{key} is already current (version {version}); use --mode replace-commune to update it"),
-                ));
-            }
-            (Some((version, stored)), Mode::ReplaceCommune) => {
-                let parcel = p.outcome.parcel.take();
-                match parcel {
-                    Some(parcel) if *stored == fingerprint(&parcel) => changes.unchanged += 1,
-                    Some(parcel) => updates.push((parcel, *version)),
-                    None => {}
+    // The reader runs on its own thread (and rayon's), handing judged chunks over a short queue;
+    // this thread loads them. Either side stopping stops the other.
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Processed>>(2);
+    let runtime = tokio::runtime::Handle::current();
+    let (read, loaded) = tokio::task::block_in_place(|| {
+        std::thread::scope(|scope| {
+            let reader = scope.spawn(|| {
+                let tx = tx;
+                pipeline::stream(paths, &scratch, reference, options, progress, &|chunk| {
+                    tx.send(chunk).map_err(|_| SourceError::Unreadable {
+                        file: paths.first().cloned().unwrap_or_default(),
+                        reason: "the import stopped".into(),
+                    })
+                })
+            });
+            let loaded = runtime.block_on(async {
+                while let Ok(chunk) = rx.recv() {
+                    loader.take(chunk).await?;
                 }
-            }
+                Ok::<_, StoreError>(())
+            });
+            drop(rx);
+            let read = reader.join().unwrap_or_else(|_| {
+                Err(SourceError::Unreadable { file: paths.first().cloned().unwrap_or_default(), reason: "the reader failed".into() })
+            });
+            (read, loaded)
+        })
+    });
+    let _ = std::fs::remove_dir_all(&scratch);
+    tracing::debug!(seconds = started.elapsed().as_secs_f64(), "read, judged and written");
+    let layers = match (read, loaded) {
+        (Ok(layers), Ok(())) => layers,
+        (Err(e), _) => {
+            let _ = loader.batch.rollback().await;
+            return Err(e.into());
         }
-    }
-    let retire: Vec<VersionId> = match mode {
-        Mode::Append => Vec::new(),
-        Mode::ReplaceCommune => {
-            let mut v: Vec<VersionId> =
-                current.iter().filter(|(k, _)| !uploaded_keys.contains(*k)).map(|(_, (v, _))| *v).collect();
-            v.sort();
-            v
+        (_, Err(e)) => {
+            let _ = loader.batch.rollback().await;
+            return Err(e.into());
         }
     };
-    report.recount(&processed);
-    let quarantine: Vec<QuarantinedRecord> =
-        processed.iter().filter(|p| p.outcome.verdict == Verdict::Rejected).map(quarantine_record).collect();
-    drop(processed);
-
-    let source = paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ");
-    let province = communes.first().and_then(|c| reference.province_of(c)).map(|p| p.to_string());
-    let mut batch = store
-        .begin_batch(NewBatch { source, province_code: province, content_hash: Some(hash), mode: mode.name().into() })
-        .await?;
-    tracing::debug!(seconds = started.elapsed().as_secs_f64(), "checked against the store");
-    let written = async {
-        for chunk in inserts.chunks(CHUNK) {
-            batch.insert(chunk).await?;
-        }
-        for (parcel, version) in &updates {
-            batch.supersede(parcel, &[*version]).await?;
-        }
-        batch.retire(&retire).await?;
-        batch.quarantine(&quarantine).await?;
-        Ok::<_, StoreError>(())
-    }
-    .await;
-    if let Err(e) = written {
-        let _ = batch.rollback().await;
+    if let Err(e) = loader.finish().await {
+        let _ = loader.batch.rollback().await;
         return Err(e.into());
     }
-    changes.inserted = inserts.len();
-    changes.updated = updates.len();
-    changes.retired = retire.len();
-    changes.quarantined = quarantine.len();
+    let mut report = loader.ledger.report(layers);
+    let changes = loader.changes.clone();
+    let province = loader.communes.first().and_then(|c| reference.province_of(c)).map(|p| p.to_string());
     let summary = json!({
+        "province": province,
         "input": report.input,
         "accepted": report.accepted,
         "accepted_with_warnings": report.accepted_with_warnings,
@@ -243,8 +385,7 @@ pub async fn import<S: ParcelStore>(
         "rejected": report.rejected,
         "changes": changes,
     });
-    tracing::debug!(seconds = started.elapsed().as_secs_f64(), "written");
-    let info = batch.commit(summary).await?;
+    let info = loader.batch.commit(summary).await?;
     tracing::debug!(seconds = started.elapsed().as_secs_f64(), "committed");
     report.batch = Some(json!({ "id": info.id, "committed_at": info.committed_at }));
     Ok(Imported { report, changes, batch: info, already_imported: false })

@@ -1,19 +1,22 @@
 //! The store's bulk path for parcels already read and judged: one batch, chunked `COPY`. Used by
 //! the benchmarks and tests that measure the store alone; `import` is the full pipeline.
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 use landdb_model::{Parcel, ReferenceData};
 use landdb_store::{BatchInfo, BatchWriter, NewBatch, ParcelStore, StoreError};
 
 use crate::SourceError;
-use crate::pipeline::{self, Options};
+use crate::pipeline::{self, Ledger, Options};
 use crate::profiles::FieldMapping;
 
 /// Parcels per `COPY`: large enough to amortise the round trip, small enough to stream.
 pub const CHUNK: usize = 5_000;
 
-/// The parcels the pipeline accepts from `files` (rejected records left out), in file order.
+/// The parcels the pipeline accepts from `files` (rejected records left out), in file and
+/// feature order.
 pub fn accepted_parcels(
     reference: &ReferenceData,
     files: &[PathBuf],
@@ -22,8 +25,20 @@ pub fn accepted_parcels(
     let mapping = FieldMapping::builtin()
         .map_err(|reason| SourceError::Unreadable { file: "profiles/fields.csv".into(), reason })?;
     let options = Options { crs_override: None, mapping };
-    let (processed, _) = pipeline::run(files, scratch, reference, &options, &|_| {})?;
-    Ok(processed.into_iter().filter_map(|p| p.outcome.parcel).collect())
+    let collected = Mutex::new((Ledger::default(), Vec::<(usize, Parcel)>::new()));
+    let stopped = || SourceError::Unreadable { file: PathBuf::new(), reason: "the import stopped".into() };
+    pipeline::stream(files, scratch, reference, &options, &|_| {}, &|chunk| {
+        let mut guard = collected.lock().map_err(|_| stopped())?;
+        let (ledger, parcels) = &mut *guard;
+        let first = ledger.record(&chunk);
+        parcels.extend(chunk.into_iter().enumerate().filter_map(|(i, p)| p.outcome.parcel.map(|parcel| (first + i, parcel))));
+        Ok(())
+    })?;
+    let (mut ledger, mut parcels) = collected.into_inner().map_err(|_| stopped())?;
+    let rejected: HashSet<usize> = ledger.finish().into_iter().collect();
+    parcels.retain(|(entry, _)| !rejected.contains(entry));
+    parcels.sort_by_cached_key(|(entry, _)| ledger.origin(*entry).map(|(file, layer, feature)| (file.to_owned(), layer.to_owned(), feature)));
+    Ok(parcels.into_iter().map(|(_, parcel)| parcel).collect())
 }
 
 /// Inserts `parcels` in one batch: committed whole, or rolled back and the error returned.

@@ -1,8 +1,11 @@
 //! The import pipeline without the store: every layer of every file read in chunks, each chunk
-//! normalised in parallel (rayon), then the checks that need the whole upload (duplicate keys).
-//! `landdb validate` is exactly this; `landdb import` then loads the result.
+//! normalised in parallel (rayon) and handed on at once ([`stream`]); a [`Ledger`] keeps every
+//! record's verdict compactly and, at the end, runs the checks that need the whole upload
+//! (duplicate keys, overlaps). `landdb validate` is exactly this ([`run`]); `landdb import` loads
+//! each chunk while the next is read.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -80,41 +83,6 @@ pub struct ImportReport {
 }
 
 impl ImportReport {
-    /// Totals and reasons counted again from scratch (after store checks rejected more records).
-    pub fn recount(&mut self, processed: &[Processed]) {
-        let layers = std::mem::take(&mut self.layers);
-        *self = Self { layers, ..Self::default() };
-        for p in processed {
-            self.count(p);
-        }
-    }
-
-    pub fn count(&mut self, p: &Processed) {
-        self.input += 1;
-        match p.outcome.verdict {
-            Verdict::Accepted => self.accepted += 1,
-            Verdict::AcceptedWithWarnings => self.accepted_with_warnings += 1,
-            Verdict::Repaired => self.repaired += 1,
-            Verdict::Rejected => self.rejected += 1,
-        }
-        let mut codes: Vec<ReasonCode> = p.outcome.reasons.iter().map(|r| r.code).collect();
-        codes.sort();
-        codes.dedup();
-        for code in codes {
-            *self.reasons.entry(code).or_default() += 1;
-        }
-        if p.outcome.verdict != Verdict::Accepted {
-            self.records.push(RecordReport {
-                file: p.file.clone(),
-                layer: p.layer.clone(),
-                feature: p.outcome.feature,
-                key: p.outcome.key.as_ref().map(ToString::to_string),
-                verdict: p.outcome.verdict,
-                reasons: p.outcome.reasons.clone(),
-            });
-        }
-    }
-
     /// A few lines for a person.
     pub fn summary(&self) -> String {
         let mut s = format!(
@@ -207,14 +175,39 @@ fn choose_crs(
     }
 }
 
-/// Reads and normalises everything under `paths`. `progress` is told the records done so far.
+/// Reads and judges everything under `paths` without a store: the report of `landdb validate`.
 pub fn run(
     paths: &[PathBuf],
     scratch: &Path,
     reference: &ReferenceData,
     options: &Options,
     progress: &(dyn Fn(usize) + Sync),
-) -> Result<(Vec<Processed>, ImportReport), SourceError> {
+) -> Result<ImportReport, SourceError> {
+    let ledger = Mutex::new(Ledger::default());
+    let layers = stream(paths, scratch, reference, options, progress, &|chunk| {
+        ledger.lock().map_err(|_| stopped(paths))?.record(&chunk);
+        Ok(())
+    })?;
+    let mut ledger = ledger.into_inner().map_err(|_| stopped(paths))?;
+    ledger.finish();
+    Ok(ledger.report(layers))
+}
+
+fn stopped(paths: &[PathBuf]) -> SourceError {
+    SourceError::Unreadable { file: paths.first().cloned().unwrap_or_default(), reason: "the import stopped".into() }
+}
+
+/// Reads and normalises everything under `paths`, handing each chunk to `sink` as soon as it is
+/// judged (files in parallel, the chunks of one layer in order). `progress` is told the records
+/// done so far. Returns what was found about each layer.
+pub fn stream(
+    paths: &[PathBuf],
+    scratch: &Path,
+    reference: &ReferenceData,
+    options: &Options,
+    progress: &(dyn Fn(usize) + Sync),
+    sink: &(dyn Fn(Vec<Processed>) -> Result<(), SourceError> + Sync),
+) -> Result<Vec<LayerReport>, SourceError> {
     let files = source::expand(paths, scratch)?;
     if files.is_empty() {
         return Err(SourceError::Unreadable {
@@ -224,20 +217,11 @@ pub fn run(
     }
     // Files in parallel (each with its own GDAL dataset), records of a file in parallel too.
     let done = AtomicUsize::new(0);
-    let per_file: Vec<(Vec<Processed>, Vec<LayerReport>)> =
-        files.par_iter().map(|file| read_file(file, reference, options, &done, progress)).collect::<Result<_, _>>()?;
-    let mut processed = Vec::new();
-    let mut report = ImportReport::default();
-    for (records, layers) in per_file {
-        processed.extend(records);
-        report.layers.extend(layers);
-    }
-    reject_duplicate_keys(&mut processed);
-    warn_overlaps(&mut processed);
-    for p in &processed {
-        report.count(p);
-    }
-    Ok((processed, report))
+    let per_file: Vec<Vec<LayerReport>> = files
+        .par_iter()
+        .map(|file| read_file(file, reference, options, &done, progress, sink))
+        .collect::<Result<_, _>>()?;
+    Ok(per_file.into_iter().flatten().collect())
 }
 
 /// Every layer of one file, read and normalised.
@@ -247,9 +231,9 @@ fn read_file(
     options: &Options,
     done: &AtomicUsize,
     progress: &(dyn Fn(usize) + Sync),
-) -> Result<(Vec<Processed>, Vec<LayerReport>), SourceError> {
+    sink: &(dyn Fn(Vec<Processed>) -> Result<(), SourceError> + Sync),
+) -> Result<Vec<LayerReport>, SourceError> {
     let file = &file.to_path_buf();
-    let mut processed = Vec::new();
     let mut layers = Vec::new();
     for mut layer in source::layers(file)? {
         if layer.driver == "ESRI Shapefile"
@@ -309,10 +293,15 @@ fn read_file(
                 };
                 let outcomes_len = outcomes.len();
                 features += outcomes_len as u64;
-                for (outcome, record) in outcomes.into_iter().zip(chunk) {
-                    let source = (outcome.verdict == Verdict::Rejected).then_some(record);
-                    processed.push(Processed { file: file.clone(), layer: layer.layer.clone(), outcome, source });
-                }
+                let processed: Vec<Processed> = outcomes
+                    .into_iter()
+                    .zip(chunk)
+                    .map(|(outcome, record)| {
+                        let source = (outcome.verdict == Verdict::Rejected).then_some(record);
+                        Processed { file: file.clone(), layer: layer.layer.clone(), outcome, source }
+                    })
+                    .collect();
+                sink(processed)?;
                 progress(done.fetch_add(outcomes_len, Ordering::Relaxed) + outcomes_len);
             }
             reader.join().unwrap_or_else(|_| {
@@ -330,46 +319,170 @@ fn read_file(
             encoding: layer.encoding.clone(),
         });
     }
-    Ok((processed, layers))
+    Ok(layers)
 }
 
-/// A natural key that occurs more than once in the upload: every occurrence is rejected, since
-/// nothing says which one is right.
-fn reject_duplicate_keys(processed: &mut [Processed]) {
-    let mut seen: HashMap<ParcelKey, usize> = HashMap::new();
-    for p in processed.iter().filter(|p| p.outcome.parcel.is_some()) {
-        if let Some(key) = &p.outcome.key {
-            *seen.entry(key.clone()).or_default() += 1;
-        }
-    }
-    for p in processed.iter_mut() {
-        let Some(key) = p.outcome.key.clone() else { continue };
-        let n = seen.get(&key).copied().unwrap_or(0);
-        if n > 1 && p.outcome.parcel.is_some() {
-            p.outcome.reject(Reason::new(
-                ReasonCode::DuplicateKeyInUpload,
-                format!("{key} occurs {n} times in this upload"),
-            ));
-        }
-    }
+/// One record's verdict, kept for the report while its parcel moves on.
+#[derive(Debug, Clone)]
+struct Entry {
+    /// Index into [`Ledger::sources`].
+    source: u32,
+    feature: usize,
+    key: Option<ParcelKey>,
+    verdict: Verdict,
+    reasons: Vec<Reason>,
 }
 
-/// Neighbours that overlap both get a warning naming the other: nothing says which is wrong.
-fn warn_overlaps(processed: &mut [Processed]) {
-    let with_parcel: Vec<usize> = (0..processed.len()).filter(|i| processed[*i].outcome.parcel.is_some()).collect();
-    let geometries: Vec<&geo::MultiPolygon<f64>> =
-        with_parcel.iter().filter_map(|i| processed[*i].outcome.parcel.as_ref().map(|p| &p.geometry)).collect();
-    let found = crate::overlap::overlapping(&geometries);
-    for (k, others) in found.into_iter().enumerate() {
-        if others.is_empty() {
-            continue;
+/// Every record of an upload, in the order judged: its verdict and reasons, plus what the checks
+/// over the whole upload need (the keys and outlines of the records that yielded a parcel). A few
+/// hundred bytes a record, however large the parcels.
+#[derive(Debug, Default)]
+pub struct Ledger {
+    sources: Vec<(PathBuf, String)>,
+    entries: Vec<Entry>,
+    by_key: HashMap<ParcelKey, Vec<usize>>,
+    outlines: Vec<(usize, geo::MultiPolygon<f64>)>,
+}
+
+impl Ledger {
+    /// Records a chunk; returns the entry number of its first record (the others follow).
+    pub fn record(&mut self, chunk: &[Processed]) -> usize {
+        let first = self.entries.len();
+        for p in chunk {
+            let source = match self.sources.iter().rposition(|(f, l)| *f == p.file && *l == p.layer) {
+                Some(i) => i,
+                None => {
+                    self.sources.push((p.file.clone(), p.layer.clone()));
+                    self.sources.len() - 1
+                }
+            };
+            let entry = self.entries.len();
+            if let Some(parcel) = &p.outcome.parcel {
+                self.by_key.entry(parcel.key.clone()).or_default().push(entry);
+                self.outlines.push((entry, parcel.geometry.clone()));
+            }
+            self.entries.push(Entry {
+                source: u32::try_from(source).unwrap_or(u32::MAX),
+                feature: p.outcome.feature,
+                key: p.outcome.key.clone(),
+                verdict: p.outcome.verdict,
+                reasons: p.outcome.reasons.clone(),
+            });
         }
-        let names: Vec<String> = others
-            .iter()
-            .filter_map(|o| processed[with_parcel[*o]].outcome.key.as_ref().map(ToString::to_string))
-            .collect();
-        let outcome = &mut processed[with_parcel[k]].outcome;
-        outcome.reasons.push(Reason::new(ReasonCode::Overlap, format!("overlaps {}", names.join(", "))));
-        outcome.verdict = crate::verdict::verdict_of(&outcome.reasons);
+        first
+    }
+
+    /// Rejects an entry for a reason found later (the store already has its key).
+    pub fn reject(&mut self, entry: usize, reason: Reason) {
+        if let Some(e) = self.entries.get_mut(entry) {
+            e.reasons.push(reason);
+            e.verdict = Verdict::Rejected;
+        }
+    }
+
+    pub fn is_rejected(&self, entry: usize) -> bool {
+        self.entries.get(entry).is_some_and(|e| e.verdict == Verdict::Rejected)
+    }
+
+    /// The first entry whose parcel has `key`.
+    pub fn first_with_key(&self, key: &ParcelKey) -> Option<usize> {
+        self.by_key.get(key).and_then(|e| e.first().copied())
+    }
+
+    pub fn key(&self, entry: usize) -> Option<&ParcelKey> {
+        self.entries.get(entry).and_then(|e| e.key.as_ref())
+    }
+
+    /// The reasons of an entry, for its quarantine record.
+    pub fn reasons(&self, entry: usize) -> &[Reason] {
+        self.entries.get(entry).map_or(&[], |e| &e.reasons)
+    }
+
+    /// Where an entry came from: file, layer and feature number.
+    pub fn origin(&self, entry: usize) -> Option<(&Path, &str, usize)> {
+        let e = self.entries.get(entry)?;
+        let (file, layer) = self.sources.get(e.source as usize)?;
+        Some((file, layer, e.feature))
+    }
+
+    /// The checks over the whole upload. A natural key that occurs more than once is rejected in
+    /// every occurrence, since nothing says which one is right; neighbours that overlap both get a
+    /// warning naming the other. Returns the entries rejected here, whose parcels must not stay.
+    pub fn finish(&mut self) -> Vec<usize> {
+        let mut rejected = Vec::new();
+        let mut keys: Vec<(&ParcelKey, &Vec<usize>)> = self.by_key.iter().filter(|(_, e)| e.len() > 1).collect();
+        keys.sort();
+        let mut duplicates: Vec<(usize, Reason)> = Vec::new();
+        for (key, entries) in keys {
+            for entry in entries {
+                let reason = Reason::new(
+                    ReasonCode::DuplicateKeyInUpload,
+                    format!("{key} occurs {} times in this upload", entries.len()),
+                );
+                duplicates.push((*entry, reason));
+            }
+        }
+        for (entry, reason) in duplicates {
+            if !self.is_rejected(entry) {
+                self.reject(entry, reason);
+                rejected.push(entry);
+            }
+        }
+        rejected.sort_unstable();
+
+        let outlines: Vec<(usize, &geo::MultiPolygon<f64>)> =
+            self.outlines.iter().filter(|(e, _)| !self.is_rejected(*e)).map(|(e, g)| (*e, g)).collect();
+        let geometries: Vec<&geo::MultiPolygon<f64>> = outlines.iter().map(|(_, g)| *g).collect();
+        let found = crate::overlap::overlapping(&geometries);
+        let mut warnings: Vec<(usize, Reason)> = Vec::new();
+        for (k, others) in found.into_iter().enumerate() {
+            if others.is_empty() {
+                continue;
+            }
+            let names: Vec<String> = others
+                .iter()
+                .filter_map(|o| self.entries[outlines[*o].0].key.as_ref().map(ToString::to_string))
+                .collect();
+            warnings.push((outlines[k].0, Reason::new(ReasonCode::Overlap, format!("overlaps {}", names.join(", ")))));
+        }
+        for (entry, reason) in warnings {
+            let e = &mut self.entries[entry];
+            e.reasons.push(reason);
+            e.verdict = crate::verdict::verdict_of(&e.reasons);
+        }
+        self.outlines = Vec::new();
+        rejected
+    }
+
+    /// The report: totals, reasons, and every record that is not plainly accepted.
+    pub fn report(&self, layers: Vec<LayerReport>) -> ImportReport {
+        let mut report = ImportReport { layers, ..ImportReport::default() };
+        for e in &self.entries {
+            report.input += 1;
+            match e.verdict {
+                Verdict::Accepted => report.accepted += 1,
+                Verdict::AcceptedWithWarnings => report.accepted_with_warnings += 1,
+                Verdict::Repaired => report.repaired += 1,
+                Verdict::Rejected => report.rejected += 1,
+            }
+            let mut codes: Vec<ReasonCode> = e.reasons.iter().map(|r| r.code).collect();
+            codes.sort();
+            codes.dedup();
+            for code in codes {
+                *report.reasons.entry(code).or_default() += 1;
+            }
+            if e.verdict != Verdict::Accepted {
+                let (file, layer) = self.sources.get(e.source as usize).cloned().unwrap_or_default();
+                report.records.push(RecordReport {
+                    file,
+                    layer,
+                    feature: e.feature,
+                    key: e.key.as_ref().map(ToString::to_string),
+                    verdict: e.verdict,
+                    reasons: e.reasons.clone(),
+                });
+            }
+        }
+        report
     }
 }

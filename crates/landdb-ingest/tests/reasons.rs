@@ -27,7 +27,7 @@ fn validate(name: &str, features: Vec<Value>) -> ImportReport {
     std::fs::write(&file, json!({ "type": "FeatureCollection", "features": features }).to_string()).expect("write");
     let reference = ReferenceData::embedded().expect("reference");
     let options = Options { crs_override: None, mapping: FieldMapping::builtin().expect("profile") };
-    let report = pipeline::run(&[file], &dir.join("scratch"), &reference, &options, &|_| {}).expect("readable").1;
+    let report = pipeline::run(&[file], &dir.join("scratch"), &reference, &options, &|_| {}).expect("readable");
     let _ = std::fs::remove_dir_all(&dir);
     report
 }
@@ -120,7 +120,7 @@ fn an_explicit_crs_wins() {
     let reference = ReferenceData::embedded().expect("reference");
     let crs = landdb_ingest::crs::CrsChoice::parse_override("EPSG:9210", &reference).expect("zone");
     let options = Options { crs_override: Some(crs), mapping: FieldMapping::builtin().expect("profile") };
-    let r = pipeline::run(&[file], &dir.join("s"), &reference, &options, &|_| {}).expect("readable").1;
+    let r = pipeline::run(&[file], &dir.join("s"), &reference, &options, &|_| {}).expect("readable");
     assert_eq!((r.layers[0].crs.as_str(), r.layers[0].crs_basis.as_str()), ("EPSG:9210", "override"));
     let _ = std::fs::remove_dir_all(&dir);
 }

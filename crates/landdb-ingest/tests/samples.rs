@@ -25,7 +25,7 @@ fn validate(path: PathBuf) -> ImportReport {
     let reference = ReferenceData::embedded().expect("reference");
     let options = Options { crs_override: None, mapping: FieldMapping::builtin().expect("profile") };
     let scratch = std::env::temp_dir().join(format!("landdb-ingest-test-{}", std::process::id()));
-    pipeline::run(&[path], &scratch, &reference, &options, &|_| {}).expect("readable").1
+    pipeline::run(&[path], &scratch, &reference, &options, &|_| {}).expect("readable")
 }
 
 fn reason(report: &ImportReport, code: ReasonCode) -> usize {

@@ -136,6 +136,9 @@ impl BatchWriter for AnyBatch {
     async fn retire(&mut self, versions: &[VersionId]) -> Result<()> {
         dispatch!(self, b => b.retire(versions).await)
     }
+    async fn withdraw(&mut self, versions: &[VersionId]) -> Result<Vec<Parcel>> {
+        dispatch!(self, b => b.withdraw(versions).await)
+    }
     async fn quarantine(&mut self, records: &[QuarantinedRecord]) -> Result<()> {
         dispatch!(self, b => b.quarantine(records).await)
     }

@@ -40,6 +40,8 @@ pub enum StoreError {
     CurrentParcelExists { key: String },
     #[error("parcel version {0} is not current, so it cannot be superseded or retired")]
     NotCurrent(VersionId),
+    #[error("parcel version {0} was not written by this batch, so it cannot be withdrawn")]
+    NotInBatch(VersionId),
     #[error("this batch already failed ({0}); roll it back")]
     BatchFailed(String),
     #[error("stored data is unreadable: {0}")]

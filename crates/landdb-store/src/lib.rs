@@ -182,9 +182,15 @@ pub trait BatchWriter: Send {
     fn supersede(&mut self, parcel: &Parcel, replaces: &[VersionId]) -> impl Future<Output = Result<VersionId>> + Send;
     /// Ends the validity of current versions (a parcel absent from a replacing upload).
     fn retire(&mut self, versions: &[VersionId]) -> impl Future<Output = Result<()>> + Send;
+    /// Takes back versions this batch wrote, as if they had never been written: their right
+    /// holders and lineage go with them, and versions they superseded are current again. Returns
+    /// the parcels taken back (right holders included), so that nothing is lost: an import that
+    /// streams parcels in and learns only at the end that a key occurred twice quarantines them.
+    fn withdraw(&mut self, versions: &[VersionId]) -> impl Future<Output = Result<Vec<Parcel>>> + Send;
     /// Keeps rejected records with the batch.
     fn quarantine(&mut self, records: &[QuarantinedRecord]) -> impl Future<Output = Result<()>> + Send;
-    /// Makes everything visible at once and appends it to the change feed.
+    /// Makes everything visible at once and appends it to the change feed. `summary` is kept
+    /// with the batch; its `province` member sets the batch's province if it had none.
     fn commit(self, summary: serde_json::Value) -> impl Future<Output = Result<BatchInfo>> + Send;
     /// Discards everything the batch wrote (dropping the writer does the same).
     fn rollback(self) -> impl Future<Output = Result<()>> + Send;

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use anyhow::Context as _;
 use indicatif::{ProgressBar, ProgressStyle};
 use landdb_ingest::crs::CrsChoice;
-use landdb_ingest::pipeline::{self, ImportReport, Options, Processed};
+use landdb_ingest::pipeline::{self, ImportReport, Options};
 use landdb_ingest::profiles::FieldMapping;
 use landdb_model::ReferenceData;
 
@@ -48,7 +48,7 @@ pub fn progress_bar() -> ProgressBar {
 }
 
 /// Reads and checks the files with a progress bar.
-pub fn read(context: &crate::Context, args: &Args) -> anyhow::Result<(Vec<Processed>, ImportReport)> {
+pub fn read(context: &crate::Context, args: &Args) -> anyhow::Result<ImportReport> {
     let reference = context.reference()?;
     let options = options(&reference, args)?;
     let scratch = std::env::temp_dir().join(format!("landdb-import-{}", std::process::id()));
@@ -69,6 +69,6 @@ pub fn write_report(report: &ImportReport, path: Option<&PathBuf>) -> anyhow::Re
 }
 
 pub fn run(context: &crate::Context, args: &Args) -> anyhow::Result<()> {
-    let (_, report) = read(context, args)?;
+    let report = read(context, args)?;
     write_report(&report, args.report.as_ref())
 }

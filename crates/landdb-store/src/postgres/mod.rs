@@ -29,6 +29,7 @@ const FEED_LOCK: i64 = 0x6c61_6e64_6462; // "landdb"
 const MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "parcels", include_str!("../../../../migrations/postgres/0001_parcels.sql")),
     (2, "quarantine", include_str!("../../../../migrations/postgres/0002_quarantine.sql")),
+    (3, "lighter bulk load", include_str!("../../../../migrations/postgres/0003_lighter_bulk_load.sql")),
 ];
 
 const VERSION_COLUMNS: &str = "v.id, v.national_id, v.commune_code, v.sheet, v.parcel_no, v.commune_code_received, \
@@ -513,6 +514,59 @@ impl BatchWriter for PgBatch {
         self.retire_current(&current).await
     }
 
+    async fn withdraw(&mut self, versions: &[VersionId]) -> Result<Vec<Parcel>> {
+        self.check_usable()?;
+        if versions.is_empty() {
+            return Ok(Vec::new());
+        }
+        let raw: Vec<i64> = versions.iter().map(|v| v.0).collect();
+        let sql = format!("SELECT {VERSION_COLUMNS} FROM parcel_version v WHERE v.id = ANY($1) AND v.batch_id = $2");
+        let rows = sqlx::query(&sql).bind(&raw).bind(self.id.0).fetch_all(&mut *self.tx).await.map_err(|e| self.fail(e))?;
+        let mut found: Vec<ParcelVersion> = rows.iter().map(version_from_row).collect::<Result<_>>()?;
+        if let Some(missing) = versions.iter().find(|v| !found.iter().any(|f| f.id == **v)) {
+            return Err(StoreError::NotInBatch(*missing));
+        }
+        let holders = sqlx::query(
+            "SELECT version_id, name, citizen_id, birth_year, address FROM right_holder WHERE version_id = ANY($1) ORDER BY version_id, ordinal",
+        )
+        .bind(&raw)
+        .fetch_all(&mut *self.tx)
+        .await
+        .map_err(|e| self.fail(e))?;
+        for h in &holders {
+            let id = VersionId(h.try_get("version_id")?);
+            if let Some(v) = found.iter_mut().find(|f| f.id == id) {
+                v.parcel.right_holders.push(RightHolder {
+                    name: h.try_get("name")?,
+                    citizen_id: h.try_get("citizen_id")?,
+                    birth_year: h.try_get("birth_year")?,
+                    address: h.try_get("address")?,
+                });
+            }
+        }
+        let parents: Vec<i64> = found.iter().flat_map(|v| v.lineage.iter().map(|p| p.0)).collect();
+        // The versions go before their parents come back: one key has one current version.
+        let statements = [
+            "DELETE FROM right_holder WHERE version_id = ANY($1)",
+            "DELETE FROM parcel_lineage WHERE version_id = ANY($1)",
+            "DELETE FROM parcel_version WHERE id = ANY($1)",
+        ];
+        for sql in statements {
+            sqlx::query(sql).bind(&raw).execute(&mut *self.tx).await.map_err(|e| self.fail(e))?;
+        }
+        sqlx::query(
+            "UPDATE parcel_version SET valid_to = NULL, retired_by_batch = NULL WHERE id = ANY($1) AND retired_by_batch = $2 \
+             AND NOT EXISTS (SELECT 1 FROM parcel_lineage l WHERE l.parent_id = parcel_version.id)",
+        )
+        .bind(&parents)
+        .bind(self.id.0)
+        .execute(&mut *self.tx)
+        .await
+        .map_err(|e| self.fail(e))?;
+        found.sort_by_key(|v| versions.iter().position(|w| *w == v.id));
+        Ok(found.into_iter().map(|v| v.parcel).collect())
+    }
+
     async fn quarantine(&mut self, records: &[QuarantinedRecord]) -> Result<()> {
         self.check_usable()?;
         for r in records {
@@ -549,7 +603,8 @@ impl BatchWriter for PgBatch {
             query.execute(&mut *self.tx).await?;
         }
         let sql = format!(
-            "UPDATE import_batch SET committed_at = clock_timestamp(), summary = $2 WHERE id = $1 RETURNING {BATCH_COLUMNS}"
+            "UPDATE import_batch SET committed_at = clock_timestamp(), summary = $2, \
+             province_code = coalesce(province_code, $2->>'province') WHERE id = $1 RETURNING {BATCH_COLUMNS}"
         );
         let row = sqlx::query(&sql).bind(id).bind(&summary).fetch_one(&mut *self.tx).await?;
         let info = batch_from_row(&row)?;

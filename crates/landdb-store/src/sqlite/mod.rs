@@ -508,6 +508,58 @@ impl BatchWriter for SqliteBatch {
         self.retire_current(&current).await
     }
 
+    async fn withdraw(&mut self, versions: &[VersionId]) -> Result<Vec<Parcel>> {
+        self.check_usable()?;
+        let mut found: Vec<ParcelVersion> = Vec::with_capacity(versions.len());
+        let sql = format!("SELECT {VERSION_COLUMNS} FROM parcel_version v WHERE v.id = ? AND v.batch_id = ?");
+        for id in versions {
+            let row = sqlx::query(&sql)
+                .bind(id.0)
+                .bind(self.id.0)
+                .fetch_optional(&mut *self.tx)
+                .await
+                .map_err(|e| self.fail(e.into()))?;
+            let Some(row) = row else { return Err(StoreError::NotInBatch(*id)) };
+            let mut version = version_from_row(&row)?;
+            let holders = sqlx::query(
+                "SELECT name, citizen_id, birth_year, address FROM right_holder WHERE version_id = ? ORDER BY ordinal",
+            )
+            .bind(id.0)
+            .fetch_all(&mut *self.tx)
+            .await
+            .map_err(|e| self.fail(e.into()))?;
+            for h in &holders {
+                version.parcel.right_holders.push(RightHolder {
+                    name: h.try_get("name")?,
+                    citizen_id: h.try_get("citizen_id")?,
+                    birth_year: h.try_get("birth_year")?,
+                    address: h.try_get("address")?,
+                });
+            }
+            // The version goes before its parents come back: one key has one current version.
+            for sql in [
+                "DELETE FROM right_holder WHERE version_id = ?",
+                "DELETE FROM parcel_lineage WHERE version_id = ?",
+                "DELETE FROM parcel_version WHERE id = ?",
+            ] {
+                sqlx::query(sql).bind(id.0).execute(&mut *self.tx).await.map_err(|e| self.fail(e.into()))?;
+            }
+            for parent in &version.lineage {
+                sqlx::query(
+                    "UPDATE parcel_version SET valid_to = NULL, retired_by_batch = NULL WHERE id = ? AND retired_by_batch = ? \
+                     AND NOT EXISTS (SELECT 1 FROM parcel_lineage l WHERE l.parent_id = parcel_version.id)",
+                )
+                .bind(parent.0)
+                .bind(self.id.0)
+                .execute(&mut *self.tx)
+                .await
+                .map_err(|e| self.fail(e.into()))?;
+            }
+            found.push(version);
+        }
+        Ok(found.into_iter().map(|v| v.parcel).collect())
+    }
+
     async fn quarantine(&mut self, records: &[QuarantinedRecord]) -> Result<()> {
         self.check_usable()?;
         for r in records {
@@ -540,8 +592,10 @@ impl BatchWriter for SqliteBatch {
             );
             sqlx::query(&sql).bind(id).bind(&now).bind(id).execute(&mut *self.tx).await?;
         }
-        let sql =
-            format!("UPDATE import_batch SET committed_at = ?, summary = ? WHERE id = ? RETURNING {BATCH_COLUMNS}");
+        let sql = format!(
+            "UPDATE import_batch SET committed_at = ?1, summary = ?2, \
+             province_code = coalesce(province_code, json_extract(?2, '$.province')) WHERE id = ?3 RETURNING {BATCH_COLUMNS}"
+        );
         let row = sqlx::query(&sql).bind(&now).bind(summary.to_string()).bind(id).fetch_one(&mut *self.tx).await?;
         let info = batch_from_row(&row)?;
         self.tx.commit().await?;
