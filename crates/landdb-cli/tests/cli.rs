@@ -194,3 +194,60 @@ async fn an_import_killed_mid_load_leaves_nothing() {
     assert!(stdout(&out).contains("committed"), "{}", stdout(&out));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `kill -9` in the middle of a load into the embedded store: SQLite's write-ahead log holds the
+/// uncommitted batch, which is discarded when the file is opened again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_import_killed_mid_load_leaves_the_embedded_store_as_it_was() {
+    let dir = scratch_dir("killed-embedded");
+    let upload = large_upload(&dir, 12);
+    let store = dir.join("landdb.sqlite");
+    let wal = dir.join("landdb.sqlite-wal");
+    // A first, small import that must survive.
+    let first = landdb(&dir, &["import", samples().join("20197.geojson").to_str().expect("utf-8")]);
+    assert!(first.status.success(), "{}", stderr(&first));
+    let committed = std::fs::metadata(&wal).map_or(0, |m| m.len());
+
+    let mut child = Command::new(env!("CARGO_BIN_EXE_landdb"))
+        .args(["import", upload.to_str().expect("utf-8")])
+        .current_dir(&dir)
+        .env_remove("DATABASE_URL")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("runs");
+    // Loading: the log has grown by some megabytes of uncommitted pages.
+    let started = std::time::Instant::now();
+    let mut loading = false;
+    while started.elapsed() < std::time::Duration::from_secs(120) {
+        if std::fs::metadata(&wal).is_ok_and(|m| m.len() > committed + 4_000_000) {
+            loading = true;
+            break;
+        }
+        if child.try_wait().expect("status").is_some() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    assert!(loading, "the import was never seen loading");
+    child.kill().expect("kill -9");
+    child.wait().expect("reaped");
+
+    let status = landdb(&dir, &["status"]);
+    assert!(status.status.success(), "{}", stderr(&status));
+    let url = format!("sqlite://{}", store.display());
+    let store =
+        landdb_store::AnyStore::open(&landdb_store::DatabaseUrl::parse(&url).expect("url")).await.expect("open");
+    use landdb_store::ParcelStore;
+    let before: u64 = store.count_current().await.expect("count");
+    let expected =
+        stdout(&first).split_whitespace().skip_while(|w| *w != "committed:").nth(1).and_then(|n| n.parse().ok());
+    assert_eq!(Some(before), expected, "only the first import remains");
+    assert!(store.batch(landdb_model::BatchId(2)).await.expect("batch").is_none(), "no trace of the killed batch");
+    drop(store);
+
+    let again = landdb(&dir, &["import", upload.to_str().expect("utf-8")]);
+    assert!(again.status.success(), "{}", stderr(&again));
+    assert!(stdout(&again).contains("committed"), "{}", stdout(&again));
+    let _ = std::fs::remove_dir_all(&dir);
+}

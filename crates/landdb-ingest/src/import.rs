@@ -311,8 +311,14 @@ pub async fn import<S: ParcelStore>(
         return Ok(Imported { report, changes: Changes::default(), batch: earlier, already_imported: true });
     }
     let source = paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ");
-    let batch =
-        store.begin_batch(NewBatch { source, province_code: None, content_hash: Some(hash.clone()), mode: mode.name().into() }).await?;
+    let batch = store
+        .begin_batch(NewBatch {
+            source,
+            province_code: None,
+            content_hash: Some(hash.clone()),
+            mode: mode.name().into(),
+        })
+        .await?;
     let mut loader = Loader {
         store,
         batch,
@@ -351,7 +357,10 @@ pub async fn import<S: ParcelStore>(
             });
             drop(rx);
             let read = reader.join().unwrap_or_else(|_| {
-                Err(SourceError::Unreadable { file: paths.first().cloned().unwrap_or_default(), reason: "the reader failed".into() })
+                Err(SourceError::Unreadable {
+                    file: paths.first().cloned().unwrap_or_default(),
+                    reason: "the reader failed".into(),
+                })
             });
             (read, loaded)
         })

@@ -31,13 +31,17 @@ pub fn accepted_parcels(
         let mut guard = collected.lock().map_err(|_| stopped())?;
         let (ledger, parcels) = &mut *guard;
         let first = ledger.record(&chunk);
-        parcels.extend(chunk.into_iter().enumerate().filter_map(|(i, p)| p.outcome.parcel.map(|parcel| (first + i, parcel))));
+        parcels.extend(
+            chunk.into_iter().enumerate().filter_map(|(i, p)| p.outcome.parcel.map(|parcel| (first + i, parcel))),
+        );
         Ok(())
     })?;
     let (mut ledger, mut parcels) = collected.into_inner().map_err(|_| stopped())?;
     let rejected: HashSet<usize> = ledger.finish().into_iter().collect();
     parcels.retain(|(entry, _)| !rejected.contains(entry));
-    parcels.sort_by_cached_key(|(entry, _)| ledger.origin(*entry).map(|(file, layer, feature)| (file.to_owned(), layer.to_owned(), feature)));
+    parcels.sort_by_cached_key(|(entry, _)| {
+        ledger.origin(*entry).map(|(file, layer, feature)| (file.to_owned(), layer.to_owned(), feature))
+    });
     Ok(parcels.into_iter().map(|(_, parcel)| parcel).collect())
 }
 

@@ -5,8 +5,8 @@
 //! each chunk while the next is read.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Mutex;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use landdb_model::{ParcelKey, ReferenceData};

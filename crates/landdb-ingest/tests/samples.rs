@@ -3,9 +3,12 @@
 
 use std::path::PathBuf;
 
+use landdb_ingest::load;
 use landdb_ingest::pipeline::{self, ImportReport, Options};
 use landdb_ingest::profiles::FieldMapping;
 use landdb_ingest::verdict::ReasonCode;
+use landdb_ingest::verdict::Verdict;
+use landdb_model::Parcel;
 use landdb_model::ReferenceData;
 use serde_json::Value;
 
@@ -154,6 +157,63 @@ fn cad_labels_become_attributes() {
     assert_totals_add_up(&r);
     assert_eq!((r.input, r.rejected), (264, 0), "{:?}", r.records.first());
     assert!(r.layers[0].crs_basis.starts_with("inferred from commune"));
+}
+
+/// DGN v7 (MicroStation), as GDAL writes it from the DXF: shapes, text labels, and long
+/// boundaries split into chains of lines.
+#[test]
+fn a_dgn_drawing_is_read_like_its_dxf() {
+    let dir = scratch("dgn");
+    let dgn = dir.join("20194.dgn");
+    let dxf = samples("clean").join("20194.dxf");
+    ogr2ogr(&["-f", "DGN", dgn.to_str().expect("utf-8"), dxf.to_str().expect("utf-8")]);
+    let r = validate(dgn.clone());
+    assert_totals_add_up(&r);
+    assert_eq!(r.layers[0].driver, "DGN");
+    assert_eq!((r.input, r.rejected), (264, 0), "{:?}", r.records.iter().find(|x| x.verdict == Verdict::Rejected));
+    let reference = ReferenceData::embedded().expect("reference");
+    let from_dgn = load::accepted_parcels(&reference, &[dgn], &dir.join("s")).expect("dgn");
+    let from_dxf = load::accepted_parcels(&reference, &[dxf], &dir.join("s")).expect("dxf");
+    let keys = |p: &[Parcel]| p.iter().map(|p| p.key.clone()).collect::<Vec<_>>();
+    assert_eq!(keys(&from_dgn), keys(&from_dxf), "the same parcels");
+    for (g, x) in from_dgn.iter().zip(&from_dxf) {
+        // DGN keeps coordinates as integer units of resolution: vertices move by millimetres.
+        assert!(
+            (g.geometry_area_m2 - x.geometry_area_m2).abs() < x.geometry_area_m2 * 0.005,
+            "{}: {} m² against {} m²",
+            g.key,
+            g.geometry_area_m2,
+            x.geometry_area_m2
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// CP1258 (Windows Vietnamese, tone marks as combining characters) written by GDAL and without
+/// its .cpg: detected, and decoded to exactly the text of the UTF-8 original.
+#[test]
+fn a_cp1258_shapefile_without_cpg_is_decoded_exactly() {
+    let dir = scratch("cp1258");
+    let shp = dir.join("20194.shp");
+    let clean = samples("clean");
+    let s = |p: &PathBuf| p.to_str().expect("utf-8").to_owned();
+    ogr2ogr(&["-f", "ESRI Shapefile", "-lco", "ENCODING=CP1258", &s(&shp), &s(&clean.join("20194.gpkg"))]);
+    std::fs::remove_file(shp.with_extension("cpg")).expect("a .cpg to remove");
+    let r = validate(shp.clone());
+    let encoding = r.layers[0].encoding.as_ref().expect("encoding reported");
+    assert_eq!((encoding.encoding.as_str(), encoding.basis.as_str()), ("CP1258", "detected"));
+    assert_eq!((r.input, r.rejected), (264, 0));
+
+    let reference = ReferenceData::embedded().expect("reference");
+    let decoded = load::accepted_parcels(&reference, &[shp], &dir.join("s")).expect("cp1258");
+    let original = load::accepted_parcels(&reference, &[clean.join("20194.shp")], &dir.join("s")).expect("utf-8");
+    assert_eq!(decoded.len(), 264);
+    let text = |p: &Parcel| (p.address.clone(), p.right_holders.iter().map(|h| h.name.clone()).collect::<Vec<_>>());
+    assert!(original.iter().any(|p| text(p).0.is_some_and(|a| !a.is_ascii())), "the sample has Vietnamese text");
+    for (d, o) in decoded.iter().zip(&original) {
+        assert_eq!(text(d), text(o), "parcel {}", o.key);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]

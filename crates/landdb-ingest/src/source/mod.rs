@@ -358,7 +358,7 @@ fn polygon(g: &Geometry) -> RawPolygon {
 
 /// The rings of a geometry exactly as stored.
 pub fn raw_geometry(g: &Geometry) -> SourceGeometry {
-    use OGRwkbGeometryType::{wkbLineString, wkbMultiPolygon, wkbPoint, wkbPolygon};
+    use OGRwkbGeometryType::{wkbLineString, wkbMultiLineString, wkbMultiPolygon, wkbPoint, wkbPolygon};
     if g.is_empty() {
         return SourceGeometry::Null;
     }
@@ -379,6 +379,27 @@ pub fn raw_geometry(g: &Geometry) -> SourceGeometry {
                 SourceGeometry::NotPolygon("LineString".into())
             }
         }
+        // DGN v7 stores a line of more than 101 vertices as a chain of parts.
+        t if t == wkbMultiLineString => {
+            let parts: Vec<Vec<Coord<f64>>> = (0..g.geometry_count()).map(|i| ring(&g.get_geometry(i))).collect();
+            match chained(parts) {
+                Some(r) if r.len() >= 4 && r.first() == r.last() => SourceGeometry::Polygons(vec![vec![r]]),
+                _ => SourceGeometry::NotPolygon("MultiLineString".into()),
+            }
+        }
         _ => SourceGeometry::NotPolygon(g.geometry_name()),
     }
+}
+
+/// Lines joined end to start into one, if each part begins where the one before ends.
+fn chained(parts: Vec<Vec<Coord<f64>>>) -> Option<Vec<Coord<f64>>> {
+    let mut parts = parts.into_iter();
+    let mut line = parts.next()?;
+    for part in parts {
+        if line.last() != part.first() {
+            return None;
+        }
+        line.extend(part.into_iter().skip(1));
+    }
+    Some(line)
 }

@@ -521,7 +521,8 @@ impl BatchWriter for PgBatch {
         }
         let raw: Vec<i64> = versions.iter().map(|v| v.0).collect();
         let sql = format!("SELECT {VERSION_COLUMNS} FROM parcel_version v WHERE v.id = ANY($1) AND v.batch_id = $2");
-        let rows = sqlx::query(&sql).bind(&raw).bind(self.id.0).fetch_all(&mut *self.tx).await.map_err(|e| self.fail(e))?;
+        let rows =
+            sqlx::query(&sql).bind(&raw).bind(self.id.0).fetch_all(&mut *self.tx).await.map_err(|e| self.fail(e))?;
         let mut found: Vec<ParcelVersion> = rows.iter().map(version_from_row).collect::<Result<_>>()?;
         if let Some(missing) = versions.iter().find(|v| !found.iter().any(|f| f.id == **v)) {
             return Err(StoreError::NotInBatch(*missing));
