@@ -10,6 +10,11 @@ use clap::{Parser, Subcommand};
 use landdb_model::ReferenceData;
 use landdb_store::{AnyStore, DatabaseUrl};
 
+/// Imports allocate and free millions of small rings and strings on every core at once; glibc's
+/// allocator spent a tenth of an import's time on that (perf), mimalloc a fraction of it.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// The national land database and geospatial query engine for Vietnam.
 #[derive(Debug, Parser)]
 #[command(name = "landdb", version, about, propagate_version = true)]
