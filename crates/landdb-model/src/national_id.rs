@@ -89,15 +89,14 @@ pub fn pole_of_inaccessibility(polygon: &Polygon<f64>, tolerance: f64) -> Option
     if polygon.signed_area() == 0.0 || tolerance.is_nan() || tolerance <= 0.0 {
         return None;
     }
-    let rings: Vec<&[Coord<f64>]> =
-        std::iter::once(polygon.exterior()).chain(polygon.interiors()).map(|r| r.0.as_slice()).collect();
+    let boundary = crate::planar::Boundary::new(polygon);
     let rect = polygon.bounding_rect()?;
     let size = rect.width().min(rect.height());
     if size == 0.0 {
         return Some(rect.min().into());
     }
     let cell = |c: Coord<f64>, half: f64| {
-        let distance = crate::planar::signed_distance(c, &rings);
+        let distance = boundary.signed_distance(c);
         Cell { c, half, distance, max: distance + half * std::f64::consts::SQRT_2 }
     };
     let centroid = cell(polygon.centroid()?.0, 0.0);

@@ -1,7 +1,52 @@
 //! Plane geometry the hot paths need, on raw coordinates: distance to a polygon's boundary with
-//! its sign (inside or out), in one pass over the edges.
+//! its sign (inside or out), in one pass over the edges, or through an index of the edges for
+//! the large polygons (roads, rivers) that would otherwise cost as much as all the rest.
 
-use geo::{Coord, MultiPolygon};
+use geo::{Coord, Line, MultiPolygon, Polygon};
+use rstar::RTree;
+
+/// Polygons with more edges than this are measured through [`Boundary::Indexed`].
+pub const INDEXED_FROM: usize = 256;
+
+/// A polygon's boundary, ready for many distance questions.
+#[derive(Debug)]
+pub enum Boundary<'a> {
+    Plain(Vec<&'a [Coord<f64>]>),
+    /// Bands for the crossing test, an R-tree of edges for the nearest one.
+    Indexed {
+        bands: EdgeBands,
+        edges: RTree<Line<f64>>,
+    },
+}
+
+impl<'a> Boundary<'a> {
+    pub fn new(polygon: &'a Polygon<f64>) -> Self {
+        let rings: Vec<&[Coord<f64>]> =
+            std::iter::once(polygon.exterior()).chain(polygon.interiors()).map(|r| r.0.as_slice()).collect();
+        let count: usize = rings.iter().map(|r| r.len().saturating_sub(1)).sum();
+        if count <= INDEXED_FROM {
+            return Self::Plain(rings);
+        }
+        let lines: Vec<Line<f64>> = rings.iter().flat_map(|r| r.windows(2).map(|e| Line::new(e[0], e[1]))).collect();
+        Self::Indexed {
+            bands: EdgeBands::from_edges(lines.iter().map(|l| [l.start, l.end]).collect()),
+            edges: RTree::bulk_load(lines),
+        }
+    }
+
+    /// Distance from `p` to the boundary: positive inside, negative outside.
+    pub fn signed_distance(&self, p: Coord<f64>) -> f64 {
+        match self {
+            Self::Plain(rings) => signed_distance(p, rings),
+            Self::Indexed { bands, edges } => {
+                let nearest = edges
+                    .nearest_neighbor(&geo::Point(p))
+                    .map_or(f64::INFINITY, |l| segment_distance_squared(p, l.start, l.end).sqrt());
+                if bands.contains(p) { nearest } else { -nearest }
+            }
+        }
+    }
+}
 
 /// Distance from `p` to the nearest edge of `rings`: positive inside (even-odd), negative outside.
 pub fn signed_distance(p: Coord<f64>, rings: &[&[Coord<f64>]]) -> f64 {
@@ -79,12 +124,17 @@ pub struct EdgeBands {
 
 impl EdgeBands {
     pub fn new(geometry: &MultiPolygon<f64>) -> Self {
-        let edges: Vec<[Coord<f64>; 2]> = geometry
-            .0
-            .iter()
-            .flat_map(|p| std::iter::once(p.exterior()).chain(p.interiors()))
-            .flat_map(|ring| ring.0.windows(2).map(|e| [e[0], e[1]]))
-            .collect();
+        Self::from_edges(
+            geometry
+                .0
+                .iter()
+                .flat_map(|p| std::iter::once(p.exterior()).chain(p.interiors()))
+                .flat_map(|ring| ring.0.windows(2).map(|e| [e[0], e[1]]))
+                .collect(),
+        )
+    }
+
+    pub fn from_edges(edges: Vec<[Coord<f64>; 2]>) -> Self {
         let min_y = edges.iter().map(|e| e[0].y).fold(f64::INFINITY, f64::min);
         let max_y = edges.iter().map(|e| e[0].y).fold(f64::NEG_INFINITY, f64::max);
         let count = (edges.len() as f64).sqrt().ceil().max(1.0) as usize;
@@ -103,6 +153,12 @@ impl EdgeBands {
     /// [`deeper_than`] for the geometry these bands were made of (a valid one: its polygons
     /// do not overlap, so one crossing count over all of them tells inside from outside).
     pub fn deeper_than(&self, p: Coord<f64>, margin: f64) -> bool {
+        let margin_squared = margin * margin;
+        self.contains(p) && self.edges.iter().all(|[a, b]| segment_distance_squared(p, *a, *b) > margin_squared)
+    }
+
+    /// Whether `p` is inside (even-odd over every edge, counting only those of its band).
+    pub fn contains(&self, p: Coord<f64>) -> bool {
         if !(p.y > self.min_y && p.y < self.max_y) {
             return false;
         }
@@ -113,8 +169,7 @@ impl EdgeBands {
                 inside = !inside;
             }
         }
-        let margin_squared = margin * margin;
-        inside && self.edges.iter().all(|[a, b]| segment_distance_squared(p, *a, *b) > margin_squared)
+        inside
     }
 }
 
@@ -123,6 +178,21 @@ mod tests {
     use super::*;
     use geo::{Contains, Distance, Euclidean, Point, polygon};
 
+    /// A star with one vertex per radius, evenly turned, and a square hole at its centre.
+    fn star_with_hole(radii: &[f64]) -> geo::Polygon<f64> {
+        let n = radii.len();
+        let ring: Vec<(f64, f64)> = radii
+            .iter()
+            .enumerate()
+            .map(|(i, r)| {
+                let a = std::f64::consts::TAU * i as f64 / n as f64;
+                (r * a.cos(), r * a.sin())
+            })
+            .collect();
+        let hole = vec![(-0.1, -0.1), (0.1, -0.1), (0.1, 0.1), (-0.1, 0.1)];
+        geo::Polygon::new(ring.into(), vec![hole.into()])
+    }
+
     proptest::proptest! {
         /// Bands give the same answers as the plain test on a many-sided star with a hole.
         #[test]
@@ -130,15 +200,24 @@ mod tests {
             radii in proptest::collection::vec(0.3f64..1.0, 3..300),
             x in -1.0f64..1.0, y in -1.0f64..1.0, margin in 0.0f64..0.2,
         ) {
-            let n = radii.len();
-            let ring: Vec<(f64, f64)> = radii.iter().enumerate().map(|(i, r)| {
-                let a = std::f64::consts::TAU * i as f64 / n as f64;
-                (r * a.cos(), r * a.sin())
-            }).collect();
-            let hole = vec![(-0.1, -0.1), (0.1, -0.1), (0.1, 0.1), (-0.1, 0.1)];
-            let g = MultiPolygon(vec![geo::Polygon::new(ring.into(), vec![hole.into()])]);
+            let g = MultiPolygon(vec![star_with_hole(&radii)]);
             let p = Coord { x, y };
             proptest::prop_assert_eq!(EdgeBands::new(&g).deeper_than(p, margin), deeper_than(p, &g, margin));
+        }
+
+        /// The indexed boundary measures like the plain one on a many-sided star with a hole.
+        #[test]
+        fn indexed_boundary_agrees_with_the_plain_one(
+            radii in proptest::collection::vec(0.3f64..1.0, 300..700),
+            x in -1.0f64..1.0, y in -1.0f64..1.0,
+        ) {
+            let polygon = star_with_hole(&radii);
+            let indexed = Boundary::new(&polygon);
+            let is_indexed = matches!(indexed, Boundary::Indexed { .. });
+            proptest::prop_assert!(is_indexed);
+            let rings: Vec<&[Coord<f64>]> = std::iter::once(polygon.exterior()).chain(polygon.interiors()).map(|r| r.0.as_slice()).collect();
+            let p = Coord { x, y };
+            proptest::prop_assert!((indexed.signed_distance(p) - signed_distance(p, &rings)).abs() < 1e-12);
         }
 
         /// Agrees with geo's `contains` and `Euclidean` distance on a square with a hole.

@@ -5,6 +5,8 @@
 use geo::orient::{Direction, Orient};
 use geo::{Coord, LineString, MultiPolygon, Polygon, Validation};
 
+mod large;
+
 use crate::source::RawPolygon;
 use crate::verdict::{Reason, ReasonCode};
 
@@ -77,8 +79,17 @@ pub fn check_and_repair(polygons: &[RawPolygon]) -> (Option<MultiPolygon<f64>>, 
         reasons.push(Reason::new(ReasonCode::Spike, format!("removed {spikes} spike(s)")));
     }
     let geometry = MultiPolygon(out);
-    if let Some(problem) = geometry.validation_errors().into_iter().next() {
-        let text = problem.to_string();
+    let large = geometry
+        .0
+        .iter()
+        .flat_map(|p| std::iter::once(p.exterior()).chain(p.interiors()))
+        .any(|r| r.0.len() > landdb_model::planar::INDEXED_FROM);
+    let problem = if large {
+        large::first_problem(&geometry)
+    } else {
+        geometry.validation_errors().into_iter().next().map(|p| p.to_string())
+    };
+    if let Some(text) = problem {
         let code = if text.contains("intersect") { ReasonCode::SelfIntersection } else { ReasonCode::InvalidGeometry };
         reasons.push(Reason::new(code, text));
         return (None, reasons);
