@@ -1,0 +1,183 @@
+//! The in-memory engine against PostGIS: the same parcels for the same question, every time.
+//! A mismatch is a failure, not a tolerance.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use geo::{Coord, Rect};
+use landdb_engine::{Engine, Snapshot};
+use landdb_ingest::import::{Mode, import};
+use landdb_ingest::pipeline::Options;
+use landdb_ingest::profiles::FieldMapping;
+use landdb_model::ReferenceData;
+use landdb_store::{AnyStore, DatabaseUrl, FeedWaiter, ParcelStore};
+use landdb_tests::PostgisDb;
+use rand::{Rng, SeedableRng};
+use sqlx::Row;
+
+async fn imported(paths: &[PathBuf]) -> (PostgisDb, AnyStore) {
+    let db = PostgisDb::create().await.expect("PostGIS");
+    let store = AnyStore::open(&DatabaseUrl::parse(&db.url).expect("url")).await.expect("open");
+    let reference = ReferenceData::embedded().expect("reference");
+    let options = Options { crs_override: None, mapping: FieldMapping::builtin().expect("profile") };
+    import(&store, paths, &reference, &options, Mode::Append, &|_| {}).await.expect("import commits");
+    (db, store)
+}
+
+/// Random points over the data, plus vertices of parcels (exactly on boundaries, most of them
+/// shared by two or more parcels).
+fn points(snapshot: &Snapshot, random: usize, vertices: usize) -> Vec<Coord<f64>> {
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+    let extent = snapshot.extent().expect("parcels");
+    let mut out: Vec<Coord<f64>> = (0..random)
+        .map(|_| Coord {
+            x: rng.gen_range(extent.min().x..extent.max().x),
+            y: rng.gen_range(extent.min().y..extent.max().y),
+        })
+        .collect();
+    let parcels: Vec<_> = snapshot.parcels().collect();
+    for _ in 0..vertices {
+        let p = parcels[rng.gen_range(0..parcels.len())];
+        let g = snapshot.geometry(p);
+        let ring = &g.0[0].exterior().0;
+        out.push(ring[rng.gen_range(0..ring.len())]);
+    }
+    out
+}
+
+/// For each point, the versions PostGIS finds with `ST_Intersects`.
+async fn postgis_at_points(db: &PostgisDb, points: &[Coord<f64>]) -> BTreeMap<usize, BTreeSet<i64>> {
+    let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&db.url).await.expect("connect");
+    let xs: Vec<f64> = points.iter().map(|p| p.x).collect();
+    let ys: Vec<f64> = points.iter().map(|p| p.y).collect();
+    let rows = sqlx::query(
+        "SELECT p.i, v.id FROM unnest($1::float8[], $2::float8[]) WITH ORDINALITY AS p(x, y, i) \
+         JOIN current_parcel v ON ST_Intersects(v.geom, ST_SetSRID(ST_MakePoint(p.x, p.y), 4326))",
+    )
+    .bind(&xs)
+    .bind(&ys)
+    .fetch_all(&mut conn)
+    .await
+    .expect("query");
+    let mut found: BTreeMap<usize, BTreeSet<i64>> = BTreeMap::new();
+    for row in rows {
+        let i: i64 = row.get(0);
+        found.entry(usize::try_from(i - 1).expect("ordinal")).or_default().insert(row.get(1));
+    }
+    found
+}
+
+/// For each box, the versions PostGIS finds with `ST_Intersects`.
+async fn postgis_in_boxes(db: &PostgisDb, boxes: &[Rect<f64>]) -> BTreeMap<usize, BTreeSet<i64>> {
+    let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&db.url).await.expect("connect");
+    let col = |f: fn(&Rect<f64>) -> f64| boxes.iter().map(f).collect::<Vec<f64>>();
+    let rows = sqlx::query(
+        "SELECT b.i, v.id FROM unnest($1::float8[], $2::float8[], $3::float8[], $4::float8[]) \
+         WITH ORDINALITY AS b(x0, y0, x1, y1, i) \
+         JOIN current_parcel v ON ST_Intersects(v.geom, ST_MakeEnvelope(b.x0, b.y0, b.x1, b.y1, 4326))",
+    )
+    .bind(col(|r| r.min().x))
+    .bind(col(|r| r.min().y))
+    .bind(col(|r| r.max().x))
+    .bind(col(|r| r.max().y))
+    .fetch_all(&mut conn)
+    .await
+    .expect("query");
+    let mut found: BTreeMap<usize, BTreeSet<i64>> = BTreeMap::new();
+    for row in rows {
+        let i: i64 = row.get(0);
+        found.entry(usize::try_from(i - 1).expect("ordinal")).or_default().insert(row.get(1));
+    }
+    found
+}
+
+async fn agrees_with_postgis(paths: &[PathBuf], random_points: usize, vertices: usize, boxes: usize) {
+    let (db, store) = imported(paths).await;
+    let engine = Engine::load(&store).await.expect("engine loads");
+    let snapshot = engine.snapshot();
+    assert_eq!(snapshot.len() as u64, store.count_current().await.expect("count"));
+
+    let points = points(&snapshot, random_points, vertices);
+    let expected = postgis_at_points(&db, &points).await;
+    let mut mismatches = Vec::new();
+    let mut on_shared_boundary = 0;
+    for (i, p) in points.iter().enumerate() {
+        let ours: BTreeSet<i64> = snapshot.at_point(p.x, p.y).iter().map(|info| info.version.0).collect();
+        let theirs = expected.get(&i).cloned().unwrap_or_default();
+        on_shared_boundary += usize::from(theirs.len() > 1);
+        if ours != theirs {
+            mismatches.push((i, *p, ours, theirs));
+        }
+    }
+    assert!(
+        mismatches.is_empty(),
+        "{} of {} points differ, first: {:?}",
+        mismatches.len(),
+        points.len(),
+        mismatches.first()
+    );
+    assert!(on_shared_boundary > 0, "some points lie on shared boundaries");
+
+    // Boxes of about 200 m × 200 m (0.0018° of latitude), some much smaller.
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(11);
+    let boxes: Vec<Rect<f64>> = points
+        .iter()
+        .take(boxes)
+        .map(|p| {
+            let half = if rng.gen_bool(0.5) { 0.0009 } else { rng.gen_range(0.000_001..0.0002) };
+            Rect::new((p.x - half, p.y - half), (p.x + half, p.y + half))
+        })
+        .collect();
+    let expected = postgis_in_boxes(&db, &boxes).await;
+    for (i, b) in boxes.iter().enumerate() {
+        let ours: BTreeSet<i64> = snapshot.in_box(*b).iter().map(|info| info.version.0).collect();
+        assert_eq!(ours, expected.get(&i).cloned().unwrap_or_default(), "box {i}: {b:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn points_and_boxes_agree_with_postgis_on_generated_data() {
+    let samples = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../data-samples/geojson");
+    agrees_with_postgis(&[samples], 20_000, 2_000, 2_000).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn points_and_boxes_agree_with_postgis_on_da_nang() {
+    let Some(dir) = landdb_tests::danang_dir() else { return };
+    agrees_with_postgis(&[dir], 100_000, 10_000, 10_000).await;
+}
+
+/// Two engines on one PostGIS: an import through one store connection is seen by the other
+/// engine within a second, through the change feed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_engine_sees_an_import_within_a_second() {
+    let samples = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../data-samples/geojson");
+    let (db, first) = imported(&[samples.join("20194.geojson")]).await;
+    let second = AnyStore::open(&DatabaseUrl::parse(&db.url).expect("url")).await.expect("open");
+    let a = Engine::load(&first).await.expect("engine a");
+    let b = Engine::load(&second).await.expect("engine b");
+    let before = b.snapshot();
+    let mut waiter = second.feed_waiter().await.expect("waiter");
+
+    let reference = ReferenceData::embedded().expect("reference");
+    let options = Options { crs_override: None, mapping: FieldMapping::builtin().expect("profile") };
+    import(&first, &[samples.join("20197.geojson")], &reference, &options, Mode::Append, &|_| {})
+        .await
+        .expect("import");
+    // From the commit on.
+    let started = std::time::Instant::now();
+    while b.snapshot().position() == before.position() && started.elapsed() < Duration::from_secs(1) {
+        waiter.wait(Duration::from_millis(200)).await.expect("wait");
+        b.follow(&second).await.expect("follow");
+    }
+    let after = b.snapshot();
+    assert!(started.elapsed() < Duration::from_secs(1), "seen {:?} after the commit", started.elapsed());
+    assert_eq!(after.len() as u64, second.count_current().await.expect("count"));
+    assert!(after.len() > before.len());
+    assert_eq!(before.len(), a.snapshot().len(), "the old snapshot is untouched for its readers");
+    let new = after.parcels().find(|p| p.key.commune.as_str() == "20197").expect("a parcel of the new commune");
+    let g = after.geometry(new);
+    let inside = landdb_model::national_id::interior_point(&g).expect("interior");
+    assert!(after.at_point(inside.x(), inside.y()).iter().any(|p| p.version == new.version));
+}
