@@ -22,6 +22,10 @@ async fn imported(paths: &[PathBuf]) -> (PostgisDb, AnyStore) {
     let reference = ReferenceData::embedded().expect("reference");
     let options = Options { crs_override: None, mapping: FieldMapping::builtin().expect("profile") };
     import(&store, paths, &reference, &options, Mode::Append, &|_| {}).await.expect("import commits");
+    // Fresh statistics, as autovacuum would gather within a minute: without them the planner
+    // takes the new table for a few hundred rows and scans its whole key index for every point.
+    let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&db.url).await.expect("connect");
+    sqlx::query("ANALYZE parcel_version").execute(&mut conn).await.expect("analyze");
     (db, store)
 }
 

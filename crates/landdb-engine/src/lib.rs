@@ -56,6 +56,18 @@ impl From<ParcelVersion> for ParcelRecord {
     }
 }
 
+/// Node sizes of the R-tree. Wider nodes than rstar's default (6) make a shallower tree: a point
+/// lookup visits fewer levels, and the boxes of one node sit together in memory.
+#[derive(Debug)]
+pub struct TreeParams;
+
+impl rstar::RTreeParams for TreeParams {
+    const MIN_SIZE: usize = 6;
+    const MAX_SIZE: usize = 16;
+    const REINSERTION_COUNT: usize = 4;
+    type DefaultInsertionStrategy = rstar::RStarInsertionStrategy;
+}
+
 /// Index into [`Snapshot::parcels`].
 type Slot = u32;
 type Envelope = GeomWithData<Rectangle<[f64; 2]>, Slot>;
@@ -65,7 +77,7 @@ type Envelope = GeomWithData<Rectangle<[f64; 2]>, Slot>;
 pub struct Snapshot {
     parcels: Vec<ParcelInfo>,
     shapes: Shapes,
-    tree: RTree<Envelope>,
+    tree: RTree<Envelope, TreeParams>,
     by_version: HashMap<VersionId, Slot>,
     by_key: HashMap<ParcelKey, Slot>,
     position: FeedPosition,
@@ -77,7 +89,7 @@ impl Snapshot {
         let mut s = Snapshot {
             parcels: Vec::new(),
             shapes: Shapes::default(),
-            tree: RTree::new(),
+            tree: RTree::new_with_params(),
             by_version: HashMap::new(),
             by_key: HashMap::new(),
             position,
@@ -103,7 +115,7 @@ impl Snapshot {
                 shape,
             });
         }
-        s.tree = RTree::bulk_load(envelopes);
+        s.tree = RTree::bulk_load_with_params(envelopes);
         s
     }
 
@@ -135,26 +147,39 @@ impl Snapshot {
 
     /// Parcels containing the point (longitude, latitude), boundary included.
     pub fn at_point(&self, lon: f64, lat: f64) -> Vec<&ParcelInfo> {
+        let mut found = Vec::new();
+        self.each_at_point(lon, lat, |info| found.push(info));
+        found
+    }
+
+    /// [`Snapshot::at_point`] without collecting: `f` is called for each parcel found.
+    pub fn each_at_point<'a>(&'a self, lon: f64, lat: f64, mut f: impl FnMut(&'a ParcelInfo)) {
         let p = Coord { x: lon, y: lat };
-        self.tree
-            .locate_all_at_point(&[lon, lat])
-            .map(|e| &self.parcels[e.data as usize])
-            .filter(|info| self.shapes.intersects_point(info.shape, p))
-            .collect()
+        for e in self.tree.locate_all_at_point(&[lon, lat]) {
+            let info = &self.parcels[e.data as usize];
+            if self.shapes.intersects_point(info.shape, p) {
+                f(info);
+            }
+        }
     }
 
     /// Parcels intersecting the box, boundary included.
     pub fn in_box(&self, rect: Rect<f64>) -> Vec<&ParcelInfo> {
+        let mut found = Vec::new();
+        self.each_in_box(rect, |info| found.push(info));
+        found
+    }
+
+    /// [`Snapshot::in_box`] without collecting: `f` is called for each parcel found.
+    pub fn each_in_box<'a>(&'a self, rect: Rect<f64>, mut f: impl FnMut(&'a ParcelInfo)) {
         let envelope = AABB::from_corners([rect.min().x, rect.min().y], [rect.max().x, rect.max().y]);
-        self.tree
-            .locate_in_envelope_intersecting(&envelope)
-            .filter(|e| {
-                // Wholly inside the box: no need to look at the boundary.
-                envelope.contains_envelope(&e.geom().envelope())
-                    || self.shapes.geometry(self.parcels[e.data as usize].shape).intersects(&rect)
-            })
-            .map(|e| &self.parcels[e.data as usize])
-            .collect()
+        for e in self.tree.locate_in_envelope_intersecting(&envelope) {
+            let info = &self.parcels[e.data as usize];
+            // Wholly inside the box: no need to look at the boundary.
+            if envelope.contains_envelope(&e.geom().envelope()) || self.shapes.intersects_rect(info.shape, rect) {
+                f(info);
+            }
+        }
     }
 
     /// Parcels intersecting the polygon, boundary included.

@@ -1,0 +1,133 @@
+//! The in-memory engine against PostGIS on the Đà Nẵng parcels: exact point lookups and
+//! ~200 m box queries per second, in process on every core (rayon), and the same queries through
+//! pgbench (2 clients, GiST index) in the same run.
+//!
+//! `cargo bench -p landdb-benches --bench engine` (needs ../shared/data/danang).
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use geo::{Coord, Rect};
+use landdb_benches::{machine, timed};
+use landdb_engine::Engine;
+use landdb_ingest::import::{Mode, import};
+use landdb_ingest::pipeline::Options;
+use landdb_ingest::profiles::FieldMapping;
+use landdb_model::ReferenceData;
+use landdb_store::{AnyStore, DatabaseUrl};
+use rand::{Rng, SeedableRng};
+use rayon::prelude::*;
+
+/// pgbench over `script` for `seconds` with 2 clients; its transactions per second.
+fn pgbench(url: &str, script: &str, seconds: u32) -> anyhow::Result<f64> {
+    let dir = std::env::temp_dir().join(format!("landdb-pgbench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let file = dir.join("query.sql");
+    std::fs::write(&file, script)?;
+    let out = Command::new("pgbench")
+        .args(["-n", "-c", "2", "-j", "2", "-T", &seconds.to_string(), "-f"])
+        .arg(&file)
+        .arg(url)
+        .output()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    anyhow::ensure!(out.status.success(), "pgbench failed: {}", String::from_utf8_lossy(&out.stderr));
+    text.lines()
+        .find_map(|l| l.strip_prefix("tps = "))
+        .and_then(|l| l.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| anyhow::anyhow!("no tps in pgbench output: {text}"))
+}
+
+fn main() -> anyhow::Result<()> {
+    let Some(dir) = landdb_tests::danang_dir() else { return Ok(()) };
+    println!("machine: {}", machine());
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let (db, engine) = runtime.block_on(async {
+        let db = landdb_tests::PostgisDb::create().await?;
+        let store = AnyStore::open(&DatabaseUrl::parse(&db.url)?).await?;
+        let reference = ReferenceData::embedded()?;
+        let options = Options { crs_override: None, mapping: FieldMapping::builtin().map_err(anyhow::Error::msg)? };
+        import(&store, &[PathBuf::from(&dir)], &reference, &options, Mode::Append, &|_| {}).await?;
+        // PostGIS at its best: fresh statistics, as autovacuum would gather within a minute.
+        let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&db.url).await?;
+        sqlx::query("ANALYZE parcel_version").execute(&mut conn).await?;
+        let (engine, took) = {
+            let start = std::time::Instant::now();
+            let engine = Engine::load(&store).await?;
+            (engine, start.elapsed())
+        };
+        println!("engine loaded from PostGIS in {:.2} s", took.as_secs_f64());
+        anyhow::Ok((db, engine))
+    })?;
+    let snapshot = engine.snapshot();
+    let extent = snapshot.extent().ok_or_else(|| anyhow::anyhow!("no parcels"))?;
+    println!(
+        "{} parcels, {} bytes of heap ({:.0} bytes a parcel)",
+        snapshot.len(),
+        snapshot.heap_bytes(),
+        snapshot.heap_bytes() as f64 / snapshot.len() as f64
+    );
+
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
+    let points: Vec<Coord<f64>> = (0..4_000_000)
+        .map(|_| Coord {
+            x: rng.gen_range(extent.min().x..extent.max().x),
+            y: rng.gen_range(extent.min().y..extent.max().y),
+        })
+        .collect();
+    let (hits, took) = timed(|| {
+        points
+            .par_iter()
+            .map(|p| {
+                let mut n = 0;
+                snapshot.each_at_point(p.x, p.y, |_| n += 1);
+                n
+            })
+            .sum::<usize>()
+    });
+    let point_rate = points.len() as f64 / took.as_secs_f64();
+    // About 200 m × 200 m at 16° N.
+    let (dx, dy) = (0.001_87, 0.001_80);
+    let boxes: Vec<Rect<f64>> =
+        points[..1_000_000].iter().map(|p| Rect::new((p.x, p.y), (p.x + dx, p.y + dy))).collect();
+    let (found, took_boxes) = timed(|| {
+        boxes
+            .par_iter()
+            .map_init(Vec::new, |ids, b| {
+                ids.clear();
+                snapshot.each_in_box(*b, |p| ids.push(p.version));
+                ids.len()
+            })
+            .sum::<usize>()
+    });
+    let box_rate = boxes.len() as f64 / took_boxes.as_secs_f64();
+
+    let (x0, y0) = (extent.min().x, extent.min().y);
+    let (w, h) = (extent.width(), extent.height());
+    let point_script = format!(
+        "\\set x {x0} + random(0, 1000000) * {w} / 1000000.0\n\\set y {y0} + random(0, 1000000) * {h} / 1000000.0\n\
+         SELECT id FROM current_parcel WHERE ST_Intersects(geom, ST_SetSRID(ST_MakePoint(:x, :y), 4326));\n"
+    );
+    let box_script = format!(
+        "\\set x {x0} + random(0, 1000000) * {w} / 1000000.0\n\\set y {y0} + random(0, 1000000) * {h} / 1000000.0\n\
+         SELECT id FROM current_parcel WHERE ST_Intersects(geom, ST_MakeEnvelope(:x, :y, :x + {dx}, :y + {dy}, 4326));\n"
+    );
+    let pg_points = pgbench(&db.url, &point_script, 10)?;
+    let pg_boxes = pgbench(&db.url, &box_script, 10)?;
+
+    println!("| what | landdb engine (2 cores, in process) | PostGIS via pgbench (2 clients) | ratio |");
+    println!("|---|---|---|---|");
+    println!(
+        "| exact point lookup ({} points, {hits} hits) | {point_rate:.0}/s | {pg_points:.0}/s | {:.0}× |",
+        points.len(),
+        point_rate / pg_points
+    );
+    println!(
+        "| ~200 m box, parcel IDs ({} boxes, {:.1} parcels each) | {box_rate:.0}/s | {pg_boxes:.0}/s | {:.0}× |",
+        boxes.len(),
+        found as f64 / boxes.len() as f64,
+        box_rate / pg_boxes
+    );
+    drop(db);
+    Ok(())
+}
