@@ -70,7 +70,9 @@ impl rstar::RTreeParams for TreeParams {
 
 /// Index into [`Snapshot::parcels`].
 type Slot = u32;
-type Envelope = GeomWithData<Rectangle<[f64; 2]>, Slot>;
+/// A parcel's box in the tree, with where its boundary is: a candidate is tested without
+/// touching its attributes, which are read only for a hit.
+type Envelope = GeomWithData<Rectangle<[f64; 2]>, (Slot, ShapeRef)>;
 
 /// Every current parcel at one feed position.
 #[derive(Debug)]
@@ -101,7 +103,7 @@ impl Snapshot {
             let shape = s.shapes.push(&v.geometry);
             envelopes.push(Envelope::new(
                 Rectangle::from_corners([rect.min().x, rect.min().y], [rect.max().x, rect.max().y]),
-                slot,
+                (slot, shape),
             ));
             s.by_version.insert(v.version, slot);
             s.by_key.insert(v.key.clone(), slot);
@@ -156,9 +158,9 @@ impl Snapshot {
     pub fn each_at_point<'a>(&'a self, lon: f64, lat: f64, mut f: impl FnMut(&'a ParcelInfo)) {
         let p = Coord { x: lon, y: lat };
         for e in self.tree.locate_all_at_point(&[lon, lat]) {
-            let info = &self.parcels[e.data as usize];
-            if self.shapes.intersects_point(info.shape, p) {
-                f(info);
+            let (slot, shape) = e.data;
+            if self.shapes.intersects_point(shape, p) {
+                f(&self.parcels[slot as usize]);
             }
         }
     }
@@ -174,10 +176,10 @@ impl Snapshot {
     pub fn each_in_box<'a>(&'a self, rect: Rect<f64>, mut f: impl FnMut(&'a ParcelInfo)) {
         let envelope = AABB::from_corners([rect.min().x, rect.min().y], [rect.max().x, rect.max().y]);
         for e in self.tree.locate_in_envelope_intersecting(&envelope) {
-            let info = &self.parcels[e.data as usize];
+            let (slot, shape) = e.data;
             // Wholly inside the box: no need to look at the boundary.
-            if envelope.contains_envelope(&e.geom().envelope()) || self.shapes.intersects_rect(info.shape, rect) {
-                f(info);
+            if envelope.contains_envelope(&e.geom().envelope()) || self.shapes.intersects_rect(shape, rect) {
+                f(&self.parcels[slot as usize]);
             }
         }
     }
@@ -188,7 +190,7 @@ impl Snapshot {
         let envelope = AABB::from_corners([rect.min().x, rect.min().y], [rect.max().x, rect.max().y]);
         self.tree
             .locate_in_envelope_intersecting(&envelope)
-            .map(|e| &self.parcels[e.data as usize])
+            .map(|e| &self.parcels[e.data.0 as usize])
             .filter(|info| self.shapes.geometry(info.shape).intersects(polygon))
             .collect()
     }
