@@ -9,11 +9,11 @@ use std::process::Command;
 
 use geo::{Coord, Rect};
 use landdb_benches::{machine, timed};
-use landdb_engine::Engine;
+use landdb_engine::{Engine, ParcelRecord};
 use landdb_ingest::import::{Mode, import};
 use landdb_ingest::pipeline::Options;
 use landdb_ingest::profiles::FieldMapping;
-use landdb_model::ReferenceData;
+use landdb_model::{FeedPosition, ReferenceData, VersionId};
 use landdb_store::{AnyStore, DatabaseUrl};
 use rand::{Rng, SeedableRng};
 use rayon::prelude::*;
@@ -81,34 +81,66 @@ fn main() -> anyhow::Result<()> {
         v[v.len() / 2]
     };
     let rounds = |f: &dyn Fn() -> (usize, std::time::Duration)| (0..3).map(|_| f()).collect::<Vec<_>>();
-    let point_rounds = rounds(&|| timed(|| {
-        points
-            .par_iter()
-            .map(|p| {
-                let mut n = 0;
-                snapshot.each_at_point(p.x, p.y, |_| n += 1);
-                n
-            })
-            .sum::<usize>()
-    }));
+    let point_rounds = rounds(&|| {
+        timed(|| {
+            points
+                .par_iter()
+                .map(|p| {
+                    let mut n = 0;
+                    snapshot.each_at_point(p.x, p.y, |_| n += 1);
+                    n
+                })
+                .sum::<usize>()
+        })
+    });
     let hits = point_rounds[0].0;
     let point_rate = median(point_rounds.iter().map(|(_, t)| points.len() as f64 / t.as_secs_f64()).collect());
     // About 200 m × 200 m at 16° N.
     let (dx, dy) = (0.001_87, 0.001_80);
     let boxes: Vec<Rect<f64>> =
         points[..1_000_000].iter().map(|p| Rect::new((p.x, p.y), (p.x + dx, p.y + dy))).collect();
-    let box_rounds = rounds(&|| timed(|| {
-        boxes
-            .par_iter()
-            .map_init(Vec::new, |ids, b| {
-                ids.clear();
-                snapshot.each_in_box(*b, |p| ids.push(p.version));
-                ids.len()
-            })
-            .sum::<usize>()
-    }));
+    let box_rounds = rounds(&|| {
+        timed(|| {
+            boxes
+                .par_iter()
+                .map_init(Vec::new, |ids, b| {
+                    ids.clear();
+                    snapshot.each_in_box(*b, |p| ids.push(p.version));
+                    ids.len()
+                })
+                .sum::<usize>()
+        })
+    });
     let found = box_rounds[0].0;
     let box_rate = median(box_rounds.iter().map(|(_, t)| boxes.len() as f64 / t.as_secs_f64()).collect());
+
+    // 10,000 changes from the feed: 5,000 parcels retired and 5,000 new versions of them.
+    let retired: Vec<VersionId> = snapshot.parcels().take(5_000).map(|p| p.version).collect();
+    let top = snapshot.parcels().map(|p| p.version.0).max().unwrap_or(0);
+    let created: Vec<ParcelRecord> = snapshot
+        .parcels()
+        .take(5_000)
+        .enumerate()
+        .map(|(i, p)| ParcelRecord {
+            version: VersionId(top + 1 + i as i64),
+            key: p.key.clone(),
+            national_id: p.national_id.clone(),
+            land_use: p.land_use.clone(),
+            area_m2: p.area_m2,
+            address: p.address.clone(),
+            geometry: snapshot.geometry(p),
+        })
+        .collect();
+    let apply_ms = median(
+        (0..3)
+            .map(|_| {
+                let created = created.clone();
+                let (view, took) = timed(|| snapshot.apply(created, &retired, FeedPosition(1)));
+                assert_eq!(view.len(), snapshot.len());
+                took.as_secs_f64() * 1000.0
+            })
+            .collect(),
+    );
 
     let (x0, y0) = (extent.min().x, extent.min().y);
     let (w, h) = (extent.width(), extent.height());
@@ -136,6 +168,7 @@ fn main() -> anyhow::Result<()> {
         found as f64 / boxes.len() as f64,
         box_rate / pg_boxes
     );
+    println!("| applying 10,000 feed changes (5,000 retired, 5,000 created) | {apply_ms:.1} ms | | |");
     drop(db);
     Ok(())
 }

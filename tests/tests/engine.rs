@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use geo::{Coord, Rect};
-use landdb_engine::{Engine, Snapshot};
+use landdb_engine::{Engine, View};
 use landdb_ingest::import::{Mode, import};
 use landdb_ingest::pipeline::Options;
 use landdb_ingest::profiles::FieldMapping;
@@ -31,7 +31,7 @@ async fn imported(paths: &[PathBuf]) -> (PostgisDb, AnyStore) {
 
 /// Random points over the data, plus vertices of parcels (exactly on boundaries, most of them
 /// shared by two or more parcels).
-fn points(snapshot: &Snapshot, random: usize, vertices: usize) -> Vec<Coord<f64>> {
+fn points(snapshot: &View, random: usize, vertices: usize) -> Vec<Coord<f64>> {
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
     let extent = snapshot.extent().expect("parcels");
     let mut out: Vec<Coord<f64>> = (0..random)

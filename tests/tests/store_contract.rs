@@ -95,6 +95,9 @@ async fn round_trip_is_exact(store: AnyStore) {
     assert!(stored.lineage.is_empty());
     assert_eq!(store.right_holders(ids[0]).await.expect("holders"), original.right_holders);
 
+    let many = store.versions(&[ids[0], VersionId(ids[0].0 + 1_000)]).await.expect("read many");
+    assert_eq!(many, [stored.clone()], "one round trip for many; unknown IDs left out");
+
     let by_key = store.current_by_key(&original.key).await.expect("read").expect("found by key");
     assert_eq!(by_key.id, ids[0]);
     let by_id = store.current_by_national_id(&original.national_id).await.expect("read");

@@ -7,7 +7,7 @@
 
 pub mod shapes;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, RwLock};
 
 use geo::{Coord, Intersects, MultiPolygon, Polygon, Rect};
@@ -233,13 +233,164 @@ pub enum EngineError {
     Store(#[from] StoreError),
 }
 
-/// The engine a process serves from: the current snapshot, replaced whole when the feed moves.
+/// What the engine answers from at one feed position: a large base snapshot, the parcels created
+/// since it was built in a small one, and the base versions retired since. Immutable: the engine
+/// replaces the whole view, so a reader keeps a consistent one however the feed moves.
 #[derive(Debug)]
-pub struct Engine {
-    current: RwLock<Arc<Snapshot>>,
+pub struct View {
+    base: Arc<Snapshot>,
+    recent: Snapshot,
+    retired: HashSet<VersionId>,
+    position: FeedPosition,
 }
 
-/// Parcels read from the store per page while loading.
+impl View {
+    fn of(base: Snapshot) -> Self {
+        let position = base.position;
+        View { base: Arc::new(base), recent: Snapshot::build(Vec::new(), position), retired: HashSet::new(), position }
+    }
+
+    fn current<'a>(&'a self, info: &'a ParcelInfo) -> bool {
+        self.retired.is_empty() || !self.retired.contains(&info.version)
+    }
+
+    /// The feed position this view reflects.
+    pub fn position(&self) -> FeedPosition {
+        self.position
+    }
+
+    pub fn len(&self) -> usize {
+        self.base.len() - self.retired.len() + self.recent.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Parcels containing the point (longitude, latitude), boundary included.
+    pub fn at_point(&self, lon: f64, lat: f64) -> Vec<&ParcelInfo> {
+        let mut found = Vec::new();
+        self.each_at_point(lon, lat, |info| found.push(info));
+        found
+    }
+
+    /// [`View::at_point`] without collecting: `f` is called for each parcel found.
+    pub fn each_at_point<'a>(&'a self, lon: f64, lat: f64, mut f: impl FnMut(&'a ParcelInfo)) {
+        self.base.each_at_point(lon, lat, |info| {
+            if self.current(info) {
+                f(info);
+            }
+        });
+        self.recent.each_at_point(lon, lat, f);
+    }
+
+    /// Parcels intersecting the box, boundary included.
+    pub fn in_box(&self, rect: Rect<f64>) -> Vec<&ParcelInfo> {
+        let mut found = Vec::new();
+        self.each_in_box(rect, |info| found.push(info));
+        found
+    }
+
+    /// [`View::in_box`] without collecting: `f` is called for each parcel found.
+    pub fn each_in_box<'a>(&'a self, rect: Rect<f64>, mut f: impl FnMut(&'a ParcelInfo)) {
+        self.base.each_in_box(rect, |info| {
+            if self.current(info) {
+                f(info);
+            }
+        });
+        self.recent.each_in_box(rect, f);
+    }
+
+    /// Parcels intersecting the polygon, boundary included.
+    pub fn intersecting(&self, polygon: &Polygon<f64>) -> Vec<&ParcelInfo> {
+        let mut found: Vec<&ParcelInfo> =
+            self.base.intersecting(polygon).into_iter().filter(|info| self.current(info)).collect();
+        found.extend(self.recent.intersecting(polygon));
+        found
+    }
+
+    pub fn by_key(&self, key: &ParcelKey) -> Option<&ParcelInfo> {
+        self.recent.by_key(key).or_else(|| self.base.by_key(key).filter(|info| self.current(info)))
+    }
+
+    pub fn by_version(&self, version: VersionId) -> Option<&ParcelInfo> {
+        self.recent.by_version(version).or_else(|| self.base.by_version(version).filter(|info| self.current(info)))
+    }
+
+    /// Every current parcel, in no particular order.
+    pub fn parcels(&self) -> impl Iterator<Item = &ParcelInfo> {
+        self.base.parcels().filter(|info| self.current(info)).chain(self.recent.parcels())
+    }
+
+    /// The parcel's boundary.
+    pub fn geometry(&self, info: &ParcelInfo) -> MultiPolygon<f64> {
+        if self.recent.by_version(info.version).is_some_and(|r| std::ptr::eq(r, info)) {
+            self.recent.geometry(info)
+        } else {
+            self.base.geometry(info)
+        }
+    }
+
+    /// The box around every parcel (of the base and the recent ones).
+    pub fn extent(&self) -> Option<Rect<f64>> {
+        match (self.base.extent(), self.recent.extent()) {
+            (Some(a), Some(b)) => Some(Rect::new(
+                (a.min().x.min(b.min().x), a.min().y.min(b.min().y)),
+                (a.max().x.max(b.max().x), a.max().y.max(b.max().y)),
+            )),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Bytes held on the heap, roughly.
+    pub fn heap_bytes(&self) -> usize {
+        self.base.heap_bytes() + self.recent.heap_bytes() + self.retired.capacity() * 16
+    }
+
+    /// The view after `created` became current and `retired` stopped being so, at `position`.
+    /// Only the recent parcels are rebuilt, unless they have grown past an eighth of the base:
+    /// then everything is merged into a new base.
+    pub fn apply(&self, created: Vec<ParcelRecord>, retired: &[VersionId], position: FeedPosition) -> View {
+        let gone: HashSet<VersionId> = retired.iter().copied().collect();
+        let fresh: HashSet<VersionId> = created.iter().map(|c| c.version).collect();
+        let mut base_retired = self.retired.clone();
+        base_retired.extend(retired.iter().filter(|v| self.base.by_version(**v).is_some()));
+        let recent: Vec<ParcelRecord> = self
+            .recent
+            .parcels()
+            .filter(|p| !gone.contains(&p.version) && !fresh.contains(&p.version))
+            .map(|p| self.recent.record(p))
+            .chain(created.into_iter().filter(|c| !gone.contains(&c.version)))
+            .collect();
+        if recent.len() > MERGE_FROM.max(self.base.len() / 8) {
+            let all: Vec<ParcelRecord> = self
+                .base
+                .parcels()
+                .filter(|p| !base_retired.contains(&p.version))
+                .map(|p| self.base.record(p))
+                .chain(recent)
+                .collect();
+            return View::of(Snapshot::build(all, position));
+        }
+        View {
+            base: Arc::clone(&self.base),
+            recent: Snapshot::build(recent, position),
+            retired: base_retired,
+            position,
+        }
+    }
+}
+
+/// Recent parcels are merged into the base once there are more than this (or an eighth of it).
+const MERGE_FROM: usize = 100_000;
+
+/// The engine a process serves from: the current view, replaced whole when the feed moves.
+#[derive(Debug)]
+pub struct Engine {
+    current: RwLock<Arc<View>>,
+}
+
+/// Parcels read from the store per page while loading, and changes per read of the feed.
 const PAGE: usize = 10_000;
 
 impl Engine {
@@ -247,69 +398,51 @@ impl Engine {
     /// applied after, so imports committing during the load are not missed.
     pub async fn load<S: ParcelStore>(store: &S) -> Result<Self, EngineError> {
         let head = store.feed_head().await?;
-        let mut versions = Vec::new();
+        let mut records = Vec::new();
         let mut after = None;
         loop {
             let page = store.current_page(after, PAGE).await?;
             let Some(last) = page.last() else { break };
             after = Some(last.id);
-            versions.extend(page);
+            records.extend(page.into_iter().map(ParcelRecord::from));
         }
-        let snapshot = Snapshot::build(versions.into_iter().map(ParcelRecord::from), head);
-        let engine = Engine { current: RwLock::new(Arc::new(snapshot)) };
+        let engine = Engine { current: RwLock::new(Arc::new(View::of(Snapshot::build(records, head)))) };
         engine.follow(store).await?;
         Ok(engine)
     }
 
-    /// The snapshot to answer from; it stays valid however the engine moves on.
-    pub fn snapshot(&self) -> Arc<Snapshot> {
+    /// The view to answer from; it stays valid however the engine moves on.
+    pub fn snapshot(&self) -> Arc<View> {
         match self.current.read() {
             Ok(guard) => Arc::clone(&guard),
             Err(poisoned) => Arc::clone(&poisoned.into_inner()),
         }
     }
 
-    /// Applies every change committed since the snapshot's position. Returns the new position.
+    /// Applies every change committed since the view's position, a page of the feed at a time.
+    /// Returns the new position.
     pub async fn follow<S: ParcelStore>(&self, store: &S) -> Result<FeedPosition, EngineError> {
-        let old = self.snapshot();
-        let mut position = old.position();
-        let mut created: Vec<ParcelVersion> = Vec::new();
-        let mut retired: Vec<VersionId> = Vec::new();
         loop {
-            let changes = store.changes_since(position, PAGE).await?;
-            let Some(last) = changes.last() else { break };
-            position = last.position;
-            for change in changes {
+            let view = self.snapshot();
+            let changes = store.changes_since(view.position(), PAGE).await?;
+            let Some(last) = changes.last() else { return Ok(view.position()) };
+            let position = last.position;
+            let mut created = Vec::new();
+            let mut retired = Vec::new();
+            for change in &changes {
                 match change.kind {
-                    ChangeKind::Created => {
-                        if let Some(v) = store.version(change.version).await? {
-                            created.push(v);
-                        }
-                    }
+                    ChangeKind::Created => created.push(change.version),
                     ChangeKind::Retired => retired.push(change.version),
                 }
             }
+            let records: Vec<ParcelRecord> =
+                store.versions(&created).await?.into_iter().map(ParcelRecord::from).collect();
+            let next = Arc::new(view.apply(records, &retired, position));
+            match self.current.write() {
+                Ok(mut guard) => *guard = next,
+                Err(poisoned) => *poisoned.into_inner() = next,
+            }
         }
-        if position == old.position() {
-            return Ok(position);
-        }
-        let retired: std::collections::HashSet<VersionId> = retired.into_iter().collect();
-        created.retain(|v| !retired.contains(&v.id));
-        // Rebuilt from the old snapshot's parcels plus the new ones (simple and exact; an
-        // overlay for national-scale snapshots is the next step).
-        let fresh: std::collections::HashSet<VersionId> = created.iter().map(|v| v.id).collect();
-        let kept: Vec<ParcelRecord> = old
-            .parcels
-            .iter()
-            .filter(|p| !retired.contains(&p.version) && !fresh.contains(&p.version))
-            .map(|p| old.record(p))
-            .collect();
-        let next = Snapshot::build(kept.into_iter().chain(created.into_iter().map(ParcelRecord::from)), position);
-        match self.current.write() {
-            Ok(mut guard) => *guard = Arc::new(next),
-            Err(poisoned) => *poisoned.into_inner() = Arc::new(next),
-        }
-        Ok(position)
     }
 }
 
@@ -324,6 +457,79 @@ impl Snapshot {
             area_m2: info.area_m2,
             address: info.address.clone(),
             geometry: self.shapes.geometry(info.shape),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use geo::polygon;
+    use landdb_model::CommuneCode;
+
+    /// A 1 × 1 square parcel at (x, y), version `v`.
+    fn square(v: i64, x: f64, y: f64) -> ParcelRecord {
+        ParcelRecord {
+            version: VersionId(v),
+            key: ParcelKey {
+                commune: CommuneCode::parse("20194").expect("code"),
+                sheet: "1".into(),
+                number: v.to_string(),
+            },
+            national_id: NationalParcelId::parse("w6ugjkr525ux").expect("id"),
+            land_use: Vec::new(),
+            area_m2: 1.0,
+            address: None,
+            geometry: MultiPolygon(vec![
+                polygon![(x: x, y: y), (x: x + 1.0, y: y), (x: x + 1.0, y: y + 1.0), (x: x, y: y + 1.0)],
+            ]),
+        }
+    }
+
+    fn versions(found: Vec<&ParcelInfo>) -> Vec<i64> {
+        let mut v: Vec<i64> = found.iter().map(|p| p.version.0).collect();
+        v.sort_unstable();
+        v
+    }
+
+    proptest::proptest! {
+        /// After any sequence of changes, a view answers exactly as a snapshot built from scratch
+        /// of the parcels that are current: none lost, none twice, none stale.
+        #[test]
+        fn applied_changes_answer_like_a_rebuild(
+            steps in proptest::collection::vec((proptest::collection::vec(0usize..40, 0..8), 0usize..6), 1..6),
+            probes in proptest::collection::vec((0.0f64..40.0, 0.0f64..3.0), 20),
+        ) {
+            // Forty squares in a row; each step retires some and re-creates the squares it names.
+            let mut current: HashMap<usize, i64> = (0..40).map(|i| (i, i as i64 + 1)).collect();
+            let mut next_version = 100;
+            let mut view = View::of(Snapshot::build((0..40).map(|i| square(i as i64 + 1, i as f64, 0.0)), FeedPosition(0)));
+            for (k, (touched, created_far)) in steps.into_iter().enumerate() {
+                let mut retired = Vec::new();
+                let mut created = Vec::new();
+                for i in touched {
+                    if let Some(v) = current.remove(&i) {
+                        retired.push(VersionId(v));
+                    }
+                    next_version += 1;
+                    current.insert(i, next_version);
+                    created.push(square(next_version, i as f64, 0.0));
+                }
+                // Parcels created and retired within one page of the feed never show.
+                for j in 0..created_far {
+                    next_version += 1;
+                    created.push(square(next_version, j as f64, 2.0));
+                    retired.push(VersionId(next_version));
+                }
+                view = view.apply(created, &retired, FeedPosition(k as i64 + 1));
+            }
+            let rebuilt = Snapshot::build(current.iter().map(|(i, v)| square(*v, *i as f64, 0.0)), FeedPosition(0));
+            proptest::prop_assert_eq!(view.len(), current.len());
+            for (x, y) in probes {
+                proptest::prop_assert_eq!(versions(view.at_point(x, y)), versions(rebuilt.at_point(x, y)));
+                let rect = Rect::new((x, y), (x + 2.5, y + 0.5));
+                proptest::prop_assert_eq!(versions(view.in_box(rect)), versions(rebuilt.in_box(rect)));
+            }
         }
     }
 }

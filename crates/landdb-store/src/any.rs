@@ -73,6 +73,9 @@ impl ParcelStore for AnyStore {
     async fn version(&self, id: VersionId) -> Result<Option<ParcelVersion>> {
         dispatch!(self, s => s.version(id).await)
     }
+    async fn versions(&self, ids: &[VersionId]) -> Result<Vec<ParcelVersion>> {
+        dispatch!(self, s => s.versions(ids).await)
+    }
     async fn current_by_key(&self, key: &ParcelKey) -> Result<Option<ParcelVersion>> {
         dispatch!(self, s => s.current_by_key(key).await)
     }

@@ -128,6 +128,8 @@ pub trait ParcelStore: Send + Sync {
     fn begin_batch(&self, batch: NewBatch) -> impl Future<Output = Result<Self::Batch>> + Send;
 
     fn version(&self, id: VersionId) -> impl Future<Output = Result<Option<ParcelVersion>>> + Send;
+    /// The versions among `ids` that exist, in ID order: one round trip for a page of the feed.
+    fn versions(&self, ids: &[VersionId]) -> impl Future<Output = Result<Vec<ParcelVersion>>> + Send;
     fn current_by_key(&self, key: &ParcelKey) -> impl Future<Output = Result<Option<ParcelVersion>>> + Send;
     /// Current versions with this national ID (normally one).
     fn current_by_national_id(&self, id: &NationalParcelId) -> impl Future<Output = Result<Vec<ParcelVersion>>> + Send;

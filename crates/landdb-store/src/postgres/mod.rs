@@ -187,6 +187,12 @@ impl ParcelStore for PgStore {
         Ok(self.fetch_versions(sqlx::query(&sql).bind(id.0)).await?.pop())
     }
 
+    async fn versions(&self, ids: &[VersionId]) -> Result<Vec<ParcelVersion>> {
+        let raw: Vec<i64> = ids.iter().map(|v| v.0).collect();
+        let sql = format!("SELECT {VERSION_COLUMNS} FROM parcel_version v WHERE v.id = ANY($1) ORDER BY v.id");
+        self.fetch_versions(sqlx::query(&sql).bind(raw)).await
+    }
+
     async fn current_by_key(&self, key: &ParcelKey) -> Result<Option<ParcelVersion>> {
         let sql = format!(
             "SELECT {VERSION_COLUMNS} FROM parcel_version v \

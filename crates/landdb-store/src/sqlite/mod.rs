@@ -166,6 +166,15 @@ impl ParcelStore for SqliteStore {
         Ok(self.fetch_versions(sqlx::query(&sql).bind(id.0)).await?.pop())
     }
 
+    async fn versions(&self, ids: &[VersionId]) -> Result<Vec<ParcelVersion>> {
+        // SQLite binds at most a few thousand parameters: a JSON array of IDs is one.
+        let raw = serde_json::Value::from(ids.iter().map(|v| v.0).collect::<Vec<_>>()).to_string();
+        let sql = format!(
+            "SELECT {VERSION_COLUMNS} FROM parcel_version v WHERE v.id IN (SELECT value FROM json_each(?)) ORDER BY v.id"
+        );
+        self.fetch_versions(sqlx::query(&sql).bind(raw)).await
+    }
+
     async fn current_by_key(&self, key: &ParcelKey) -> Result<Option<ParcelVersion>> {
         let sql = format!(
             "SELECT {VERSION_COLUMNS} FROM parcel_version v \
