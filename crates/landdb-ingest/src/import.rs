@@ -141,6 +141,9 @@ fn quarantine_record(ledger: &Ledger, entry: usize, source: serde_json::Value) -
     }
 }
 
+/// Batches writing at least this many versions refresh the planner's statistics after commit.
+const ANALYZE_FROM: usize = 10_000;
+
 /// How a parcel of the upload reached the store.
 #[derive(Debug, Clone, PartialEq)]
 enum Written {
@@ -395,6 +398,12 @@ pub async fn import<S: ParcelStore>(
         "changes": changes,
     });
     let info = loader.batch.commit(summary).await?;
+    // The batch has committed: a failure here is only worth a warning.
+    if changes.inserted + changes.updated >= ANALYZE_FROM
+        && let Err(e) = store.analyze().await
+    {
+        tracing::warn!(error = %e, "the batch committed, but refreshing the planner's statistics failed");
+    }
     tracing::debug!(seconds = started.elapsed().as_secs_f64(), "committed");
     report.batch = Some(json!({ "id": info.id, "committed_at": info.committed_at }));
     Ok(Imported { report, changes, batch: info, already_imported: false })

@@ -76,6 +76,9 @@ impl ParcelStore for AnyStore {
     async fn versions(&self, ids: &[VersionId]) -> Result<Vec<ParcelVersion>> {
         dispatch!(self, s => s.versions(ids).await)
     }
+    async fn analyze(&self) -> Result<()> {
+        dispatch!(self, s => s.analyze().await)
+    }
     async fn current_by_key(&self, key: &ParcelKey) -> Result<Option<ParcelVersion>> {
         dispatch!(self, s => s.current_by_key(key).await)
     }

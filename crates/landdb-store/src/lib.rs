@@ -162,6 +162,10 @@ pub trait ParcelStore: Send + Sync {
     ) -> impl Future<Output = Result<Vec<ParcelChange>>> + Send;
     /// The position of the last change (0 for an empty feed).
     fn feed_head(&self) -> impl Future<Output = Result<FeedPosition>> + Send;
+    /// Refreshes the planner's statistics of the parcel tables. After a large import the planner
+    /// otherwise takes them for their old size until autovacuum comes round: a point query then
+    /// scanned a whole index, and loading a million parcels took 86 s instead of 13 s.
+    fn analyze(&self) -> impl Future<Output = Result<()>> + Send;
     /// Something to wait on for new changes. Create it before reading the feed, then wait on it
     /// between reads, and no change is missed.
     fn feed_waiter(&self) -> impl Future<Output = Result<Self::Waiter>> + Send;

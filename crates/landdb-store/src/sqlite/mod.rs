@@ -166,6 +166,11 @@ impl ParcelStore for SqliteStore {
         Ok(self.fetch_versions(sqlx::query(&sql).bind(id.0)).await?.pop())
     }
 
+    async fn analyze(&self) -> Result<()> {
+        sqlx::query("ANALYZE").execute(&self.pool).await?;
+        Ok(())
+    }
+
     async fn versions(&self, ids: &[VersionId]) -> Result<Vec<ParcelVersion>> {
         // SQLite binds at most a few thousand parameters: a JSON array of IDs is one.
         let raw = serde_json::Value::from(ids.iter().map(|v| v.0).collect::<Vec<_>>()).to_string();
