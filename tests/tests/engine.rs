@@ -96,6 +96,33 @@ async fn postgis_in_boxes(db: &PostgisDb, boxes: &[Rect<f64>]) -> BTreeMap<usize
     found
 }
 
+/// For each polygon (WKT), the versions PostGIS finds with `ST_Intersects`.
+async fn postgis_in_polygons(db: &PostgisDb, polygons: &[geo::Polygon<f64>]) -> BTreeMap<usize, BTreeSet<i64>> {
+    let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&db.url).await.expect("connect");
+    // Rust prints the shortest text that reads back to the same f64: the WKT is exact.
+    let texts: Vec<String> = polygons
+        .iter()
+        .map(|p| {
+            let ring: Vec<String> = p.exterior().0.iter().map(|c| format!("{} {}", c.x, c.y)).collect();
+            format!("POLYGON(({}))", ring.join(", "))
+        })
+        .collect();
+    let rows = sqlx::query(
+        "SELECT g.i, v.id FROM unnest($1::text[]) WITH ORDINALITY AS g(wkt, i) \
+         JOIN current_parcel v ON ST_Intersects(v.geom, ST_GeomFromText(g.wkt, 4326))",
+    )
+    .bind(&texts)
+    .fetch_all(&mut conn)
+    .await
+    .expect("query");
+    let mut found: BTreeMap<usize, BTreeSet<i64>> = BTreeMap::new();
+    for row in rows {
+        let i: i64 = row.get(0);
+        found.entry(usize::try_from(i - 1).expect("ordinal")).or_default().insert(row.get(1));
+    }
+    found
+}
+
 async fn agrees_with_postgis(paths: &[PathBuf], random_points: usize, vertices: usize, boxes: usize) {
     let (db, store) = imported(paths).await;
     let engine = Engine::load(&store).await.expect("engine loads");
@@ -137,6 +164,40 @@ async fn agrees_with_postgis(paths: &[PathBuf], random_points: usize, vertices: 
     for (i, b) in boxes.iter().enumerate() {
         let ours: BTreeSet<i64> = snapshot.in_box(*b).iter().map(|info| info.version.0).collect();
         assert_eq!(ours, expected.get(&i).cloned().unwrap_or_default(), "box {i}: {b:?}");
+    }
+
+    // Triangles and quadrilaterals of tens to hundreds of metres, some of them not convex.
+    let polygons: Vec<geo::Polygon<f64>> = points
+        .iter()
+        .skip(boxes.len())
+        .take(boxes.len())
+        .map(|p| {
+            let corners = rng.gen_range(3..=5);
+            let ring: Vec<(f64, f64)> = (0..corners)
+                .map(|k| {
+                    let angle = std::f64::consts::TAU * (k as f64 + rng.gen_range(0.0..0.8)) / corners as f64;
+                    let r = rng.gen_range(0.000_2..0.002);
+                    (p.x + r * angle.cos(), p.y + r * angle.sin())
+                })
+                .collect();
+            geo::Polygon::new(ring.into(), vec![])
+        })
+        .collect();
+    let expected = postgis_in_polygons(&db, &polygons).await;
+    for (i, polygon) in polygons.iter().enumerate() {
+        let ours: BTreeSet<i64> = snapshot.intersecting(polygon).iter().map(|info| info.version.0).collect();
+        assert_eq!(ours, expected.get(&i).cloned().unwrap_or_default(), "polygon {i}: {polygon:?}");
+    }
+
+    // Lookups by key and national ID find what the store finds.
+    for info in snapshot.parcels().step_by(97) {
+        let stored = store.current_by_key(&info.key).await.expect("read").expect("current");
+        assert_eq!(stored.id, info.version);
+        assert_eq!(snapshot.by_key(&info.key).map(|p| p.version), Some(info.version));
+        let by_id: BTreeSet<i64> = snapshot.by_national_id(&info.national_id).iter().map(|p| p.version.0).collect();
+        let stored: BTreeSet<i64> =
+            store.current_by_national_id(&info.national_id).await.expect("read").iter().map(|v| v.id.0).collect();
+        assert_eq!(by_id, stored);
     }
 }
 

@@ -11,7 +11,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, RwLock};
 
 use geo::{Coord, Intersects, MultiPolygon, Polygon, Rect};
-use landdb_model::{FeedPosition, LandUseCode, NationalParcelId, ParcelKey, ParcelVersion, VersionId};
+use landdb_model::{CommuneCode, FeedPosition, LandUseCode, NationalParcelId, ParcelKey, ParcelVersion, VersionId};
 use landdb_store::{ChangeKind, ParcelStore, StoreError};
 use rstar::primitives::{GeomWithData, Rectangle};
 use rstar::{AABB, Envelope as _, RTree, RTreeObject};
@@ -82,6 +82,8 @@ pub struct Snapshot {
     tree: RTree<Envelope, TreeParams>,
     by_version: HashMap<VersionId, Slot>,
     by_key: HashMap<ParcelKey, Slot>,
+    by_national_id: HashMap<NationalParcelId, Vec<Slot>>,
+    by_commune: HashMap<CommuneCode, Vec<Slot>>,
     position: FeedPosition,
 }
 
@@ -94,6 +96,8 @@ impl Snapshot {
             tree: RTree::new_with_params(),
             by_version: HashMap::new(),
             by_key: HashMap::new(),
+            by_national_id: HashMap::new(),
+            by_commune: HashMap::new(),
             position,
         };
         let mut envelopes = Vec::new();
@@ -107,6 +111,8 @@ impl Snapshot {
             ));
             s.by_version.insert(v.version, slot);
             s.by_key.insert(v.key.clone(), slot);
+            s.by_national_id.entry(v.national_id.clone()).or_default().push(slot);
+            s.by_commune.entry(v.key.commune.clone()).or_default().push(slot);
             s.parcels.push(ParcelInfo {
                 version: v.version,
                 key: v.key,
@@ -201,6 +207,16 @@ impl Snapshot {
 
     pub fn by_version(&self, version: VersionId) -> Option<&ParcelInfo> {
         self.by_version.get(&version).map(|s| &self.parcels[*s as usize])
+    }
+
+    /// Parcels with this national ID (normally one).
+    pub fn by_national_id(&self, id: &NationalParcelId) -> impl Iterator<Item = &ParcelInfo> {
+        self.by_national_id.get(id).into_iter().flatten().map(|s| &self.parcels[*s as usize])
+    }
+
+    /// Every parcel of the commune (by the 2025 commune code of its key).
+    pub fn in_commune(&self, commune: &CommuneCode) -> impl Iterator<Item = &ParcelInfo> {
+        self.by_commune.get(commune).into_iter().flatten().map(|s| &self.parcels[*s as usize])
     }
 
     /// The parcel's boundary.
@@ -313,8 +329,29 @@ impl View {
         self.recent.by_key(key).or_else(|| self.base.by_key(key).filter(|info| self.current(info)))
     }
 
+    /// Parcels at the point whose land use includes one of `codes` (all of them when empty).
+    pub fn at_point_with_land_use(&self, lon: f64, lat: f64, codes: &[LandUseCode]) -> Vec<&ParcelInfo> {
+        let mut found = Vec::new();
+        self.each_at_point(lon, lat, |info| {
+            if codes.is_empty() || info.land_use.iter().any(|c| codes.contains(c)) {
+                found.push(info);
+            }
+        });
+        found
+    }
+
     pub fn by_version(&self, version: VersionId) -> Option<&ParcelInfo> {
         self.recent.by_version(version).or_else(|| self.base.by_version(version).filter(|info| self.current(info)))
+    }
+
+    /// Current parcels with this national ID (normally one).
+    pub fn by_national_id(&self, id: &NationalParcelId) -> Vec<&ParcelInfo> {
+        self.base.by_national_id(id).filter(|info| self.current(info)).chain(self.recent.by_national_id(id)).collect()
+    }
+
+    /// Every current parcel of the commune.
+    pub fn in_commune(&self, commune: &CommuneCode) -> Vec<&ParcelInfo> {
+        self.base.in_commune(commune).filter(|info| self.current(info)).chain(self.recent.in_commune(commune)).collect()
     }
 
     /// Every current parcel, in no particular order.
@@ -465,7 +502,6 @@ impl Snapshot {
 mod tests {
     use super::*;
     use geo::polygon;
-    use landdb_model::CommuneCode;
 
     /// A 1 × 1 square parcel at (x, y), version `v`.
     fn square(v: i64, x: f64, y: f64) -> ParcelRecord {
@@ -525,6 +561,13 @@ mod tests {
             }
             let rebuilt = Snapshot::build(current.iter().map(|(i, v)| square(*v, *i as f64, 0.0)), FeedPosition(0));
             proptest::prop_assert_eq!(view.len(), current.len());
+            let commune = CommuneCode::parse("20194").expect("code");
+            proptest::prop_assert_eq!(view.in_commune(&commune).len(), current.len());
+            for (i, v) in &current {
+                let key = ParcelKey { commune: commune.clone(), sheet: "1".into(), number: v.to_string() };
+                proptest::prop_assert_eq!(view.by_key(&key).map(|p| p.version), Some(VersionId(*v)), "square {}", i);
+                proptest::prop_assert!(view.by_version(VersionId(*v)).is_some());
+            }
             for (x, y) in probes {
                 proptest::prop_assert_eq!(versions(view.at_point(x, y)), versions(rebuilt.at_point(x, y)));
                 let rect = Rect::new((x, y), (x + 2.5, y + 0.5));
