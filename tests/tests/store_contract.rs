@@ -60,6 +60,7 @@ contract!(
     feed_waiter_wakes_after_a_commit,
     migrations_are_idempotent,
     withdrawn_versions_leave_no_trace,
+    which_parcel_was_here_on_a_date,
 );
 
 /// Every current version, read page by page.
@@ -145,6 +146,41 @@ async fn history_and_lineage_of_update_split_and_merge(store: AnyStore) {
     assert_eq!(store.count_current().await.expect("count"), 1);
     let left_now = store.version(l_id).await.expect("read").expect("kept");
     assert!(!left_now.is_current(), "history is kept, not deleted");
+}
+
+async fn which_parcel_was_here_on_a_date(store: AnyStore) {
+    use geo::polygon;
+    let square = |x: f64, size: f64| {
+        geo::MultiPolygon(vec![
+            polygon![(x: x, y: 16.0), (x: x + size, y: 16.0), (x: x + size, y: 16.0 + size), (x: x, y: 16.0 + size)],
+        ])
+    };
+    // A parcel, then a boundary correction that shrinks it, then a neighbour where it was.
+    let a = landdb_tests::fixtures::with_geometry("20203", "1", "10", square(108.2, 0.0002));
+    let mut b = store.begin_batch(batch("v1")).await.expect("begin");
+    let a_id = b.insert(std::slice::from_ref(&a)).await.expect("insert")[0];
+    let t1 = b.effective_at();
+    b.commit(serde_json::json!({})).await.expect("commit");
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let smaller = landdb_tests::fixtures::with_geometry("20203", "1", "10", square(108.2, 0.0001));
+    let neighbour = landdb_tests::fixtures::with_geometry("20203", "1", "11", square(108.2001, 0.0001));
+    let mut b = store.begin_batch(batch("v2")).await.expect("begin");
+    let a2_id = b.supersede(&smaller, &[a_id]).await.expect("supersede");
+    let n_id = b.insert(std::slice::from_ref(&neighbour)).await.expect("insert")[0];
+    let t2 = b.effective_at();
+    b.commit(serde_json::json!({})).await.expect("commit");
+
+    let ids = |v: Vec<landdb_model::ParcelVersion>| v.into_iter().map(|v| v.id).collect::<Vec<_>>();
+    let between = t1 + (t2 - t1) / 2;
+    let (x, y) = (108.200_15, 16.000_05); // in the first square, in the neighbour later
+    assert_eq!(ids(store.at_point_on(x, y, between).await.expect("read")), [a_id]);
+    assert_eq!(ids(store.at_point_on(x, y, t2).await.expect("read")), [n_id]);
+    assert!(
+        store.at_point_on(x, y, t1 - chrono::Duration::seconds(1)).await.expect("read").is_empty(),
+        "nothing before"
+    );
+    // On the edge both versions of 2 share with the neighbour: both, as ST_Intersects says.
+    assert_eq!(ids(store.at_point_on(108.2001, 16.000_05, t2).await.expect("read")), [a2_id, n_id]);
 }
 
 async fn withdrawn_versions_leave_no_trace(store: AnyStore) {

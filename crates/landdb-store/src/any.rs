@@ -76,6 +76,9 @@ impl ParcelStore for AnyStore {
     async fn versions(&self, ids: &[VersionId]) -> Result<Vec<ParcelVersion>> {
         dispatch!(self, s => s.versions(ids).await)
     }
+    async fn at_point_on(&self, lon: f64, lat: f64, when: DateTime<Utc>) -> Result<Vec<ParcelVersion>> {
+        dispatch!(self, s => s.at_point_on(lon, lat, when).await)
+    }
     async fn analyze(&self) -> Result<()> {
         dispatch!(self, s => s.analyze().await)
     }

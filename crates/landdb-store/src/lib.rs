@@ -133,6 +133,14 @@ pub trait ParcelStore: Send + Sync {
     fn current_by_key(&self, key: &ParcelKey) -> impl Future<Output = Result<Option<ParcelVersion>>> + Send;
     /// Current versions with this national ID (normally one).
     fn current_by_national_id(&self, id: &NationalParcelId) -> impl Future<Output = Result<Vec<ParcelVersion>>> + Send;
+    /// The versions that contained the point (longitude, latitude; boundary included) at `when`:
+    /// "which parcel was here on that date", answered from the history.
+    fn at_point_on(
+        &self,
+        lon: f64,
+        lat: f64,
+        when: DateTime<Utc>,
+    ) -> impl Future<Output = Result<Vec<ParcelVersion>>> + Send;
     /// Every version that ever had this natural key, oldest first.
     fn history(&self, key: &ParcelKey) -> impl Future<Output = Result<Vec<ParcelVersion>>> + Send;
     /// The versions that came from this one (its successors after an update, split or merge).

@@ -187,6 +187,15 @@ impl ParcelStore for PgStore {
         Ok(self.fetch_versions(sqlx::query(&sql).bind(id.0)).await?.pop())
     }
 
+    async fn at_point_on(&self, lon: f64, lat: f64, when: DateTime<Utc>) -> Result<Vec<ParcelVersion>> {
+        let sql = format!(
+            "SELECT {VERSION_COLUMNS} FROM parcel_version v \
+             WHERE ST_Intersects(v.geom, ST_SetSRID(ST_MakePoint($1, $2), 4326)) \
+             AND v.valid_from <= $3 AND (v.valid_to IS NULL OR v.valid_to > $3) ORDER BY v.id"
+        );
+        self.fetch_versions(sqlx::query(&sql).bind(lon).bind(lat).bind(when)).await
+    }
+
     async fn analyze(&self) -> Result<()> {
         // The table sizes are what misled the planner; they come with any column. The geometry's
         // statistics (half a second for Đà Nẵng) are left to autovacuum.

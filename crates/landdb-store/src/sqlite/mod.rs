@@ -166,6 +166,18 @@ impl ParcelStore for SqliteStore {
         Ok(self.fetch_versions(sqlx::query(&sql).bind(id.0)).await?.pop())
     }
 
+    async fn at_point_on(&self, lon: f64, lat: f64, when: DateTime<Utc>) -> Result<Vec<ParcelVersion>> {
+        // Boxes from the index, then the exact test (boundary included, as ST_Intersects).
+        let sql = format!(
+            "SELECT {VERSION_COLUMNS} FROM parcel_version v \
+             WHERE v.min_lon <= ?1 AND v.max_lon >= ?1 AND v.min_lat <= ?2 AND v.max_lat >= ?2 \
+             AND v.valid_from <= ?3 AND (v.valid_to IS NULL OR v.valid_to > ?3) ORDER BY v.id"
+        );
+        let candidates = self.fetch_versions(sqlx::query(&sql).bind(lon).bind(lat).bind(timestamp(when))).await?;
+        let point = geo::Point::new(lon, lat);
+        Ok(candidates.into_iter().filter(|v| geo::Intersects::intersects(&v.parcel.geometry, &point)).collect())
+    }
+
     async fn analyze(&self) -> Result<()> {
         sqlx::query("ANALYZE").execute(&self.pool).await?;
         Ok(())
