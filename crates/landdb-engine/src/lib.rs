@@ -7,7 +7,7 @@
 
 pub mod shapes;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::{Arc, RwLock};
 
 use geo::{Coord, Intersects, MultiPolygon, Polygon, Rect};
@@ -68,6 +68,40 @@ impl rstar::RTreeParams for TreeParams {
     type DefaultInsertionStrategy = rstar::RStarInsertionStrategy;
 }
 
+/// Slots by the hash of a key, sorted: 16 bytes a parcel where a map of owned keys costs ten
+/// times that. Callers check the key of what they find (hashes can collide).
+#[derive(Debug, Default)]
+struct HashIndex {
+    entries: Vec<(u64, Slot)>,
+}
+
+impl HashIndex {
+    fn hash(key: &impl std::hash::Hash) -> u64 {
+        use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
+        BuildHasherDefault::<DefaultHasher>::default().hash_one(key)
+    }
+
+    fn push(&mut self, key: &impl std::hash::Hash, slot: Slot) {
+        self.entries.push((Self::hash(key), slot));
+    }
+
+    fn seal(&mut self) {
+        self.entries.sort_unstable();
+        self.entries.shrink_to_fit();
+    }
+
+    /// The parcels whose key hashes like `key`.
+    fn find<'a>(
+        &'a self,
+        key: &impl std::hash::Hash,
+        parcels: &'a [ParcelInfo],
+    ) -> impl Iterator<Item = &'a ParcelInfo> {
+        let h = Self::hash(key);
+        let start = self.entries.partition_point(|(k, _)| *k < h);
+        self.entries[start..].iter().take_while(move |(k, _)| *k == h).map(|(_, s)| &parcels[*s as usize])
+    }
+}
+
 /// Index into [`Snapshot::parcels`].
 type Slot = u32;
 /// A parcel's box in the tree, with where its boundary is: a candidate is tested without
@@ -80,10 +114,10 @@ pub struct Snapshot {
     parcels: Vec<ParcelInfo>,
     shapes: Shapes,
     tree: RTree<Envelope, TreeParams>,
-    by_version: HashMap<VersionId, Slot>,
-    by_key: HashMap<ParcelKey, Slot>,
-    by_national_id: HashMap<NationalParcelId, Vec<Slot>>,
-    by_commune: HashMap<CommuneCode, Vec<Slot>>,
+    by_version: HashIndex,
+    by_key: HashIndex,
+    by_national_id: HashIndex,
+    by_commune: HashIndex,
     position: FeedPosition,
 }
 
@@ -94,10 +128,10 @@ impl Snapshot {
             parcels: Vec::new(),
             shapes: Shapes::default(),
             tree: RTree::new_with_params(),
-            by_version: HashMap::new(),
-            by_key: HashMap::new(),
-            by_national_id: HashMap::new(),
-            by_commune: HashMap::new(),
+            by_version: HashIndex::default(),
+            by_key: HashIndex::default(),
+            by_national_id: HashIndex::default(),
+            by_commune: HashIndex::default(),
             position,
         };
         let mut envelopes = Vec::new();
@@ -109,10 +143,10 @@ impl Snapshot {
                 Rectangle::from_corners([rect.min().x, rect.min().y], [rect.max().x, rect.max().y]),
                 (slot, shape),
             ));
-            s.by_version.insert(v.version, slot);
-            s.by_key.insert(v.key.clone(), slot);
-            s.by_national_id.entry(v.national_id.clone()).or_default().push(slot);
-            s.by_commune.entry(v.key.commune.clone()).or_default().push(slot);
+            s.by_version.push(&v.version, slot);
+            s.by_key.push(&v.key, slot);
+            s.by_national_id.push(&v.national_id, slot);
+            s.by_commune.push(&v.key.commune, slot);
             s.parcels.push(ParcelInfo {
                 version: v.version,
                 key: v.key,
@@ -124,6 +158,9 @@ impl Snapshot {
             });
         }
         s.tree = RTree::bulk_load_with_params(envelopes);
+        for index in [&mut s.by_version, &mut s.by_key, &mut s.by_national_id, &mut s.by_commune] {
+            index.seal();
+        }
         s
     }
 
@@ -202,21 +239,21 @@ impl Snapshot {
     }
 
     pub fn by_key(&self, key: &ParcelKey) -> Option<&ParcelInfo> {
-        self.by_key.get(key).map(|s| &self.parcels[*s as usize])
+        self.by_key.find(key, &self.parcels).find(|p| p.key == *key)
     }
 
     pub fn by_version(&self, version: VersionId) -> Option<&ParcelInfo> {
-        self.by_version.get(&version).map(|s| &self.parcels[*s as usize])
+        self.by_version.find(&version, &self.parcels).find(|p| p.version == version)
     }
 
     /// Parcels with this national ID (normally one).
-    pub fn by_national_id(&self, id: &NationalParcelId) -> impl Iterator<Item = &ParcelInfo> {
-        self.by_national_id.get(id).into_iter().flatten().map(|s| &self.parcels[*s as usize])
+    pub fn by_national_id<'a>(&'a self, id: &'a NationalParcelId) -> impl Iterator<Item = &'a ParcelInfo> {
+        self.by_national_id.find(id, &self.parcels).filter(move |p| p.national_id == *id)
     }
 
     /// Every parcel of the commune (by the 2025 commune code of its key).
-    pub fn in_commune(&self, commune: &CommuneCode) -> impl Iterator<Item = &ParcelInfo> {
-        self.by_commune.get(commune).into_iter().flatten().map(|s| &self.parcels[*s as usize])
+    pub fn in_commune<'a>(&'a self, commune: &'a CommuneCode) -> impl Iterator<Item = &'a ParcelInfo> {
+        self.by_commune.find(commune, &self.parcels).filter(move |p| p.key.commune == *commune)
     }
 
     /// The parcel's boundary.
@@ -224,7 +261,8 @@ impl Snapshot {
         self.shapes.geometry(info.shape)
     }
 
-    /// Bytes held on the heap, roughly: parcels, boundaries, tree and maps.
+    /// Bytes held on the heap: parcels, boundaries, tree and indexes (what the allocator adds to
+    /// each string is not counted; the resident growth of the process shows it).
     pub fn heap_bytes(&self) -> usize {
         let info = self.parcels.capacity() * std::mem::size_of::<ParcelInfo>()
             + self
@@ -233,12 +271,17 @@ impl Snapshot {
                 .map(|p| {
                     p.key.sheet.capacity()
                         + p.key.number.capacity()
+                        + p.key.commune.as_str().len()
+                        + p.national_id.as_str().len()
                         + p.land_use.capacity() * std::mem::size_of::<LandUseCode>()
                         + p.address.as_ref().map_or(0, String::capacity)
                 })
                 .sum::<usize>();
         let tree = self.tree.size() * (std::mem::size_of::<Envelope>() + 8);
-        let maps = (self.by_version.capacity() + self.by_key.capacity()) * 48;
+        let maps = [&self.by_version, &self.by_key, &self.by_national_id, &self.by_commune]
+            .iter()
+            .map(|i| i.entries.capacity() * std::mem::size_of::<(u64, Slot)>())
+            .sum::<usize>();
         info + self.shapes.heap_bytes() + tree + maps
     }
 }
@@ -345,12 +388,12 @@ impl View {
     }
 
     /// Current parcels with this national ID (normally one).
-    pub fn by_national_id(&self, id: &NationalParcelId) -> Vec<&ParcelInfo> {
+    pub fn by_national_id<'a>(&'a self, id: &'a NationalParcelId) -> Vec<&'a ParcelInfo> {
         self.base.by_national_id(id).filter(|info| self.current(info)).chain(self.recent.by_national_id(id)).collect()
     }
 
     /// Every current parcel of the commune.
-    pub fn in_commune(&self, commune: &CommuneCode) -> Vec<&ParcelInfo> {
+    pub fn in_commune<'a>(&'a self, commune: &'a CommuneCode) -> Vec<&'a ParcelInfo> {
         self.base.in_commune(commune).filter(|info| self.current(info)).chain(self.recent.in_commune(commune)).collect()
     }
 
@@ -537,7 +580,7 @@ mod tests {
             probes in proptest::collection::vec((0.0f64..40.0, 0.0f64..3.0), 20),
         ) {
             // Forty squares in a row; each step retires some and re-creates the squares it names.
-            let mut current: HashMap<usize, i64> = (0..40).map(|i| (i, i as i64 + 1)).collect();
+            let mut current: std::collections::HashMap<usize, i64> = (0..40).map(|i| (i, i as i64 + 1)).collect();
             let mut next_version = 100;
             let mut view = View::of(Snapshot::build((0..40).map(|i| square(i as i64 + 1, i as f64, 0.0)), FeedPosition(0)));
             for (k, (touched, created_far)) in steps.into_iter().enumerate() {
