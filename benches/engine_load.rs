@@ -36,6 +36,24 @@ fn main() -> anyhow::Result<()> {
             view.heap_bytes() as f64 / view.len() as f64,
             grown as f64 / view.len() as f64
         );
+        let file = std::env::temp_dir().join(format!("landdb-bench-{}.snap", std::process::id()));
+        let start = std::time::Instant::now();
+        engine.save(&file)?;
+        let saved = start.elapsed();
+        let size = std::fs::metadata(&file)?.len();
+        drop(view);
+        drop(engine);
+        let start = std::time::Instant::now();
+        let reopened = Engine::open(&store, &file).await?;
+        let opened = start.elapsed();
+        println!(
+            "| snapshot file: {:.0} MB, written in {:.1} s | engine opened from it in {:.1} s ({} parcels) |",
+            size as f64 / 1e6,
+            saved.as_secs_f64(),
+            opened.as_secs_f64(),
+            reopened.snapshot().len()
+        );
+        let _ = std::fs::remove_file(&file);
         anyhow::Ok(())
     })
 }

@@ -246,3 +246,43 @@ async fn a_second_engine_sees_an_import_within_a_second() {
     let inside = landdb_model::national_id::interior_point(&g).expect("interior");
     assert!(after.at_point(inside.x(), inside.y()).iter().any(|p| p.version == new.version));
 }
+
+/// A snapshot file restarts an engine that answers like one loaded from the store, and catches
+/// up through the feed with what was imported after it was written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_snapshot_file_restarts_the_engine_and_the_feed_catches_it_up() {
+    let samples = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../data-samples/geojson");
+    let (_db, store) = imported(&[samples.join("20194.geojson")]).await;
+    let dir = std::env::temp_dir().join(format!("landdb-snapshot-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let file = dir.join("engine.snap");
+    Engine::load(&store).await.expect("load").save(&file).expect("saved");
+
+    let reference = ReferenceData::embedded().expect("reference");
+    let options = Options { crs_override: None, mapping: FieldMapping::builtin().expect("profile") };
+    import(&store, &[samples.join("20197.geojson")], &reference, &options, Mode::Append, &|_| {})
+        .await
+        .expect("import");
+
+    let restarted = Engine::open(&store, &file).await.expect("open").snapshot();
+    let loaded = Engine::load(&store).await.expect("load").snapshot();
+    assert_eq!(restarted.position(), loaded.position());
+    assert_eq!(restarted.len(), loaded.len());
+    for p in points(&loaded, 5_000, 500) {
+        let ids = |v: Vec<&landdb_engine::ParcelInfo>| v.iter().map(|i| i.version).collect::<BTreeSet<_>>();
+        assert_eq!(ids(restarted.at_point(p.x, p.y)), ids(loaded.at_point(p.x, p.y)), "{p:?}");
+    }
+    for info in loaded.parcels() {
+        let other = restarted.by_version(info.version).expect("same parcels");
+        let fields = |p: &landdb_engine::ParcelInfo| {
+            (p.key.clone(), p.national_id.clone(), p.land_use.clone(), p.area_m2.to_bits(), p.address.clone())
+        };
+        assert_eq!(fields(other), fields(info));
+        assert_eq!(restarted.geometry(other), loaded.geometry(info), "boundaries bit for bit");
+    }
+
+    std::fs::write(&file, b"not a snapshot at all").expect("write");
+    let e = Engine::open(&store, &file).await.expect_err("refused");
+    assert!(e.to_string().contains("engine.snap") && e.to_string().contains("not a landdb snapshot"), "{e}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -5,6 +5,7 @@
 //!
 //! A [`Snapshot`] is immutable; the [`Engine`] swaps in a new one, so readers are never blocked.
 
+pub mod file;
 pub mod shapes;
 
 use std::collections::HashSet;
@@ -290,6 +291,8 @@ impl Snapshot {
 pub enum EngineError {
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    File(#[from] file::FileError),
 }
 
 /// What the engine answers from at one feed position: a large base snapshot, the parcels created
@@ -489,6 +492,28 @@ impl Engine {
         let engine = Engine { current: RwLock::new(Arc::new(View::of(Snapshot::build(records, head)))) };
         engine.follow(store).await?;
         Ok(engine)
+    }
+
+    /// Starts from a snapshot file written by [`Engine::save`], then follows the feed from the
+    /// position it was written at: a restart without reading every parcel from the store.
+    pub async fn open<S: ParcelStore>(store: &S, path: &std::path::Path) -> Result<Self, EngineError> {
+        let (position, records) = file::read(path)?;
+        let engine = Engine { current: RwLock::new(Arc::new(View::of(Snapshot::build(records, position)))) };
+        engine.follow(store).await?;
+        Ok(engine)
+    }
+
+    /// Writes the current view to `path`, for [`Engine::open`].
+    pub fn save(&self, path: &std::path::Path) -> Result<(), EngineError> {
+        let view = self.snapshot();
+        let records = view
+            .base
+            .parcels()
+            .filter(|p| view.current(p))
+            .map(|p| view.base.record(p))
+            .chain(view.recent.parcels().map(|p| view.recent.record(p)));
+        file::write(path, view.position(), view.len(), records)?;
+        Ok(())
     }
 
     /// The view to answer from; it stays valid however the engine moves on.
