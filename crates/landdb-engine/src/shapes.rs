@@ -69,7 +69,9 @@ impl Shapes {
         let ys = || edges.iter().map(|i| self.coords[*i as usize].y);
         let min_y = ys().fold(f64::INFINITY, f64::min);
         let max_y = ys().fold(f64::NEG_INFINITY, f64::max);
-        let count = (edges.len() as f64).sqrt().ceil().max(1.0) as usize;
+        // About eight edges a band: a point test looks at a handful of edges however long the
+        // shape (one band entry per edge and band it reaches: a few bytes an edge).
+        let count = (edges.len() / 8).max(1);
         let height = ((max_y - min_y) / count as f64).max(f64::MIN_POSITIVE);
         let band_of = |y: f64| (((y - min_y) / height).max(0.0) as usize).min(count - 1);
         let mut bands = vec![Vec::new(); count];
@@ -183,6 +185,7 @@ impl Shapes {
         self.coords.capacity() * std::mem::size_of::<Coord<f64>>()
             + self.ring_ends.capacity() * 4
             + self.exterior.capacity()
+            + self.banded.values().map(|b| b.edges.iter().map(|e| 24 + e.capacity() * 4).sum::<usize>()).sum::<usize>()
     }
 }
 
