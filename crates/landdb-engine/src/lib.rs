@@ -312,7 +312,8 @@ impl View {
         View { base: Arc::new(base), recent: Snapshot::build(Vec::new(), position), retired: HashSet::new(), position }
     }
 
-    fn current<'a>(&'a self, info: &'a ParcelInfo) -> bool {
+    /// Whether a parcel of the base is still current (the recent ones always are).
+    fn current(&self, info: &ParcelInfo) -> bool {
         self.retired.is_empty() || !self.retired.contains(&info.version)
     }
 
@@ -405,13 +406,10 @@ impl View {
         self.base.parcels().filter(|info| self.current(info)).chain(self.recent.parcels())
     }
 
-    /// The parcel's boundary.
+    /// The boundary of a parcel this view returned.
     pub fn geometry(&self, info: &ParcelInfo) -> MultiPolygon<f64> {
-        if self.recent.by_version(info.version).is_some_and(|r| std::ptr::eq(r, info)) {
-            self.recent.geometry(info)
-        } else {
-            self.base.geometry(info)
-        }
+        let in_recent = self.recent.parcels.as_ptr_range().contains(&std::ptr::from_ref(info));
+        if in_recent { self.recent.geometry(info) } else { self.base.geometry(info) }
     }
 
     /// The box around every parcel (of the base and the recent ones).
