@@ -50,6 +50,16 @@ fn points(snapshot: &View, random: usize, vertices: usize) -> Vec<Coord<f64>> {
     out
 }
 
+/// Rows of (1-based ordinal of the question, version found), by question.
+fn by_ordinal(rows: Vec<sqlx::postgres::PgRow>) -> BTreeMap<usize, BTreeSet<i64>> {
+    let mut found: BTreeMap<usize, BTreeSet<i64>> = BTreeMap::new();
+    for row in rows {
+        let i: i64 = row.get(0);
+        found.entry(usize::try_from(i - 1).expect("ordinal")).or_default().insert(row.get(1));
+    }
+    found
+}
+
 /// For each point, the versions PostGIS finds with `ST_Intersects`.
 async fn postgis_at_points(db: &PostgisDb, points: &[Coord<f64>]) -> BTreeMap<usize, BTreeSet<i64>> {
     let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&db.url).await.expect("connect");
@@ -64,12 +74,7 @@ async fn postgis_at_points(db: &PostgisDb, points: &[Coord<f64>]) -> BTreeMap<us
     .fetch_all(&mut conn)
     .await
     .expect("query");
-    let mut found: BTreeMap<usize, BTreeSet<i64>> = BTreeMap::new();
-    for row in rows {
-        let i: i64 = row.get(0);
-        found.entry(usize::try_from(i - 1).expect("ordinal")).or_default().insert(row.get(1));
-    }
-    found
+    by_ordinal(rows)
 }
 
 /// For each box, the versions PostGIS finds with `ST_Intersects`.
@@ -88,12 +93,7 @@ async fn postgis_in_boxes(db: &PostgisDb, boxes: &[Rect<f64>]) -> BTreeMap<usize
     .fetch_all(&mut conn)
     .await
     .expect("query");
-    let mut found: BTreeMap<usize, BTreeSet<i64>> = BTreeMap::new();
-    for row in rows {
-        let i: i64 = row.get(0);
-        found.entry(usize::try_from(i - 1).expect("ordinal")).or_default().insert(row.get(1));
-    }
-    found
+    by_ordinal(rows)
 }
 
 /// For each polygon (WKT), the versions PostGIS finds with `ST_Intersects`.
@@ -115,12 +115,7 @@ async fn postgis_in_polygons(db: &PostgisDb, polygons: &[geo::Polygon<f64>]) -> 
     .fetch_all(&mut conn)
     .await
     .expect("query");
-    let mut found: BTreeMap<usize, BTreeSet<i64>> = BTreeMap::new();
-    for row in rows {
-        let i: i64 = row.get(0);
-        found.entry(usize::try_from(i - 1).expect("ordinal")).or_default().insert(row.get(1));
-    }
-    found
+    by_ordinal(rows)
 }
 
 async fn agrees_with_postgis(paths: &[PathBuf], random_points: usize, vertices: usize, boxes: usize) {
@@ -187,6 +182,38 @@ async fn agrees_with_postgis(paths: &[PathBuf], random_points: usize, vertices: 
     for (i, polygon) in polygons.iter().enumerate() {
         let ours: BTreeSet<i64> = snapshot.intersecting(polygon).iter().map(|info| info.version.0).collect();
         assert_eq!(ours, expected.get(&i).cloned().unwrap_or_default(), "polygon {i}: {polygon:?}");
+    }
+
+    // Parcels within a distance in metres, as ST_DWithin on the geography (a geometry box first,
+    // so that PostGIS can use its index: a degree is more than 100 km here).
+    let queries: Vec<(Coord<f64>, f64)> =
+        points.iter().skip(2 * boxes.len()).take(boxes.len()).map(|p| (*p, rng.gen_range(0.0..250.0))).collect();
+    let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&db.url).await.expect("connect");
+    let rows = sqlx::query(
+        "SELECT q.i, v.id FROM unnest($1::float8[], $2::float8[], $3::float8[]) WITH ORDINALITY AS q(x, y, d, i) \
+         JOIN current_parcel v ON ST_DWithin(v.geom, ST_SetSRID(ST_MakePoint(q.x, q.y), 4326), q.d / 100000.0) \
+         AND ST_DWithin(v.geom::geography, ST_SetSRID(ST_MakePoint(q.x, q.y), 4326)::geography, q.d)",
+    )
+    .bind(queries.iter().map(|(p, _)| p.x).collect::<Vec<_>>())
+    .bind(queries.iter().map(|(p, _)| p.y).collect::<Vec<_>>())
+    .bind(queries.iter().map(|(_, d)| *d).collect::<Vec<_>>())
+    .fetch_all(&mut conn)
+    .await
+    .expect("query");
+    let expected = by_ordinal(rows);
+    for (i, (p, d)) in queries.iter().enumerate() {
+        let ours: BTreeSet<i64> = snapshot.within(p.x, p.y, *d).iter().map(|(info, _)| info.version.0).collect();
+        assert_eq!(ours, expected.get(&i).cloned().unwrap_or_default(), "{d} m of {p:?}");
+        // The k nearest are the first k of all parcels within reach, by the same distance.
+        // (within() itself was just checked against PostGIS: reaching one metre past the fifth
+        // nearest, it must find no parcel nearer that nearest() missed.)
+        let found = snapshot.nearest(p.x, p.y, 5);
+        let nearest: Vec<i64> = found.iter().map(|(info, _)| info.version.0).collect();
+        let fifth = found.last().map_or(0.0, |(_, d)| *d);
+        let mut reach = snapshot.within(p.x, p.y, fifth + 1.0);
+        reach.sort_by(|a, b| a.1.total_cmp(&b.1).then(a.0.version.cmp(&b.0.version)));
+        let brute: Vec<i64> = reach.iter().take(5).map(|(info, _)| info.version.0).collect();
+        assert_eq!(nearest, brute, "nearest to {p:?}");
     }
 
     // Lookups by key and national ID find what the store finds.

@@ -163,6 +163,17 @@ impl Shapes {
         crossed || self.intersects_point(shape, min)
     }
 
+    /// The rings of the parcel, as coordinate slices.
+    pub fn ring_slices(&self, shape: ShapeRef) -> impl Iterator<Item = &[Coord<f64>]> {
+        self.rings(shape).map(|r| self.ring(r))
+    }
+
+    /// Metres from the point to the parcel on the WGS84 spheroid: zero inside or on it, else as
+    /// PostGIS measures a geography (see [`crate::distance`]).
+    pub fn distance_m(&self, shape: ShapeRef, p: Coord<f64>) -> f64 {
+        if self.intersects_point(shape, p) { 0.0 } else { crate::distance::to_boundary(p, self.ring_slices(shape)) }
+    }
+
     /// The parcel as a geo geometry (for the rarer box and polygon tests).
     pub fn geometry(&self, shape: ShapeRef) -> MultiPolygon<f64> {
         let mut polygons: Vec<Polygon<f64>> = Vec::new();
