@@ -114,6 +114,17 @@ fn main() -> anyhow::Result<()> {
     let found = box_rounds[0].0;
     let box_rate = median(box_rounds.iter().map(|(_, t)| boxes.len() as f64 / t.as_secs_f64()).collect());
 
+    // Distances: parcels within 100 m, and the five nearest.
+    let near = &points[..200_000];
+    let within_rounds = rounds(&|| {
+        timed(|| near.par_iter().map(|p| snapshot.within(p.x, p.y, 100.0).len()).sum::<usize>())
+    });
+    let within_rate = median(within_rounds.iter().map(|(_, t)| near.len() as f64 / t.as_secs_f64()).collect());
+    let nearest_rounds = rounds(&|| {
+        timed(|| near.par_iter().map(|p| snapshot.nearest(p.x, p.y, 5).len()).sum::<usize>())
+    });
+    let nearest_rate = median(nearest_rounds.iter().map(|(_, t)| near.len() as f64 / t.as_secs_f64()).collect());
+
     // 10,000 changes from the feed: 5,000 parcels retired and 5,000 new versions of them.
     let retired: Vec<VersionId> = snapshot.parcels().take(5_000).map(|p| p.version).collect();
     let top = snapshot.parcels().map(|p| p.version.0).max().unwrap_or(0);
@@ -168,6 +179,11 @@ fn main() -> anyhow::Result<()> {
         found as f64 / boxes.len() as f64,
         box_rate / pg_boxes
     );
+    println!(
+        "| parcels within 100 m, metres on the spheroid ({:.1} parcels each) | {within_rate:.0}/s | | |",
+        within_rounds[0].0 as f64 / near.len() as f64
+    );
+    println!("| five nearest parcels | {nearest_rate:.0}/s | | |");
     println!("| applying 10,000 feed changes (5,000 retired, 5,000 created) | {apply_ms:.1} ms | | |");
     drop(db);
     Ok(())
