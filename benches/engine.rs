@@ -116,13 +116,11 @@ fn main() -> anyhow::Result<()> {
 
     // Distances: parcels within 100 m, and the five nearest.
     let near = &points[..200_000];
-    let within_rounds = rounds(&|| {
-        timed(|| near.par_iter().map(|p| snapshot.within(p.x, p.y, 100.0).len()).sum::<usize>())
-    });
+    let within_rounds =
+        rounds(&|| timed(|| near.par_iter().map(|p| snapshot.within(p.x, p.y, 100.0).len()).sum::<usize>()));
     let within_rate = median(within_rounds.iter().map(|(_, t)| near.len() as f64 / t.as_secs_f64()).collect());
-    let nearest_rounds = rounds(&|| {
-        timed(|| near.par_iter().map(|p| snapshot.nearest(p.x, p.y, 5).len()).sum::<usize>())
-    });
+    let nearest_rounds =
+        rounds(&|| timed(|| near.par_iter().map(|p| snapshot.nearest(p.x, p.y, 5).len()).sum::<usize>()));
     let nearest_rate = median(nearest_rounds.iter().map(|(_, t)| near.len() as f64 / t.as_secs_f64()).collect());
 
     // 10,000 changes from the feed: 5,000 parcels retired and 5,000 new versions of them.

@@ -69,11 +69,15 @@ pub fn to_boundary(p: Coord<f64>, rings: impl Iterator<Item = impl AsRef<[Coord<
     let up = Unit::of(p);
     let mut best: Option<(Unit, f64)> = None;
     for ring in rings {
-        for edge in ring.as_ref().windows(2) {
-            let found = nearest_on_arc(Unit::of(edge[0]), Unit::of(edge[1]), up);
+        // Each vertex onto the sphere once: it ends one edge and begins the next.
+        let mut vertices = ring.as_ref().iter().map(|c| Unit::of(*c));
+        let Some(mut a) = vertices.next() else { continue };
+        for b in vertices {
+            let found = nearest_on_arc(a, b, up);
             if best.is_none_or(|(_, d)| found.1 < d) {
                 best = Some(found);
             }
+            a = b;
         }
     }
     best.map_or(f64::INFINITY, |(nearest, _)| Geodesic.distance(Point(p), Point(nearest.to_coord())))

@@ -16,7 +16,7 @@ use geo::{Coord, Intersects, MultiPolygon, Polygon, Rect};
 use landdb_model::{CommuneCode, FeedPosition, LandUseCode, NationalParcelId, ParcelKey, ParcelVersion, VersionId};
 use landdb_store::{ChangeKind, ParcelStore, StoreError};
 use rstar::primitives::{GeomWithData, Rectangle};
-use rstar::{AABB, Envelope as _, RTree, RTreeObject};
+use rstar::{AABB, Envelope as _, PointDistance, RTree, RTreeObject};
 
 use crate::shapes::{ShapeRef, Shapes};
 
@@ -243,8 +243,12 @@ impl Snapshot {
         let p = Coord { x: lon, y: lat };
         let (dlon, dlat) = degrees_around(lat, metres);
         let envelope = AABB::from_corners([lon - dlon, lat - dlat], [lon + dlon, lat + dlat]);
+        // No point of a box is nearer than its nearest corner or side, and a degree is at least
+        // this many metres here: boxes beyond reach are skipped without measuring.
+        let metres_a_degree = 110_000.0 * (lat.abs() + dlat + 1.0).min(89.0).to_radians().cos();
         self.tree
             .locate_in_envelope_intersecting(&envelope)
+            .filter(|e| e.geom().distance_2(&[lon, lat]).sqrt() * metres_a_degree <= metres)
             .filter_map(|e| {
                 let (slot, shape) = e.data;
                 let d = self.shapes.distance_m(shape, p);
