@@ -37,6 +37,16 @@ const VERSION_COLUMNS: &str = "v.id, v.national_id, v.commune_code, v.sheet, v.p
     v.certificate_no, v.source_crs, v.extra, ST_AsBinary(v.geom) AS geom, v.valid_from, v.valid_to, v.batch_id, \
     (SELECT coalesce(array_agg(l.parent_id ORDER BY l.parent_id), '{}') FROM parcel_lineage l WHERE l.version_id = v.id) AS lineage";
 
+/// A `right_holder` row (name, citizen_id, birth_year, address).
+fn holder_from_row(r: &PgRow) -> Result<RightHolder> {
+    Ok(RightHolder {
+        name: r.try_get("name")?,
+        citizen_id: r.try_get("citizen_id")?,
+        birth_year: r.try_get("birth_year")?,
+        address: r.try_get("address")?,
+    })
+}
+
 fn version_from_row(row: &PgRow) -> Result<ParcelVersion> {
     VersionRow {
         id: row.try_get("id")?,
@@ -261,16 +271,7 @@ impl ParcelStore for PgStore {
         .bind(id.0)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(RightHolder {
-                    name: r.try_get("name")?,
-                    citizen_id: r.try_get("citizen_id")?,
-                    birth_year: r.try_get("birth_year")?,
-                    address: r.try_get("address")?,
-                })
-            })
-            .collect()
+        rows.iter().map(holder_from_row).collect()
     }
 
     async fn current_page(&self, after: Option<VersionId>, limit: usize) -> Result<Vec<ParcelVersion>> {
@@ -561,12 +562,7 @@ impl BatchWriter for PgBatch {
         for h in &holders {
             let id = VersionId(h.try_get("version_id")?);
             if let Some(v) = found.iter_mut().find(|f| f.id == id) {
-                v.parcel.right_holders.push(RightHolder {
-                    name: h.try_get("name")?,
-                    citizen_id: h.try_get("citizen_id")?,
-                    birth_year: h.try_get("birth_year")?,
-                    address: h.try_get("address")?,
-                });
+                v.parcel.right_holders.push(holder_from_row(h)?);
             }
         }
         let parents: Vec<i64> = found.iter().flat_map(|v| v.lineage.iter().map(|p| p.0)).collect();

@@ -50,6 +50,16 @@ const VERSION_COLUMNS: &str = "v.id, v.national_id, v.commune_code, v.sheet, v.p
     v.certificate_no, v.source_crs, v.extra, v.geom, v.valid_from, v.valid_to, v.batch_id, \
     (SELECT json_group_array(parent_id) FROM (SELECT parent_id FROM parcel_lineage l WHERE l.version_id = v.id ORDER BY parent_id)) AS lineage";
 
+/// A `right_holder` row (name, citizen_id, birth_year, address).
+fn holder_from_row(r: &SqliteRow) -> Result<RightHolder> {
+    Ok(RightHolder {
+        name: r.try_get("name")?,
+        citizen_id: r.try_get("citizen_id")?,
+        birth_year: r.try_get("birth_year")?,
+        address: r.try_get("address")?,
+    })
+}
+
 fn version_from_row(row: &SqliteRow) -> Result<ParcelVersion> {
     let land_use: Vec<String> = serde_json::from_value(json(row.try_get("land_use")?)?)
         .map_err(|e| StoreError::Corrupt(format!("land_use: {e}")))?;
@@ -242,16 +252,7 @@ impl ParcelStore for SqliteStore {
         .bind(id.0)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(RightHolder {
-                    name: r.try_get("name")?,
-                    citizen_id: r.try_get("citizen_id")?,
-                    birth_year: r.try_get("birth_year")?,
-                    address: r.try_get("address")?,
-                })
-            })
-            .collect()
+        rows.iter().map(holder_from_row).collect()
     }
 
     async fn current_page(&self, after: Option<VersionId>, limit: usize) -> Result<Vec<ParcelVersion>> {
@@ -555,12 +556,7 @@ impl BatchWriter for SqliteBatch {
             .await
             .map_err(|e| self.fail(e.into()))?;
             for h in &holders {
-                version.parcel.right_holders.push(RightHolder {
-                    name: h.try_get("name")?,
-                    citizen_id: h.try_get("citizen_id")?,
-                    birth_year: h.try_get("birth_year")?,
-                    address: h.try_get("address")?,
-                });
+                version.parcel.right_holders.push(holder_from_row(h)?);
             }
             // The version goes before its parents come back: one key has one current version.
             for sql in [
