@@ -105,7 +105,7 @@ fn main() -> anyhow::Result<()> {
                 .par_iter()
                 .map_init(Vec::new, |ids, b| {
                     ids.clear();
-                    snapshot.each_in_box(*b, |p| ids.push(p.version));
+                    snapshot.each_in_box(*b, |p| ids.push(p.version()));
                     ids.len()
                 })
                 .sum::<usize>()
@@ -124,21 +124,13 @@ fn main() -> anyhow::Result<()> {
     let nearest_rate = median(nearest_rounds.iter().map(|(_, t)| near.len() as f64 / t.as_secs_f64()).collect());
 
     // 10,000 changes from the feed: 5,000 parcels retired and 5,000 new versions of them.
-    let retired: Vec<VersionId> = snapshot.parcels().take(5_000).map(|p| p.version).collect();
-    let top = snapshot.parcels().map(|p| p.version.0).max().unwrap_or(0);
+    let retired: Vec<VersionId> = snapshot.parcels().take(5_000).map(|p| p.version()).collect();
+    let top = snapshot.parcels().map(|p| p.version().0).max().unwrap_or(0);
     let created: Vec<ParcelRecord> = snapshot
         .parcels()
         .take(5_000)
         .enumerate()
-        .map(|(i, p)| ParcelRecord {
-            version: VersionId(top + 1 + i as i64),
-            key: p.key.clone(),
-            national_id: p.national_id.clone(),
-            land_use: p.land_use.clone(),
-            area_m2: p.area_m2,
-            address: p.address.clone(),
-            geometry: snapshot.geometry(p),
-        })
+        .map(|(i, p)| ParcelRecord { version: VersionId(top + 1 + i as i64), ..p.record() })
         .collect();
     let apply_ms = median(
         (0..3)

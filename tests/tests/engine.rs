@@ -10,7 +10,7 @@ use landdb_engine::{Engine, View};
 use landdb_ingest::import::{Mode, import};
 use landdb_ingest::pipeline::Options;
 use landdb_ingest::profiles::FieldMapping;
-use landdb_model::ReferenceData;
+use landdb_model::{ReferenceData, VersionId};
 use landdb_store::{AnyStore, DatabaseUrl, FeedWaiter, ParcelStore};
 use landdb_tests::PostgisDb;
 use rand::{Rng, SeedableRng};
@@ -43,7 +43,7 @@ fn points(snapshot: &View, random: usize, vertices: usize) -> Vec<Coord<f64>> {
     let parcels: Vec<_> = snapshot.parcels().collect();
     for _ in 0..vertices {
         let p = parcels[rng.gen_range(0..parcels.len())];
-        let g = snapshot.geometry(p);
+        let g = p.geometry();
         let ring = &g.0[0].exterior().0;
         out.push(ring[rng.gen_range(0..ring.len())]);
     }
@@ -129,7 +129,7 @@ async fn agrees_with_postgis(paths: &[PathBuf], random_points: usize, vertices: 
     let mut mismatches = Vec::new();
     let mut on_shared_boundary = 0;
     for (i, p) in points.iter().enumerate() {
-        let ours: BTreeSet<i64> = snapshot.at_point(p.x, p.y).iter().map(|info| info.version.0).collect();
+        let ours: BTreeSet<i64> = snapshot.at_point(p.x, p.y).iter().map(|info| info.version().0).collect();
         let theirs = expected.get(&i).cloned().unwrap_or_default();
         on_shared_boundary += usize::from(theirs.len() > 1);
         if ours != theirs {
@@ -157,7 +157,7 @@ async fn agrees_with_postgis(paths: &[PathBuf], random_points: usize, vertices: 
         .collect();
     let expected = postgis_in_boxes(&db, &boxes).await;
     for (i, b) in boxes.iter().enumerate() {
-        let ours: BTreeSet<i64> = snapshot.in_box(*b).iter().map(|info| info.version.0).collect();
+        let ours: BTreeSet<i64> = snapshot.in_box(*b).iter().map(|info| info.version().0).collect();
         assert_eq!(ours, expected.get(&i).cloned().unwrap_or_default(), "box {i}: {b:?}");
     }
 
@@ -180,7 +180,7 @@ async fn agrees_with_postgis(paths: &[PathBuf], random_points: usize, vertices: 
         .collect();
     let expected = postgis_in_polygons(&db, &polygons).await;
     for (i, polygon) in polygons.iter().enumerate() {
-        let ours: BTreeSet<i64> = snapshot.intersecting(polygon).iter().map(|info| info.version.0).collect();
+        let ours: BTreeSet<i64> = snapshot.intersecting(polygon).iter().map(|info| info.version().0).collect();
         assert_eq!(ours, expected.get(&i).cloned().unwrap_or_default(), "polygon {i}: {polygon:?}");
     }
 
@@ -202,28 +202,58 @@ async fn agrees_with_postgis(paths: &[PathBuf], random_points: usize, vertices: 
     .expect("query");
     let expected = by_ordinal(rows);
     for (i, (p, d)) in queries.iter().enumerate() {
-        let ours: BTreeSet<i64> = snapshot.within(p.x, p.y, *d).iter().map(|(info, _)| info.version.0).collect();
-        assert_eq!(ours, expected.get(&i).cloned().unwrap_or_default(), "{d} m of {p:?}");
+        let ours: BTreeSet<i64> = snapshot.within(p.x, p.y, *d).iter().map(|(info, _)| info.version().0).collect();
+        let theirs = expected.get(&i).cloned().unwrap_or_default();
+        if ours != theirs {
+            // Say how far each parcel in dispute is, by the engine and by PostGIS.
+            let mut disputed = Vec::new();
+            for v in theirs.symmetric_difference(&ours) {
+                let pg: f64 = sqlx::query_scalar(
+                    "SELECT ST_Distance(geom::geography, ST_SetSRID(ST_MakePoint($1, $2), 4326)::geography) \
+                     FROM parcel_version WHERE id = $3",
+                )
+                .bind(p.x)
+                .bind(p.y)
+                .bind(*v)
+                .fetch_one(&mut conn)
+                .await
+                .expect("distance");
+                let engine = snapshot.by_version(VersionId(*v)).map(|parcel| parcel.distance_m(p.x, p.y));
+                disputed.push(format!("version {v}: engine {engine:?} m, PostGIS {pg} m"));
+            }
+            panic!("{d} m of {p:?}: engine {ours:?}, PostGIS {theirs:?}; {}", disputed.join("; "));
+        }
         // The k nearest are the first k of all parcels within reach, by the same distance.
         // (within() itself was just checked against PostGIS: reaching one metre past the fifth
         // nearest, it must find no parcel nearer that nearest() missed.)
         let found = snapshot.nearest(p.x, p.y, 5);
-        let nearest: Vec<i64> = found.iter().map(|(info, _)| info.version.0).collect();
+        let nearest: Vec<i64> = found.iter().map(|(info, _)| info.version().0).collect();
         let fifth = found.last().map_or(0.0, |(_, d)| *d);
         let mut reach = snapshot.within(p.x, p.y, fifth + 1.0);
-        reach.sort_by(|a, b| a.1.total_cmp(&b.1).then(a.0.version.cmp(&b.0.version)));
-        let brute: Vec<i64> = reach.iter().take(5).map(|(info, _)| info.version.0).collect();
+        reach.sort_by(|a, b| a.1.total_cmp(&b.1).then(a.0.version().cmp(&b.0.version())));
+        let brute: Vec<i64> = reach.iter().take(5).map(|(info, _)| info.version().0).collect();
         assert_eq!(nearest, brute, "nearest to {p:?}");
+    }
+
+    // The compact encoding holds every boundary exactly as the store does, bit for bit (the
+    // import snaps to the storage grid, and grid units decode to the same doubles).
+    let sample: Vec<VersionId> = snapshot.parcels().step_by(7).map(|p| p.version()).collect();
+    for stored in store.versions(&sample).await.expect("read") {
+        let ours = snapshot.by_version(stored.id).expect("in the engine");
+        assert_eq!(ours.geometry(), stored.parcel.geometry, "boundary of {:?}", stored.id);
+        assert_eq!(ours.area_m2().to_bits(), stored.parcel.geometry_area_m2.to_bits());
+        assert_eq!(ours.address(), stored.parcel.address);
+        assert_eq!(ours.land_use(), stored.parcel.land_use);
     }
 
     // Lookups by key and national ID find what the store finds.
     for info in snapshot.parcels().step_by(97) {
-        let stored = store.current_by_key(&info.key).await.expect("read").expect("current");
-        assert_eq!(stored.id, info.version);
-        assert_eq!(snapshot.by_key(&info.key).map(|p| p.version), Some(info.version));
-        let by_id: BTreeSet<i64> = snapshot.by_national_id(&info.national_id).iter().map(|p| p.version.0).collect();
+        let stored = store.current_by_key(&info.key()).await.expect("read").expect("current");
+        assert_eq!(stored.id, info.version());
+        assert_eq!(snapshot.by_key(&info.key()).map(|p| p.version()), Some(info.version()));
+        let by_id: BTreeSet<i64> = snapshot.by_national_id(&info.national_id()).iter().map(|p| p.version().0).collect();
         let stored: BTreeSet<i64> =
-            store.current_by_national_id(&info.national_id).await.expect("read").iter().map(|v| v.id.0).collect();
+            store.current_by_national_id(&info.national_id()).await.expect("read").iter().map(|v| v.id.0).collect();
         assert_eq!(by_id, stored);
     }
 }
@@ -268,10 +298,10 @@ async fn a_second_engine_sees_an_import_within_a_second() {
     assert_eq!(after.len() as u64, second.count_current().await.expect("count"));
     assert!(after.len() > before.len());
     assert_eq!(before.len(), a.snapshot().len(), "the old snapshot is untouched for its readers");
-    let new = after.parcels().find(|p| p.key.commune.as_str() == "20197").expect("a parcel of the new commune");
-    let g = after.geometry(new);
+    let new = after.parcels().find(|p| p.commune().as_str() == "20197").expect("a parcel of the new commune");
+    let g = new.geometry();
     let inside = landdb_model::national_id::interior_point(&g).expect("interior");
-    assert!(after.at_point(inside.x(), inside.y()).iter().any(|p| p.version == new.version));
+    assert!(after.at_point(inside.x(), inside.y()).iter().any(|p| p.version() == new.version()));
 }
 
 /// A snapshot file restarts an engine that answers like one loaded from the store, and catches
@@ -296,17 +326,30 @@ async fn a_snapshot_file_restarts_the_engine_and_the_feed_catches_it_up() {
     assert_eq!(restarted.position(), loaded.position());
     assert_eq!(restarted.len(), loaded.len());
     for p in points(&loaded, 5_000, 500) {
-        let ids = |v: Vec<&landdb_engine::ParcelInfo>| v.iter().map(|i| i.version).collect::<BTreeSet<_>>();
+        let ids = |v: Vec<landdb_engine::Parcel<'_>>| v.iter().map(|i| i.version()).collect::<BTreeSet<_>>();
         assert_eq!(ids(restarted.at_point(p.x, p.y)), ids(loaded.at_point(p.x, p.y)), "{p:?}");
     }
     for info in loaded.parcels() {
-        let other = restarted.by_version(info.version).expect("same parcels");
-        let fields = |p: &landdb_engine::ParcelInfo| {
-            (p.key.clone(), p.national_id.clone(), p.land_use.clone(), p.area_m2.to_bits(), p.address.clone())
+        let other = restarted.by_version(info.version()).expect("same parcels");
+        let fields = |p: landdb_engine::Parcel<'_>| {
+            (p.key(), p.national_id(), p.land_use(), p.area_m2().to_bits(), p.address())
         };
         assert_eq!(fields(other), fields(info));
-        assert_eq!(restarted.geometry(other), loaded.geometry(info), "boundaries bit for bit");
+        assert_eq!(other.geometry(), info.geometry(), "boundaries bit for bit");
     }
+
+    // A damaged file is refused, not read into wrong answers.
+    Engine::load(&store).await.expect("load").save(&file).expect("saved");
+    let mut bytes = std::fs::read(&file).expect("read");
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x10;
+    std::fs::write(&file, &bytes).expect("write");
+    let e = Engine::open(&store, &file).await.expect_err("refused");
+    assert!(e.to_string().contains("damaged") || e.to_string().contains("not a landdb snapshot"), "{e}");
+    bytes.truncate(middle);
+    std::fs::write(&file, &bytes).expect("write");
+    let e = Engine::open(&store, &file).await.expect_err("refused");
+    assert!(e.to_string().contains("not a landdb snapshot"), "{e}");
 
     std::fs::write(&file, b"not a snapshot at all").expect("write");
     let e = Engine::open(&store, &file).await.expect_err("refused");

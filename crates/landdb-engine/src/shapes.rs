@@ -1,185 +1,199 @@
-//! Parcel boundaries packed into one arena: every coordinate of every parcel in one vector, rings
-//! as end offsets into it. No allocation per parcel, and a point test walks contiguous memory.
-
-use std::ops::Range;
+//! Parcel boundaries in a compact encoding, and the exact tests the queries make on them.
+//!
+//! A boundary on the storage grid ([`landdb_model::grid`], 10⁻⁸ degree) is kept as integer grid
+//! units, each vertex as the difference from the one before in variable-length bytes: a typical
+//! parcel edge of 10–30 m costs three bytes a coordinate instead of eight. Decoding gives back
+//! the stored doubles bit for bit, so the tests below see exactly what PostGIS sees. A boundary
+//! off the grid (a store written before snapping) is kept as plain doubles, still exact.
+//!
+//! One shape, byte by byte:
+//! - a varint header: ring count `<< 2`, `| 1` if plain doubles, `| 2` if banded (see [`Bands`]);
+//! - per ring, a varint: its vertex count without the closing vertex `<< 1`, `| 1` if it is the
+//!   exterior of a new polygon; then its vertices: zigzag varint deltas of x then y from the
+//!   vertex before (the first of the shape from zero), or two little-endian doubles each.
 
 use geo::kernels::{Kernel, Orientation, RobustKernel};
-use geo::{Coord, LineString, MultiPolygon, Polygon};
+use geo::{Coord, LineString, MultiPolygon, Polygon, Rect};
+use landdb_model::grid;
 
-/// The rings of one parcel: a range into [`Shapes::ring_ends`]; its polygons are told apart by
-/// `polygon_starts` (rings that begin a new polygon).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ShapeRef {
-    pub rings: (u32, u32),
-}
+use crate::codec::{fixed64, put_varint, unzigzag, varint, zigzag};
 
-#[derive(Debug, Default)]
-pub struct Shapes {
-    coords: Vec<Coord<f64>>,
-    /// End (exclusive) of each ring in `coords`; a ring starts where the one before ended.
-    ring_ends: Vec<u32>,
-    /// Whether each ring is the exterior of a new polygon.
-    exterior: Vec<bool>,
-    /// Edge bands of the large shapes (roads, rivers), by their first ring.
-    banded: std::collections::HashMap<u32, Bands>,
-}
+const RAW: u64 = 1;
+const BANDED: u64 = 2;
 
 /// Shapes with more edges than this get [`Bands`].
 const BANDED_FROM: usize = 128;
 
-/// A large shape's edges sorted into horizontal bands: a point test looks only at the edges of
-/// its band (every edge that reaches the point's latitude is in it).
-#[derive(Debug)]
-struct Bands {
-    min_y: f64,
-    max_y: f64,
-    height: f64,
-    /// For each band, the edges that reach into it, as the index of their first coordinate.
-    edges: Vec<Vec<u32>>,
+/// Encodes the boundary at the end of `out`.
+pub fn encode(geometry: &MultiPolygon<f64>, out: &mut Vec<u8>) {
+    let rings: Vec<(bool, &[Coord<f64>])> = geometry
+        .0
+        .iter()
+        .flat_map(|p| std::iter::once(p.exterior()).chain(p.interiors()).enumerate())
+        .map(|(i, ring)| (i == 0, open(&ring.0)))
+        .collect();
+    let raw = !grid::on_grid(geometry);
+    let edges: usize = rings.iter().map(|(_, r)| r.len()).sum();
+    let banded = edges > BANDED_FROM;
+    put_varint(out, ((rings.len() as u64) << 2) | if raw { RAW } else { 0 } | if banded { BANDED } else { 0 });
+    let mut prev = (0i64, 0i64);
+    for (exterior, ring) in rings {
+        put_varint(out, ((ring.len() as u64) << 1) | u64::from(exterior));
+        for c in ring {
+            if raw {
+                out.extend_from_slice(&c.x.to_le_bytes());
+                out.extend_from_slice(&c.y.to_le_bytes());
+            } else {
+                let k = (grid::units(c.x).unwrap_or_default(), grid::units(c.y).unwrap_or_default());
+                put_varint(out, zigzag(k.0 - prev.0));
+                put_varint(out, zigzag(k.1 - prev.1));
+                prev = k;
+            }
+        }
+    }
 }
 
-impl Shapes {
-    pub fn push(&mut self, geometry: &MultiPolygon<f64>) -> ShapeRef {
-        let first = self.ring_ends.len() as u32;
-        for polygon in &geometry.0 {
-            for (i, ring) in std::iter::once(polygon.exterior()).chain(polygon.interiors()).enumerate() {
-                self.coords.extend_from_slice(&ring.0);
-                self.ring_ends.push(self.coords.len() as u32);
-                self.exterior.push(i == 0);
-            }
+/// A ring without its closing vertex (which repeats the first).
+fn open(ring: &[Coord<f64>]) -> &[Coord<f64>] {
+    match ring {
+        [first, .., last] if first == last => &ring[..ring.len() - 1],
+        _ => ring,
+    }
+}
+
+/// One encoded boundary, and its bands if it has them.
+#[derive(Debug, Clone, Copy)]
+pub struct Shape<'a> {
+    bytes: &'a [u8],
+    bands: Option<&'a Bands>,
+}
+
+/// Reads a shape's rings and vertices in order.
+struct Decoder<'a> {
+    bytes: &'a [u8],
+    at: usize,
+    raw: bool,
+    rings: u64,
+    prev: (i64, i64),
+}
+
+impl Decoder<'_> {
+    /// The next ring: whether it begins a polygon, and its vertex count (closing one excluded).
+    #[inline]
+    fn ring(&mut self) -> Option<(bool, usize)> {
+        if self.rings == 0 {
+            return None;
         }
-        let shape = ShapeRef { rings: (first, self.ring_ends.len() as u32) };
-        if self.edge_starts(shape).count() > BANDED_FROM {
-            let bands = self.bands(shape);
-            self.banded.insert(first, bands);
+        self.rings -= 1;
+        let v = varint(self.bytes, &mut self.at);
+        Some((v & 1 == 1, (v >> 1) as usize))
+    }
+
+    #[inline]
+    fn vertex(&mut self) -> Coord<f64> {
+        if self.raw {
+            let x = f64::from_bits(fixed64(self.bytes, &mut self.at));
+            let y = f64::from_bits(fixed64(self.bytes, &mut self.at));
+            Coord { x, y }
+        } else {
+            self.prev.0 += unzigzag(varint(self.bytes, &mut self.at));
+            self.prev.1 += unzigzag(varint(self.bytes, &mut self.at));
+            Coord { x: grid::degrees(self.prev.0), y: grid::degrees(self.prev.1) }
         }
-        shape
+    }
+}
+
+impl<'a> Shape<'a> {
+    /// The shape encoded at the start of `bytes`, with `bands` if it was built with them.
+    pub fn new(bytes: &'a [u8], bands: Option<&'a Bands>) -> Self {
+        Shape { bytes, bands }
     }
 
-    /// The index of the first coordinate of every edge of the shape.
-    fn edge_starts(&self, shape: ShapeRef) -> impl Iterator<Item = u32> + '_ {
-        self.rings(shape).flat_map(move |r| {
-            let start = if r == 0 { 0 } else { self.ring_ends[r - 1] };
-            start..self.ring_ends[r].saturating_sub(1).max(start)
-        })
+    /// Whether the shape was encoded as banded (so its owner keeps [`Bands`] for it).
+    pub fn is_banded(bytes: &[u8]) -> bool {
+        varint(bytes, &mut 0) & BANDED != 0
     }
 
-    fn bands(&self, shape: ShapeRef) -> Bands {
-        let edges: Vec<u32> = self.edge_starts(shape).collect();
-        let ys = || edges.iter().map(|i| self.coords[*i as usize].y);
-        let min_y = ys().fold(f64::INFINITY, f64::min);
-        let max_y = ys().fold(f64::NEG_INFINITY, f64::max);
-        // About eight edges a band: a point test looks at a handful of edges however long the
-        // shape (one band entry per edge and band it reaches: a few bytes an edge).
-        let count = (edges.len() / 8).max(1);
-        let height = ((max_y - min_y) / count as f64).max(f64::MIN_POSITIVE);
-        let band_of = |y: f64| (((y - min_y) / height).max(0.0) as usize).min(count - 1);
-        let mut bands = vec![Vec::new(); count];
-        for i in edges {
-            let (a, b) = (self.coords[i as usize], self.coords[i as usize + 1]);
-            for band in &mut bands[band_of(a.y.min(b.y))..=band_of(a.y.max(b.y))] {
-                band.push(i);
+    fn decoder(&self) -> Decoder<'a> {
+        let mut at = 0;
+        let header = varint(self.bytes, &mut at);
+        Decoder { bytes: self.bytes, at, raw: header & RAW != 0, rings: header >> 2, prev: (0, 0) }
+    }
+
+    /// Calls `f` with every edge, ring by ring; stops at the first edge for which it is true.
+    #[inline]
+    fn any_edge(&self, mut f: impl FnMut(Coord<f64>, Coord<f64>) -> bool) -> bool {
+        let mut d = self.decoder();
+        while let Some((_, n)) = d.ring() {
+            if n == 0 {
+                continue;
             }
-        }
-        Bands { min_y, max_y, height, edges: bands }
-    }
-
-    fn ring(&self, r: usize) -> &[Coord<f64>] {
-        let start = if r == 0 { 0 } else { self.ring_ends[r - 1] as usize };
-        &self.coords[start..self.ring_ends[r] as usize]
-    }
-
-    fn rings(&self, shape: ShapeRef) -> Range<usize> {
-        shape.rings.0 as usize..shape.rings.1 as usize
-    }
-
-    /// Whether the parcel and the point intersect, boundary included (PostGIS `ST_Intersects`):
-    /// a point on an edge shared by two parcels is in both. Robust orientation predicates, so a
-    /// point exactly on an edge is found on it.
-    pub fn intersects_point(&self, shape: ShapeRef, p: Coord<f64>) -> bool {
-        // Even-odd over every ring of every polygon: parts are disjoint and holes lie in their
-        // shell, so an odd count of crossings means inside exactly one part and none of its holes.
-        let mut crossings = Crossings::default();
-        if let Some(bands) = self.banded.get(&shape.rings.0) {
-            if p.y < bands.min_y || p.y > bands.max_y {
-                return false;
-            }
-            let band = (((p.y - bands.min_y) / bands.height) as usize).min(bands.edges.len() - 1);
-            let edges = &bands.edges[band];
-            for i in edges {
-                let i = *i as usize;
-                if crossings.edge(self.coords[i], self.coords[i + 1], p) {
+            let first = d.vertex();
+            let mut a = first;
+            for _ in 1..n {
+                let b = d.vertex();
+                if f(a, b) {
                     return true;
                 }
+                a = b;
             }
-            return crossings.inside;
-        }
-        for r in self.rings(shape) {
-            for edge in self.ring(r).windows(2) {
-                if crossings.edge(edge[0], edge[1], p) {
-                    return true;
-                }
-            }
-        }
-        crossings.inside
-    }
-
-    /// Whether the parcel and the closed box intersect (PostGIS `ST_Intersects` with an
-    /// envelope): a vertex in the box, the box in the parcel, or an edge crossing a side.
-    pub fn intersects_rect(&self, shape: ShapeRef, rect: geo::Rect<f64>) -> bool {
-        let (min, max) = (rect.min(), rect.max());
-        let corners = [min, Coord { x: max.x, y: min.y }, max, Coord { x: min.x, y: max.y }];
-        let sides =
-            [(corners[0], corners[1]), (corners[1], corners[2]), (corners[2], corners[3]), (corners[3], corners[0])];
-        // An edge that starts in the box, or crosses one of its sides. Every vertex starts an
-        // edge, so this also finds a vertex in the box.
-        let meets = |a: Coord<f64>, b: Coord<f64>| {
-            if a.x >= min.x && a.x <= max.x && a.y >= min.y && a.y <= max.y {
+            if f(a, first) {
                 return true;
             }
-            let (lo_x, hi_x) = (a.x.min(b.x), a.x.max(b.x));
-            let (lo_y, hi_y) = (a.y.min(b.y), a.y.max(b.y));
-            if hi_x < min.x || lo_x > max.x || hi_y < min.y || lo_y > max.y {
-                return false;
+        }
+        false
+    }
+
+    /// The rings, each closed, with whether it begins a polygon.
+    pub fn rings(&self) -> Vec<(bool, Vec<Coord<f64>>)> {
+        let mut d = self.decoder();
+        let mut rings = Vec::new();
+        while let Some((exterior, n)) = d.ring() {
+            let mut ring: Vec<Coord<f64>> = (0..n).map(|_| d.vertex()).collect();
+            if let Some(first) = ring.first().copied() {
+                ring.push(first);
             }
-            let edge = geo::Line::new(a, b);
-            sides.iter().any(|(c, d)| geo::Intersects::intersects(&edge, &geo::Line::new(*c, *d)))
-        };
-        let crossed = match self.banded.get(&shape.rings.0) {
-            // Only the bands the box spans hold edges that can reach it.
-            Some(bands) => {
-                let band_of =
-                    |y: f64| (((y - bands.min_y) / bands.height).max(0.0) as usize).min(bands.edges.len() - 1);
-                max.y >= bands.min_y
-                    && min.y <= bands.max_y
-                    && bands.edges[band_of(min.y)..=band_of(max.y)]
-                        .iter()
-                        .flatten()
-                        .any(|i| meets(self.coords[*i as usize], self.coords[*i as usize + 1]))
+            rings.push((exterior, ring));
+        }
+        rings
+    }
+
+    /// The number of bytes the shape takes.
+    pub fn len(bytes: &[u8]) -> usize {
+        let shape = Shape::new(bytes, None);
+        let mut d = shape.decoder();
+        while let Some((_, n)) = d.ring() {
+            for _ in 0..n {
+                d.vertex();
             }
-            None => self.rings(shape).any(|r| self.ring(r).windows(2).any(|e| meets(e[0], e[1]))),
-        };
-        // Otherwise the box is wholly inside the parcel or wholly outside it.
-        crossed || self.intersects_point(shape, min)
+        }
+        d.at
     }
 
-    /// The rings of the parcel, as coordinate slices.
-    pub fn ring_slices(&self, shape: ShapeRef) -> impl Iterator<Item = &[Coord<f64>]> {
-        self.rings(shape).map(|r| self.ring(r))
+    /// The box around the shape; `None` without a vertex.
+    pub fn bounds(&self) -> Option<Rect<f64>> {
+        let mut d = self.decoder();
+        let mut b: Option<(Coord<f64>, Coord<f64>)> = None;
+        while let Some((_, n)) = d.ring() {
+            for _ in 0..n {
+                let c = d.vertex();
+                b = Some(match b {
+                    None => (c, c),
+                    Some((lo, hi)) => {
+                        (Coord { x: lo.x.min(c.x), y: lo.y.min(c.y) }, Coord { x: hi.x.max(c.x), y: hi.y.max(c.y) })
+                    }
+                });
+            }
+        }
+        b.map(|(lo, hi)| Rect::new(lo, hi))
     }
 
-    /// Metres from the point to the parcel on the WGS84 spheroid: zero inside or on it, else as
-    /// PostGIS measures a geography (see [`crate::distance`]).
-    pub fn distance_m(&self, shape: ShapeRef, p: Coord<f64>) -> f64 {
-        if self.intersects_point(shape, p) { 0.0 } else { crate::distance::to_boundary(p, self.ring_slices(shape)) }
-    }
-
-    /// The parcel as a geo geometry (for the rarer box and polygon tests).
-    pub fn geometry(&self, shape: ShapeRef) -> MultiPolygon<f64> {
+    /// The boundary as a geo geometry.
+    pub fn geometry(&self) -> MultiPolygon<f64> {
         let mut polygons: Vec<Polygon<f64>> = Vec::new();
-        for r in self.rings(shape) {
-            let ring = LineString(self.ring(r).to_vec());
-            if self.exterior[r] {
+        for (exterior, ring) in self.rings() {
+            let ring = LineString(ring);
+            if exterior || polygons.is_empty() {
                 polygons.push(Polygon::new(ring, Vec::new()));
             } else if let Some(last) = polygons.last_mut() {
                 last.interiors_push(ring);
@@ -188,15 +202,129 @@ impl Shapes {
         MultiPolygon(polygons)
     }
 
-    pub fn coord_count(&self) -> usize {
-        self.coords.len()
+    /// Whether the parcel and the point intersect, boundary included (PostGIS `ST_Intersects`):
+    /// a point on an edge shared by two parcels is in both. Robust orientation predicates, so a
+    /// point exactly on an edge is found on it.
+    #[inline]
+    pub fn intersects_point(&self, p: Coord<f64>) -> bool {
+        // Even-odd over every ring of every polygon: parts are disjoint and holes lie in their
+        // shell, so an odd count of crossings means inside exactly one part and none of its holes.
+        let mut crossings = Crossings::default();
+        if let Some(bands) = self.bands {
+            return bands.intersects_point(p);
+        }
+        self.any_edge(|a, b| crossings.edge(a, b, p)) || crossings.inside
+    }
+
+    /// Whether the parcel and the closed box intersect (PostGIS `ST_Intersects` with an
+    /// envelope): a vertex in the box, the box in the parcel, or an edge crossing a side.
+    pub fn intersects_rect(&self, rect: Rect<f64>) -> bool {
+        let meets = edge_meets_rect(rect);
+        let crossed = match self.bands {
+            Some(bands) => bands.any_edge_in(rect.min().y, rect.max().y, meets),
+            None => self.any_edge(meets),
+        };
+        // Otherwise the box is wholly inside the parcel or wholly outside it.
+        crossed || self.intersects_point(rect.min())
+    }
+
+    /// Metres from the point to the parcel on the WGS84 spheroid: zero inside or on it, else as
+    /// PostGIS measures a geography (see [`crate::distance`]).
+    pub fn distance_m(&self, p: Coord<f64>) -> f64 {
+        if self.intersects_point(p) {
+            0.0
+        } else {
+            crate::distance::to_boundary(p, self.rings().iter().map(|(_, r)| r.as_slice()))
+        }
+    }
+}
+
+/// Whether an edge starts in the box or crosses one of its sides. Every vertex starts an edge, so
+/// over all edges this also finds a vertex in the box.
+fn edge_meets_rect(rect: Rect<f64>) -> impl Fn(Coord<f64>, Coord<f64>) -> bool {
+    let (min, max) = (rect.min(), rect.max());
+    let corners = [min, Coord { x: max.x, y: min.y }, max, Coord { x: min.x, y: max.y }];
+    let sides = [(corners[0], corners[1]), (corners[1], corners[2]), (corners[2], corners[3]), (corners[3], corners[0])];
+    move |a: Coord<f64>, b: Coord<f64>| {
+        if a.x >= min.x && a.x <= max.x && a.y >= min.y && a.y <= max.y {
+            return true;
+        }
+        let (lo_x, hi_x) = (a.x.min(b.x), a.x.max(b.x));
+        let (lo_y, hi_y) = (a.y.min(b.y), a.y.max(b.y));
+        if hi_x < min.x || lo_x > max.x || hi_y < min.y || lo_y > max.y {
+            return false;
+        }
+        let edge = geo::Line::new(a, b);
+        sides.iter().any(|(c, d)| geo::Intersects::intersects(&edge, &geo::Line::new(*c, *d)))
+    }
+}
+
+/// A large shape's edges sorted into horizontal bands: a point test looks only at the edges of
+/// its band (every edge that reaches the point's latitude is in it). Roads and rivers of
+/// thousands of vertices are few, so their vertices are kept decoded here.
+#[derive(Debug)]
+pub struct Bands {
+    min_y: f64,
+    max_y: f64,
+    height: f64,
+    /// The rings' vertices one after another, each ring closed.
+    coords: Vec<Coord<f64>>,
+    /// For each band, the edges that reach into it, as the index of their first vertex.
+    edges: Vec<Vec<u32>>,
+}
+
+impl Bands {
+    pub fn of(shape: &Shape<'_>) -> Self {
+        let mut coords = Vec::new();
+        let mut starts = Vec::new();
+        for (_, ring) in shape.rings() {
+            let first = coords.len() as u32;
+            coords.extend_from_slice(&ring);
+            starts.extend(first..(coords.len() as u32).saturating_sub(1).max(first));
+        }
+        let min_y = coords.iter().map(|c| c.y).fold(f64::INFINITY, f64::min);
+        let max_y = coords.iter().map(|c| c.y).fold(f64::NEG_INFINITY, f64::max);
+        // About eight edges a band: a point test looks at a handful of edges however long the
+        // shape (one band entry per edge and band it reaches: a few bytes an edge).
+        let count = (starts.len() / 8).max(1);
+        let height = ((max_y - min_y) / count as f64).max(f64::MIN_POSITIVE);
+        let mut bands = Bands { min_y, max_y, height, coords, edges: vec![Vec::new(); count] };
+        for i in starts {
+            let (a, b) = (bands.coords[i as usize], bands.coords[i as usize + 1]);
+            let (lo, hi) = (bands.band_of(a.y.min(b.y)), bands.band_of(a.y.max(b.y)));
+            for band in &mut bands.edges[lo..=hi] {
+                band.push(i);
+            }
+        }
+        bands
+    }
+
+    fn band_of(&self, y: f64) -> usize {
+        (((y - self.min_y) / self.height).max(0.0) as usize).min(self.edges.len() - 1)
+    }
+
+    fn intersects_point(&self, p: Coord<f64>) -> bool {
+        if p.y < self.min_y || p.y > self.max_y {
+            return false;
+        }
+        let mut crossings = Crossings::default();
+        let band = &self.edges[self.band_of(p.y)];
+        band.iter().any(|i| crossings.edge(self.coords[*i as usize], self.coords[*i as usize + 1], p))
+            || crossings.inside
+    }
+
+    /// Whether `f` holds for an edge of a band between `lo` and `hi` (latitudes).
+    fn any_edge_in(&self, lo: f64, hi: f64, f: impl Fn(Coord<f64>, Coord<f64>) -> bool) -> bool {
+        hi >= self.min_y
+            && lo <= self.max_y
+            && self.edges[self.band_of(lo)..=self.band_of(hi)]
+                .iter()
+                .flatten()
+                .any(|i| f(self.coords[*i as usize], self.coords[*i as usize + 1]))
     }
 
     pub fn heap_bytes(&self) -> usize {
-        self.coords.capacity() * std::mem::size_of::<Coord<f64>>()
-            + self.ring_ends.capacity() * 4
-            + self.exterior.capacity()
-            + self.banded.values().map(|b| b.edges.iter().map(|e| 24 + e.capacity() * 4).sum::<usize>()).sum::<usize>()
+        self.coords.capacity() * 16 + self.edges.iter().map(|e| 24 + e.capacity() * 4).sum::<usize>()
     }
 }
 
@@ -208,6 +336,7 @@ struct Crossings {
 
 impl Crossings {
     /// Counts edge `ab`; true if the point lies on it.
+    #[inline]
     fn edge(&mut self, a: Coord<f64>, b: Coord<f64>, p: Coord<f64>) -> bool {
         if (a.y > p.y) != (b.y > p.y) {
             match RobustKernel::orient2d(a, b, p) {
@@ -238,57 +367,105 @@ mod tests {
     use super::*;
     use geo::{Intersects, Point, polygon};
 
+    /// Encodes `g` and decodes it with its bands (when it has them), as a snapshot would.
+    fn stored(g: &MultiPolygon<f64>) -> (Vec<u8>, Option<Bands>) {
+        let mut bytes = vec![7u8; 3];
+        encode(g, &mut bytes);
+        let bytes = bytes.split_off(3);
+        let bands = Shape::is_banded(&bytes).then(|| Bands::of(&Shape::new(&bytes, None)));
+        (bytes, bands)
+    }
+
+    /// A ring of `n` vertices around (cx, cy), radii from `radii`, optionally on the grid.
+    fn star(cx: f64, cy: f64, radii: &[f64], scale: f64, snap: bool) -> LineString<f64> {
+        let n = radii.len();
+        let s = |v: f64| if snap { grid::snap(v) } else { v };
+        LineString::from(
+            radii
+                .iter()
+                .enumerate()
+                .map(|(i, r)| {
+                    let a = std::f64::consts::TAU * i as f64 / n as f64;
+                    (s(cx + scale * r * a.cos()), s(cy + scale * r * a.sin()))
+                })
+                .collect::<Vec<_>>(),
+        )
+    }
+
     proptest::proptest! {
+        /// The compact encoding gives back every vertex bit for bit, on the grid (deltas) and off
+        /// it (doubles), and says how long it is.
+        #[test]
+        fn encoding_round_trips(
+            radii in proptest::collection::vec(0.2f64..1.0, 3..300),
+            cx in 102.0f64..110.0, cy in 8.0f64..23.0, scale in 1e-5f64..1e-2, snap in proptest::bool::ANY,
+            parts in 1usize..3,
+        ) {
+            let g = MultiPolygon((0..parts).map(|k| {
+                let dx = k as f64 * 3.0 * scale;
+                Polygon::new(star(cx + dx, cy, &radii, scale, snap), vec![star(cx + dx, cy, &[0.1, 0.1, 0.1, 0.1], scale, snap)])
+            }).collect());
+            let (bytes, _) = stored(&g);
+            let shape = Shape::new(&bytes, None);
+            proptest::prop_assert_eq!(shape.geometry(), g.clone());
+            proptest::prop_assert_eq!(Shape::len(&bytes), bytes.len());
+            proptest::prop_assert_eq!(Some(shape.bounds()), Some(geo::BoundingRect::bounding_rect(&g)));
+            if snap {
+                // Deltas of a few grid units are a few bytes, well under two doubles a vertex.
+                proptest::prop_assert!(bytes.len() < 16 * geo::CoordsIter::coords_count(&g) / 2 + 16);
+            }
+        }
+
         /// A shape of many edges (banded) answers as geo does, on and off its boundary.
         #[test]
         fn banded_point_test_agrees_with_geo(
             radii in proptest::collection::vec(0.3f64..1.0, 150..400),
             x in -1.1f64..1.1, y in -1.1f64..1.1, vertex in 0usize..400, snap in proptest::bool::ANY,
         ) {
-            let n = radii.len();
-            let ring: Vec<(f64, f64)> = radii.iter().enumerate().map(|(i, r)| {
-                let a = std::f64::consts::TAU * i as f64 / n as f64;
-                (r * a.cos(), r * a.sin())
-            }).collect();
-            let hole = vec![(-0.1, -0.1), (0.1, -0.1), (0.1, 0.1), (-0.1, 0.1)];
-            let g = MultiPolygon(vec![Polygon::new(LineString::from(ring.clone()), vec![LineString::from(hole)])]);
-            let mut shapes = Shapes::default();
-            let shape = shapes.push(&g);
-            proptest::prop_assert!(shapes.banded.contains_key(&shape.rings.0));
-            let p = if snap { let (x, y) = ring[vertex % n]; Coord { x, y } } else { Coord { x, y } };
-            proptest::prop_assert_eq!(shapes.intersects_point(shape, p), g.intersects(&Point(p)));
+            let ring = star(0.0, 0.0, &radii, 1.0, snap);
+            let hole = LineString::from(vec![(-0.1, -0.1), (0.1, -0.1), (0.1, 0.1), (-0.1, 0.1)]);
+            let g = MultiPolygon(vec![Polygon::new(ring.clone(), vec![hole])]);
+            let (bytes, bands) = stored(&g);
+            proptest::prop_assert!(bands.is_some());
+            let shape = Shape::new(&bytes, bands.as_ref());
+            let p = if snap { ring.0[vertex % radii.len()] } else { Coord { x, y } };
+            proptest::prop_assert_eq!(shape.intersects_point(p), g.intersects(&Point(p)));
             for half in [0.001, 0.05, 0.3, 3.0] {
                 let rect = geo::Rect::new((p.x - half, p.y - half * 0.5), (p.x + half * 0.7, p.y + half));
-                proptest::prop_assert_eq!(shapes.intersects_rect(shape, rect), g.intersects(&rect), "{:?}", rect);
+                proptest::prop_assert_eq!(shape.intersects_rect(rect), g.intersects(&rect), "{:?}", rect);
             }
         }
 
         /// The same answer as geo's robust `intersects` for points anywhere around a parcel with
-        /// a hole and a second part, including its vertices (exactly on the boundary).
+        /// a hole and a second part, including its vertices (exactly on the boundary), with the
+        /// parcel on the grid or off it.
         #[test]
-        fn point_test_agrees_with_geo(x in -1.0f64..12.0, y in -1.0f64..12.0, vertex in 0usize..12, snap in proptest::bool::ANY) {
+        fn point_test_agrees_with_geo(x in -1.0f64..12.0, y in -1.0f64..12.0, vertex in 0usize..12, snap in proptest::bool::ANY, at in 100.0f64..110.0) {
+            let scale = 1e-4;
+            let s = |v: f64| if snap { grid::snap(at + v * scale) } else { at + v * scale };
             let g = MultiPolygon(vec![
                 polygon![
-                    exterior: [(x: 0.0, y: 0.0), (x: 10.0, y: 0.5), (x: 9.5, y: 10.0), (x: 0.3, y: 9.0)],
-                    interiors: [[(x: 4.0, y: 4.0), (x: 6.0, y: 4.0), (x: 6.0, y: 6.0), (x: 4.0, y: 6.0)]],
+                    exterior: [(x: s(0.0), y: s(0.0)), (x: s(10.0), y: s(0.5)), (x: s(9.5), y: s(10.0)), (x: s(0.3), y: s(9.0))],
+                    interiors: [[(x: s(4.0), y: s(4.0)), (x: s(6.0), y: s(4.0)), (x: s(6.0), y: s(6.0)), (x: s(4.0), y: s(6.0))]],
                 ],
-                polygon![(x: 10.5, y: 0.0), (x: 11.5, y: 0.0), (x: 11.5, y: 1.0)],
+                polygon![(x: s(10.5), y: s(0.0)), (x: s(11.5), y: s(0.0)), (x: s(11.5), y: s(1.0))],
             ]);
-            let mut shapes = Shapes::default();
-            shapes.push(&MultiPolygon(vec![polygon![(x: 50.0, y: 50.0), (x: 51.0, y: 50.0), (x: 51.0, y: 51.0)]]));
-            let shape = shapes.push(&g);
+            let (bytes, bands) = stored(&g);
+            proptest::prop_assert!(bands.is_none());
+            let shape = Shape::new(&bytes, None);
             let p = if snap {
-                let all: Vec<Coord<f64>> = g.0.iter().flat_map(|p| p.exterior().0.iter().chain(p.interiors().iter().flat_map(|r| r.0.iter()))).copied().collect();
+                let all: Vec<Coord<f64>> = geo::CoordsIter::coords_iter(&g).collect();
                 all[vertex % all.len()]
             } else {
-                Coord { x, y }
+                Coord { x: at + x * scale, y: at + y * scale }
             };
-            proptest::prop_assert_eq!(shapes.intersects_point(shape, p), g.intersects(&Point(p)));
+            proptest::prop_assert_eq!(shape.intersects_point(p), g.intersects(&Point(p)));
             for half in [0.01, 0.3, 2.0, 20.0] {
+                let half = half * scale;
                 let rect = geo::Rect::new((p.x - half, p.y - half), (p.x + half * 0.5, p.y + half * 1.5));
-                proptest::prop_assert_eq!(shapes.intersects_rect(shape, rect), g.intersects(&rect), "{:?}", rect);
+                proptest::prop_assert_eq!(shape.intersects_rect(rect), g.intersects(&rect), "{:?}", rect);
             }
-            proptest::prop_assert_eq!(shapes.geometry(shape), g);
+            proptest::prop_assert_eq!(shape.geometry(), g);
         }
     }
 }

@@ -322,6 +322,9 @@ impl Normalizer<'_> {
                 }
             }
         };
+        // On the storage grid (about a millimetre), so the engine holds exactly what PostGIS does.
+        let mut wgs84 = wgs84;
+        landdb_model::grid::snap_geometry(&mut wgs84);
         let bbox = wgs84.bounding_rect()?;
         let (w, s, e, n) = VIETNAM;
         if bbox.min().x < w || bbox.max().x > e || bbox.min().y < s || bbox.max().y > n {

@@ -4,6 +4,7 @@
 
 pub mod area;
 pub mod codes;
+pub mod grid;
 pub mod national_id;
 pub mod parcel;
 pub mod planar;
