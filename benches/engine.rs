@@ -2,7 +2,8 @@
 //! ~200 m box queries per second, in process on every core (rayon), and the same queries through
 //! pgbench (2 clients, GiST index) in the same run.
 //!
-//! `cargo bench -p landdb-benches --bench engine` (needs ../shared/data/danang).
+//! `cargo bench -p landdb-benches --bench engine` (needs ../shared/data/danang);
+//! `LANDDB_BENCH_POINTS_ONLY=1` stops after the point lookups, for a profiler.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -67,6 +68,9 @@ fn main() -> anyhow::Result<()> {
         snapshot.heap_bytes(),
         snapshot.heap_bytes() as f64 / snapshot.len() as f64
     );
+    for (part, bytes) in snapshot.heap_parts() {
+        println!("  {part}: {:.1} bytes a parcel", bytes as f64 / snapshot.len() as f64);
+    }
 
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
     let points: Vec<Coord<f64>> = (0..4_000_000)
@@ -94,6 +98,11 @@ fn main() -> anyhow::Result<()> {
         })
     });
     let hits = point_rounds[0].0;
+    if std::env::var_os("LANDDB_BENCH_POINTS_ONLY").is_some() {
+        // For profiling the point lookup alone.
+        println!("points: {:?}", point_rounds);
+        return Ok(());
+    }
     let point_rate = median(point_rounds.iter().map(|(_, t)| points.len() as f64 / t.as_secs_f64()).collect());
     // About 200 m × 200 m at 16° N.
     let (dx, dy) = (0.001_87, 0.001_80);

@@ -36,6 +36,9 @@ fn main() -> anyhow::Result<()> {
             view.heap_bytes() as f64 / view.len() as f64,
             grown as f64 / view.len() as f64
         );
+        for (part, bytes) in view.heap_parts() {
+            println!("  {part}: {:.1} bytes a parcel", bytes as f64 / view.len() as f64);
+        }
         let file = std::env::temp_dir().join(format!("landdb-bench-{}.snap", std::process::id()));
         let start = std::time::Instant::now();
         engine.save(&file)?;

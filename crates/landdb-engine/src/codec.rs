@@ -12,6 +12,11 @@ pub fn put_varint(out: &mut Vec<u8>, mut v: u64) {
     out.push(v as u8);
 }
 
+/// How many bytes [`put_varint`] takes for `v`.
+pub fn varint_len(v: u64) -> usize {
+    (64 - v.leading_zeros() as usize).max(1).div_ceil(7)
+}
+
 /// Reads a value written by [`put_varint`] at `*at` and moves past it. Bytes past the end read as
 /// zero, so a damaged buffer gives wrong numbers, never a panic.
 #[inline]
@@ -168,6 +173,7 @@ mod tests {
             for v in &values {
                 put_varint(&mut out, zigzag(*v));
             }
+            proptest::prop_assert_eq!(values.iter().map(|v| varint_len(zigzag(*v))).sum::<usize>(), out.len());
             let mut at = 0;
             for v in &values {
                 proptest::prop_assert_eq!(unzigzag(varint(&out, &mut at)), *v);

@@ -89,6 +89,14 @@ impl Decoder<'_> {
         Some((v & 1 == 1, (v >> 1) as usize))
     }
 
+    /// The next vertex of a shape on the grid, in grid units.
+    #[inline]
+    fn units(&mut self) -> (i64, i64) {
+        self.prev.0 += unzigzag(varint(self.bytes, &mut self.at));
+        self.prev.1 += unzigzag(varint(self.bytes, &mut self.at));
+        self.prev
+    }
+
     #[inline]
     fn vertex(&mut self) -> Coord<f64> {
         if self.raw {
@@ -205,15 +213,43 @@ impl<'a> Shape<'a> {
     /// Whether the parcel and the point intersect, boundary included (PostGIS `ST_Intersects`):
     /// a point on an edge shared by two parcels is in both. Robust orientation predicates, so a
     /// point exactly on an edge is found on it.
-    #[inline]
     pub fn intersects_point(&self, p: Coord<f64>) -> bool {
+        self.intersects_probe(&Probe::new(p))
+    }
+
+    /// [`Shape::intersects_point`] for a point already placed on the grid (once for all the
+    /// candidates of a query).
+    #[inline]
+    pub fn intersects_probe(&self, probe: &Probe) -> bool {
         // Even-odd over every ring of every polygon: parts are disjoint and holes lie in their
         // shell, so an odd count of crossings means inside exactly one part and none of its holes.
-        let mut crossings = Crossings::default();
         if let Some(bands) = self.bands {
-            return bands.intersects_point(p);
+            return bands.intersects_probe(probe);
         }
-        self.any_edge(|a, b| crossings.edge(a, b, p)) || crossings.inside
+        let mut crossings = Crossings::default();
+        let mut d = self.decoder();
+        if d.raw {
+            return self.any_edge(|a, b| crossings.edge(a, b, probe.p)) || crossings.inside;
+        }
+        // On the grid: most edges are decided on integers, without a double in sight.
+        while let Some((_, n)) = d.ring() {
+            if n == 0 {
+                continue;
+            }
+            let first = d.units();
+            let mut a = first;
+            for _ in 1..n {
+                let b = d.units();
+                if probe.edge(&mut crossings, a, b) {
+                    return true;
+                }
+                a = b;
+            }
+            if probe.edge(&mut crossings, a, first) {
+                return true;
+            }
+        }
+        crossings.inside
     }
 
     /// Whether the parcel and the closed box intersect (PostGIS `ST_Intersects` with an
@@ -261,16 +297,62 @@ fn edge_meets_rect(rect: Rect<f64>) -> impl Fn(Coord<f64>, Coord<f64>) -> bool {
 
 /// A large shape's edges sorted into horizontal bands: a point test looks only at the edges of
 /// its band (every edge that reaches the point's latitude is in it). Roads and rivers of
-/// thousands of vertices are few, so their vertices are kept decoded here.
+/// thousands of vertices are few, but random points fall on them often, so their vertices are
+/// kept decoded here: grid units from the first vertex in 32 bits (still exact), the bands as one
+/// list of edges with a start per band.
 #[derive(Debug)]
 pub struct Bands {
     min_y: f64,
     max_y: f64,
     height: f64,
     /// The rings' vertices one after another, each ring closed.
-    coords: Vec<Coord<f64>>,
-    /// For each band, the edges that reach into it, as the index of their first vertex.
-    edges: Vec<Vec<u32>>,
+    vertices: Vertices,
+    /// Band `b` holds the edges `edges[band_starts[b]..band_starts[b + 1]]`.
+    band_starts: Vec<u32>,
+    /// Edges, as the index of their first vertex.
+    edges: Vec<u32>,
+}
+
+#[derive(Debug)]
+enum Vertices {
+    /// Grid units from `origin`.
+    Grid { origin: (i64, i64), offsets: Vec<[i32; 2]> },
+    /// A shape off the grid, or wider than 32 bits of units.
+    Raw(Vec<Coord<f64>>),
+}
+
+impl Vertices {
+    fn of(coords: Vec<Coord<f64>>) -> Self {
+        let units: Option<Vec<(i64, i64)>> = coords.iter().map(|c| Some((grid::units(c.x)?, grid::units(c.y)?))).collect();
+        let Some(units) = units else { return Vertices::Raw(coords) };
+        let origin = units.first().copied().unwrap_or_default();
+        let offsets: Option<Vec<[i32; 2]>> = units
+            .iter()
+            .map(|(x, y)| Some([i32::try_from(x - origin.0).ok()?, i32::try_from(y - origin.1).ok()?]))
+            .collect();
+        match offsets {
+            Some(offsets) => Vertices::Grid { origin, offsets },
+            None => Vertices::Raw(coords),
+        }
+    }
+
+    #[inline]
+    fn get(&self, i: u32) -> Coord<f64> {
+        match self {
+            Vertices::Grid { origin, offsets } => {
+                let [dx, dy] = offsets[i as usize];
+                Coord { x: grid::degrees(origin.0 + i64::from(dx)), y: grid::degrees(origin.1 + i64::from(dy)) }
+            }
+            Vertices::Raw(coords) => coords[i as usize],
+        }
+    }
+
+    fn heap_bytes(&self) -> usize {
+        match self {
+            Vertices::Grid { offsets, .. } => offsets.capacity() * 8,
+            Vertices::Raw(coords) => coords.capacity() * 16,
+        }
+    }
 }
 
 impl Bands {
@@ -288,43 +370,135 @@ impl Bands {
         // shape (one band entry per edge and band it reaches: a few bytes an edge).
         let count = (starts.len() / 8).max(1);
         let height = ((max_y - min_y) / count as f64).max(f64::MIN_POSITIVE);
-        let mut bands = Bands { min_y, max_y, height, coords, edges: vec![Vec::new(); count] };
-        for i in starts {
-            let (a, b) = (bands.coords[i as usize], bands.coords[i as usize + 1]);
-            let (lo, hi) = (bands.band_of(a.y.min(b.y)), bands.band_of(a.y.max(b.y)));
-            for band in &mut bands.edges[lo..=hi] {
-                band.push(i);
+        let band_of = |y: f64| (((y - min_y) / height).max(0.0) as usize).min(count - 1);
+        let spans: Vec<(usize, usize)> = starts
+            .iter()
+            .map(|i| {
+                let (a, b) = (coords[*i as usize], coords[*i as usize + 1]);
+                (band_of(a.y.min(b.y)), band_of(a.y.max(b.y)))
+            })
+            .collect();
+        // Count, then place: one list for all bands.
+        let mut band_starts = vec![0u32; count + 1];
+        for (lo, hi) in &spans {
+            for b in *lo..=*hi {
+                band_starts[b + 1] += 1;
             }
         }
-        bands
+        for b in 0..count {
+            band_starts[b + 1] += band_starts[b];
+        }
+        let mut fill: Vec<u32> = band_starts[..count].to_vec();
+        let mut edges = vec![0u32; band_starts[count] as usize];
+        for (i, (lo, hi)) in starts.iter().zip(&spans) {
+            for b in *lo..=*hi {
+                edges[fill[b] as usize] = *i;
+                fill[b] += 1;
+            }
+        }
+        Bands { min_y, max_y, height, vertices: Vertices::of(coords), band_starts, edges }
     }
 
     fn band_of(&self, y: f64) -> usize {
-        (((y - self.min_y) / self.height).max(0.0) as usize).min(self.edges.len() - 1)
+        (((y - self.min_y) / self.height).max(0.0) as usize).min(self.band_starts.len() - 2)
     }
 
-    fn intersects_point(&self, p: Coord<f64>) -> bool {
+    /// The edges of bands `lo..=hi`.
+    fn edges_of(&self, lo: usize, hi: usize) -> &[u32] {
+        &self.edges[self.band_starts[lo] as usize..self.band_starts[hi + 1] as usize]
+    }
+
+    fn intersects_probe(&self, probe: &Probe) -> bool {
+        let p = probe.p;
         if p.y < self.min_y || p.y > self.max_y {
             return false;
         }
         let mut crossings = Crossings::default();
-        let band = &self.edges[self.band_of(p.y)];
-        band.iter().any(|i| crossings.edge(self.coords[*i as usize], self.coords[*i as usize + 1], p))
-            || crossings.inside
+        let band = self.band_of(p.y);
+        let edges = self.edges_of(band, band);
+        match &self.vertices {
+            Vertices::Grid { origin, offsets } => {
+                let units = |i: u32| {
+                    let [dx, dy] = offsets[i as usize];
+                    (origin.0 + i64::from(dx), origin.1 + i64::from(dy))
+                };
+                edges.iter().any(|i| probe.edge(&mut crossings, units(*i), units(*i + 1))) || crossings.inside
+            }
+            Vertices::Raw(coords) => {
+                edges.iter().any(|i| crossings.edge(coords[*i as usize], coords[*i as usize + 1], p))
+                    || crossings.inside
+            }
+        }
     }
 
     /// Whether `f` holds for an edge of a band between `lo` and `hi` (latitudes).
     fn any_edge_in(&self, lo: f64, hi: f64, f: impl Fn(Coord<f64>, Coord<f64>) -> bool) -> bool {
         hi >= self.min_y
             && lo <= self.max_y
-            && self.edges[self.band_of(lo)..=self.band_of(hi)]
+            && self
+                .edges_of(self.band_of(lo), self.band_of(hi))
                 .iter()
-                .flatten()
-                .any(|i| f(self.coords[*i as usize], self.coords[*i as usize + 1]))
+                .any(|i| f(self.vertices.get(*i), self.vertices.get(*i + 1)))
     }
 
     pub fn heap_bytes(&self) -> usize {
-        self.coords.capacity() * 16 + self.edges.iter().map(|e| 24 + e.capacity() * 4).sum::<usize>()
+        self.vertices.heap_bytes() + self.band_starts.capacity() * 4 + self.edges.capacity() * 4
+    }
+}
+
+/// A query point placed among the grid lines: on each axis the last grid unit at or before it,
+/// and whether it lies exactly on that unit. Comparing a vertex's units with these is the same
+/// as comparing its coordinate with the point's (decoding is monotonic), so an edge wholly above,
+/// below, left or right of the point needs no arithmetic on doubles at all.
+#[derive(Debug, Clone, Copy)]
+pub struct Probe {
+    p: Coord<f64>,
+    kx: i64,
+    ky: i64,
+    x_exact: bool,
+    y_exact: bool,
+}
+
+impl Probe {
+    pub fn new(p: Coord<f64>) -> Self {
+        let floor = |v: f64| {
+            let mut k = (v * grid::UNITS_PER_DEGREE).floor().clamp(-9.0e15, 9.0e15) as i64;
+            while grid::degrees(k) > v {
+                k -= 1;
+            }
+            while grid::degrees(k + 1) <= v {
+                k += 1;
+            }
+            k
+        };
+        let (kx, ky) = (floor(p.x), floor(p.y));
+        Probe { p, kx, ky, x_exact: grid::degrees(kx) == p.x, y_exact: grid::degrees(ky) == p.y }
+    }
+
+    fn coord(a: (i64, i64)) -> Coord<f64> {
+        Coord { x: grid::degrees(a.0), y: grid::degrees(a.1) }
+    }
+
+    /// [`Crossings::edge`] for an edge in grid units: counts it, true if the point lies on it.
+    #[inline]
+    fn edge(&self, crossings: &mut Crossings, a: (i64, i64), b: (i64, i64)) -> bool {
+        let (a_above, b_above) = (a.1 > self.ky, b.1 > self.ky);
+        if a_above != b_above {
+            let right = |x: i64| x > self.kx;
+            let left = |x: i64| x < self.kx || (x == self.kx && !self.x_exact);
+            if right(a.0) && right(b.0) {
+                // The edge crosses the point's latitude east of it: the ray meets it.
+                crossings.inside = !crossings.inside;
+                return false;
+            }
+            if left(a.0) && left(b.0) {
+                return false;
+            }
+            crossings.edge(Self::coord(a), Self::coord(b), self.p)
+        } else {
+            // Both ends on one side: the point can only be on it at an end's latitude.
+            self.y_exact && (a.1 == self.ky || b.1 == self.ky) && on_segment(Self::coord(a), Self::coord(b), self.p)
+        }
     }
 }
 
@@ -414,6 +588,48 @@ mod tests {
                 // Deltas of a few grid units are a few bytes, well under two doubles a vertex.
                 proptest::prop_assert!(bytes.len() < 16 * geo::CoordsIter::coords_count(&g) / 2 + 16);
             }
+        }
+
+        /// On a coarse patch of the grid every kind of degenerate case comes up: points on edges
+        /// between vertices, on the extension of an edge, level with a vertex, on a vertical
+        /// edge. The integer shortcuts answer as geo's robust test does, plain and banded.
+        #[test]
+        fn grid_points_agree_with_geo(
+            corners in proptest::collection::vec((0i64..12, 0i64..12), 3..9),
+            px in -1i64..13, py in -1i64..13, many in proptest::bool::ANY,
+        ) {
+            let at = |k: (i64, i64)| (grid::degrees(10_820_000_000 + k.0), grid::degrees(1_604_000_000 + k.1));
+            // A simple ring: corners sorted by angle around their centroid.
+            let n = corners.len() as f64;
+            let (cx, cy) = (corners.iter().map(|c| c.0 as f64).sum::<f64>() / n, corners.iter().map(|c| c.1 as f64).sum::<f64>() / n);
+            let mut corners = corners;
+            corners.sort_by(|a, b| {
+                let ang = |c: &(i64, i64)| (c.1 as f64 - cy).atan2(c.0 as f64 - cx);
+                ang(a).total_cmp(&ang(b)).then(a.cmp(b))
+            });
+            corners.dedup();
+            proptest::prop_assume!(corners.len() >= 3);
+            // Banded: the patch 40 times larger, each edge cut into 40 pieces on the grid.
+            let (scale, pieces) = if many { (40, 40) } else { (1, 1) };
+            let mut ring: Vec<(f64, f64)> = Vec::new();
+            for (i, a) in corners.iter().enumerate() {
+                let b = corners[(i + 1) % corners.len()];
+                for j in 0..pieces {
+                    let k = (scale * a.0 + (b.0 - a.0) * scale * j / pieces, scale * a.1 + (b.1 - a.1) * scale * j / pieces);
+                    ring.push(at(k));
+                }
+            }
+            let (px, py) = (px * scale, py * scale);
+            let g = MultiPolygon(vec![Polygon::new(LineString::from(ring), vec![])]);
+            let (bytes, bands) = stored(&g);
+            proptest::prop_assert_eq!(bands.is_some(), many && corners.len() >= 4);
+            let shape = Shape::new(&bytes, bands.as_ref());
+            let (x, y) = at((px, py));
+            let p = Coord { x, y };
+            proptest::prop_assert_eq!(shape.intersects_point(p), g.intersects(&Point(p)));
+            // Half a unit off, too.
+            let q = Coord { x: x + 0.5e-8, y };
+            proptest::prop_assert_eq!(shape.intersects_point(q), g.intersects(&Point(q)));
         }
 
         /// A shape of many edges (banded) answers as geo does, on and off its boundary.

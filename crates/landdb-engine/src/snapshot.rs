@@ -36,8 +36,16 @@ impl rstar::RTreeParams for TreeParams {
     type DefaultInsertionStrategy = rstar::RStarInsertionStrategy;
 }
 
-/// A parcel's box in the tree, in the snapshot's [`Frame`].
-type Entry = GeomWithData<Rectangle<[f32; 2]>, Slot>;
+/// A parcel's box in the tree, in the snapshot's [`Frame`], with its slot and where its bytes
+/// start: a candidate's boundary is read without going through the columns. (A tree node is as
+/// large as an inner node's box and child list, 40 bytes, so the start costs nothing.)
+type Entry = GeomWithData<Rectangle<[f32; 2]>, Leaf>;
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Leaf {
+    slot: Slot,
+    start: u64,
+}
 
 /// Single-precision coordinates relative to a centre: a box of Vietnam is at most about eight
 /// degrees from it, where a float step is under 10 cm. Boxes are rounded outwards and query points
@@ -345,6 +353,8 @@ impl Snapshot {
         land_uses: Vec<LandUseCode>,
         position: FeedPosition,
     ) -> Self {
+        let mut records = records;
+        records.shrink_to_fit();
         let mut order: Vec<(i64, u64)> = versions.into_iter().zip(starts).collect();
         if !order.is_sorted() {
             order.sort_unstable();
@@ -391,7 +401,8 @@ impl Snapshot {
             .enumerate()
             .filter_map(|(slot, b)| {
                 let e = s.frame.outward(b?);
-                Some(Entry::new(Rectangle::from_corners(e.lower(), e.upper()), slot as Slot))
+                let leaf = Leaf { slot: slot as Slot, start: s.starts[slot] };
+                Some(Entry::new(Rectangle::from_corners(e.lower(), e.upper()), leaf))
             })
             .collect();
         s.tree = RTree::bulk_load_with_params(entries);
@@ -421,8 +432,22 @@ impl Snapshot {
         bytes.get(at..at + len).unwrap_or_default()
     }
 
+    /// The boundary of a tree entry.
+    #[inline]
+    fn shape_at(&self, leaf: Leaf) -> Shape<'_> {
+        let bytes = self.records.get(leaf.start as usize..).unwrap_or_default();
+        let mut at = 0;
+        let len = varint(bytes, &mut at) as usize;
+        let bytes = bytes.get(at..at + len).unwrap_or_default();
+        let bands = if Shape::is_banded(bytes) { self.bands.get(&leaf.slot) } else { None };
+        Shape::new(bytes, bands)
+    }
+
     fn shape(&self, slot: Slot) -> Shape<'_> {
-        Shape::new(self.shape_bytes(slot), self.bands.get(&slot))
+        let bytes = self.shape_bytes(slot);
+        // Only the few large shapes have bands; the header says which, so most never look.
+        let bands = if Shape::is_banded(bytes) { self.bands.get(&slot) } else { None };
+        Shape::new(bytes, bands)
     }
 
     fn parcel(&self, slot: Slot) -> Parcel<'_> {
@@ -461,10 +486,10 @@ impl Snapshot {
 
     /// [`Snapshot::at_point`] without collecting: `f` is called for each parcel found.
     pub fn each_at_point<'a>(&'a self, lon: f64, lat: f64, mut f: impl FnMut(Parcel<'a>)) {
-        let p = Coord { x: lon, y: lat };
+        let probe = shapes::Probe::new(Coord { x: lon, y: lat });
         for e in self.tree.locate_all_at_point(&self.frame.point(lon, lat)) {
-            if self.shape(e.data).intersects_point(p) {
-                f(self.parcel(e.data));
+            if self.shape_at(e.data).intersects_probe(&probe) {
+                f(self.parcel(e.data.slot));
             }
         }
     }
@@ -482,8 +507,8 @@ impl Snapshot {
         let inner = self.frame.inward(rect);
         for e in self.tree.locate_in_envelope_intersecting(&outer) {
             // Wholly inside the box: no need to look at the boundary.
-            if inner.contains_envelope(&e.geom().envelope()) || self.shape(e.data).intersects_rect(rect) {
-                f(self.parcel(e.data));
+            if inner.contains_envelope(&e.geom().envelope()) || self.shape_at(e.data).intersects_rect(rect) {
+                f(self.parcel(e.data.slot));
             }
         }
     }
@@ -502,8 +527,8 @@ impl Snapshot {
             .locate_in_envelope_intersecting(&envelope)
             .filter(|e| (f64::from(e.geom().distance_2(&q)).sqrt() - FRAME_SLACK) * metres_a_degree <= metres)
             .filter_map(|e| {
-                let d = self.shape(e.data).distance_m(p);
-                (d <= metres).then(|| (self.parcel(e.data), d))
+                let d = self.shape_at(e.data).distance_m(p);
+                (d <= metres).then(|| (self.parcel(e.data.slot), d))
             })
             .collect()
     }
@@ -522,8 +547,8 @@ impl Snapshot {
             if best.len() == k && (f64::from(d2).sqrt() - FRAME_SLACK) * metres_a_degree > best[k - 1].1 {
                 break;
             }
-            let d = self.shape(e.data).distance_m(p);
-            best.push((self.parcel(e.data), d));
+            let d = self.shape_at(e.data).distance_m(p);
+            best.push((self.parcel(e.data.slot), d));
             best.sort_by(|a, b| a.1.total_cmp(&b.1).then(a.0.version().cmp(&b.0.version())));
             best.truncate(k);
         }
@@ -535,8 +560,8 @@ impl Snapshot {
         let Some(rect) = geo::BoundingRect::bounding_rect(polygon) else { return Vec::new() };
         self.tree
             .locate_in_envelope_intersecting(&self.frame.outward(rect))
-            .filter(|e| self.shape(e.data).geometry().intersects(polygon))
-            .map(|e| self.parcel(e.data))
+            .filter(|e| self.shape_at(e.data).geometry().intersects(polygon))
+            .map(|e| self.parcel(e.data.slot))
             .collect()
     }
 
@@ -585,6 +610,11 @@ impl Snapshot {
 
     /// Bytes held on the heap: columns, arena, texts, tree nodes and indexes.
     pub fn heap_bytes(&self) -> usize {
+        self.heap_parts().iter().map(|(_, bytes)| bytes).sum()
+    }
+
+    /// [`Snapshot::heap_bytes`] part by part.
+    pub fn heap_parts(&self) -> Vec<(&'static str, usize)> {
         fn nodes<T: RTreeObject>(node: &rstar::ParentNode<T>) -> usize {
             node.children().len() * std::mem::size_of::<rstar::RTreeNode<T>>()
                 + node
@@ -596,17 +626,23 @@ impl Snapshot {
                     })
                     .sum::<usize>()
         }
-        self.versions.capacity() * 8
-            + self.starts.capacity() * 8
-            + self.records.capacity()
-            + self.texts.heap_bytes()
-            + self.communes.capacity() * 32
-            + self.land_uses.capacity() * 32
-            + self.bands.capacity() * 64
-            + self.bands.values().map(Bands::heap_bytes).sum::<usize>()
-            + nodes(self.tree.root())
-            + self.by_key.capacity() * 4
-            + self.by_national_id.capacity() * 4
+        let mut boundaries = 0;
+        for slot in 0..self.versions.len() as Slot {
+            let bytes = self.shape_bytes(slot);
+            boundaries += bytes.len() + crate::codec::varint_len(bytes.len() as u64);
+        }
+        vec![
+            ("tree", nodes(self.tree.root())),
+            ("boundaries", boundaries),
+            ("attributes", self.records.capacity() - boundaries),
+            ("versions and record starts", self.versions.capacity() * 8 + self.starts.capacity() * 8),
+            ("key and national-ID indexes", self.by_key.capacity() * 4 + self.by_national_id.capacity() * 4),
+            (
+                "texts and code tables",
+                self.texts.heap_bytes() + self.communes.capacity() * 32 + self.land_uses.capacity() * 32,
+            ),
+            ("bands of large parcels", self.bands.capacity() * 64 + self.bands.values().map(Bands::heap_bytes).sum::<usize>()),
+        ]
     }
 }
 
@@ -668,6 +704,13 @@ mod tests {
             let absent = ParcelKey { commune: CommuneCode::parse("20194").expect("code"), sheet: "zz".into(), number: "1".into() };
             proptest::prop_assert!(s.by_key(&absent).is_none());
         }
+    }
+
+    /// A leaf carries its record's start at no cost: a tree node is sized by the inner nodes.
+    #[test]
+    fn a_leaf_is_no_larger_than_an_inner_node() {
+        assert!(std::mem::size_of::<Entry>() <= std::mem::size_of::<rstar::ParentNode<Entry>>());
+        assert_eq!(std::mem::size_of::<rstar::RTreeNode<Entry>>(), std::mem::size_of::<rstar::ParentNode<Entry>>());
     }
 
     #[test]

@@ -172,6 +172,16 @@ impl View {
         }
     }
 
+    /// Bytes held on the heap, part by part (base and recent snapshots together).
+    pub fn heap_parts(&self) -> Vec<(&'static str, usize)> {
+        let mut parts = self.base.heap_parts();
+        for (total, (_, more)) in parts.iter_mut().zip(self.recent.heap_parts()) {
+            total.1 += more;
+        }
+        parts.push(("retired since the base", self.retired.capacity() * 16));
+        parts
+    }
+
     /// Bytes held on the heap.
     pub fn heap_bytes(&self) -> usize {
         self.base.heap_bytes() + self.recent.heap_bytes() + self.retired.capacity() * 16
