@@ -3,7 +3,7 @@
 //! pgbench (2 clients, GiST index) in the same run.
 //!
 //! `cargo bench -p landdb-benches --bench engine` (needs ../shared/data/danang);
-//! `LANDDB_BENCH_POINTS_ONLY=1` stops after the point lookups, for a profiler.
+//! `LANDDB_BENCH_ONLY=points` (or `boxes`) stops after those queries, for a profiler.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -85,7 +85,8 @@ fn main() -> anyhow::Result<()> {
         v[v.len() / 2]
     };
     let rounds = |f: &dyn Fn() -> (usize, std::time::Duration)| (0..3).map(|_| f()).collect::<Vec<_>>();
-    let point_rounds = rounds(&|| {
+    let only = std::env::var("LANDDB_BENCH_ONLY").unwrap_or_default();
+    let point_rounds = if only == "boxes" { vec![(0, std::time::Duration::from_secs(1))] } else { rounds(&|| {
         timed(|| {
             points
                 .par_iter()
@@ -96,11 +97,11 @@ fn main() -> anyhow::Result<()> {
                 })
                 .sum::<usize>()
         })
-    });
+    }) };
     let hits = point_rounds[0].0;
-    if std::env::var_os("LANDDB_BENCH_POINTS_ONLY").is_some() {
-        // For profiling the point lookup alone.
-        println!("points: {:?}", point_rounds);
+    // For a profiler: stop after one kind of query.
+    if only == "points" {
+        println!("points: {point_rounds:?}");
         return Ok(());
     }
     let point_rate = median(point_rounds.iter().map(|(_, t)| points.len() as f64 / t.as_secs_f64()).collect());
@@ -121,6 +122,10 @@ fn main() -> anyhow::Result<()> {
         })
     });
     let found = box_rounds[0].0;
+    if only == "boxes" {
+        println!("boxes: {box_rounds:?}");
+        return Ok(());
+    }
     let box_rate = median(box_rounds.iter().map(|(_, t)| boxes.len() as f64 / t.as_secs_f64()).collect());
 
     // Distances: parcels within 100 m, and the five nearest.

@@ -152,6 +152,30 @@ impl<'a> Shape<'a> {
         false
     }
 
+    /// [`Shape::any_edge`] in grid units, for a shape on the grid.
+    #[inline]
+    fn any_units_edge(&self, mut f: impl FnMut((i64, i64), (i64, i64)) -> bool) -> bool {
+        let mut d = self.decoder();
+        while let Some((_, n)) = d.ring() {
+            if n == 0 {
+                continue;
+            }
+            let first = d.units();
+            let mut a = first;
+            for _ in 1..n {
+                let b = d.units();
+                if f(a, b) {
+                    return true;
+                }
+                a = b;
+            }
+            if f(a, first) {
+                return true;
+            }
+        }
+        false
+    }
+
     /// The rings, each closed, with whether it begins a polygon.
     pub fn rings(&self) -> Vec<(bool, Vec<Coord<f64>>)> {
         let mut d = self.decoder();
@@ -258,7 +282,21 @@ impl<'a> Shape<'a> {
         let meets = edge_meets_rect(rect);
         let crossed = match self.bands {
             Some(bands) => bands.any_edge_in(rect.min().y, rect.max().y, meets),
-            None => self.any_edge(meets),
+            None if self.decoder().raw => self.any_edge(meets),
+            None => {
+                // On the grid: a vertex in the box, or an edge wholly beyond one side, is told
+                // on integers; only the rest are decoded and tested exactly.
+                let lo = (ceil_units(rect.min().x), ceil_units(rect.min().y));
+                let hi = (floor_units(rect.max().x), floor_units(rect.max().y));
+                let inside = |a: (i64, i64)| a.0 >= lo.0 && a.0 <= hi.0 && a.1 >= lo.1 && a.1 <= hi.1;
+                let beyond = |a: (i64, i64), b: (i64, i64)| {
+                    (a.0 < lo.0 && b.0 < lo.0)
+                        || (a.0 > hi.0 && b.0 > hi.0)
+                        || (a.1 < lo.1 && b.1 < lo.1)
+                        || (a.1 > hi.1 && b.1 > hi.1)
+                };
+                self.any_units_edge(|a, b| inside(a) || (!beyond(a, b) && meets(Probe::coord(a), Probe::coord(b))))
+            }
         };
         // Otherwise the box is wholly inside the parcel or wholly outside it.
         crossed || self.intersects_point(rect.min())
@@ -446,6 +484,24 @@ impl Bands {
     }
 }
 
+/// The last grid unit at or before `v`.
+fn floor_units(v: f64) -> i64 {
+    let mut k = (v * grid::UNITS_PER_DEGREE).floor().clamp(-9.0e15, 9.0e15) as i64;
+    while grid::degrees(k) > v {
+        k -= 1;
+    }
+    while grid::degrees(k + 1) <= v {
+        k += 1;
+    }
+    k
+}
+
+/// The first grid unit at or after `v`.
+fn ceil_units(v: f64) -> i64 {
+    let k = floor_units(v);
+    if grid::degrees(k) == v { k } else { k + 1 }
+}
+
 /// A query point placed among the grid lines: on each axis the last grid unit at or before it,
 /// and whether it lies exactly on that unit. Comparing a vertex's units with these is the same
 /// as comparing its coordinate with the point's (decoding is monotonic), so an edge wholly above,
@@ -461,17 +517,7 @@ pub struct Probe {
 
 impl Probe {
     pub fn new(p: Coord<f64>) -> Self {
-        let floor = |v: f64| {
-            let mut k = (v * grid::UNITS_PER_DEGREE).floor().clamp(-9.0e15, 9.0e15) as i64;
-            while grid::degrees(k) > v {
-                k -= 1;
-            }
-            while grid::degrees(k + 1) <= v {
-                k += 1;
-            }
-            k
-        };
-        let (kx, ky) = (floor(p.x), floor(p.y));
+        let (kx, ky) = (floor_units(p.x), floor_units(p.y));
         Probe { p, kx, ky, x_exact: grid::degrees(kx) == p.x, y_exact: grid::degrees(ky) == p.y }
     }
 
@@ -630,6 +676,15 @@ mod tests {
             // Half a unit off, too.
             let q = Coord { x: x + 0.5e-8, y };
             proptest::prop_assert_eq!(shape.intersects_point(q), g.intersects(&Point(q)));
+            // Boxes on the grid lines touch edges and corners exactly; boxes half a unit off
+            // just miss or just reach.
+            for (w, h) in [(0, 0), (1, 0), (0, 2), (1, 1), (3, 2), (7, 9)] {
+                let (w, h) = (w * scale, h * scale);
+                let rect = geo::Rect::new(at((px, py)), at((px + w, py + h)));
+                proptest::prop_assert_eq!(shape.intersects_rect(rect), g.intersects(&rect), "{:?}", rect);
+                let off = geo::Rect::new((x + 0.5e-8, y - 0.5e-8), (rect.max().x + 0.5e-8, rect.max().y - 0.5e-8));
+                proptest::prop_assert_eq!(shape.intersects_rect(off), g.intersects(&off), "{:?}", off);
+            }
         }
 
         /// A shape of many edges (banded) answers as geo does, on and off its boundary.

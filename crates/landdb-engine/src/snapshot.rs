@@ -44,8 +44,12 @@ type Entry = GeomWithData<Rectangle<[f32; 2]>, Leaf>;
 #[derive(Debug, Clone, Copy, PartialEq)]
 struct Leaf {
     slot: Slot,
+    /// Index of the shape's bands in [`Snapshot::bands`], or [`NO_BANDS`].
+    bands: u32,
     start: u64,
 }
+
+const NO_BANDS: u32 = u32::MAX;
 
 /// Single-precision coordinates relative to a centre: a box of Vietnam is at most about eight
 /// degrees from it, where a float step is under 10 cm. Boxes are rounded outwards and query points
@@ -248,7 +252,8 @@ pub struct Snapshot {
     pub(crate) communes: Vec<CommuneCode>,
     pub(crate) land_uses: Vec<LandUseCode>,
     pub(crate) position: FeedPosition,
-    bands: HashMap<Slot, Bands>,
+    /// The bands of the large shapes, by slot.
+    bands: Vec<(Slot, Bands)>,
     frame: Frame,
     extent: Option<Rect<f64>>,
     tree: RTree<Entry, TreeParams>,
@@ -368,7 +373,7 @@ impl Snapshot {
             communes,
             land_uses,
             position,
-            bands: HashMap::new(),
+            bands: Vec::new(),
             frame: Frame::around(None),
             extent: None,
             tree: RTree::new_with_params(),
@@ -382,7 +387,7 @@ impl Snapshot {
             let b = Shape::new(bytes, None).bounds();
             if Shape::is_banded(bytes) {
                 let bands = Bands::of(&Shape::new(bytes, None));
-                s.bands.insert(slot, bands);
+                s.bands.push((slot, bands));
             }
             if let Some(b) = b {
                 extent = Some(extent.map_or(b, |e| {
@@ -401,7 +406,8 @@ impl Snapshot {
             .enumerate()
             .filter_map(|(slot, b)| {
                 let e = s.frame.outward(b?);
-                let leaf = Leaf { slot: slot as Slot, start: s.starts[slot] };
+                let bands = s.bands.binary_search_by_key(&(slot as Slot), |(b, _)| *b).map_or(NO_BANDS, |i| i as u32);
+                let leaf = Leaf { slot: slot as Slot, bands, start: s.starts[slot] };
                 Some(Entry::new(Rectangle::from_corners(e.lower(), e.upper()), leaf))
             })
             .collect();
@@ -439,14 +445,17 @@ impl Snapshot {
         let mut at = 0;
         let len = varint(bytes, &mut at) as usize;
         let bytes = bytes.get(at..at + len).unwrap_or_default();
-        let bands = if Shape::is_banded(bytes) { self.bands.get(&leaf.slot) } else { None };
-        Shape::new(bytes, bands)
+        Shape::new(bytes, self.bands.get(leaf.bands as usize).map(|(_, b)| b))
     }
 
     fn shape(&self, slot: Slot) -> Shape<'_> {
         let bytes = self.shape_bytes(slot);
         // Only the few large shapes have bands; the header says which, so most never look.
-        let bands = if Shape::is_banded(bytes) { self.bands.get(&slot) } else { None };
+        let bands = if Shape::is_banded(bytes) {
+            self.bands.binary_search_by_key(&slot, |(b, _)| *b).ok().map(|i| &self.bands[i].1)
+        } else {
+            None
+        };
         Shape::new(bytes, bands)
     }
 
@@ -641,7 +650,7 @@ impl Snapshot {
                 "texts and code tables",
                 self.texts.heap_bytes() + self.communes.capacity() * 32 + self.land_uses.capacity() * 32,
             ),
-            ("bands of large parcels", self.bands.capacity() * 64 + self.bands.values().map(Bands::heap_bytes).sum::<usize>()),
+            ("bands of large parcels", self.bands.iter().map(|(_, b)| 112 + b.heap_bytes()).sum::<usize>()),
         ]
     }
 }
