@@ -86,18 +86,22 @@ fn main() -> anyhow::Result<()> {
     };
     let rounds = |f: &dyn Fn() -> (usize, std::time::Duration)| (0..3).map(|_| f()).collect::<Vec<_>>();
     let only = std::env::var("LANDDB_BENCH_ONLY").unwrap_or_default();
-    let point_rounds = if only == "boxes" { vec![(0, std::time::Duration::from_secs(1))] } else { rounds(&|| {
-        timed(|| {
-            points
-                .par_iter()
-                .map(|p| {
-                    let mut n = 0;
-                    snapshot.each_at_point(p.x, p.y, |_| n += 1);
-                    n
-                })
-                .sum::<usize>()
+    let point_rounds = if only == "boxes" {
+        vec![(0, std::time::Duration::from_secs(1))]
+    } else {
+        rounds(&|| {
+            timed(|| {
+                points
+                    .par_iter()
+                    .map(|p| {
+                        let mut n = 0;
+                        snapshot.each_at_point(p.x, p.y, |_| n += 1);
+                        n
+                    })
+                    .sum::<usize>()
+            })
         })
-    }) };
+    };
     let hits = point_rounds[0].0;
     // For a profiler: stop after one kind of query.
     if only == "points" {

@@ -331,9 +331,8 @@ async fn a_snapshot_file_restarts_the_engine_and_the_feed_catches_it_up() {
     }
     for info in loaded.parcels() {
         let other = restarted.by_version(info.version()).expect("same parcels");
-        let fields = |p: landdb_engine::Parcel<'_>| {
-            (p.key(), p.national_id(), p.land_use(), p.area_m2().to_bits(), p.address())
-        };
+        let fields =
+            |p: landdb_engine::Parcel<'_>| (p.key(), p.national_id(), p.land_use(), p.area_m2().to_bits(), p.address());
         assert_eq!(fields(other), fields(info));
         assert_eq!(other.geometry(), info.geometry(), "boundaries bit for bit");
     }

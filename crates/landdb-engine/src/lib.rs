@@ -210,6 +210,16 @@ mod tests {
                 proptest::prop_assert_eq!(view.by_key(&key).map(|p| p.version()), Some(VersionId(*v)), "square {}", i);
                 proptest::prop_assert!(view.by_version(VersionId(*v)).is_some());
             }
+            // A batch answers point by point as single queries do, in order.
+            let batch: Vec<(f64, f64)> = probes.clone();
+            let answers = view.at_points(&batch);
+            for ((x, y), found) in batch.iter().zip(answers) {
+                proptest::prop_assert_eq!(versions(found), versions(view.at_point(*x, *y)));
+            }
+            let rects: Vec<Rect<f64>> = probes.iter().map(|(x, y)| Rect::new((*x, *y), (x + 2.5, y + 0.5))).collect();
+            for (rect, found) in rects.iter().zip(view.in_boxes(&rects)) {
+                proptest::prop_assert_eq!(versions(found), versions(view.in_box(*rect)));
+            }
             for (x, y) in probes {
                 proptest::prop_assert_eq!(versions(view.at_point(x, y)), versions(rebuilt.at_point(x, y)));
                 let rect = Rect::new((x, y), (x + 2.5, y + 0.5));
@@ -252,8 +262,7 @@ mod distance_tests {
         }
         let s = Snapshot::build(records, FeedPosition(0));
         for (lon, lat) in [(108.215, 16.015), (108.19, 15.99), (108.2003, 16.0297), (108.25, 16.05)] {
-            let mut all: Vec<(i64, f64)> =
-                s.parcels().map(|p| (p.version().0, p.distance_m(lon, lat))).collect();
+            let mut all: Vec<(i64, f64)> = s.parcels().map(|p| (p.version().0, p.distance_m(lon, lat))).collect();
             all.sort_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)));
             for d in [10.0, 100.0, 500.0, 2000.0] {
                 let mut ours: Vec<i64> = s.within(lon, lat, d).iter().map(|(p, _)| p.version().0).collect();

@@ -318,7 +318,8 @@ impl<'a> Shape<'a> {
 fn edge_meets_rect(rect: Rect<f64>) -> impl Fn(Coord<f64>, Coord<f64>) -> bool {
     let (min, max) = (rect.min(), rect.max());
     let corners = [min, Coord { x: max.x, y: min.y }, max, Coord { x: min.x, y: max.y }];
-    let sides = [(corners[0], corners[1]), (corners[1], corners[2]), (corners[2], corners[3]), (corners[3], corners[0])];
+    let sides =
+        [(corners[0], corners[1]), (corners[1], corners[2]), (corners[2], corners[3]), (corners[3], corners[0])];
     move |a: Coord<f64>, b: Coord<f64>| {
         if a.x >= min.x && a.x <= max.x && a.y >= min.y && a.y <= max.y {
             return true;
@@ -361,7 +362,8 @@ enum Vertices {
 
 impl Vertices {
     fn of(coords: Vec<Coord<f64>>) -> Self {
-        let units: Option<Vec<(i64, i64)>> = coords.iter().map(|c| Some((grid::units(c.x)?, grid::units(c.y)?))).collect();
+        let units: Option<Vec<(i64, i64)>> =
+            coords.iter().map(|c| Some((grid::units(c.x)?, grid::units(c.y)?))).collect();
         let Some(units) = units else { return Vertices::Raw(coords) };
         let origin = units.first().copied().unwrap_or_default();
         let offsets: Option<Vec<[i32; 2]>> = units

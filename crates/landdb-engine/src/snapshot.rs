@@ -495,9 +495,15 @@ impl Snapshot {
 
     /// [`Snapshot::at_point`] without collecting: `f` is called for each parcel found.
     pub fn each_at_point<'a>(&'a self, lon: f64, lat: f64, mut f: impl FnMut(Parcel<'a>)) {
-        let probe = shapes::Probe::new(Coord { x: lon, y: lat });
+        if self.is_empty() {
+            return;
+        }
+        // Placed on the grid once, and only if some box holds the point (most random points
+        // fall in none).
+        let mut probe = None;
         for e in self.tree.locate_all_at_point(&self.frame.point(lon, lat)) {
-            if self.shape_at(e.data).intersects_probe(&probe) {
+            let probe = probe.get_or_insert_with(|| shapes::Probe::new(Coord { x: lon, y: lat }));
+            if self.shape_at(e.data).intersects_probe(probe) {
                 f(self.parcel(e.data.slot));
             }
         }
@@ -625,7 +631,7 @@ impl Snapshot {
     /// [`Snapshot::heap_bytes`] part by part.
     pub fn heap_parts(&self) -> Vec<(&'static str, usize)> {
         fn nodes<T: RTreeObject>(node: &rstar::ParentNode<T>) -> usize {
-            node.children().len() * std::mem::size_of::<rstar::RTreeNode<T>>()
+            std::mem::size_of_val(node.children())
                 + node
                     .children()
                     .iter()
