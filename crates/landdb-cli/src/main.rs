@@ -48,6 +48,9 @@ enum Command {
     Demo(commands::demo::Args),
     /// Check the reference data (built in, or from --reference-dir) and print what it holds.
     Reference,
+    /// Share the parcels over HTTP: OGC API – Features and parcel lookups, answered from the
+    /// in-memory engine, which follows the store's change feed.
+    Serve(commands::serve::ServerArgs),
 }
 
 /// What every subcommand gets: the global options, resolved.
@@ -106,6 +109,7 @@ fn main() -> ExitCode {
             Command::Status => commands::status::run(&context).await,
             Command::Demo(args) => commands::demo::run(&context, args).await,
             Command::Reference => commands::reference::run(&context),
+            Command::Serve(args) => commands::serve::run(&context, &args).await,
         }
     });
     match result {

@@ -47,7 +47,7 @@ fn scratch_dir(name: &str) -> PathBuf {
 fn help_lists_the_subcommands() {
     let out = landdb(&std::env::temp_dir(), &["--help"]);
     assert!(out.status.success());
-    for command in ["import", "validate", "status", "demo", "reference"] {
+    for command in ["import", "validate", "status", "demo", "reference", "serve"] {
         assert!(stdout(&out).contains(command), "{command} missing from:\n{}", stdout(&out));
         let sub = landdb(&std::env::temp_dir(), &[command, "--help"]);
         assert!(sub.status.success(), "{command} --help: {}", stderr(&sub));
@@ -69,6 +69,57 @@ fn demo_works_with_no_database_and_only_once() {
     let again = landdb(&dir, &["demo", "--samples", samples]);
     assert!(again.status.success());
     assert!(stdout(&again).contains("already loaded") && stdout(&again).contains(&format!("current parcels: {n}")));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A plain HTTP GET (HTTP/1.0, so the server closes the connection): status line and body.
+fn http_get(address: &str, path: &str) -> (String, String) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(address).expect("connect");
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {address}\r\n\r\n").expect("send");
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).expect("read");
+    let (head, body) = answer.split_once("\r\n\r\n").unwrap_or((&answer, ""));
+    (head.lines().next().unwrap_or_default().to_owned(), body.to_owned())
+}
+
+/// The quick start: `landdb demo --serve` on a machine with no database server serves the
+/// samples over HTTP, and a SIGTERM stops it cleanly, writing its snapshot.
+#[test]
+fn demo_serves_the_samples_from_the_embedded_store_and_stops_cleanly() {
+    use std::io::BufRead;
+    let dir = scratch_dir("serve");
+    let samples = samples();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_landdb"))
+        .args(["demo", "--serve", "--listen", "127.0.0.1:0", "--snapshot", "engine.snap", "--samples"])
+        .arg(&samples)
+        .current_dir(&dir)
+        .env_remove("DATABASE_URL")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("landdb runs");
+    let mut lines = std::io::BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let landing = lines
+        .by_ref()
+        .map_while(Result::ok)
+        .find_map(|l| l.trim().strip_prefix("landing page:").map(|u| u.trim().to_owned()))
+        .expect("the landing page's address is printed");
+    let address = landing.trim_start_matches("http://").trim_end_matches('/').to_owned();
+    let (status, body) = http_get(&address, "/collections/parcels/items?limit=2");
+    assert!(status.contains("200"), "{status}: {body}");
+    let page: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+    assert_eq!(page["numberMatched"].as_u64(), Some(sample_feature_count() as u64));
+    assert_eq!(page["features"].as_array().map(Vec::len), Some(2));
+    let (status, _) = http_get(&address, "/collections/parcels/items?limit=2&colour=red");
+    assert!(status.contains("400"), "{status}");
+
+    let stopped = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("kill");
+    assert!(stopped.success());
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    let exit = child.wait().expect("exits");
+    assert!(exit.success(), "{exit:?}");
+    assert!(rest.iter().any(|l| l.contains("snapshot written")), "{rest:?}");
+    assert!(dir.join("engine.snap").exists());
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -220,6 +220,20 @@ mod tests {
             for (rect, found) in rects.iter().zip(view.in_boxes(&rects)) {
                 proptest::prop_assert_eq!(versions(found), versions(view.in_box(*rect)));
             }
+            // Keyset pages of any size walk every current parcel once, in version order.
+            let all: Vec<i64> = view.parcels_after(None).map(|p| p.version().0).collect();
+            let mut expected: Vec<i64> = current.values().copied().collect();
+            expected.sort_unstable();
+            proptest::prop_assert_eq!(&all, &expected);
+            let mut paged = Vec::new();
+            let mut after = None;
+            loop {
+                let page: Vec<i64> = view.parcels_after(after).take(7).map(|p| p.version().0).collect();
+                let Some(last) = page.last() else { break };
+                after = Some(VersionId(*last));
+                paged.extend(page);
+            }
+            proptest::prop_assert_eq!(paged, expected);
             for (x, y) in probes {
                 proptest::prop_assert_eq!(versions(view.at_point(x, y)), versions(rebuilt.at_point(x, y)));
                 let rect = Rect::new((x, y), (x + 2.5, y + 0.5));

@@ -481,6 +481,12 @@ impl Snapshot {
         (0..self.versions.len() as Slot).map(|slot| self.parcel(slot))
     }
 
+    /// The parcels with a version after `after` (all with `None`), in version order.
+    pub fn parcels_after(&self, after: Option<VersionId>) -> impl Iterator<Item = Parcel<'_>> {
+        let start = after.map_or(0, |v| self.versions.partition_point(|x| *x <= v.0));
+        (start as Slot..self.versions.len() as Slot).map(|slot| self.parcel(slot))
+    }
+
     /// The feed position this snapshot reflects.
     pub fn position(&self) -> FeedPosition {
         self.position

@@ -156,6 +156,18 @@ impl View {
         self.base.in_commune(commune).filter(|p| self.current(p)).chain(self.recent.in_commune(commune)).collect()
     }
 
+    /// Every current parcel with a version after `after` (all with `None`), in version order:
+    /// what keyset paging reads, however deep the page.
+    pub fn parcels_after(&self, after: Option<VersionId>) -> impl Iterator<Item = Parcel<'_>> {
+        let mut base = self.base.parcels_after(after).filter(|p| self.current(p)).peekable();
+        let mut recent = self.recent.parcels_after(after).peekable();
+        std::iter::from_fn(move || match (base.peek(), recent.peek()) {
+            (Some(b), Some(r)) if r.version() < b.version() => recent.next(),
+            (Some(_), _) => base.next(),
+            (None, _) => recent.next(),
+        })
+    }
+
     /// Every current parcel, the base's in version order, then the recent ones.
     pub fn parcels(&self) -> impl Iterator<Item = Parcel<'_>> {
         self.base.parcels().filter(|p| self.current(p)).chain(self.recent.parcels())

@@ -13,6 +13,11 @@ pub struct Args {
     /// Where the samples are.
     #[arg(long, default_value = "data-samples/geojson")]
     pub samples: PathBuf,
+    /// Then serve them over HTTP (`landdb serve`), printing the addresses to open.
+    #[arg(long)]
+    pub serve: bool,
+    #[command(flatten)]
+    pub server: super::serve::ServerArgs,
 }
 
 pub async fn run(context: &crate::Context, args: Args) -> anyhow::Result<()> {
@@ -29,5 +34,9 @@ pub async fn run(context: &crate::Context, args: Args) -> anyhow::Result<()> {
     } else {
         println!("samples already loaded");
     }
-    super::status::print(context, &store).await
+    super::status::print(context, &store).await?;
+    if args.serve {
+        super::serve::serve(store, &args.server).await?;
+    }
+    Ok(())
 }

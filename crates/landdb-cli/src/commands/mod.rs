@@ -3,5 +3,6 @@
 pub mod demo;
 pub mod import;
 pub mod reference;
+pub mod serve;
 pub mod status;
 pub mod validate;

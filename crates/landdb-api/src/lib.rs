@@ -1,0 +1,68 @@
+//! The sharing API: OGC API – Features over HTTP (axum), answered from the in-memory engine
+//! (`landdb-engine`) and, for what it does not hold, the store. Every handler takes the caller's
+//! [`access::Access`] first: one place for the access rules to sit in front of every path.
+
+pub mod access;
+pub mod features;
+pub mod ogc;
+pub mod openapi;
+pub mod params;
+pub mod routes;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::routing::get;
+use landdb_engine::Engine;
+use landdb_store::{AnyStore, FeedWaiter, ParcelStore};
+
+/// What the handlers share.
+#[derive(Debug)]
+pub struct AppState {
+    pub engine: Arc<Engine>,
+    pub store: AnyStore,
+    /// The address clients reach the server at, for links; the `Host` header otherwise.
+    pub public_url: Option<String>,
+}
+
+pub fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/", get(routes::landing))
+        .route("/conformance", get(routes::conformance))
+        .route("/api", get(routes::openapi))
+        .route("/collections", get(routes::collections))
+        .route("/collections/{id}", get(routes::collection))
+        .route("/collections/{id}/items", get(routes::items))
+        .route("/collections/{collection}/items/{id}", get(routes::item))
+        .route("/parcels/at", get(routes::at_point))
+        .route("/parcels/national-id/{id}", get(routes::by_national_id))
+        .route("/health", get(routes::health))
+        .route("/ready", get(routes::ready))
+        .fallback(routes::not_found)
+        .with_state(state)
+}
+
+/// Keeps the engine current: waits for the store's feed to move (NOTIFY on PostGIS, polling on
+/// the embedded store) and applies what was committed. Runs until the process ends.
+pub async fn follow_feed(engine: Arc<Engine>, store: AnyStore) {
+    let mut waiter = loop {
+        match store.feed_waiter().await {
+            Ok(w) => break w,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen to the change feed; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    };
+    loop {
+        if let Err(e) = waiter.wait(Duration::from_millis(500)).await {
+            tracing::warn!(error = %e, "waiting for the change feed failed");
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        match engine.follow(&store).await {
+            Ok(position) => tracing::trace!(position = position.0, "engine current"),
+            Err(e) => tracing::warn!(error = %e, "cannot apply the change feed"),
+        }
+    }
+}

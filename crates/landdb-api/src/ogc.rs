@@ -1,0 +1,77 @@
+//! What every OGC API answer shares: links, and exceptions in the OGC JSON form
+//! (`{"code": …, "description": …}`), which say which parameter was wrong and why.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+pub const GEOJSON: &str = "application/geo+json";
+pub const JSON: &str = "application/json";
+pub const OPENAPI: &str = "application/vnd.oai.openapi+json;version=3.0";
+pub const CRS84: &str = "http://www.opengis.net/def/crs/OGC/1.3/CRS84";
+
+/// The conformance classes this server implements.
+pub const CONFORMANCE: &[&str] = &[
+    "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/core",
+    "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/geojson",
+    "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/oas30",
+];
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Link {
+    pub href: String,
+    pub rel: &'static str,
+    #[serde(rename = "type")]
+    pub media_type: &'static str,
+    pub title: String,
+}
+
+impl Link {
+    pub fn new(href: String, rel: &'static str, media_type: &'static str, title: impl Into<String>) -> Self {
+        Link { href, rel, media_type, title: title.into() }
+    }
+}
+
+/// An error answer. The description names the parameter or resource and what to change.
+#[derive(Debug, thiserror::Error)]
+#[error("{description}")]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub description: String,
+}
+
+impl ApiError {
+    /// 400: a parameter the endpoint does not know, or a value it cannot take.
+    pub fn bad_parameter(description: impl Into<String>) -> Self {
+        ApiError { status: StatusCode::BAD_REQUEST, code: "InvalidParameterValue", description: description.into() }
+    }
+
+    pub fn not_found(description: impl Into<String>) -> Self {
+        ApiError { status: StatusCode::NOT_FOUND, code: "NotFound", description: description.into() }
+    }
+
+    /// 500: the store failed; the detail goes to the log, not to the caller.
+    pub fn internal(error: &dyn std::fmt::Display) -> Self {
+        tracing::error!(%error, "request failed");
+        ApiError {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            code: "ServerError",
+            description: "the server could not answer; the operators have the details in its log".into(),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = serde_json::json!({ "code": self.code, "description": self.description });
+        json_response(self.status, JSON, body.to_string())
+    }
+}
+
+/// A JSON body with its media type.
+pub fn json_response(status: StatusCode, media_type: &'static str, body: String) -> Response {
+    let mut response = (status, body).into_response();
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(media_type));
+    response
+}

@@ -1,0 +1,77 @@
+//! The OpenAPI 3.0 document, written from the same parameter lists the handlers accept
+//! ([`crate::routes`]), so that it describes exactly what the server takes.
+
+use serde_json::{Value, json};
+
+use crate::routes::{AT_POINT, COMMON, ITEM, ITEMS};
+
+fn parameters(list: &[(&str, &str)], path: &[(&str, &str)]) -> Value {
+    let mut out: Vec<Value> = path
+        .iter()
+        .map(|(name, description)| {
+            json!({ "name": name, "in": "path", "required": true, "description": description, "schema": { "type": "string" } })
+        })
+        .collect();
+    for (name, description) in list {
+        let schema = match *name {
+            "limit" => {
+                json!({ "type": "integer", "minimum": 1, "maximum": crate::params::MAX_LIMIT, "default": crate::params::DEFAULT_LIMIT })
+            }
+            "after" => json!({ "type": "integer" }),
+            "lon" | "lat" => json!({ "type": "number" }),
+            "bbox" => json!({ "type": "array", "minItems": 4, "maxItems": 4, "items": { "type": "number" } }),
+            "f" => json!({ "type": "string", "enum": ["json"] }),
+            _ => json!({ "type": "string" }),
+        };
+        let mut p = json!({ "name": name, "in": "query", "required": matches!(*name, "lon" | "lat"), "description": description, "schema": schema });
+        if *name == "bbox" {
+            p["style"] = json!("form");
+            p["explode"] = json!(false);
+        }
+        out.push(p);
+    }
+    Value::Array(out)
+}
+
+fn answer(description: &str, media_type: &str) -> Value {
+    json!({
+        "200": { "description": description, "content": { media_type: { "schema": { "type": "object" } } } },
+        "400": { "description": "a parameter the endpoint does not take, or a value it cannot", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/exception" } } } },
+        "404": { "description": "no such resource", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/exception" } } } },
+    })
+}
+
+pub fn document(base: &str, max_limit: usize) -> Value {
+    let get = |summary: &str, params: Value, media_type: &str| json!({ "get": { "summary": summary, "parameters": params, "responses": answer(summary, media_type) } });
+    json!({
+        "openapi": "3.0.3",
+        "info": {
+            "title": "landdb",
+            "version": env!("CARGO_PKG_VERSION"),
+            "description": format!("Vietnam's national land database as OGC API – Features. Pages hold at most {max_limit} parcels."),
+        },
+        "servers": [{ "url": base }],
+        "paths": {
+            "/": get("the landing page", parameters(COMMON, &[]), "application/json"),
+            "/conformance": get("the conformance classes", parameters(COMMON, &[]), "application/json"),
+            "/api": get("this document", parameters(COMMON, &[]), "application/vnd.oai.openapi+json;version=3.0"),
+            "/collections": get("the collections", parameters(COMMON, &[]), "application/json"),
+            "/collections/{collectionId}": get("a collection", parameters(COMMON, &[("collectionId", "the collection: parcels")]), "application/json"),
+            "/collections/{collectionId}/items": get("the parcels, a page at a time", parameters(ITEMS, &[("collectionId", "the collection: parcels")]), "application/geo+json"),
+            "/collections/{collectionId}/items/{featureId}": get("one parcel version", parameters(ITEM, &[("collectionId", "the collection: parcels"), ("featureId", "the parcel version")]), "application/geo+json"),
+            "/parcels/at": get("the parcels at a point", parameters(AT_POINT, &[]), "application/geo+json"),
+            "/parcels/national-id/{nationalId}": get("the current parcels with a national ID", parameters(ITEM, &[("nationalId", "the 12-character national parcel ID")]), "application/geo+json"),
+            "/health": { "get": { "summary": "the process is up", "responses": { "200": { "description": "ok", "content": { "text/plain": { "schema": { "type": "string" } } } } } } },
+            "/ready": { "get": { "summary": "the engine is loaded: parcels and feed position", "responses": { "200": { "description": "ready", "content": { "application/json": { "schema": { "type": "object" } } } } } } },
+        },
+        "components": {
+            "schemas": {
+                "exception": {
+                    "type": "object",
+                    "required": ["code"],
+                    "properties": { "code": { "type": "string" }, "description": { "type": "string" } },
+                },
+            },
+        },
+    })
+}

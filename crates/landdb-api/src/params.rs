@@ -1,0 +1,151 @@
+//! Query parameters, read strictly: a parameter the endpoint does not know, a repeated one, or a
+//! value it cannot take is a 400 that says which and why. A filter silently ignored would return
+//! everything, which for a land database is the worst answer.
+
+use std::collections::BTreeMap;
+
+use geo::Rect;
+
+use crate::ogc::{ApiError, CRS84};
+
+/// The parameters of one request.
+#[derive(Debug)]
+pub struct Params {
+    values: BTreeMap<String, String>,
+}
+
+/// The most features one page holds; a larger `limit` is lowered to it (OGC API – Features
+/// requires that, rather than an error).
+pub const MAX_LIMIT: usize = 10_000;
+pub const DEFAULT_LIMIT: usize = 100;
+
+impl Params {
+    /// Parses `query` and refuses any parameter not in `allowed`.
+    pub fn parse(query: Option<&str>, allowed: &[&str]) -> Result<Self, ApiError> {
+        let mut values = BTreeMap::new();
+        for (name, value) in url::form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
+            if !allowed.contains(&name.as_ref()) {
+                let accepted = if allowed.is_empty() { "none".to_owned() } else { allowed.join(", ") };
+                return Err(ApiError::bad_parameter(format!(
+                    "unknown parameter `{name}`: this endpoint accepts {accepted}"
+                )));
+            }
+            if values.insert(name.to_string(), value.to_string()).is_some() {
+                return Err(ApiError::bad_parameter(format!("parameter `{name}` is given more than once")));
+            }
+        }
+        let params = Params { values };
+        params.check_format()?;
+        Ok(params)
+    }
+
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.values.get(name).map(String::as_str)
+    }
+
+    /// `f`: only JSON is served so far.
+    fn check_format(&self) -> Result<(), ApiError> {
+        match self.get("f") {
+            None | Some("json" | "geojson") => Ok(()),
+            Some(other) => Err(ApiError::bad_parameter(format!("f={other}: this server answers f=json"))),
+        }
+    }
+
+    /// `limit`, lowered to [`MAX_LIMIT`].
+    pub fn limit(&self) -> Result<usize, ApiError> {
+        match self.get("limit") {
+            None => Ok(DEFAULT_LIMIT),
+            Some(raw) => match raw.parse::<usize>() {
+                Ok(0) | Err(_) => {
+                    Err(ApiError::bad_parameter(format!("limit={raw}: give a whole number from 1 to {MAX_LIMIT}")))
+                }
+                Ok(n) => Ok(n.min(MAX_LIMIT)),
+            },
+        }
+    }
+
+    /// `bbox` (longitude/latitude, CRS84): four numbers, west, south, east, north.
+    pub fn bbox(&self) -> Result<Option<Rect<f64>>, ApiError> {
+        match self.get("bbox-crs") {
+            None => {}
+            Some(c) if c == CRS84 || c == "http://www.opengis.net/def/crs/EPSG/0/4326" => {}
+            Some(c) => {
+                return Err(ApiError::bad_parameter(format!(
+                    "bbox-crs={c}: this server takes bbox in {CRS84} (longitude, latitude)"
+                )));
+            }
+        }
+        let Some(raw) = self.get("bbox") else { return Ok(None) };
+        let numbers: Result<Vec<f64>, _> = raw.split(',').map(|n| n.trim().parse::<f64>()).collect();
+        let bad = |why: &str| ApiError::bad_parameter(format!("bbox={raw}: {why}"));
+        let n = numbers.map_err(|_| bad("give four numbers: west,south,east,north"))?;
+        let [w, s, e, n] = n[..] else {
+            return Err(bad(if n.len() == 6 {
+                "three-dimensional boxes are not supported; give west,south,east,north"
+            } else {
+                "give four numbers: west,south,east,north"
+            }));
+        };
+        if [w, s, e, n].iter().any(|v| !v.is_finite()) {
+            return Err(bad("every number must be finite"));
+        }
+        if !(-180.0..=180.0).contains(&w) || !(-180.0..=180.0).contains(&e) {
+            return Err(bad("longitudes lie between -180 and 180"));
+        }
+        if !(-90.0..=90.0).contains(&s) || !(-90.0..=90.0).contains(&n) {
+            return Err(bad("latitudes lie between -90 and 90"));
+        }
+        if s > n {
+            return Err(bad("south is above north"));
+        }
+        if w > e {
+            return Err(bad("west is east of east (boxes across the antimeridian are not supported)"));
+        }
+        Ok(Some(Rect::new((w, s), (e, n))))
+    }
+
+    /// A required number.
+    pub fn number(&self, name: &str) -> Result<f64, ApiError> {
+        let raw = self.get(name).ok_or_else(|| ApiError::bad_parameter(format!("parameter `{name}` is required")))?;
+        raw.parse::<f64>()
+            .ok()
+            .filter(|v| v.is_finite())
+            .ok_or_else(|| ApiError::bad_parameter(format!("{name}={raw}: give a number")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_repeated_and_malformed_parameters_are_refused_by_name() {
+        let e = Params::parse(Some("bbox=1,2,3,4&colour=red"), &["bbox"]).expect_err("unknown");
+        assert!(e.description.contains("`colour`") && e.description.contains("bbox"), "{e}");
+        let e = Params::parse(Some("limit=1&limit=2"), &["limit"]).expect_err("twice");
+        assert!(e.description.contains("more than once"), "{e}");
+        for (bbox, why) in [
+            ("1,2,3", "four numbers"),
+            ("1,2,3,x", "four numbers"),
+            ("1,2,3,4,5,6", "three-dimensional"),
+            ("1,5,3,4", "south is above north"),
+            ("3,2,1,4", "west is east"),
+            ("1,2,200,4", "longitudes"),
+            ("1,-91,3,4", "latitudes"),
+            ("1,2,inf,4", "finite"),
+        ] {
+            let p = Params::parse(Some(&format!("bbox={bbox}")), &["bbox"]).expect("parsed");
+            let e = p.bbox().expect_err(bbox);
+            assert!(e.description.contains(why), "{bbox}: {e}");
+        }
+        let p = Params::parse(Some("bbox=108.1,16.0,108.2,16.1"), &["bbox"]).expect("parsed");
+        assert_eq!(p.bbox().expect("box"), Some(Rect::new((108.1, 16.0), (108.2, 16.1))));
+        for limit in ["0", "-1", "ten", "1.5"] {
+            let p = Params::parse(Some(&format!("limit={limit}")), &["limit"]).expect("parsed");
+            assert!(p.limit().is_err(), "{limit}");
+        }
+        let p = Params::parse(Some("limit=99999"), &["limit"]).expect("parsed");
+        assert_eq!(p.limit().expect("limit"), MAX_LIMIT);
+        assert!(Params::parse(Some("f=html"), &["f"]).is_err());
+    }
+}

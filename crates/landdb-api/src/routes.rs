@@ -1,0 +1,342 @@
+//! The endpoints. Each takes the caller's [`Access`] first, reads its parameters strictly
+//! ([`Params`]) and answers from the engine's current view, going to the store only for what the
+//! engine does not hold (retired versions).
+
+use std::sync::Arc;
+
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::Response;
+use landdb_engine::{Parcel, ParcelRecord, Snapshot, View};
+use landdb_model::{FeedPosition, NationalParcelId, VersionId};
+use landdb_store::ParcelStore;
+use serde_json::json;
+
+use crate::AppState;
+use crate::access::Access;
+use crate::features::{Field, write_feature};
+use crate::ogc::{ApiError, CONFORMANCE, CRS84, GEOJSON, JSON, Link, OPENAPI, json_response};
+use crate::params::{MAX_LIMIT, Params};
+
+/// The parameters each endpoint accepts, with what they mean: the handlers refuse any other, and
+/// the OpenAPI document is written from the same lists.
+pub const COMMON: &[(&str, &str)] = &[("f", "the format of the answer: `json` (the only one so far)")];
+pub const ITEMS: &[(&str, &str)] = &[
+    ("f", "the format of the answer: `json` (the only one so far)"),
+    ("bbox", "west,south,east,north in longitude and latitude: parcels intersecting the box"),
+    ("bbox-crs", "the coordinate system of bbox: CRS84 (the default) or EPSG:4326"),
+    ("limit", "parcels a page, 1 to 10000 (larger values are lowered to 10000); 100 when absent"),
+    ("after", "the version after which the page starts (the `next` link carries it)"),
+    ("properties", "comma-separated property names to include"),
+];
+pub const ITEM: &[(&str, &str)] = &[
+    ("f", "the format of the answer: `json` (the only one so far)"),
+    ("properties", "comma-separated property names to include"),
+];
+pub const AT_POINT: &[(&str, &str)] = &[
+    ("f", "the format of the answer: `json` (the only one so far)"),
+    ("lon", "longitude (WGS84)"),
+    ("lat", "latitude (WGS84)"),
+    ("properties", "comma-separated property names to include"),
+];
+
+fn names(params: &[(&'static str, &str)]) -> Vec<&'static str> {
+    params.iter().map(|(n, _)| *n).collect()
+}
+
+/// The server's address as the caller reached it, for absolute links.
+fn base_url(app: &AppState, headers: &HeaderMap) -> String {
+    if let Some(url) = &app.public_url {
+        return url.trim_end_matches('/').to_owned();
+    }
+    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("localhost");
+    format!("http://{host}")
+}
+
+fn ok_json(media_type: &'static str, body: serde_json::Value) -> Response {
+    json_response(StatusCode::OK, media_type, body.to_string())
+}
+
+pub async fn landing(
+    State(app): State<Arc<AppState>>,
+    _access: Access,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Result<Response, ApiError> {
+    Params::parse(query.as_deref(), &names(COMMON))?;
+    let base = base_url(&app, &headers);
+    Ok(ok_json(
+        JSON,
+        json!({
+            "title": "landdb",
+            "description": "Vietnam's national land database: cadastral parcels as OGC API – Features",
+            "links": [
+                Link::new(format!("{base}/"), "self", JSON, "this document"),
+                Link::new(format!("{base}/api"), "service-desc", OPENAPI, "the API definition"),
+                Link::new(format!("{base}/conformance"), "conformance", JSON, "the conformance classes"),
+                Link::new(format!("{base}/collections"), "data", JSON, "the collections"),
+            ],
+        }),
+    ))
+}
+
+pub async fn conformance(_access: Access, RawQuery(query): RawQuery) -> Result<Response, ApiError> {
+    Params::parse(query.as_deref(), &names(COMMON))?;
+    Ok(ok_json(JSON, json!({ "conformsTo": CONFORMANCE })))
+}
+
+fn parcels_collection(base: &str, view: &View) -> serde_json::Value {
+    let bbox = view.extent().map_or_else(
+        || json!([[-180.0, -90.0, 180.0, 90.0]]),
+        |e| json!([[e.min().x, e.min().y, e.max().x, e.max().y]]),
+    );
+    json!({
+        "id": "parcels",
+        "title": "Cadastral parcels",
+        "description": "Every current land parcel (thửa đất): boundary, map sheet and parcel number, land use, area. \
+                        The feature id is the parcel version.",
+        "itemType": "feature",
+        "crs": [CRS84],
+        "extent": { "spatial": { "bbox": bbox, "crs": CRS84 } },
+        "links": [
+            Link::new(format!("{base}/collections/parcels"), "self", JSON, "this collection"),
+            Link::new(format!("{base}/collections/parcels/items"), "items", GEOJSON, "the parcels"),
+        ],
+    })
+}
+
+pub async fn collections(
+    State(app): State<Arc<AppState>>,
+    _access: Access,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Result<Response, ApiError> {
+    Params::parse(query.as_deref(), &names(COMMON))?;
+    let base = base_url(&app, &headers);
+    let view = app.engine.snapshot();
+    Ok(ok_json(
+        JSON,
+        json!({
+            "links": [Link::new(format!("{base}/collections"), "self", JSON, "the collections")],
+            "collections": [parcels_collection(&base, &view)],
+        }),
+    ))
+}
+
+pub async fn collection(
+    State(app): State<Arc<AppState>>,
+    _access: Access,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Result<Response, ApiError> {
+    Params::parse(query.as_deref(), &names(COMMON))?;
+    known_collection(&id)?;
+    let base = base_url(&app, &headers);
+    Ok(ok_json(JSON, parcels_collection(&base, &app.engine.snapshot())))
+}
+
+fn known_collection(id: &str) -> Result<(), ApiError> {
+    if id == "parcels" {
+        Ok(())
+    } else {
+        Err(ApiError::not_found(format!("there is no collection `{id}`; the collections are: parcels")))
+    }
+}
+
+/// A feature collection of `parcels` with the envelope OGC API asks for.
+fn feature_collection(
+    parcels: &[Parcel<'_>],
+    fields: &[Field],
+    matched: Option<usize>,
+    links: Vec<Link>,
+    position: FeedPosition,
+) -> Response {
+    let mut out = String::with_capacity(256 + parcels.len() * 600);
+    out.push_str("{\"type\":\"FeatureCollection\",\"features\":[");
+    for (i, p) in parcels.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        write_feature(&mut out, p, fields);
+    }
+    out.push_str("],");
+    if let Some(n) = matched {
+        out.push_str(&format!("\"numberMatched\":{n},"));
+    }
+    out.push_str(&format!(
+        "\"numberReturned\":{},\"feedPosition\":{},\"links\":{}}}",
+        parcels.len(),
+        position.0,
+        serde_json::to_value(links).unwrap_or_default()
+    ));
+    json_response(StatusCode::OK, GEOJSON, out)
+}
+
+pub async fn items(
+    State(app): State<Arc<AppState>>,
+    access: Access,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Result<Response, ApiError> {
+    known_collection(&id)?;
+    let params = Params::parse(query.as_deref(), &names(ITEMS))?;
+    let limit = params.limit()?;
+    let bbox = params.bbox()?;
+    let fields = Field::selected(params.get("properties"), &access)?;
+    let after = match params.get("after") {
+        None => None,
+        Some(raw) => Some(VersionId(raw.parse::<i64>().map_err(|_| {
+            ApiError::bad_parameter(format!("after={raw}: give the version number a `next` link carries"))
+        })?)),
+    };
+    let view = app.engine.snapshot();
+    let (mut page, matched): (Vec<Parcel<'_>>, usize) = match bbox {
+        Some(rect) => {
+            let mut found = view.in_box(rect);
+            found.sort_unstable_by_key(|p| p.version());
+            let matched = found.len();
+            let start = after.map_or(0, |a| found.partition_point(|p| p.version() <= a));
+            (found.into_iter().skip(start).take(limit + 1).collect(), matched)
+        }
+        None => (view.parcels_after(after).take(limit + 1).collect(), view.len()),
+    };
+    let more = page.len() > limit;
+    page.truncate(limit);
+    let base = base_url(&app, &headers);
+    // The links repeat every parameter but the cursor, so a page cannot widen the query.
+    let mut kept = url::form_urlencoded::Serializer::new(String::new());
+    for (name, _) in ITEMS {
+        if let (true, Some(v)) = (*name != "after", params.get(name)) {
+            kept.append_pair(name, v);
+        }
+    }
+    let kept = kept.finish();
+    let with = |extra: Option<String>| {
+        let mut q = kept.clone();
+        if let Some(e) = extra {
+            if !q.is_empty() {
+                q.push('&');
+            }
+            q.push_str(&e);
+        }
+        if q.is_empty() {
+            format!("{base}/collections/parcels/items")
+        } else {
+            format!("{base}/collections/parcels/items?{q}")
+        }
+    };
+    let mut links = vec![
+        Link::new(with(after.map(|a| format!("after={}", a.0))), "self", GEOJSON, "this page"),
+        Link::new(format!("{base}/collections/parcels"), "collection", JSON, "the collection"),
+    ];
+    if let (true, Some(last)) = (more, page.last()) {
+        links.push(Link::new(with(Some(format!("after={}", last.version().0))), "next", GEOJSON, "the next page"));
+    }
+    Ok(feature_collection(&page, &fields, Some(matched), links, view.position()))
+}
+
+pub async fn item(
+    State(app): State<Arc<AppState>>,
+    access: Access,
+    Path((collection, id)): Path<(String, String)>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Result<Response, ApiError> {
+    known_collection(&collection)?;
+    let params = Params::parse(query.as_deref(), &names(ITEM))?;
+    let fields = Field::selected(params.get("properties"), &access)?;
+    let missing = || ApiError::not_found(format!("there is no parcel version {id}"));
+    let version = VersionId(id.parse::<i64>().map_err(|_| missing())?);
+    let base = base_url(&app, &headers);
+    let view = app.engine.snapshot();
+    let mut out = String::new();
+    let links = |out: &mut String| {
+        let links = [
+            Link::new(format!("{base}/collections/parcels/items/{id}"), "self", GEOJSON, "this parcel"),
+            Link::new(format!("{base}/collections/parcels"), "collection", JSON, "the collection"),
+        ];
+        // Drop the closing brace, add the links, close again.
+        out.pop();
+        out.push_str(&format!(",\"links\":{}}}", serde_json::to_string(&links).unwrap_or_default()));
+    };
+    if let Some(p) = view.by_version(version) {
+        write_feature(&mut out, &p, &fields);
+        links(&mut out);
+        return Ok(json_response(StatusCode::OK, GEOJSON, out));
+    }
+    // Not current: an earlier version, from the store.
+    let stored = app.store.versions(&[version]).await.map_err(|e| ApiError::internal(&e))?;
+    let Some(v) = stored.into_iter().next() else { return Err(missing()) };
+    let one = Snapshot::build([ParcelRecord::from(v)], view.position());
+    let Some(p) = one.parcels().next() else { return Err(missing()) };
+    write_feature(&mut out, &p, &fields);
+    links(&mut out);
+    Ok(json_response(StatusCode::OK, GEOJSON, out))
+}
+
+/// Parcels at a point: the lookup agencies make most.
+pub async fn at_point(
+    State(app): State<Arc<AppState>>,
+    access: Access,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Result<Response, ApiError> {
+    let params = Params::parse(query.as_deref(), &names(AT_POINT))?;
+    let (lon, lat) = (params.number("lon")?, params.number("lat")?);
+    if !(-180.0..=180.0).contains(&lon) || !(-90.0..=90.0).contains(&lat) {
+        return Err(ApiError::bad_parameter(format!("lon={lon}, lat={lat} is not a WGS84 position")));
+    }
+    let fields = Field::selected(params.get("properties"), &access)?;
+    let view = app.engine.snapshot();
+    let mut found = view.at_point(lon, lat);
+    found.sort_unstable_by_key(|p| p.version());
+    let base = base_url(&app, &headers);
+    let links = vec![Link::new(format!("{base}/parcels/at?lon={lon}&lat={lat}"), "self", GEOJSON, "this lookup")];
+    Ok(feature_collection(&found, &fields, Some(found.len()), links, view.position()))
+}
+
+pub async fn by_national_id(
+    State(app): State<Arc<AppState>>,
+    access: Access,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Result<Response, ApiError> {
+    let params = Params::parse(query.as_deref(), &names(ITEM))?;
+    let fields = Field::selected(params.get("properties"), &access)?;
+    let national_id = NationalParcelId::parse(&id).map_err(|e| ApiError::bad_parameter(e.to_string()))?;
+    let view = app.engine.snapshot();
+    let mut found = view.by_national_id(&national_id);
+    if found.is_empty() {
+        return Err(ApiError::not_found(format!("no current parcel has the national ID {national_id}")));
+    }
+    found.sort_unstable_by_key(|p| p.version());
+    let base = base_url(&app, &headers);
+    let links = vec![Link::new(format!("{base}/parcels/national-id/{national_id}"), "self", GEOJSON, "this lookup")];
+    Ok(feature_collection(&found, &fields, Some(found.len()), links, view.position()))
+}
+
+pub async fn health() -> &'static str {
+    "ok"
+}
+
+/// Ready once the engine is loaded: the parcels it holds and the feed position it reflects.
+pub async fn ready(State(app): State<Arc<AppState>>) -> Response {
+    let view = app.engine.snapshot();
+    ok_json(JSON, json!({ "ready": true, "parcels": view.len(), "feedPosition": view.position().0 }))
+}
+
+pub async fn openapi(
+    State(app): State<Arc<AppState>>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Result<Response, ApiError> {
+    Params::parse(query.as_deref(), &names(COMMON))?;
+    Ok(ok_json(OPENAPI, crate::openapi::document(&base_url(&app, &headers), MAX_LIMIT)))
+}
+
+pub async fn not_found() -> ApiError {
+    ApiError::not_found("no such resource; the landing page at / lists what there is")
+}

@@ -1,0 +1,93 @@
+//! `landdb serve`: the sharing API. Loads the engine (from a snapshot file when there is one),
+//! follows the change feed, answers HTTP until interrupted, then writes the snapshot.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use landdb_api::AppState;
+use landdb_engine::Engine;
+use landdb_store::AnyStore;
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct ServerArgs {
+    /// Where to listen (host:port).
+    #[arg(long, default_value = "127.0.0.1:8080", env = "LANDDB_LISTEN")]
+    pub listen: String,
+    /// The address clients reach the server at, for the links in answers (behind a proxy);
+    /// without it, links follow the request's Host header.
+    #[arg(long, env = "LANDDB_PUBLIC_URL")]
+    pub public_url: Option<String>,
+    /// A snapshot file: the engine starts from it when it exists (then catches up from the
+    /// change feed), and it is written again on shutdown.
+    #[arg(long, env = "LANDDB_SNAPSHOT")]
+    pub snapshot: Option<PathBuf>,
+}
+
+pub async fn run(context: &crate::Context, args: &ServerArgs) -> anyhow::Result<()> {
+    serve(context.store().await?, args).await
+}
+
+pub async fn serve(store: AnyStore, args: &ServerArgs) -> anyhow::Result<()> {
+    let started = std::time::Instant::now();
+    let engine = match &args.snapshot {
+        Some(path) if path.exists() => match Engine::open(&store, path).await {
+            Ok(engine) => engine,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot start from the snapshot; loading from the store");
+                Engine::load(&store).await?
+            }
+        },
+        _ => Engine::load(&store).await?,
+    };
+    let engine = Arc::new(engine);
+    let view = engine.snapshot();
+    tracing::info!(
+        parcels = view.len(),
+        position = view.position().0,
+        seconds = started.elapsed().as_secs_f64(),
+        "engine loaded"
+    );
+    drop(view);
+    let follower = tokio::spawn(landdb_api::follow_feed(Arc::clone(&engine), store.clone()));
+    let state = Arc::new(AppState { engine: Arc::clone(&engine), store, public_url: args.public_url.clone() });
+    let listener = tokio::net::TcpListener::bind(&args.listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", args.listen))?;
+    let address = listener.local_addr()?;
+    let base = args.public_url.clone().unwrap_or_else(|| format!("http://{address}"));
+    println!("landdb is serving {} parcels", engine.snapshot().len());
+    println!("  landing page:     {base}/");
+    println!("  parcels:          {base}/collections/parcels/items");
+    println!("  parcel at point:  {base}/parcels/at?lon=108.2208&lat=16.0678");
+    println!("  API definition:   {base}/api");
+    println!("stop with Ctrl-C");
+    axum::serve(listener, landdb_api::router(state)).with_graceful_shutdown(shutdown_signal()).await?;
+    follower.abort();
+    if let Some(path) = &args.snapshot {
+        engine.save(path)?;
+        println!("snapshot written to {}", path.display());
+    }
+    Ok(())
+}
+
+/// Ctrl-C or SIGTERM (what service managers send).
+async fn shutdown_signal() {
+    let interrupt = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = interrupt => {},
+        () = terminate => {},
+    }
+}

@@ -1,0 +1,297 @@
+//! The sharing API over real HTTP: a server on a free port, over a real PostGIS with the
+//! samples imported, asked with a real HTTP client and with GDAL's OGC API – Features driver.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use landdb_api::AppState;
+use landdb_engine::Engine;
+use landdb_ingest::import::{Mode, import};
+use landdb_ingest::pipeline::Options;
+use landdb_ingest::profiles::FieldMapping;
+use landdb_model::ReferenceData;
+use landdb_store::{AnyStore, DatabaseUrl, ParcelStore};
+use landdb_tests::PostgisDb;
+use serde_json::Value;
+
+fn samples() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../data-samples/geojson")
+}
+
+async fn import_files(store: &AnyStore, files: &[PathBuf]) {
+    let reference = ReferenceData::embedded().expect("reference");
+    let options = Options { crs_override: None, mapping: FieldMapping::builtin().expect("profile") };
+    import(store, files, &reference, &options, Mode::Append, &|_| {}).await.expect("import");
+}
+
+/// A server on a free port over a fresh PostGIS with `files` imported; its base URL.
+struct Server {
+    base: String,
+    db: PostgisDb,
+    store: AnyStore,
+    engine: Arc<Engine>,
+}
+
+async fn server(files: &[PathBuf]) -> Server {
+    let db = PostgisDb::create().await.expect("database");
+    let store = AnyStore::open(&DatabaseUrl::parse(&db.url).expect("url")).await.expect("store");
+    import_files(&store, files).await;
+    let engine = Arc::new(Engine::load(&store).await.expect("engine"));
+    tokio::spawn(landdb_api::follow_feed(Arc::clone(&engine), store.clone()));
+    let state = Arc::new(AppState { engine: Arc::clone(&engine), store: store.clone(), public_url: None });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let base = format!("http://{}", listener.local_addr().expect("address"));
+    tokio::spawn(async move { axum::serve(listener, landdb_api::router(state)).await });
+    Server { base, db, store, engine }
+}
+
+async fn get(url: &str) -> (u16, String, Value) {
+    let response = reqwest::get(url).await.expect("request");
+    let status = response.status().as_u16();
+    let media = response.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+    let text = response.text().await.expect("body");
+    let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
+    (status, media, body)
+}
+
+fn link<'a>(doc: &'a Value, rel: &str) -> Option<&'a str> {
+    doc["links"].as_array()?.iter().find(|l| l["rel"] == rel).and_then(|l| l["href"].as_str())
+}
+
+fn versions(doc: &Value) -> Vec<i64> {
+    doc["features"].as_array().expect("features").iter().map(|f| f["id"].as_i64().expect("id")).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_ogc_api_answers_and_pages_through_every_parcel() {
+    let s = server(&[samples()]).await;
+    let total = s.store.count_current().await.expect("count") as usize;
+
+    // Landing page, conformance, API definition, collections.
+    let (status, media, landing) = get(&format!("{}/", s.base)).await;
+    assert_eq!((status, media.as_str()), (200, "application/json"));
+    for rel in ["self", "service-desc", "conformance", "data"] {
+        assert!(link(&landing, rel).is_some_and(|h| h.starts_with(&s.base)), "{rel}: {landing}");
+    }
+    let (_, _, conformance) = get(link(&landing, "conformance").expect("conformance")).await;
+    let classes = conformance["conformsTo"].as_array().expect("classes");
+    assert!(classes.iter().any(|c| c.as_str().is_some_and(|c| c.ends_with("/conf/core"))));
+    assert!(classes.iter().any(|c| c.as_str().is_some_and(|c| c.ends_with("/conf/geojson"))));
+    let (status, media, api) = get(link(&landing, "service-desc").expect("api")).await;
+    assert_eq!(status, 200);
+    assert!(media.starts_with("application/vnd.oai.openapi+json"), "{media}");
+    assert_eq!(api["openapi"], "3.0.3");
+    let (_, _, collections) = get(link(&landing, "data").expect("data")).await;
+    let parcels = &collections["collections"][0];
+    assert_eq!(parcels["id"], "parcels");
+    let extent = parcels["extent"]["spatial"]["bbox"][0].as_array().expect("bbox");
+    assert!(extent[0].as_f64().expect("west") > 107.0 && extent[2].as_f64().expect("east") < 109.0, "{extent:?}");
+
+    // Every parcel once, in pages, following the next links.
+    let mut url = format!("{}/collections/parcels/items?limit=700", s.base);
+    let mut seen = Vec::new();
+    let mut pages = 0;
+    loop {
+        let (status, media, page) = get(&url).await;
+        assert_eq!((status, media.as_str()), (200, "application/geo+json"), "{url}");
+        assert_eq!(page["type"], "FeatureCollection");
+        assert_eq!(page["numberMatched"].as_u64(), Some(total as u64));
+        assert_eq!(page["numberReturned"].as_u64(), Some(page["features"].as_array().expect("features").len() as u64));
+        seen.extend(versions(&page));
+        pages += 1;
+        match link(&page, "next") {
+            Some(next) => url = next.to_owned(),
+            None => break,
+        }
+    }
+    assert_eq!(seen.len(), total);
+    assert!(seen.windows(2).all(|w| w[0] < w[1]), "in version order, none twice");
+    assert_eq!(pages, total.div_ceil(700));
+
+    // A feature: geometry and public properties, no personal data without a grant.
+    let (_, _, page) = get(&format!("{}/collections/parcels/items?limit=1", s.base)).await;
+    let feature = &page["features"][0];
+    assert_eq!(feature["geometry"]["type"], "MultiPolygon");
+    let properties = feature["properties"].as_object().expect("properties");
+    for name in ["version", "national_id", "commune", "sheet", "number", "land_use", "area_m2"] {
+        assert!(properties.contains_key(name), "{name} in {properties:?}");
+    }
+    assert!(!properties.contains_key("address"), "the address is personal data");
+    let id = feature["id"].as_i64().expect("id");
+    let (status, _, one) = get(&format!("{}/collections/parcels/items/{id}", s.base)).await;
+    assert_eq!(status, 200);
+    assert_eq!(one["id"], feature["id"]);
+    assert_eq!(one["geometry"], feature["geometry"]);
+    let stored = s.store.versions(&[landdb_model::VersionId(id)]).await.expect("read");
+    let ring = &one["geometry"]["coordinates"][0][0];
+    let first = stored[0].parcel.geometry.0[0].exterior().0[0];
+    assert_eq!((ring[0][0].as_f64(), ring[0][1].as_f64()), (Some(first.x), Some(first.y)), "coordinates exact");
+
+    // Selected properties only.
+    let (_, _, page) =
+        get(&format!("{}/collections/parcels/items?limit=3&properties=national_id,area_m2", s.base)).await;
+    let keys: BTreeSet<&str> =
+        page["features"][0]["properties"].as_object().expect("properties").keys().map(String::as_str).collect();
+    assert_eq!(keys, BTreeSet::from(["version", "national_id", "area_m2"]));
+    assert!(
+        link(&page, "next").is_some_and(|n| n.contains("properties=national_id%2Carea_m2")),
+        "links keep the query"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn boxes_and_points_answer_what_postgis_answers() {
+    let s = server(&[samples()]).await;
+    let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&s.db.url).await.expect("connect");
+    let view = s.engine.snapshot();
+    // Boxes of about 50 m, 200 m and 1 km with a corner inside a parcel.
+    let corners: Vec<geo::Point<f64>> = view
+        .parcels()
+        .step_by(500)
+        .take(3)
+        .map(|p| landdb_model::national_id::interior_point(&p.geometry()).expect("interior"))
+        .collect();
+    for (corner, size) in corners.iter().zip([0.0005, 0.002, 0.01]) {
+        let (x, y) = (corner.x(), corner.y());
+        let bbox = format!("{x},{y},{},{}", x + size, y + size);
+        let mut ours = Vec::new();
+        let mut url = format!("{}/collections/parcels/items?bbox={bbox}&limit=50", s.base);
+        let mut matched = None;
+        loop {
+            let (status, _, page) = get(&url).await;
+            assert_eq!(status, 200, "{page}");
+            matched = matched.or(page["numberMatched"].as_u64());
+            ours.extend(versions(&page));
+            match link(&page, "next") {
+                Some(next) => url = next.to_owned(),
+                None => break,
+            }
+        }
+        let theirs: Vec<i64> = sqlx::query_scalar(
+            "SELECT id FROM current_parcel WHERE ST_Intersects(geom, ST_MakeEnvelope($1, $2, $3, $4, 4326)) ORDER BY id",
+        )
+        .bind(x)
+        .bind(y)
+        .bind(x + size)
+        .bind(y + size)
+        .fetch_all(&mut conn)
+        .await
+        .expect("query");
+        assert!(!theirs.is_empty(), "the box {bbox} holds parcels");
+        assert_eq!(ours, theirs, "bbox {bbox}");
+        assert_eq!(matched, Some(theirs.len() as u64));
+    }
+
+    // The parcel at a point: interior points of a sample of parcels, and a vertex shared by two.
+    for parcel in view.parcels().step_by(211) {
+        let inside = landdb_model::national_id::interior_point(&parcel.geometry()).expect("interior");
+        let (status, _, found) = get(&format!("{}/parcels/at?lon={}&lat={}", s.base, inside.x(), inside.y())).await;
+        assert_eq!(status, 200);
+        let theirs: Vec<i64> = sqlx::query_scalar(
+            "SELECT id FROM current_parcel WHERE ST_Intersects(geom, ST_SetSRID(ST_MakePoint($1, $2), 4326)) ORDER BY id",
+        )
+        .bind(inside.x())
+        .bind(inside.y())
+        .fetch_all(&mut conn)
+        .await
+        .expect("query");
+        assert_eq!(versions(&found), theirs);
+        assert!(theirs.contains(&parcel.version().0));
+        let id = parcel.national_id();
+        let (status, _, by_id) = get(&format!("{}/parcels/national-id/{id}", s.base)).await;
+        assert_eq!(status, 200);
+        assert!(versions(&by_id).contains(&parcel.version().0));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_bad_request_is_a_400_that_names_the_parameter() {
+    let s = server(&[samples().join("20194.geojson")]).await;
+    let cases = [
+        ("/collections/parcels/items?colour=red", "`colour`"),
+        ("/collections/parcels/items?limit=0", "limit=0"),
+        ("/collections/parcels/items?limit=ten", "limit=ten"),
+        ("/collections/parcels/items?limit=5&limit=6", "more than once"),
+        ("/collections/parcels/items?bbox=1,2,3", "bbox=1,2,3"),
+        ("/collections/parcels/items?bbox=108,16,107,17", "west is east"),
+        ("/collections/parcels/items?bbox=108,16,109,17&bbox-crs=EPSG:3405", "bbox-crs"),
+        ("/collections/parcels/items?properties=owner", "`owner`"),
+        ("/collections/parcels/items?properties=address", "`address`"),
+        ("/collections/parcels/items?after=abc", "after=abc"),
+        ("/collections/parcels/items?f=xml", "f=xml"),
+        ("/collections/parcels?limit=3", "`limit`"),
+        ("/?bbox=1,2,3,4", "`bbox`"),
+        ("/conformance?x=1", "`x`"),
+        ("/parcels/at?lon=108.2", "`lat`"),
+        ("/parcels/at?lon=108.2&lat=north", "lat=north"),
+        ("/parcels/at?lon=200&lat=16", "not a WGS84 position"),
+        ("/parcels/national-id/not-an-id", "not-an-id"),
+    ];
+    for (path, names) in cases {
+        let (status, media, body) = get(&format!("{}{path}", s.base)).await;
+        assert_eq!(status, 400, "{path}: {body}");
+        assert_eq!(media, "application/json", "{path}");
+        assert_eq!(body["code"], "InvalidParameterValue", "{path}");
+        let description = body["description"].as_str().expect("description");
+        assert!(description.contains(names), "{path}: {description}");
+    }
+    for path in ["/collections/roads", "/collections/roads/items", "/collections/parcels/items/999999999", "/nothing"] {
+        let (status, _, body) = get(&format!("{}{path}", s.base)).await;
+        assert_eq!(status, 404, "{path}");
+        assert_eq!(body["code"], "NotFound", "{path}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_import_is_served_within_a_second_of_its_commit() {
+    let s = server(&[samples().join("20194.geojson")]).await;
+    let (_, _, before) = get(&format!("{}/ready", s.base)).await;
+    import_files(&s.store, &[samples().join("20197.geojson")]).await;
+    let committed = std::time::Instant::now();
+    let total = s.store.count_current().await.expect("count");
+    loop {
+        let (_, _, page) = get(&format!("{}/collections/parcels/items?limit=1", s.base)).await;
+        if page["numberMatched"].as_u64() == Some(total) {
+            break;
+        }
+        assert!(committed.elapsed() < Duration::from_secs(1), "not served a second after the commit");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (_, _, after) = get(&format!("{}/ready", s.base)).await;
+    assert!(after["feedPosition"].as_i64() > before["feedPosition"].as_i64());
+}
+
+/// GDAL's OGC API – Features driver, as QGIS and other GIS tools use it: it finds the collection,
+/// counts it, and copies every parcel through the pages.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gdal_reads_every_parcel_through_the_oapif_driver() {
+    let s = server(&[samples()]).await;
+    let total = s.store.count_current().await.expect("count");
+    let source = format!("OAPIF:{}/", s.base);
+    let out = std::env::temp_dir().join(format!("landdb-oapif-{}.geojson", std::process::id()));
+    let _ = std::fs::remove_file(&out);
+    let (listing, copy) = {
+        let source = source.clone();
+        let out = out.clone();
+        tokio::task::spawn_blocking(move || {
+            let listing = std::process::Command::new("ogrinfo").args(["-ro", "-so", &source, "parcels"]).output();
+            let copy = std::process::Command::new("ogr2ogr")
+                .args(["-f", "GeoJSON", &out.display().to_string(), &source, "parcels"])
+                .output();
+            (listing, copy)
+        })
+        .await
+        .expect("gdal")
+    };
+    let listing = listing.expect("ogrinfo runs");
+    let text = String::from_utf8_lossy(&listing.stdout);
+    assert!(listing.status.success(), "{text}{}", String::from_utf8_lossy(&listing.stderr));
+    assert!(text.contains(&format!("Feature Count: {total}")), "{text}");
+    let copy = copy.expect("ogr2ogr runs");
+    assert!(copy.status.success(), "{}", String::from_utf8_lossy(&copy.stderr));
+    let copied: Value = serde_json::from_str(&std::fs::read_to_string(&out).expect("output")).expect("GeoJSON");
+    assert_eq!(copied["features"].as_array().expect("features").len() as u64, total);
+    let _ = std::fs::remove_file(&out);
+}
