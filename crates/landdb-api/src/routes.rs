@@ -4,8 +4,9 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, RawQuery, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::extract::{FromRequestParts, Path, State};
+use axum::http::request::Parts;
+use axum::http::{StatusCode, header};
 use axum::response::Response;
 use landdb_engine::{Parcel, ParcelRecord, Snapshot, View};
 use landdb_model::{FeedPosition, NationalParcelId, VersionId};
@@ -44,27 +45,42 @@ fn names(params: &[(&'static str, &str)]) -> Vec<&'static str> {
     params.iter().map(|(n, _)| *n).collect()
 }
 
-/// The server's address as the caller reached it, for absolute links.
-fn base_url(app: &AppState, headers: &HeaderMap) -> String {
-    if let Some(url) = &app.public_url {
-        return url.trim_end_matches('/').to_owned();
+/// What every handler reads of the request besides its path: the server's address as the
+/// caller reached it (for absolute links) and the raw query, which each handler parses strictly.
+#[derive(Debug)]
+pub struct Call {
+    pub base: String,
+    pub query: Option<String>,
+}
+
+impl Call {
+    fn params(&self, allowed: &[(&'static str, &str)]) -> Result<Params, ApiError> {
+        Params::parse(self.query.as_deref(), &names(allowed))
     }
-    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("localhost");
-    format!("http://{host}")
+}
+
+impl FromRequestParts<Arc<AppState>> for Call {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, app: &Arc<AppState>) -> Result<Self, Self::Rejection> {
+        let base = match &app.public_url {
+            Some(url) => url.trim_end_matches('/').to_owned(),
+            None => {
+                let host = parts.headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("localhost");
+                format!("http://{host}")
+            }
+        };
+        Ok(Call { base, query: parts.uri.query().map(str::to_owned) })
+    }
 }
 
 fn ok_json(media_type: &'static str, body: serde_json::Value) -> Response {
     json_response(StatusCode::OK, media_type, body.to_string())
 }
 
-pub async fn landing(
-    State(app): State<Arc<AppState>>,
-    _access: Access,
-    headers: HeaderMap,
-    RawQuery(query): RawQuery,
-) -> Result<Response, ApiError> {
-    Params::parse(query.as_deref(), &names(COMMON))?;
-    let base = base_url(&app, &headers);
+pub async fn landing(_access: Access, call: Call) -> Result<Response, ApiError> {
+    call.params(COMMON)?;
+    let base = &call.base;
     Ok(ok_json(
         JSON,
         json!({
@@ -80,8 +96,8 @@ pub async fn landing(
     ))
 }
 
-pub async fn conformance(_access: Access, RawQuery(query): RawQuery) -> Result<Response, ApiError> {
-    Params::parse(query.as_deref(), &names(COMMON))?;
+pub async fn conformance(_access: Access, call: Call) -> Result<Response, ApiError> {
+    call.params(COMMON)?;
     Ok(ok_json(JSON, json!({ "conformsTo": CONFORMANCE })))
 }
 
@@ -105,20 +121,15 @@ fn parcels_collection(base: &str, view: &View) -> serde_json::Value {
     })
 }
 
-pub async fn collections(
-    State(app): State<Arc<AppState>>,
-    _access: Access,
-    headers: HeaderMap,
-    RawQuery(query): RawQuery,
-) -> Result<Response, ApiError> {
-    Params::parse(query.as_deref(), &names(COMMON))?;
-    let base = base_url(&app, &headers);
+pub async fn collections(State(app): State<Arc<AppState>>, _access: Access, call: Call) -> Result<Response, ApiError> {
+    call.params(COMMON)?;
+    let base = &call.base;
     let view = app.engine.snapshot();
     Ok(ok_json(
         JSON,
         json!({
             "links": [Link::new(format!("{base}/collections"), "self", JSON, "the collections")],
-            "collections": [parcels_collection(&base, &view)],
+            "collections": [parcels_collection(base, &view)],
         }),
     ))
 }
@@ -127,13 +138,12 @@ pub async fn collection(
     State(app): State<Arc<AppState>>,
     _access: Access,
     Path(id): Path<String>,
-    headers: HeaderMap,
-    RawQuery(query): RawQuery,
+    call: Call,
 ) -> Result<Response, ApiError> {
-    Params::parse(query.as_deref(), &names(COMMON))?;
+    call.params(COMMON)?;
     known_collection(&id)?;
-    let base = base_url(&app, &headers);
-    Ok(ok_json(JSON, parcels_collection(&base, &app.engine.snapshot())))
+    let base = &call.base;
+    Ok(ok_json(JSON, parcels_collection(base, &app.engine.snapshot())))
 }
 
 fn known_collection(id: &str) -> Result<(), ApiError> {
@@ -177,11 +187,10 @@ pub async fn items(
     State(app): State<Arc<AppState>>,
     access: Access,
     Path(id): Path<String>,
-    headers: HeaderMap,
-    RawQuery(query): RawQuery,
+    call: Call,
 ) -> Result<Response, ApiError> {
     known_collection(&id)?;
-    let params = Params::parse(query.as_deref(), &names(ITEMS))?;
+    let params = call.params(ITEMS)?;
     let limit = params.limit()?;
     let bbox = params.bbox()?;
     let fields = Field::selected(params.get("properties"), &access)?;
@@ -204,7 +213,7 @@ pub async fn items(
     };
     let more = page.len() > limit;
     page.truncate(limit);
-    let base = base_url(&app, &headers);
+    let base = &call.base;
     // The links repeat every parameter but the cursor, so a page cannot widen the query.
     let mut kept = url::form_urlencoded::Serializer::new(String::new());
     for (name, _) in ITEMS {
@@ -241,15 +250,14 @@ pub async fn item(
     State(app): State<Arc<AppState>>,
     access: Access,
     Path((collection, id)): Path<(String, String)>,
-    headers: HeaderMap,
-    RawQuery(query): RawQuery,
+    call: Call,
 ) -> Result<Response, ApiError> {
     known_collection(&collection)?;
-    let params = Params::parse(query.as_deref(), &names(ITEM))?;
+    let params = call.params(ITEM)?;
     let fields = Field::selected(params.get("properties"), &access)?;
     let missing = || ApiError::not_found(format!("there is no parcel version {id}"));
     let version = VersionId(id.parse::<i64>().map_err(|_| missing())?);
-    let base = base_url(&app, &headers);
+    let base = &call.base;
     let view = app.engine.snapshot();
     let mut out = String::new();
     let links = |out: &mut String| {
@@ -277,13 +285,8 @@ pub async fn item(
 }
 
 /// Parcels at a point: the lookup agencies make most.
-pub async fn at_point(
-    State(app): State<Arc<AppState>>,
-    access: Access,
-    headers: HeaderMap,
-    RawQuery(query): RawQuery,
-) -> Result<Response, ApiError> {
-    let params = Params::parse(query.as_deref(), &names(AT_POINT))?;
+pub async fn at_point(State(app): State<Arc<AppState>>, access: Access, call: Call) -> Result<Response, ApiError> {
+    let params = call.params(AT_POINT)?;
     let (lon, lat) = (params.number("lon")?, params.number("lat")?);
     if !(-180.0..=180.0).contains(&lon) || !(-90.0..=90.0).contains(&lat) {
         return Err(ApiError::bad_parameter(format!("lon={lon}, lat={lat} is not a WGS84 position")));
@@ -292,7 +295,7 @@ pub async fn at_point(
     let view = app.engine.snapshot();
     let mut found = view.at_point(lon, lat);
     found.sort_unstable_by_key(|p| p.version());
-    let base = base_url(&app, &headers);
+    let base = &call.base;
     let links = vec![Link::new(format!("{base}/parcels/at?lon={lon}&lat={lat}"), "self", GEOJSON, "this lookup")];
     Ok(feature_collection(&found, &fields, Some(found.len()), links, view.position()))
 }
@@ -301,10 +304,9 @@ pub async fn by_national_id(
     State(app): State<Arc<AppState>>,
     access: Access,
     Path(id): Path<String>,
-    headers: HeaderMap,
-    RawQuery(query): RawQuery,
+    call: Call,
 ) -> Result<Response, ApiError> {
-    let params = Params::parse(query.as_deref(), &names(ITEM))?;
+    let params = call.params(ITEM)?;
     let fields = Field::selected(params.get("properties"), &access)?;
     let national_id = NationalParcelId::parse(&id).map_err(|e| ApiError::bad_parameter(e.to_string()))?;
     let view = app.engine.snapshot();
@@ -313,7 +315,7 @@ pub async fn by_national_id(
         return Err(ApiError::not_found(format!("no current parcel has the national ID {national_id}")));
     }
     found.sort_unstable_by_key(|p| p.version());
-    let base = base_url(&app, &headers);
+    let base = &call.base;
     let links = vec![Link::new(format!("{base}/parcels/national-id/{national_id}"), "self", GEOJSON, "this lookup")];
     Ok(feature_collection(&found, &fields, Some(found.len()), links, view.position()))
 }
@@ -328,13 +330,9 @@ pub async fn ready(State(app): State<Arc<AppState>>) -> Response {
     ok_json(JSON, json!({ "ready": true, "parcels": view.len(), "feedPosition": view.position().0 }))
 }
 
-pub async fn openapi(
-    State(app): State<Arc<AppState>>,
-    headers: HeaderMap,
-    RawQuery(query): RawQuery,
-) -> Result<Response, ApiError> {
-    Params::parse(query.as_deref(), &names(COMMON))?;
-    Ok(ok_json(OPENAPI, crate::openapi::document(&base_url(&app, &headers), MAX_LIMIT)))
+pub async fn openapi(call: Call) -> Result<Response, ApiError> {
+    call.params(COMMON)?;
+    Ok(ok_json(OPENAPI, crate::openapi::document(&call.base, MAX_LIMIT)))
 }
 
 pub async fn not_found() -> ApiError {
