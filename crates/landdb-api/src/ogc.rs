@@ -70,8 +70,8 @@ impl IntoResponse for ApiError {
 }
 
 /// A JSON body with its media type.
-pub fn json_response(status: StatusCode, media_type: &'static str, body: String) -> Response {
-    let mut response = (status, body).into_response();
+pub fn json_response(status: StatusCode, media_type: &'static str, body: impl Into<axum::body::Body>) -> Response {
+    let mut response = (status, body.into()).into_response();
     response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(media_type));
     response
 }

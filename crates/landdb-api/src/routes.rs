@@ -162,24 +162,28 @@ fn feature_collection(
     links: Vec<Link>,
     position: FeedPosition,
 ) -> Response {
-    let mut out = String::with_capacity(256 + parcels.len() * 600);
-    out.push_str("{\"type\":\"FeatureCollection\",\"features\":[");
+    let mut out: Vec<u8> = Vec::with_capacity(512 + parcels.len() * 800);
+    let mut buf = Vec::new();
+    out.extend_from_slice(b"{\"type\":\"FeatureCollection\",\"features\":[");
     for (i, p) in parcels.iter().enumerate() {
         if i > 0 {
-            out.push(',');
+            out.push(b',');
         }
-        write_feature(&mut out, p, fields);
+        write_feature(&mut out, p, fields, &mut buf);
     }
-    out.push_str("],");
+    out.extend_from_slice(b"],");
     if let Some(n) = matched {
-        out.push_str(&format!("\"numberMatched\":{n},"));
+        out.extend_from_slice(format!("\"numberMatched\":{n},").as_bytes());
     }
-    out.push_str(&format!(
-        "\"numberReturned\":{},\"feedPosition\":{},\"links\":{}}}",
-        parcels.len(),
-        position.0,
-        serde_json::to_value(links).unwrap_or_default()
-    ));
+    out.extend_from_slice(
+        format!(
+            "\"numberReturned\":{},\"feedPosition\":{},\"links\":{}}}",
+            parcels.len(),
+            position.0,
+            serde_json::to_value(links).unwrap_or_default()
+        )
+        .as_bytes(),
+    );
     json_response(StatusCode::OK, GEOJSON, out)
 }
 
@@ -259,18 +263,18 @@ pub async fn item(
     let version = VersionId(id.parse::<i64>().map_err(|_| missing())?);
     let base = &call.base;
     let view = app.engine.snapshot();
-    let mut out = String::new();
-    let links = |out: &mut String| {
+    let mut out = Vec::new();
+    let links = |out: &mut Vec<u8>| {
         let links = [
             Link::new(format!("{base}/collections/parcels/items/{id}"), "self", GEOJSON, "this parcel"),
             Link::new(format!("{base}/collections/parcels"), "collection", JSON, "the collection"),
         ];
         // Drop the closing brace, add the links, close again.
         out.pop();
-        out.push_str(&format!(",\"links\":{}}}", serde_json::to_string(&links).unwrap_or_default()));
+        out.extend_from_slice(format!(",\"links\":{}}}", serde_json::to_string(&links).unwrap_or_default()).as_bytes());
     };
     if let Some(p) = view.by_version(version) {
-        write_feature(&mut out, &p, &fields);
+        write_feature(&mut out, &p, &fields, &mut Vec::new());
         links(&mut out);
         return Ok(json_response(StatusCode::OK, GEOJSON, out));
     }
@@ -279,7 +283,7 @@ pub async fn item(
     let Some(v) = stored.into_iter().next() else { return Err(missing()) };
     let one = Snapshot::build([ParcelRecord::from(v)], view.position());
     let Some(p) = one.parcels().next() else { return Err(missing()) };
-    write_feature(&mut out, &p, &fields);
+    write_feature(&mut out, &p, &fields, &mut Vec::new());
     links(&mut out);
     Ok(json_response(StatusCode::OK, GEOJSON, out))
 }

@@ -61,6 +61,32 @@ fn open(ring: &[Coord<f64>]) -> &[Coord<f64>] {
     }
 }
 
+/// The vertices of one ring as they are decoded, the first repeated at the end.
+struct RingVertices<'d, 'a> {
+    decoder: &'d mut Decoder<'a>,
+    left: usize,
+    first: Option<Coord<f64>>,
+    closed: bool,
+}
+
+impl Iterator for RingVertices<'_, '_> {
+    type Item = Coord<f64>;
+
+    fn next(&mut self) -> Option<Coord<f64>> {
+        if self.left > 0 {
+            self.left -= 1;
+            let c = self.decoder.vertex();
+            self.first.get_or_insert(c);
+            Some(c)
+        } else if !self.closed {
+            self.closed = true;
+            self.first
+        } else {
+            None
+        }
+    }
+}
+
 /// One encoded boundary, and its bands if it has them.
 #[derive(Debug, Clone, Copy)]
 pub struct Shape<'a> {
@@ -174,6 +200,38 @@ impl<'a> Shape<'a> {
             }
         }
         false
+    }
+
+    /// Calls `f` for each ring in order with whether it begins a polygon and its vertices (the
+    /// ring closed), decoded as they are read: what a writer of the boundary needs, with nothing
+    /// allocated.
+    pub fn for_each_ring(&self, mut f: impl FnMut(bool, &mut dyn Iterator<Item = Coord<f64>>)) {
+        let mut d = self.decoder();
+        while let Some((exterior, n)) = d.ring() {
+            let mut ring = RingVertices { decoder: &mut d, left: n, first: None, closed: n == 0 };
+            f(exterior, &mut ring);
+            // Whatever the caller left unread still has to be read past.
+            ring.for_each(drop);
+        }
+    }
+
+    /// For a shape on the grid: calls `f` for each ring with whether it begins a polygon and its
+    /// vertices in grid units (closed), gathered in `buf`; false, calling nothing, for a shape
+    /// off the grid. For writers that print coordinates from their units.
+    pub fn for_each_grid_ring(&self, buf: &mut Vec<(i64, i64)>, mut f: impl FnMut(bool, &[(i64, i64)])) -> bool {
+        let mut d = self.decoder();
+        if d.raw {
+            return false;
+        }
+        while let Some((exterior, n)) = d.ring() {
+            buf.clear();
+            buf.extend((0..n).map(|_| d.units()));
+            if let Some(first) = buf.first().copied() {
+                buf.push(first);
+            }
+            f(exterior, buf);
+        }
+        true
     }
 
     /// The rings, each closed, with whether it begins a polygon.
@@ -630,6 +688,18 @@ mod tests {
             let (bytes, _) = stored(&g);
             let shape = Shape::new(&bytes, None);
             proptest::prop_assert_eq!(shape.geometry(), g.clone());
+            let mut visited = Vec::new();
+            shape.for_each_ring(|exterior, vertices| visited.push((exterior, vertices.collect::<Vec<_>>())));
+            proptest::prop_assert_eq!(&visited, &shape.rings());
+            let mut units = Vec::new();
+            let mut buf = Vec::new();
+            let on_grid = shape.for_each_grid_ring(&mut buf, |exterior, ring| {
+                units.push((exterior, ring.iter().map(|(x, y)| Coord { x: grid::degrees(*x), y: grid::degrees(*y) }).collect::<Vec<_>>()));
+            });
+            proptest::prop_assert_eq!(on_grid, snap);
+            if snap {
+                proptest::prop_assert_eq!(&units, &visited);
+            }
             proptest::prop_assert_eq!(Shape::len(&bytes), bytes.len());
             proptest::prop_assert_eq!(Some(shape.bounds()), Some(geo::BoundingRect::bounding_rect(&g)));
             if snap {

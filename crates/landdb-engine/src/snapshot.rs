@@ -215,6 +215,17 @@ impl<'a> Parcel<'a> {
         self.snapshot.shape(self.slot).geometry()
     }
 
+    /// The boundary ring by ring, decoded as it is read (see [`Shape::for_each_ring`]).
+    pub fn for_each_ring(&self, f: impl FnMut(bool, &mut dyn Iterator<Item = Coord<f64>>)) {
+        self.snapshot.shape(self.slot).for_each_ring(f);
+    }
+
+    /// The boundary ring by ring in grid units, if it is on the grid (see
+    /// [`Shape::for_each_grid_ring`]).
+    pub fn for_each_grid_ring(&self, buf: &mut Vec<(i64, i64)>, f: impl FnMut(bool, &[(i64, i64)])) -> bool {
+        self.snapshot.shape(self.slot).for_each_grid_ring(buf, f)
+    }
+
     /// Metres from the point (longitude, latitude) to the parcel, as PostGIS measures a geography.
     pub fn distance_m(&self, lon: f64, lat: f64) -> f64 {
         self.snapshot.shape(self.slot).distance_m(Coord { x: lon, y: lat })

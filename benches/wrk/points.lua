@@ -1,0 +1,26 @@
+-- wrk script: GET /parcels/at for points read from the file named by POINTS (one "lon lat" a
+-- line, interior points of real parcels), each thread starting at its own place in the list.
+local points = {}
+local counter = 0
+
+local function load()
+  for line in io.lines(os.getenv("POINTS")) do
+    local lon, lat = line:match("(%S+)%s+(%S+)")
+    points[#points + 1] = "/parcels/at?lon=" .. lon .. "&lat=" .. lat
+  end
+end
+
+function init(args)
+  load()
+  counter = math.random(#points)
+end
+
+function request()
+  counter = counter % #points + 1
+  return wrk.format("GET", points[counter])
+end
+
+function done(summary, latency, requests)
+  io.write(string.format("p50 %.2f ms, p99 %.2f ms, max %.2f ms\n",
+    latency:percentile(50) / 1000, latency:percentile(99) / 1000, latency.max / 1000))
+end
