@@ -1,5 +1,6 @@
 -- wrk script: GET /collections/parcels/items?bbox=… for ~200 m boxes around the points read
--- from the file named by POINTS (one "lon lat" a line).
+-- from the file named by POINTS (one "lon lat" a line). URL_FORMAT replaces the path
+-- (string.format with west, south, east, north), for peers such as tipg.
 local boxes = {}
 local counter = 0
 
@@ -7,7 +8,8 @@ function init(args)
   for line in io.lines(os.getenv("POINTS")) do
     local lon, lat = line:match("(%S+)%s+(%S+)")
     lon, lat = tonumber(lon), tonumber(lat)
-    boxes[#boxes + 1] = string.format("/collections/parcels/items?bbox=%.7f,%.7f,%.7f,%.7f",
+    local format = os.getenv("URL_FORMAT") or "/collections/parcels/items?bbox=%.7f,%.7f,%.7f,%.7f"
+    boxes[#boxes + 1] = string.format(format,
       lon - 0.000935, lat - 0.0009, lon + 0.000935, lat + 0.0009)
   end
   counter = math.random(#boxes)

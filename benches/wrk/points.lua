@@ -1,12 +1,14 @@
 -- wrk script: GET /parcels/at for points read from the file named by POINTS (one "lon lat" a
 -- line, interior points of real parcels), each thread starting at its own place in the list.
+-- URL_FORMAT replaces the path (string.format with lon, lat), for peers such as tipg.
 local points = {}
 local counter = 0
 
 local function load()
   for line in io.lines(os.getenv("POINTS")) do
     local lon, lat = line:match("(%S+)%s+(%S+)")
-    points[#points + 1] = "/parcels/at?lon=" .. lon .. "&lat=" .. lat
+    local format = os.getenv("URL_FORMAT") or "/parcels/at?lon=%s&lat=%s"
+    points[#points + 1] = string.format(format, lon, lat)
   end
 end
 
