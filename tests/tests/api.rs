@@ -228,6 +228,9 @@ async fn every_bad_request_is_a_400_that_names_the_parameter() {
         ("/parcels/at?lon=108.2&lat=north", "lat=north"),
         ("/parcels/at?lon=200&lat=16", "not a WGS84 position"),
         ("/parcels/national-id/not-an-id", "not-an-id"),
+        ("/collections/parcels/export?commune=abc", "commune=abc"),
+        ("/collections/parcels/export?limit=5", "`limit`"),
+        ("/collections/parcels/export?bbox=1,2", "bbox=1,2"),
     ];
     for (path, names) in cases {
         let (status, media, body) = get(&format!("{}{path}", s.base)).await;
@@ -294,4 +297,38 @@ async fn gdal_reads_every_parcel_through_the_oapif_driver() {
     let copied: Value = serde_json::from_str(&std::fs::read_to_string(&out).expect("output")).expect("GeoJSON");
     assert_eq!(copied["features"].as_array().expect("features").len() as u64, total);
     let _ = std::fs::remove_file(&out);
+}
+
+/// The export streams every selected parcel once, as one GeoJSON file: all of them, a commune's,
+/// a box's, the same parcels the store and the items pages hold.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exports_stream_every_selected_parcel_once() {
+    let s = server(&[samples()]).await;
+    let total = s.store.count_current().await.expect("count");
+    let (status, media, all) = get(&format!("{}/collections/parcels/export", s.base)).await;
+    assert_eq!((status, media.as_str()), (200, "application/geo+json"));
+    let ids = versions(&all);
+    assert_eq!(ids.len() as u64, total);
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "each once, in version order");
+    let (_, _, page) = get(&format!("{}/collections/parcels/items?limit=1", s.base)).await;
+    assert_eq!(all["features"][0], page["features"][0], "the same feature as the items page");
+
+    let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&s.db.url).await.expect("connect");
+    let commune: Vec<i64> =
+        sqlx::query_scalar("SELECT id FROM current_parcel WHERE commune_code = '20197' ORDER BY id")
+            .fetch_all(&mut conn)
+            .await
+            .expect("query");
+    assert!(!commune.is_empty());
+    let (_, _, one) = get(&format!("{}/collections/parcels/export?commune=20197", s.base)).await;
+    assert_eq!(versions(&one), commune);
+
+    let view = s.engine.snapshot();
+    let corner = landdb_model::national_id::interior_point(&view.parcels().nth(100).expect("parcel").geometry())
+        .expect("interior");
+    let bbox = format!("{},{},{},{}", corner.x(), corner.y(), corner.x() + 0.002, corner.y() + 0.002);
+    let (_, _, boxed) = get(&format!("{}/collections/parcels/export?bbox={bbox}", s.base)).await;
+    let (_, _, items) = get(&format!("{}/collections/parcels/items?bbox={bbox}&limit=10000", s.base)).await;
+    assert!(!versions(&items).is_empty());
+    assert_eq!(versions(&boxed), versions(&items));
 }

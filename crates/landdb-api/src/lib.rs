@@ -3,6 +3,7 @@
 //! [`access::Access`] first: one place for the access rules to sit in front of every path.
 
 pub mod access;
+pub mod export;
 pub mod features;
 pub mod ogc;
 pub mod openapi;
@@ -35,6 +36,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/collections/{id}", get(routes::collection))
         .route("/collections/{id}/items", get(routes::items))
         .route("/collections/{collection}/items/{id}", get(routes::item))
+        .route("/collections/{id}/export", get(routes::export))
         .route("/parcels/at", get(routes::at_point))
         .route("/parcels/national-id/{id}", get(routes::by_national_id))
         .route("/health", get(routes::health))

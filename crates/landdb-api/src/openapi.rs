@@ -3,7 +3,7 @@
 
 use serde_json::{Value, json};
 
-use crate::routes::{AT_POINT, COMMON, ITEM, ITEMS};
+use crate::routes::{AT_POINT, COMMON, EXPORT, ITEM, ITEMS};
 
 fn parameters(list: &[(&str, &str)], path: &[(&str, &str)]) -> Value {
     let mut out: Vec<Value> = path
@@ -20,7 +20,7 @@ fn parameters(list: &[(&str, &str)], path: &[(&str, &str)]) -> Value {
             "after" => json!({ "type": "integer" }),
             "lon" | "lat" => json!({ "type": "number" }),
             "bbox" => json!({ "type": "array", "minItems": 4, "maxItems": 4, "items": { "type": "number" } }),
-            "f" => json!({ "type": "string", "enum": ["json"] }),
+            "f" => json!({ "type": "string", "enum": ["json", "geojson"] }),
             _ => json!({ "type": "string" }),
         };
         let mut p = json!({ "name": name, "in": "query", "required": matches!(*name, "lon" | "lat"), "description": description, "schema": schema });
@@ -59,6 +59,7 @@ pub fn document(base: &str, max_limit: usize) -> Value {
             "/collections/{collectionId}": get("a collection", parameters(COMMON, &[("collectionId", "the collection: parcels")]), "application/json"),
             "/collections/{collectionId}/items": get("the parcels, a page at a time", parameters(ITEMS, &[("collectionId", "the collection: parcels")]), "application/geo+json"),
             "/collections/{collectionId}/items/{featureId}": get("one parcel version", parameters(ITEM, &[("collectionId", "the collection: parcels"), ("featureId", "the parcel version")]), "application/geo+json"),
+            "/collections/{collectionId}/export": get("every selected parcel in one GeoJSON file, streamed", parameters(EXPORT, &[("collectionId", "the collection: parcels")]), "application/geo+json"),
             "/parcels/at": get("the parcels at a point", parameters(AT_POINT, &[]), "application/geo+json"),
             "/parcels/national-id/{nationalId}": get("the current parcels with a national ID", parameters(ITEM, &[("nationalId", "the 12-character national parcel ID")]), "application/geo+json"),
             "/health": { "get": { "summary": "the process is up", "responses": { "200": { "description": "ok", "content": { "text/plain": { "schema": { "type": "string" } } } } } } },

@@ -75,33 +75,7 @@ impl Params {
                 )));
             }
         }
-        let Some(raw) = self.get("bbox") else { return Ok(None) };
-        let numbers: Result<Vec<f64>, _> = raw.split(',').map(|n| n.trim().parse::<f64>()).collect();
-        let bad = |why: &str| ApiError::bad_parameter(format!("bbox={raw}: {why}"));
-        let n = numbers.map_err(|_| bad("give four numbers: west,south,east,north"))?;
-        let [w, s, e, n] = n[..] else {
-            return Err(bad(if n.len() == 6 {
-                "three-dimensional boxes are not supported; give west,south,east,north"
-            } else {
-                "give four numbers: west,south,east,north"
-            }));
-        };
-        if [w, s, e, n].iter().any(|v| !v.is_finite()) {
-            return Err(bad("every number must be finite"));
-        }
-        if !(-180.0..=180.0).contains(&w) || !(-180.0..=180.0).contains(&e) {
-            return Err(bad("longitudes lie between -180 and 180"));
-        }
-        if !(-90.0..=90.0).contains(&s) || !(-90.0..=90.0).contains(&n) {
-            return Err(bad("latitudes lie between -90 and 90"));
-        }
-        if s > n {
-            return Err(bad("south is above north"));
-        }
-        if w > e {
-            return Err(bad("west is east of east (boxes across the antimeridian are not supported)"));
-        }
-        Ok(Some(Rect::new((w, s), (e, n))))
+        self.get("bbox").map(parse_bbox).transpose()
     }
 
     /// A required number.
@@ -112,6 +86,36 @@ impl Params {
             .filter(|v| v.is_finite())
             .ok_or_else(|| ApiError::bad_parameter(format!("{name}={raw}: give a number")))
     }
+}
+
+/// A bounding box in longitude and latitude: `west,south,east,north`.
+pub fn parse_bbox(raw: &str) -> Result<Rect<f64>, ApiError> {
+    let numbers: Result<Vec<f64>, _> = raw.split(',').map(|n| n.trim().parse::<f64>()).collect();
+    let bad = |why: &str| ApiError::bad_parameter(format!("bbox={raw}: {why}"));
+    let n = numbers.map_err(|_| bad("give four numbers: west,south,east,north"))?;
+    let [w, s, e, n] = n[..] else {
+        return Err(bad(if n.len() == 6 {
+            "three-dimensional boxes are not supported; give west,south,east,north"
+        } else {
+            "give four numbers: west,south,east,north"
+        }));
+    };
+    if [w, s, e, n].iter().any(|v| !v.is_finite()) {
+        return Err(bad("every number must be finite"));
+    }
+    if !(-180.0..=180.0).contains(&w) || !(-180.0..=180.0).contains(&e) {
+        return Err(bad("longitudes lie between -180 and 180"));
+    }
+    if !(-90.0..=90.0).contains(&s) || !(-90.0..=90.0).contains(&n) {
+        return Err(bad("latitudes lie between -90 and 90"));
+    }
+    if s > n {
+        return Err(bad("south is above north"));
+    }
+    if w > e {
+        return Err(bad("west is east of east (boxes across the antimeridian are not supported)"));
+    }
+    Ok(Rect::new((w, s), (e, n)))
 }
 
 #[cfg(test)]

@@ -9,12 +9,13 @@ use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use axum::response::Response;
 use landdb_engine::{Parcel, ParcelRecord, Snapshot, View};
-use landdb_model::{FeedPosition, NationalParcelId, VersionId};
+use landdb_model::{CommuneCode, FeedPosition, NationalParcelId, VersionId};
 use landdb_store::ParcelStore;
 use serde_json::json;
 
 use crate::AppState;
 use crate::access::Access;
+use crate::export::{Selection, geojson_stream};
 use crate::features::{Field, write_feature};
 use crate::ogc::{ApiError, CONFORMANCE, CRS84, GEOJSON, JSON, Link, OPENAPI, json_response};
 use crate::params::{MAX_LIMIT, Params};
@@ -32,6 +33,13 @@ pub const ITEMS: &[(&str, &str)] = &[
 ];
 pub const ITEM: &[(&str, &str)] = &[
     ("f", "the format of the answer: `json` (the only one so far)"),
+    ("properties", "comma-separated property names to include"),
+];
+pub const EXPORT: &[(&str, &str)] = &[
+    ("f", "the format of the export: `json` or `geojson` (GeoJSON, RFC 7946, in WGS84)"),
+    ("commune", "only the parcels of this commune (5-digit code)"),
+    ("bbox", "only the parcels intersecting west,south,east,north (longitude, latitude)"),
+    ("bbox-crs", "the coordinate system of bbox: CRS84 (the default) or EPSG:4326"),
     ("properties", "comma-separated property names to include"),
 ];
 pub const AT_POINT: &[(&str, &str)] = &[
@@ -286,6 +294,35 @@ pub async fn item(
     write_feature(&mut out, &p, &fields, &mut Vec::new());
     links(&mut out);
     Ok(json_response(StatusCode::OK, GEOJSON, out))
+}
+
+/// The whole selection as one GeoJSON file, streamed: constant memory whatever its size.
+pub async fn export(
+    State(app): State<Arc<AppState>>,
+    access: Access,
+    Path(id): Path<String>,
+    call: Call,
+) -> Result<Response, ApiError> {
+    known_collection(&id)?;
+    let params = call.params(EXPORT)?;
+    let bbox = params.bbox()?;
+    let fields = Field::selected(params.get("properties"), &access)?;
+    let commune = params
+        .get("commune")
+        .map(|c| {
+            CommuneCode::parse(c)
+                .map_err(|_| ApiError::bad_parameter(format!("commune={c}: give a 5-digit commune code")))
+        })
+        .transpose()?;
+    let view = app.engine.snapshot();
+    let selection = Selection::of(&view, commune.as_ref(), bbox);
+    let body = axum::body::Body::from_stream(geojson_stream(view, selection, fields));
+    let mut response = json_response(StatusCode::OK, GEOJSON, body);
+    response.headers_mut().insert(
+        header::CONTENT_DISPOSITION,
+        axum::http::HeaderValue::from_static("attachment; filename=\"parcels.geojson\""),
+    );
+    Ok(response)
 }
 
 /// Parcels at a point: the lookup agencies make most.

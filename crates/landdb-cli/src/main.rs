@@ -48,6 +48,8 @@ enum Command {
     Demo(commands::demo::Args),
     /// Check the reference data (built in, or from --reference-dir) and print what it holds.
     Reference,
+    /// Write parcels (all, a commune's, or a box's) as one GeoJSON file, streamed.
+    Export(commands::export::Args),
     /// Share the parcels over HTTP: OGC API – Features and parcel lookups, answered from the
     /// in-memory engine, which follows the store's change feed.
     Serve(commands::serve::ServerArgs),
@@ -109,6 +111,7 @@ fn main() -> ExitCode {
             Command::Status => commands::status::run(&context).await,
             Command::Demo(args) => commands::demo::run(&context, args).await,
             Command::Reference => commands::reference::run(&context),
+            Command::Export(args) => commands::export::run(&context, &args).await,
             Command::Serve(args) => commands::serve::run(&context, &args).await,
         }
     });

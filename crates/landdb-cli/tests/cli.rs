@@ -47,7 +47,7 @@ fn scratch_dir(name: &str) -> PathBuf {
 fn help_lists_the_subcommands() {
     let out = landdb(&std::env::temp_dir(), &["--help"]);
     assert!(out.status.success());
-    for command in ["import", "validate", "status", "demo", "reference", "serve"] {
+    for command in ["import", "validate", "status", "demo", "reference", "serve", "export"] {
         assert!(stdout(&out).contains(command), "{command} missing from:\n{}", stdout(&out));
         let sub = landdb(&std::env::temp_dir(), &[command, "--help"]);
         assert!(sub.status.success(), "{command} --help: {}", stderr(&sub));
@@ -120,6 +120,32 @@ fn demo_serves_the_samples_from_the_embedded_store_and_stops_cleanly() {
     assert!(exit.success(), "{exit:?}");
     assert!(rest.iter().any(|l| l.contains("snapshot written")), "{rest:?}");
     assert!(dir.join("engine.snap").exists());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `landdb export` writes a commune's parcels, and all of them, as GeoJSON files that GDAL reads
+/// with the right feature counts.
+#[test]
+fn export_writes_geojson_that_gdal_reads() {
+    let dir = scratch_dir("export");
+    let samples = samples();
+    assert!(landdb(&dir, &["demo", "--samples", samples.to_str().expect("utf-8")]).status.success());
+    let in_file = |name: &str| {
+        std::fs::read_to_string(samples.join(name)).expect("sample").matches("\"type\":\"Feature\"").count()
+    };
+    for (args, expected) in [
+        (vec!["export", "--out", "one.geojson", "--commune", "20194"], in_file("20194.geojson")),
+        (vec!["export", "--out", "all.geojson"], sample_feature_count()),
+    ] {
+        let out = landdb(&dir, &args);
+        assert!(out.status.success(), "{}", stderr(&out));
+        assert!(stdout(&out).contains(&format!("{expected} parcels")), "{}", stdout(&out));
+        let info =
+            Command::new("ogrinfo").args(["-ro", "-so", "-al"]).arg(dir.join(args[2])).output().expect("ogrinfo");
+        assert!(stdout(&info).contains(&format!("Feature Count: {expected}")), "{}", stdout(&info));
+    }
+    let bad = landdb(&dir, &["export", "--out", "x.geojson", "--bbox", "1,2,3"]);
+    assert!(!bad.status.success() && stderr(&bad).contains("bbox=1,2,3"), "{}", stderr(&bad));
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -1,0 +1,102 @@
+//! Exports for surveyors: every selected parcel as one GeoJSON FeatureCollection (RFC 7946),
+//! streamed a chunk of features at a time from a fixed view of the engine, so memory stays flat
+//! whatever the size, a whole province included. The HTTP endpoint and `landdb export` share it.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use futures::Stream;
+use landdb_engine::View;
+use landdb_model::{CommuneCode, VersionId};
+
+use crate::features::{Field, write_feature};
+
+/// Which parcels an export holds.
+#[derive(Debug, Clone)]
+pub enum Selection {
+    All,
+    /// The parcels of these versions (a commune's, or a box's), in version order.
+    Versions(Vec<VersionId>),
+}
+
+impl Selection {
+    /// The parcels of a commune, or in a box, or both, in `view`.
+    pub fn of(view: &View, commune: Option<&CommuneCode>, bbox: Option<geo::Rect<f64>>) -> Self {
+        let mut versions: Vec<VersionId> = match (commune, bbox) {
+            (None, None) => return Selection::All,
+            (Some(c), None) => view.in_commune(c).iter().map(|p| p.version()).collect(),
+            (None, Some(b)) => view.in_box(b).iter().map(|p| p.version()).collect(),
+            (Some(c), Some(b)) => view.in_box(b).iter().filter(|p| p.commune() == c).map(|p| p.version()).collect(),
+        };
+        versions.sort_unstable();
+        Selection::Versions(versions)
+    }
+}
+
+/// Features a chunk: about a megabyte.
+const CHUNK: usize = 2_000;
+
+/// The export as a stream of byte chunks: the collection's opening, the features a chunk at a
+/// time, and its close.
+pub fn geojson_stream(
+    view: Arc<View>,
+    selection: Selection,
+    fields: Vec<Field>,
+) -> impl Stream<Item = Result<Bytes, Infallible>> + Send {
+    // Where the next chunk starts: after a version (all parcels), or at an index (a selection).
+    struct State {
+        view: Arc<View>,
+        selection: Selection,
+        fields: Vec<Field>,
+        after: Option<VersionId>,
+        next: usize,
+        written: usize,
+        done: bool,
+    }
+    let state = State { view, selection, fields, after: None, next: 0, written: 0, done: false };
+    futures::stream::unfold(state, |mut s| async move {
+        if s.done {
+            return None;
+        }
+        let mut out = Vec::with_capacity(CHUNK * 700);
+        if s.written == 0 && s.next == 0 && s.after.is_none() {
+            out.extend_from_slice(b"{\"type\":\"FeatureCollection\",\"features\":[");
+        }
+        let mut buf = Vec::new();
+        let mut count = 0;
+        let mut write = |out: &mut Vec<u8>, p: &landdb_engine::Parcel<'_>, written: &mut usize| {
+            if *written > 0 {
+                out.push(b',');
+            }
+            write_feature(out, p, &s.fields, &mut buf);
+            *written += 1;
+        };
+        match &s.selection {
+            Selection::All => {
+                let mut last = None;
+                for p in s.view.parcels_after(s.after).take(CHUNK) {
+                    write(&mut out, &p, &mut s.written);
+                    last = Some(p.version());
+                    count += 1;
+                }
+                s.after = last.or(s.after);
+            }
+            Selection::Versions(versions) => {
+                let end = (s.next + CHUNK).min(versions.len());
+                for v in &versions[s.next..end] {
+                    if let Some(p) = s.view.by_version(*v) {
+                        write(&mut out, &p, &mut s.written);
+                    }
+                }
+                count = end - s.next;
+                s.next = end;
+            }
+        }
+        if count < CHUNK {
+            out.extend_from_slice(b"]}\n");
+            s.done = true;
+        }
+        Some((Ok(Bytes::from(out)), s))
+    })
+}
