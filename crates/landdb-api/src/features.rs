@@ -141,7 +141,7 @@ fn grid_decimal(out: &mut Vec<u8>, k: i64) {
     let mut fraction = k_abs % UNITS;
     if fraction != 0 {
         let mut digits = 8;
-        while fraction % 10 == 0 {
+        while fraction.is_multiple_of(10) {
             fraction /= 10;
             digits -= 1;
         }

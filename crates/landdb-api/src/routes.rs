@@ -195,17 +195,31 @@ fn feature_collection(
     json_response(StatusCode::OK, GEOJSON, out)
 }
 
+/// A query over a collection: its parameters, its box, and the properties the caller may see.
+type CollectionQuery = (Params, Option<geo::Rect<f64>>, Vec<Field>);
+
+/// What a query over a collection reads first, the collection checked.
+fn collection_query(
+    id: &str,
+    call: &Call,
+    allowed: &[(&'static str, &str)],
+    access: &Access,
+) -> Result<CollectionQuery, ApiError> {
+    known_collection(id)?;
+    let params = call.params(allowed)?;
+    let bbox = params.bbox()?;
+    let fields = Field::selected(params.get("properties"), access)?;
+    Ok((params, bbox, fields))
+}
+
 pub async fn items(
     State(app): State<Arc<AppState>>,
     access: Access,
     Path(id): Path<String>,
     call: Call,
 ) -> Result<Response, ApiError> {
-    known_collection(&id)?;
-    let params = call.params(ITEMS)?;
+    let (params, bbox, fields) = collection_query(&id, &call, ITEMS, &access)?;
     let limit = params.limit()?;
-    let bbox = params.bbox()?;
-    let fields = Field::selected(params.get("properties"), &access)?;
     let after = match params.get("after") {
         None => None,
         Some(raw) => Some(VersionId(raw.parse::<i64>().map_err(|_| {
@@ -303,10 +317,7 @@ pub async fn export(
     Path(id): Path<String>,
     call: Call,
 ) -> Result<Response, ApiError> {
-    known_collection(&id)?;
-    let params = call.params(EXPORT)?;
-    let bbox = params.bbox()?;
-    let fields = Field::selected(params.get("properties"), &access)?;
+    let (params, bbox, fields) = collection_query(&id, &call, EXPORT, &access)?;
     let commune = params
         .get("commune")
         .map(|c| {
