@@ -25,7 +25,20 @@ landdb_pid=$!
 until curl -sf http://127.0.0.1:8181/ready > /dev/null; do sleep 0.2; done
 echo "landdb: point lookup"; wrk -t2 -c64 -d"${seconds}s" -s benches/wrk/points.lua http://127.0.0.1:8181 | grep -E "Requests/sec|p50"
 echo "landdb: ~200 m box"; wrk -t2 -c64 -d"${seconds}s" -s benches/wrk/boxes.lua http://127.0.0.1:8181 | grep -E "Requests/sec|Transfer|p50"
+echo "landdb: streamed GeoJSON export of every parcel (three runs), server memory before and after"
+grep VmRSS "/proc/$landdb_pid/status"
+for _ in 1 2 3; do
+  curl -s -o "$work/export.geojson" -w "%{size_download} bytes in %{time_total} s\n" http://127.0.0.1:8181/collections/parcels/export
+done
+grep -E "VmRSS|VmHWM" "/proc/$landdb_pid/status"
 kill "$landdb_pid"; wait "$landdb_pid" || true
+echo "ogr2ogr -f GeoJSON from the same PostGIS view (two runs)"
+for _ in 1 2; do
+  rm -f "$work/ogr.geojson"
+  /usr/bin/time -f "%e s, %M KB peak" ogr2ogr -f GeoJSON "$work/ogr.geojson" \
+    PG:"host=127.0.0.1 user=landdb password=landdb dbname=$db" current_parcel
+  stat -c "%s bytes" "$work/ogr.geojson"
+done
 
 # tipg over the same rows: a table of the current parcels (tipg lists tables and views).
 psql -q -h 127.0.0.1 -U landdb -d "$db" -c "DROP TABLE IF EXISTS tipg_parcels" \
