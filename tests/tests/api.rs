@@ -299,6 +299,24 @@ async fn gdal_reads_every_parcel_through_the_oapif_driver() {
     let _ = std::fs::remove_file(&out);
 }
 
+/// GeoJSON is compressed for clients that ask (gzip, brotli), and left alone for those that
+/// do not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answers_are_compressed_when_the_client_asks() {
+    let s = server(&[samples().join("20194.geojson")]).await;
+    let client = reqwest::Client::new();
+    let url = format!("{}/collections/parcels/items?limit=500", s.base);
+    let plain = client.get(&url).send().await.expect("plain");
+    assert!(plain.headers().get("content-encoding").is_none());
+    let plain_len = plain.bytes().await.expect("body").len();
+    for encoding in ["gzip", "br"] {
+        let packed = client.get(&url).header("accept-encoding", encoding).send().await.expect("packed");
+        assert_eq!(packed.headers().get("content-encoding").and_then(|v| v.to_str().ok()), Some(encoding));
+        let packed_len = packed.bytes().await.expect("body").len();
+        assert!(packed_len * 3 < plain_len, "{encoding}: {packed_len} of {plain_len} bytes");
+    }
+}
+
 /// The export streams every selected parcel once, as one GeoJSON file: all of them, a commune's,
 /// a box's, the same parcels the store and the items pages hold.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -42,6 +42,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/health", get(routes::health))
         .route("/ready", get(routes::ready))
         .fallback(routes::not_found)
+        // gzip or brotli when the client asks for it (GeoJSON shrinks to about a fifth), and one
+        // structured log line a request (method, path, status, latency) at debug level.
+        .layer(tower_http::compression::CompressionLayer::new())
+        .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state)
 }
 
