@@ -40,7 +40,12 @@ async fn server(files: &[PathBuf]) -> Server {
     import_files(&store, files).await;
     let engine = Arc::new(Engine::load(&store).await.expect("engine"));
     tokio::spawn(landdb_api::follow_feed(Arc::clone(&engine), store.clone()));
-    let state = Arc::new(AppState { engine: Arc::clone(&engine), store: store.clone(), public_url: None });
+    let state = Arc::new(AppState {
+        engine: Arc::clone(&engine),
+        store: store.clone(),
+        reference: Arc::new(ReferenceData::embedded().expect("reference")),
+        public_url: None,
+    });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let base = format!("http://{}", listener.local_addr().expect("address"));
     tokio::spawn(async move { axum::serve(listener, landdb_api::router(state)).await });
@@ -88,6 +93,38 @@ async fn the_ogc_api_answers_and_pages_through_every_parcel() {
     assert_eq!(parcels["id"], "parcels");
     let extent = parcels["extent"]["spatial"]["bbox"][0].as_array().expect("bbox");
     assert!(extent[0].as_f64().expect("west") > 107.0 && extent[2].as_f64().expect("east") < 109.0, "{extent:?}");
+
+    // The communes and land-use codes beside the parcels, paged by code; a commune counts its
+    // current parcels.
+    let ids: Vec<&str> =
+        collections["collections"].as_array().expect("list").iter().filter_map(|c| c["id"].as_str()).collect();
+    assert_eq!(ids, ["parcels", "communes", "land-use-codes"]);
+    let reference = ReferenceData::embedded().expect("reference");
+    let mut url = format!("{}/collections/communes/items?limit=1000", s.base);
+    let mut communes = 0;
+    loop {
+        let (status, _, page) = get(&url).await;
+        assert_eq!(status, 200, "{page}");
+        assert_eq!(page["numberMatched"].as_u64(), Some(reference.communes().count() as u64));
+        communes += page["features"].as_array().expect("features").len();
+        match link(&page, "next") {
+            Some(next) => url = next.to_owned(),
+            None => break,
+        }
+    }
+    assert_eq!(communes, reference.communes().count());
+    let in_20194: i64 = sqlx::query_scalar("SELECT count(*) FROM current_parcel WHERE commune_code = '20194'")
+        .fetch_one(&mut <sqlx::PgConnection as sqlx::Connection>::connect(&s.db.url).await.expect("connect"))
+        .await
+        .expect("count");
+    let (status, _, commune) = get(&format!("{}/collections/communes/items/20194", s.base)).await;
+    assert_eq!(status, 200, "{commune}");
+    assert_eq!(commune["properties"]["parcels"].as_i64(), Some(in_20194));
+    assert!(in_20194 > 0);
+    let (_, _, codes) = get(&format!("{}/collections/land-use-codes/items?limit=10000", s.base)).await;
+    assert!(codes["features"].as_array().expect("codes").iter().any(|f| f["properties"]["code"] == "ODT"));
+    let (status, _, _) = get(&format!("{}/collections/communes/items?bbox=1,2,3,4", s.base)).await;
+    assert_eq!(status, 400, "communes take no bbox");
 
     // Every parcel once, in pages, following the next links.
     let mut url = format!("{}/collections/parcels/items?limit=700", s.base);
@@ -240,7 +277,13 @@ async fn every_bad_request_is_a_400_that_names_the_parameter() {
         let description = body["description"].as_str().expect("description");
         assert!(description.contains(names), "{path}: {description}");
     }
-    for path in ["/collections/roads", "/collections/roads/items", "/collections/parcels/items/999999999", "/nothing"] {
+    for path in [
+        "/collections/roads",
+        "/collections/roads/items",
+        "/collections/parcels/items/999999999",
+        "/collections/communes/items/99999",
+        "/nothing",
+    ] {
         let (status, _, body) = get(&format!("{}{path}", s.base)).await;
         assert_eq!(status, 404, "{path}");
         assert_eq!(body["code"], "NotFound", "{path}");

@@ -8,6 +8,7 @@ pub mod features;
 pub mod ogc;
 pub mod openapi;
 pub mod params;
+pub mod reference;
 pub mod routes;
 
 use std::sync::Arc;
@@ -16,6 +17,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::routing::get;
 use landdb_engine::Engine;
+use landdb_model::ReferenceData;
 use landdb_store::{AnyStore, FeedWaiter, ParcelStore};
 
 /// What the handlers share.
@@ -23,6 +25,8 @@ use landdb_store::{AnyStore, FeedWaiter, ParcelStore};
 pub struct AppState {
     pub engine: Arc<Engine>,
     pub store: AnyStore,
+    /// Administrative units and land-use codes, for their collections.
+    pub reference: Arc<ReferenceData>,
     /// The address clients reach the server at, for links; the `Host` header otherwise.
     pub public_url: Option<String>,
 }

@@ -3,7 +3,7 @@
 
 use serde_json::{Value, json};
 
-use crate::routes::{AT_POINT, COMMON, EXPORT, ITEM, ITEMS};
+use crate::routes::{AT_POINT, COMMON, EXPORT, ITEM, ITEMS, REFERENCE_ITEMS};
 
 fn parameters(list: &[(&str, &str)], path: &[(&str, &str)]) -> Value {
     let mut out: Vec<Value> = path
@@ -17,7 +17,7 @@ fn parameters(list: &[(&str, &str)], path: &[(&str, &str)]) -> Value {
             "limit" => {
                 json!({ "type": "integer", "minimum": 1, "maximum": crate::params::MAX_LIMIT, "default": crate::params::DEFAULT_LIMIT })
             }
-            "after" => json!({ "type": "integer" }),
+            "after" => json!({ "type": "string" }),
             "lon" | "lat" => json!({ "type": "number" }),
             "bbox" => json!({ "type": "array", "minItems": 4, "maxItems": 4, "items": { "type": "number" } }),
             "f" => json!({ "type": "string", "enum": ["json", "geojson"] }),
@@ -58,6 +58,8 @@ pub fn document(base: &str, max_limit: usize) -> Value {
             "/collections": get("the collections", parameters(COMMON, &[]), "application/json"),
             "/collections/{collectionId}": get("a collection", parameters(COMMON, &[("collectionId", "the collection: parcels")]), "application/json"),
             "/collections/{collectionId}/items": get("the parcels, a page at a time", parameters(ITEMS, &[("collectionId", "the collection: parcels")]), "application/geo+json"),
+            "/collections/communes/items": get("the 2025 communes with their parcel counts, a page at a time", parameters(REFERENCE_ITEMS, &[]), "application/geo+json"),
+            "/collections/land-use-codes/items": get("the land-use codes of both lists, a page at a time", parameters(REFERENCE_ITEMS, &[]), "application/geo+json"),
             "/collections/{collectionId}/items/{featureId}": get("one parcel version", parameters(ITEM, &[("collectionId", "the collection: parcels"), ("featureId", "the parcel version")]), "application/geo+json"),
             "/collections/{collectionId}/export": get("every selected parcel in one GeoJSON file, streamed", parameters(EXPORT, &[("collectionId", "the collection: parcels")]), "application/geo+json"),
             "/parcels/at": get("the parcels at a point", parameters(AT_POINT, &[]), "application/geo+json"),

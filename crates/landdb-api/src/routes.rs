@@ -19,6 +19,7 @@ use crate::export::{Selection, geojson_stream};
 use crate::features::{Field, write_feature};
 use crate::ogc::{ApiError, CONFORMANCE, CRS84, GEOJSON, JSON, Link, OPENAPI, json_response};
 use crate::params::{MAX_LIMIT, Params};
+use crate::reference::ReferenceCollection;
 
 /// The parameters each endpoint accepts, with what they mean: the handlers refuse any other, and
 /// the OpenAPI document is written from the same lists.
@@ -137,7 +138,9 @@ pub async fn collections(State(app): State<Arc<AppState>>, _access: Access, call
         JSON,
         json!({
             "links": [Link::new(format!("{base}/collections"), "self", JSON, "the collections")],
-            "collections": [parcels_collection(base, &view)],
+            "collections": std::iter::once(parcels_collection(base, &view))
+                .chain(ReferenceCollection::ALL.into_iter().map(|c| reference_collection(base, c)))
+                .collect::<Vec<_>>(),
         }),
     ))
 }
@@ -149,17 +152,86 @@ pub async fn collection(
     call: Call,
 ) -> Result<Response, ApiError> {
     call.params(COMMON)?;
+    if let Some(c) = ReferenceCollection::of(&id) {
+        return Ok(ok_json(JSON, reference_collection(&call.base, c)));
+    }
     known_collection(&id)?;
-    let base = &call.base;
-    Ok(ok_json(JSON, parcels_collection(base, &app.engine.snapshot())))
+    Ok(ok_json(JSON, parcels_collection(&call.base, &app.engine.snapshot())))
 }
 
 fn known_collection(id: &str) -> Result<(), ApiError> {
     if id == "parcels" {
         Ok(())
     } else {
-        Err(ApiError::not_found(format!("there is no collection `{id}`; the collections are: parcels")))
+        Err(ApiError::not_found(format!(
+            "there is no collection `{id}`; the collections are: parcels, communes, land-use-codes"
+        )))
     }
+}
+
+fn reference_collection(base: &str, c: ReferenceCollection) -> serde_json::Value {
+    let id = c.id();
+    json!({
+        "id": id,
+        "title": c.title(),
+        "description": c.description(),
+        "itemType": "feature",
+        "links": [
+            Link::new(format!("{base}/collections/{id}"), "self", JSON, "this collection"),
+            Link::new(format!("{base}/collections/{id}/items"), "items", GEOJSON, "its features"),
+        ],
+    })
+}
+
+pub const REFERENCE_ITEMS: &[(&str, &str)] = &[
+    ("f", "the format of the answer: `json` (the only one so far)"),
+    ("limit", "features a page, 1 to 10000 (larger values are lowered to 10000); 100 when absent"),
+    ("after", "the id after which the page starts (the `next` link carries it)"),
+];
+
+/// A page of a reference collection, by id.
+fn reference_items(app: &AppState, c: ReferenceCollection, call: &Call) -> Result<Response, ApiError> {
+    let params = call.params(REFERENCE_ITEMS)?;
+    let limit = params.limit()?;
+    let view = app.engine.snapshot();
+    let all = c.features(&app.reference, &view);
+    let start = params.get("after").map_or(0, |a| all.partition_point(|(id, _)| id.as_str() <= a));
+    let page: Vec<&serde_json::Value> = all.iter().skip(start).take(limit).map(|(_, f)| f).collect();
+    let base = &call.base;
+    let id = c.id();
+    let mut links = vec![Link::new(format!("{base}/collections/{id}"), "collection", JSON, "the collection")];
+    let more = start + page.len() < all.len();
+    if let (true, Some((last, _))) = (more, all.get((start + page.len()).saturating_sub(1))) {
+        let mut next = url::form_urlencoded::Serializer::new(String::new());
+        next.append_pair("limit", &limit.to_string()).append_pair("after", last);
+        links.push(Link::new(
+            format!("{base}/collections/{id}/items?{}", next.finish()),
+            "next",
+            GEOJSON,
+            "the next page",
+        ));
+    }
+    Ok(ok_json(
+        GEOJSON,
+        json!({
+            "type": "FeatureCollection",
+            "features": page,
+            "numberMatched": all.len(),
+            "numberReturned": page.len(),
+            "links": links,
+        }),
+    ))
+}
+
+/// One feature of a reference collection.
+fn reference_item(app: &AppState, c: ReferenceCollection, id: &str, call: &Call) -> Result<Response, ApiError> {
+    call.params(COMMON)?;
+    let view = app.engine.snapshot();
+    c.features(&app.reference, &view)
+        .into_iter()
+        .find(|(i, _)| i == id)
+        .map(|(_, f)| ok_json(GEOJSON, f))
+        .ok_or_else(|| ApiError::not_found(format!("there is no `{id}` in {}", c.id())))
 }
 
 /// A feature collection of `parcels` with the envelope OGC API asks for.
@@ -218,6 +290,9 @@ pub async fn items(
     Path(id): Path<String>,
     call: Call,
 ) -> Result<Response, ApiError> {
+    if let Some(c) = ReferenceCollection::of(&id) {
+        return reference_items(&app, c, &call);
+    }
     let (params, bbox, fields) = collection_query(&id, &call, ITEMS, &access)?;
     let limit = params.limit()?;
     let after = match params.get("after") {
@@ -278,6 +353,9 @@ pub async fn item(
     Path((collection, id)): Path<(String, String)>,
     call: Call,
 ) -> Result<Response, ApiError> {
+    if let Some(c) = ReferenceCollection::of(&collection) {
+        return reference_item(&app, c, &id, &call);
+    }
     known_collection(&collection)?;
     let params = call.params(ITEM)?;
     let fields = Field::selected(params.get("properties"), &access)?;

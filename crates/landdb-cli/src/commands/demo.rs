@@ -36,7 +36,7 @@ pub async fn run(context: &crate::Context, args: Args) -> anyhow::Result<()> {
     }
     super::status::print(context, &store).await?;
     if args.serve {
-        super::serve::serve(store, &args.server).await?;
+        super::serve::serve(store, reference, &args.server).await?;
     }
     Ok(())
 }

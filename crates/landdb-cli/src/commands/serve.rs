@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use landdb_api::AppState;
 use landdb_engine::Engine;
+use landdb_model::ReferenceData;
 use landdb_store::AnyStore;
 
 #[derive(Debug, Clone, clap::Args)]
@@ -24,10 +25,10 @@ pub struct ServerArgs {
 }
 
 pub async fn run(context: &crate::Context, args: &ServerArgs) -> anyhow::Result<()> {
-    serve(context.store().await?, args).await
+    serve(context.store().await?, context.reference()?, args).await
 }
 
-pub async fn serve(store: AnyStore, args: &ServerArgs) -> anyhow::Result<()> {
+pub async fn serve(store: AnyStore, reference: ReferenceData, args: &ServerArgs) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
     let engine = match &args.snapshot {
         Some(path) if path.exists() => match Engine::open(&store, path).await {
@@ -49,7 +50,12 @@ pub async fn serve(store: AnyStore, args: &ServerArgs) -> anyhow::Result<()> {
     );
     drop(view);
     let follower = tokio::spawn(landdb_api::follow_feed(Arc::clone(&engine), store.clone()));
-    let state = Arc::new(AppState { engine: Arc::clone(&engine), store, public_url: args.public_url.clone() });
+    let state = Arc::new(AppState {
+        engine: Arc::clone(&engine),
+        store,
+        reference: Arc::new(reference),
+        public_url: args.public_url.clone(),
+    });
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", args.listen))?;

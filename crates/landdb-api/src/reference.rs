@@ -1,0 +1,104 @@
+//! The collections beside the parcels: the 2025 communes (with how many current parcels each
+//! holds and their extent) and the land-use codes of both official lists. Reference data,
+//! served as features without geometry, a keyset page at a time by code.
+
+use landdb_engine::View;
+use landdb_model::ReferenceData;
+use serde_json::{Value, json};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReferenceCollection {
+    Communes,
+    LandUseCodes,
+}
+
+impl ReferenceCollection {
+    pub const ALL: [ReferenceCollection; 2] = [ReferenceCollection::Communes, ReferenceCollection::LandUseCodes];
+
+    pub fn of(id: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|c| c.id() == id)
+    }
+
+    pub fn id(self) -> &'static str {
+        match self {
+            ReferenceCollection::Communes => "communes",
+            ReferenceCollection::LandUseCodes => "land-use-codes",
+        }
+    }
+
+    pub fn title(self) -> &'static str {
+        match self {
+            ReferenceCollection::Communes => "Communes (2025)",
+            ReferenceCollection::LandUseCodes => "Land-use codes",
+        }
+    }
+
+    pub fn description(self) -> &'static str {
+        match self {
+            ReferenceCollection::Communes => {
+                "The communes after 1 July 2025 (mã xã), their province, how many current parcels each holds and their extent; no boundaries."
+            }
+            ReferenceCollection::LandUseCodes => {
+                "The land-use codes (mục đích sử dụng đất) of the 2014–2024 list and of Circular 08/2024, with the period each list was in force."
+            }
+        }
+    }
+
+    /// Every feature, in the order of its id (the keyset of the pages).
+    pub fn features(self, reference: &ReferenceData, view: &View) -> Vec<(String, Value)> {
+        let mut features: Vec<(String, Value)> = match self {
+            ReferenceCollection::Communes => reference
+                .communes()
+                .map(|c| {
+                    let parcels = view.in_commune(&c.code);
+                    let extent = parcels.iter().filter_map(|p| geo::BoundingRect::bounding_rect(&p.geometry())).reduce(
+                        |a, b| {
+                            geo::Rect::new(
+                                (a.min().x.min(b.min().x), a.min().y.min(b.min().y)),
+                                (a.max().x.max(b.max().x), a.max().y.max(b.max().y)),
+                            )
+                        },
+                    );
+                    let id = c.code.as_str().to_owned();
+                    let mut feature = json!({
+                        "type": "Feature",
+                        "id": id,
+                        "geometry": null,
+                        "properties": {
+                            "code": c.code.as_str(),
+                            "name": c.name,
+                            "province": c.province_code.as_str(),
+                            "parcels": parcels.len(),
+                        },
+                    });
+                    if let Some(e) = extent {
+                        feature["bbox"] = json!([e.min().x, e.min().y, e.max().x, e.max().y]);
+                    }
+                    (id, feature)
+                })
+                .collect(),
+            ReferenceCollection::LandUseCodes => reference
+                .land_use_codes()
+                .map(|u| {
+                    let id = format!("{}:{}", u.list, u.code.as_str());
+                    let feature = json!({
+                        "type": "Feature",
+                        "id": id,
+                        "geometry": null,
+                        "properties": {
+                            "code": u.code.as_str(),
+                            "list": u.list,
+                            "name": u.name,
+                            "group": u.group,
+                            "valid_from": u.valid_from,
+                            "valid_to": u.valid_to,
+                        },
+                    });
+                    (id, feature)
+                })
+                .collect(),
+        };
+        features.sort_by(|a, b| a.0.cmp(&b.0));
+        features
+    }
+}
