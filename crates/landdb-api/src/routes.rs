@@ -30,6 +30,7 @@ pub const ITEMS: &[(&str, &str)] = &[
     ("bbox-crs", "the coordinate system of bbox: CRS84 (the default) or EPSG:4326"),
     ("limit", "parcels a page, 1 to 10000 (larger values are lowered to 10000); 100 when absent"),
     ("after", "the version after which the page starts (the `next` link carries it)"),
+    ("before", "the version before which the page ends (the `prev` link carries it)"),
     ("properties", "comma-separated property names to include"),
 ];
 pub const ITEM: &[(&str, &str)] = &[
@@ -295,30 +296,62 @@ pub async fn items(
     }
     let (params, bbox, fields) = collection_query(&id, &call, ITEMS, &access)?;
     let limit = params.limit()?;
-    let after = match params.get("after") {
-        None => None,
-        Some(raw) => Some(VersionId(raw.parse::<i64>().map_err(|_| {
-            ApiError::bad_parameter(format!("after={raw}: give the version number a `next` link carries"))
-        })?)),
+    let cursor = |name: &str| {
+        params
+            .get(name)
+            .map(|raw| {
+                raw.parse::<i64>().map(VersionId).map_err(|_| {
+                    ApiError::bad_parameter(format!("{name}={raw}: give the version number a link carries"))
+                })
+            })
+            .transpose()
     };
+    let (after, before) = (cursor("after")?, cursor("before")?);
+    if after.is_some() && before.is_some() {
+        return Err(ApiError::bad_parameter("give `after` or `before`, not both"));
+    }
     let view = app.engine.snapshot();
-    let (mut page, matched): (Vec<Parcel<'_>>, usize) = match bbox {
+    // The page, and whether parcels lie before and after it.
+    let (page, matched, earlier, later): (Vec<Parcel<'_>>, usize, bool, bool) = match bbox {
         Some(rect) => {
             let mut found = view.in_box(rect);
             found.sort_unstable_by_key(|p| p.version());
-            let matched = found.len();
-            let start = after.map_or(0, |a| found.partition_point(|p| p.version() <= a));
-            (found.into_iter().skip(start).take(limit + 1).collect(), matched)
+            let n = found.len();
+            let (start, end) = match (after, before) {
+                (_, Some(b)) => {
+                    let end = found.partition_point(|p| p.version() < b);
+                    (end.saturating_sub(limit), end)
+                }
+                (a, None) => {
+                    let start = a.map_or(0, |a| found.partition_point(|p| p.version() <= a));
+                    (start, (start + limit).min(n))
+                }
+            };
+            (found[start..end].to_vec(), n, start > 0, end < n)
         }
-        None => (view.parcels_after(after).take(limit + 1).collect(), view.len()),
+        None => match before {
+            Some(b) => {
+                let mut page: Vec<Parcel<'_>> = view.parcels_before(b).take(limit + 1).collect();
+                let earlier = page.len() > limit;
+                page.truncate(limit);
+                page.reverse();
+                let later = page.last().is_some_and(|p| view.parcels_after(Some(p.version())).next().is_some());
+                (page, view.len(), earlier, later)
+            }
+            None => {
+                let mut page: Vec<Parcel<'_>> = view.parcels_after(after).take(limit + 1).collect();
+                let later = page.len() > limit;
+                page.truncate(limit);
+                let earlier = page.first().is_some_and(|p| view.parcels_before(p.version()).next().is_some());
+                (page, view.len(), earlier, later)
+            }
+        },
     };
-    let more = page.len() > limit;
-    page.truncate(limit);
     let base = &call.base;
     // The links repeat every parameter but the cursor, so a page cannot widen the query.
     let mut kept = url::form_urlencoded::Serializer::new(String::new());
     for (name, _) in ITEMS {
-        if let (true, Some(v)) = (*name != "after", params.get(name)) {
+        if let (true, Some(v)) = (!matches!(*name, "after" | "before"), params.get(name)) {
             kept.append_pair(name, v);
         }
     }
@@ -337,12 +370,21 @@ pub async fn items(
             format!("{base}/collections/parcels/items?{q}")
         }
     };
+    let this = after.map(|a| format!("after={}", a.0)).or_else(|| before.map(|b| format!("before={}", b.0)));
     let mut links = vec![
-        Link::new(with(after.map(|a| format!("after={}", a.0))), "self", GEOJSON, "this page"),
+        Link::new(with(this), "self", GEOJSON, "this page"),
         Link::new(format!("{base}/collections/parcels"), "collection", JSON, "the collection"),
     ];
-    if let (true, Some(last)) = (more, page.last()) {
+    if let (true, Some(last)) = (later, page.last()) {
         links.push(Link::new(with(Some(format!("after={}", last.version().0))), "next", GEOJSON, "the next page"));
+    }
+    if let (true, Some(first)) = (earlier, page.first()) {
+        links.push(Link::new(
+            with(Some(format!("before={}", first.version().0))),
+            "prev",
+            GEOJSON,
+            "the previous page",
+        ));
     }
     Ok(feature_collection(&page, &fields, Some(matched), links, view.position()))
 }

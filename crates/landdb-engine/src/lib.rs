@@ -233,7 +233,18 @@ mod tests {
                 after = Some(VersionId(*last));
                 paged.extend(page);
             }
-            proptest::prop_assert_eq!(paged, expected);
+            proptest::prop_assert_eq!(&paged, &expected);
+            // And backwards from past the end.
+            let mut back = Vec::new();
+            let mut before = VersionId(i64::MAX);
+            loop {
+                let page: Vec<i64> = view.parcels_before(before).take(5).map(|p| p.version().0).collect();
+                let Some(last) = page.last() else { break };
+                before = VersionId(*last);
+                back.extend(page);
+            }
+            back.reverse();
+            proptest::prop_assert_eq!(back, expected);
             for (x, y) in probes {
                 proptest::prop_assert_eq!(versions(view.at_point(x, y)), versions(rebuilt.at_point(x, y)));
                 let rect = Rect::new((x, y), (x + 2.5, y + 0.5));

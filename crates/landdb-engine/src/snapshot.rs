@@ -498,6 +498,12 @@ impl Snapshot {
         (start as Slot..self.versions.len() as Slot).map(|slot| self.parcel(slot))
     }
 
+    /// The parcels with a version before `before`, in descending version order.
+    pub fn parcels_before(&self, before: VersionId) -> impl Iterator<Item = Parcel<'_>> {
+        let end = self.versions.partition_point(|x| *x < before.0);
+        (0..end as Slot).rev().map(|slot| self.parcel(slot))
+    }
+
     /// The feed position this snapshot reflects.
     pub fn position(&self) -> FeedPosition {
         self.position

@@ -168,6 +168,18 @@ impl View {
         })
     }
 
+    /// Every current parcel with a version before `before`, in descending version order: what
+    /// a `prev` link reads.
+    pub fn parcels_before(&self, before: VersionId) -> impl Iterator<Item = Parcel<'_>> {
+        let mut base = self.base.parcels_before(before).filter(|p| self.current(p)).peekable();
+        let mut recent = self.recent.parcels_before(before).peekable();
+        std::iter::from_fn(move || match (base.peek(), recent.peek()) {
+            (Some(b), Some(r)) if r.version() > b.version() => recent.next(),
+            (Some(_), _) => base.next(),
+            (None, _) => recent.next(),
+        })
+    }
+
     /// Every current parcel, the base's in version order, then the recent ones.
     pub fn parcels(&self) -> impl Iterator<Item = Parcel<'_>> {
         self.base.parcels().filter(|p| self.current(p)).chain(self.recent.parcels())
