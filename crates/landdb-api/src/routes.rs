@@ -243,7 +243,7 @@ fn feature_collection(
     links: Vec<Link>,
     position: FeedPosition,
 ) -> Response {
-    let mut out: Vec<u8> = Vec::with_capacity(512 + parcels.len() * 800);
+    let mut out: Vec<u8> = Vec::with_capacity(512 + parcels.len() * 1_200);
     let mut buf = Vec::new();
     out.extend_from_slice(b"{\"type\":\"FeatureCollection\",\"features\":[");
     for (i, p) in parcels.iter().enumerate() {
