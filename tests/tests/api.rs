@@ -387,6 +387,33 @@ async fn answers_are_compressed_when_the_client_asks() {
     }
 }
 
+/// An unchanged answer is not sent twice: the ETag comes back as a 304 until an import commits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn etags_spare_unchanged_answers_until_an_import_commits() {
+    let s = server(&[samples().join("20194.geojson")]).await;
+    let client = reqwest::Client::new();
+    let url = format!("{}/collections/parcels/items?limit=50", s.base);
+    let first = client.get(&url).send().await.expect("get");
+    assert_eq!(first.status().as_u16(), 200);
+    let tag = first.headers().get("etag").expect("an ETag").to_str().expect("text").to_owned();
+    let again = client.get(&url).header("if-none-match", &tag).send().await.expect("get");
+    assert_eq!(again.status().as_u16(), 304);
+    assert!(again.bytes().await.expect("body").is_empty());
+    let other =
+        client.get(format!("{url}&properties=area_m2")).header("if-none-match", &tag).send().await.expect("get");
+    assert_eq!(other.status().as_u16(), 200, "another request, another tag");
+
+    import_files(&s.store, &[samples().join("20197.geojson")]).await;
+    let total = s.store.count_current().await.expect("count");
+    let started = std::time::Instant::now();
+    while s.engine.snapshot().len() as u64 != total && started.elapsed() < Duration::from_secs(2) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let after = client.get(&url).header("if-none-match", &tag).send().await.expect("get");
+    assert_eq!(after.status().as_u16(), 200, "an import committed since");
+    assert_ne!(after.headers().get("etag").and_then(|v| v.to_str().ok()), Some(tag.as_str()));
+}
+
 /// The export streams every selected parcel once, as one GeoJSON file: all of them, a commune's,
 /// a box's, the same parcels the store and the items pages hold.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -46,11 +46,51 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/health", get(routes::health))
         .route("/ready", get(routes::ready))
         .fallback(routes::not_found)
+        .layer(axum::middleware::from_fn_with_state(Arc::clone(&state), etag))
         // gzip or brotli when the client asks for it (GeoJSON shrinks to about a fifth), and one
         // structured log line a request (method, path, status, latency) at debug level.
         .layer(tower_http::compression::CompressionLayer::new())
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state)
+}
+
+/// Weak ETags: every answer is a function of the request and the feed position the engine
+/// reflects, so `W/"<position>-<request hash>"` names it. A client that sends it back in
+/// `If-None-Match` before anything new is committed gets a 304 without a body. (Positions only
+/// grow, so a tag never comes back to name other content. The access rules of issue 7 must join
+/// the tag: two agencies see different answers to one request.)
+async fn etag(
+    axum::extract::State(app): axum::extract::State<Arc<AppState>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::http::{HeaderValue, Method, StatusCode, header};
+    use axum::response::IntoResponse;
+    use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
+    if request.method() != Method::GET {
+        return next.run(request).await;
+    }
+    let position = app.engine.snapshot().position().0;
+    let hash = BuildHasherDefault::<DefaultHasher>::default().hash_one(request.uri().to_string());
+    let tag = format!("W/\"{position}-{hash:016x}\"");
+    let Ok(tag_value) = HeaderValue::from_str(&tag) else { return next.run(request).await };
+    let matches = request
+        .headers()
+        .get_all(header::IF_NONE_MATCH)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim() == tag || t.trim() == "*");
+    if matches {
+        let mut response = StatusCode::NOT_MODIFIED.into_response();
+        response.headers_mut().insert(header::ETAG, tag_value);
+        return response;
+    }
+    let mut response = next.run(request).await;
+    if response.status() == StatusCode::OK {
+        response.headers_mut().insert(header::ETAG, tag_value);
+    }
+    response
 }
 
 /// Keeps the engine current: waits for the store's feed to move (NOTIFY on PostGIS, polling on
