@@ -295,6 +295,8 @@ async fn every_bad_request_is_a_400_that_names_the_parameter() {
         ("/collections/parcels/export?commune=abc", "commune=abc"),
         ("/collections/parcels/export?limit=5", "`limit`"),
         ("/collections/parcels/export?bbox=1,2", "bbox=1,2"),
+        ("/collections/parcels/export?crs=EPSG:9999", "crs=EPSG:9999"),
+        ("/collections/parcels/items?crs=http://www.opengis.net/def/crs/EPSG/0/3857", "crs="),
     ];
     for (path, names) in cases {
         let (status, media, body) = get(&format!("{}{path}", s.base)).await;
@@ -446,4 +448,46 @@ async fn exports_stream_every_selected_parcel_once() {
     let (_, _, items) = get(&format!("{}/collections/parcels/items?bbox={bbox}&limit=10000", s.base)).await;
     assert!(!versions(&items).is_empty());
     assert_eq!(versions(&boxed), versions(&items));
+}
+
+/// Surveyors get their province's VN-2000 TM-3 zone: the same boundaries, in metres, which go
+/// back to the stored WGS84 within a millimetre; EPSG:4326 puts latitude first, as EPSG does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answers_come_in_the_coordinate_system_asked_for() {
+    let s = server(&[samples().join("20194.geojson")]).await;
+    let reference = ReferenceData::embedded().expect("reference");
+    let zone = reference.zone_of_commune(&landdb_model::CommuneCode::parse("20194").expect("code")).expect("zone");
+    let uri = format!("http://www.opengis.net/def/crs/EPSG/0/{}", zone.epsg);
+    let (_, _, collection) = get(&format!("{}/collections/parcels", s.base)).await;
+    assert!(collection["crs"].as_array().expect("crs").iter().any(|c| c == uri.as_str()), "{collection}");
+
+    let wgs84 = reqwest::get(format!("{}/collections/parcels/export", s.base)).await.expect("export");
+    assert_eq!(
+        wgs84.headers().get("content-crs").and_then(|v| v.to_str().ok()),
+        Some("<http://www.opengis.net/def/crs/OGC/1.3/CRS84>")
+    );
+    let wgs84: Value = wgs84.json().await.expect("GeoJSON");
+    let local = reqwest::get(format!("{}/collections/parcels/export?crs={uri}", s.base)).await.expect("export");
+    assert_eq!(local.headers().get("content-crs").and_then(|v| v.to_str().ok()), Some(format!("<{uri}>").as_str()));
+    let local: Value = local.json().await.expect("GeoJSON");
+    let back = landdb_crs::Transformer::zone_to_wgs84(&zone).expect("transformer");
+    let (a, b) = (wgs84["features"].as_array().expect("features"), local["features"].as_array().expect("features"));
+    assert_eq!(a.len(), b.len());
+    for (fa, fb) in a.iter().zip(b).step_by(37) {
+        assert_eq!(fa["id"], fb["id"]);
+        let (pa, pb) = (&fa["geometry"]["coordinates"][0][0][0], &fb["geometry"]["coordinates"][0][0][0]);
+        let easting = pb[0].as_f64().expect("x");
+        assert!((100_000.0..900_000.0).contains(&easting), "metres in a TM-3 zone: {pb}");
+        let c = back.coord(geo::Coord { x: easting, y: pb[1].as_f64().expect("y") }).expect("back");
+        let (lon, lat) = (pa[0].as_f64().expect("lon"), pa[1].as_f64().expect("lat"));
+        assert!((c.x - lon).abs() < 1e-8 && (c.y - lat).abs() < 1e-8, "{pa} against {c:?}");
+    }
+
+    let (_, _, plain) = get(&format!("{}/collections/parcels/items?limit=1", s.base)).await;
+    let (_, _, swapped) = get(&format!("{}/collections/parcels/items?limit=1&crs=EPSG:4326", s.base)).await;
+    let (p, q) = (
+        &plain["features"][0]["geometry"]["coordinates"][0][0][0],
+        &swapped["features"][0]["geometry"]["coordinates"][0][0][0],
+    );
+    assert_eq!((p[0].as_f64(), p[1].as_f64()), (q[1].as_f64(), q[0].as_f64()), "latitude first");
 }

@@ -10,7 +10,8 @@ use futures::Stream;
 use landdb_engine::View;
 use landdb_model::{CommuneCode, VersionId};
 
-use crate::features::{Field, write_feature};
+use crate::crs::OutputCrs;
+use crate::features::{Field, Output, write_feature};
 
 /// Which parcels an export holds.
 #[derive(Debug, Clone)]
@@ -43,18 +44,20 @@ pub fn geojson_stream(
     view: Arc<View>,
     selection: Selection,
     fields: Vec<Field>,
+    crs: OutputCrs,
 ) -> impl Stream<Item = Result<Bytes, Infallible>> + Send {
     // Where the next chunk starts: after a version (all parcels), or at an index (a selection).
     struct State {
         view: Arc<View>,
         selection: Selection,
         fields: Vec<Field>,
+        crs: OutputCrs,
         after: Option<VersionId>,
         next: usize,
         written: usize,
         done: bool,
     }
-    let state = State { view, selection, fields, after: None, next: 0, written: 0, done: false };
+    let state = State { view, selection, fields, crs, after: None, next: 0, written: 0, done: false };
     futures::stream::unfold(state, |mut s| async move {
         if s.done {
             return None;
@@ -65,11 +68,14 @@ pub fn geojson_stream(
         }
         let mut buf = Vec::new();
         let mut count = 0;
+        // A PROJ object a chunk: it cannot cross threads, and chunks may be made on any.
+        let transformer = s.crs.transformer().ok().flatten();
+        let output = Output { crs: &s.crs, transformer: transformer.as_ref() };
         let mut write = |out: &mut Vec<u8>, p: &landdb_engine::Parcel<'_>, written: &mut usize| {
             if *written > 0 {
                 out.push(b',');
             }
-            write_feature(out, p, &s.fields, &mut buf);
+            write_feature(out, p, &s.fields, &mut buf, &output);
             *written += 1;
         };
         match &s.selection {

@@ -2,7 +2,10 @@
 //! in the shortest form that reads back as the same double, properties chosen by the caller
 //! within what their [`Access`] allows.
 
+use landdb_crs::Transformer;
 use landdb_engine::Parcel;
+
+use crate::crs::OutputCrs;
 
 use crate::access::Access;
 use crate::ogc::ApiError;
@@ -67,12 +70,33 @@ impl Field {
 }
 
 /// Appends the parcel as a GeoJSON feature with `fields`; its `id` is the version.
+/// How coordinates are written: the CRS, and the transformer into it when it is not the stored
+/// WGS84 (build it once for many features: PROJ objects are costly to make).
+#[derive(Debug, Clone, Copy)]
+pub struct Output<'a> {
+    pub crs: &'a OutputCrs,
+    pub transformer: Option<&'a Transformer>,
+}
+
+impl Output<'_> {
+    /// Coordinates as stored: WGS84, longitude first.
+    fn as_stored(&self) -> bool {
+        self.transformer.is_none() && !self.crs.latitude_first
+    }
+}
+
 /// `buf` is scratch space for the boundary, kept by the caller across features.
-pub fn write_feature(out: &mut Vec<u8>, parcel: &Parcel<'_>, fields: &[Field], buf: &mut Vec<(i64, i64)>) {
+pub fn write_feature(
+    out: &mut Vec<u8>,
+    parcel: &Parcel<'_>,
+    fields: &[Field],
+    buf: &mut Vec<(i64, i64)>,
+    output: &Output<'_>,
+) {
     out.extend_from_slice("{\"type\":\"Feature\",\"id\":".as_bytes());
     integer(out, parcel.version().0);
     out.extend_from_slice(",\"geometry\":".as_bytes());
-    write_boundary(out, parcel, buf);
+    write_boundary(out, parcel, buf, output);
     out.extend_from_slice(",\"properties\":{\"version\":".as_bytes());
     integer(out, parcel.version().0);
     let key = fields.iter().any(|f| matches!(f, Field::Sheet | Field::Number)).then(|| parcel.key());
@@ -175,7 +199,7 @@ fn integer(out: &mut Vec<u8>, v: i64) {
 
 /// The parcel's boundary as a GeoJSON MultiPolygon, written as it is decoded: from grid units
 /// straight to digits when it is on the grid.
-fn write_boundary(out: &mut Vec<u8>, parcel: &Parcel<'_>, buf: &mut Vec<(i64, i64)>) {
+fn write_boundary(out: &mut Vec<u8>, parcel: &Parcel<'_>, buf: &mut Vec<(i64, i64)>, output: &Output<'_>) {
     out.extend_from_slice(b"{\"type\":\"MultiPolygon\",\"coordinates\":[");
     let mut polygons = 0;
     let mut open_ring = |out: &mut Vec<u8>, exterior: bool| {
@@ -189,6 +213,33 @@ fn write_boundary(out: &mut Vec<u8>, parcel: &Parcel<'_>, buf: &mut Vec<(i64, i6
             out.extend_from_slice(b"],[");
         }
     };
+    // In another CRS: transformed, axes in the CRS's order, rounded to what is worth writing.
+    let scale = 10f64.powi(output.crs.decimals);
+    let write_other = |out: &mut Vec<u8>, c: geo::Coord<f64>| {
+        let c = output.transformer.map_or(Ok(c), |t| t.coord(c)).unwrap_or(geo::Coord { x: f64::NAN, y: f64::NAN });
+        let (a, b) = if output.crs.latitude_first { (c.y, c.x) } else { (c.x, c.y) };
+        out.push(b'[');
+        number(out, (a * scale).round() / scale);
+        out.push(b',');
+        number(out, (b * scale).round() / scale);
+        out.push(b']');
+    };
+    if !output.as_stored() {
+        parcel.for_each_ring(|exterior, vertices| {
+            open_ring(out, exterior);
+            for (k, c) in vertices.enumerate() {
+                if k > 0 {
+                    out.push(b',');
+                }
+                write_other(out, c);
+            }
+        });
+        if polygons > 0 {
+            out.extend_from_slice(b"]]");
+        }
+        out.extend_from_slice(b"]}");
+        return;
+    }
     let on_grid = parcel.for_each_grid_ring(buf, |exterior, ring| {
         open_ring(out, exterior);
         for (k, (x, y)) in ring.iter().enumerate() {
@@ -268,7 +319,8 @@ mod tests {
             let snapshot = Snapshot::build([record], FeedPosition(0));
             let parcel = snapshot.parcels().next().expect("parcel");
             let mut out = Vec::new();
-            write_feature(&mut out, &parcel, &Field::ALL, &mut Vec::new());
+            let crs = OutputCrs::crs84();
+            write_feature(&mut out, &parcel, &Field::ALL, &mut Vec::new(), &Output { crs: &crs, transformer: None });
             let feature: serde_json::Value = serde_json::from_slice(&out).expect("valid JSON");
             let read: geojson::Geometry = serde_json::from_value(feature["geometry"].clone()).expect("geometry");
             let read: geo::MultiPolygon<f64> = read.try_into().expect("multipolygon");

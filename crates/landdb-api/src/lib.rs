@@ -3,6 +3,7 @@
 //! [`access::Access`] first: one place for the access rules to sit in front of every path.
 
 pub mod access;
+pub mod crs;
 pub mod export;
 pub mod features;
 pub mod ogc;

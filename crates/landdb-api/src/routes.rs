@@ -15,8 +15,9 @@ use serde_json::json;
 
 use crate::AppState;
 use crate::access::Access;
+use crate::crs::OutputCrs;
 use crate::export::{Selection, geojson_stream};
-use crate::features::{Field, write_feature};
+use crate::features::{Field, Output, write_feature};
 use crate::ogc::{ApiError, CONFORMANCE, CRS84, GEOJSON, JSON, Link, OPENAPI, json_response};
 use crate::params::{MAX_LIMIT, Params};
 use crate::reference::ReferenceCollection;
@@ -32,6 +33,10 @@ pub const ITEMS: &[(&str, &str)] = &[
     ("after", "the version after which the page starts (the `next` link carries it)"),
     ("before", "the version before which the page ends (the `prev` link carries it)"),
     ("properties", "comma-separated property names to include"),
+    (
+        "crs",
+        "the coordinate system of the answer: CRS84 (the default), EPSG 4326, 4756 (VN-2000), a VN-2000 TM-3 zone, 32648 or 32649",
+    ),
 ];
 pub const ITEM: &[(&str, &str)] = &[
     ("f", "the format of the answer: `json` (the only one so far)"),
@@ -43,6 +48,10 @@ pub const EXPORT: &[(&str, &str)] = &[
     ("bbox", "only the parcels intersecting west,south,east,north (longitude, latitude)"),
     ("bbox-crs", "the coordinate system of bbox: CRS84 (the default) or EPSG:4326"),
     ("properties", "comma-separated property names to include"),
+    (
+        "crs",
+        "the coordinate system of the export: CRS84 (the default), EPSG 4326, 4756 (VN-2000), a VN-2000 TM-3 zone (what surveyors work in), 32648 or 32649",
+    ),
 ];
 pub const AT_POINT: &[(&str, &str)] = &[
     ("f", "the format of the answer: `json` (the only one so far)"),
@@ -111,7 +120,7 @@ pub async fn conformance(_access: Access, call: Call) -> Result<Response, ApiErr
     Ok(ok_json(JSON, json!({ "conformsTo": CONFORMANCE })))
 }
 
-fn parcels_collection(base: &str, view: &View) -> serde_json::Value {
+fn parcels_collection(base: &str, view: &View, reference: &landdb_model::ReferenceData) -> serde_json::Value {
     let bbox = view.extent().map_or_else(
         || json!([[-180.0, -90.0, 180.0, 90.0]]),
         |e| json!([[e.min().x, e.min().y, e.max().x, e.max().y]]),
@@ -122,7 +131,8 @@ fn parcels_collection(base: &str, view: &View) -> serde_json::Value {
         "description": "Every current land parcel (thửa đất): boundary, map sheet and parcel number, land use, area. \
                         The feature id is the parcel version.",
         "itemType": "feature",
-        "crs": [CRS84],
+        "crs": OutputCrs::supported(reference),
+        "storageCrs": CRS84,
         "extent": { "spatial": { "bbox": bbox, "crs": CRS84 } },
         "links": [
             Link::new(format!("{base}/collections/parcels"), "self", JSON, "this collection"),
@@ -139,7 +149,7 @@ pub async fn collections(State(app): State<Arc<AppState>>, _access: Access, call
         JSON,
         json!({
             "links": [Link::new(format!("{base}/collections"), "self", JSON, "the collections")],
-            "collections": std::iter::once(parcels_collection(base, &view))
+            "collections": std::iter::once(parcels_collection(base, &view, &app.reference))
                 .chain(ReferenceCollection::ALL.into_iter().map(|c| reference_collection(base, c)))
                 .collect::<Vec<_>>(),
         }),
@@ -157,7 +167,7 @@ pub async fn collection(
         return Ok(ok_json(JSON, reference_collection(&call.base, c)));
     }
     known_collection(&id)?;
-    Ok(ok_json(JSON, parcels_collection(&call.base, &app.engine.snapshot())))
+    Ok(ok_json(JSON, parcels_collection(&call.base, &app.engine.snapshot(), &app.reference)))
 }
 
 fn known_collection(id: &str) -> Result<(), ApiError> {
@@ -242,7 +252,10 @@ fn feature_collection(
     matched: Option<usize>,
     links: Vec<Link>,
     position: FeedPosition,
-) -> Response {
+    crs: &OutputCrs,
+) -> Result<Response, ApiError> {
+    let transformer = crs.transformer()?;
+    let output = Output { crs, transformer: transformer.as_ref() };
     let mut out: Vec<u8> = Vec::with_capacity(512 + parcels.len() * 1_200);
     let mut buf = Vec::new();
     out.extend_from_slice(b"{\"type\":\"FeatureCollection\",\"features\":[");
@@ -250,7 +263,7 @@ fn feature_collection(
         if i > 0 {
             out.push(b',');
         }
-        write_feature(&mut out, p, fields, &mut buf);
+        write_feature(&mut out, p, fields, &mut buf, &output);
     }
     out.extend_from_slice(b"],");
     if let Some(n) = matched {
@@ -265,7 +278,20 @@ fn feature_collection(
         )
         .as_bytes(),
     );
-    json_response(StatusCode::OK, GEOJSON, out)
+    Ok(with_crs(json_response(StatusCode::OK, GEOJSON, out), crs))
+}
+
+/// Says which CRS the coordinates are in (OGC API – Features Part 2).
+fn with_crs(mut response: Response, crs: &OutputCrs) -> Response {
+    if let Ok(v) = axum::http::HeaderValue::from_str(&format!("<{}>", crs.uri)) {
+        response.headers_mut().insert("content-crs", v);
+    }
+    response
+}
+
+/// The `crs` parameter.
+fn output_crs(app: &AppState, params: &Params) -> Result<OutputCrs, ApiError> {
+    params.get("crs").map_or_else(|| Ok(OutputCrs::crs84()), |raw| OutputCrs::parse(raw, &app.reference))
 }
 
 /// A query over a collection: its parameters, its box, and the properties the caller may see.
@@ -296,6 +322,7 @@ pub async fn items(
     }
     let (params, bbox, fields) = collection_query(&id, &call, ITEMS, &access)?;
     let limit = params.limit()?;
+    let crs = output_crs(&app, &params)?;
     let cursor = |name: &str| {
         params
             .get(name)
@@ -386,7 +413,7 @@ pub async fn items(
             "the previous page",
         ));
     }
-    Ok(feature_collection(&page, &fields, Some(matched), links, view.position()))
+    feature_collection(&page, &fields, Some(matched), links, view.position(), &crs)
 }
 
 pub async fn item(
@@ -416,7 +443,7 @@ pub async fn item(
         out.extend_from_slice(format!(",\"links\":{}}}", serde_json::to_string(&links).unwrap_or_default()).as_bytes());
     };
     if let Some(p) = view.by_version(version) {
-        write_feature(&mut out, &p, &fields, &mut Vec::new());
+        write_feature(&mut out, &p, &fields, &mut Vec::new(), &Output { crs: &OutputCrs::crs84(), transformer: None });
         links(&mut out);
         return Ok(json_response(StatusCode::OK, GEOJSON, out));
     }
@@ -425,7 +452,7 @@ pub async fn item(
     let Some(v) = stored.into_iter().next() else { return Err(missing()) };
     let one = Snapshot::build([ParcelRecord::from(v)], view.position());
     let Some(p) = one.parcels().next() else { return Err(missing()) };
-    write_feature(&mut out, &p, &fields, &mut Vec::new());
+    write_feature(&mut out, &p, &fields, &mut Vec::new(), &Output { crs: &OutputCrs::crs84(), transformer: None });
     links(&mut out);
     Ok(json_response(StatusCode::OK, GEOJSON, out))
 }
@@ -445,10 +472,13 @@ pub async fn export(
                 .map_err(|_| ApiError::bad_parameter(format!("commune={c}: give a 5-digit commune code")))
         })
         .transpose()?;
+    let crs = output_crs(&app, &params)?;
+    // Built once here so that a CRS PROJ cannot handle fails before the answer starts.
+    crs.transformer()?;
     let view = app.engine.snapshot();
     let selection = Selection::of(&view, commune.as_ref(), bbox);
-    let body = axum::body::Body::from_stream(geojson_stream(view, selection, fields));
-    let mut response = json_response(StatusCode::OK, GEOJSON, body);
+    let body = axum::body::Body::from_stream(geojson_stream(view, selection, fields, crs.clone()));
+    let mut response = with_crs(json_response(StatusCode::OK, GEOJSON, body), &crs);
     response.headers_mut().insert(
         header::CONTENT_DISPOSITION,
         axum::http::HeaderValue::from_static("attachment; filename=\"parcels.geojson\""),
@@ -469,7 +499,7 @@ pub async fn at_point(State(app): State<Arc<AppState>>, access: Access, call: Ca
     found.sort_unstable_by_key(|p| p.version());
     let base = &call.base;
     let links = vec![Link::new(format!("{base}/parcels/at?lon={lon}&lat={lat}"), "self", GEOJSON, "this lookup")];
-    Ok(feature_collection(&found, &fields, Some(found.len()), links, view.position()))
+    feature_collection(&found, &fields, Some(found.len()), links, view.position(), &OutputCrs::crs84())
 }
 
 pub async fn by_national_id(
@@ -489,7 +519,7 @@ pub async fn by_national_id(
     found.sort_unstable_by_key(|p| p.version());
     let base = &call.base;
     let links = vec![Link::new(format!("{base}/parcels/national-id/{national_id}"), "self", GEOJSON, "this lookup")];
-    Ok(feature_collection(&found, &fields, Some(found.len()), links, view.position()))
+    feature_collection(&found, &fields, Some(found.len()), links, view.position(), &OutputCrs::crs84())
 }
 
 pub async fn health() -> &'static str {

@@ -23,6 +23,10 @@ pub struct Args {
     /// Only the parcels intersecting west,south,east,north (longitude, latitude).
     #[arg(long, allow_hyphen_values = true)]
     pub bbox: Option<String>,
+    /// The coordinate system to write: `EPSG:n` of a VN-2000 TM-3 zone (what surveyors work in),
+    /// 4756 (VN-2000 geographic), 4326, 32648, 32649; WGS84 longitude/latitude (CRS84) without it.
+    #[arg(long)]
+    pub crs: Option<String>,
 }
 
 pub async fn run(context: &crate::Context, args: &Args) -> anyhow::Result<()> {
@@ -53,7 +57,13 @@ pub async fn run(context: &crate::Context, args: &Args) -> anyhow::Result<()> {
             .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", args.out.display()))?;
         Box::new(std::io::BufWriter::with_capacity(1 << 20, file))
     };
-    let mut stream = Box::pin(geojson_stream(Arc::clone(&view), selection, fields));
+    let crs = match &args.crs {
+        Some(raw) => {
+            landdb_api::crs::OutputCrs::parse(raw, &context.reference()?).map_err(|e| anyhow::anyhow!("--{e}"))?
+        }
+        None => landdb_api::crs::OutputCrs::crs84(),
+    };
+    let mut stream = Box::pin(geojson_stream(Arc::clone(&view), selection, fields, crs));
     let mut bytes = 0;
     while let Some(Ok(chunk)) = stream.next().await {
         out.write_all(&chunk).map_err(|e| anyhow::anyhow!("cannot write {}: {e}", args.out.display()))?;
