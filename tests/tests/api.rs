@@ -291,6 +291,7 @@ async fn every_bad_request_is_a_400_that_names_the_parameter() {
         ("/parcels/at?lon=108.2", "`lat`"),
         ("/parcels/at?lon=108.2&lat=north", "lat=north"),
         ("/parcels/at?lon=200&lat=16", "not a WGS84 position"),
+        ("/parcels/at?lon=108.2&lat=16&datetime=yesterday", "datetime=yesterday"),
         ("/parcels/national-id/not-an-id", "not-an-id"),
         ("/collections/parcels/export?commune=abc", "commune=abc"),
         ("/collections/parcels/export?limit=5", "`limit`"),
@@ -490,4 +491,61 @@ async fn answers_come_in_the_coordinate_system_asked_for() {
         &swapped["features"][0]["geometry"]["coordinates"][0][0][0],
     );
     assert_eq!((p[0].as_f64(), p[1].as_f64()), (q[1].as_f64(), q[0].as_f64()), "latitude first");
+}
+
+/// A parcel whose land use changed: its history lists both versions, linked both ways, and the
+/// point lookup on a date before the change finds the earlier version.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn history_and_past_dates_come_from_the_store() {
+    let s = server(&[samples().join("20194.geojson")]).await;
+    let before_change = chrono::Utc::now();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    // The same commune again, the first parcel's land use changed, as the whole truth for it.
+    let text = std::fs::read_to_string(samples().join("20194.geojson")).expect("sample");
+    let changed = text.replacen("\"KyHieuMucDichSuDung\":\"ODT\"", "\"KyHieuMucDichSuDung\":\"CLN\"", 1);
+    assert_ne!(changed, text);
+    let dir = std::env::temp_dir().join(format!("landdb-history-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let file = dir.join("20194.geojson");
+    std::fs::write(&file, changed).expect("write");
+    let reference = ReferenceData::embedded().expect("reference");
+    let options = Options { crs_override: None, mapping: FieldMapping::builtin().expect("profile") };
+    import(&s.store, std::slice::from_ref(&file), &reference, &options, Mode::ReplaceCommune, &|_| {})
+        .await
+        .expect("import");
+    let _ = std::fs::remove_dir_all(&dir);
+
+    let key = landdb_model::ParcelKey {
+        commune: landdb_model::CommuneCode::parse("20194").expect("code"),
+        sheet: "1".into(),
+        number: "1".into(),
+    };
+    let now = s.store.current_by_key(&key).await.expect("read").expect("current");
+    assert_eq!(now.parcel.land_use.iter().map(|c| c.as_str()).collect::<Vec<_>>(), ["CLN"]);
+    let (status, _, history) = get(&format!("{}/collections/parcels/items/{}/history", s.base, now.id.0)).await;
+    assert_eq!(status, 200, "{history}");
+    let listed = history["versions"].as_array().expect("versions");
+    assert_eq!(listed.len(), 2, "{history}");
+    let (old, new) = (&listed[0], &listed[1]);
+    assert_eq!(new["version"].as_i64(), Some(now.id.0));
+    assert!(old["valid_to"].is_string() && new["valid_to"].is_null());
+    assert_eq!(old["went_to"], serde_json::json!([now.id.0]));
+    assert_eq!(new["came_from"], serde_json::json!([old["version"]]));
+
+    // The first parcel's interior point, now and before the change.
+    let inside = landdb_model::national_id::interior_point(&now.parcel.geometry).expect("interior");
+    let at = |when: Option<String>| {
+        let mut url = format!("{}/parcels/at?lon={}&lat={}", s.base, inside.x(), inside.y());
+        if let Some(w) = when {
+            url.push_str(&format!("&datetime={w}"));
+        }
+        url
+    };
+    let (_, _, today) = get(&at(None)).await;
+    assert_eq!(versions(&today), [now.id.0]);
+    let then = before_change.to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+    let (status, _, past) = get(&at(Some(then))).await;
+    assert_eq!(status, 200, "{past}");
+    assert_eq!(versions(&past), [old["version"].as_i64().expect("old")]);
+    assert_eq!(past["features"][0]["properties"]["land_use"], serde_json::json!(["ODT"]));
 }

@@ -41,6 +41,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/collections/{id}", get(routes::collection))
         .route("/collections/{id}/items", get(routes::items))
         .route("/collections/{collection}/items/{id}", get(routes::item))
+        .route("/collections/{collection}/items/{id}/history", get(routes::history))
         .route("/collections/{id}/export", get(routes::export))
         .route("/parcels/at", get(routes::at_point))
         .route("/parcels/national-id/{id}", get(routes::by_national_id))

@@ -62,6 +62,7 @@ pub fn document(base: &str, max_limit: usize) -> Value {
             "/collections/land-use-codes/items": get("the land-use codes of both lists, a page at a time", parameters(REFERENCE_ITEMS, &[]), "application/geo+json"),
             "/collections/{collectionId}/items/{featureId}": get("one parcel version", parameters(ITEM, &[("collectionId", "the collection: parcels"), ("featureId", "the parcel version")]), "application/geo+json"),
             "/collections/{collectionId}/export": get("every selected parcel in one GeoJSON file, streamed", parameters(EXPORT, &[("collectionId", "the collection: parcels")]), "application/geo+json"),
+            "/collections/{collectionId}/items/{featureId}/history": get("every version the parcel ever had, with lineage", parameters(COMMON, &[("collectionId", "the collection: parcels"), ("featureId", "a parcel version")]), "application/json"),
             "/parcels/at": get("the parcels at a point", parameters(AT_POINT, &[]), "application/geo+json"),
             "/parcels/national-id/{nationalId}": get("the current parcels with a national ID", parameters(ITEM, &[("nationalId", "the 12-character national parcel ID")]), "application/geo+json"),
             "/health": { "get": { "summary": "the process is up", "responses": { "200": { "description": "ok", "content": { "text/plain": { "schema": { "type": "string" } } } } } } },

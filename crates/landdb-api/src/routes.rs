@@ -57,6 +57,10 @@ pub const AT_POINT: &[(&str, &str)] = &[
     ("f", "the format of the answer: `json` (the only one so far)"),
     ("lon", "longitude (WGS84)"),
     ("lat", "latitude (WGS84)"),
+    (
+        "datetime",
+        "an instant (RFC 3339, or a date for its midnight UTC): the parcels that held the point then, from the history",
+    ),
     ("properties", "comma-separated property names to include"),
 ];
 
@@ -495,11 +499,80 @@ pub async fn at_point(State(app): State<Arc<AppState>>, access: Access, call: Ca
     }
     let fields = Field::selected(params.get("properties"), &access)?;
     let view = app.engine.snapshot();
-    let mut found = view.at_point(lon, lat);
-    found.sort_unstable_by_key(|p| p.version());
     let base = &call.base;
     let links = vec![Link::new(format!("{base}/parcels/at?lon={lon}&lat={lat}"), "self", GEOJSON, "this lookup")];
+    if let Some(raw) = params.get("datetime") {
+        // On a past date: from the store's history (rarer, and not in memory).
+        let when = instant(raw)?;
+        let versions = app.store.at_point_on(lon, lat, when).await.map_err(|e| ApiError::internal(&e))?;
+        let then = Snapshot::build(versions.into_iter().map(ParcelRecord::from), view.position());
+        let found: Vec<Parcel<'_>> = then.parcels().collect();
+        return feature_collection(&found, &fields, Some(found.len()), links, view.position(), &OutputCrs::crs84());
+    }
+    let mut found = view.at_point(lon, lat);
+    found.sort_unstable_by_key(|p| p.version());
     feature_collection(&found, &fields, Some(found.len()), links, view.position(), &OutputCrs::crs84())
+}
+
+/// An instant: RFC 3339, or a date (its midnight, UTC).
+fn instant(raw: &str) -> Result<chrono::DateTime<chrono::Utc>, ApiError> {
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(raw) {
+        return Ok(t.with_timezone(&chrono::Utc));
+    }
+    chrono::NaiveDate::parse_from_str(raw, "%Y-%m-%d")
+        .ok()
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+        .map(|t| t.and_utc())
+        .ok_or_else(|| {
+            ApiError::bad_parameter(format!(
+                "datetime={raw}: give an RFC 3339 instant (2026-01-01T00:00:00Z) or a date"
+            ))
+        })
+}
+
+/// Every version a parcel ever had (by its natural key), oldest first: when each was valid, the
+/// batch that wrote it, the versions it came from and those that came from it (splits, merges).
+pub async fn history(
+    State(app): State<Arc<AppState>>,
+    _access: Access,
+    Path((collection, id)): Path<(String, String)>,
+    call: Call,
+) -> Result<Response, ApiError> {
+    known_collection(&collection)?;
+    call.params(COMMON)?;
+    let missing = || ApiError::not_found(format!("there is no parcel version {id}"));
+    let version = VersionId(id.parse::<i64>().map_err(|_| missing())?);
+    let store = &app.store;
+    let this = store.version(version).await.map_err(|e| ApiError::internal(&e))?.ok_or_else(missing)?;
+    let versions = store.history(&this.parcel.key).await.map_err(|e| ApiError::internal(&e))?;
+    let base = &call.base;
+    let mut entries = Vec::with_capacity(versions.len());
+    for v in &versions {
+        let successors = store.successors(v.id).await.map_err(|e| ApiError::internal(&e))?;
+        entries.push(json!({
+            "version": v.id.0,
+            "valid_from": v.valid_from,
+            "valid_to": v.valid_to,
+            "batch": v.batch.0,
+            "national_id": v.parcel.national_id.as_str(),
+            "area_m2": (v.parcel.geometry_area_m2 * 1e4).round() / 1e4,
+            "came_from": v.lineage.iter().map(|l| l.0).collect::<Vec<_>>(),
+            "went_to": successors.iter().map(|s| s.0).collect::<Vec<_>>(),
+            "href": format!("{base}/collections/parcels/items/{}", v.id.0),
+        }));
+    }
+    let key = &this.parcel.key;
+    Ok(ok_json(
+        JSON,
+        json!({
+            "key": { "commune": key.commune.as_str(), "sheet": key.sheet, "number": key.number },
+            "versions": entries,
+            "links": [
+                Link::new(format!("{base}/collections/parcels/items/{id}/history"), "self", JSON, "this history"),
+                Link::new(format!("{base}/collections/parcels/items/{id}"), "about", GEOJSON, "the version asked about"),
+            ],
+        }),
+    ))
 }
 
 pub async fn by_national_id(
