@@ -541,6 +541,12 @@ async fn history_and_past_dates_come_from_the_store() {
         }
         url
     };
+    // The server follows the feed: wait until it has the change.
+    let head = s.store.feed_head().await.expect("head");
+    let started = std::time::Instant::now();
+    while s.engine.snapshot().position() < head && started.elapsed() < Duration::from_secs(2) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let (_, _, today) = get(&at(None)).await;
     assert_eq!(versions(&today), [now.id.0]);
     let then = before_change.to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
