@@ -52,7 +52,7 @@ tipg_pid=$!
 until curl -sf http://127.0.0.1:8182/collections > /dev/null; do sleep 0.5; done
 echo "tipg: point lookup"
 URL_FORMAT="/collections/public.tipg_parcels/items?bbox=%s,%s,%s,%s" wrk -t2 -c64 -d"${seconds}s" \
-  -s benches/wrk/tipg-points.lua http://127.0.0.1:8182 | grep -E "Requests/sec|p50"
+  -s benches/wrk/points.lua http://127.0.0.1:8182 | grep -E "Requests/sec|p50"
 echo "tipg: ~200 m box"
 URL_FORMAT="/collections/public.tipg_parcels/items?limit=100&bbox=%.7f,%.7f,%.7f,%.7f" wrk -t2 -c64 -d"${seconds}s" \
   -s benches/wrk/boxes.lua http://127.0.0.1:8182 | grep -E "Requests/sec|Transfer|p50"

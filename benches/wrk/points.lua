@@ -1,6 +1,7 @@
 -- wrk script: GET /parcels/at for points read from the file named by POINTS (one "lon lat" a
 -- line, interior points of real parcels), each thread starting at its own place in the list.
--- URL_FORMAT replaces the path (string.format with lon, lat), for peers such as tipg.
+-- URL_FORMAT replaces the path (string.format with lon, lat, lon, lat), for peers such as tipg
+-- that take the point as a zero-size bbox.
 local points = {}
 local counter = 0
 
@@ -8,7 +9,7 @@ local function load()
   for line in io.lines(os.getenv("POINTS")) do
     local lon, lat = line:match("(%S+)%s+(%S+)")
     local format = os.getenv("URL_FORMAT") or "/parcels/at?lon=%s&lat=%s"
-    points[#points + 1] = string.format(format, lon, lat)
+    points[#points + 1] = string.format(format, lon, lat, lon, lat)
   end
 end
 
