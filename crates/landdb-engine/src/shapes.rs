@@ -154,18 +154,23 @@ impl<'a> Shape<'a> {
         Decoder { bytes: self.bytes, at, raw: header & RAW != 0, rings: header >> 2, prev: (0, 0) }
     }
 
-    /// Calls `f` with every edge, ring by ring; stops at the first edge for which it is true.
+    /// Calls `f` with every edge, ring by ring, each vertex read by `vertex`; stops at the first
+    /// edge for which it is true.
     #[inline]
-    fn any_edge(&self, mut f: impl FnMut(Coord<f64>, Coord<f64>) -> bool) -> bool {
+    fn any_edge_by<V: Copy>(
+        &self,
+        mut vertex: impl FnMut(&mut Decoder<'a>) -> V,
+        mut f: impl FnMut(V, V) -> bool,
+    ) -> bool {
         let mut d = self.decoder();
         while let Some((_, n)) = d.ring() {
             if n == 0 {
                 continue;
             }
-            let first = d.vertex();
+            let first = vertex(&mut d);
             let mut a = first;
             for _ in 1..n {
-                let b = d.vertex();
+                let b = vertex(&mut d);
                 if f(a, b) {
                     return true;
                 }
@@ -178,28 +183,16 @@ impl<'a> Shape<'a> {
         false
     }
 
-    /// [`Shape::any_edge`] in grid units, for a shape on the grid.
+    /// Every edge as doubles (see [`Shape::any_edge_by`]).
     #[inline]
-    fn any_units_edge(&self, mut f: impl FnMut((i64, i64), (i64, i64)) -> bool) -> bool {
-        let mut d = self.decoder();
-        while let Some((_, n)) = d.ring() {
-            if n == 0 {
-                continue;
-            }
-            let first = d.units();
-            let mut a = first;
-            for _ in 1..n {
-                let b = d.units();
-                if f(a, b) {
-                    return true;
-                }
-                a = b;
-            }
-            if f(a, first) {
-                return true;
-            }
-        }
-        false
+    fn any_edge(&self, f: impl FnMut(Coord<f64>, Coord<f64>) -> bool) -> bool {
+        self.any_edge_by(Decoder::vertex, f)
+    }
+
+    /// Every edge in grid units, for a shape on the grid.
+    #[inline]
+    fn any_units_edge(&self, f: impl FnMut((i64, i64), (i64, i64)) -> bool) -> bool {
+        self.any_edge_by(Decoder::units, f)
     }
 
     /// Calls `f` for each ring in order with whether it begins a polygon and its vertices (the
@@ -309,27 +302,12 @@ impl<'a> Shape<'a> {
             return bands.intersects_probe(probe);
         }
         let mut crossings = Crossings::default();
-        let mut d = self.decoder();
-        if d.raw {
+        if self.decoder().raw {
             return self.any_edge(|a, b| crossings.edge(a, b, probe.p)) || crossings.inside;
         }
         // On the grid: most edges are decided on integers, without a double in sight.
-        while let Some((_, n)) = d.ring() {
-            if n == 0 {
-                continue;
-            }
-            let first = d.units();
-            let mut a = first;
-            for _ in 1..n {
-                let b = d.units();
-                if probe.edge(&mut crossings, a, b) {
-                    return true;
-                }
-                a = b;
-            }
-            if probe.edge(&mut crossings, a, first) {
-                return true;
-            }
+        if self.any_units_edge(|a, b| probe.edge(&mut crossings, a, b)) {
+            return true;
         }
         crossings.inside
     }
