@@ -248,6 +248,7 @@ async fn boxes_and_points_answer_what_postgis_answers() {
     }
 
     // The parcel at a point: interior points of a sample of parcels, and a vertex shared by two.
+    let reference = ReferenceData::embedded().expect("reference");
     for parcel in view.parcels().step_by(211) {
         let inside = landdb_model::national_id::interior_point(&parcel.geometry()).expect("interior");
         let (status, _, found) = get(&format!("{}/parcels/at?lon={}&lat={}", s.base, inside.x(), inside.y())).await;
@@ -266,6 +267,19 @@ async fn boxes_and_points_answer_what_postgis_answers() {
         let (status, _, by_id) = get(&format!("{}/parcels/national-id/{id}", s.base)).await;
         assert_eq!(status, 200);
         assert!(versions(&by_id).contains(&parcel.version().0));
+        // By natural key, and at the point as a surveyor reads it in the province's TM-3 zone.
+        let key = parcel.key();
+        let (status, _, by_key) =
+            get(&format!("{}/parcels/key/{}/{}/{}", s.base, key.commune, key.sheet, key.number)).await;
+        assert_eq!(status, 200, "{by_key}");
+        assert_eq!(versions(&by_key), [parcel.version().0]);
+        let zone = reference.zone_of_commune(&key.commune).expect("zone");
+        let local = landdb_crs::Transformer::wgs84_to_zone(&zone).expect("transformer");
+        let c = local.coord(geo::Coord { x: inside.x(), y: inside.y() }).expect("to zone");
+        let (status, _, surveyed) =
+            get(&format!("{}/parcels/at?x={}&y={}&point-crs=EPSG:{}", s.base, c.x, c.y, zone.epsg)).await;
+        assert_eq!(status, 200, "{surveyed}");
+        assert!(versions(&surveyed).contains(&parcel.version().0), "{surveyed}");
     }
 }
 
@@ -298,6 +312,28 @@ async fn every_bad_request_is_a_400_that_names_the_parameter() {
         ("/collections/parcels/export?bbox=1,2", "bbox=1,2"),
         ("/collections/parcels/export?crs=EPSG:9999", "crs=EPSG:9999"),
         ("/collections/parcels/items?crs=http://www.opengis.net/def/crs/EPSG/0/3857", "crs="),
+        ("/collections/parcels/items?bbox-crs=EPSG:4326", "without bbox"),
+        ("/collections/parcels/items?filter=colour%3D'red'", "`colour`"),
+        ("/collections/parcels/items?filter=address%3D'x'", "`address`"),
+        ("/collections/parcels/items?filter=area_m2%3E", "not valid CQL2 text"),
+        ("/collections/parcels/items?filter=area_m2%3D'big'", "area_m2"),
+        ("/collections/parcels/items?filter=%7B%22op%22%3A%22%3D%22%7D&filter-lang=cql2-json", "CQL2 JSON"),
+        ("/collections/parcels/items?filter=area_m2%3E1&filter-lang=sql", "filter-lang=sql"),
+        ("/collections/parcels/items?filter=area_m2%3E1&filter-crs=EPSG:3857", "filter-crs"),
+        ("/collections/parcels/items?filter=area_m2%2B1%3E5", "cannot be compared"),
+        ("/collections/parcels/items?sortby=colour", "`colour`"),
+        ("/collections/parcels/items?sortby=geometry", "sorted by `geometry`"),
+        ("/collections/parcels/items?sortby=-area_m2&after=999999999", "no longer current"),
+        ("/collections/parcels/items?datetime=soon", "datetime=soon"),
+        ("/collections/parcels/items?datetime=2026-01-01/2020-01-01", "ends before"),
+        ("/collections/parcels/items?datetime=2020-01-01&sortby=area_m2", "sortby cannot"),
+        ("/collections/parcels/items?datetime=2020-01-01&before=10", "forwards only"),
+        ("/collections/parcels/queryables?filter=x", "`filter`"),
+        ("/parcels/at?x=500000&y=1700000", "`point-crs`"),
+        ("/parcels/at?x=500000&y=1700000&point-crs=EPSG:1", "point-crs=EPSG:1"),
+        ("/parcels/at?lon=108.2&lat=16&x=5", "not both"),
+        ("/parcels/at?lon=108.2&lat=16&point-crs=EPSG:4326", "point-crs goes with x and y"),
+        ("/parcels/key/abc/1/1", "commune abc"),
     ];
     for (path, names) in cases {
         let (status, media, body) = get(&format!("{}{path}", s.base)).await;
@@ -554,4 +590,158 @@ async fn history_and_past_dates_come_from_the_store() {
     assert_eq!(status, 200, "{past}");
     assert_eq!(versions(&past), [old["version"].as_i64().expect("old")]);
     assert_eq!(past["features"][0]["properties"]["land_use"], serde_json::json!(["ODT"]));
+
+    // Items on a date, in a box around the point: the version valid then; over an interval up
+    // to now, both; and the same through a temporal filter.
+    let bbox = format!("{},{},{},{}", inside.x(), inside.y(), inside.x() + 1e-7, inside.y() + 1e-7);
+    let old_id = old["version"].as_i64().expect("old");
+    let items = |extra: String| format!("{}/collections/parcels/items?bbox={bbox}&{extra}", s.base);
+    let then = before_change.to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+    let (status, _, on_date) = get(&items(format!("datetime={}", encoded(&then)))).await;
+    assert_eq!(status, 200, "{on_date}");
+    assert_eq!(versions(&on_date), [old_id]);
+    let (_, _, since) = get(&items(format!("datetime={}/..", encoded(&then)))).await;
+    assert_eq!(versions(&since), [old_id, now.id.0]);
+    let (_, _, until) = get(&items(format!("datetime=../{}", encoded(&then)))).await;
+    assert_eq!(versions(&until), [old_id]);
+    let temporal = format!("T_INTERSECTS(INTERVAL(valid_from, valid_to), TIMESTAMP('{then}'))");
+    let (_, _, filtered) = get(&items(format!("filter={}", encoded(&temporal)))).await;
+    assert_eq!(versions(&filtered), [old_id]);
+    let ended = "valid_to IS NULL";
+    let (_, _, current) = get(&items(format!("filter={}", encoded(ended)))).await;
+    assert_eq!(versions(&current), [now.id.0]);
+}
+
+/// Every page of a query, following the next links; the versions in the order given.
+async fn all_pages(first: &str) -> (Vec<i64>, Vec<Value>) {
+    let mut url = first.to_owned();
+    let (mut ids, mut features) = (Vec::new(), Vec::new());
+    loop {
+        let (status, _, page) = get(&url).await;
+        assert_eq!(status, 200, "{url}: {page}");
+        ids.extend(versions(&page));
+        features.extend(page["features"].as_array().expect("features").iter().cloned());
+        match link(&page, "next") {
+            Some(next) => url = next.to_owned(),
+            None => return (ids, features),
+        }
+    }
+}
+
+fn encoded(raw: &str) -> String {
+    url::form_urlencoded::byte_serialize(raw.as_bytes()).collect()
+}
+
+/// CQL2 filters (text and JSON) and sortby, checked against the same conditions in PostGIS.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn filters_and_sorts_answer_what_postgis_answers() {
+    let s = server(&[samples()]).await;
+    let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&s.db.url).await.expect("connect");
+    let view = s.engine.snapshot();
+    let some = view.parcels().nth(300).expect("a parcel");
+    let inside = landdb_model::national_id::interior_point(&some.geometry()).expect("interior");
+    let (x, y) = (inside.x(), inside.y());
+    let polygon = format!(
+        "POLYGON(({x} {y}, {} {y}, {} {}, {x} {}, {x} {y}))",
+        x + 0.004,
+        x + 0.004,
+        y + 0.003,
+        y + 0.003
+    );
+    let cases: Vec<(String, String)> = vec![
+        ("land_use = 'ODT' AND area_m2 > 150".into(), "'ODT' = ANY(land_use) AND geometry_area_m2 > 150".into()),
+        ("commune IN ('20194', '20197') AND NOT area_m2 BETWEEN 50 AND 300".into(),
+         "commune_code IN ('20194', '20197') AND NOT geometry_area_m2 BETWEEN 50 AND 300".into()),
+        (format!("S_INTERSECTS(geometry, {polygon})"),
+         format!("ST_Intersects(geom, ST_GeomFromText('{polygon}', 4326))")),
+        (format!("S_WITHIN(geometry, {polygon}) AND area_m2 < 200"),
+         format!("ST_Within(geom, ST_GeomFromText('{polygon}', 4326)) AND geometry_area_m2 < 200")),
+        ("casei(land_use) LIKE 'o%' OR number < 3".into(),
+         "EXISTS (SELECT 1 FROM unnest(land_use) u WHERE lower(u) LIKE 'o%') OR parcel_no::int < 3".into()),
+    ];
+    for (cql, sql) in &cases {
+        let ours = all_pages(&format!("{}/collections/parcels/items?limit=400&filter={}", s.base, encoded(cql))).await.0;
+        let theirs: Vec<i64> = sqlx::query_scalar(&format!("SELECT id FROM current_parcel WHERE {sql} ORDER BY id"))
+            .fetch_all(&mut conn)
+            .await
+            .expect("query");
+        assert!(!theirs.is_empty(), "{cql} selects something");
+        assert!(theirs.len() < view.len(), "{cql} leaves something out");
+        assert_eq!(ours, theirs, "{cql}");
+    }
+    // The same condition as cql2-json, and with the older name of the text language.
+    let json = r#"{"op":"and","args":[{"op":"=","args":[{"property":"land_use"},"ODT"]},{"op":">","args":[{"property":"area_m2"},150]}]}"#;
+    let (as_json, _) = all_pages(&format!(
+        "{}/collections/parcels/items?limit=10000&filter-lang=cql2-json&filter={}",
+        s.base,
+        encoded(json)
+    ))
+    .await;
+    let (as_text, _) = all_pages(&format!(
+        "{}/collections/parcels/items?limit=10000&filter-lang=cql-text&filter={}",
+        s.base,
+        encoded(&cases[0].0)
+    ))
+    .await;
+    assert_eq!(as_json, as_text);
+
+    // sortby: the largest first across pages, ties by version, every match once; prev links
+    // walk the same order back.
+    let (ids, features) = all_pages(&format!(
+        "{}/collections/parcels/items?limit=97&sortby=-area_m2&filter={}",
+        s.base,
+        encoded("commune = '20194'")
+    ))
+    .await;
+    let theirs: Vec<i64> = sqlx::query_scalar(
+        "SELECT id FROM current_parcel WHERE commune_code = '20194' ORDER BY geometry_area_m2 DESC, id",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .expect("query");
+    assert_eq!(ids, theirs);
+    let areas: Vec<f64> = features.iter().map(|f| f["properties"]["area_m2"].as_f64().expect("area")).collect();
+    assert!(areas.windows(2).all(|w| w[0] >= w[1]));
+    let (_, _, second) =
+        get(&format!("{}/collections/parcels/items?limit=5&sortby=sheet,-number&after={}", s.base, ids[0])).await;
+    let back = link(&second, "prev").expect("prev");
+    let (_, _, first) = get(back).await;
+    assert!(versions(&first).len() <= 5 && link(&first, "next").is_some(), "{first}");
+
+    // bbox-crs: EPSG:4326 is latitude first; a box in the province's TM-3 zone finds the parcel
+    // it was drawn around.
+    let (a, _) = all_pages(&format!("{}/collections/parcels/items?bbox={x},{y},{},{}", s.base, x + 0.002, y + 0.002)).await;
+    let (b, _) = all_pages(&format!(
+        "{}/collections/parcels/items?bbox={y},{x},{},{}&bbox-crs=EPSG:4326",
+        s.base,
+        y + 0.002,
+        x + 0.002
+    ))
+    .await;
+    assert_eq!(a, b);
+    let reference = ReferenceData::embedded().expect("reference");
+    let zone = reference.zone_of_commune(some.commune()).expect("zone");
+    let local = landdb_crs::Transformer::wgs84_to_zone(&zone).expect("transformer");
+    let c = local.coord(geo::Coord { x, y }).expect("to zone");
+    let (_, _, page) = get(&format!(
+        "{}/collections/parcels/items?bbox={},{},{},{}&bbox-crs=EPSG:{}",
+        s.base,
+        c.x - 1.0,
+        c.y - 1.0,
+        c.x + 1.0,
+        c.y + 1.0,
+        zone.epsg
+    ))
+    .await;
+    assert!(versions(&page).contains(&some.version().0), "{page}");
+
+    // Queryables: what filter and sortby take, personal data left out for this caller.
+    let (status, media, queryables) = get(&format!("{}/collections/parcels/queryables", s.base)).await;
+    assert_eq!((status, media.as_str()), (200, "application/schema+json"));
+    let names: BTreeSet<&str> =
+        queryables["properties"].as_object().expect("properties").keys().map(String::as_str).collect();
+    for name in ["geometry", "commune", "land_use", "area_m2", "valid_from"] {
+        assert!(names.contains(name), "{name}: {queryables}");
+    }
+    assert!(!names.contains("address"));
 }

@@ -81,4 +81,57 @@ impl OutputCrs {
             .map(|d| Transformer::between(landdb_crs::WGS84, d).map_err(|e| ApiError::internal(&e)))
             .transpose()
     }
+
+    /// A transformer into the stored WGS84 longitude/latitude, if coordinates must change.
+    pub fn to_wgs84(&self) -> Result<Option<Transformer>, ApiError> {
+        self.definition
+            .as_deref()
+            .map(|d| Transformer::between(d, landdb_crs::WGS84).map_err(|e| ApiError::internal(&e)))
+            .transpose()
+    }
+
+    /// A position given in this CRS (in its axis order), as WGS84 longitude and latitude.
+    pub fn position_to_wgs84(&self, first: f64, second: f64) -> Result<(f64, f64), ApiError> {
+        let (x, y) = if self.latitude_first { (second, first) } else { (first, second) };
+        match self.to_wgs84()? {
+            None => Ok((x, y)),
+            Some(t) => {
+                let c = t.coord(geo::coord! { x: x, y: y }).map_err(|e| {
+                    ApiError::bad_parameter(format!("({first}, {second}) cannot be taken from {}: {e}", self.uri))
+                })?;
+                Ok((c.x, c.y))
+            }
+        }
+    }
+
+    /// A box given in this CRS (`bbox` with `bbox-crs`) as the WGS84 box that covers it: its
+    /// edges are followed, not only its corners, since a straight edge in a projection bends in
+    /// longitude and latitude.
+    pub fn box_to_wgs84(&self, corners: [f64; 4]) -> Result<geo::Rect<f64>, ApiError> {
+        let [a, b, c, d] = corners;
+        let (min, max) = ((a, b), (c, d));
+        if self.definition.is_none() {
+            let (min, max) = if self.latitude_first { ((b, a), (d, c)) } else { (min, max) };
+            return Ok(geo::Rect::new(min, max));
+        }
+        const STEPS: usize = 16;
+        let mut bounds: Option<geo::Rect<f64>> = None;
+        for i in 0..=STEPS {
+            let t = i as f64 / STEPS as f64;
+            let along = |from: f64, to: f64| from + (to - from) * t;
+            for (p, q) in [
+                (along(min.0, max.0), min.1),
+                (along(min.0, max.0), max.1),
+                (min.0, along(min.1, max.1)),
+                (max.0, along(min.1, max.1)),
+            ] {
+                let (x, y) = self.position_to_wgs84(p, q)?;
+                bounds = Some(match bounds {
+                    None => geo::Rect::new((x, y), (x, y)),
+                    Some(r) => geo::Rect::new((r.min().x.min(x), r.min().y.min(y)), (r.max().x.max(x), r.max().y.max(y))),
+                });
+            }
+        }
+        bounds.ok_or_else(|| ApiError::bad_parameter("bbox: empty"))
+    }
 }

@@ -6,6 +6,7 @@ pub mod access;
 pub mod crs;
 pub mod export;
 pub mod features;
+pub mod filter;
 pub mod ogc;
 pub mod openapi;
 pub mod params;
@@ -40,11 +41,13 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/collections", get(routes::collections))
         .route("/collections/{id}", get(routes::collection))
         .route("/collections/{id}/items", get(routes::items))
+        .route("/collections/{id}/queryables", get(routes::queryables))
         .route("/collections/{collection}/items/{id}", get(routes::item))
         .route("/collections/{collection}/items/{id}/history", get(routes::history))
         .route("/collections/{id}/export", get(routes::export))
         .route("/parcels/at", get(routes::at_point))
         .route("/parcels/national-id/{id}", get(routes::by_national_id))
+        .route("/parcels/key/{commune}/{sheet}/{number}", get(routes::by_key))
         .route("/health", get(routes::health))
         .route("/ready", get(routes::ready))
         .fallback(routes::not_found)

@@ -3,7 +3,7 @@
 
 use serde_json::{Value, json};
 
-use crate::routes::{AT_POINT, COMMON, EXPORT, ITEM, ITEMS, REFERENCE_ITEMS};
+use crate::routes::{AT_POINT, BY_KEY, COMMON, EXPORT, ITEM, ITEMS, REFERENCE_ITEMS};
 
 fn parameters(list: &[(&str, &str)], path: &[(&str, &str)]) -> Value {
     let mut out: Vec<Value> = path
@@ -18,7 +18,7 @@ fn parameters(list: &[(&str, &str)], path: &[(&str, &str)]) -> Value {
                 json!({ "type": "integer", "minimum": 1, "maximum": crate::params::MAX_LIMIT, "default": crate::params::DEFAULT_LIMIT })
             }
             "after" => json!({ "type": "string" }),
-            "lon" | "lat" => json!({ "type": "number" }),
+            "lon" | "lat" | "x" | "y" => json!({ "type": "number" }),
             "bbox" => json!({ "type": "array", "minItems": 4, "maxItems": 4, "items": { "type": "number" } }),
             "f" => json!({ "type": "string", "enum": ["json", "geojson"] }),
             _ => json!({ "type": "string" }),
@@ -64,6 +64,8 @@ pub fn document(base: &str, max_limit: usize) -> Value {
             "/collections/{collectionId}/export": get("every selected parcel in one GeoJSON file, streamed", parameters(EXPORT, &[("collectionId", "the collection: parcels")]), "application/geo+json"),
             "/collections/{collectionId}/items/{featureId}/history": get("every version the parcel ever had, with lineage", parameters(COMMON, &[("collectionId", "the collection: parcels"), ("featureId", "a parcel version")]), "application/json"),
             "/parcels/at": get("the parcels at a point", parameters(AT_POINT, &[]), "application/geo+json"),
+            "/collections/{collectionId}/queryables": get("what filter and sortby can name, as a JSON Schema", parameters(COMMON, &[("collectionId", "the collection: parcels")]), "application/schema+json"),
+            "/parcels/key/{commune}/{sheet}/{number}": get("the current parcel with a natural key", parameters(BY_KEY, &[("commune", "the 5-digit commune code"), ("sheet", "the map sheet number"), ("number", "the parcel number on the sheet")]), "application/geo+json"),
             "/parcels/national-id/{nationalId}": get("the current parcels with a national ID", parameters(ITEM, &[("nationalId", "the 12-character national parcel ID")]), "application/geo+json"),
             "/health": { "get": { "summary": "the process is up", "responses": { "200": { "description": "ok", "content": { "text/plain": { "schema": { "type": "string" } } } } } } },
             "/ready": { "get": { "summary": "the engine is loaded: parcels and feed position", "responses": { "200": { "description": "ready", "content": { "application/json": { "schema": { "type": "object" } } } } } } },

@@ -6,6 +6,9 @@ use std::collections::BTreeMap;
 
 use geo::Rect;
 
+use landdb_model::ReferenceData;
+
+use crate::crs::OutputCrs;
 use crate::ogc::{ApiError, CRS84};
 
 /// The parameters of one request.
@@ -64,18 +67,42 @@ impl Params {
         }
     }
 
-    /// `bbox` (longitude/latitude, CRS84): four numbers, west, south, east, north.
-    pub fn bbox(&self) -> Result<Option<Rect<f64>>, ApiError> {
-        match self.get("bbox-crs") {
-            None => {}
-            Some(c) if c == CRS84 || c == "http://www.opengis.net/def/crs/EPSG/0/4326" => {}
+    /// `bbox`, in longitude and latitude: given in CRS84 (the default) or in the CRS `bbox-crs`
+    /// names (EPSG:4326 and VN-2000 geographic latitude first, as EPSG orders them; a VN-2000 TM-3
+    /// zone or UTM in metres, easting first).
+    pub fn bbox(&self, reference: &ReferenceData) -> Result<Option<Rect<f64>>, ApiError> {
+        let crs = match self.get("bbox-crs") {
+            None => None,
+            Some(raw) => Some(OutputCrs::parse(raw, reference).map_err(|_| {
+                ApiError::bad_parameter(format!(
+                    "bbox-crs={raw}: not a coordinate system this server knows; the collection's `crs` list names them"
+                ))
+            })?),
+        };
+        let Some(raw) = self.get("bbox") else {
+            return match crs {
+                Some(_) => Err(ApiError::bad_parameter("bbox-crs is given without bbox")),
+                None => Ok(None),
+            };
+        };
+        match crs {
+            None => parse_bbox(raw).map(Some),
+            Some(c) if c.uri == CRS84 => parse_bbox(raw).map(Some),
             Some(c) => {
-                return Err(ApiError::bad_parameter(format!(
-                    "bbox-crs={c}: this server takes bbox in {CRS84} (longitude, latitude)"
-                )));
+                let [a, b, cc, d] = four_numbers(raw)?;
+                if a > cc || b > d {
+                    return Err(ApiError::bad_parameter(format!(
+                        "bbox={raw}: give the lower corner first, then the upper one, in the axis order of {}",
+                        c.uri
+                    )));
+                }
+                let rect = c.box_to_wgs84([a, b, cc, d])?;
+                let (min, max) = (rect.min(), rect.max());
+                parse_bbox(&format!("{},{},{},{}", min.x, min.y, max.x, max.y))
+                    .map_err(|e| ApiError::bad_parameter(format!("bbox={raw} in {}: {}", c.uri, e.description)))
+                    .map(Some)
             }
         }
-        self.get("bbox").map(parse_bbox).transpose()
     }
 
     /// A required number.
@@ -88,18 +115,25 @@ impl Params {
     }
 }
 
-/// A bounding box in longitude and latitude: `west,south,east,north`.
-pub fn parse_bbox(raw: &str) -> Result<Rect<f64>, ApiError> {
+/// Four numbers, comma-separated.
+fn four_numbers(raw: &str) -> Result<[f64; 4], ApiError> {
     let numbers: Result<Vec<f64>, _> = raw.split(',').map(|n| n.trim().parse::<f64>()).collect();
     let bad = |why: &str| ApiError::bad_parameter(format!("bbox={raw}: {why}"));
     let n = numbers.map_err(|_| bad("give four numbers: west,south,east,north"))?;
-    let [w, s, e, n] = n[..] else {
-        return Err(bad(if n.len() == 6 {
+    match n[..] {
+        [w, s, e, n] => Ok([w, s, e, n]),
+        _ => Err(bad(if n.len() == 6 {
             "three-dimensional boxes are not supported; give west,south,east,north"
         } else {
             "give four numbers: west,south,east,north"
-        }));
-    };
+        })),
+    }
+}
+
+/// A bounding box in longitude and latitude: `west,south,east,north`.
+pub fn parse_bbox(raw: &str) -> Result<Rect<f64>, ApiError> {
+    let [w, s, e, n] = four_numbers(raw)?;
+    let bad = |why: &str| ApiError::bad_parameter(format!("bbox={raw}: {why}"));
     if [w, s, e, n].iter().any(|v| !v.is_finite()) {
         return Err(bad("every number must be finite"));
     }
@@ -124,6 +158,7 @@ mod tests {
 
     #[test]
     fn unknown_repeated_and_malformed_parameters_are_refused_by_name() {
+        let reference = ReferenceData::embedded().expect("reference data");
         let e = Params::parse(Some("bbox=1,2,3,4&colour=red"), &["bbox"]).expect_err("unknown");
         assert!(e.description.contains("`colour`") && e.description.contains("bbox"), "{e}");
         let e = Params::parse(Some("limit=1&limit=2"), &["limit"]).expect_err("twice");
@@ -139,11 +174,23 @@ mod tests {
             ("1,2,inf,4", "finite"),
         ] {
             let p = Params::parse(Some(&format!("bbox={bbox}")), &["bbox"]).expect("parsed");
-            let e = p.bbox().expect_err(bbox);
+            let e = p.bbox(&reference).expect_err(bbox);
             assert!(e.description.contains(why), "{bbox}: {e}");
         }
         let p = Params::parse(Some("bbox=108.1,16.0,108.2,16.1"), &["bbox"]).expect("parsed");
-        assert_eq!(p.bbox().expect("box"), Some(Rect::new((108.1, 16.0), (108.2, 16.1))));
+        assert_eq!(p.bbox(&reference).expect("box"), Some(Rect::new((108.1, 16.0), (108.2, 16.1))));
+        // EPSG:4326 is latitude first.
+        let p = Params::parse(Some("bbox=16.0,108.1,16.1,108.2&bbox-crs=EPSG:4326"), &["bbox", "bbox-crs"]).expect("parsed");
+        assert_eq!(p.bbox(&reference).expect("box"), Some(Rect::new((108.1, 16.0), (108.2, 16.1))));
+        for (query, why) in [
+            ("bbox-crs=EPSG:4326", "without bbox"),
+            ("bbox=1,2,3,4&bbox-crs=EPSG:3857", "bbox-crs=EPSG:3857"),
+            ("bbox=16.1,108.1,16.0,108.2&bbox-crs=EPSG:4326", "lower corner first"),
+        ] {
+            let p = Params::parse(Some(query), &["bbox", "bbox-crs"]).expect("parsed");
+            let e = p.bbox(&reference).expect_err(query);
+            assert!(e.description.contains(why), "{query}: {e}");
+        }
         for limit in ["0", "-1", "ten", "1.5"] {
             let p = Params::parse(Some(&format!("limit={limit}")), &["limit"]).expect("parsed");
             assert!(p.limit().is_err(), "{limit}");

@@ -10,7 +10,7 @@ use axum::http::{StatusCode, header};
 use axum::response::Response;
 use landdb_engine::{Parcel, ParcelRecord, Snapshot, View};
 use landdb_model::{CommuneCode, FeedPosition, NationalParcelId, VersionId};
-use landdb_store::ParcelStore;
+use landdb_store::{ParcelStore, Period};
 use serde_json::json;
 
 use crate::AppState;
@@ -18,6 +18,7 @@ use crate::access::Access;
 use crate::crs::OutputCrs;
 use crate::export::{Selection, geojson_stream};
 use crate::features::{Field, Output, write_feature};
+use crate::filter::{Filter, Language, Queryable, SortBy, Validity};
 use crate::ogc::{ApiError, CONFORMANCE, CRS84, GEOJSON, JSON, Link, OPENAPI, json_response};
 use crate::params::{MAX_LIMIT, Params};
 use crate::reference::ReferenceCollection;
@@ -27,8 +28,11 @@ use crate::reference::ReferenceCollection;
 pub const COMMON: &[(&str, &str)] = &[("f", "the format of the answer: `json` (the only one so far)")];
 pub const ITEMS: &[(&str, &str)] = &[
     ("f", "the format of the answer: `json` (the only one so far)"),
-    ("bbox", "west,south,east,north in longitude and latitude: parcels intersecting the box"),
-    ("bbox-crs", "the coordinate system of bbox: CRS84 (the default) or EPSG:4326"),
+    ("bbox", "west,south,east,north (in bbox-crs): parcels intersecting the box"),
+    (
+        "bbox-crs",
+        "the coordinate system of bbox: CRS84 (the default), or any the collection lists (EPSG:4326 and 4756 latitude first; TM-3 zones and UTM easting first)",
+    ),
     ("limit", "parcels a page, 1 to 10000 (larger values are lowered to 10000); 100 when absent"),
     ("after", "the version after which the page starts (the `next` link carries it)"),
     ("before", "the version before which the page ends (the `prev` link carries it)"),
@@ -36,6 +40,20 @@ pub const ITEMS: &[(&str, &str)] = &[
     (
         "crs",
         "the coordinate system of the answer: CRS84 (the default), EPSG 4326, 4756 (VN-2000), a VN-2000 TM-3 zone, 32648 or 32649",
+    ),
+    (
+        "filter",
+        "a CQL2 condition over the queryables (/collections/parcels/queryables): comparisons, LIKE, BETWEEN, IN, IS NULL, AND/OR/NOT, casei(); s_intersects and the other spatial operators on `geometry`; t_intersects and the other temporal operators on valid_from, valid_to or INTERVAL(valid_from, valid_to)",
+    ),
+    ("filter-lang", "the language of filter: cql2-text (the default; cql-text is accepted too) or cql2-json"),
+    ("filter-crs", "the coordinate system of geometries in filter: CRS84 (the only one)"),
+    (
+        "sortby",
+        "the order of the parcels: comma-separated queryables, each optionally prefixed + (ascending) or - (descending), as sortby=-area_m2,number; the version breaks ties",
+    ),
+    (
+        "datetime",
+        "an instant or an interval (RFC 3339 or dates; `..` for an open end, as 2020-01-01/..): the parcel versions valid at some moment of it, from the history",
     ),
 ];
 pub const ITEM: &[(&str, &str)] = &[
@@ -57,11 +75,23 @@ pub const AT_POINT: &[(&str, &str)] = &[
     ("f", "the format of the answer: `json` (the only one so far)"),
     ("lon", "longitude (WGS84)"),
     ("lat", "latitude (WGS84)"),
+    ("x", "instead of lon and lat: the easting (or longitude) in point-crs"),
+    ("y", "instead of lon and lat: the northing (or latitude) in point-crs"),
+    (
+        "point-crs",
+        "the coordinate system of x and y: a VN-2000 TM-3 zone (EPSG code, as surveyors measure), 4756, 4326, 32648 or 32649",
+    ),
     (
         "datetime",
         "an instant (RFC 3339, or a date for its midnight UTC): the parcels that held the point then, from the history",
     ),
     ("properties", "comma-separated property names to include"),
+    ("crs", "the coordinate system of the answer, as for items"),
+];
+pub const BY_KEY: &[(&str, &str)] = &[
+    ("f", "the format of the answer: `json` (the only one so far)"),
+    ("properties", "comma-separated property names to include"),
+    ("crs", "the coordinate system of the answer, as for items"),
 ];
 
 fn names(params: &[(&'static str, &str)]) -> Vec<&'static str> {
@@ -141,6 +171,12 @@ fn parcels_collection(base: &str, view: &View, reference: &landdb_model::Referen
         "links": [
             Link::new(format!("{base}/collections/parcels"), "self", JSON, "this collection"),
             Link::new(format!("{base}/collections/parcels/items"), "items", GEOJSON, "the parcels"),
+            Link::new(
+                format!("{base}/collections/parcels/queryables"),
+                "http://www.opengis.net/def/rel/ogc/1.0/queryables",
+                "application/schema+json",
+                "what filter and sortby can name",
+            ),
         ],
     })
 }
@@ -307,12 +343,149 @@ fn collection_query(
     call: &Call,
     allowed: &[(&'static str, &str)],
     access: &Access,
+    reference: &landdb_model::ReferenceData,
 ) -> Result<CollectionQuery, ApiError> {
     known_collection(id)?;
     let params = call.params(allowed)?;
-    let bbox = params.bbox()?;
+    let bbox = params.bbox(reference)?;
     let fields = Field::selected(params.get("properties"), access)?;
     Ok((params, bbox, fields))
+}
+
+/// A cursor parameter (`after`, `before`): a version number.
+fn cursor(params: &Params, name: &str) -> Result<Option<VersionId>, ApiError> {
+    params
+        .get(name)
+        .map(|raw| {
+            raw.parse::<i64>()
+                .map(VersionId)
+                .map_err(|_| ApiError::bad_parameter(format!("{name}={raw}: give the version number a link carries")))
+        })
+        .transpose()
+}
+
+/// The part of two boxes they share; boxes that do not meet give one that meets nothing.
+fn both(a: Option<geo::Rect<f64>>, b: Option<geo::Rect<f64>>) -> Option<geo::Rect<f64>> {
+    match (a, b) {
+        (Some(a), Some(b)) => {
+            let min = (a.min().x.max(b.min().x), a.min().y.max(b.min().y));
+            let max = (a.max().x.min(b.max().x), a.max().y.min(b.max().y));
+            Some(if min.0 > max.0 || min.1 > max.1 { geo::Rect::new((1e9, 1e9), (1e9, 1e9)) } else { geo::Rect::new(min, max) })
+        }
+        (a, b) => a.or(b),
+    }
+}
+
+/// `datetime`: an instant, or an interval `start/end` with `..` (or nothing) for an open end.
+fn period(raw: &str) -> Result<Period, ApiError> {
+    let bad = || {
+        ApiError::bad_parameter(format!(
+            "datetime={raw}: give an RFC 3339 instant or date, or an interval start/end (`..` for an open end)"
+        ))
+    };
+    let at = |s: &str| -> Result<Option<chrono::DateTime<chrono::Utc>>, ApiError> {
+        if s.is_empty() || s == ".." {
+            return Ok(None);
+        }
+        let micros = crate::filter::parse_instant(s).ok_or_else(bad)?;
+        chrono::DateTime::from_timestamp_micros(micros).map(Some).ok_or_else(bad)
+    };
+    match raw.split_once('/') {
+        None => {
+            let t = at(raw)?.ok_or_else(bad)?;
+            Ok(Period { start: Some(t), end: Some(t) })
+        }
+        Some((a, b)) => {
+            let p = Period { start: at(a)?, end: at(b)? };
+            if let (Some(s), Some(e)) = (p.start, p.end)
+                && s > e
+            {
+                return Err(ApiError::bad_parameter(format!("datetime={raw}: the interval ends before it starts")));
+            }
+            Ok(p)
+        }
+    }
+}
+
+/// What an items request asks, read and checked before anything is looked up.
+struct ItemsQuery {
+    params: Params,
+    bbox: Option<geo::Rect<f64>>,
+    fields: Vec<Field>,
+    limit: usize,
+    crs: OutputCrs,
+    filter: Option<Filter>,
+    sortby: Option<SortBy>,
+    datetime: Option<Period>,
+    after: Option<VersionId>,
+    before: Option<VersionId>,
+}
+
+impl ItemsQuery {
+    fn read(app: &AppState, call: &Call, access: &Access) -> Result<ItemsQuery, ApiError> {
+        let (params, bbox, fields) = collection_query("parcels", call, ITEMS, access, &app.reference)?;
+        let limit = params.limit()?;
+        let crs = output_crs(app, &params)?;
+        let language = Language::parse(params.get("filter-lang"))?;
+        if let Some(c) = params.get("filter-crs")
+            && c != CRS84
+            && !c.eq_ignore_ascii_case("CRS84")
+        {
+            return Err(ApiError::bad_parameter(format!("filter-crs={c}: geometries in filter are read in {CRS84} only")));
+        }
+        let filter = params.get("filter").map(|f| Filter::parse(f, language, access)).transpose()?;
+        let sortby = SortBy::parse(params.get("sortby"), access)?;
+        let datetime = params.get("datetime").map(period).transpose()?;
+        let (after, before) = (cursor(&params, "after")?, cursor(&params, "before")?);
+        if after.is_some() && before.is_some() {
+            return Err(ApiError::bad_parameter("give `after` or `before`, not both"));
+        }
+        Ok(ItemsQuery { params, bbox, fields, limit, crs, filter, sortby, datetime, after, before })
+    }
+
+    /// Whether the query is about the past: answered from the history in the store.
+    fn historical(&self) -> bool {
+        self.datetime.is_some() || self.filter.as_ref().is_some_and(|f| f.temporal)
+    }
+
+    /// The link to a page of this query: every parameter but the cursor is repeated, so that a
+    /// link cannot widen the query.
+    fn link(&self, base: &str, cursor: Option<String>) -> String {
+        let mut q = url::form_urlencoded::Serializer::new(String::new());
+        for (name, _) in ITEMS {
+            if let (true, Some(v)) = (!matches!(*name, "after" | "before"), self.params.get(name)) {
+                q.append_pair(name, v);
+            }
+        }
+        let mut q = q.finish();
+        if let Some(c) = cursor {
+            if !q.is_empty() {
+                q.push('&');
+            }
+            q.push_str(&c);
+        }
+        if q.is_empty() { format!("{base}/collections/parcels/items") } else { format!("{base}/collections/parcels/items?{q}") }
+    }
+
+    fn links(&self, base: &str, page: &[Parcel<'_>], earlier: bool, later: bool) -> Vec<Link> {
+        let this = self.after.map(|a| format!("after={}", a.0)).or_else(|| self.before.map(|b| format!("before={}", b.0)));
+        let mut links = vec![
+            Link::new(self.link(base, this), "self", GEOJSON, "this page"),
+            Link::new(format!("{base}/collections/parcels"), "collection", JSON, "the collection"),
+        ];
+        if let (true, Some(last)) = (later, page.last()) {
+            links.push(Link::new(self.link(base, Some(format!("after={}", last.version().0))), "next", GEOJSON, "the next page"));
+        }
+        if let (true, Some(first)) = (earlier, page.first()) {
+            links.push(Link::new(
+                self.link(base, Some(format!("before={}", first.version().0))),
+                "prev",
+                GEOJSON,
+                "the previous page",
+            ));
+        }
+        links
+    }
 }
 
 pub async fn items(
@@ -324,100 +497,131 @@ pub async fn items(
     if let Some(c) = ReferenceCollection::of(&id) {
         return reference_items(&app, c, &call);
     }
-    let (params, bbox, fields) = collection_query(&id, &call, ITEMS, &access)?;
-    let limit = params.limit()?;
-    let crs = output_crs(&app, &params)?;
-    let cursor = |name: &str| {
-        params
-            .get(name)
-            .map(|raw| {
-                raw.parse::<i64>().map(VersionId).map_err(|_| {
-                    ApiError::bad_parameter(format!("{name}={raw}: give the version number a link carries"))
-                })
-            })
-            .transpose()
-    };
-    let (after, before) = (cursor("after")?, cursor("before")?);
-    if after.is_some() && before.is_some() {
-        return Err(ApiError::bad_parameter("give `after` or `before`, not both"));
+    known_collection(&id)?;
+    let query = ItemsQuery::read(&app, &call, &access)?;
+    if query.historical() {
+        return historical_items(&app, &query, &call.base).await;
     }
+    let ItemsQuery { limit, after, before, .. } = query;
     let view = app.engine.snapshot();
-    // The page, and whether parcels lie before and after it.
-    let (page, matched, earlier, later): (Vec<Parcel<'_>>, usize, bool, bool) = match bbox {
-        Some(rect) => {
-            let mut found = view.in_box(rect);
-            found.sort_unstable_by_key(|p| p.version());
+    // The page, how many parcels match (when that is known), and whether parcels lie before and
+    // after the page.
+    let (page, matched, earlier, later): (Vec<Parcel<'_>>, Option<usize>, bool, bool) =
+        if query.bbox.is_none() && query.filter.is_none() && query.sortby.is_none() {
+            // Every parcel in version order: straight from the engine's sorted columns.
+            match before {
+                Some(b) => {
+                    let mut page: Vec<Parcel<'_>> = view.parcels_before(b).take(limit + 1).collect();
+                    let earlier = page.len() > limit;
+                    page.truncate(limit);
+                    page.reverse();
+                    let later = page.last().is_some_and(|p| view.parcels_after(Some(p.version())).next().is_some());
+                    (page, Some(view.len()), earlier, later)
+                }
+                None => {
+                    let mut page: Vec<Parcel<'_>> = view.parcels_after(after).take(limit + 1).collect();
+                    let later = page.len() > limit;
+                    page.truncate(limit);
+                    let earlier = page.first().is_some_and(|p| view.parcels_before(p.version()).next().is_some());
+                    (page, Some(view.len()), earlier, later)
+                }
+            }
+        } else {
+            // Candidates from the R-tree when a box bounds the query, a scan otherwise; then the
+            // filter, the order, and the page around the cursor.
+            let region = both(query.bbox, query.filter.as_ref().and_then(|f| f.bound));
+            let mut found: Vec<Parcel<'_>> = match region {
+                Some(r) => view.in_box(r),
+                None => view.parcels().collect(),
+            };
+            if let Some(f) = &query.filter {
+                found.retain(|p| f.matches(p, None));
+            }
+            match &query.sortby {
+                Some(s) => found.sort_unstable_by(|a, b| s.compare(a, b)),
+                None => found.sort_unstable_by_key(|p| p.version()),
+            }
+            // Where a cursor falls in this order: by its version alone, or with sortby by the
+            // values of its parcel, which must then still be current.
+            let place = |v: VersionId| -> Result<Option<Parcel<'_>>, ApiError> {
+                match &query.sortby {
+                    None => Ok(None),
+                    Some(_) => view.by_version(v).map(Some).ok_or_else(|| {
+                        ApiError::bad_parameter(format!(
+                            "version {} that this page is placed by is no longer current; start again from the first page",
+                            v.0
+                        ))
+                    }),
+                }
+            };
+            let against = |p: &Parcel<'_>, v: VersionId, c: &Option<Parcel<'_>>| match (&query.sortby, c) {
+                (Some(s), Some(c)) => s.compare(p, c),
+                _ => p.version().cmp(&v),
+            };
             let n = found.len();
             let (start, end) = match (after, before) {
                 (_, Some(b)) => {
-                    let end = found.partition_point(|p| p.version() < b);
+                    let c = place(b)?;
+                    let end = found.partition_point(|p| against(p, b, &c).is_lt());
                     (end.saturating_sub(limit), end)
                 }
-                (a, None) => {
-                    let start = a.map_or(0, |a| found.partition_point(|p| p.version() <= a));
+                (Some(a), None) => {
+                    let c = place(a)?;
+                    let start = found.partition_point(|p| against(p, a, &c).is_le());
                     (start, (start + limit).min(n))
                 }
+                (None, None) => (0, limit.min(n)),
             };
-            (found[start..end].to_vec(), n, start > 0, end < n)
-        }
-        None => match before {
-            Some(b) => {
-                let mut page: Vec<Parcel<'_>> = view.parcels_before(b).take(limit + 1).collect();
-                let earlier = page.len() > limit;
-                page.truncate(limit);
-                page.reverse();
-                let later = page.last().is_some_and(|p| view.parcels_after(Some(p.version())).next().is_some());
-                (page, view.len(), earlier, later)
-            }
-            None => {
-                let mut page: Vec<Parcel<'_>> = view.parcels_after(after).take(limit + 1).collect();
-                let later = page.len() > limit;
-                page.truncate(limit);
-                let earlier = page.first().is_some_and(|p| view.parcels_before(p.version()).next().is_some());
-                (page, view.len(), earlier, later)
-            }
-        },
-    };
-    let base = &call.base;
-    // The links repeat every parameter but the cursor, so a page cannot widen the query.
-    let mut kept = url::form_urlencoded::Serializer::new(String::new());
-    for (name, _) in ITEMS {
-        if let (true, Some(v)) = (!matches!(*name, "after" | "before"), params.get(name)) {
-            kept.append_pair(name, v);
-        }
-    }
-    let kept = kept.finish();
-    let with = |extra: Option<String>| {
-        let mut q = kept.clone();
-        if let Some(e) = extra {
-            if !q.is_empty() {
-                q.push('&');
-            }
-            q.push_str(&e);
-        }
-        if q.is_empty() {
-            format!("{base}/collections/parcels/items")
-        } else {
-            format!("{base}/collections/parcels/items?{q}")
-        }
-    };
-    let this = after.map(|a| format!("after={}", a.0)).or_else(|| before.map(|b| format!("before={}", b.0)));
-    let mut links = vec![
-        Link::new(with(this), "self", GEOJSON, "this page"),
-        Link::new(format!("{base}/collections/parcels"), "collection", JSON, "the collection"),
-    ];
-    if let (true, Some(last)) = (later, page.last()) {
-        links.push(Link::new(with(Some(format!("after={}", last.version().0))), "next", GEOJSON, "the next page"));
-    }
-    if let (true, Some(first)) = (earlier, page.first()) {
-        links.push(Link::new(
-            with(Some(format!("before={}", first.version().0))),
-            "prev",
-            GEOJSON,
-            "the previous page",
+            (found[start..end].to_vec(), Some(n), start > 0, end < n)
+        };
+    let links = query.links(&call.base, &page, earlier, later);
+    feature_collection(&page, &query.fields, matched, links, view.position(), &query.crs)
+}
+
+/// Items from the history: the versions valid during `datetime` (all time when only the filter
+/// is temporal), in version order, read from the store page by page until the page is full.
+async fn historical_items(app: &AppState, query: &ItemsQuery, base: &str) -> Result<Response, ApiError> {
+    if query.sortby.is_some() {
+        return Err(ApiError::bad_parameter(
+            "sortby cannot be combined with datetime or a temporal filter: the history is paged in version order",
         ));
     }
-    feature_collection(&page, &fields, Some(matched), links, view.position(), &crs)
+    if query.before.is_some() {
+        return Err(ApiError::bad_parameter(
+            "before: pages of the history are followed forwards only (with `after`, as the next links do)",
+        ));
+    }
+    let period = query.datetime.unwrap_or_default();
+    let region = both(query.bbox, query.filter.as_ref().and_then(|f| f.bound));
+    let position = app.engine.snapshot().position();
+    let mut kept: Vec<ParcelRecord> = Vec::with_capacity(query.limit + 1);
+    let mut from = query.after;
+    let fetch = (query.limit + 1).max(500);
+    while kept.len() <= query.limit {
+        let rows = app.store.valid_during(period, region, from, fetch).await.map_err(|e| ApiError::internal(&e))?;
+        let exhausted = rows.len() < fetch;
+        from = rows.last().map(|v| v.id).or(from);
+        let validity: std::collections::HashMap<VersionId, Validity> =
+            rows.iter().map(|v| (v.id, Validity::new(v.valid_from, v.valid_to))).collect();
+        let chunk = Snapshot::build(rows.into_iter().map(ParcelRecord::from), position);
+        for p in chunk.parcels() {
+            if kept.len() > query.limit {
+                break;
+            }
+            if query.filter.as_ref().is_none_or(|f| f.matches(&p, validity.get(&p.version()).copied())) {
+                kept.push(p.record());
+            }
+        }
+        if exhausted {
+            break;
+        }
+    }
+    let later = kept.len() > query.limit;
+    kept.truncate(query.limit);
+    let found = Snapshot::build(kept, position);
+    let page: Vec<Parcel<'_>> = found.parcels().collect();
+    let links = query.links(base, &page, false, later);
+    feature_collection(&page, &query.fields, None, links, position, &query.crs)
 }
 
 pub async fn item(
@@ -468,7 +672,7 @@ pub async fn export(
     Path(id): Path<String>,
     call: Call,
 ) -> Result<Response, ApiError> {
-    let (params, bbox, fields) = collection_query(&id, &call, EXPORT, &access)?;
+    let (params, bbox, fields) = collection_query(&id, &call, EXPORT, &access, &app.reference)?;
     let commune = params
         .get("commune")
         .map(|c| {
@@ -490,14 +694,43 @@ pub async fn export(
     Ok(response)
 }
 
-/// Parcels at a point: the lookup agencies make most.
-pub async fn at_point(State(app): State<Arc<AppState>>, access: Access, call: Call) -> Result<Response, ApiError> {
-    let params = call.params(AT_POINT)?;
-    let (lon, lat) = (params.number("lon")?, params.number("lat")?);
+/// Where a point lookup asks: `lon`/`lat`, or `x`/`y` in `point-crs` (VN-2000 coordinates as a
+/// surveyor reads them off a plan), as WGS84 longitude and latitude.
+fn lookup_point(app: &AppState, params: &Params) -> Result<(f64, f64), ApiError> {
+    let (lon, lat) = match (params.get("lon").or(params.get("lat")), params.get("x").or(params.get("y"))) {
+        (Some(_), Some(_)) => {
+            return Err(ApiError::bad_parameter("give lon and lat, or x and y with point-crs, not both"));
+        }
+        (None, Some(_)) => {
+            let raw = params
+                .get("point-crs")
+                .ok_or_else(|| ApiError::bad_parameter("parameter `point-crs` is required with x and y"))?;
+            let crs = OutputCrs::parse(raw, &app.reference)
+                .map_err(|_| ApiError::bad_parameter(format!("point-crs={raw}: not a coordinate system this server knows")))?;
+            let (x, y) = (params.number("x")?, params.number("y")?);
+            // x is the easting or longitude whatever the CRS's axis order.
+            let (first, second) = if crs.latitude_first { (y, x) } else { (x, y) };
+            crs.position_to_wgs84(first, second)?
+        }
+        _ => {
+            if params.get("point-crs").is_some() {
+                return Err(ApiError::bad_parameter("point-crs goes with x and y; lon and lat are WGS84"));
+            }
+            (params.number("lon")?, params.number("lat")?)
+        }
+    };
     if !(-180.0..=180.0).contains(&lon) || !(-90.0..=90.0).contains(&lat) {
         return Err(ApiError::bad_parameter(format!("lon={lon}, lat={lat} is not a WGS84 position")));
     }
+    Ok((lon, lat))
+}
+
+/// Parcels at a point: the lookup agencies make most.
+pub async fn at_point(State(app): State<Arc<AppState>>, access: Access, call: Call) -> Result<Response, ApiError> {
+    let params = call.params(AT_POINT)?;
+    let (lon, lat) = lookup_point(&app, &params)?;
     let fields = Field::selected(params.get("properties"), &access)?;
+    let crs = output_crs(&app, &params)?;
     let view = app.engine.snapshot();
     let base = &call.base;
     let links = vec![Link::new(format!("{base}/parcels/at?lon={lon}&lat={lat}"), "self", GEOJSON, "this lookup")];
@@ -507,11 +740,42 @@ pub async fn at_point(State(app): State<Arc<AppState>>, access: Access, call: Ca
         let versions = app.store.at_point_on(lon, lat, when).await.map_err(|e| ApiError::internal(&e))?;
         let then = Snapshot::build(versions.into_iter().map(ParcelRecord::from), view.position());
         let found: Vec<Parcel<'_>> = then.parcels().collect();
-        return feature_collection(&found, &fields, Some(found.len()), links, view.position(), &OutputCrs::crs84());
+        return feature_collection(&found, &fields, Some(found.len()), links, view.position(), &crs);
     }
     let mut found = view.at_point(lon, lat);
     found.sort_unstable_by_key(|p| p.version());
-    feature_collection(&found, &fields, Some(found.len()), links, view.position(), &OutputCrs::crs84())
+    feature_collection(&found, &fields, Some(found.len()), links, view.position(), &crs)
+}
+
+/// The current parcel with a natural key: commune, map sheet, parcel number.
+pub async fn by_key(
+    State(app): State<Arc<AppState>>,
+    access: Access,
+    Path((commune, sheet, number)): Path<(String, String, String)>,
+    call: Call,
+) -> Result<Response, ApiError> {
+    let params = call.params(BY_KEY)?;
+    let fields = Field::selected(params.get("properties"), &access)?;
+    let crs = output_crs(&app, &params)?;
+    let code = CommuneCode::parse(&commune)
+        .map_err(|_| ApiError::bad_parameter(format!("commune {commune}: give a 5-digit commune code")))?;
+    let key = landdb_model::ParcelKey::new(code, sheet, number);
+    let view = app.engine.snapshot();
+    let found: Vec<Parcel<'_>> = view.by_key(&key).into_iter().collect();
+    if found.is_empty() {
+        return Err(ApiError::not_found(format!(
+            "no current parcel has the key commune {}, sheet {}, number {}",
+            key.commune, key.sheet, key.number
+        )));
+    }
+    let base = &call.base;
+    let links = vec![Link::new(
+        format!("{base}/parcels/key/{}/{}/{}", key.commune, key.sheet, key.number),
+        "self",
+        GEOJSON,
+        "this lookup",
+    )];
+    feature_collection(&found, &fields, Some(1), links, view.position(), &crs)
 }
 
 /// An instant: RFC 3339, or a date (its midnight, UTC).
@@ -593,6 +857,26 @@ pub async fn by_national_id(
     let base = &call.base;
     let links = vec![Link::new(format!("{base}/parcels/national-id/{national_id}"), "self", GEOJSON, "this lookup")];
     feature_collection(&found, &fields, Some(found.len()), links, view.position(), &OutputCrs::crs84())
+}
+
+/// The queryables of parcels (OGC API – Features Part 3): what `filter` and `sortby` can name,
+/// as a JSON Schema; only those the caller may see.
+pub async fn queryables(access: Access, Path(id): Path<String>, call: Call) -> Result<Response, ApiError> {
+    known_collection(&id)?;
+    call.params(COMMON)?;
+    let properties: serde_json::Map<String, serde_json::Value> =
+        Queryable::visible(&access).into_iter().map(|q| (q.name().to_owned(), q.schema())).collect();
+    Ok(ok_json(
+        "application/schema+json",
+        json!({
+            "$schema": "https://json-schema.org/draft/2020-12/schema",
+            "$id": format!("{}/collections/parcels/queryables", call.base),
+            "type": "object",
+            "title": "Cadastral parcels",
+            "properties": properties,
+            "additionalProperties": false,
+        }),
+    ))
 }
 
 pub async fn health() -> &'static str {

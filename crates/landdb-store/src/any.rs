@@ -9,7 +9,7 @@ use landdb_model::{
 
 use crate::postgres::{PgBatch, PgStore, PgWaiter};
 use crate::sqlite::{PollingWaiter, SqliteBatch, SqliteStore};
-use crate::{
+use crate::{Period, 
     BatchInfo, BatchWriter, CurrentEntry, DatabaseUrl, FeedWaiter, NewBatch, ParcelChange, ParcelStore,
     QuarantinedRecord, Result,
 };
@@ -78,6 +78,15 @@ impl ParcelStore for AnyStore {
     }
     async fn at_point_on(&self, lon: f64, lat: f64, when: DateTime<Utc>) -> Result<Vec<ParcelVersion>> {
         dispatch!(self, s => s.at_point_on(lon, lat, when).await)
+    }
+    async fn valid_during(
+        &self,
+        period: Period,
+        bbox: Option<geo::Rect<f64>>,
+        after: Option<VersionId>,
+        limit: usize,
+    ) -> Result<Vec<ParcelVersion>> {
+        dispatch!(self, s => s.valid_during(period, bbox, after, limit).await)
     }
     async fn analyze(&self) -> Result<()> {
         dispatch!(self, s => s.analyze().await)

@@ -118,6 +118,14 @@ pub(crate) fn current_entry(
     Ok(CurrentEntry { key: ParcelKey::new(commune, sheet, number), version: VersionId(id), fingerprint })
 }
 
+/// A period of time, both ends included; `None` is open (`..` in OGC API). A single instant is a
+/// period whose ends are equal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Period {
+    pub start: Option<DateTime<Utc>>,
+    pub end: Option<DateTime<Utc>>,
+}
+
 /// The store. Reads never include right holders (personal data): ask for them with
 /// [`ParcelStore::right_holders`], so that withholding them is one decision in one place.
 pub trait ParcelStore: Send + Sync {
@@ -140,6 +148,16 @@ pub trait ParcelStore: Send + Sync {
         lon: f64,
         lat: f64,
         when: DateTime<Utc>,
+    ) -> impl Future<Output = Result<Vec<ParcelVersion>>> + Send;
+    /// The versions, in ID order after `after` and at most `limit`, that were valid at some
+    /// instant of `period` (both ends included; an open end is unbounded) and whose boundary
+    /// meets `bbox` (longitude/latitude) when one is given: what `datetime` asks of the history.
+    fn valid_during(
+        &self,
+        period: Period,
+        bbox: Option<geo::Rect<f64>>,
+        after: Option<VersionId>,
+        limit: usize,
     ) -> impl Future<Output = Result<Vec<ParcelVersion>>> + Send;
     /// Every version that ever had this natural key, oldest first.
     fn history(&self, key: &ParcelKey) -> impl Future<Output = Result<Vec<ParcelVersion>>> + Send;

@@ -16,7 +16,7 @@ use sqlx::{Postgres, Row, Transaction};
 
 use crate::database_url::redact;
 use crate::row::VersionRow;
-use crate::{
+use crate::{Period, 
     BatchInfo, BatchWriter, ChangeKind, CurrentEntry, FeedWaiter, NewBatch, ParcelChange, ParcelStore,
     QuarantinedRecord, Result, StoreError, error::key_from_unique_violation,
 };
@@ -204,6 +204,36 @@ impl ParcelStore for PgStore {
              AND v.valid_from <= $3 AND (v.valid_to IS NULL OR v.valid_to > $3) ORDER BY v.id"
         );
         self.fetch_versions(sqlx::query(&sql).bind(lon).bind(lat).bind(when)).await
+    }
+
+    async fn valid_during(
+        &self,
+        period: Period,
+        bbox: Option<geo::Rect<f64>>,
+        after: Option<VersionId>,
+        limit: usize,
+    ) -> Result<Vec<ParcelVersion>> {
+        // A version is valid from valid_from up to, not including, valid_to.
+        let sql = format!(
+            "SELECT {VERSION_COLUMNS} FROM parcel_version v \
+             WHERE v.id > $1 AND ($2::timestamptz IS NULL OR v.valid_to IS NULL OR v.valid_to > $2) \
+             AND ($3::timestamptz IS NULL OR v.valid_from <= $3) \
+             AND ($4::float8 IS NULL OR ST_Intersects(v.geom, ST_MakeEnvelope($4, $5, $6, $7, 4326))) \
+             ORDER BY v.id LIMIT $8"
+        );
+        let corner = |f: fn(&geo::Rect<f64>) -> f64| bbox.as_ref().map(f);
+        self.fetch_versions(
+            sqlx::query(&sql)
+                .bind(after.map_or(0, |v| v.0))
+                .bind(period.start)
+                .bind(period.end)
+                .bind(corner(|r| r.min().x))
+                .bind(corner(|r| r.min().y))
+                .bind(corner(|r| r.max().x))
+                .bind(corner(|r| r.max().y))
+                .bind(i64::try_from(limit).unwrap_or(i64::MAX)),
+        )
+        .await
     }
 
     async fn analyze(&self) -> Result<()> {

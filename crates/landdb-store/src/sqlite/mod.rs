@@ -17,7 +17,7 @@ use sqlx::{Row, Sqlite, Transaction};
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
 use crate::row::VersionRow;
-use crate::{
+use crate::{Period, 
     BatchInfo, BatchWriter, ChangeKind, CurrentEntry, FeedWaiter, NewBatch, ParcelChange, ParcelStore,
     QuarantinedRecord, Result, StoreError, geometry,
 };
@@ -186,6 +186,53 @@ impl ParcelStore for SqliteStore {
         let candidates = self.fetch_versions(sqlx::query(&sql).bind(lon).bind(lat).bind(timestamp(when))).await?;
         let point = geo::Point::new(lon, lat);
         Ok(candidates.into_iter().filter(|v| geo::Intersects::intersects(&v.parcel.geometry, &point)).collect())
+    }
+
+    async fn valid_during(
+        &self,
+        period: Period,
+        bbox: Option<geo::Rect<f64>>,
+        after: Option<VersionId>,
+        limit: usize,
+    ) -> Result<Vec<ParcelVersion>> {
+        // Boxes from the index, then the exact test; a version is valid from valid_from up to,
+        // not including, valid_to. Rows are read in pages so that the exact test cannot leave a
+        // page short while more versions match.
+        let sql = format!(
+            "SELECT {VERSION_COLUMNS} FROM parcel_version v \
+             WHERE v.id > ?1 AND (?2 IS NULL OR v.valid_to IS NULL OR v.valid_to > ?2) \
+             AND (?3 IS NULL OR v.valid_from <= ?3) \
+             AND (?4 IS NULL OR (v.max_lon >= ?4 AND v.max_lat >= ?5 AND v.min_lon <= ?6 AND v.min_lat <= ?7)) \
+             ORDER BY v.id LIMIT ?8"
+        );
+        let corner = |f: fn(&geo::Rect<f64>) -> f64| bbox.as_ref().map(f);
+        let mut found = Vec::new();
+        let mut cursor = after.map_or(0, |v| v.0);
+        let page = i64::try_from(limit.max(1)).unwrap_or(i64::MAX);
+        loop {
+            let rows = self
+                .fetch_versions(
+                    sqlx::query(&sql)
+                        .bind(cursor)
+                        .bind(period.start.map(timestamp))
+                        .bind(period.end.map(timestamp))
+                        .bind(corner(|r| r.min().x))
+                        .bind(corner(|r| r.min().y))
+                        .bind(corner(|r| r.max().x))
+                        .bind(corner(|r| r.max().y))
+                        .bind(page),
+                )
+                .await?;
+            let exhausted = rows.len() < limit.max(1);
+            cursor = rows.last().map_or(cursor, |v| v.id.0);
+            found.extend(rows.into_iter().filter(|v| {
+                bbox.is_none_or(|r| geo::Intersects::intersects(&v.parcel.geometry, &r.to_polygon()))
+            }));
+            if exhausted || found.len() >= limit {
+                found.truncate(limit);
+                return Ok(found);
+            }
+        }
     }
 
     async fn analyze(&self) -> Result<()> {
