@@ -15,6 +15,8 @@ use sqlx::postgres::PgConnection;
 pub const DEFAULT_ADMIN_URL: &str = "postgres://landdb:landdb@127.0.0.1:5432/landdb";
 pub const TEMPLATE: &str = "landdb_template";
 
+pub mod http;
+
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
 fn unique_name(prefix: &str) -> String {

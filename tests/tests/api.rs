@@ -2,72 +2,15 @@
 //! samples imported, asked with a real HTTP client and with GDAL's OGC API – Features driver.
 
 use std::collections::BTreeSet;
-use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
-use landdb_api::AppState;
-use landdb_engine::Engine;
 use landdb_ingest::import::{Mode, import};
 use landdb_ingest::pipeline::Options;
 use landdb_ingest::profiles::FieldMapping;
 use landdb_model::ReferenceData;
-use landdb_store::{AnyStore, DatabaseUrl, ParcelStore};
-use landdb_tests::PostgisDb;
+use landdb_store::ParcelStore;
+use landdb_tests::http::{get, import_files, link, samples, server, versions};
 use serde_json::Value;
-
-fn samples() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../data-samples/geojson")
-}
-
-async fn import_files(store: &AnyStore, files: &[PathBuf]) {
-    let reference = ReferenceData::embedded().expect("reference");
-    let options = Options { crs_override: None, mapping: FieldMapping::builtin().expect("profile") };
-    import(store, files, &reference, &options, Mode::Append, &|_| {}).await.expect("import");
-}
-
-/// A server on a free port over a fresh PostGIS with `files` imported; its base URL.
-struct Server {
-    base: String,
-    db: PostgisDb,
-    store: AnyStore,
-    engine: Arc<Engine>,
-}
-
-async fn server(files: &[PathBuf]) -> Server {
-    let db = PostgisDb::create().await.expect("database");
-    let store = AnyStore::open(&DatabaseUrl::parse(&db.url).expect("url")).await.expect("store");
-    import_files(&store, files).await;
-    let engine = Arc::new(Engine::load(&store).await.expect("engine"));
-    tokio::spawn(landdb_api::follow_feed(Arc::clone(&engine), store.clone()));
-    let state = Arc::new(AppState {
-        engine: Arc::clone(&engine),
-        store: store.clone(),
-        reference: Arc::new(ReferenceData::embedded().expect("reference")),
-        public_url: None,
-    });
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let base = format!("http://{}", listener.local_addr().expect("address"));
-    tokio::spawn(async move { axum::serve(listener, landdb_api::router(state)).await });
-    Server { base, db, store, engine }
-}
-
-async fn get(url: &str) -> (u16, String, Value) {
-    let response = reqwest::get(url).await.expect("request");
-    let status = response.status().as_u16();
-    let media = response.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
-    let text = response.text().await.expect("body");
-    let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
-    (status, media, body)
-}
-
-fn link<'a>(doc: &'a Value, rel: &str) -> Option<&'a str> {
-    doc["links"].as_array()?.iter().find(|l| l["rel"] == rel).and_then(|l| l["href"].as_str())
-}
-
-fn versions(doc: &Value) -> Vec<i64> {
-    doc["features"].as_array().expect("features").iter().map(|f| f["id"].as_i64().expect("id")).collect()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_ogc_api_answers_and_pages_through_every_parcel() {
@@ -348,6 +291,11 @@ async fn every_bad_request_is_a_400_that_names_the_parameter() {
         "/collections/roads/items",
         "/collections/parcels/items/999999999",
         "/collections/communes/items/99999",
+        "/collections/parcels/tiles/WebMercatorQuad/30/0/0",
+        "/collections/parcels/tiles/WebMercatorQuad/2/4/0",
+        "/collections/parcels/tiles/WebMercatorQuad/a/0/0",
+        "/collections/parcels/tiles/WorldCRS84Quad/2/0/0",
+        "/assets/secret.txt",
         "/nothing",
     ] {
         let (status, _, body) = get(&format!("{}{path}", s.base)).await;
@@ -641,21 +589,17 @@ async fn filters_and_sorts_answer_what_postgis_answers() {
     let some = view.parcels().nth(300).expect("a parcel");
     let inside = landdb_model::national_id::interior_point(&some.geometry()).expect("interior");
     let (x, y) = (inside.x(), inside.y());
-    let polygon = format!(
-        "POLYGON(({x} {y}, {} {y}, {} {}, {x} {}, {x} {y}))",
-        x + 0.004,
-        x + 0.004,
-        y + 0.003,
-        y + 0.003
-    );
+    // A box of about 400 by 330 m around it.
+    let (w, s_, e, n) = (x - 0.002, y - 0.0015, x + 0.002, y + 0.0015);
+    let polygon = format!("POLYGON(({w} {s_}, {e} {s_}, {e} {n}, {w} {n}, {w} {s_}))");
     let cases: Vec<(String, String)> = vec![
         ("land_use = 'ODT' AND area_m2 > 150".into(), "'ODT' = ANY(land_use) AND geometry_area_m2 > 150".into()),
         ("commune IN ('20194', '20197') AND NOT area_m2 BETWEEN 50 AND 300".into(),
          "commune_code IN ('20194', '20197') AND NOT geometry_area_m2 BETWEEN 50 AND 300".into()),
         (format!("S_INTERSECTS(geometry, {polygon})"),
          format!("ST_Intersects(geom, ST_GeomFromText('{polygon}', 4326))")),
-        (format!("S_WITHIN(geometry, {polygon}) AND area_m2 < 200"),
-         format!("ST_Within(geom, ST_GeomFromText('{polygon}', 4326)) AND geometry_area_m2 < 200")),
+        (format!("S_WITHIN(geometry, {polygon}) AND area_m2 < 300"),
+         format!("ST_Within(geom, ST_GeomFromText('{polygon}', 4326)) AND geometry_area_m2 < 300")),
         ("casei(land_use) LIKE 'o%' OR number < 3".into(),
          "EXISTS (SELECT 1 FROM unnest(land_use) u WHERE lower(u) LIKE 'o%') OR parcel_no::int < 3".into()),
     ];

@@ -9,9 +9,11 @@ pub mod features;
 pub mod filter;
 pub mod ogc;
 pub mod openapi;
+pub mod pages;
 pub mod params;
 pub mod reference;
 pub mod routes;
+pub mod tiles;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -48,6 +50,11 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/parcels/at", get(routes::at_point))
         .route("/parcels/national-id/{id}", get(routes::by_national_id))
         .route("/parcels/key/{commune}/{sheet}/{number}", get(routes::by_key))
+        .route("/collections/{id}/tiles", get(routes::tilesets))
+        .route("/collections/{collection}/tiles/{set}/{z}/{y}/{x}", get(routes::tile))
+        .route("/map", get(pages::map))
+        .route("/upload", get(pages::upload))
+        .route("/assets/{name}", get(pages::asset))
         .route("/health", get(routes::health))
         .route("/ready", get(routes::ready))
         .fallback(routes::not_found)

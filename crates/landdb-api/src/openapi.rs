@@ -3,7 +3,7 @@
 
 use serde_json::{Value, json};
 
-use crate::routes::{AT_POINT, BY_KEY, COMMON, EXPORT, ITEM, ITEMS, REFERENCE_ITEMS};
+use crate::routes::{AT_POINT, BY_KEY, COMMON, EXPORT, ITEM, ITEMS, LANDING, REFERENCE_ITEMS};
 
 fn parameters(list: &[(&str, &str)], path: &[(&str, &str)]) -> Value {
     let mut out: Vec<Value> = path
@@ -20,6 +20,7 @@ fn parameters(list: &[(&str, &str)], path: &[(&str, &str)]) -> Value {
             "after" => json!({ "type": "string" }),
             "lon" | "lat" | "x" | "y" => json!({ "type": "number" }),
             "bbox" => json!({ "type": "array", "minItems": 4, "maxItems": 4, "items": { "type": "number" } }),
+            "f" if list.len() == 1 && list[0].1.contains("html") => json!({ "type": "string", "enum": ["json", "html"] }),
             "f" => json!({ "type": "string", "enum": ["json", "geojson"] }),
             _ => json!({ "type": "string" }),
         };
@@ -52,7 +53,7 @@ pub fn document(base: &str, max_limit: usize) -> Value {
         },
         "servers": [{ "url": base }],
         "paths": {
-            "/": get("the landing page", parameters(COMMON, &[]), "application/json"),
+            "/": get("the landing page (HTML for a browser)", parameters(LANDING, &[]), "application/json"),
             "/conformance": get("the conformance classes", parameters(COMMON, &[]), "application/json"),
             "/api": get("this document", parameters(COMMON, &[]), "application/vnd.oai.openapi+json;version=3.0"),
             "/collections": get("the collections", parameters(COMMON, &[]), "application/json"),
@@ -67,6 +68,11 @@ pub fn document(base: &str, max_limit: usize) -> Value {
             "/collections/{collectionId}/queryables": get("what filter and sortby can name, as a JSON Schema", parameters(COMMON, &[("collectionId", "the collection: parcels")]), "application/schema+json"),
             "/parcels/key/{commune}/{sheet}/{number}": get("the current parcel with a natural key", parameters(BY_KEY, &[("commune", "the 5-digit commune code"), ("sheet", "the map sheet number"), ("number", "the parcel number on the sheet")]), "application/geo+json"),
             "/parcels/national-id/{nationalId}": get("the current parcels with a national ID", parameters(ITEM, &[("nationalId", "the 12-character national parcel ID")]), "application/geo+json"),
+            "/collections/{collectionId}/tiles": get("the tile sets of the collection", parameters(COMMON, &[("collectionId", "the collection: parcels")]), "application/json"),
+            "/collections/{collectionId}/tiles/{tileMatrixSetId}/{tileMatrix}/{tileRow}/{tileCol}": get("a Mapbox Vector Tile of the current parcels", parameters(&[], &[("collectionId", "the collection: parcels"), ("tileMatrixSetId", "WebMercatorQuad"), ("tileMatrix", "the zoom level, 0 to 20 (parcels from 13)"), ("tileRow", "the row (y)"), ("tileCol", "the column (x)")]), "application/vnd.mapbox-vector-tile"),
+            "/map": { "get": { "summary": "the parcel map (HTML)", "responses": { "200": { "description": "the page", "content": { "text/html": { "schema": { "type": "string" } } } } } } },
+            "/upload": { "get": { "summary": "the upload page for province staff (HTML)", "responses": { "200": { "description": "the page", "content": { "text/html": { "schema": { "type": "string" } } } } } } },
+            "/assets/{name}": { "get": { "summary": "the pages' scripts and styles, MapLibre GL JS included", "parameters": [{ "name": "name", "in": "path", "required": true, "schema": { "type": "string" } }], "responses": { "200": { "description": "the file", "content": { "*/*": { "schema": { "type": "string" } } } }, "404": { "description": "no such asset" } } } },
             "/health": { "get": { "summary": "the process is up", "responses": { "200": { "description": "ok", "content": { "text/plain": { "schema": { "type": "string" } } } } } } },
             "/ready": { "get": { "summary": "the engine is loaded: parcels and feed position", "responses": { "200": { "description": "ready", "content": { "application/json": { "schema": { "type": "object" } } } } } } },
         },

@@ -23,8 +23,13 @@ pub const MAX_LIMIT: usize = 10_000;
 pub const DEFAULT_LIMIT: usize = 100;
 
 impl Params {
-    /// Parses `query` and refuses any parameter not in `allowed`.
+    /// Parses `query` and refuses any parameter not in `allowed`, and any `f` but JSON.
     pub fn parse(query: Option<&str>, allowed: &[&str]) -> Result<Self, ApiError> {
+        Self::parse_formats(query, allowed, &["json", "geojson"])
+    }
+
+    /// As [`Params::parse`], with the formats (`f`) the endpoint answers in.
+    pub fn parse_formats(query: Option<&str>, allowed: &[&str], formats: &[&str]) -> Result<Self, ApiError> {
         let mut values = BTreeMap::new();
         for (name, value) in url::form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
             if !allowed.contains(&name.as_ref()) {
@@ -38,20 +43,17 @@ impl Params {
             }
         }
         let params = Params { values };
-        params.check_format()?;
-        Ok(params)
+        match params.get("f") {
+            Some(f) if !formats.contains(&f) => Err(ApiError::bad_parameter(format!(
+                "f={f}: this endpoint answers f={}",
+                formats.join(", f=")
+            ))),
+            _ => Ok(params),
+        }
     }
 
     pub fn get(&self, name: &str) -> Option<&str> {
         self.values.get(name).map(String::as_str)
-    }
-
-    /// `f`: only JSON is served so far.
-    fn check_format(&self) -> Result<(), ApiError> {
-        match self.get("f") {
-            None | Some("json" | "geojson") => Ok(()),
-            Some(other) => Err(ApiError::bad_parameter(format!("f={other}: this server answers f=json"))),
-        }
     }
 
     /// `limit`, lowered to [`MAX_LIMIT`].

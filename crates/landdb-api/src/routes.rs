@@ -104,6 +104,8 @@ fn names(params: &[(&'static str, &str)]) -> Vec<&'static str> {
 pub struct Call {
     pub base: String,
     pub query: Option<String>,
+    /// Whether the client asked for HTML (a browser).
+    pub wants_html: bool,
 }
 
 impl Call {
@@ -123,7 +125,12 @@ impl FromRequestParts<Arc<AppState>> for Call {
                 format!("http://{host}")
             }
         };
-        Ok(Call { base, query: parts.uri.query().map(str::to_owned) })
+        let wants_html = parts
+            .headers
+            .get(header::ACCEPT)
+            .and_then(|a| a.to_str().ok())
+            .is_some_and(|a| a.contains("text/html"));
+        Ok(Call { base, query: parts.uri.query().map(str::to_owned), wants_html })
     }
 }
 
@@ -131,9 +138,15 @@ fn ok_json(media_type: &'static str, body: serde_json::Value) -> Response {
     json_response(StatusCode::OK, media_type, body.to_string())
 }
 
+pub const LANDING: &[(&str, &str)] =
+    &[("f", "the format of the answer: `json`, or `html` (what a browser gets when it asks for HTML)")];
+
 pub async fn landing(_access: Access, call: Call) -> Result<Response, ApiError> {
-    call.params(COMMON)?;
+    let params = Params::parse_formats(call.query.as_deref(), &names(LANDING), &["json", "html"])?;
     let base = &call.base;
+    if params.get("f") == Some("html") || (params.get("f").is_none() && call.wants_html) {
+        return Ok(crate::pages::landing_html(base));
+    }
     Ok(ok_json(
         JSON,
         json!({
@@ -171,6 +184,12 @@ fn parcels_collection(base: &str, view: &View, reference: &landdb_model::Referen
         "links": [
             Link::new(format!("{base}/collections/parcels"), "self", JSON, "this collection"),
             Link::new(format!("{base}/collections/parcels/items"), "items", GEOJSON, "the parcels"),
+            Link::new(
+                format!("{base}/collections/parcels/tiles"),
+                "http://www.opengis.net/def/rel/ogc/1.0/tilesets-vector",
+                JSON,
+                "the parcels as vector tiles",
+            ),
             Link::new(
                 format!("{base}/collections/parcels/queryables"),
                 "http://www.opengis.net/def/rel/ogc/1.0/queryables",
@@ -857,6 +876,62 @@ pub async fn by_national_id(
     let base = &call.base;
     let links = vec![Link::new(format!("{base}/parcels/national-id/{national_id}"), "self", GEOJSON, "this lookup")];
     feature_collection(&found, &fields, Some(found.len()), links, view.position(), &OutputCrs::crs84())
+}
+
+/// The tile sets of parcels (OGC API – Tiles): one, vector tiles in WebMercatorQuad.
+pub async fn tilesets(Path(id): Path<String>, call: Call) -> Result<Response, ApiError> {
+    known_collection(&id)?;
+    call.params(COMMON)?;
+    let base = &call.base;
+    Ok(ok_json(
+        JSON,
+        json!({
+            "tilesets": [{
+                "title": "Cadastral parcels as Mapbox Vector Tiles",
+                "dataType": "vector",
+                "crs": "http://www.opengis.net/def/crs/EPSG/0/3857",
+                "tileMatrixSetURI": "http://www.opengis.net/def/tilematrixset/OGC/1.0/WebMercatorQuad",
+                "description": format!(
+                    "layer `{}`: id, commune, sheet, number, land_use (the first code), area_m2; parcels from zoom {} to {}",
+                    crate::tiles::LAYER, crate::tiles::MIN_ZOOM, crate::tiles::MAX_ZOOM
+                ),
+                "links": [{
+                    "href": format!("{base}/collections/parcels/tiles/WebMercatorQuad/{{tileMatrix}}/{{tileRow}}/{{tileCol}}"),
+                    "rel": "item",
+                    "type": crate::tiles::MEDIA_TYPE,
+                    "templated": true,
+                }],
+            }],
+            "links": [Link::new(format!("{base}/collections/parcels/tiles"), "self", JSON, "the tile sets")],
+        }),
+    ))
+}
+
+/// One vector tile of the current parcels.
+pub async fn tile(
+    State(app): State<Arc<AppState>>,
+    _access: Access,
+    Path((collection, matrix_set, z, y, x)): Path<(String, String, String, String, String)>,
+    call: Call,
+) -> Result<Response, ApiError> {
+    known_collection(&collection)?;
+    call.params(&[])?;
+    if matrix_set != "WebMercatorQuad" {
+        return Err(ApiError::not_found(format!(
+            "there is no tile matrix set `{matrix_set}` here; the one there is: WebMercatorQuad"
+        )));
+    }
+    let number = |raw: &str| {
+        raw.parse::<u32>().map_err(|_| ApiError::not_found(format!("there is no tile {z}/{y}/{x}: give whole numbers")))
+    };
+    let id = crate::tiles::TileId::new(number(&z)?, number(&y)?, number(&x)?)?;
+    let view = app.engine.snapshot();
+    let bytes = crate::tiles::tile(&view, id)?;
+    let mut response = axum::response::IntoResponse::into_response(bytes);
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, axum::http::HeaderValue::from_static(crate::tiles::MEDIA_TYPE));
+    Ok(response)
 }
 
 /// The queryables of parcels (OGC API – Features Part 3): what `filter` and `sortby` can name,

@@ -63,6 +63,8 @@ pub async fn serve(store: AnyStore, reference: ReferenceData, args: &ServerArgs)
     let base = args.public_url.clone().unwrap_or_else(|| format!("http://{address}"));
     println!("landdb is serving {} parcels", engine.snapshot().len());
     println!("  landing page:     {base}/");
+    println!("  parcel map:       {base}/map");
+    println!("  upload page:      {base}/upload");
     println!("  parcels:          {base}/collections/parcels/items");
     println!("  parcel at point:  {base}/parcels/at?lon=108.2208&lat=16.0678");
     println!("  API definition:   {base}/api");

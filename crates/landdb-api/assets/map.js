@@ -1,0 +1,189 @@
+// landdb parcel map (/map): vector tiles of the `parcels` collection drawn by
+// MapLibre GL JS, with no base map and no text labels (so no glyph server).
+'use strict';
+
+(async () => {
+  const TILES = `${location.origin}/collections/parcels/tiles/WebMercatorQuad/{z}/{y}/{x}`; // OGC order z/y/x
+  const MIN_ZOOM = 13; // the server has parcel tiles from this zoom on
+  const NONE = -1; // highlight filter value that matches no parcel
+
+  // Fill colour by land-use code (Vietnamese cadastral codes).
+  const LAND_USE_COLOURS = [
+    ['ODT', '#f28e2b', 'Đất ở đô thị (urban residential)'],
+    ['ONT', '#f6b26b', 'Đất ở nông thôn (rural residential)'],
+    ['LUC', '#7cb342', 'Đất chuyên trồng lúa (rice)'],
+    ['LUK', '#9ccc65', 'Đất trồng lúa còn lại (other rice)'],
+    ['BHK', '#c5e1a5', 'Đất trồng cây hằng năm khác (annual crops)'],
+    ['CLN', '#558b2f', 'Đất trồng cây lâu năm (perennial crops)'],
+    ['SKC', '#8e63c7', 'Đất cơ sở sản xuất phi nông nghiệp (non-farm production)'],
+    ['TMD', '#b39ddb', 'Đất thương mại, dịch vụ (commercial, services)'],
+    ['DGT', '#9e9e9e', 'Đất giao thông (roads)'],
+  ];
+  const DEFAULT_COLOUR = '#d8d2c4';
+  const fillColour = ['match', ['to-string', ['get', 'land_use']],
+    ...LAND_USE_COLOURS.flatMap(([code, colour]) => [code, colour]),
+    DEFAULT_COLOUR];
+
+  // Vietnamese labels for the usual parcel properties; others show their key.
+  const LABELS = {
+    commune: 'Mã xã (commune)',
+    sheet: 'Tờ bản đồ (map sheet)',
+    number: 'Số thửa (parcel number)',
+    land_use: 'Mục đích sử dụng (land use)',
+    area_m2: 'Diện tích m² (area)',
+    address: 'Địa chỉ (address)',
+    national_id: 'Mã thửa quốc gia (national id)',
+  };
+
+  const style = {
+    version: 8,
+    sources: {
+      parcels: { type: 'vector', tiles: [TILES], minzoom: MIN_ZOOM, maxzoom: 18 },
+    },
+    layers: [
+      { id: 'background', type: 'background', paint: { 'background-color': '#f4f1ea' } },
+      {
+        id: 'parcels-fill', type: 'fill', source: 'parcels', 'source-layer': 'parcels',
+        paint: { 'fill-color': fillColour, 'fill-opacity': 0.7 },
+      },
+      {
+        id: 'parcels-line', type: 'line', source: 'parcels', 'source-layer': 'parcels',
+        paint: {
+          'line-color': '#6b5b4b',
+          'line-width': ['interpolate', ['linear'], ['zoom'], 13, 0.3, 18, 1.5],
+        },
+      },
+      // The clicked parcel: same source, filtered by its `id`.
+      {
+        id: 'highlight-fill', type: 'fill', source: 'parcels', 'source-layer': 'parcels',
+        filter: ['==', ['get', 'id'], NONE],
+        paint: { 'fill-color': '#ffeb3b', 'fill-opacity': 0.6 },
+      },
+      {
+        id: 'highlight-line', type: 'line', source: 'parcels', 'source-layer': 'parcels',
+        filter: ['==', ['get', 'id'], NONE],
+        paint: { 'line-color': '#d62728', 'line-width': 3 },
+      },
+    ],
+  };
+
+  const info = document.getElementById('parcel-info');
+  const hint = document.getElementById('zoom-hint');
+
+  // Where to start: a vertex of the first parcel (the centre of the collection's extent can fall
+  // between two clusters of data, on nothing), or null when there are no parcels.
+  async function extentCentre() {
+    const page = await landdb.fetchJson('/collections/parcels/items?limit=1&properties=commune');
+    let c = page?.features?.[0]?.geometry?.coordinates;
+    while (Array.isArray(c) && Array.isArray(c[0])) c = c[0];
+    return Array.isArray(c) && c.length >= 2 ? [c[0], c[1]] : null;
+  }
+
+  function showMessage(text, cls = 'error') {
+    info.replaceChildren(Object.assign(document.createElement('p'), { className: cls, textContent: text }));
+  }
+
+  // Find the starting view before creating the map, so no tiles are fetched
+  // for a view we are about to leave. A URL hash (#zoom/lat/lon) wins.
+  const startedWithHash = Boolean(location.hash);
+  let centre = null;
+  if (!startedWithHash) {
+    try {
+      centre = await extentCentre();
+    } catch (err) {
+      showMessage(`Không đọc được phạm vi dữ liệu (could not read the data extent): ${err.message}`);
+    }
+  }
+
+  const map = new maplibregl.Map({
+    container: 'map',
+    style,
+    center: centre || [106.0, 16.0], // fallback: all of Viet Nam
+    zoom: centre ? 16 : 5,
+    hash: true,
+    // Send the key with every same-origin request MapLibre makes (the tiles).
+    transformRequest: (url) =>
+      url.startsWith(location.origin) ? { url, headers: landdb.authHeaders() } : { url },
+  });
+  window.landdbMap = map;
+  map.addControl(new maplibregl.NavigationControl(), 'top-left');
+  map.addControl(new maplibregl.ScaleControl({ unit: 'metric' }), 'bottom-left');
+
+  // `idle` fires only once the style and all visible tiles have loaded (or
+  // failed): the browser test waits for this flag.
+  map.once('idle', () => { document.body.dataset.mapReady = '1'; });
+
+  // "Zoom in" hint below the tiles' minimum zoom.
+  const updateHint = () => { hint.hidden = map.getZoom() >= MIN_ZOOM; };
+  map.on('zoom', updateHint);
+  updateHint();
+
+  // Click a parcel: highlight it and show all its properties.
+  map.on('mouseenter', 'parcels-fill', () => { map.getCanvas().style.cursor = 'pointer'; });
+  map.on('mouseleave', 'parcels-fill', () => { map.getCanvas().style.cursor = ''; });
+  map.on('click', 'parcels-fill', (e) => {
+    const id = e.features?.[0]?.properties?.id;
+    if (id !== undefined) showParcel(id);
+  });
+
+  async function showParcel(id) {
+    const filter = ['==', ['get', 'id'], id];
+    map.setFilter('highlight-fill', filter);
+    map.setFilter('highlight-line', filter);
+    showMessage('Đang tải… (loading)', 'muted');
+    try {
+      const feature = await landdb.fetchJson(`/collections/parcels/items/${encodeURIComponent(id)}`);
+      renderParcel(feature);
+    } catch (err) {
+      showMessage(`Không tải được thửa đất (could not load the parcel): ${err.message}`);
+    }
+  }
+
+  function renderParcel(feature) {
+    const p = feature.properties || {};
+    const title = document.createElement('h2');
+    title.textContent = `Thửa ${p.number ?? '?'}, tờ ${p.sheet ?? '?'} (parcel ${p.number ?? '?'}, sheet ${p.sheet ?? '?'})`;
+
+    const table = document.createElement('table');
+    table.className = 'props';
+    const rows = Object.entries(p);
+    if (feature.id !== undefined && feature.id !== p.id) rows.unshift(['id', feature.id]);
+    for (const [key, value] of rows) {
+      const tr = table.insertRow();
+      const th = document.createElement('th');
+      th.textContent = LABELS[key] || key;
+      th.title = key;
+      tr.append(th);
+      tr.insertCell().textContent = landdb.cellText(value);
+    }
+    info.replaceChildren(title, table);
+  }
+
+  // Legend from the same colour table.
+  const legend = document.getElementById('legend');
+  for (const [code, colour, label] of [...LAND_USE_COLOURS, ['…', DEFAULT_COLOUR, 'Khác (other)']]) {
+    const row = document.createElement('div');
+    const swatch = document.createElement('span');
+    swatch.className = 'swatch';
+    swatch.style.background = colour;
+    row.append(swatch, `${code} — ${label}`);
+    legend.append(row);
+  }
+
+  // A new key: refetch the tiles with it (setTiles reloads the source), and
+  // centre on the data if that failed before for want of a key.
+  landdb.setupKeyInput(async () => {
+    map.getSource('parcels')?.setTiles([TILES]);
+    if (!centre && !startedWithHash) {
+      try {
+        centre = await extentCentre();
+        if (centre) {
+          map.jumpTo({ center: centre, zoom: 16 });
+          showMessage('Nhấp vào một thửa đất để xem thông tin (click a parcel to see its details).', 'muted');
+        }
+      } catch (err) {
+        showMessage(`Không đọc được phạm vi dữ liệu (could not read the data extent): ${err.message}`);
+      }
+    }
+  });
+})();

@@ -1,0 +1,200 @@
+//! The pages in a real browser: headless Chromium, driven over WebDriver (chromedriver), against
+//! a real server. The map must draw parcels from landdb's own vector tiles, and a click on a
+//! parcel must show its attributes. A screenshot of the map is kept in
+//! `target/browser/map.png` for a person to look at.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use landdb_tests::http::{get, samples, server};
+use serde_json::{Value, json};
+
+const CHROMIUM: &str = "/usr/bin/chromium";
+const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+
+/// A chromedriver process, stopped when dropped.
+struct Driver {
+    process: Child,
+    url: String,
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.process.kill();
+        let _ = self.process.wait();
+    }
+}
+
+async fn driver() -> Driver {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").expect("port").local_addr().expect("address").port();
+    let process = Command::new(CHROMEDRIVER)
+        .arg(format!("--port={port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("chromedriver starts (tools/setup installs it)");
+    let url = format!("http://127.0.0.1:{port}");
+    let started = Instant::now();
+    while reqwest::get(format!("{url}/status")).await.is_err() {
+        assert!(started.elapsed() < Duration::from_secs(20), "chromedriver did not come up");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Driver { process, url }
+}
+
+/// One browser session.
+struct Session {
+    client: reqwest::Client,
+    url: String,
+}
+
+impl Session {
+    async fn start(driver: &Driver) -> Session {
+        let client = reqwest::Client::new();
+        let profile = std::env::temp_dir().join(format!("landdb-chromium-{}", std::process::id()));
+        // WebGL through SwiftShader (no GPU here); no background traffic on a closed network.
+        let args = [
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--enable-unsafe-swiftshader",
+            "--use-angle=swiftshader",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--no-first-run",
+            "--window-size=1000,700",
+        ]
+        .into_iter()
+        .map(str::to_owned)
+        .chain([format!("--user-data-dir={}", profile.display())])
+        .collect::<Vec<_>>();
+        let body = json!({ "capabilities": { "alwaysMatch": {
+            "browserName": "chrome",
+            "goog:chromeOptions": { "binary": CHROMIUM, "args": args },
+        } } });
+        let answer: Value = client
+            .post(format!("{}/session", driver.url))
+            .json(&body)
+            .send()
+            .await
+            .expect("new session")
+            .json()
+            .await
+            .expect("session JSON");
+        let id = answer["value"]["sessionId"].as_str().unwrap_or_else(|| panic!("no session: {answer}")).to_owned();
+        Session { client, url: format!("{}/session/{id}", driver.url) }
+    }
+
+    async fn command(&self, path: &str, body: Value) -> Value {
+        let answer: Value = self
+            .client
+            .post(format!("{}/{path}", self.url))
+            .json(&body)
+            .send()
+            .await
+            .expect("command")
+            .json()
+            .await
+            .expect("answer");
+        answer["value"].clone()
+    }
+
+    async fn open(&self, url: &str) {
+        self.command("url", json!({ "url": url })).await;
+    }
+
+    async fn script(&self, script: &str) -> Value {
+        self.command("execute/sync", json!({ "script": script, "args": [] })).await
+    }
+
+    /// Waits until `script` returns something truthy; returns it.
+    async fn until(&self, script: &str, what: &str) -> Value {
+        let started = Instant::now();
+        loop {
+            let v = self.script(script).await;
+            if !(v.is_null() || v == json!(false) || v == json!("")) {
+                return v;
+            }
+            assert!(started.elapsed() < Duration::from_secs(30), "waited 30 s for {what}");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// A real click at a position in the viewport.
+    async fn click(&self, x: i64, y: i64) {
+        let actions = json!({ "actions": [{
+            "type": "pointer", "id": "mouse", "parameters": { "pointerType": "mouse" },
+            "actions": [
+                { "type": "pointerMove", "duration": 0, "origin": "viewport", "x": x, "y": y },
+                { "type": "pointerDown", "button": 0 },
+                { "type": "pause", "duration": 50 },
+                { "type": "pointerUp", "button": 0 },
+            ],
+        }] });
+        self.command("actions", actions).await;
+    }
+
+    async fn screenshot(&self) -> Vec<u8> {
+        let answer: Value =
+            self.client.get(format!("{}/screenshot", self.url)).send().await.expect("screenshot").json().await.expect("JSON");
+        base64::engine::general_purpose::STANDARD.decode(answer["value"].as_str().expect("PNG")).expect("base64")
+    }
+
+    async fn end(self) {
+        let _ = self.client.delete(&self.url).send().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_map_draws_parcels_from_vector_tiles_and_shows_a_clicked_one() {
+    let s = server(&[samples().join("20194.geojson")]).await;
+    let driver = driver().await;
+    let session = Session::start(&driver).await;
+    session.open(&format!("{}/map", s.base)).await;
+    session.until("return document.body.dataset.mapReady === '1'", "the map to load its tiles").await;
+
+    // Parcels drawn from the tiles: find one under a pixel of the map.
+    let hit = session
+        .until(
+            "const m = window.landdbMap; const c = m.getCanvas(); const r = c.getBoundingClientRect();
+             for (let y = 20; y < r.height; y += 15) for (let x = 20; x < r.width; x += 15) {
+               const f = m.queryRenderedFeatures([x, y], { layers: ['parcels-fill'] });
+               if (f.length) return [Math.round(r.left + x), Math.round(r.top + y), f[0].properties.id, f.length];
+             }
+             return null;",
+            "a parcel drawn on the map",
+        )
+        .await;
+    let (x, y, id) = (hit[0].as_i64().expect("x"), hit[1].as_i64().expect("y"), hit[2].as_i64().expect("id"));
+    let drawn = session.script("return window.landdbMap.queryRenderedFeatures({ layers: ['parcels-fill'] }).length").await;
+    assert!(drawn.as_u64().expect("count") > 10, "parcels on screen: {drawn}");
+
+    // A real click on it shows its attributes, as the API has them.
+    session.click(x, y).await;
+    let (status, _, feature) = get(&format!("{}/collections/parcels/items/{id}", s.base)).await;
+    assert_eq!(status, 200);
+    let (number, sheet) = (
+        feature["properties"]["number"].as_str().expect("number").to_owned(),
+        feature["properties"]["sheet"].as_str().expect("sheet").to_owned(),
+    );
+    let panel = session
+        .until(
+            &format!(
+                "const t = document.getElementById('parcel-panel').innerText;
+                 return t.includes('{}') && t.includes('{number}') && t.includes('{sheet}') ? t : null;",
+                feature["properties"]["national_id"].as_str().expect("national id")
+            ),
+            "the clicked parcel's attributes in the panel",
+        )
+        .await;
+    assert!(panel.as_str().expect("text").contains(&number), "{panel}");
+
+    let png = session.screenshot().await;
+    assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+    let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/browser");
+    std::fs::create_dir_all(&dir).expect("dir");
+    std::fs::write(dir.join("map.png"), &png).expect("screenshot written");
+    session.end().await;
+}
