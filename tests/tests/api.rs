@@ -689,3 +689,112 @@ async fn filters_and_sorts_answer_what_postgis_answers() {
     }
     assert!(!names.contains("address"));
 }
+
+async fn job_until_done(base: &str, id: &str) -> Value {
+    let started = std::time::Instant::now();
+    loop {
+        let (status, _, job) = get(&format!("{base}/jobs/{id}")).await;
+        assert_eq!(status, 200, "{job}");
+        if job["state"] == "succeeded" || job["state"] == "failed" {
+            return job;
+        }
+        assert!(started.elapsed() < Duration::from_secs(60), "job {id} still {}", job["state"]);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn upload(file: &std::path::Path, mode: Option<&str>) -> reqwest::multipart::Form {
+    let bytes = std::fs::read(file).expect("sample");
+    let name = file.file_name().expect("name").to_string_lossy().into_owned();
+    let form = reqwest::multipart::Form::new().part("file", reqwest::multipart::Part::bytes(bytes).file_name(name));
+    match mode {
+        Some(m) => form.text("mode", m.to_owned()),
+        None => form,
+    }
+}
+
+/// A province uploads a dirty file: the job reports its verdicts, the accepted parcels are
+/// served, and every rejected record can be downloaded with its reasons.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uploads_become_import_jobs_with_reports_and_quarantine() {
+    let s = server(&[samples().join("20197.geojson")]).await;
+    let client = reqwest::Client::new();
+    let before_upload = s.store.count_current().await.expect("count");
+    let dirty = samples().join("../dirty-geojson/20194.geojson");
+    let response = client.post(format!("{}/jobs", s.base)).multipart(upload(&dirty, Some("append"))).send().await.expect("upload");
+    assert_eq!(response.status().as_u16(), 202);
+    let location = response.headers().get("location").and_then(|v| v.to_str().ok()).expect("location").to_owned();
+    let accepted: Value = response.json().await.expect("job");
+    let id = accepted["id"].as_str().expect("id").to_owned();
+    assert!(location.ends_with(&format!("/jobs/{id}")));
+    let job = job_until_done(&s.base, &id).await;
+    assert_eq!(job["state"], "succeeded", "{job}");
+    let report = &job["report"];
+    let n = |v: &Value| v.as_u64().expect("count");
+    assert!(n(&report["input"]) > 200);
+    assert_eq!(n(&job["records_read"]), n(&report["input"]));
+    assert_eq!(
+        n(&report["accepted"]) + n(&report["accepted_with_warnings"]) + n(&report["repaired"]) + n(&report["rejected"]),
+        n(&report["input"])
+    );
+    assert!(n(&report["rejected"]) > 0, "the dirty sample has defects: {report}");
+    assert_eq!(n(&job["changes"]["quarantined"]), n(&report["rejected"]));
+    assert_eq!(n(&job["changes"]["inserted"]), n(&report["input"]) - n(&report["rejected"]));
+
+    // The full report names each rejected record and why.
+    let (status, _, full) = get(&format!("{}/jobs/{id}/report", s.base)).await;
+    assert_eq!(status, 200);
+    let records = full["report"]["records"].as_array().expect("records");
+    assert!(records.iter().filter(|r| r["verdict"] == "rejected").count() as u64 == n(&report["rejected"]));
+    // The rejected records as GeoJSON, each with its reasons.
+    let (status, media, rejected) = get(&format!("{}/jobs/{id}/quarantine", s.base)).await;
+    assert_eq!((status, media.as_str()), (200, "application/geo+json"));
+    let features = rejected["features"].as_array().expect("features");
+    assert_eq!(features.len() as u64, n(&report["rejected"]));
+    assert!(features.iter().all(|f| f["properties"]["_reasons"].as_array().is_some_and(|r| !r.is_empty())));
+    assert!(features.iter().any(|f| f["geometry"]["type"] == "MultiPolygon"));
+
+    // The accepted parcels are served once the engine has followed the feed.
+    let head = s.store.feed_head().await.expect("head");
+    let started = std::time::Instant::now();
+    while s.engine.snapshot().position() < head && started.elapsed() < Duration::from_secs(2) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (_, _, served) = get(&format!("{}/collections/parcels/items?limit=1", s.base)).await;
+    assert_eq!(n(&served["numberMatched"]), before_upload + n(&job["changes"]["inserted"]));
+
+    // The same file again: nothing new, the earlier batch named.
+    let again = client.post(format!("{}/jobs", s.base)).multipart(upload(&dirty, None)).send().await.expect("upload");
+    let again: Value = again.json().await.expect("job");
+    let again = job_until_done(&s.base, again["id"].as_str().expect("id")).await;
+    assert_eq!(again["batch"]["already_imported"], true, "{again}");
+
+    // Bad uploads are refused by name, and nothing is started.
+    let text = |name: &str, body: &str| {
+        reqwest::multipart::Form::new()
+            .part("file", reqwest::multipart::Part::bytes(body.as_bytes().to_vec()).file_name(name.to_owned()))
+    };
+    for (form, why) in [
+        (text("notes.txt", "hello"), "notes.txt"),
+        (upload(&dirty, Some("merge")), "mode=merge"),
+        (reqwest::multipart::Form::new().text("mode", "append"), "no `file`"),
+        (upload(&dirty, None).text("colour", "red"), "`colour`"),
+    ] {
+        let response = client.post(format!("{}/jobs", s.base)).multipart(form).send().await.expect("upload");
+        assert_eq!(response.status().as_u16(), 400);
+        let body: Value = response.json().await.expect("error");
+        assert!(body["description"].as_str().is_some_and(|d| d.contains(why)), "{why}: {body}");
+    }
+    for path in ["/jobs/12345", "/jobs/x/report", "/jobs/1/quarantine"] {
+        let (status, _, _) = get(&format!("{}{path}", s.base)).await;
+        assert_eq!(status, 404, "{path}");
+    }
+    // A file that is not what its name says: the job fails and says why; the store is unchanged.
+    let before = s.store.count_current().await.expect("count");
+    let broken = client.post(format!("{}/jobs", s.base)).multipart(text("broken.gpkg", "not a GeoPackage")).send().await.expect("upload");
+    let broken: Value = broken.json().await.expect("job");
+    let broken = job_until_done(&s.base, broken["id"].as_str().expect("id")).await;
+    assert_eq!(broken["state"], "failed", "{broken}");
+    assert!(broken["error"].as_str().is_some_and(|e| e.contains("broken.gpkg")), "{broken}");
+    assert_eq!(s.store.count_current().await.expect("count"), before);
+}

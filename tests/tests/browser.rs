@@ -47,12 +47,16 @@ async fn driver() -> Driver {
 struct Session {
     client: reqwest::Client,
     url: String,
+    profile: std::path::PathBuf,
 }
 
 impl Session {
     async fn start(driver: &Driver) -> Session {
         let client = reqwest::Client::new();
-        let profile = std::env::temp_dir().join(format!("landdb-chromium-{}", std::process::id()));
+        // A profile of its own: two browsers on one profile would be one browser.
+        static SESSIONS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = SESSIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let profile = std::env::temp_dir().join(format!("landdb-chromium-{}-{n}", std::process::id()));
         // WebGL through SwiftShader (no GPU here); no background traffic on a closed network.
         let args = [
             "--headless",
@@ -84,7 +88,7 @@ impl Session {
             .await
             .expect("session JSON");
         let id = answer["value"]["sessionId"].as_str().unwrap_or_else(|| panic!("no session: {answer}")).to_owned();
-        Session { client, url: format!("{}/session/{id}", driver.url) }
+        Session { client, url: format!("{}/session/{id}", driver.url), profile }
     }
 
     async fn command(&self, path: &str, body: Value) -> Value {
@@ -136,6 +140,12 @@ impl Session {
         self.command("actions", actions).await;
     }
 
+    /// The element a CSS selector finds.
+    async fn element(&self, selector: &str) -> String {
+        let found = self.command("element", json!({ "using": "css selector", "value": selector })).await;
+        found["element-6066-11e4-a52e-4f735466cecf"].as_str().unwrap_or_else(|| panic!("no {selector}: {found}")).to_owned()
+    }
+
     async fn screenshot(&self) -> Vec<u8> {
         let answer: Value =
             self.client.get(format!("{}/screenshot", self.url)).send().await.expect("screenshot").json().await.expect("JSON");
@@ -144,6 +154,7 @@ impl Session {
 
     async fn end(self) {
         let _ = self.client.delete(&self.url).send().await;
+        let _ = std::fs::remove_dir_all(&self.profile);
     }
 }
 
@@ -196,5 +207,37 @@ async fn the_map_draws_parcels_from_vector_tiles_and_shows_a_clicked_one() {
     let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/browser");
     std::fs::create_dir_all(&dir).expect("dir");
     std::fs::write(dir.join("map.png"), &png).expect("screenshot written");
+    session.end().await;
+}
+
+/// A province officer's upload: pick the file, send it, watch the job finish, read the counts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_upload_page_runs_a_job_and_shows_its_report() {
+    let s = server(&[samples().join("20197.geojson")]).await;
+    let driver = driver().await;
+    let session = Session::start(&driver).await;
+    session.open(&format!("{}/upload", s.base)).await;
+    let dirty = samples().join("../dirty-geojson/20194.geojson").canonicalize().expect("sample");
+    let input = session.element("#file").await;
+    session.command(&format!("element/{input}/value"), json!({ "text": dirty.display().to_string() })).await;
+    let submit = session.element("#submit").await;
+    session.until("return !document.getElementById('submit').disabled", "the upload button").await;
+    session.command(&format!("element/{submit}/click"), json!({})).await;
+    let state = session
+        .until(
+            "const s = document.getElementById('job-state').textContent;
+             return s === 'succeeded' || s === 'failed' ? s : null;",
+            "the job to finish",
+        )
+        .await;
+    assert_eq!(state, "succeeded");
+    let id = session.script("return document.getElementById('job-id').textContent").await;
+    let (_, _, job) = get(&format!("{}/jobs/{}", s.base, id.as_str().expect("id"))).await;
+    let counts = session.script("return document.getElementById('job-counts').innerText").await;
+    let counts = counts.as_str().expect("counts");
+    for key in ["input", "rejected", "accepted"] {
+        let n = job["report"][key].as_u64().expect("count").to_string();
+        assert!(counts.contains(&n), "{key} = {n} in {counts}");
+    }
     session.end().await;
 }

@@ -6,6 +6,7 @@ pub mod access;
 pub mod crs;
 pub mod export;
 pub mod features;
+pub mod jobs;
 pub mod filter;
 pub mod ogc;
 pub mod openapi;
@@ -33,7 +34,12 @@ pub struct AppState {
     pub reference: Arc<ReferenceData>,
     /// The address clients reach the server at, for links; the `Host` header otherwise.
     pub public_url: Option<String>,
+    /// Upload jobs.
+    pub jobs: jobs::Jobs,
 }
+
+/// The largest upload taken: a whole province zipped is a few hundred megabytes.
+pub const MAX_UPLOAD_BYTES: usize = 4 << 30;
 
 pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
@@ -55,6 +61,13 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/map", get(pages::map))
         .route("/upload", get(pages::upload))
         .route("/assets/{name}", get(pages::asset))
+        .route(
+            "/jobs",
+            axum::routing::post(routes::submit_job).layer(axum::extract::DefaultBodyLimit::max(MAX_UPLOAD_BYTES)),
+        )
+        .route("/jobs/{id}", get(routes::job))
+        .route("/jobs/{id}/report", get(routes::job_report))
+        .route("/jobs/{id}/quarantine", get(routes::job_quarantine))
         .route("/health", get(routes::health))
         .route("/ready", get(routes::ready))
         .fallback(routes::not_found)

@@ -42,6 +42,24 @@ fn answer(description: &str, media_type: &str) -> Value {
     })
 }
 
+/// `POST /jobs`: the multipart upload.
+fn upload() -> Value {
+    json!({ "post": {
+                "summary": "upload a cadastral file (or a zip) and start its import",
+                "requestBody": { "required": true, "content": { "multipart/form-data": { "schema": {
+                    "type": "object", "required": ["file"],
+                    "properties": {
+                        "file": { "type": "string", "format": "binary", "description": "a Shapefile (zipped), GeoPackage, GeoJSON, DXF, DGN, MapInfo TAB (zipped), KML or CSV file, or a zip of several" },
+                        "mode": { "type": "string", "enum": ["append", "replace-commune"], "default": "append", "description": "append: new parcels only; replace-commune: the upload is the whole truth for its communes" },
+                    },
+                } } } },
+                "responses": {
+                    "202": { "description": "the job, started", "content": { "application/json": { "schema": { "type": "object" } } } },
+                    "400": { "description": "no file, a file this server does not read, or an unknown field", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/exception" } } } },
+                },
+            } })
+}
+
 pub fn document(base: &str, max_limit: usize) -> Value {
     let get = |summary: &str, params: Value, media_type: &str| json!({ "get": { "summary": summary, "parameters": params, "responses": answer(summary, media_type) } });
     json!({
@@ -73,6 +91,10 @@ pub fn document(base: &str, max_limit: usize) -> Value {
             "/map": { "get": { "summary": "the parcel map (HTML)", "responses": { "200": { "description": "the page", "content": { "text/html": { "schema": { "type": "string" } } } } } } },
             "/upload": { "get": { "summary": "the upload page for province staff (HTML)", "responses": { "200": { "description": "the page", "content": { "text/html": { "schema": { "type": "string" } } } } } } },
             "/assets/{name}": { "get": { "summary": "the pages' scripts and styles, MapLibre GL JS included", "parameters": [{ "name": "name", "in": "path", "required": true, "schema": { "type": "string" } }], "responses": { "200": { "description": "the file", "content": { "*/*": { "schema": { "type": "string" } } } }, "404": { "description": "no such asset" } } } },
+            "/jobs": upload(),
+            "/jobs/{jobId}": get("an import job: its state, records read, verdict counts and changes", parameters(COMMON, &[("jobId", "the job")]), "application/json"),
+            "/jobs/{jobId}/report": get("the full report of a finished job", parameters(COMMON, &[("jobId", "the job")]), "application/json"),
+            "/jobs/{jobId}/quarantine": get("the records the job rejected, as read, with their reasons", parameters(COMMON, &[("jobId", "the job")]), "application/geo+json"),
             "/health": { "get": { "summary": "the process is up", "responses": { "200": { "description": "ok", "content": { "text/plain": { "schema": { "type": "string" } } } } } } },
             "/ready": { "get": { "summary": "the engine is loaded: parcels and feed position", "responses": { "200": { "description": "ready", "content": { "application/json": { "schema": { "type": "object" } } } } } } },
         },

@@ -954,6 +954,127 @@ pub async fn queryables(access: Access, Path(id): Path<String>, call: Call) -> R
     ))
 }
 
+pub const SUBMIT_JOB: &[(&str, &str)] = &[];
+
+/// `POST /jobs`: a multipart upload with the field `file` (a cadastral file, or a zip of one or
+/// several) and optionally `mode` (`append`, the default, or `replace-commune`). The file is
+/// written to disk as it arrives; the answer (202) names the job to follow.
+pub async fn submit_job(
+    State(app): State<Arc<AppState>>,
+    _access: Access,
+    call: Call,
+    mut multipart: axum::extract::Multipart,
+) -> Result<Response, ApiError> {
+    use tokio::io::AsyncWriteExt;
+    call.params(SUBMIT_JOB)?;
+    let bad = |why: String| ApiError::bad_parameter(why);
+    let (id, dir) = app.jobs.reserve()?;
+    let cleanup = |e: ApiError| {
+        let _ = std::fs::remove_dir_all(&dir);
+        e
+    };
+    let mut upload: Option<(std::path::PathBuf, String)> = None;
+    let mut mode = landdb_ingest::import::Mode::Append;
+    loop {
+        let field = match multipart.next_field().await {
+            Ok(Some(f)) => f,
+            Ok(None) => break,
+            Err(e) => return Err(cleanup(bad(format!("the upload is not valid multipart/form-data: {e}")))),
+        };
+        match field.name().unwrap_or_default() {
+            "file" => {
+                if upload.is_some() {
+                    return Err(cleanup(bad("give one `file` field (zip several files into one)".into())));
+                }
+                let given = field.file_name().unwrap_or_default().to_owned();
+                let name = crate::jobs::safe_file_name(&given).ok_or_else(|| {
+                    cleanup(bad(format!(
+                        "file `{given}`: not a cadastral file this server reads; send {}",
+                        landdb_ingest::source::EXTENSIONS.map(|e| format!(".{e}")).join(", ")
+                    )))
+                })?;
+                let path = dir.join(&name);
+                let mut out = tokio::fs::File::create(&path).await.map_err(|e| cleanup(ApiError::internal(&e)))?;
+                let mut field = field;
+                loop {
+                    match field.chunk().await {
+                        Ok(Some(bytes)) => out.write_all(&bytes).await.map_err(|e| cleanup(ApiError::internal(&e)))?,
+                        Ok(None) => break,
+                        Err(e) => return Err(cleanup(bad(format!("the upload of `{given}` broke off: {e}")))),
+                    }
+                }
+                out.flush().await.map_err(|e| cleanup(ApiError::internal(&e)))?;
+                upload = Some((path, given));
+            }
+            "mode" => {
+                let raw = field.text().await.map_err(|e| cleanup(bad(format!("mode: {e}"))))?;
+                mode = match raw.trim() {
+                    "append" => landdb_ingest::import::Mode::Append,
+                    "replace-commune" => landdb_ingest::import::Mode::ReplaceCommune,
+                    other => {
+                        return Err(cleanup(bad(format!("mode={other}: give `append` or `replace-commune`"))));
+                    }
+                };
+            }
+            other => {
+                return Err(cleanup(bad(format!("unknown form field `{other}`: an upload has `file` and `mode`"))));
+            }
+        }
+    }
+    let (path, given) = upload.ok_or_else(|| cleanup(bad("the upload has no `file` field".into())))?;
+    let options = landdb_ingest::pipeline::Options {
+        crs_override: None,
+        mapping: landdb_ingest::profiles::FieldMapping::builtin().map_err(|e| cleanup(ApiError::internal(&e)))?,
+    };
+    let upload = crate::jobs::Upload { id, path, file: given, mode };
+    let job = app.jobs.start(upload, app.store.clone(), Arc::clone(&app.reference), options);
+    let mut response = json_response(StatusCode::ACCEPTED, JSON, job.status(&call.base).to_string());
+    if let Ok(location) = axum::http::HeaderValue::from_str(&format!("{}/jobs/{id}", call.base)) {
+        response.headers_mut().insert(header::LOCATION, location);
+    }
+    Ok(response)
+}
+
+pub async fn job(State(app): State<Arc<AppState>>, _access: Access, Path(id): Path<String>, call: Call) -> Result<Response, ApiError> {
+    call.params(COMMON)?;
+    Ok(ok_json(JSON, app.jobs.get(&id)?.status(&call.base)))
+}
+
+/// The full report of a finished job.
+pub async fn job_report(
+    State(app): State<Arc<AppState>>,
+    _access: Access,
+    Path(id): Path<String>,
+    call: Call,
+) -> Result<Response, ApiError> {
+    call.params(COMMON)?;
+    let job = app.jobs.get(&id)?;
+    let report = job.report().ok_or_else(|| {
+        ApiError::not_found(format!("job {id} has no report: it is {}", serde_json::json!(job.state())))
+    })?;
+    Ok(ok_json(JSON, report))
+}
+
+/// The records a job's import rejected, as GeoJSON, for the province to fix and send again.
+pub async fn job_quarantine(
+    State(app): State<Arc<AppState>>,
+    _access: Access,
+    Path(id): Path<String>,
+    call: Call,
+) -> Result<Response, ApiError> {
+    call.params(COMMON)?;
+    let job = app.jobs.get(&id)?;
+    let batch = job.batch().ok_or_else(|| {
+        ApiError::not_found(format!("job {id} committed no batch (it is {}): nothing was quarantined", serde_json::json!(job.state())))
+    })?;
+    let body = crate::jobs::quarantine_geojson(&app.store, batch).await?;
+    let mut response = ok_json(GEOJSON, body);
+    if let Ok(v) = axum::http::HeaderValue::from_str(&format!("attachment; filename=\"job-{id}-rejected.geojson\"")) {
+        response.headers_mut().insert(header::CONTENT_DISPOSITION, v);
+    }
+    Ok(response)
+}
+
 pub async fn health() -> &'static str {
     "ok"
 }
