@@ -69,4 +69,3 @@ pub fn link<'a>(doc: &'a Value, rel: &str) -> Option<&'a str> {
 pub fn versions(doc: &Value) -> Vec<i64> {
     doc["features"].as_array().expect("features").iter().map(|f| f["id"].as_i64().expect("id")).collect()
 }
-

@@ -254,6 +254,11 @@ async fn every_bad_request_is_a_400_that_names_the_parameter() {
         ("/collections/parcels/export?limit=5", "`limit`"),
         ("/collections/parcels/export?bbox=1,2", "bbox=1,2"),
         ("/collections/parcels/export?crs=EPSG:9999", "crs=EPSG:9999"),
+        ("/collections/parcels/export?f=kml", "f=kml"),
+        ("/collections/parcels/export?polygon=POINT(1%202)", "polygon="),
+        ("/collections/parcels/export?polygon=POLYGON((1", "polygon="),
+        ("/collections/parcels/export?polygon=POLYGON((1%202,3%204,1%205,1%202))&filter=area_m2%3E1", "not both"),
+        ("/collections/parcels/export?filter=valid_to%20IS%20NULL", "temporal"),
         ("/collections/parcels/items?crs=http://www.opengis.net/def/crs/EPSG/0/3857", "crs="),
         ("/collections/parcels/items?bbox-crs=EPSG:4326", "without bbox"),
         ("/collections/parcels/items?filter=colour%3D'red'", "`colour`"),
@@ -433,6 +438,70 @@ async fn exports_stream_every_selected_parcel_once() {
     let (_, _, items) = get(&format!("{}/collections/parcels/items?bbox={bbox}&limit=10000", s.base)).await;
     assert!(!versions(&items).is_empty());
     assert_eq!(versions(&boxed), versions(&items));
+
+    // A polygon, and a filter: the parcels PostGIS selects.
+    let (x, y) = (corner.x(), corner.y());
+    let polygon = format!("POLYGON(({x} {y}, {} {y}, {x} {}, {x} {y}))", x + 0.003, y + 0.003);
+    let theirs: Vec<i64> = sqlx::query_scalar(
+        "SELECT id FROM current_parcel WHERE ST_Intersects(geom, ST_GeomFromText($1, 4326)) ORDER BY id",
+    )
+    .bind(&polygon)
+    .fetch_all(&mut conn)
+    .await
+    .expect("query");
+    assert!(!theirs.is_empty());
+    let (status, _, by_polygon) =
+        get(&format!("{}/collections/parcels/export?polygon={}", s.base, encoded(&polygon))).await;
+    assert_eq!(status, 200, "{by_polygon}");
+    assert_eq!(versions(&by_polygon), theirs);
+    let (_, _, filtered) =
+        get(&format!("{}/collections/parcels/export?commune=20197&filter={}", s.base, encoded("area_m2 > 150"))).await;
+    let theirs: Vec<i64> = sqlx::query_scalar(
+        "SELECT id FROM current_parcel WHERE commune_code = '20197' AND geometry_area_m2 > 150 ORDER BY id",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .expect("query");
+    assert!(!theirs.is_empty());
+    assert_eq!(versions(&filtered), theirs);
+
+    // GeoPackage, zipped Shapefile and DXF through GDAL, read back by GDAL: the commune's
+    // parcels, in its TM-3 zone, Vietnamese text intact.
+    let reference = ReferenceData::embedded().expect("reference");
+    let zone = reference.zone_of_commune(&landdb_model::CommuneCode::parse("20197").expect("code")).expect("zone");
+    let dir = std::env::temp_dir().join(format!("landdb-exports-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    for (f, file, media) in [
+        ("gpkg", "parcels.gpkg", "application/geopackage+sqlite3"),
+        ("shp", "parcels-shp.zip", "application/zip"),
+        ("dxf", "parcels.dxf", "image/vnd.dxf"),
+    ] {
+        let response =
+            reqwest::get(format!("{}/collections/parcels/export?commune=20197&f={f}&crs=EPSG:{}", s.base, zone.epsg))
+                .await
+                .expect("export");
+        assert_eq!(response.status().as_u16(), 200, "{f}");
+        assert_eq!(response.headers().get("content-type").and_then(|v| v.to_str().ok()), Some(media));
+        let disposition =
+            response.headers().get("content-disposition").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+        assert!(disposition.contains(file), "{disposition}");
+        let path = dir.join(file);
+        std::fs::write(&path, response.bytes().await.expect("body")).expect("write");
+        let source =
+            if f == "shp" { format!("/vsizip/{}/parcels.shp", path.display()) } else { path.display().to_string() };
+        let info =
+            std::process::Command::new("ogrinfo").args(["-ro", "-al", "-so"]).arg(&source).output().expect("ogrinfo");
+        let info = String::from_utf8_lossy(&info.stdout).into_owned();
+        assert!(info.contains(&format!("Feature Count: {}", commune.len())), "{f}: {info}");
+        // Metres in the zone, not degrees.
+        assert!(info.contains("Extent: (") && !info.contains("Extent: (108."), "{f}: {info}");
+        if f == "shp" {
+            let cpg =
+                std::process::Command::new("unzip").args(["-p"]).arg(&path).arg("parcels.cpg").output().expect("unzip");
+            assert_eq!(String::from_utf8_lossy(&cpg.stdout).trim(), "UTF-8");
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// Surveyors get their province's VN-2000 TM-3 zone: the same boundaries, in metres, which go
@@ -594,17 +663,26 @@ async fn filters_and_sorts_answer_what_postgis_answers() {
     let polygon = format!("POLYGON(({w} {s_}, {e} {s_}, {e} {n}, {w} {n}, {w} {s_}))");
     let cases: Vec<(String, String)> = vec![
         ("land_use = 'ODT' AND area_m2 > 150".into(), "'ODT' = ANY(land_use) AND geometry_area_m2 > 150".into()),
-        ("commune IN ('20194', '20197') AND NOT area_m2 BETWEEN 50 AND 300".into(),
-         "commune_code IN ('20194', '20197') AND NOT geometry_area_m2 BETWEEN 50 AND 300".into()),
-        (format!("S_INTERSECTS(geometry, {polygon})"),
-         format!("ST_Intersects(geom, ST_GeomFromText('{polygon}', 4326))")),
-        (format!("S_WITHIN(geometry, {polygon}) AND area_m2 < 300"),
-         format!("ST_Within(geom, ST_GeomFromText('{polygon}', 4326)) AND geometry_area_m2 < 300")),
-        ("casei(land_use) LIKE 'o%' OR number < 3".into(),
-         "EXISTS (SELECT 1 FROM unnest(land_use) u WHERE lower(u) LIKE 'o%') OR parcel_no::int < 3".into()),
+        (
+            "commune IN ('20194', '20197') AND NOT area_m2 BETWEEN 50 AND 300".into(),
+            "commune_code IN ('20194', '20197') AND NOT geometry_area_m2 BETWEEN 50 AND 300".into(),
+        ),
+        (
+            format!("S_INTERSECTS(geometry, {polygon})"),
+            format!("ST_Intersects(geom, ST_GeomFromText('{polygon}', 4326))"),
+        ),
+        (
+            format!("S_WITHIN(geometry, {polygon}) AND area_m2 < 300"),
+            format!("ST_Within(geom, ST_GeomFromText('{polygon}', 4326)) AND geometry_area_m2 < 300"),
+        ),
+        (
+            "casei(land_use) LIKE 'o%' OR number < 3".into(),
+            "EXISTS (SELECT 1 FROM unnest(land_use) u WHERE lower(u) LIKE 'o%') OR parcel_no::int < 3".into(),
+        ),
     ];
     for (cql, sql) in &cases {
-        let ours = all_pages(&format!("{}/collections/parcels/items?limit=400&filter={}", s.base, encoded(cql))).await.0;
+        let ours =
+            all_pages(&format!("{}/collections/parcels/items?limit=400&filter={}", s.base, encoded(cql))).await.0;
         let theirs: Vec<i64> = sqlx::query_scalar(&format!("SELECT id FROM current_parcel WHERE {sql} ORDER BY id"))
             .fetch_all(&mut conn)
             .await
@@ -654,7 +732,8 @@ async fn filters_and_sorts_answer_what_postgis_answers() {
 
     // bbox-crs: EPSG:4326 is latitude first; a box in the province's TM-3 zone finds the parcel
     // it was drawn around.
-    let (a, _) = all_pages(&format!("{}/collections/parcels/items?bbox={x},{y},{},{}", s.base, x + 0.002, y + 0.002)).await;
+    let (a, _) =
+        all_pages(&format!("{}/collections/parcels/items?bbox={x},{y},{},{}", s.base, x + 0.002, y + 0.002)).await;
     let (b, _) = all_pages(&format!(
         "{}/collections/parcels/items?bbox={y},{x},{},{}&bbox-crs=EPSG:4326",
         s.base,
@@ -721,7 +800,8 @@ async fn uploads_become_import_jobs_with_reports_and_quarantine() {
     let client = reqwest::Client::new();
     let before_upload = s.store.count_current().await.expect("count");
     let dirty = samples().join("../dirty-geojson/20194.geojson");
-    let response = client.post(format!("{}/jobs", s.base)).multipart(upload(&dirty, Some("append"))).send().await.expect("upload");
+    let response =
+        client.post(format!("{}/jobs", s.base)).multipart(upload(&dirty, Some("append"))).send().await.expect("upload");
     assert_eq!(response.status().as_u16(), 202);
     let location = response.headers().get("location").and_then(|v| v.to_str().ok()).expect("location").to_owned();
     let accepted: Value = response.json().await.expect("job");
@@ -791,7 +871,12 @@ async fn uploads_become_import_jobs_with_reports_and_quarantine() {
     }
     // A file that is not what its name says: the job fails and says why; the store is unchanged.
     let before = s.store.count_current().await.expect("count");
-    let broken = client.post(format!("{}/jobs", s.base)).multipart(text("broken.gpkg", "not a GeoPackage")).send().await.expect("upload");
+    let broken = client
+        .post(format!("{}/jobs", s.base))
+        .multipart(text("broken.gpkg", "not a GeoPackage"))
+        .send()
+        .await
+        .expect("upload");
     let broken: Value = broken.json().await.expect("job");
     let broken = job_until_done(&s.base, broken["id"].as_str().expect("id")).await;
     assert_eq!(broken["state"], "failed", "{broken}");

@@ -143,12 +143,22 @@ impl Session {
     /// The element a CSS selector finds.
     async fn element(&self, selector: &str) -> String {
         let found = self.command("element", json!({ "using": "css selector", "value": selector })).await;
-        found["element-6066-11e4-a52e-4f735466cecf"].as_str().unwrap_or_else(|| panic!("no {selector}: {found}")).to_owned()
+        found["element-6066-11e4-a52e-4f735466cecf"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no {selector}: {found}"))
+            .to_owned()
     }
 
     async fn screenshot(&self) -> Vec<u8> {
-        let answer: Value =
-            self.client.get(format!("{}/screenshot", self.url)).send().await.expect("screenshot").json().await.expect("JSON");
+        let answer: Value = self
+            .client
+            .get(format!("{}/screenshot", self.url))
+            .send()
+            .await
+            .expect("screenshot")
+            .json()
+            .await
+            .expect("JSON");
         base64::engine::general_purpose::STANDARD.decode(answer["value"].as_str().expect("PNG")).expect("base64")
     }
 
@@ -179,7 +189,8 @@ async fn the_map_draws_parcels_from_vector_tiles_and_shows_a_clicked_one() {
         )
         .await;
     let (x, y, id) = (hit[0].as_i64().expect("x"), hit[1].as_i64().expect("y"), hit[2].as_i64().expect("id"));
-    let drawn = session.script("return window.landdbMap.queryRenderedFeatures({ layers: ['parcels-fill'] }).length").await;
+    let drawn =
+        session.script("return window.landdbMap.queryRenderedFeatures({ layers: ['parcels-fill'] }).length").await;
     assert!(drawn.as_u64().expect("count") > 10, "parcels on screen: {drawn}");
 
     // A real click on it shows its attributes, as the API has them.

@@ -74,6 +74,11 @@ impl OutputCrs {
         })
     }
 
+    /// PROJ's definition of the CRS (`EPSG:n` or a PROJ string); `None` for CRS84.
+    pub fn definition(&self) -> Option<&str> {
+        self.definition.as_deref()
+    }
+
     /// A transformer from the stored WGS84 longitude/latitude, if coordinates must change.
     pub fn transformer(&self) -> Result<Option<Transformer>, ApiError> {
         self.definition
@@ -128,7 +133,9 @@ impl OutputCrs {
                 let (x, y) = self.position_to_wgs84(p, q)?;
                 bounds = Some(match bounds {
                     None => geo::Rect::new((x, y), (x, y)),
-                    Some(r) => geo::Rect::new((r.min().x.min(x), r.min().y.min(y)), (r.max().x.max(x), r.max().y.max(y))),
+                    Some(r) => {
+                        geo::Rect::new((r.min().x.min(x), r.min().y.min(y)), (r.max().x.max(x), r.max().y.max(y)))
+                    }
                 });
             }
         }

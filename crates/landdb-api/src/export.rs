@@ -12,6 +12,7 @@ use landdb_model::{CommuneCode, VersionId};
 
 use crate::crs::OutputCrs;
 use crate::features::{Field, Output, write_feature};
+use crate::filter::Filter;
 
 /// Which parcels an export holds.
 #[derive(Debug, Clone)]
@@ -22,16 +23,47 @@ pub enum Selection {
 }
 
 impl Selection {
-    /// The parcels of a commune, or in a box, or both, in `view`.
-    pub fn of(view: &View, commune: Option<&CommuneCode>, bbox: Option<geo::Rect<f64>>) -> Self {
-        let mut versions: Vec<VersionId> = match (commune, bbox) {
-            (None, None) => return Selection::All,
-            (Some(c), None) => view.in_commune(c).iter().map(|p| p.version()).collect(),
-            (None, Some(b)) => view.in_box(b).iter().map(|p| p.version()).collect(),
-            (Some(c), Some(b)) => view.in_box(b).iter().filter(|p| p.commune() == c).map(|p| p.version()).collect(),
+    /// The parcels of a commune, in a box, matching a filter (a polygon is a spatial filter), or
+    /// all of these, in `view`.
+    pub fn of(
+        view: &View,
+        commune: Option<&CommuneCode>,
+        bbox: Option<geo::Rect<f64>>,
+        filter: Option<&Filter>,
+    ) -> Self {
+        // The box the selection lies in: the request's, the filter's, or the part they share
+        // (`disjoint` when they share nothing).
+        let (region, disjoint) = match (bbox, filter.and_then(|f| f.bound)) {
+            (Some(a), Some(b)) => {
+                let min = (a.min().x.max(b.min().x), a.min().y.max(b.min().y));
+                let max = (a.max().x.min(b.max().x), a.max().y.min(b.max().y));
+                if min.0 <= max.0 && min.1 <= max.1 { (Some(geo::Rect::new(min, max)), false) } else { (None, true) }
+            }
+            (a, b) => (a.or(b), false),
+        };
+        let keep = |p: &landdb_engine::Parcel<'_>| {
+            commune.is_none_or(|c| p.commune() == c) && filter.is_none_or(|f| f.matches(p, None))
+        };
+        let mut versions: Vec<VersionId> = if disjoint {
+            Vec::new()
+        } else {
+            match (commune, region) {
+                (None, None) if filter.is_none() => return Selection::All,
+                (Some(c), None) => view.in_commune(c).iter().filter(|p| keep(p)).map(|p| p.version()).collect(),
+                (_, Some(b)) => view.in_box(b).iter().filter(|p| keep(p)).map(|p| p.version()).collect(),
+                (None, None) => view.parcels().filter(|p| keep(p)).map(|p| p.version()).collect(),
+            }
         };
         versions.sort_unstable();
         Selection::Versions(versions)
+    }
+
+    /// How many parcels it holds.
+    pub fn len(&self, view: &View) -> usize {
+        match self {
+            Selection::All => view.len(),
+            Selection::Versions(v) => v.len(),
+        }
     }
 }
 

@@ -85,9 +85,10 @@ impl Queryable {
                 json!({ "type": "string", "format": "date-time", "x-ogc-role": "primary-instant" }),
                 "when this version became valid",
             ),
-            Queryable::ValidTo => {
-                (json!({ "type": "string", "format": "date-time" }), "when this version stopped being valid (null: current)")
-            }
+            Queryable::ValidTo => (
+                json!({ "type": "string", "format": "date-time" }),
+                "when this version stopped being valid (null: current)",
+            ),
             Queryable::Field(f) => match f {
                 Field::NationalId => (json!({ "type": "string" }), "the national parcel ID"),
                 Field::Commune => (json!({ "type": "string", "pattern": "^[0-9]{5}$" }), "the commune code"),
@@ -330,9 +331,10 @@ fn evaluate(node: &Node, s: &mut Subject<'_, '_>) -> bool {
             order(v, low, false).is_some_and(|o| o != Ordering::Less)
                 && order(v, high, false).is_some_and(|o| o != Ordering::Greater)
         }),
-        Node::In { field, values, case_insensitive } => s.values(*field).iter().any(|v| {
-            values.iter().any(|l| order(v, l, *case_insensitive) == Some(Ordering::Equal))
-        }),
+        Node::In { field, values, case_insensitive } => s
+            .values(*field)
+            .iter()
+            .any(|v| values.iter().any(|l| order(v, l, *case_insensitive) == Some(Ordering::Equal))),
         Node::IsNull(field) => s.values(*field).is_empty(),
         Node::Spatial { op, geometry } => {
             let parcel = s.geometry();
@@ -433,7 +435,11 @@ fn compile(expr: &Expr, access: &Access) -> Result<Node, ApiError> {
         Expr::Operation { op, args } => {
             let args: Vec<&Expr> = args.iter().map(AsRef::as_ref).collect();
             let arity = |n: usize| -> Result<(), ApiError> {
-                if args.len() == n { Ok(()) } else { Err(bad(format!("`{op}` takes {n} arguments, not {}", args.len()))) }
+                if args.len() == n {
+                    Ok(())
+                } else {
+                    Err(bad(format!("`{op}` takes {n} arguments, not {}", args.len())))
+                }
             };
             match op.as_str() {
                 "and" => Ok(Node::And(args.iter().map(|a| compile(a, access)).collect::<Result<_, _>>()?)),
@@ -444,7 +450,8 @@ fn compile(expr: &Expr, access: &Access) -> Result<Node, ApiError> {
                 }
                 "=" | "<>" | "<" | "<=" | ">" | ">=" => {
                     arity(2)?;
-                    let (mut op, (field, ci1), (value, ci2)) = (comparison(op), operand(args[0], access)?, operand(args[1], access)?);
+                    let (mut op, (field, ci1), (value, ci2)) =
+                        (comparison(op), operand(args[0], access)?, operand(args[1], access)?);
                     // `5 < area_m2` reads as `area_m2 > 5`.
                     let (field, value) = match (field, value) {
                         (Operand::Property(f), Operand::Literal(v)) => (f, v),
@@ -516,10 +523,14 @@ fn compile(expr: &Expr, access: &Access) -> Result<Node, ApiError> {
                         };
                         (args[0], swapped)
                     } else {
-                        return Err(bad(format!("`{}`: a spatial operator takes `geometry` and a geometry literal", text(expr))));
+                        return Err(bad(format!(
+                            "`{}`: a spatial operator takes `geometry` and a geometry literal",
+                            text(expr)
+                        )));
                     };
-                    let geometry = Geometry::<f64>::try_from(literal.clone())
-                        .map_err(|_| bad(format!("`{}` is not a geometry (give WKT, GeoJSON or BBOX in CRS84)", text(literal))))?;
+                    let geometry = Geometry::<f64>::try_from(literal.clone()).map_err(|_| {
+                        bad(format!("`{}` is not a geometry (give WKT, GeoJSON or BBOX in CRS84)", text(literal)))
+                    })?;
                     Ok(Node::Spatial { op: spatial, geometry })
                 }
                 op if op.starts_with("t_") => {
@@ -528,11 +539,16 @@ fn compile(expr: &Expr, access: &Access) -> Result<Node, ApiError> {
                     let subject = temporal_subject(args[0], access)
                         .ok_or_else(|| bad(format!("`{}`: a temporal operator takes valid_from, valid_to or INTERVAL(valid_from, valid_to) first", text(expr))))?;
                     let (start, end) = period(args[1]).ok_or_else(|| {
-                        bad(format!("`{}` is not an instant or interval: give TIMESTAMP('…'), DATE('…') or INTERVAL(…)", text(args[1])))
+                        bad(format!(
+                            "`{}` is not an instant or interval: give TIMESTAMP('…'), DATE('…') or INTERVAL(…)",
+                            text(args[1])
+                        ))
                     })?;
                     Ok(Node::Temporal { op: temporal, subject, start, end })
                 }
-                "casei" | "accenti" => Err(bad(format!("`{op}` belongs inside a comparison, as in casei(commune) = casei('…')"))),
+                "casei" | "accenti" => {
+                    Err(bad(format!("`{op}` belongs inside a comparison, as in casei(commune) = casei('…')")))
+                }
                 other => Err(bad(format!(
                     "the operator `{other}` is not supported here; use comparisons, LIKE, BETWEEN, IN, IS NULL, AND/OR/NOT, s_* and t_* operators"
                 ))),
@@ -651,10 +667,9 @@ fn temporal_subject(expr: &Expr, access: &Access) -> Option<TemporalSubject> {
         _ => None,
     };
     match expr {
-        Expr::Interval { interval } if interval.len() == 2 => {
-            (property(&interval[0]) == Some(Queryable::ValidFrom) && property(&interval[1]) == Some(Queryable::ValidTo))
-                .then_some(TemporalSubject::Validity)
-        }
+        Expr::Interval { interval } if interval.len() == 2 => (property(&interval[0]) == Some(Queryable::ValidFrom)
+            && property(&interval[1]) == Some(Queryable::ValidTo))
+        .then_some(TemporalSubject::Validity),
         e => match property(e)? {
             Queryable::ValidFrom => Some(TemporalSubject::ValidFrom),
             Queryable::ValidTo => Some(TemporalSubject::ValidTo),
@@ -761,7 +776,10 @@ impl SortBy {
 
     /// Orders two parcels; the version breaks ties, so the order is total and pages are stable.
     pub fn compare(&self, a: &Parcel<'_>, b: &Parcel<'_>) -> Ordering {
-        let (sa, sb) = (Subject { parcel: a, validity: None, geometry: None }, Subject { parcel: b, validity: None, geometry: None });
+        let (sa, sb) = (
+            Subject { parcel: a, validity: None, geometry: None },
+            Subject { parcel: b, validity: None, geometry: None },
+        );
         for (q, descending) in &self.keys {
             let (va, vb) = (sa.values(*q), sb.values(*q));
             // Absent values sort last, in either direction.
@@ -826,7 +844,21 @@ mod tests {
     #[test]
     fn allen_relations_partition_the_cases() {
         use TemporalOp::*;
-        let exclusive = [Before, After, Meets, MetBy, Overlaps, OverlappedBy, Starts, StartedBy, During, Contains, Finishes, FinishedBy, Equals];
+        let exclusive = [
+            Before,
+            After,
+            Meets,
+            MetBy,
+            Overlaps,
+            OverlappedBy,
+            Starts,
+            StartedBy,
+            During,
+            Contains,
+            Finishes,
+            FinishedBy,
+            Equals,
+        ];
         // For proper intervals exactly one of Allen's thirteen relations holds.
         for a in [(0, 10), (5, 15), (10, 20), (0, 20), (2, 8), (20, 30), (0, 5)] {
             for b in [(0, 10), (5, 15), (10, 20), (0, 20), (2, 8), (20, 30), (0, 5)] {
@@ -867,11 +899,16 @@ mod tests {
         let f = Filter::parse("S_INTERSECTS(geometry, BBOX(108, 16, 108.1, 16.1)) OR area_m2 > 5", Language::Text, &a)
             .expect("parsed");
         assert_eq!(f.bound, None);
-        let f = Filter::parse("NOT S_DISJOINT(geometry, BBOX(108, 16, 108.1, 16.1))", Language::Text, &a).expect("parsed");
+        let f =
+            Filter::parse("NOT S_DISJOINT(geometry, BBOX(108, 16, 108.1, 16.1))", Language::Text, &a).expect("parsed");
         assert_eq!(f.bound, None);
         assert!(!f.temporal);
-        let f = Filter::parse("T_INTERSECTS(INTERVAL(valid_from, valid_to), INTERVAL('2020-01-01', '..'))", Language::Text, &a)
-            .expect("parsed");
+        let f = Filter::parse(
+            "T_INTERSECTS(INTERVAL(valid_from, valid_to), INTERVAL('2020-01-01', '..'))",
+            Language::Text,
+            &a,
+        )
+        .expect("parsed");
         assert!(f.temporal);
     }
 }

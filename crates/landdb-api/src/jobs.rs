@@ -14,8 +14,8 @@ use std::sync::{Arc, Mutex};
 
 use landdb_ingest::import::{Imported, Mode};
 use landdb_ingest::pipeline::Options;
-use landdb_model::ReferenceData;
 use landdb_model::BatchId;
+use landdb_model::ReferenceData;
 use landdb_store::{AnyStore, ParcelStore, QuarantinedRecord};
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -162,9 +162,15 @@ impl Jobs {
         tokio::spawn(async move {
             running.lock().state = State::Running;
             let progress = |n: usize| running.records_read.store(n, Ordering::Relaxed);
-            let result =
-                landdb_ingest::import::import(&store, std::slice::from_ref(&upload), &reference, &options, mode, &progress)
-                    .await;
+            let result = landdb_ingest::import::import(
+                &store,
+                std::slice::from_ref(&upload),
+                &reference,
+                &options,
+                mode,
+                &progress,
+            )
+            .await;
             let mut o = running.lock();
             o.finished_at = Some(chrono::Utc::now());
             match result {

@@ -20,7 +20,9 @@ fn parameters(list: &[(&str, &str)], path: &[(&str, &str)]) -> Value {
             "after" => json!({ "type": "string" }),
             "lon" | "lat" | "x" | "y" => json!({ "type": "number" }),
             "bbox" => json!({ "type": "array", "minItems": 4, "maxItems": 4, "items": { "type": "number" } }),
-            "f" if list.len() == 1 && list[0].1.contains("html") => json!({ "type": "string", "enum": ["json", "html"] }),
+            "f" if list.len() == 1 && list[0].1.contains("html") => {
+                json!({ "type": "string", "enum": ["json", "html"] })
+            }
             "f" => json!({ "type": "string", "enum": ["json", "geojson"] }),
             _ => json!({ "type": "string" }),
         };

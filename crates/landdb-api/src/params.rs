@@ -44,10 +44,9 @@ impl Params {
         }
         let params = Params { values };
         match params.get("f") {
-            Some(f) if !formats.contains(&f) => Err(ApiError::bad_parameter(format!(
-                "f={f}: this endpoint answers f={}",
-                formats.join(", f=")
-            ))),
+            Some(f) if !formats.contains(&f) => {
+                Err(ApiError::bad_parameter(format!("f={f}: this endpoint answers f={}", formats.join(", f="))))
+            }
             _ => Ok(params),
         }
     }
@@ -182,7 +181,8 @@ mod tests {
         let p = Params::parse(Some("bbox=108.1,16.0,108.2,16.1"), &["bbox"]).expect("parsed");
         assert_eq!(p.bbox(&reference).expect("box"), Some(Rect::new((108.1, 16.0), (108.2, 16.1))));
         // EPSG:4326 is latitude first.
-        let p = Params::parse(Some("bbox=16.0,108.1,16.1,108.2&bbox-crs=EPSG:4326"), &["bbox", "bbox-crs"]).expect("parsed");
+        let p = Params::parse(Some("bbox=16.0,108.1,16.1,108.2&bbox-crs=EPSG:4326"), &["bbox", "bbox-crs"])
+            .expect("parsed");
         assert_eq!(p.bbox(&reference).expect("box"), Some(Rect::new((108.1, 16.0), (108.2, 16.1))));
         for (query, why) in [
             ("bbox-crs=EPSG:4326", "without bbox"),

@@ -19,6 +19,7 @@ use crate::crs::OutputCrs;
 use crate::export::{Selection, geojson_stream};
 use crate::features::{Field, Output, write_feature};
 use crate::filter::{Filter, Language, Queryable, SortBy, Validity};
+use crate::formats::Format;
 use crate::ogc::{ApiError, CONFORMANCE, CRS84, GEOJSON, JSON, Link, OPENAPI, json_response};
 use crate::params::{MAX_LIMIT, Params};
 use crate::reference::ReferenceCollection;
@@ -61,16 +62,23 @@ pub const ITEM: &[(&str, &str)] = &[
     ("properties", "comma-separated property names to include"),
 ];
 pub const EXPORT: &[(&str, &str)] = &[
-    ("f", "the format of the export: `json` or `geojson` (GeoJSON, RFC 7946, in WGS84)"),
+    (
+        "f",
+        "the format of the export: `geojson` (or `json`; RFC 7946, streamed), `gpkg` (GeoPackage), `shp` (Shapefile, zipped, UTF-8) or `dxf` (CAD: boundaries on one layer a commune, sheet/number as text)",
+    ),
     ("commune", "only the parcels of this commune (5-digit code)"),
-    ("bbox", "only the parcels intersecting west,south,east,north (longitude, latitude)"),
-    ("bbox-crs", "the coordinate system of bbox: CRS84 (the default) or EPSG:4326"),
+    ("bbox", "only the parcels intersecting west,south,east,north (in bbox-crs)"),
+    ("bbox-crs", "the coordinate system of bbox, as for items"),
+    ("polygon", "only the parcels intersecting this polygon (WKT, longitude/latitude)"),
+    ("filter", "only the parcels matching this CQL2 condition, as for items"),
+    ("filter-lang", "the language of filter: cql2-text (the default; cql-text is accepted too) or cql2-json"),
     ("properties", "comma-separated property names to include"),
     (
         "crs",
         "the coordinate system of the export: CRS84 (the default), EPSG 4326, 4756 (VN-2000), a VN-2000 TM-3 zone (what surveyors work in), 32648 or 32649",
     ),
 ];
+const EXPORT_FORMATS: &[&str] = &["json", "geojson", "gpkg", "geopackage", "shp", "shapefile", "dxf"];
 pub const AT_POINT: &[(&str, &str)] = &[
     ("f", "the format of the answer: `json` (the only one so far)"),
     ("lon", "longitude (WGS84)"),
@@ -125,11 +133,8 @@ impl FromRequestParts<Arc<AppState>> for Call {
                 format!("http://{host}")
             }
         };
-        let wants_html = parts
-            .headers
-            .get(header::ACCEPT)
-            .and_then(|a| a.to_str().ok())
-            .is_some_and(|a| a.contains("text/html"));
+        let wants_html =
+            parts.headers.get(header::ACCEPT).and_then(|a| a.to_str().ok()).is_some_and(|a| a.contains("text/html"));
         Ok(Call { base, query: parts.uri.query().map(str::to_owned), wants_html })
     }
 }
@@ -363,9 +368,10 @@ fn collection_query(
     allowed: &[(&'static str, &str)],
     access: &Access,
     reference: &landdb_model::ReferenceData,
+    formats: &[&str],
 ) -> Result<CollectionQuery, ApiError> {
     known_collection(id)?;
-    let params = call.params(allowed)?;
+    let params = Params::parse_formats(call.query.as_deref(), &names(allowed), formats)?;
     let bbox = params.bbox(reference)?;
     let fields = Field::selected(params.get("properties"), access)?;
     Ok((params, bbox, fields))
@@ -389,7 +395,11 @@ fn both(a: Option<geo::Rect<f64>>, b: Option<geo::Rect<f64>>) -> Option<geo::Rec
         (Some(a), Some(b)) => {
             let min = (a.min().x.max(b.min().x), a.min().y.max(b.min().y));
             let max = (a.max().x.min(b.max().x), a.max().y.min(b.max().y));
-            Some(if min.0 > max.0 || min.1 > max.1 { geo::Rect::new((1e9, 1e9), (1e9, 1e9)) } else { geo::Rect::new(min, max) })
+            Some(if min.0 > max.0 || min.1 > max.1 {
+                geo::Rect::new((1e9, 1e9), (1e9, 1e9))
+            } else {
+                geo::Rect::new(min, max)
+            })
         }
         (a, b) => a.or(b),
     }
@@ -442,7 +452,8 @@ struct ItemsQuery {
 
 impl ItemsQuery {
     fn read(app: &AppState, call: &Call, access: &Access) -> Result<ItemsQuery, ApiError> {
-        let (params, bbox, fields) = collection_query("parcels", call, ITEMS, access, &app.reference)?;
+        let (params, bbox, fields) =
+            collection_query("parcels", call, ITEMS, access, &app.reference, &["json", "geojson"])?;
         let limit = params.limit()?;
         let crs = output_crs(app, &params)?;
         let language = Language::parse(params.get("filter-lang"))?;
@@ -450,7 +461,9 @@ impl ItemsQuery {
             && c != CRS84
             && !c.eq_ignore_ascii_case("CRS84")
         {
-            return Err(ApiError::bad_parameter(format!("filter-crs={c}: geometries in filter are read in {CRS84} only")));
+            return Err(ApiError::bad_parameter(format!(
+                "filter-crs={c}: geometries in filter are read in {CRS84} only"
+            )));
         }
         let filter = params.get("filter").map(|f| Filter::parse(f, language, access)).transpose()?;
         let sortby = SortBy::parse(params.get("sortby"), access)?;
@@ -483,17 +496,27 @@ impl ItemsQuery {
             }
             q.push_str(&c);
         }
-        if q.is_empty() { format!("{base}/collections/parcels/items") } else { format!("{base}/collections/parcels/items?{q}") }
+        if q.is_empty() {
+            format!("{base}/collections/parcels/items")
+        } else {
+            format!("{base}/collections/parcels/items?{q}")
+        }
     }
 
     fn links(&self, base: &str, page: &[Parcel<'_>], earlier: bool, later: bool) -> Vec<Link> {
-        let this = self.after.map(|a| format!("after={}", a.0)).or_else(|| self.before.map(|b| format!("before={}", b.0)));
+        let this =
+            self.after.map(|a| format!("after={}", a.0)).or_else(|| self.before.map(|b| format!("before={}", b.0)));
         let mut links = vec![
             Link::new(self.link(base, this), "self", GEOJSON, "this page"),
             Link::new(format!("{base}/collections/parcels"), "collection", JSON, "the collection"),
         ];
         if let (true, Some(last)) = (later, page.last()) {
-            links.push(Link::new(self.link(base, Some(format!("after={}", last.version().0))), "next", GEOJSON, "the next page"));
+            links.push(Link::new(
+                self.link(base, Some(format!("after={}", last.version().0))),
+                "next",
+                GEOJSON,
+                "the next page",
+            ));
         }
         if let (true, Some(first)) = (earlier, page.first()) {
             links.push(Link::new(
@@ -564,14 +587,14 @@ pub async fn items(
             // values of its parcel, which must then still be current.
             let place = |v: VersionId| -> Result<Option<Parcel<'_>>, ApiError> {
                 match &query.sortby {
-                    None => Ok(None),
-                    Some(_) => view.by_version(v).map(Some).ok_or_else(|| {
-                        ApiError::bad_parameter(format!(
-                            "version {} that this page is placed by is no longer current; start again from the first page",
-                            v.0
-                        ))
-                    }),
-                }
+                None => Ok(None),
+                Some(_) => view.by_version(v).map(Some).ok_or_else(|| {
+                    ApiError::bad_parameter(format!(
+                        "version {} that this page is placed by is no longer current; start again from the first page",
+                        v.0
+                    ))
+                }),
+            }
             };
             let against = |p: &Parcel<'_>, v: VersionId, c: &Option<Parcel<'_>>| match (&query.sortby, c) {
                 (Some(s), Some(c)) => s.compare(p, c),
@@ -684,14 +707,21 @@ pub async fn item(
     Ok(json_response(StatusCode::OK, GEOJSON, out))
 }
 
-/// The whole selection as one GeoJSON file, streamed: constant memory whatever its size.
+/// The whole selection as one file: GeoJSON streamed with constant memory whatever its size, or
+/// a GeoPackage, zipped Shapefile or DXF written through GDAL and then sent.
 pub async fn export(
     State(app): State<Arc<AppState>>,
     access: Access,
     Path(id): Path<String>,
     call: Call,
 ) -> Result<Response, ApiError> {
-    let (params, bbox, fields) = collection_query(&id, &call, EXPORT, &access, &app.reference)?;
+    let (params, bbox, fields) = collection_query(&id, &call, EXPORT, &access, &app.reference, EXPORT_FORMATS)?;
+    let format = match params.get("f") {
+        None => Format::GeoJson,
+        Some(raw) => Format::parse(raw).ok_or_else(|| {
+            ApiError::bad_parameter(format!("f={raw}: export as geojson, gpkg, shp (zipped Shapefile) or dxf"))
+        })?,
+    };
     let commune = params
         .get("commune")
         .map(|c| {
@@ -699,17 +729,96 @@ pub async fn export(
                 .map_err(|_| ApiError::bad_parameter(format!("commune={c}: give a 5-digit commune code")))
         })
         .transpose()?;
+    let language = Language::parse(params.get("filter-lang"))?;
+    let filter = match (params.get("filter"), params.get("polygon")) {
+        (Some(_), Some(_)) => {
+            return Err(ApiError::bad_parameter(
+                "give polygon or filter, not both (a filter can hold S_INTERSECTS(geometry, POLYGON(…)))",
+            ));
+        }
+        (Some(f), None) => Some(Filter::parse(f, language, &access)?),
+        (None, Some(p)) => {
+            if !p.trim_start().to_ascii_uppercase().starts_with("POLYGON")
+                && !p.trim_start().to_ascii_uppercase().starts_with("MULTIPOLYGON")
+            {
+                return Err(ApiError::bad_parameter(format!("polygon={p}: give a POLYGON or MULTIPOLYGON in WKT")));
+            }
+            let f = Filter::parse(&format!("S_INTERSECTS(geometry, {p})"), Language::Text, &access).map_err(|_| {
+                ApiError::bad_parameter(format!("polygon={p}: not a WKT polygon in longitude/latitude"))
+            })?;
+            Some(f)
+        }
+        (None, None) => None,
+    };
+    if filter.as_ref().is_some_and(|f| f.temporal) {
+        return Err(ApiError::bad_parameter(
+            "filter: exports hold current parcels; temporal conditions belong to items with datetime",
+        ));
+    }
     let crs = output_crs(&app, &params)?;
     // Built once here so that a CRS PROJ cannot handle fails before the answer starts.
     crs.transformer()?;
     let view = app.engine.snapshot();
-    let selection = Selection::of(&view, commune.as_ref(), bbox);
-    let body = axum::body::Body::from_stream(geojson_stream(view, selection, fields, crs.clone()));
-    let mut response = with_crs(json_response(StatusCode::OK, GEOJSON, body), &crs);
-    response.headers_mut().insert(
-        header::CONTENT_DISPOSITION,
-        axum::http::HeaderValue::from_static("attachment; filename=\"parcels.geojson\""),
-    );
+    let selection = Selection::of(&view, commune.as_ref(), bbox, filter.as_ref());
+    let disposition = format!("attachment; filename=\"{}\"", format.file_name());
+    let mut response = if format == Format::GeoJson {
+        let body = axum::body::Body::from_stream(geojson_stream(view, selection, fields, crs.clone()));
+        with_crs(json_response(StatusCode::OK, GEOJSON, body), &crs)
+    } else {
+        file_response(view, selection, fields, crs, format).await?
+    };
+    if let Ok(v) = axum::http::HeaderValue::from_str(&disposition) {
+        response.headers_mut().insert(header::CONTENT_DISPOSITION, v);
+    }
+    Ok(response)
+}
+
+/// A GDAL format: written to a scratch directory on a blocking thread, then read back in chunks
+/// (the file is unlinked once open, so nothing is left behind whatever the client does).
+async fn file_response(
+    view: Arc<View>,
+    selection: Selection,
+    fields: Vec<Field>,
+    crs: OutputCrs,
+    format: Format,
+) -> Result<Response, ApiError> {
+    use tokio::io::AsyncReadExt;
+    static EXPORTS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = EXPORTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("landdb-export-{}-{n}", std::process::id()));
+    std::fs::create_dir_all(&dir).map_err(|e| ApiError::internal(&e))?;
+    let written = {
+        let dir = dir.clone();
+        tokio::task::spawn_blocking(move || crate::formats::write(&view, &selection, &fields, &crs, format, &dir))
+            .await
+            .map_err(|e| ApiError::internal(&e))
+            .and_then(|r| r)
+    };
+    let opened = match written {
+        Ok(path) => tokio::fs::File::open(&path).await.map_err(|e| ApiError::internal(&e)),
+        Err(e) => Err(e),
+    };
+    let _ = std::fs::remove_dir_all(&dir);
+    let file = opened?;
+    let length = file.metadata().await.map(|m| m.len()).ok();
+    let stream = futures::stream::unfold(Some(file), |file| async move {
+        let mut file = file?;
+        let mut buf = vec![0u8; 1 << 20];
+        match file.read(&mut buf).await {
+            Ok(0) => None,
+            Ok(n) => {
+                buf.truncate(n);
+                Some((Ok::<_, std::io::Error>(axum::body::Bytes::from(buf)), Some(file)))
+            }
+            Err(e) => Some((Err(e), None)),
+        }
+    });
+    let mut response = axum::response::IntoResponse::into_response(axum::body::Body::from_stream(stream));
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, axum::http::HeaderValue::from_static(format.media_type()));
+    if let Some(n) = length {
+        headers.insert(header::CONTENT_LENGTH, axum::http::HeaderValue::from(n));
+    }
     Ok(response)
 }
 
@@ -724,8 +833,9 @@ fn lookup_point(app: &AppState, params: &Params) -> Result<(f64, f64), ApiError>
             let raw = params
                 .get("point-crs")
                 .ok_or_else(|| ApiError::bad_parameter("parameter `point-crs` is required with x and y"))?;
-            let crs = OutputCrs::parse(raw, &app.reference)
-                .map_err(|_| ApiError::bad_parameter(format!("point-crs={raw}: not a coordinate system this server knows")))?;
+            let crs = OutputCrs::parse(raw, &app.reference).map_err(|_| {
+                ApiError::bad_parameter(format!("point-crs={raw}: not a coordinate system this server knows"))
+            })?;
             let (x, y) = (params.number("x")?, params.number("y")?);
             // x is the easting or longitude whatever the CRS's axis order.
             let (first, second) = if crs.latitude_first { (y, x) } else { (x, y) };
@@ -928,9 +1038,7 @@ pub async fn tile(
     let view = app.engine.snapshot();
     let bytes = crate::tiles::tile(&view, id)?;
     let mut response = axum::response::IntoResponse::into_response(bytes);
-    response
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, axum::http::HeaderValue::from_static(crate::tiles::MEDIA_TYPE));
+    response.headers_mut().insert(header::CONTENT_TYPE, axum::http::HeaderValue::from_static(crate::tiles::MEDIA_TYPE));
     Ok(response)
 }
 
@@ -1035,7 +1143,12 @@ pub async fn submit_job(
     Ok(response)
 }
 
-pub async fn job(State(app): State<Arc<AppState>>, _access: Access, Path(id): Path<String>, call: Call) -> Result<Response, ApiError> {
+pub async fn job(
+    State(app): State<Arc<AppState>>,
+    _access: Access,
+    Path(id): Path<String>,
+    call: Call,
+) -> Result<Response, ApiError> {
     call.params(COMMON)?;
     Ok(ok_json(JSON, app.jobs.get(&id)?.status(&call.base)))
 }
@@ -1065,7 +1178,10 @@ pub async fn job_quarantine(
     call.params(COMMON)?;
     let job = app.jobs.get(&id)?;
     let batch = job.batch().ok_or_else(|| {
-        ApiError::not_found(format!("job {id} committed no batch (it is {}): nothing was quarantined", serde_json::json!(job.state())))
+        ApiError::not_found(format!(
+            "job {id} committed no batch (it is {}): nothing was quarantined",
+            serde_json::json!(job.state())
+        ))
     })?;
     let body = crate::jobs::quarantine_geojson(&app.store, batch).await?;
     let mut response = ok_json(GEOJSON, body);

@@ -123,8 +123,8 @@ fn demo_serves_the_samples_from_the_embedded_store_and_stops_cleanly() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// `landdb export` writes a commune's parcels, and all of them, as GeoJSON files that GDAL reads
-/// with the right feature counts.
+/// `landdb export` writes a commune's parcels, and all of them, as GeoJSON, GeoPackage, DXF and
+/// zipped Shapefile files that GDAL reads with the right feature counts.
 #[test]
 fn export_writes_geojson_that_gdal_reads() {
     let dir = scratch_dir("export");
@@ -136,12 +136,19 @@ fn export_writes_geojson_that_gdal_reads() {
     for (args, expected) in [
         (vec!["export", "--out", "one.geojson", "--commune", "20194"], in_file("20194.geojson")),
         (vec!["export", "--out", "all.geojson"], sample_feature_count()),
+        (vec!["export", "--out", "one.gpkg", "--commune", "20194"], in_file("20194.geojson")),
+        (vec!["export", "--out", "one.dxf", "--commune", "20194", "--crs", "EPSG:9210"], in_file("20194.geojson")),
+        (vec!["export", "--out", "one.zip", "--commune", "20194", "--format", "shp"], in_file("20194.geojson")),
     ] {
         let out = landdb(&dir, &args);
         assert!(out.status.success(), "{}", stderr(&out));
         assert!(stdout(&out).contains(&format!("{expected} parcels")), "{}", stdout(&out));
-        let info =
-            Command::new("ogrinfo").args(["-ro", "-so", "-al"]).arg(dir.join(args[2])).output().expect("ogrinfo");
+        let source = if args[2].ends_with(".zip") {
+            std::ffi::OsString::from(format!("/vsizip/{}/parcels.shp", dir.join(args[2]).display()))
+        } else {
+            dir.join(args[2]).into_os_string()
+        };
+        let info = Command::new("ogrinfo").args(["-ro", "-so", "-al"]).arg(&source).output().expect("ogrinfo");
         assert!(stdout(&info).contains(&format!("Feature Count: {expected}")), "{}", stdout(&info));
     }
     let bad = landdb(&dir, &["export", "--out", "x.geojson", "--bbox", "1,2,3"]);

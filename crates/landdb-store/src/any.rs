@@ -9,8 +9,8 @@ use landdb_model::{
 
 use crate::postgres::{PgBatch, PgStore, PgWaiter};
 use crate::sqlite::{PollingWaiter, SqliteBatch, SqliteStore};
-use crate::{Period, 
-    BatchInfo, BatchWriter, CurrentEntry, DatabaseUrl, FeedWaiter, NewBatch, ParcelChange, ParcelStore,
+use crate::{
+    BatchInfo, BatchWriter, CurrentEntry, DatabaseUrl, FeedWaiter, NewBatch, ParcelChange, ParcelStore, Period,
     QuarantinedRecord, Result,
 };
 

@@ -16,8 +16,8 @@ use sqlx::{Postgres, Row, Transaction};
 
 use crate::database_url::redact;
 use crate::row::VersionRow;
-use crate::{Period, 
-    BatchInfo, BatchWriter, ChangeKind, CurrentEntry, FeedWaiter, NewBatch, ParcelChange, ParcelStore,
+use crate::{
+    BatchInfo, BatchWriter, ChangeKind, CurrentEntry, FeedWaiter, NewBatch, ParcelChange, ParcelStore, Period,
     QuarantinedRecord, Result, StoreError, error::key_from_unique_violation,
 };
 

@@ -17,8 +17,8 @@ use sqlx::{Row, Sqlite, Transaction};
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
 use crate::row::VersionRow;
-use crate::{Period, 
-    BatchInfo, BatchWriter, ChangeKind, CurrentEntry, FeedWaiter, NewBatch, ParcelChange, ParcelStore,
+use crate::{
+    BatchInfo, BatchWriter, ChangeKind, CurrentEntry, FeedWaiter, NewBatch, ParcelChange, ParcelStore, Period,
     QuarantinedRecord, Result, StoreError, geometry,
 };
 
@@ -225,9 +225,10 @@ impl ParcelStore for SqliteStore {
                 .await?;
             let exhausted = rows.len() < limit.max(1);
             cursor = rows.last().map_or(cursor, |v| v.id.0);
-            found.extend(rows.into_iter().filter(|v| {
-                bbox.is_none_or(|r| geo::Intersects::intersects(&v.parcel.geometry, &r.to_polygon()))
-            }));
+            found.extend(
+                rows.into_iter()
+                    .filter(|v| bbox.is_none_or(|r| geo::Intersects::intersects(&v.parcel.geometry, &r.to_polygon()))),
+            );
             if exhausted || found.len() >= limit {
                 found.truncate(limit);
                 return Ok(found);
