@@ -46,6 +46,7 @@ pub async fn server(files: &[PathBuf]) -> Server {
         reference: Arc::new(ReferenceData::embedded().expect("reference")),
         public_url: None,
         jobs: landdb_api::jobs::Jobs::new(std::env::temp_dir().join(format!("landdb-uploads-{}", std::process::id()))),
+        metrics: landdb_api::metrics::Metrics::default(),
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let base = format!("http://{}", listener.local_addr().expect("address"));

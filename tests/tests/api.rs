@@ -883,3 +883,30 @@ async fn uploads_become_import_jobs_with_reports_and_quarantine() {
     assert!(broken["error"].as_str().is_some_and(|e| e.contains("broken.gpkg")), "{broken}");
     assert_eq!(s.store.count_current().await.expect("count"), before);
 }
+
+/// Operators scrape /metrics: requests by route (the template, not the path) and status class,
+/// latencies, and the engine's state.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_count_requests_by_route_for_prometheus() {
+    let s = server(&[samples().join("20194.geojson")]).await;
+    for _ in 0..3 {
+        get(&format!("{}/collections/parcels/items?limit=1", s.base)).await;
+    }
+    get(&format!("{}/collections/parcels/items?limit=0", s.base)).await;
+    let response = reqwest::get(format!("{}/metrics", s.base)).await.expect("metrics");
+    assert!(response.headers()["content-type"].to_str().expect("type").starts_with("text/plain; version=0.0.4"));
+    let text = response.text().await.expect("text");
+    let value = |line_start: &str| -> f64 {
+        text.lines()
+            .find(|l| l.starts_with(line_start))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("{line_start} in {text}"))
+    };
+    assert!(value("landdb_http_requests_total{route=\"/collections/{id}/items\",status=\"2xx\"}") >= 3.0);
+    assert!(value("landdb_http_requests_total{route=\"/collections/{id}/items\",status=\"4xx\"}") >= 1.0);
+    assert!(value("landdb_http_request_duration_seconds_count{route=\"/collections/{id}/items\"}") >= 4.0);
+    assert_eq!(value("landdb_engine_parcels "), s.store.count_current().await.expect("count") as f64);
+    assert!(value("landdb_engine_heap_bytes ") > 0.0);
+    assert!(text.contains("landdb_upload_jobs{state=\"running\"} 0"));
+}

@@ -138,6 +138,20 @@ impl Jobs {
         self.jobs.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(&id).cloned().ok_or_else(missing)
     }
 
+    /// How many jobs are in each state.
+    pub fn count_by_state(&self) -> Vec<(&'static str, usize)> {
+        let jobs = self.jobs.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        [
+            (State::Queued, "queued"),
+            (State::Running, "running"),
+            (State::Succeeded, "succeeded"),
+            (State::Failed, "failed"),
+        ]
+        .into_iter()
+        .map(|(state, name)| (name, jobs.values().filter(|j| j.state() == state).count()))
+        .collect()
+    }
+
     /// A new job's id and the directory its upload goes to.
     pub fn reserve(&self) -> Result<(u64, PathBuf), ApiError> {
         let id = self.next.fetch_add(1, Ordering::Relaxed);

@@ -2,6 +2,9 @@
 //! (`landdb-engine`) and, for what it does not hold, the store. Every handler takes the caller's
 //! [`access::Access`] first: one place for the access rules to sit in front of every path.
 
+// The OpenAPI document is one `json!` literal, deeper than the default limit.
+#![recursion_limit = "256"]
+
 pub mod access;
 pub mod crs;
 pub mod export;
@@ -9,6 +12,7 @@ pub mod features;
 pub mod filter;
 pub mod formats;
 pub mod jobs;
+pub mod metrics;
 pub mod ogc;
 pub mod openapi;
 pub mod pages;
@@ -37,6 +41,8 @@ pub struct AppState {
     pub public_url: Option<String>,
     /// Upload jobs.
     pub jobs: jobs::Jobs,
+    /// Request counts and latencies, for `/metrics`.
+    pub metrics: metrics::Metrics,
 }
 
 /// The largest upload taken: a whole province zipped is a few hundred megabytes.
@@ -71,6 +77,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/jobs/{id}/quarantine", get(routes::job_quarantine))
         .route("/health", get(routes::health))
         .route("/ready", get(routes::ready))
+        .route("/metrics", get(routes::metrics))
+        .route_layer(axum::middleware::from_fn_with_state(Arc::clone(&state), track))
         .fallback(routes::not_found)
         .layer(axum::middleware::from_fn_with_state(Arc::clone(&state), etag))
         // gzip or brotli when the client asks for it (GeoJSON shrinks to about a fifth), and one
@@ -115,6 +123,22 @@ async fn etag(
     let mut response = next.run(request).await;
     if response.status() == StatusCode::OK {
         response.headers_mut().insert(header::ETAG, tag_value);
+    }
+    response
+}
+
+/// Counts the request and its latency under its route (the path template, not the path: one
+/// row for every parcel lookup, not one a parcel).
+async fn track(
+    axum::extract::State(app): axum::extract::State<Arc<AppState>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let started = std::time::Instant::now();
+    let route = request.extensions().get::<axum::extract::MatchedPath>().map(|m| m.as_str().to_owned());
+    let response = next.run(request).await;
+    if let Some(route) = route {
+        app.metrics.observe(&route, response.status().as_u16(), started.elapsed());
     }
     response
 }

@@ -1201,6 +1201,38 @@ pub async fn ready(State(app): State<Arc<AppState>>) -> Response {
     ok_json(JSON, json!({ "ready": true, "parcels": view.len(), "feedPosition": view.position().0 }))
 }
 
+/// Prometheus metrics: requests by route, the engine, the upload jobs.
+pub async fn metrics(State(app): State<Arc<AppState>>) -> Response {
+    use crate::metrics::gauge;
+    let mut out = String::with_capacity(8 << 10);
+    app.metrics.render(&mut out);
+    let view = app.engine.snapshot();
+    gauge(&mut out, "landdb_engine_parcels", "Current parcels the engine holds.", view.len() as f64);
+    gauge(
+        &mut out,
+        "landdb_engine_feed_position",
+        "The change-feed position the engine reflects.",
+        view.position().0 as f64,
+    );
+    gauge(
+        &mut out,
+        "landdb_engine_heap_bytes",
+        "Memory the engine's columns and index take.",
+        view.heap_bytes() as f64,
+    );
+    out.push_str(
+        "# HELP landdb_upload_jobs Upload jobs this process knows, by state.\n# TYPE landdb_upload_jobs gauge\n",
+    );
+    for (state, n) in app.jobs.count_by_state() {
+        let _ = std::fmt::Write::write_fmt(&mut out, format_args!("landdb_upload_jobs{{state=\"{state}\"}} {n}\n"));
+    }
+    let mut response = axum::response::IntoResponse::into_response(out);
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, axum::http::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"));
+    response
+}
+
 pub async fn openapi(call: Call) -> Result<Response, ApiError> {
     call.params(COMMON)?;
     Ok(ok_json(OPENAPI, crate::openapi::document(&call.base, MAX_LIMIT)))

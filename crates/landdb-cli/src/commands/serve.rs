@@ -56,6 +56,7 @@ pub async fn serve(store: AnyStore, reference: ReferenceData, args: &ServerArgs)
         reference: Arc::new(reference),
         public_url: args.public_url.clone(),
         jobs: landdb_api::jobs::Jobs::new(std::env::temp_dir().join(format!("landdb-uploads-{}", std::process::id()))),
+        metrics: landdb_api::metrics::Metrics::default(),
     });
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await
