@@ -82,7 +82,7 @@ pub fn document(base: &str, max_limit: usize) -> Value {
             "/collections/communes/items": get("the 2025 communes with their parcel counts, a page at a time", parameters(REFERENCE_ITEMS, &[]), "application/geo+json"),
             "/collections/land-use-codes/items": get("the land-use codes of both lists, a page at a time", parameters(REFERENCE_ITEMS, &[]), "application/geo+json"),
             "/collections/{collectionId}/items/{featureId}": get("one parcel version", parameters(ITEM, &[("collectionId", "the collection: parcels"), ("featureId", "the parcel version")]), "application/geo+json"),
-            "/collections/{collectionId}/export": get("every selected parcel in one GeoJSON file, streamed", parameters(EXPORT, &[("collectionId", "the collection: parcels")]), "application/geo+json"),
+            "/collections/{collectionId}/export": get("every selected parcel in one file: GeoJSON (streamed), GeoPackage, zipped Shapefile or DXF", parameters(EXPORT, &[("collectionId", "the collection: parcels")]), "application/geo+json"),
             "/collections/{collectionId}/items/{featureId}/history": get("every version the parcel ever had, with lineage", parameters(COMMON, &[("collectionId", "the collection: parcels"), ("featureId", "a parcel version")]), "application/json"),
             "/parcels/at": get("the parcels at a point", parameters(AT_POINT, &[]), "application/geo+json"),
             "/collections/{collectionId}/queryables": get("what filter and sortby can name, as a JSON Schema", parameters(COMMON, &[("collectionId", "the collection: parcels")]), "application/schema+json"),
@@ -111,4 +111,64 @@ pub fn document(base: &str, max_limit: usize) -> Value {
             },
         },
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use super::*;
+
+    /// The document is OpenAPI 3.0 (as a strict reader takes it), every path parameter of a
+    /// template is declared, and every endpoint lists exactly the query parameters its handler
+    /// accepts.
+    #[test]
+    fn the_document_is_openapi_and_lists_every_accepted_parameter() {
+        let doc = document("http://localhost:8080", crate::params::MAX_LIMIT);
+        let parsed: Result<openapiv3::OpenAPI, _> = serde_json::from_value(doc.clone());
+        assert!(parsed.is_ok(), "{parsed:?}");
+        let paths = doc["paths"].as_object().expect("paths");
+        for (path, item) in paths {
+            for (method, operation) in item.as_object().expect("operation") {
+                let declared = |place: &str| -> BTreeSet<String> {
+                    operation["parameters"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter(|p| p["in"] == place)
+                        .map(|p| p["name"].as_str().expect("name").to_owned())
+                        .collect()
+                };
+                let templated: BTreeSet<String> = path
+                    .split('/')
+                    .filter_map(|part| part.strip_prefix('{').and_then(|p| p.strip_suffix('}')))
+                    .map(str::to_owned)
+                    .collect();
+                assert_eq!(declared("path"), templated, "{method} {path}");
+            }
+        }
+        let query = |path: &str| -> BTreeSet<String> {
+            doc["paths"][path]["get"]["parameters"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|p| p["in"] == "query")
+                .map(|p| p["name"].as_str().expect("name").to_owned())
+                .collect()
+        };
+        let accepted =
+            |list: &[(&str, &str)]| -> BTreeSet<String> { list.iter().map(|(n, _)| (*n).to_owned()).collect() };
+        for (path, list) in [
+            ("/", LANDING),
+            ("/collections/{collectionId}/items", ITEMS),
+            ("/collections/{collectionId}/items/{featureId}", ITEM),
+            ("/collections/{collectionId}/export", EXPORT),
+            ("/collections/communes/items", REFERENCE_ITEMS),
+            ("/parcels/at", AT_POINT),
+            ("/parcels/key/{commune}/{sheet}/{number}", BY_KEY),
+            ("/collections/{collectionId}/queryables", COMMON),
+        ] {
+            assert_eq!(query(path), accepted(list), "{path}");
+        }
+    }
 }
