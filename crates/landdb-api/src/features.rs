@@ -159,20 +159,27 @@ fn number(out: &mut Vec<u8>, v: f64) {
 /// feature.
 fn grid_decimal(out: &mut Vec<u8>, k: i64) {
     const UNITS: u64 = 100_000_000;
+    // "00", "01", … "99": two digits a step.
+    const PAIRS: &[u8; 200] = b"0001020304050607080910111213141516171819\
+                                2021222324252627282930313233343536373839\
+                                4041424344454647484950515253545556575859\
+                                6061626364656667686970717273747576777879\
+                                8081828384858687888990919293949596979899";
     let mut buf = [0u8; 32];
-    let mut i = buf.len();
     let k_abs = k.unsigned_abs();
+    // The fraction as eight digits, then its trailing zeros dropped (with the point, if all).
     let mut fraction = k_abs % UNITS;
+    let mut end = buf.len();
+    let mut i = end;
     if fraction != 0 {
-        let mut digits = 8;
-        while fraction.is_multiple_of(10) {
-            fraction /= 10;
-            digits -= 1;
+        for _ in 0..4 {
+            let pair = (fraction % 100) as usize * 2;
+            fraction /= 100;
+            i -= 2;
+            buf[i..i + 2].copy_from_slice(&PAIRS[pair..pair + 2]);
         }
-        for _ in 0..digits {
-            i -= 1;
-            buf[i] = b'0' + (fraction % 10) as u8;
-            fraction /= 10;
+        while buf[end - 1] == b'0' {
+            end -= 1;
         }
         i -= 1;
         buf[i] = b'.';
@@ -190,7 +197,7 @@ fn grid_decimal(out: &mut Vec<u8>, k: i64) {
         i -= 1;
         buf[i] = b'-';
     }
-    out.extend_from_slice(&buf[i..]);
+    out.extend_from_slice(&buf[i..end]);
 }
 
 fn integer(out: &mut Vec<u8>, v: i64) {
@@ -277,6 +284,22 @@ fn write_boundary(out: &mut Vec<u8>, parcel: &Parcel<'_>, buf: &mut Vec<(i64, i6
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    proptest::proptest! {
+        /// Grid units as decimal degrees: the whole part, a point and the fraction's digits
+        /// without trailing zeros, as plain long division writes them.
+        #[test]
+        fn grid_units_are_written_as_exact_decimals(k in -20_000_000_000i64..20_000_000_000) {
+            let mut out = Vec::new();
+            grid_decimal(&mut out, k);
+            let whole = k.unsigned_abs() / 100_000_000;
+            let fraction = format!("{:08}", k.unsigned_abs() % 100_000_000);
+            let fraction = fraction.trim_end_matches('0');
+            let sign = if k < 0 { "-" } else { "" };
+            let expected = if fraction.is_empty() { format!("{sign}{whole}") } else { format!("{sign}{whole}.{fraction}") };
+            proptest::prop_assert_eq!(String::from_utf8(out).expect("utf-8"), expected);
+        }
+    }
     use geo::MultiPolygon;
     use landdb_engine::{ParcelRecord, Snapshot};
     use landdb_model::{CommuneCode, FeedPosition, LandUseCode, NationalParcelId, ParcelKey, VersionId};
