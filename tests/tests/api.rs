@@ -910,3 +910,51 @@ async fn metrics_count_requests_by_route_for_prometheus() {
     assert!(value("landdb_engine_heap_bytes ") > 0.0);
     assert!(text.contains("landdb_upload_jobs{state=\"running\"} 0"));
 }
+
+/// People get pages: every JSON resource as HTML for a browser or with f=html, features as a
+/// table linking to each, the same content as the JSON.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn browsers_get_html_pages_of_the_same_resources() {
+    let s = server(&[samples().join("20194.geojson")]).await;
+    let client = reqwest::Client::new();
+    let (_, _, json) = get(&format!("{}/collections/parcels/items?limit=3", s.base)).await;
+    for (url, accept) in [
+        (format!("{}/collections/parcels/items?limit=3&f=html", s.base), "*/*"),
+        (format!("{}/collections/parcels/items?limit=3", s.base), "text/html,application/xhtml+xml,*/*;q=0.8"),
+    ] {
+        let response = client.get(&url).header("accept", accept).send().await.expect("page");
+        assert_eq!(response.status().as_u16(), 200);
+        assert_eq!(response.headers()["content-type"], "text/html; charset=utf-8");
+        let page = response.text().await.expect("text");
+        for id in versions(&json) {
+            assert!(page.contains(&format!("href=\"/collections/parcels/items/{id}\"")), "{page}");
+        }
+    }
+    let (status, media, _) = get(&format!("{}/collections/parcels/items?limit=3", s.base)).await;
+    assert_eq!((status, media.as_str()), (200, "application/geo+json"), "JSON stays the default");
+    for path in ["/collections?f=html", "/conformance?f=html", "/collections/parcels?f=html", "/?f=html"] {
+        let response = client.get(format!("{}{path}", s.base)).send().await.expect("page");
+        assert_eq!(response.status().as_u16(), 200, "{path}");
+        assert_eq!(response.headers()["content-type"], "text/html; charset=utf-8", "{path}");
+    }
+    let id = versions(&json)[0];
+    let page = client
+        .get(format!("{}/collections/parcels/items/{id}?f=html", s.base))
+        .send()
+        .await
+        .expect("page")
+        .text()
+        .await
+        .expect("text");
+    assert!(page.contains("/map#18/"), "a link to the parcel on the map: {page}");
+    // A page and its JSON are different representations: different tags.
+    let tag = |accept: &'static str| {
+        let client = client.clone();
+        let url = format!("{}/collections/parcels/items?limit=3", s.base);
+        async move {
+            let r = client.get(url).header("accept", accept).send().await.expect("answer");
+            r.headers()["etag"].to_str().expect("tag").to_owned()
+        }
+    };
+    assert_ne!(tag("text/html").await, tag("application/geo+json").await);
+}

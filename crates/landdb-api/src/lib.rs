@@ -11,6 +11,7 @@ pub mod export;
 pub mod features;
 pub mod filter;
 pub mod formats;
+pub mod html;
 pub mod jobs;
 pub mod metrics;
 pub mod ogc;
@@ -80,6 +81,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/metrics", get(routes::metrics))
         .route_layer(axum::middleware::from_fn_with_state(Arc::clone(&state), track))
         .fallback(routes::not_found)
+        .layer(axum::middleware::from_fn(html::pages))
         .layer(axum::middleware::from_fn_with_state(Arc::clone(&state), etag))
         // gzip or brotli when the client asks for it (GeoJSON shrinks to about a fifth), and one
         // structured log line a request (method, path, status, latency) at debug level.
@@ -105,7 +107,9 @@ async fn etag(
         return next.run(request).await;
     }
     let position = app.engine.snapshot().position().0;
-    let hash = BuildHasherDefault::<DefaultHasher>::default().hash_one(request.uri().to_string());
+    // A page and its JSON share the URI: which one was asked for is part of the tag.
+    let representation = (request.uri().to_string(), html::wants_html(&request));
+    let hash = BuildHasherDefault::<DefaultHasher>::default().hash_one(representation);
     let tag = format!("W/\"{position}-{hash:016x}\"");
     let Ok(tag_value) = HeaderValue::from_str(&tag) else { return next.run(request).await };
     let matches = request
@@ -124,6 +128,7 @@ async fn etag(
     if response.status() == StatusCode::OK {
         response.headers_mut().insert(header::ETAG, tag_value);
     }
+    response.headers_mut().append(header::VARY, HeaderValue::from_static("accept"));
     response
 }
 

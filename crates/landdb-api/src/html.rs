@@ -1,0 +1,217 @@
+//! HTML for people (OGC API – Features, the HTML conformance class): every JSON answer of the
+//! API, asked for by a browser (`Accept: text/html`) or with `f=html`, comes back as a page — its
+//! links as links, collections and features as tables, a feature with a link to the map. The
+//! handlers answer JSON only; this layer turns their answer into a page, so the two never differ.
+
+use axum::body::Body;
+use axum::extract::Request;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use serde_json::Value;
+
+/// Answers bigger than this stay JSON (an export, a page of ten thousand parcels).
+const MAX_PAGE_BYTES: usize = 8 << 20;
+
+/// Whether the request asks for HTML: `f=html`, or a browser's `Accept` without any `f`.
+pub fn wants_html(request: &Request) -> bool {
+    let query = request.uri().query().unwrap_or_default();
+    let f = url::form_urlencoded::parse(query.as_bytes()).find(|(k, _)| k == "f").map(|(_, v)| v.into_owned());
+    match f.as_deref() {
+        Some("html") => true,
+        Some(_) => false,
+        None => {
+            request.headers().get(header::ACCEPT).and_then(|a| a.to_str().ok()).is_some_and(|a| a.contains("text/html"))
+        }
+    }
+}
+
+/// The middleware: takes `f=html` off the query (the handlers answer JSON), and turns a JSON
+/// answer into a page.
+pub async fn pages(mut request: Request, next: Next) -> Response {
+    if !wants_html(&request) {
+        return next.run(request).await;
+    }
+    let path = request.uri().path().to_owned();
+    if let Some(query) = request.uri().query() {
+        let kept: Vec<(String, String)> = url::form_urlencoded::parse(query.as_bytes())
+            .filter(|(k, v)| !(k == "f" && v == "html"))
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect();
+        let mut rebuilt = path.clone();
+        if !kept.is_empty() {
+            rebuilt.push('?');
+            rebuilt.push_str(&url::form_urlencoded::Serializer::new(String::new()).extend_pairs(kept).finish());
+        }
+        if let Ok(uri) = rebuilt.parse() {
+            *request.uri_mut() = uri;
+        }
+    }
+    let response = next.run(request).await;
+    let json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|t| t.starts_with("application/json") || t.starts_with("application/geo+json"));
+    if !json || response.headers().contains_key(header::CONTENT_DISPOSITION) {
+        return response;
+    }
+    let status = response.status();
+    let Ok(bytes) = axum::body::to_bytes(response.into_body(), MAX_PAGE_BYTES).await else {
+        return (StatusCode::INTERNAL_SERVER_ERROR, "the answer is too large for a page; ask for f=json")
+            .into_response();
+    };
+    let Ok(doc) = serde_json::from_slice::<Value>(&bytes) else {
+        return (status, Body::from(bytes)).into_response();
+    };
+    let mut page = (status, render(&path, &doc)).into_response();
+    page.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
+    page
+}
+
+fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+fn cell(value: &Value) -> String {
+    match value {
+        Value::String(s) => escape(s),
+        Value::Null => String::new(),
+        other => escape(&other.to_string()),
+    }
+}
+
+/// The page of a JSON document.
+pub fn render(path: &str, doc: &Value) -> String {
+    let title = doc["title"].as_str().or(doc["id"].as_str()).unwrap_or(path);
+    let mut body = format!("<h1>{}</h1>\n", escape(title));
+    if let Some(d) = doc["description"].as_str() {
+        body.push_str(&format!("<p>{}</p>\n", escape(d)));
+    }
+    if let Some(e) = doc["code"].as_str() {
+        body.push_str(&format!("<p class=\"error\">{}: {}</p>\n", escape(e), cell(&doc["description"])));
+    }
+    if let Some(classes) = doc["conformsTo"].as_array() {
+        body.push_str("<ul>\n");
+        for c in classes {
+            body.push_str(&format!("<li>{}</li>\n", cell(c)));
+        }
+        body.push_str("</ul>\n");
+    }
+    if let Some(collections) = doc["collections"].as_array() {
+        body.push_str("<table class=\"props\"><tr><th>collection</th><th>title</th><th>description</th></tr>\n");
+        for c in collections {
+            let id = cell(&c["id"]);
+            body.push_str(&format!(
+                "<tr><td><a href=\"/collections/{id}\">{id}</a></td><td>{}</td><td>{}</td></tr>\n",
+                cell(&c["title"]),
+                cell(&c["description"])
+            ));
+        }
+        body.push_str("</table>\n");
+    }
+    if doc["type"] == "FeatureCollection" {
+        let collection = path.trim_end_matches("/items").trim_end_matches('/');
+        body.push_str(&format!(
+            "<p>{} features{}</p>\n",
+            cell(&doc["numberReturned"]),
+            doc["numberMatched"].as_u64().map_or(String::new(), |n| format!(" of {n}"))
+        ));
+        let features = doc["features"].as_array().cloned().unwrap_or_default();
+        let mut columns: Vec<String> = Vec::new();
+        for f in &features {
+            for k in f["properties"].as_object().into_iter().flat_map(|p| p.keys()) {
+                if !columns.contains(k) {
+                    columns.push(k.clone());
+                }
+            }
+        }
+        body.push_str("<table class=\"props\"><tr><th>id</th>");
+        for c in &columns {
+            body.push_str(&format!("<th>{}</th>", escape(c)));
+        }
+        body.push_str("</tr>\n");
+        for f in &features {
+            let id = cell(&f["id"]);
+            let href = if collection.starts_with("/collections/") {
+                format!("{collection}/items/{id}")
+            } else {
+                format!("/collections/parcels/items/{id}")
+            };
+            body.push_str(&format!("<tr><td><a href=\"{}\">{id}</a></td>", escape(&href)));
+            for c in &columns {
+                body.push_str(&format!("<td>{}</td>", cell(&f["properties"][c])));
+            }
+            body.push_str("</tr>\n");
+        }
+        body.push_str("</table>\n");
+    } else if doc["type"] == "Feature" {
+        body.push_str("<table class=\"props\">\n");
+        body.push_str(&format!("<tr><th>id</th><td>{}</td></tr>\n", cell(&doc["id"])));
+        for (k, v) in doc["properties"].as_object().into_iter().flatten() {
+            body.push_str(&format!("<tr><th>{}</th><td>{}</td></tr>\n", escape(k), cell(v)));
+        }
+        body.push_str("</table>\n");
+        let mut c = &doc["geometry"]["coordinates"];
+        while c.as_array().is_some_and(|a| a.first().is_some_and(Value::is_array)) {
+            c = &c[0];
+        }
+        if let (Some(lon), Some(lat)) = (c[0].as_f64(), c[1].as_f64()) {
+            body.push_str(&format!("<p><a href=\"/map#18/{lat}/{lon}\">Xem trên bản đồ (show on the map)</a></p>\n"));
+        }
+    } else if doc["collections"].is_null() && doc["conformsTo"].is_null() && doc["code"].is_null() {
+        let pretty = serde_json::to_string_pretty(doc).unwrap_or_default();
+        body.push_str(&format!("<pre>{}</pre>\n", escape(&pretty)));
+    }
+    if let Some(links) = doc["links"].as_array() {
+        body.push_str("<h2>Links</h2>\n<ul>\n");
+        for l in links {
+            body.push_str(&format!(
+                "<li><a href=\"{}\">{}</a> ({}, {})</li>\n",
+                cell(&l["href"]),
+                cell(&l["title"]),
+                cell(&l["rel"]),
+                cell(&l["type"])
+            ));
+        }
+        body.push_str("</ul>\n");
+    }
+    format!(
+        "<!doctype html>\n<html lang=\"vi\"><head><meta charset=\"utf-8\"><title>{} — landdb</title>\n\
+         <link rel=\"icon\" href=\"data:,\"><link rel=\"stylesheet\" href=\"/assets/landdb.css\"></head>\n\
+         <body class=\"landing\"><main>\n<p><a href=\"/\">landdb</a> · <a href=\"/collections\">collections</a> · \
+         <a href=\"/map\">bản đồ (map)</a> · <a href=\"/upload\">tải lên (upload)</a> · <a href=\"{}?f=json\">JSON</a></p>\n{body}</main></body></html>\n",
+        escape(title),
+        escape(path)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pages_escape_what_they_show() {
+        let doc = serde_json::json!({
+            "type": "FeatureCollection", "numberReturned": 1,
+            "features": [{ "type": "Feature", "id": 7, "properties": { "address": "<script>alert(1)</script> & Hải Châu" } }],
+            "links": [{ "href": "/x?a=1&b=2", "rel": "self", "type": "application/geo+json", "title": "this \"page\"" }],
+        });
+        let page = render("/collections/parcels/items", &doc);
+        assert!(!page.contains("<script>alert"), "{page}");
+        assert!(page.contains("&lt;script&gt;alert(1)&lt;/script&gt; &amp; Hải Châu"));
+        assert!(page.contains("href=\"/collections/parcels/items/7\""));
+        assert!(page.contains("href=\"/x?a=1&amp;b=2\""));
+    }
+}
