@@ -158,6 +158,33 @@ fn number(out: &mut Vec<u8>, v: f64) {
 /// coordinate itself. Digits written by hand: `fmt` machinery cost more than the rest of a
 /// feature.
 fn grid_decimal(out: &mut Vec<u8>, k: i64) {
+    let mut buf = [0u8; 24];
+    let start = grid_digits_before(&mut buf, 24, k);
+    out.extend_from_slice(&buf[start..]);
+}
+
+/// A vertex `[x,y]` (after a comma unless it is the first), built in one buffer and appended
+/// with one copy: a feature has hundreds of them.
+fn grid_vertex(out: &mut Vec<u8>, x: i64, y: i64, first: bool) {
+    let mut buf = [0u8; 56];
+    let mut i = buf.len() - 1;
+    buf[i] = b']';
+    i = grid_digits_before(&mut buf, i, y);
+    i -= 1;
+    buf[i] = b',';
+    i = grid_digits_before(&mut buf, i, x);
+    i -= 1;
+    buf[i] = b'[';
+    if !first {
+        i -= 1;
+        buf[i] = b',';
+    }
+    out.extend_from_slice(&buf[i..]);
+}
+
+/// Writes `k / 10⁸` as a decimal so that it ends just before `end` in `buf` (which must have 22
+/// bytes free before it); returns where it starts. The fraction's trailing zeros are not written.
+fn grid_digits_before(buf: &mut [u8], end: usize, k: i64) -> usize {
     const UNITS: u64 = 100_000_000;
     // "00", "01", … "99": two digits a step.
     const PAIRS: &[u8; 200] = b"0001020304050607080910111213141516171819\
@@ -165,21 +192,25 @@ fn grid_decimal(out: &mut Vec<u8>, k: i64) {
                                 4041424344454647484950515253545556575859\
                                 6061626364656667686970717273747576777879\
                                 8081828384858687888990919293949596979899";
-    let mut buf = [0u8; 32];
     let k_abs = k.unsigned_abs();
-    // The fraction as eight digits, then its trailing zeros dropped (with the point, if all).
-    let mut fraction = k_abs % UNITS;
-    let mut end = buf.len();
     let mut i = end;
+    let mut fraction = k_abs % UNITS;
     if fraction != 0 {
-        for _ in 0..4 {
+        let mut digits = 8;
+        while fraction % 10 == 0 {
+            fraction /= 10;
+            digits -= 1;
+        }
+        while digits >= 2 {
             let pair = (fraction % 100) as usize * 2;
             fraction /= 100;
             i -= 2;
             buf[i..i + 2].copy_from_slice(&PAIRS[pair..pair + 2]);
+            digits -= 2;
         }
-        while buf[end - 1] == b'0' {
-            end -= 1;
+        if digits == 1 {
+            i -= 1;
+            buf[i] = b'0' + fraction as u8;
         }
         i -= 1;
         buf[i] = b'.';
@@ -197,7 +228,7 @@ fn grid_decimal(out: &mut Vec<u8>, k: i64) {
         i -= 1;
         buf[i] = b'-';
     }
-    out.extend_from_slice(&buf[i..end]);
+    i
 }
 
 fn integer(out: &mut Vec<u8>, v: i64) {
@@ -250,14 +281,7 @@ fn write_boundary(out: &mut Vec<u8>, parcel: &Parcel<'_>, buf: &mut Vec<(i64, i6
     let on_grid = parcel.for_each_grid_ring(buf, |exterior, ring| {
         open_ring(out, exterior);
         for (k, (x, y)) in ring.iter().enumerate() {
-            if k > 0 {
-                out.push(b',');
-            }
-            out.push(b'[');
-            grid_decimal(out, *x);
-            out.push(b',');
-            grid_decimal(out, *y);
-            out.push(b']');
+            grid_vertex(out, *x, *y, k == 0);
         }
     });
     if !on_grid {
@@ -297,7 +321,11 @@ mod tests {
             let fraction = fraction.trim_end_matches('0');
             let sign = if k < 0 { "-" } else { "" };
             let expected = if fraction.is_empty() { format!("{sign}{whole}") } else { format!("{sign}{whole}.{fraction}") };
-            proptest::prop_assert_eq!(String::from_utf8(out).expect("utf-8"), expected);
+            proptest::prop_assert_eq!(String::from_utf8(out).expect("utf-8"), expected.clone());
+            let mut vertex = Vec::new();
+            grid_vertex(&mut vertex, k, -k, false);
+            let negated = if k > 0 { format!("-{expected}") } else { expected.trim_start_matches('-').to_owned() };
+            proptest::prop_assert_eq!(String::from_utf8(vertex).expect("utf-8"), format!(",[{expected},{negated}]"));
         }
     }
     use geo::MultiPolygon;

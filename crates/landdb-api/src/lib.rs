@@ -84,9 +84,14 @@ pub fn router(state: Arc<AppState>) -> Router {
         .layer(axum::middleware::from_fn(html::pages))
         .layer(axum::middleware::from_fn_with_state(Arc::clone(&state), etag))
         // gzip or brotli when the client asks for it (GeoJSON shrinks to about a fifth), and one
-        // structured log line a request (method, path, status, latency) at debug level.
+        // structured log line a request (method, URI, status, latency) at info level under the
+        // target `tower_http` (LANDDB_LOG=…,tower_http=info turns them on).
         .layer(tower_http::compression::CompressionLayer::new())
-        .layer(tower_http::trace::TraceLayer::new_for_http())
+        .layer(
+            tower_http::trace::TraceLayer::new_for_http()
+                .make_span_with(tower_http::trace::DefaultMakeSpan::new().level(tracing::Level::INFO))
+                .on_response(tower_http::trace::DefaultOnResponse::new().level(tracing::Level::INFO)),
+        )
         .with_state(state)
 }
 
@@ -140,10 +145,11 @@ async fn track(
     next: axum::middleware::Next,
 ) -> axum::response::Response {
     let started = std::time::Instant::now();
-    let route = request.extensions().get::<axum::extract::MatchedPath>().map(|m| m.as_str().to_owned());
+    // A shared string: cloning it costs no allocation.
+    let route = request.extensions().get::<axum::extract::MatchedPath>().cloned();
     let response = next.run(request).await;
     if let Some(route) = route {
-        app.metrics.observe(&route, response.status().as_u16(), started.elapsed());
+        app.metrics.observe(route.as_str(), response.status().as_u16(), started.elapsed());
     }
     response
 }

@@ -88,13 +88,14 @@ impl Context {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("LANDDB_LOG")
-                .unwrap_or_else(|_| "warn,sqlx::query=error,landdb=info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    let filter = tracing_subscriber::EnvFilter::try_from_env("LANDDB_LOG")
+        .unwrap_or_else(|_| "warn,sqlx::query=error,landdb=info".into());
+    // One JSON object a line for log collectors (LANDDB_LOG_FORMAT=json), text otherwise.
+    if std::env::var("LANDDB_LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json")) {
+        tracing_subscriber::fmt().json().with_env_filter(filter).with_writer(std::io::stderr).init();
+    } else {
+        tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    }
     let cli = Cli::parse();
     let context = Context { database: cli.database, reference_dir: cli.reference_dir };
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
