@@ -197,7 +197,7 @@ fn grid_digits_before(buf: &mut [u8], end: usize, k: i64) -> usize {
     let mut fraction = k_abs % UNITS;
     if fraction != 0 {
         let mut digits = 8;
-        while fraction % 10 == 0 {
+        while fraction.is_multiple_of(10) {
             fraction /= 10;
             digits -= 1;
         }
