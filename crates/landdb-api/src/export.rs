@@ -35,9 +35,8 @@ impl Selection {
         // (`disjoint` when they share nothing).
         let (region, disjoint) = match (bbox, filter.and_then(|f| f.bound)) {
             (Some(a), Some(b)) => {
-                let min = (a.min().x.max(b.min().x), a.min().y.max(b.min().y));
-                let max = (a.max().x.min(b.max().x), a.max().y.min(b.max().y));
-                if min.0 <= max.0 && min.1 <= max.1 { (Some(geo::Rect::new(min, max)), false) } else { (None, true) }
+                let shared = crate::filter::overlap(a, b);
+                (shared, shared.is_none())
             }
             (a, b) => (a.or(b), false),
         };

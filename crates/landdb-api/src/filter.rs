@@ -708,17 +708,24 @@ pub fn parse_instant(raw: &str) -> Option<i64> {
         .map(|t| t.and_utc().timestamp_micros())
 }
 
+/// A box that meets no parcel: what boxes that share nothing narrow a query to.
+pub fn nowhere() -> Rect<f64> {
+    Rect::new((1e9, 1e9), (1e9, 1e9))
+}
+
+/// The part two boxes share, if they share anything.
+pub fn overlap(a: Rect<f64>, b: Rect<f64>) -> Option<Rect<f64>> {
+    let min = (a.min().x.max(b.min().x), a.min().y.max(b.min().y));
+    let max = (a.max().x.min(b.max().x), a.max().y.min(b.max().y));
+    (min.0 <= max.0 && min.1 <= max.1).then(|| Rect::new(min, max))
+}
+
 /// A box every match meets, if the filter implies one.
 fn bound(node: &Node) -> Option<Rect<f64>> {
     match node {
         Node::Spatial { op: SpatialOp::Disjoint, .. } => None,
         Node::Spatial { geometry, .. } => geometry.bounding_rect(),
-        Node::And(nodes) => nodes.iter().filter_map(bound).reduce(|a, b| {
-            // The intersection; an empty one stays a degenerate box that meets nothing.
-            let min = (a.min().x.max(b.min().x), a.min().y.max(b.min().y));
-            let max = (a.max().x.min(b.max().x), a.max().y.min(b.max().y));
-            if min.0 > max.0 || min.1 > max.1 { Rect::new((1e9, 1e9), (1e9, 1e9)) } else { Rect::new(min, max) }
-        }),
+        Node::And(nodes) => nodes.iter().filter_map(bound).reduce(|a, b| overlap(a, b).unwrap_or_else(nowhere)),
         Node::Or(nodes) => {
             let bounds: Option<Vec<Rect<f64>>> = nodes.iter().map(bound).collect();
             bounds?.into_iter().reduce(|a, b| {

@@ -392,15 +392,7 @@ fn cursor(params: &Params, name: &str) -> Result<Option<VersionId>, ApiError> {
 /// The part of two boxes they share; boxes that do not meet give one that meets nothing.
 fn both(a: Option<geo::Rect<f64>>, b: Option<geo::Rect<f64>>) -> Option<geo::Rect<f64>> {
     match (a, b) {
-        (Some(a), Some(b)) => {
-            let min = (a.min().x.max(b.min().x), a.min().y.max(b.min().y));
-            let max = (a.max().x.min(b.max().x), a.max().y.min(b.max().y));
-            Some(if min.0 > max.0 || min.1 > max.1 {
-                geo::Rect::new((1e9, 1e9), (1e9, 1e9))
-            } else {
-                geo::Rect::new(min, max)
-            })
-        }
+        (Some(a), Some(b)) => Some(crate::filter::overlap(a, b).unwrap_or_else(crate::filter::nowhere)),
         (a, b) => a.or(b),
     }
 }
