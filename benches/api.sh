@@ -4,6 +4,7 @@
 # the same two cores. Point lookups at interior points of 20,000 random parcels (one GeoJSON
 # feature each), and ~200 m boxes around them (items, GeoJSON, up to 100 parcels).
 #   benches/api.sh [seconds]    (needs tools/setup, ../shared/data/danang, wrk, python3-venv)
+# BASELINE_BIN=path/to/older/landdb adds the point lookup on that build in the same run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds=${1:-10}
@@ -19,18 +20,38 @@ psql -q -h 127.0.0.1 -U landdb -d "$db" -c "ANALYZE parcel_version"
 psql -h 127.0.0.1 -U landdb -d "$db" -Atc "SELECT ST_X(p), ST_Y(p) FROM (SELECT ST_PointOnSurface(geom) p \
   FROM current_parcel ORDER BY md5(id::text) LIMIT 20000) q" | tr '|' ' ' > "$work/points.txt"
 export POINTS="$work/points.txt"
+# Every request carries a key: the national operator's (the whole country, no per-parcel check)
+# for the main figures; a province-scoped reader with personal data for the cost of a policy.
+landdb() { target/release/landdb --database "$url" "$@"; }
+landdb agency add bench-operator --title "Bench operator" --role operator --nation --purpose "benchmark" > /dev/null
+landdb agency add bench-province --title "Bench province reader" --role reader --provinces 48 --personal-data \
+  --purpose "benchmark" > /dev/null
+export LANDDB_KEY; LANDDB_KEY=$(landdb key create bench-operator 2> /dev/null | tail -1)
+province_key=$(landdb key create bench-province 2> /dev/null | tail -1)
 
 target/release/landdb serve --database "$url" --listen 127.0.0.1:8181 > "$work/landdb.log" 2>&1 &
 landdb_pid=$!
 until curl -sf http://127.0.0.1:8181/ready > /dev/null; do sleep 0.2; done
 echo "landdb: point lookup"; wrk -t2 -c64 -d"${seconds}s" -s benches/wrk/points.lua http://127.0.0.1:8181 | grep -E "Requests/sec|p50"
 echo "landdb: ~200 m box"; wrk -t2 -c64 -d"${seconds}s" -s benches/wrk/boxes.lua http://127.0.0.1:8181 | grep -E "Requests/sec|Transfer|p50"
+echo "landdb: point lookup by a province-scoped agency (area check on every parcel, personal data, audit)"
+LANDDB_KEY=$province_key wrk -t2 -c64 -d"${seconds}s" -s benches/wrk/points.lua http://127.0.0.1:8181 | grep -E "Requests/sec|p50"
 echo "landdb: streamed GeoJSON export of every parcel (three runs), server memory before and after"
 grep VmRSS "/proc/$landdb_pid/status"
 for _ in 1 2 3; do
-  curl -s -o "$work/export.geojson" -w "%{size_download} bytes in %{time_total} s\n" http://127.0.0.1:8181/collections/parcels/export
+  curl -s -H "Authorization: Bearer $LANDDB_KEY" -o "$work/export.geojson" \
+    -w "%{size_download} bytes in %{time_total} s\n" http://127.0.0.1:8181/collections/parcels/export
 done
 grep -E "VmRSS|VmHWM" "/proc/$landdb_pid/status"
+if [ -n "${BASELINE_BIN:-}" ]; then
+  # The same lookups on a build without access control (BASELINE_BIN: e.g. the issue-6 build).
+  kill "$landdb_pid"; wait "$landdb_pid" || true
+  "$BASELINE_BIN" serve --database "$url" --listen 127.0.0.1:8181 > "$work/baseline.log" 2>&1 &
+  landdb_pid=$!
+  until curl -sf http://127.0.0.1:8181/ready > /dev/null; do sleep 0.2; done
+  echo "baseline ($BASELINE_BIN, no access control): point lookup"
+  wrk -t2 -c64 -d"${seconds}s" -s benches/wrk/points.lua http://127.0.0.1:8181 | grep -E "Requests/sec|p50"
+fi
 kill "$landdb_pid"; wait "$landdb_pid" || true
 echo "ogr2ogr -f GeoJSON from the same PostGIS view (two runs)"
 for _ in 1 2; do

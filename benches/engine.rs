@@ -47,7 +47,8 @@ fn main() -> anyhow::Result<()> {
         let db = landdb_tests::PostgisDb::create().await?;
         let store = AnyStore::open(&DatabaseUrl::parse(&db.url)?).await?;
         let reference = ReferenceData::embedded()?;
-        let options = Options { crs_override: None, mapping: FieldMapping::builtin().map_err(anyhow::Error::msg)? };
+        let options =
+            Options { crs_override: None, mapping: FieldMapping::builtin().map_err(anyhow::Error::msg)?, area: None };
         import(&store, &[PathBuf::from(&dir)], &reference, &options, Mode::Append, &|_| {}).await?;
         // PostGIS at its best: fresh statistics, as autovacuum would gather within a minute.
         let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&db.url).await?;

@@ -5,6 +5,9 @@ local boxes = {}
 local counter = 0
 
 function init(args)
+  -- LANDDB_KEY: the API key sent with every request (landdb answers nothing without one).
+  local key = os.getenv("LANDDB_KEY")
+  if key then wrk.headers["Authorization"] = "Bearer " .. key end
   for line in io.lines(os.getenv("POINTS")) do
     local lon, lat = line:match("(%S+)%s+(%S+)")
     lon, lat = tonumber(lon), tonumber(lat)

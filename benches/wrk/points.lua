@@ -14,6 +14,9 @@ local function load()
 end
 
 function init(args)
+  -- LANDDB_KEY: the API key sent with every request (landdb answers nothing without one).
+  local key = os.getenv("LANDDB_KEY")
+  if key then wrk.headers["Authorization"] = "Bearer " .. key end
   load()
   counter = math.random(#points)
 end

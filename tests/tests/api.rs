@@ -341,8 +341,14 @@ async fn gdal_reads_every_parcel_through_the_oapif_driver() {
         let source = source.clone();
         let out = out.clone();
         tokio::task::spawn_blocking(move || {
-            let listing = std::process::Command::new("ogrinfo").args(["-ro", "-so", &source, "parcels"]).output();
+            // GDAL sends the key as any OAPIF client would.
+            let key = format!("Authorization: Bearer {}", landdb_tests::http::OPERATOR_KEY);
+            let listing = std::process::Command::new("ogrinfo")
+                .env("GDAL_HTTP_HEADERS", &key)
+                .args(["-ro", "-so", &source, "parcels"])
+                .output();
             let copy = std::process::Command::new("ogr2ogr")
+                .env("GDAL_HTTP_HEADERS", &key)
                 .args(["-f", "GeoJSON", &out.display().to_string(), &source, "parcels"])
                 .output();
             (listing, copy)
@@ -366,7 +372,7 @@ async fn gdal_reads_every_parcel_through_the_oapif_driver() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn answers_are_compressed_when_the_client_asks() {
     let s = server(&[samples().join("20194.geojson")]).await;
-    let client = reqwest::Client::new();
+    let client = landdb_tests::http::client();
     let url = format!("{}/collections/parcels/items?limit=500", s.base);
     let plain = client.get(&url).send().await.expect("plain");
     assert!(plain.headers().get("content-encoding").is_none());
@@ -383,7 +389,7 @@ async fn answers_are_compressed_when_the_client_asks() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn etags_spare_unchanged_answers_until_an_import_commits() {
     let s = server(&[samples().join("20194.geojson")]).await;
-    let client = reqwest::Client::new();
+    let client = landdb_tests::http::client();
     let url = format!("{}/collections/parcels/items?limit=50", s.base);
     let first = client.get(&url).send().await.expect("get");
     assert_eq!(first.status().as_u16(), 200);
@@ -476,10 +482,11 @@ async fn exports_stream_every_selected_parcel_once() {
         ("shp", "parcels-shp.zip", "application/zip"),
         ("dxf", "parcels.dxf", "image/vnd.dxf"),
     ] {
-        let response =
-            reqwest::get(format!("{}/collections/parcels/export?commune=20197&f={f}&crs=EPSG:{}", s.base, zone.epsg))
-                .await
-                .expect("export");
+        let response = landdb_tests::http::client()
+            .get(format!("{}/collections/parcels/export?commune=20197&f={f}&crs=EPSG:{}", s.base, zone.epsg))
+            .send()
+            .await
+            .expect("export");
         assert_eq!(response.status().as_u16(), 200, "{f}");
         assert_eq!(response.headers().get("content-type").and_then(|v| v.to_str().ok()), Some(media));
         let disposition =
@@ -515,13 +522,21 @@ async fn answers_come_in_the_coordinate_system_asked_for() {
     let (_, _, collection) = get(&format!("{}/collections/parcels", s.base)).await;
     assert!(collection["crs"].as_array().expect("crs").iter().any(|c| c == uri.as_str()), "{collection}");
 
-    let wgs84 = reqwest::get(format!("{}/collections/parcels/export", s.base)).await.expect("export");
+    let wgs84 = landdb_tests::http::client()
+        .get(format!("{}/collections/parcels/export", s.base))
+        .send()
+        .await
+        .expect("export");
     assert_eq!(
         wgs84.headers().get("content-crs").and_then(|v| v.to_str().ok()),
         Some("<http://www.opengis.net/def/crs/OGC/1.3/CRS84>")
     );
     let wgs84: Value = wgs84.json().await.expect("GeoJSON");
-    let local = reqwest::get(format!("{}/collections/parcels/export?crs={uri}", s.base)).await.expect("export");
+    let local = landdb_tests::http::client()
+        .get(format!("{}/collections/parcels/export?crs={uri}", s.base))
+        .send()
+        .await
+        .expect("export");
     assert_eq!(local.headers().get("content-crs").and_then(|v| v.to_str().ok()), Some(format!("<{uri}>").as_str()));
     let local: Value = local.json().await.expect("GeoJSON");
     let back = landdb_crs::Transformer::zone_to_wgs84(&zone).expect("transformer");
@@ -562,7 +577,7 @@ async fn history_and_past_dates_come_from_the_store() {
     let file = dir.join("20194.geojson");
     std::fs::write(&file, changed).expect("write");
     let reference = ReferenceData::embedded().expect("reference");
-    let options = Options { crs_override: None, mapping: FieldMapping::builtin().expect("profile") };
+    let options = Options { crs_override: None, mapping: FieldMapping::builtin().expect("profile"), area: None };
     import(&s.store, std::slice::from_ref(&file), &reference, &options, Mode::ReplaceCommune, &|_| {})
         .await
         .expect("import");
@@ -797,7 +812,7 @@ fn upload(file: &std::path::Path, mode: Option<&str>) -> reqwest::multipart::For
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn uploads_become_import_jobs_with_reports_and_quarantine() {
     let s = server(&[samples().join("20197.geojson")]).await;
-    let client = reqwest::Client::new();
+    let client = landdb_tests::http::client();
     let before_upload = s.store.count_current().await.expect("count");
     let dirty = samples().join("../dirty-geojson/20194.geojson");
     let response =
@@ -893,7 +908,7 @@ async fn metrics_count_requests_by_route_for_prometheus() {
         get(&format!("{}/collections/parcels/items?limit=1", s.base)).await;
     }
     get(&format!("{}/collections/parcels/items?limit=0", s.base)).await;
-    let response = reqwest::get(format!("{}/metrics", s.base)).await.expect("metrics");
+    let response = landdb_tests::http::client().get(format!("{}/metrics", s.base)).send().await.expect("metrics");
     assert!(response.headers()["content-type"].to_str().expect("type").starts_with("text/plain; version=0.0.4"));
     let text = response.text().await.expect("text");
     let value = |line_start: &str| -> f64 {
@@ -916,7 +931,7 @@ async fn metrics_count_requests_by_route_for_prometheus() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn browsers_get_html_pages_of_the_same_resources() {
     let s = server(&[samples().join("20194.geojson")]).await;
-    let client = reqwest::Client::new();
+    let client = landdb_tests::http::client();
     let (_, _, json) = get(&format!("{}/collections/parcels/items?limit=3", s.base)).await;
     for (url, accept) in [
         (format!("{}/collections/parcels/items?limit=3&f=html", s.base), "*/*"),

@@ -173,7 +173,7 @@ async fn the_map_draws_parcels_from_vector_tiles_and_shows_a_clicked_one() {
     let s = server(&[samples().join("20194.geojson")]).await;
     let driver = driver().await;
     let session = Session::start(&driver).await;
-    session.open(&format!("{}/map", s.base)).await;
+    session.open(&format!("{}/map#key={}", s.base, landdb_tests::http::OPERATOR_KEY)).await;
     session.until("return document.body.dataset.mapReady === '1'", "the map to load its tiles").await;
 
     // Parcels drawn from the tiles: find one under a pixel of the map.
@@ -227,7 +227,7 @@ async fn the_upload_page_runs_a_job_and_shows_its_report() {
     let s = server(&[samples().join("20197.geojson")]).await;
     let driver = driver().await;
     let session = Session::start(&driver).await;
-    session.open(&format!("{}/upload", s.base)).await;
+    session.open(&format!("{}/upload#key={}", s.base, landdb_tests::http::OPERATOR_KEY)).await;
     let dirty = samples().join("../dirty-geojson/20194.geojson").canonicalize().expect("sample");
     let input = session.element("#file").await;
     session.command(&format!("element/{input}/value"), json!({ "text": dirty.display().to_string() })).await;

@@ -20,7 +20,7 @@ async fn imported(paths: &[PathBuf]) -> (PostgisDb, AnyStore) {
     let db = PostgisDb::create().await.expect("PostGIS");
     let store = AnyStore::open(&DatabaseUrl::parse(&db.url).expect("url")).await.expect("open");
     let reference = ReferenceData::embedded().expect("reference");
-    let options = Options { crs_override: None, mapping: FieldMapping::builtin().expect("profile") };
+    let options = Options { crs_override: None, mapping: FieldMapping::builtin().expect("profile"), area: None };
     import(&store, paths, &reference, &options, Mode::Append, &|_| {}).await.expect("import commits");
     // Fresh statistics, as autovacuum would gather within a minute: without them the planner
     // takes the new table for a few hundred rows and scans its whole key index for every point.
@@ -283,7 +283,7 @@ async fn a_second_engine_sees_an_import_within_a_second() {
     let mut waiter = second.feed_waiter().await.expect("waiter");
 
     let reference = ReferenceData::embedded().expect("reference");
-    let options = Options { crs_override: None, mapping: FieldMapping::builtin().expect("profile") };
+    let options = Options { crs_override: None, mapping: FieldMapping::builtin().expect("profile"), area: None };
     import(&first, &[samples.join("20197.geojson")], &reference, &options, Mode::Append, &|_| {})
         .await
         .expect("import");
@@ -316,7 +316,7 @@ async fn a_snapshot_file_restarts_the_engine_and_the_feed_catches_it_up() {
     Engine::load(&store).await.expect("load").save(&file).expect("saved");
 
     let reference = ReferenceData::embedded().expect("reference");
-    let options = Options { crs_override: None, mapping: FieldMapping::builtin().expect("profile") };
+    let options = Options { crs_override: None, mapping: FieldMapping::builtin().expect("profile"), area: None };
     import(&store, &[samples.join("20197.geojson")], &reference, &options, Mode::Append, &|_| {})
         .await
         .expect("import");

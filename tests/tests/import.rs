@@ -29,7 +29,7 @@ fn sample(path: &str) -> PathBuf {
 }
 
 fn options() -> Options {
-    Options { crs_override: None, mapping: FieldMapping::builtin().expect("profile") }
+    Options { crs_override: None, mapping: FieldMapping::builtin().expect("profile"), area: None }
 }
 
 async fn run(store: &AnyStore, path: &Path, mode: Mode) -> landdb_ingest::import::Imported {

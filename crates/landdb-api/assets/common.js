@@ -23,6 +23,14 @@ const landdb = (() => {
     }
   }
 
+  // A key handed over in the address (#key=…, as `landdb demo --serve` prints it) is kept and
+  // taken out of the address, so it is neither bookmarked nor shared with a link.
+  const handedOver = /^#key=([A-Za-z0-9_]+)$/.exec(location.hash);
+  if (handedOver) {
+    setKey(handedOver[1]);
+    history.replaceState(null, '', location.pathname + location.search);
+  }
+
   // Headers for a request to landdb: Authorization only when a key is set.
   function authHeaders(extra = {}) {
     const key = getKey();

@@ -1,28 +1,464 @@
-//! Who is asking, and what they may see. Every handler takes an [`Access`]: it is the one place
-//! where the access rules (issue 7: API keys, agencies, area and field scopes) will sit in front of
-//! every path. Until then every caller is anonymous and sees the public fields only.
+//! Who is asking, and what they may see: the one enforcement point every request passes.
+//!
+//! [`guard`] runs in front of every route. It knows what each route needs ([`requirement`]):
+//! nothing (the landing page, conformance, the OpenAPI document, health, the static pages), any
+//! valid key (collection metadata), an operation of the caller's policy, or the operator role.
+//! It reads `Authorization: Bearer <key>`, finds the key's agency, checks the policy's validity,
+//! operations, rate and daily quota, and hands the handler an [`Access`]: the agency's area
+//! ([`Access::sees`], which every parcel passes before it leaves), its fields
+//! ([`Access::personal_data`]) and its response limit. After the handler, it records what the
+//! answer disclosed ([`Disclosed`]) in the audit log and against the quota.
 
-use axum::extract::FromRequestParts;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use axum::extract::{FromRequestParts, MatchedPath, Request, State};
 use axum::http::request::Parts;
+use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use chrono::Utc;
+use landdb_access::limits::{DailyQuota, RateLimiter, day_of};
+use landdb_access::{Agency, AuditEvent, KeyRecord, Operation, Role, Scope};
+use landdb_engine::Parcel;
+use landdb_model::ReferenceData;
+use landdb_store::{AccessStore, AnyStore};
+use tokio::sync::{mpsc, oneshot};
 
+use crate::AppState;
 use crate::ogc::ApiError;
 
+/// An agency's key, resolved: what a request runs under.
+#[derive(Debug)]
+pub struct Caller {
+    pub agency: Agency,
+    pub key: KeyRecord,
+    pub scope: Scope,
+}
+
+/// The caller of a request, as handlers see it.
 #[derive(Debug, Clone)]
 pub struct Access {
-    /// Whether personal data (the address, right holders) may be disclosed.
-    pub personal_data: bool,
+    pub caller: Arc<Caller>,
+    /// Features the agency may still take today, when it has a daily quota.
+    pub remaining_today: Option<u64>,
 }
 
 impl Access {
-    pub fn anonymous() -> Self {
-        Access { personal_data: false }
+    /// A caller that sees every parcel everywhere, with or without personal data: for the
+    /// command line (`landdb export`, run by the operator on the server) and for tests.
+    pub fn nation(personal_data: bool) -> Access {
+        let policy = landdb_access::Policy {
+            area: landdb_access::Area::Nation,
+            personal_data,
+            operations: Role::Operator.default_operations(),
+            limits: landdb_access::Limits::default(),
+            valid_from: None,
+            valid_until: None,
+            purpose: "the national data centre's own work".to_owned(),
+        };
+        let agency = Agency {
+            name: "operator".to_owned(),
+            title: "National data centre".to_owned(),
+            role: Role::Operator,
+            policy,
+            created_at: Utc::now(),
+        };
+        let key = KeyRecord {
+            id: "local".to_owned(),
+            agency: agency.name.clone(),
+            hash: String::new(),
+            created_at: agency.created_at,
+            expires_at: None,
+            revoked_at: None,
+        };
+        Access { caller: Arc::new(Caller { agency, key, scope: Scope::Nation }), remaining_today: None }
+    }
+
+    /// Whether personal data (the address, right holders) may be disclosed.
+    pub fn personal_data(&self) -> bool {
+        self.caller.agency.policy.personal_data
+    }
+
+    /// Whether the parcel lies in the agency's area. A parcel it does not see does not exist for
+    /// it: not in pages, counts, tiles or exports, and a direct request for it is a 404.
+    pub fn sees(&self, parcel: &Parcel<'_>) -> bool {
+        self.caller.scope.sees(parcel.commune(), || parcel.geometry())
+    }
+
+    /// Whether the agency sees everything (no per-parcel check needed).
+    pub fn sees_everything(&self) -> bool {
+        self.caller.scope.is_nation()
+    }
+
+    pub fn allows(&self, op: Operation) -> bool {
+        self.caller.agency.policy.allows(op)
+    }
+
+    pub fn agency(&self) -> &str {
+        &self.caller.agency.name
+    }
+
+    pub fn is_operator(&self) -> bool {
+        self.caller.agency.role == Role::Operator
+    }
+
+    /// The most features one response may hold: the policy's limit and what is left today.
+    pub fn max_features(&self) -> Option<usize> {
+        let limit = self.caller.agency.policy.limits.features_per_response;
+        let today = self.remaining_today;
+        let m = match (limit, today) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        m.map(|n| usize::try_from(n).unwrap_or(usize::MAX))
     }
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for Access {
     type Rejection = ApiError;
 
-    async fn from_request_parts(_parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        Ok(Access::anonymous())
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        parts.extensions.get::<Access>().cloned().ok_or_else(unauthorized)
+    }
+}
+
+/// What an answer disclosed, put on the response by the handler for the audit log.
+#[derive(Debug, Clone, Default)]
+pub struct Disclosed {
+    pub parcels: u64,
+    /// The versions whose personal data the answer held.
+    pub personal: Vec<i64>,
+}
+
+impl Disclosed {
+    /// `parcels`, with their versions listed when personal fields were among those sent.
+    pub fn of<'a>(parcels: impl IntoIterator<Item = &'a Parcel<'a>>, personal_fields: bool) -> Disclosed {
+        let mut d = Disclosed::default();
+        for p in parcels {
+            d.parcels += 1;
+            if personal_fields && p.address().is_some() {
+                d.personal.push(p.version().0);
+            }
+        }
+        d
+    }
+
+    pub fn on(self, mut response: Response) -> Response {
+        response.extensions_mut().insert(self);
+        response
+    }
+}
+
+/// What a route needs of its caller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Requirement {
+    /// Open to anyone: nothing about parcels.
+    Public,
+    /// Any valid key: metadata (collections, queryables), a job of one's own.
+    Key,
+    /// An operation of the caller's policy; the request is audited.
+    Operation(Operation),
+    /// The national operator (the admin API, metrics); audited.
+    Operator,
+}
+
+/// The requirement of each route (by its path template): the one table of who may call what.
+pub fn requirement(method: &Method, route: &str) -> Requirement {
+    use Requirement::*;
+    match route {
+        "/" | "/conformance" | "/api" | "/health" | "/ready" | "/map" | "/upload" | "/assets/{name}" => Public,
+        "/collections" | "/collections/{id}" | "/collections/{id}/queryables" | "/collections/{id}/tiles" => Key,
+        "/collections/{id}/items" | "/collections/{collection}/tiles/{set}/{z}/{y}/{x}" => {
+            Operation(self::Operation::Items)
+        }
+        "/collections/{collection}/items/{id}"
+        | "/parcels/at"
+        | "/parcels/national-id/{id}"
+        | "/parcels/key/{commune}/{sheet}/{number}" => Operation(self::Operation::Lookup),
+        "/collections/{collection}/items/{id}/history" => Operation(self::Operation::History),
+        "/collections/{id}/export" => Operation(self::Operation::Export),
+        "/jobs" if method == Method::POST => Operation(self::Operation::Upload),
+        "/jobs/{id}" | "/jobs/{id}/report" | "/jobs/{id}/quarantine" => Operation(self::Operation::Upload),
+        // The admin API, metrics, and anything new until it is placed here: deny by default.
+        _ => Operator,
+    }
+}
+
+fn unauthorized() -> ApiError {
+    ApiError::new(
+        StatusCode::UNAUTHORIZED,
+        "Unauthorized",
+        "this resource needs an API key: send `Authorization: Bearer <key>` (keys are issued by the national data centre)",
+    )
+}
+
+fn forbidden(why: String) -> ApiError {
+    ApiError::new(StatusCode::FORBIDDEN, "Forbidden", why)
+}
+
+fn too_many(why: String, wait: Duration) -> Response {
+    let mut response = ApiError::new(StatusCode::TOO_MANY_REQUESTS, "TooManyRequests", why).into_response();
+    let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+    response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds.max(1)));
+    response
+}
+
+/// The keys this process knows, by the hash of their token.
+#[derive(Debug, Default)]
+struct Keys {
+    by_hash: HashMap<String, Arc<Caller>>,
+}
+
+/// The access state of the server: keys and policies (reloaded when the store's generation
+/// moves), the rate and quota counters, and the audit log.
+#[derive(Debug)]
+pub struct Gate {
+    keys: RwLock<Arc<Keys>>,
+    generation: AtomicI64,
+    limiter: RateLimiter,
+    quota: DailyQuota,
+    pub audit: AuditLog,
+}
+
+impl Gate {
+    /// Loads every agency and key from the store and starts the audit writer.
+    pub async fn load(store: &AnyStore, reference: &ReferenceData) -> Result<Gate, landdb_store::StoreError> {
+        let gate = Gate {
+            keys: RwLock::new(Arc::new(Keys::default())),
+            generation: AtomicI64::new(i64::MIN),
+            limiter: RateLimiter::default(),
+            quota: DailyQuota::default(),
+            audit: AuditLog::start(store.clone()),
+        };
+        gate.reload(store, reference).await?;
+        // Quotas count from today's audit entries, so a restart does not reset them.
+        let (today, _) = day_of(Utc::now());
+        let midnight =
+            today.and_hms_opt(0, 0, 0).map(|t| t.and_utc() - chrono::Duration::hours(7)).unwrap_or_else(Utc::now);
+        for agency in store.agencies().await? {
+            if agency.policy.limits.features_per_day.is_some() {
+                let taken = store.parcels_taken(&agency.name, midnight).await?;
+                gate.quota.add(&agency.name, taken, Utc::now());
+            }
+        }
+        Ok(gate)
+    }
+
+    /// Reads agencies and keys again when they changed since the last read.
+    pub async fn reload(&self, store: &AnyStore, reference: &ReferenceData) -> Result<(), landdb_store::StoreError> {
+        let generation = store.access_generation().await?;
+        if generation == self.generation.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let agencies: HashMap<String, Agency> =
+            store.agencies().await?.into_iter().map(|a| (a.name.clone(), a)).collect();
+        let mut keys = Keys::default();
+        let now = Utc::now();
+        for key in store.keys().await? {
+            if !key.usable(now) {
+                continue;
+            }
+            let Some(agency) = agencies.get(&key.agency) else { continue };
+            match Scope::compile(&agency.policy.area, reference) {
+                Ok(scope) => {
+                    keys.by_hash.insert(key.hash.clone(), Arc::new(Caller { agency: agency.clone(), key, scope }));
+                }
+                Err(e) => {
+                    tracing::warn!(agency = agency.name, error = %e, "agency's area does not compile; its keys are refused")
+                }
+            }
+        }
+        *self.keys.write().unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(keys);
+        self.generation.store(generation, Ordering::Release);
+        tracing::debug!(generation, "access rules loaded");
+        Ok(())
+    }
+
+    /// The generation of the rules in force (part of every ETag).
+    pub fn generation(&self) -> i64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    fn caller(&self, token: &str) -> Option<Arc<Caller>> {
+        let keys = Arc::clone(&self.keys.read().unwrap_or_else(std::sync::PoisonError::into_inner));
+        let caller = keys.by_hash.get(&landdb_access::key::hash(token)).cloned()?;
+        caller.key.usable(Utc::now()).then_some(caller)
+    }
+}
+
+/// Keeps the rules current: polls the store's access generation (a revoked key stops working
+/// on every process within one interval). Runs until the process ends.
+pub async fn follow_access(app: Arc<AppState>) {
+    loop {
+        tokio::time::sleep(RELOAD_INTERVAL).await;
+        if let Err(e) = app.gate.reload(&app.store, &app.reference).await {
+            tracing::warn!(error = %e, "cannot reload the access rules; the ones in force stay");
+        }
+    }
+}
+
+/// How often running servers look for changed agencies and keys.
+pub const RELOAD_INTERVAL: Duration = Duration::from_millis(200);
+
+/// The bearer token of a request, if it carries one.
+fn bearer(parts: &axum::http::HeaderMap) -> Option<&str> {
+    let value = parts.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
+/// The enforcement point (see the module's documentation).
+pub async fn guard(State(app): State<Arc<AppState>>, mut request: Request, next: Next) -> Response {
+    let route = request.extensions().get::<MatchedPath>().map(|m| m.as_str().to_owned()).unwrap_or_default();
+    let need = requirement(request.method(), &route);
+    if need == Requirement::Public {
+        return next.run(request).await;
+    }
+    let Some(caller) = bearer(request.headers()).and_then(|t| app.gate.caller(t)) else {
+        let mut response = unauthorized().into_response();
+        response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"landdb\""));
+        return response;
+    };
+    let policy = &caller.agency.policy;
+    let now = Utc::now();
+    if !policy.in_force(now) {
+        return forbidden(format!(
+            "the access of agency {} is not in force now (valid {} to {})",
+            caller.agency.name,
+            policy.valid_from.map_or("from the start".to_owned(), |t| t.to_rfc3339()),
+            policy.valid_until.map_or("without end".to_owned(), |t| t.to_rfc3339()),
+        ))
+        .into_response();
+    }
+    match need {
+        Requirement::Operation(op) if !policy.allows(op) => {
+            let allowed: Vec<&str> = policy.operations.iter().map(|o| o.name()).collect();
+            return forbidden(format!(
+                "agency {} may not {}: its operations are {}",
+                caller.agency.name,
+                op.name(),
+                if allowed.is_empty() { "none".to_owned() } else { allowed.join(", ") }
+            ))
+            .into_response();
+        }
+        Requirement::Operator if caller.agency.role != Role::Operator => {
+            return forbidden(format!("only the national operator may use {route}")).into_response();
+        }
+        _ => {}
+    }
+    if let Some(rate) = policy.limits.requests_per_second
+        && let Err(wait) = app.gate.limiter.take(&caller.agency.name, rate, std::time::Instant::now())
+    {
+        return too_many(format!("agency {} may make {rate} requests a second", caller.agency.name), wait);
+    }
+    let remaining_today = match policy.limits.features_per_day {
+        None => None,
+        Some(limit) => match app.gate.quota.remaining(&caller.agency.name, limit, now) {
+            Ok(n) => Some(n),
+            Err(wait) => {
+                return too_many(
+                    format!("agency {} has taken its {limit} parcels for today", caller.agency.name),
+                    wait,
+                );
+            }
+        },
+    };
+    let audited = !matches!(need, Requirement::Key);
+    let (method, endpoint, params) = (
+        request.method().to_string(),
+        request.uri().path().to_owned(),
+        request.uri().query().unwrap_or_default().to_owned(),
+    );
+    request.extensions_mut().insert(Access { caller: Arc::clone(&caller), remaining_today });
+    let response = next.run(request).await;
+    let disclosed = response.extensions().get::<Disclosed>().cloned().unwrap_or_default();
+    if policy.limits.features_per_day.is_some() {
+        app.gate.quota.add(&caller.agency.name, disclosed.parcels, now);
+    }
+    if audited {
+        app.gate.audit.record(AuditEvent {
+            at: AuditEvent::new_at(now),
+            agency: caller.agency.name.clone(),
+            key_id: caller.key.id.clone(),
+            method,
+            endpoint,
+            params,
+            purpose: policy.purpose.clone(),
+            status: response.status().as_u16(),
+            parcels: disclosed.parcels,
+            personal: disclosed.personal,
+        });
+    }
+    response
+}
+
+/// The audit log's writer: requests hand their entries over a queue and go on; a task appends
+/// them to the chain in batches. [`AuditLog::flush`] waits until everything handed over is
+/// written (at shutdown, and for tests).
+#[derive(Debug)]
+pub struct AuditLog {
+    queue: mpsc::UnboundedSender<Message>,
+}
+
+#[derive(Debug)]
+enum Message {
+    Event(AuditEvent),
+    Flush(oneshot::Sender<()>),
+}
+
+/// Entries appended in one transaction at most.
+const AUDIT_BATCH: usize = 2_000;
+
+impl AuditLog {
+    fn start(store: AnyStore) -> AuditLog {
+        let (queue, mut rx) = mpsc::unbounded_channel::<Message>();
+        tokio::spawn(async move {
+            let mut pending: Vec<AuditEvent> = Vec::new();
+            let mut waiting: Vec<oneshot::Sender<()>> = Vec::new();
+            loop {
+                // Wait for something, then take whatever else is queued.
+                let Some(first) = rx.recv().await else { break };
+                let mut next = Some(first);
+                while let Some(m) = next {
+                    match m {
+                        Message::Event(e) => pending.push(e),
+                        Message::Flush(done) => waiting.push(done),
+                    }
+                    next = if pending.len() < AUDIT_BATCH { rx.try_recv().ok() } else { None };
+                }
+                // Written, or kept and tried again: an entry is never dropped.
+                while !pending.is_empty() {
+                    match store.append_audit(&pending).await {
+                        Ok(()) => pending.clear(),
+                        Err(e) => {
+                            tracing::error!(error = %e, entries = pending.len(), "cannot write the audit log; retrying");
+                            tokio::time::sleep(Duration::from_millis(500)).await;
+                        }
+                    }
+                }
+                // Every entry queued before these flushes was taken before them, and is written.
+                for done in waiting.drain(..) {
+                    let _ = done.send(());
+                }
+            }
+        });
+        AuditLog { queue }
+    }
+
+    pub fn record(&self, event: AuditEvent) {
+        if self.queue.send(Message::Event(event)).is_err() {
+            tracing::error!("the audit writer has stopped");
+        }
+    }
+
+    /// Waits until every entry recorded before the call is in the store.
+    pub async fn flush(&self) {
+        let (done, wait) = oneshot::channel();
+        if self.queue.send(Message::Flush(done)).is_ok() {
+            let _ = wait.await;
+        }
     }
 }

@@ -30,6 +30,7 @@ impl Selection {
         commune: Option<&CommuneCode>,
         bbox: Option<geo::Rect<f64>>,
         filter: Option<&Filter>,
+        access: &crate::access::Access,
     ) -> Self {
         // The box the selection lies in: the request's, the filter's, or the part they share
         // (`disjoint` when they share nothing).
@@ -41,13 +42,13 @@ impl Selection {
             (a, b) => (a.or(b), false),
         };
         let keep = |p: &landdb_engine::Parcel<'_>| {
-            commune.is_none_or(|c| p.commune() == c) && filter.is_none_or(|f| f.matches(p, None))
+            commune.is_none_or(|c| p.commune() == c) && filter.is_none_or(|f| f.matches(p, None)) && access.sees(p)
         };
         let mut versions: Vec<VersionId> = if disjoint {
             Vec::new()
         } else {
             match (commune, region) {
-                (None, None) if filter.is_none() => return Selection::All,
+                (None, None) if filter.is_none() && access.sees_everything() => return Selection::All,
                 (Some(c), None) => view.in_commune(c).iter().filter(|p| keep(p)).map(|p| p.version()).collect(),
                 (_, Some(b)) => view.in_box(b).iter().filter(|p| keep(p)).map(|p| p.version()).collect(),
                 (None, None) => view.parcels().filter(|p| keep(p)).map(|p| p.version()).collect(),
@@ -55,6 +56,24 @@ impl Selection {
         };
         versions.sort_unstable();
         Selection::Versions(versions)
+    }
+
+    /// What exporting it discloses: how many parcels, and which versions' personal data when
+    /// `personal_fields` are among those written.
+    pub fn disclosed(&self, view: &View, personal_fields: bool) -> crate::access::Disclosed {
+        let parcels = self.len(view) as u64;
+        let personal = if !personal_fields {
+            Vec::new()
+        } else {
+            let with_address = |p: &landdb_engine::Parcel<'_>| p.address().is_some().then(|| p.version().0);
+            match self {
+                Selection::All => view.parcels().filter_map(|p| with_address(&p)).collect(),
+                Selection::Versions(v) => {
+                    v.iter().filter_map(|id| view.by_version(*id)).filter_map(|p| with_address(&p)).collect()
+                }
+            }
+        };
+        crate::access::Disclosed { parcels, personal }
     }
 
     /// How many parcels it holds.

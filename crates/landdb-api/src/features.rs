@@ -45,7 +45,7 @@ impl Field {
 
     /// Every field the caller may see.
     pub fn visible(access: &Access) -> Vec<Field> {
-        Field::ALL.into_iter().filter(|f| access.personal_data || !f.is_personal()).collect()
+        Field::ALL.into_iter().filter(|f| access.personal_data() || !f.is_personal()).collect()
     }
 
     /// The fields named in a `properties` parameter, or all visible ones. A name the caller may

@@ -878,7 +878,7 @@ mod tests {
 
     #[test]
     fn unknown_withheld_and_unsupported_are_refused_by_name() {
-        let anonymous = Access::anonymous();
+        let anonymous = Access::nation(false);
         for (raw, why) in [
             ("colour = 'red'", "`colour` is not a queryable"),
             ("address = 'x'", "`address` is not a queryable"),
@@ -891,7 +891,7 @@ mod tests {
             let e = Filter::parse(raw, Language::Text, &anonymous).expect_err(raw);
             assert!(e.description.contains(why), "{raw}: {e}");
         }
-        let personal = Access { personal_data: true };
+        let personal = Access::nation(true);
         assert!(Filter::parse("address LIKE '%Hải%'", Language::Text, &personal).is_ok());
         assert!(Language::parse(Some("cql-text")).is_ok());
         assert!(Language::parse(Some("sql")).is_err());
@@ -899,7 +899,7 @@ mod tests {
 
     #[test]
     fn bounds_come_from_spatial_terms() {
-        let a = Access::anonymous();
+        let a = Access::nation(false);
         let f = Filter::parse("S_INTERSECTS(geometry, BBOX(108, 16, 108.1, 16.1)) AND area_m2 > 5", Language::Text, &a)
             .expect("parsed");
         assert_eq!(f.bound, Some(Rect::new((108.0, 16.0), (108.1, 16.1))));

@@ -35,6 +35,8 @@ pub enum State {
 #[derive(Debug)]
 pub struct Job {
     pub id: u64,
+    /// The agency that uploaded it: only it (and the operator) may follow it.
+    pub agency: String,
     /// The uploaded file's name, as the client gave it.
     pub file: String,
     pub mode: Mode,
@@ -114,6 +116,7 @@ pub struct Upload {
     pub path: PathBuf,
     pub file: String,
     pub mode: Mode,
+    pub agency: String,
 }
 
 /// The jobs of this server, and where their uploads are kept.
@@ -132,10 +135,12 @@ impl Jobs {
         Jobs { dir, next: AtomicU64::new(start), jobs: Mutex::new(BTreeMap::new()) }
     }
 
-    pub fn get(&self, id: &str) -> Result<Arc<Job>, ApiError> {
+    /// The job, when the caller may see it: another agency's job does not exist for it.
+    pub fn get(&self, id: &str, access: &crate::access::Access) -> Result<Arc<Job>, ApiError> {
         let missing = || ApiError::not_found(format!("there is no job {id}"));
         let id: u64 = id.parse().map_err(|_| missing())?;
-        self.jobs.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(&id).cloned().ok_or_else(missing)
+        let jobs = self.jobs.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        jobs.get(&id).filter(|j| access.is_operator() || j.agency == access.agency()).cloned().ok_or_else(missing)
     }
 
     /// How many jobs are in each state.
@@ -162,9 +167,10 @@ impl Jobs {
 
     /// Starts the import of `upload` and returns the job at once.
     pub fn start(&self, upload: Upload, store: AnyStore, reference: Arc<ReferenceData>, options: Options) -> Arc<Job> {
-        let Upload { id, path: upload, file, mode } = upload;
+        let Upload { id, path: upload, file, mode, agency } = upload;
         let job = Arc::new(Job {
             id,
+            agency,
             file,
             mode,
             submitted_at: chrono::Utc::now(),

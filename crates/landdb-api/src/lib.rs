@@ -1,11 +1,13 @@
 //! The sharing API: OGC API – Features over HTTP (axum), answered from the in-memory engine
-//! (`landdb-engine`) and, for what it does not hold, the store. Every handler takes the caller's
-//! [`access::Access`] first: one place for the access rules to sit in front of every path.
+//! (`landdb-engine`) and, for what it does not hold, the store. Every route passes one enforcement
+//! point ([`access::guard`]: keys, policies, limits, audit), and every handler that answers with
+//! parcels takes the caller's [`access::Access`], which every parcel passes before it leaves.
 
 // The OpenAPI document is one `json!` literal, deeper than the default limit.
 #![recursion_limit = "256"]
 
 pub mod access;
+pub mod admin;
 pub mod crs;
 pub mod export;
 pub mod features;
@@ -44,6 +46,8 @@ pub struct AppState {
     pub jobs: jobs::Jobs,
     /// Request counts and latencies, for `/metrics`.
     pub metrics: metrics::Metrics,
+    /// Keys, policies, limits and the audit log.
+    pub gate: access::Gate,
 }
 
 /// The largest upload taken: a whole province zipped is a few hundred megabytes.
@@ -79,10 +83,19 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/health", get(routes::health))
         .route("/ready", get(routes::ready))
         .route("/metrics", get(routes::metrics))
+        .route("/admin/agencies", get(admin::list_agencies).post(admin::put_agency))
+        .route("/admin/agencies/{name}/keys", axum::routing::post(admin::create_key))
+        .route("/admin/keys/{id}", axum::routing::delete(admin::revoke_key))
+        .route("/admin/keys/{id}/rotate", axum::routing::post(admin::rotate_key))
+        .route("/admin/audit", get(admin::audit))
+        .route("/admin/audit/verify", get(admin::verify_audit))
+        // Innermost first: the ETag (it names the caller's view, so it runs behind the guard),
+        // the enforcement point, the metrics.
+        .route_layer(axum::middleware::from_fn_with_state(Arc::clone(&state), etag))
+        .route_layer(axum::middleware::from_fn_with_state(Arc::clone(&state), access::guard))
         .route_layer(axum::middleware::from_fn_with_state(Arc::clone(&state), track))
         .fallback(routes::not_found)
         .layer(axum::middleware::from_fn(html::pages))
-        .layer(axum::middleware::from_fn_with_state(Arc::clone(&state), etag))
         // gzip or brotli when the client asks for it (GeoJSON shrinks to about a fifth), and one
         // structured log line a request (method, URI, status, latency) at info level under the
         // target `tower_http` (LANDDB_LOG=…,tower_http=info turns them on).
@@ -98,8 +111,8 @@ pub fn router(state: Arc<AppState>) -> Router {
 /// Weak ETags: every answer is a function of the request and the feed position the engine
 /// reflects, so `W/"<position>-<request hash>"` names it. A client that sends it back in
 /// `If-None-Match` before anything new is committed gets a 304 without a body. (Positions only
-/// grow, so a tag never comes back to name other content. The access rules of issue 7 must join
-/// the tag: two agencies see different answers to one request.)
+/// grow, so a tag never comes back to name other content.) Two agencies see different answers to
+/// one request, so the caller's agency and the generation of the access rules are in the tag.
 async fn etag(
     axum::extract::State(app): axum::extract::State<Arc<AppState>>,
     request: axum::extract::Request,
@@ -113,7 +126,8 @@ async fn etag(
     }
     let position = app.engine.snapshot().position().0;
     // A page and its JSON share the URI: which one was asked for is part of the tag.
-    let representation = (request.uri().to_string(), html::wants_html(&request));
+    let agency = request.extensions().get::<access::Access>().map(|a| a.agency().to_owned());
+    let representation = (request.uri().to_string(), html::wants_html(&request), agency, app.gate.generation());
     let hash = BuildHasherDefault::<DefaultHasher>::default().hash_one(representation);
     let tag = format!("W/\"{position}-{hash:016x}\"");
     let Ok(tag_value) = HeaderValue::from_str(&tag) else { return next.run(request).await };
@@ -133,7 +147,7 @@ async fn etag(
     if response.status() == StatusCode::OK {
         response.headers_mut().insert(header::ETAG, tag_value);
     }
-    response.headers_mut().append(header::VARY, HeaderValue::from_static("accept"));
+    response.headers_mut().append(header::VARY, HeaderValue::from_static("accept, authorization"));
     response
 }
 

@@ -57,6 +57,10 @@ pub struct ApiError {
 
 impl ApiError {
     /// 400: a parameter the endpoint does not know, or a value it cannot take.
+    pub fn new(status: StatusCode, code: &'static str, description: impl Into<String>) -> Self {
+        ApiError { status, code, description: description.into() }
+    }
+
     pub fn bad_parameter(description: impl Into<String>) -> Self {
         ApiError { status: StatusCode::BAD_REQUEST, code: "InvalidParameterValue", description: description.into() }
     }

@@ -14,7 +14,7 @@ use landdb_store::{ParcelStore, Period};
 use serde_json::json;
 
 use crate::AppState;
-use crate::access::Access;
+use crate::access::{Access, Disclosed};
 use crate::crs::OutputCrs;
 use crate::export::{Selection, geojson_stream};
 use crate::features::{Field, Output, write_feature};
@@ -146,7 +146,7 @@ fn ok_json(media_type: &'static str, body: serde_json::Value) -> Response {
 pub const LANDING: &[(&str, &str)] =
     &[("f", "the format of the answer: `json`, or `html` (what a browser gets when it asks for HTML)")];
 
-pub async fn landing(_access: Access, call: Call) -> Result<Response, ApiError> {
+pub async fn landing(call: Call) -> Result<Response, ApiError> {
     let params = Params::parse_formats(call.query.as_deref(), &names(LANDING), &["json", "html"])?;
     let base = &call.base;
     if params.get("f") == Some("html") || (params.get("f").is_none() && call.wants_html) {
@@ -167,7 +167,7 @@ pub async fn landing(_access: Access, call: Call) -> Result<Response, ApiError> 
     ))
 }
 
-pub async fn conformance(_access: Access, call: Call) -> Result<Response, ApiError> {
+pub async fn conformance(call: Call) -> Result<Response, ApiError> {
     call.params(COMMON)?;
     Ok(ok_json(JSON, json!({ "conformsTo": CONFORMANCE })))
 }
@@ -342,7 +342,8 @@ fn feature_collection(
         )
         .as_bytes(),
     );
-    Ok(with_crs(json_response(StatusCode::OK, GEOJSON, out), crs))
+    let personal_fields = fields.iter().any(|f| f.is_personal());
+    Ok(Disclosed::of(parcels, personal_fields).on(with_crs(json_response(StatusCode::OK, GEOJSON, out), crs)))
 }
 
 /// Says which CRS the coordinates are in (OGC API – Features Part 2).
@@ -534,14 +535,15 @@ pub async fn items(
     known_collection(&id)?;
     let query = ItemsQuery::read(&app, &call, &access)?;
     if query.historical() {
-        return historical_items(&app, &query, &call.base).await;
+        return historical_items(&app, &query, &access, &call.base).await;
     }
-    let ItemsQuery { limit, after, before, .. } = query;
+    let ItemsQuery { after, before, .. } = query;
+    let limit = access.max_features().map_or(query.limit, |m| query.limit.min(m.max(1)));
     let view = app.engine.snapshot();
     // The page, how many parcels match (when that is known), and whether parcels lie before and
     // after the page.
     let (page, matched, earlier, later): (Vec<Parcel<'_>>, Option<usize>, bool, bool) =
-        if query.bbox.is_none() && query.filter.is_none() && query.sortby.is_none() {
+        if query.bbox.is_none() && query.filter.is_none() && query.sortby.is_none() && access.sees_everything() {
             // Every parcel in version order: straight from the engine's sorted columns.
             match before {
                 Some(b) => {
@@ -568,6 +570,9 @@ pub async fn items(
                 Some(r) => view.in_box(r),
                 None => view.parcels().collect(),
             };
+            if !access.sees_everything() {
+                found.retain(|p| access.sees(p));
+            }
             if let Some(f) = &query.filter {
                 found.retain(|p| f.matches(p, None));
             }
@@ -614,7 +619,13 @@ pub async fn items(
 
 /// Items from the history: the versions valid during `datetime` (all time when only the filter
 /// is temporal), in version order, read from the store page by page until the page is full.
-async fn historical_items(app: &AppState, query: &ItemsQuery, base: &str) -> Result<Response, ApiError> {
+async fn historical_items(
+    app: &AppState,
+    query: &ItemsQuery,
+    access: &Access,
+    base: &str,
+) -> Result<Response, ApiError> {
+    let limit = access.max_features().map_or(query.limit, |m| query.limit.min(m.max(1)));
     if query.sortby.is_some() {
         return Err(ApiError::bad_parameter(
             "sortby cannot be combined with datetime or a temporal filter: the history is paged in version order",
@@ -628,10 +639,10 @@ async fn historical_items(app: &AppState, query: &ItemsQuery, base: &str) -> Res
     let period = query.datetime.unwrap_or_default();
     let region = both(query.bbox, query.filter.as_ref().and_then(|f| f.bound));
     let position = app.engine.snapshot().position();
-    let mut kept: Vec<ParcelRecord> = Vec::with_capacity(query.limit + 1);
+    let mut kept: Vec<ParcelRecord> = Vec::with_capacity(limit + 1);
     let mut from = query.after;
-    let fetch = (query.limit + 1).max(500);
-    while kept.len() <= query.limit {
+    let fetch = (limit + 1).max(500);
+    while kept.len() <= limit {
         let rows = app.store.valid_during(period, region, from, fetch).await.map_err(|e| ApiError::internal(&e))?;
         let exhausted = rows.len() < fetch;
         from = rows.last().map(|v| v.id).or(from);
@@ -639,10 +650,12 @@ async fn historical_items(app: &AppState, query: &ItemsQuery, base: &str) -> Res
             rows.iter().map(|v| (v.id, Validity::new(v.valid_from, v.valid_to))).collect();
         let chunk = Snapshot::build(rows.into_iter().map(ParcelRecord::from), position);
         for p in chunk.parcels() {
-            if kept.len() > query.limit {
+            if kept.len() > limit {
                 break;
             }
-            if query.filter.as_ref().is_none_or(|f| f.matches(&p, validity.get(&p.version()).copied())) {
+            if access.sees(&p)
+                && query.filter.as_ref().is_none_or(|f| f.matches(&p, validity.get(&p.version()).copied()))
+            {
                 kept.push(p.record());
             }
         }
@@ -650,8 +663,8 @@ async fn historical_items(app: &AppState, query: &ItemsQuery, base: &str) -> Res
             break;
         }
     }
-    let later = kept.len() > query.limit;
-    kept.truncate(query.limit);
+    let later = kept.len() > limit;
+    kept.truncate(limit);
     let found = Snapshot::build(kept, position);
     let page: Vec<Parcel<'_>> = found.parcels().collect();
     let links = query.links(base, &page, false, later);
@@ -684,19 +697,23 @@ pub async fn item(
         out.pop();
         out.extend_from_slice(format!(",\"links\":{}}}", serde_json::to_string(&links).unwrap_or_default()).as_bytes());
     };
+    let personal_fields = fields.iter().any(|f| f.is_personal());
     if let Some(p) = view.by_version(version) {
+        if !access.sees(&p) {
+            return Err(missing());
+        }
         write_feature(&mut out, &p, &fields, &mut Vec::new(), &Output { crs: &OutputCrs::crs84(), transformer: None });
         links(&mut out);
-        return Ok(json_response(StatusCode::OK, GEOJSON, out));
+        return Ok(Disclosed::of([&p], personal_fields).on(json_response(StatusCode::OK, GEOJSON, out)));
     }
     // Not current: an earlier version, from the store.
     let stored = app.store.versions(&[version]).await.map_err(|e| ApiError::internal(&e))?;
     let Some(v) = stored.into_iter().next() else { return Err(missing()) };
     let one = Snapshot::build([ParcelRecord::from(v)], view.position());
-    let Some(p) = one.parcels().next() else { return Err(missing()) };
+    let Some(p) = one.parcels().next().filter(|p| access.sees(p)) else { return Err(missing()) };
     write_feature(&mut out, &p, &fields, &mut Vec::new(), &Output { crs: &OutputCrs::crs84(), transformer: None });
     links(&mut out);
-    Ok(json_response(StatusCode::OK, GEOJSON, out))
+    Ok(Disclosed::of([&p], personal_fields).on(json_response(StatusCode::OK, GEOJSON, out)))
 }
 
 /// The whole selection as one file: GeoJSON streamed with constant memory whatever its size, or
@@ -751,7 +768,22 @@ pub async fn export(
     // Built once here so that a CRS PROJ cannot handle fails before the answer starts.
     crs.transformer()?;
     let view = app.engine.snapshot();
-    let selection = Selection::of(&view, commune.as_ref(), bbox, filter.as_ref());
+    let selection = Selection::of(&view, commune.as_ref(), bbox, filter.as_ref(), &access);
+    let count = selection.len(&view);
+    if let Some(max) = access.max_features()
+        && count > max
+        && !access.allows(landdb_access::Operation::BulkExport)
+    {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "Forbidden",
+            format!(
+                "this export holds {count} parcels; agency {} may take at most {max} in one answer (bulk export is not among its operations, or its daily quota is nearly spent): narrow it with commune, bbox, polygon or filter",
+                access.agency()
+            ),
+        ));
+    }
+    let disclosed = selection.disclosed(&view, fields.iter().any(|f| f.is_personal()));
     let disposition = format!("attachment; filename=\"{}\"", format.file_name());
     let mut response = if format == Format::GeoJson {
         let body = axum::body::Body::from_stream(geojson_stream(view, selection, fields, crs.clone()));
@@ -762,7 +794,7 @@ pub async fn export(
     if let Ok(v) = axum::http::HeaderValue::from_str(&disposition) {
         response.headers_mut().insert(header::CONTENT_DISPOSITION, v);
     }
-    Ok(response)
+    Ok(disclosed.on(response))
 }
 
 /// A GDAL format: written to a scratch directory on a blocking thread, then read back in chunks
@@ -860,10 +892,11 @@ pub async fn at_point(State(app): State<Arc<AppState>>, access: Access, call: Ca
         let when = instant(raw)?;
         let versions = app.store.at_point_on(lon, lat, when).await.map_err(|e| ApiError::internal(&e))?;
         let then = Snapshot::build(versions.into_iter().map(ParcelRecord::from), view.position());
-        let found: Vec<Parcel<'_>> = then.parcels().collect();
+        let found: Vec<Parcel<'_>> = then.parcels().filter(|p| access.sees(p)).collect();
         return feature_collection(&found, &fields, Some(found.len()), links, view.position(), &crs);
     }
     let mut found = view.at_point(lon, lat);
+    found.retain(|p| access.sees(p));
     found.sort_unstable_by_key(|p| p.version());
     feature_collection(&found, &fields, Some(found.len()), links, view.position(), &crs)
 }
@@ -882,7 +915,7 @@ pub async fn by_key(
         .map_err(|_| ApiError::bad_parameter(format!("commune {commune}: give a 5-digit commune code")))?;
     let key = landdb_model::ParcelKey::new(code, sheet, number);
     let view = app.engine.snapshot();
-    let found: Vec<Parcel<'_>> = view.by_key(&key).into_iter().collect();
+    let found: Vec<Parcel<'_>> = view.by_key(&key).into_iter().filter(|p| access.sees(p)).collect();
     if found.is_empty() {
         return Err(ApiError::not_found(format!(
             "no current parcel has the key commune {}, sheet {}, number {}",
@@ -900,7 +933,7 @@ pub async fn by_key(
 }
 
 /// An instant: RFC 3339, or a date (its midnight, UTC).
-fn instant(raw: &str) -> Result<chrono::DateTime<chrono::Utc>, ApiError> {
+pub fn instant(raw: &str) -> Result<chrono::DateTime<chrono::Utc>, ApiError> {
     if let Ok(t) = chrono::DateTime::parse_from_rfc3339(raw) {
         return Ok(t.with_timezone(&chrono::Utc));
     }
@@ -919,7 +952,7 @@ fn instant(raw: &str) -> Result<chrono::DateTime<chrono::Utc>, ApiError> {
 /// batch that wrote it, the versions it came from and those that came from it (splits, merges).
 pub async fn history(
     State(app): State<Arc<AppState>>,
-    _access: Access,
+    access: Access,
     Path((collection, id)): Path<(String, String)>,
     call: Call,
 ) -> Result<Response, ApiError> {
@@ -930,6 +963,15 @@ pub async fn history(
     let store = &app.store;
     let this = store.version(version).await.map_err(|e| ApiError::internal(&e))?.ok_or_else(missing)?;
     let versions = store.history(&this.parcel.key).await.map_err(|e| ApiError::internal(&e))?;
+    // Only versions in the caller's area; none of them, and the parcel does not exist for it.
+    let position = app.engine.snapshot().position();
+    let seen = Snapshot::build(versions.iter().cloned().map(ParcelRecord::from), position);
+    let visible: std::collections::HashSet<VersionId> =
+        seen.parcels().filter(|p| access.sees(p)).map(|p| p.version()).collect();
+    if !visible.contains(&version) {
+        return Err(missing());
+    }
+    let versions: Vec<_> = versions.into_iter().filter(|v| visible.contains(&v.id)).collect();
     let base = &call.base;
     let mut entries = Vec::with_capacity(versions.len());
     for v in &versions {
@@ -947,7 +989,8 @@ pub async fn history(
         }));
     }
     let key = &this.parcel.key;
-    Ok(ok_json(
+    let disclosed = Disclosed { parcels: versions.len() as u64, personal: Vec::new() };
+    Ok(disclosed.on(ok_json(
         JSON,
         json!({
             "key": { "commune": key.commune.as_str(), "sheet": key.sheet, "number": key.number },
@@ -957,7 +1000,7 @@ pub async fn history(
                 Link::new(format!("{base}/collections/parcels/items/{id}"), "about", GEOJSON, "the version asked about"),
             ],
         }),
-    ))
+    )))
 }
 
 pub async fn by_national_id(
@@ -971,6 +1014,7 @@ pub async fn by_national_id(
     let national_id = NationalParcelId::parse(&id).map_err(|e| ApiError::bad_parameter(e.to_string()))?;
     let view = app.engine.snapshot();
     let mut found = view.by_national_id(&national_id);
+    found.retain(|p| access.sees(p));
     if found.is_empty() {
         return Err(ApiError::not_found(format!("no current parcel has the national ID {national_id}")));
     }
@@ -1012,7 +1056,7 @@ pub async fn tilesets(Path(id): Path<String>, call: Call) -> Result<Response, Ap
 /// One vector tile of the current parcels.
 pub async fn tile(
     State(app): State<Arc<AppState>>,
-    _access: Access,
+    access: Access,
     Path((collection, matrix_set, z, y, x)): Path<(String, String, String, String, String)>,
     call: Call,
 ) -> Result<Response, ApiError> {
@@ -1028,8 +1072,9 @@ pub async fn tile(
     };
     let id = crate::tiles::TileId::new(number(&z)?, number(&y)?, number(&x)?)?;
     let view = app.engine.snapshot();
-    let bytes = crate::tiles::tile(&view, id)?;
-    let mut response = axum::response::IntoResponse::into_response(bytes);
+    let (bytes, parcels) = crate::tiles::tile(&view, id, &access)?;
+    let mut response =
+        Disclosed { parcels, personal: Vec::new() }.on(axum::response::IntoResponse::into_response(bytes));
     response.headers_mut().insert(header::CONTENT_TYPE, axum::http::HeaderValue::from_static(crate::tiles::MEDIA_TYPE));
     Ok(response)
 }
@@ -1061,12 +1106,28 @@ pub const SUBMIT_JOB: &[(&str, &str)] = &[];
 /// written to disk as it arrives; the answer (202) names the job to follow.
 pub async fn submit_job(
     State(app): State<Arc<AppState>>,
-    _access: Access,
+    access: Access,
     call: Call,
     mut multipart: axum::extract::Multipart,
 ) -> Result<Response, ApiError> {
     use tokio::io::AsyncWriteExt;
     call.params(SUBMIT_JOB)?;
+    // An upload changes only the communes of the agency's area: the others' records are
+    // rejected into the quarantine with their reason.
+    let area = match &access.caller.scope {
+        landdb_access::Scope::Nation => None,
+        landdb_access::Scope::Communes(set) => Some(Arc::new(set.clone())),
+        landdb_access::Scope::Polygon { .. } => {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "Forbidden",
+                format!(
+                    "agency {}'s area is a polygon; uploads are confined to provinces or communes",
+                    access.agency()
+                ),
+            ));
+        }
+    };
     let bad = |why: String| ApiError::bad_parameter(why);
     let (id, dir) = app.jobs.reserve()?;
     let cleanup = |e: ApiError| {
@@ -1125,8 +1186,9 @@ pub async fn submit_job(
     let options = landdb_ingest::pipeline::Options {
         crs_override: None,
         mapping: landdb_ingest::profiles::FieldMapping::builtin().map_err(|e| cleanup(ApiError::internal(&e)))?,
+        area,
     };
-    let upload = crate::jobs::Upload { id, path, file: given, mode };
+    let upload = crate::jobs::Upload { id, path, file: given, mode, agency: access.agency().to_owned() };
     let job = app.jobs.start(upload, app.store.clone(), Arc::clone(&app.reference), options);
     let mut response = json_response(StatusCode::ACCEPTED, JSON, job.status(&call.base).to_string());
     if let Ok(location) = axum::http::HeaderValue::from_str(&format!("{}/jobs/{id}", call.base)) {
@@ -1137,23 +1199,23 @@ pub async fn submit_job(
 
 pub async fn job(
     State(app): State<Arc<AppState>>,
-    _access: Access,
+    access: Access,
     Path(id): Path<String>,
     call: Call,
 ) -> Result<Response, ApiError> {
     call.params(COMMON)?;
-    Ok(ok_json(JSON, app.jobs.get(&id)?.status(&call.base)))
+    Ok(ok_json(JSON, app.jobs.get(&id, &access)?.status(&call.base)))
 }
 
 /// The full report of a finished job.
 pub async fn job_report(
     State(app): State<Arc<AppState>>,
-    _access: Access,
+    access: Access,
     Path(id): Path<String>,
     call: Call,
 ) -> Result<Response, ApiError> {
     call.params(COMMON)?;
-    let job = app.jobs.get(&id)?;
+    let job = app.jobs.get(&id, &access)?;
     let report = job.report().ok_or_else(|| {
         ApiError::not_found(format!("job {id} has no report: it is {}", serde_json::json!(job.state())))
     })?;
@@ -1163,12 +1225,12 @@ pub async fn job_report(
 /// The records a job's import rejected, as GeoJSON, for the province to fix and send again.
 pub async fn job_quarantine(
     State(app): State<Arc<AppState>>,
-    _access: Access,
+    access: Access,
     Path(id): Path<String>,
     call: Call,
 ) -> Result<Response, ApiError> {
     call.params(COMMON)?;
-    let job = app.jobs.get(&id)?;
+    let job = app.jobs.get(&id, &access)?;
     let batch = job.batch().ok_or_else(|| {
         ApiError::not_found(format!(
             "job {id} committed no batch (it is {}): nothing was quarantined",

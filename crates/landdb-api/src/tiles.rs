@@ -62,12 +62,15 @@ impl TileId {
 /// The tile: every current parcel that meets it, with its public properties. Parcels are not
 /// clipped (coordinates may leave the extent, as the specification allows): a parcel is small
 /// next to a tile, and its outline then joins up across tiles.
-pub fn tile(view: &View, id: TileId) -> Result<Vec<u8>, ApiError> {
+/// The tile, and how many parcels it holds: those the caller sees, with public fields only.
+pub fn tile(view: &View, id: TileId, access: &crate::access::Access) -> Result<(Vec<u8>, u64), ApiError> {
+    let mut count = 0;
     let mut tile = Tile::new(EXTENT);
     let mut layer = tile.create_layer(LAYER);
     if id.z >= MIN_ZOOM {
         let failed = |e: mvt::Error| ApiError::internal(&e);
         let mut parcels: Vec<Parcel<'_>> = view.in_box(id.bounds());
+        parcels.retain(|p| access.sees(p));
         parcels.sort_unstable_by_key(|p| p.version());
         for parcel in parcels {
             let Some(geometry) = encode(&parcel, id).map_err(failed)? else { continue };
@@ -83,10 +86,11 @@ pub fn tile(view: &View, id: TileId) -> Result<Vec<u8>, ApiError> {
             }
             feature.add_tag_double("area_m2", (parcel.area_m2() * 10.0).round() / 10.0);
             layer = feature.into_layer();
+            count += 1;
         }
     }
     tile.add_layer(layer).map_err(|e| ApiError::internal(&e))?;
-    tile.to_bytes().map_err(|e| ApiError::internal(&e))
+    Ok((tile.to_bytes().map_err(|e| ApiError::internal(&e))?, count))
 }
 
 fn tag_number_or_text(feature: &mut mvt::Feature, key: &str, value: &str) {

@@ -53,6 +53,15 @@ enum Command {
     /// Share the parcels over HTTP: OGC API – Features and parcel lookups, answered from the
     /// in-memory engine, which follows the store's change feed.
     Serve(commands::serve::ServerArgs),
+    /// Agencies and their policies (area, personal data, operations, limits, purpose).
+    #[command(subcommand)]
+    Agency(commands::access::AgencyCommand),
+    /// API keys: create (printed once), rotate, revoke, list.
+    #[command(subcommand)]
+    Key(commands::access::KeyCommand),
+    /// The audit log: verify its hash chain, show who accessed what.
+    #[command(subcommand)]
+    Audit(commands::access::AuditCommand),
 }
 
 /// What every subcommand gets: the global options, resolved.
@@ -114,6 +123,9 @@ fn main() -> ExitCode {
             Command::Reference => commands::reference::run(&context),
             Command::Export(args) => commands::export::run(&context, &args).await,
             Command::Serve(args) => commands::serve::run(&context, &args).await,
+            Command::Agency(c) => commands::access::agency(&context, c).await,
+            Command::Key(c) => commands::access::key(&context, c).await,
+            Command::Audit(c) => commands::access::audit(&context, c).await,
         }
     });
     match result {

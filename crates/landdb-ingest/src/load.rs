@@ -24,7 +24,7 @@ pub fn accepted_parcels(
 ) -> Result<Vec<Parcel>, SourceError> {
     let mapping = FieldMapping::builtin()
         .map_err(|reason| SourceError::Unreadable { file: "profiles/fields.csv".into(), reason })?;
-    let options = Options { crs_override: None, mapping };
+    let options = Options { crs_override: None, mapping, area: None };
     let collected = Mutex::new((Ledger::default(), Vec::<(usize, Parcel)>::new()));
     let stopped = || SourceError::Unreadable { file: PathBuf::new(), reason: "the import stopped".into() };
     pipeline::stream(files, scratch, reference, &options, &|_| {}, &|chunk| {

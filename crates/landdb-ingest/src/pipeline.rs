@@ -28,6 +28,9 @@ pub struct Options {
     /// `--crs`: wins over whatever the files say.
     pub crs_override: Option<CrsChoice>,
     pub mapping: FieldMapping,
+    /// The communes the upload may change (an uploader's province), when it is confined: a
+    /// record of any other commune is rejected and quarantined with its reason.
+    pub area: Option<std::sync::Arc<std::collections::HashSet<landdb_model::CommuneCode>>>,
 }
 
 /// One normalised record with where it came from; rejected ones keep their source for quarantine.
@@ -271,7 +274,7 @@ fn read_file(
                             crs_note: note.clone(),
                             orientation_matters: matches!(layer.driver.as_str(), "GeoJSON" | source::OWN_GEOJSON),
                         };
-                        chunk.par_iter().map(|r| normalizer.normalize(r)).collect()
+                        chunk.par_iter().map(|r| confine(normalizer.normalize(r), options)).collect()
                     }
                     None => chunk
                         .iter()
@@ -485,4 +488,18 @@ impl Ledger {
         }
         report
     }
+}
+
+/// Rejects an outcome whose commune lies outside the upload's area, when it has one.
+fn confine(mut outcome: Outcome, options: &Options) -> Outcome {
+    let (Some(area), Some(key)) = (&options.area, &outcome.key) else { return outcome };
+    if outcome.verdict != Verdict::Rejected && !area.contains(&key.commune) {
+        outcome.reasons.push(Reason::new(
+            ReasonCode::OutsideUploaderArea,
+            format!("commune {} is outside the area this agency may upload for", key.commune),
+        ));
+        outcome.verdict = Verdict::Rejected;
+        outcome.parcel = None;
+    }
+    outcome
 }

@@ -31,6 +31,8 @@ pub enum ReasonCode {
     DuplicateKeyInStore,
     InvalidValue,
     NoCrs,
+    /// The record's commune lies outside the area the uploading agency may change.
+    OutsideUploaderArea,
     // Repairs (the geometry was changed, and how is recorded).
     UnclosedRing,
     RingOrientation,

@@ -26,7 +26,7 @@ fn validate(name: &str, features: Vec<Value>) -> ImportReport {
     let file = dir.join(format!("{name}.geojson"));
     std::fs::write(&file, json!({ "type": "FeatureCollection", "features": features }).to_string()).expect("write");
     let reference = ReferenceData::embedded().expect("reference");
-    let options = Options { crs_override: None, mapping: FieldMapping::builtin().expect("profile") };
+    let options = Options { crs_override: None, mapping: FieldMapping::builtin().expect("profile"), area: None };
     let report = pipeline::run(&[file], &dir.join("scratch"), &reference, &options, &|_| {}).expect("readable");
     let _ = std::fs::remove_dir_all(&dir);
     report
@@ -119,7 +119,7 @@ fn an_explicit_crs_wins() {
     std::fs::write(&file, json!({ "type": "FeatureCollection", "features": [f] }).to_string()).expect("write");
     let reference = ReferenceData::embedded().expect("reference");
     let crs = landdb_ingest::crs::CrsChoice::parse_override("EPSG:9210", &reference).expect("zone");
-    let options = Options { crs_override: Some(crs), mapping: FieldMapping::builtin().expect("profile") };
+    let options = Options { crs_override: Some(crs), mapping: FieldMapping::builtin().expect("profile"), area: None };
     let r = pipeline::run(&[file], &dir.join("s"), &reference, &options, &|_| {}).expect("readable");
     assert_eq!((r.layers[0].crs.as_str(), r.layers[0].crs_basis.as_str()), ("EPSG:9210", "override"));
     let _ = std::fs::remove_dir_all(&dir);

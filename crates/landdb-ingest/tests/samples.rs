@@ -26,7 +26,7 @@ fn injected(manifest: &Value, defect: &str) -> usize {
 
 fn validate(path: PathBuf) -> ImportReport {
     let reference = ReferenceData::embedded().expect("reference");
-    let options = Options { crs_override: None, mapping: FieldMapping::builtin().expect("profile") };
+    let options = Options { crs_override: None, mapping: FieldMapping::builtin().expect("profile"), area: None };
     let scratch = std::env::temp_dir().join(format!("landdb-ingest-test-{}", std::process::id()));
     pipeline::run(&[path], &scratch, &reference, &options, &|_| {}).expect("readable")
 }

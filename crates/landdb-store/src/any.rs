@@ -173,3 +173,41 @@ impl FeedWaiter for AnyWaiter {
         dispatch!(self, w => w.wait(timeout).await)
     }
 }
+
+impl crate::AccessStore for AnyStore {
+    async fn put_agency(&self, agency: &landdb_access::Agency) -> Result<()> {
+        dispatch!(self, s => s.put_agency(agency).await)
+    }
+    async fn agencies(&self) -> Result<Vec<landdb_access::Agency>> {
+        dispatch!(self, s => s.agencies().await)
+    }
+    async fn put_key(&self, key: &landdb_access::KeyRecord) -> Result<()> {
+        dispatch!(self, s => s.put_key(key).await)
+    }
+    async fn end_key(
+        &self,
+        id: &str,
+        revoked_at: Option<DateTime<Utc>>,
+        expires_at: Option<DateTime<Utc>>,
+    ) -> Result<bool> {
+        dispatch!(self, s => s.end_key(id, revoked_at, expires_at).await)
+    }
+    async fn keys(&self) -> Result<Vec<landdb_access::KeyRecord>> {
+        dispatch!(self, s => s.keys().await)
+    }
+    async fn access_generation(&self) -> Result<i64> {
+        dispatch!(self, s => s.access_generation().await)
+    }
+    async fn append_audit(&self, events: &[landdb_access::AuditEvent]) -> Result<()> {
+        dispatch!(self, s => s.append_audit(events).await)
+    }
+    async fn audit_entries(&self, query: &crate::AuditQuery) -> Result<Vec<landdb_access::AuditEntry>> {
+        dispatch!(self, s => s.audit_entries(query).await)
+    }
+    async fn audit_head(&self) -> Result<Option<(i64, String)>> {
+        dispatch!(self, s => s.audit_head().await)
+    }
+    async fn parcels_taken(&self, agency: &str, since: DateTime<Utc>) -> Result<u64> {
+        dispatch!(self, s => s.parcels_taken(agency, since).await)
+    }
+}

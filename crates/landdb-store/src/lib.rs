@@ -6,6 +6,7 @@
 //! its changes reach the change feed in commit order, which is how every running landdb process
 //! follows what changed.
 
+pub mod access;
 mod any;
 mod database_url;
 mod error;
@@ -25,6 +26,7 @@ use landdb_model::{
 };
 use serde::{Deserialize, Serialize};
 
+pub use access::{AccessStore, AuditQuery};
 pub use any::{AnyBatch, AnyStore, AnyWaiter};
 pub use database_url::DatabaseUrl;
 pub use error::{Result, StoreError};

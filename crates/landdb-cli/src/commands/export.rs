@@ -50,7 +50,7 @@ pub async fn run(context: &crate::Context, args: &Args) -> anyhow::Result<()> {
         .as_deref()
         .map(|b| landdb_api::params::parse_bbox(b).map_err(|e| anyhow::anyhow!("--{e}")))
         .transpose()?;
-    let access = landdb_api::access::Access::anonymous();
+    let access = landdb_api::access::Access::nation(false);
     let filter = match (&args.filter, &args.polygon) {
         (Some(_), Some(_)) => anyhow::bail!("give --polygon or --filter, not both"),
         (Some(f), None) => Some(
@@ -74,7 +74,7 @@ pub async fn run(context: &crate::Context, args: &Args) -> anyhow::Result<()> {
     let store = context.store().await?;
     let engine = Engine::load(&store).await?;
     let view = engine.snapshot();
-    let selection = Selection::of(&view, commune.as_ref(), bbox, filter.as_ref());
+    let selection = Selection::of(&view, commune.as_ref(), bbox, filter.as_ref(), &access);
     let count = selection.len(&view);
     // Public fields only: personal data leaves through the API, under its access rules.
     let fields = Field::visible(&access);

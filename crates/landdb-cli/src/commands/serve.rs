@@ -25,10 +25,17 @@ pub struct ServerArgs {
 }
 
 pub async fn run(context: &crate::Context, args: &ServerArgs) -> anyhow::Result<()> {
-    serve(context.store().await?, context.reference()?, args).await
+    serve(context.store().await?, context.reference()?, args, None).await
 }
 
-pub async fn serve(store: AnyStore, reference: ReferenceData, args: &ServerArgs) -> anyhow::Result<()> {
+/// Serves until interrupted; `demo_key` (from `landdb demo --serve`) is printed with the
+/// addresses, and the map's address carries it.
+pub async fn serve(
+    store: AnyStore,
+    reference: ReferenceData,
+    args: &ServerArgs,
+    demo_key: Option<String>,
+) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
     let engine = match &args.snapshot {
         Some(path) if path.exists() => match Engine::open(&store, path).await {
@@ -50,6 +57,7 @@ pub async fn serve(store: AnyStore, reference: ReferenceData, args: &ServerArgs)
     );
     drop(view);
     let follower = tokio::spawn(landdb_api::follow_feed(Arc::clone(&engine), store.clone()));
+    let gate = landdb_api::access::Gate::load(&store, &reference).await?;
     let state = Arc::new(AppState {
         engine: Arc::clone(&engine),
         store,
@@ -57,7 +65,9 @@ pub async fn serve(store: AnyStore, reference: ReferenceData, args: &ServerArgs)
         public_url: args.public_url.clone(),
         jobs: landdb_api::jobs::Jobs::new(std::env::temp_dir().join(format!("landdb-uploads-{}", std::process::id()))),
         metrics: landdb_api::metrics::Metrics::default(),
+        gate,
     });
+    let access_follower = tokio::spawn(landdb_api::access::follow_access(Arc::clone(&state)));
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", args.listen))?;
@@ -65,14 +75,26 @@ pub async fn serve(store: AnyStore, reference: ReferenceData, args: &ServerArgs)
     let base = args.public_url.clone().unwrap_or_else(|| format!("http://{address}"));
     println!("landdb is serving {} parcels", engine.snapshot().len());
     println!("  landing page:     {base}/");
-    println!("  parcel map:       {base}/map");
+    let fragment = demo_key.as_ref().map(|k| format!("#key={k}")).unwrap_or_default();
+    println!("  parcel map:       {base}/map{fragment}");
     println!("  upload page:      {base}/upload");
     println!("  parcels:          {base}/collections/parcels/items");
     println!("  parcel at point:  {base}/parcels/at?lon=108.2208&lat=16.0678");
     println!("  API definition:   {base}/api");
+    match &demo_key {
+        Some(key) => {
+            println!("every request but the landing page needs a key (Authorization: Bearer <key>); the demo key:");
+            println!("  curl -H 'Authorization: Bearer {key}' {base}/collections/parcels/items");
+            println!("  demo key:         {key}");
+        }
+        None => println!("every request but the landing page needs a key: `landdb key create <agency>` makes one"),
+    }
     println!("stop with Ctrl-C");
-    axum::serve(listener, landdb_api::router(state)).with_graceful_shutdown(shutdown_signal()).await?;
+    axum::serve(listener, landdb_api::router(Arc::clone(&state))).with_graceful_shutdown(shutdown_signal()).await?;
     follower.abort();
+    access_follower.abort();
+    // Every audit entry of the requests answered is written before the process ends.
+    state.gate.audit.flush().await;
     if let Some(path) = &args.snapshot {
         engine.save(path)?;
         println!("snapshot written to {}", path.display());

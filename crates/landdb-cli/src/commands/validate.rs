@@ -34,7 +34,7 @@ pub fn options(reference: &ReferenceData, args: &Args) -> anyhow::Result<Options
     .map_err(anyhow::Error::msg)?;
     let crs_override =
         args.crs.as_deref().map(|c| CrsChoice::parse_override(c, reference)).transpose().map_err(anyhow::Error::msg)?;
-    Ok(Options { crs_override, mapping })
+    Ok(Options { crs_override, mapping, area: None })
 }
 
 /// A spinner counting records read.

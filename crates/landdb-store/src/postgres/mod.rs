@@ -1,6 +1,7 @@
 //! PostGIS, the system of record: bulk loads through `COPY`, history kept in `parcel_version`,
 //! and the change feed in `parcel_change` with `NOTIFY landdb_changes`.
 
+mod access;
 mod copy;
 
 use std::borrow::Cow;
@@ -30,6 +31,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "parcels", include_str!("../../../../migrations/postgres/0001_parcels.sql")),
     (2, "quarantine", include_str!("../../../../migrations/postgres/0002_quarantine.sql")),
     (3, "lighter bulk load", include_str!("../../../../migrations/postgres/0003_lighter_bulk_load.sql")),
+    (4, "access", include_str!("../../../../migrations/postgres/0004_access.sql")),
 ];
 
 const VERSION_COLUMNS: &str = "v.id, v.national_id, v.commune_code, v.sheet, v.parcel_no, v.commune_code_received, \

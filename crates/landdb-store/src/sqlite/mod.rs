@@ -2,6 +2,8 @@
 //! laptop with no server. Same behaviour as the PostGIS store; writers are serialised (SQLite has
 //! one writer at a time), and feed followers poll instead of listening.
 
+mod access;
+
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,6 +27,7 @@ use crate::{
 const MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "parcels", include_str!("../../../../migrations/sqlite/0001_parcels.sql")),
     (2, "quarantine", include_str!("../../../../migrations/sqlite/0002_quarantine.sql")),
+    (3, "access", include_str!("../../../../migrations/sqlite/0003_access.sql")),
 ];
 
 /// How often a follower of the embedded store looks for new changes.

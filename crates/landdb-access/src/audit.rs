@@ -1,0 +1,225 @@
+//! The audit trail: one entry for every request that returns or changes parcel data, chained by
+//! SHA-256 so that editing, deleting or reordering entries in the database is detected. Each
+//! entry's hash covers its sequence number, its content and the previous entry's hash; the first
+//! entry follows [`GENESIS`].
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::key::hex;
+
+/// The hash the first entry chains to.
+pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// What happened, as the API reports it; the store gives it a place in the chain.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuditEvent {
+    /// Microsecond precision: what both stores keep.
+    pub at: DateTime<Utc>,
+    pub agency: String,
+    pub key_id: String,
+    pub method: String,
+    pub endpoint: String,
+    /// The query string as sent.
+    pub params: String,
+    pub purpose: String,
+    pub status: u16,
+    /// How many parcels the answer held.
+    pub parcels: u64,
+    /// The versions whose personal data the answer disclosed.
+    pub personal: Vec<i64>,
+}
+
+/// An event in the chain.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuditEntry {
+    pub seq: i64,
+    #[serde(flatten)]
+    pub event: AuditEvent,
+    pub prev_hash: String,
+    pub hash: String,
+}
+
+impl AuditEvent {
+    /// `at` cut to microseconds, as the stores keep it, so that hashes read back the same.
+    pub fn new_at(now: DateTime<Utc>) -> DateTime<Utc> {
+        DateTime::from_timestamp_micros(now.timestamp_micros()).unwrap_or(now)
+    }
+
+    /// The entry this event becomes after `prev` (hash) at `seq`.
+    pub fn chain(self, seq: i64, prev_hash: &str) -> AuditEntry {
+        let hash = entry_hash(seq, &self, prev_hash);
+        AuditEntry { seq, event: self, prev_hash: prev_hash.to_owned(), hash }
+    }
+}
+
+/// The hash of an entry: over a canonical JSON array of every field, so no two different
+/// entries can be written the same way.
+pub fn entry_hash(seq: i64, e: &AuditEvent, prev_hash: &str) -> String {
+    let canonical = serde_json::json!([
+        seq,
+        e.at.timestamp_micros(),
+        e.agency,
+        e.key_id,
+        e.method,
+        e.endpoint,
+        e.params,
+        e.purpose,
+        e.status,
+        e.parcels,
+        e.personal,
+        prev_hash,
+    ]);
+    hex(&Sha256::digest(canonical.to_string().as_bytes()))
+}
+
+/// Where the chain breaks, and how.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("audit entry {seq}: {why}")]
+pub struct Broken {
+    pub seq: i64,
+    pub why: String,
+}
+
+/// What a verification saw: the entries and the last hash (worth writing down elsewhere: an
+/// attacker who rewrites the whole chain cannot match a head kept outside the database).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verified {
+    pub entries: u64,
+    pub head: String,
+}
+
+/// Follows the chain through `entries` (in sequence order), which must end at `head` (the last
+/// sequence number and hash the store recorded beside the entries, when it has any): the first
+/// entry that was edited, removed, moved or added out of band is named.
+pub fn verify(entries: impl IntoIterator<Item = AuditEntry>, head: Option<(i64, String)>) -> Result<Verified, Broken> {
+    let mut prev = GENESIS.to_owned();
+    let mut expected_seq = 1;
+    let mut count = 0;
+    for entry in entries {
+        if entry.seq != expected_seq {
+            return Err(Broken {
+                seq: entry.seq,
+                why: format!("expected entry {expected_seq} here: entries are missing or out of order"),
+            });
+        }
+        if entry.prev_hash != prev {
+            return Err(Broken {
+                seq: entry.seq,
+                why: "it does not follow the entry before it (that entry was changed, removed or moved)".to_owned(),
+            });
+        }
+        if entry_hash(entry.seq, &entry.event, &entry.prev_hash) != entry.hash {
+            return Err(Broken {
+                seq: entry.seq,
+                why: "its content does not match its hash: it was edited".to_owned(),
+            });
+        }
+        prev = entry.hash;
+        expected_seq += 1;
+        count += 1;
+    }
+    match head {
+        Some((seq, hash)) if seq != expected_seq - 1 || hash != prev => Err(Broken {
+            seq: expected_seq,
+            why: format!(
+                "the chain ends at entry {} but the recorded head is entry {seq}: entries were removed from its end",
+                expected_seq - 1
+            ),
+        }),
+        _ => Ok(Verified { entries: count, head: prev }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn event(i: u64) -> AuditEvent {
+        AuditEvent {
+            at: AuditEvent::new_at(Utc::now()),
+            agency: format!("agency-{}", i % 3),
+            key_id: "0123456789abcdef".into(),
+            method: "GET".into(),
+            endpoint: "/collections/parcels/items".into(),
+            params: format!("bbox={i}"),
+            purpose: "thuế".into(),
+            status: 200,
+            parcels: i,
+            personal: vec![i as i64],
+        }
+    }
+
+    fn chain(n: u64) -> Vec<AuditEntry> {
+        let mut prev = GENESIS.to_owned();
+        (1..=n)
+            .map(|i| {
+                let e = event(i).chain(i as i64, &prev);
+                prev = e.hash.clone();
+                e
+            })
+            .collect()
+    }
+
+    fn head(c: &[AuditEntry]) -> Option<(i64, String)> {
+        c.last().map(|e| (e.seq, e.hash.clone()))
+    }
+
+    #[test]
+    fn an_untouched_chain_verifies() {
+        let c = chain(20);
+        let h = head(&c);
+        assert_eq!(verify(c, h).expect("verifies").entries, 20);
+        assert!(verify(Vec::new(), None).is_ok());
+    }
+
+    proptest! {
+        #[test]
+        fn any_edit_is_found_at_its_entry(n in 2u64..30, at in 0usize..30, field in 0..4) {
+            let mut c = chain(n);
+            let h = head(&c);
+            let i = at % c.len();
+            match field {
+                0 => c[i].event.parcels += 1,
+                1 => c[i].event.personal.push(99),
+                2 => c[i].event.agency.push('x'),
+                _ => c[i].event.at += chrono::Duration::microseconds(1),
+            }
+            let broken = verify(c, h).expect_err("edit found");
+            prop_assert_eq!(broken.seq, i as i64 + 1);
+        }
+
+        #[test]
+        fn a_deleted_entry_is_found(n in 2u64..30, at in 0usize..30) {
+            let mut c = chain(n);
+            let h = head(&c);
+            let i = at % c.len();
+            c.remove(i);
+            let broken = verify(c, h).expect_err("deletion found");
+            prop_assert!(broken.seq <= i as i64 + 2);
+        }
+
+        #[test]
+        fn swapped_entries_are_found(n in 3u64..30, at in 0usize..28) {
+            let mut c = chain(n);
+            let h = head(&c);
+            let i = at % (c.len() - 1);
+            // Their contents swapped, sequence numbers left in place (an UPDATE of two rows).
+            let (a, b) = (c[i].clone(), c[i + 1].clone());
+            c[i] = AuditEntry { seq: a.seq, ..b.clone() };
+            c[i + 1] = AuditEntry { seq: b.seq, ..a };
+            prop_assert_eq!(verify(c, h).expect_err("swap found").seq, i as i64 + 1);
+        }
+    }
+
+    #[test]
+    fn a_rehashed_edit_still_breaks_the_next_link() {
+        let mut c = chain(5);
+        let h = head(&c);
+        c[1].event.parcels = 0;
+        c[1].hash = entry_hash(c[1].seq, &c[1].event, &c[1].prev_hash);
+        assert_eq!(verify(c, h).expect_err("found").seq, 3);
+    }
+}

@@ -1,0 +1,261 @@
+//! Managing agencies and keys, and reading the audit log: the operations `landdb agency`,
+//! `landdb key` and `landdb audit` run, and the admin API (`/admin/…`, operator only) over the
+//! same functions.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use chrono::{DateTime, Utc};
+use landdb_access::{Agency, AuditEntry, Broken, KeyRecord, NewKey, Verified};
+use landdb_model::ReferenceData;
+use landdb_store::{AccessStore, AnyStore, AuditQuery, StoreError};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::AppState;
+use crate::access::Access;
+use crate::ogc::{ApiError, JSON, json_response};
+
+/// Why a management operation failed, in words for the operator.
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<AdminError> for ApiError {
+    fn from(e: AdminError) -> Self {
+        match e {
+            AdminError::Invalid(m) => ApiError::bad_parameter(m),
+            AdminError::NotFound(m) => ApiError::not_found(m),
+            AdminError::Store(e) => ApiError::internal(&e),
+        }
+    }
+}
+
+/// Creates or replaces an agency, after checking its policy against the reference data.
+pub async fn save_agency(store: &AnyStore, reference: &ReferenceData, agency: &Agency) -> Result<(), AdminError> {
+    agency.validate(reference).map_err(|e| AdminError::Invalid(e.to_string()))?;
+    store.put_agency(agency).await?;
+    Ok(())
+}
+
+/// A new key for `agency`; the token is shown once and only its hash is kept.
+pub async fn new_key(store: &AnyStore, agency: &str, expires_at: Option<DateTime<Utc>>) -> Result<NewKey, AdminError> {
+    if !store.agencies().await?.iter().any(|a| a.name == agency) {
+        return Err(AdminError::NotFound(format!("there is no agency `{agency}` (`landdb agency list` shows them)")));
+    }
+    let key = landdb_access::key::generate(agency, Utc::now(), expires_at);
+    store.put_key(&key.record).await?;
+    Ok(key)
+}
+
+/// Revokes a key at once, on every running server (within their reload interval).
+pub async fn revoke(store: &AnyStore, id: &str) -> Result<(), AdminError> {
+    if store.end_key(id, Some(Utc::now()), None).await? {
+        Ok(())
+    } else {
+        Err(AdminError::NotFound(format!("there is no key `{id}`")))
+    }
+}
+
+/// A new key for the agency of key `id`; the old one keeps working for `overlap`, then expires.
+pub async fn rotate(store: &AnyStore, id: &str, overlap: chrono::Duration) -> Result<NewKey, AdminError> {
+    let old = store
+        .keys()
+        .await?
+        .into_iter()
+        .find(|k| k.id == id)
+        .ok_or_else(|| AdminError::NotFound(format!("there is no key `{id}`")))?;
+    let fresh = new_key(store, &old.agency, old.expires_at.filter(|e| *e > Utc::now() + overlap)).await?;
+    let ends = Utc::now() + overlap;
+    store.end_key(id, None, Some(old.expires_at.map_or(ends, |e| e.min(ends)))).await?;
+    Ok(fresh)
+}
+
+/// Follows the whole chain (in pages) and checks it against the recorded head.
+pub async fn verify(store: &AnyStore) -> Result<Result<Verified, Broken>, AdminError> {
+    let mut entries: Vec<AuditEntry> = Vec::new();
+    let mut after = 0;
+    loop {
+        let page = store.audit_entries(&AuditQuery { after, limit: 10_000, ..AuditQuery::default() }).await?;
+        let Some(last) = page.last() else { break };
+        after = last.seq;
+        entries.extend(page);
+    }
+    let head = store.audit_head().await?;
+    Ok(landdb_access::audit::verify(entries, head))
+}
+
+/// Key metadata as lists show it (never the hash).
+pub fn key_json(k: &KeyRecord) -> serde_json::Value {
+    json!({
+        "id": k.id, "agency": k.agency, "created_at": k.created_at,
+        "expires_at": k.expires_at, "revoked_at": k.revoked_at, "usable": k.usable(Utc::now()),
+    })
+}
+
+fn ok(status: StatusCode, body: serde_json::Value) -> Response {
+    json_response(status, JSON, body.to_string())
+}
+
+pub async fn list_agencies(State(app): State<Arc<AppState>>, _access: Access) -> Result<Response, ApiError> {
+    let keys = app.store.keys().await.map_err(|e| ApiError::internal(&e))?;
+    let agencies = app.store.agencies().await.map_err(|e| ApiError::internal(&e))?;
+    let list: Vec<serde_json::Value> = agencies
+        .iter()
+        .map(|a| {
+            let mut v = json!(a);
+            v["keys"] = keys.iter().filter(|k| k.agency == a.name).map(key_json).collect();
+            v
+        })
+        .collect();
+    Ok(ok(StatusCode::OK, json!({ "agencies": list })))
+}
+
+/// `POST /admin/agencies` with an agency (name, title, role, policy) as JSON.
+pub async fn put_agency(
+    State(app): State<Arc<AppState>>,
+    _access: Access,
+    body: Result<Json<NewAgency>, axum::extract::rejection::JsonRejection>,
+) -> Result<Response, ApiError> {
+    let Json(a) =
+        body.map_err(|e| ApiError::bad_parameter(format!("the agency is not valid JSON: {}", e.body_text())))?;
+    let agency = Agency { name: a.name, title: a.title, role: a.role, policy: a.policy, created_at: Utc::now() };
+    save_agency(&app.store, &app.reference, &agency).await?;
+    app.gate.reload(&app.store, &app.reference).await.map_err(|e| ApiError::internal(&e))?;
+    Ok(ok(StatusCode::CREATED, json!(agency)))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct NewAgency {
+    pub name: String,
+    pub title: String,
+    pub role: landdb_access::Role,
+    pub policy: landdb_access::Policy,
+}
+
+#[derive(Debug, Deserialize, Default)]
+pub struct KeyOptions {
+    pub expires_at: Option<DateTime<Utc>>,
+    pub overlap_hours: Option<i64>,
+}
+
+fn options(body: Option<Json<KeyOptions>>) -> KeyOptions {
+    body.map(|Json(o)| o).unwrap_or_default()
+}
+
+pub async fn create_key(
+    State(app): State<Arc<AppState>>,
+    _access: Access,
+    Path(name): Path<String>,
+    body: Option<Json<KeyOptions>>,
+) -> Result<Response, ApiError> {
+    let key = new_key(&app.store, &name, options(body).expires_at).await?;
+    app.gate.reload(&app.store, &app.reference).await.map_err(|e| ApiError::internal(&e))?;
+    Ok(ok(StatusCode::CREATED, json!({ "key": key.token, "id": key.record.id, "agency": name })))
+}
+
+pub async fn revoke_key(
+    State(app): State<Arc<AppState>>,
+    _access: Access,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    revoke(&app.store, &id).await?;
+    app.gate.reload(&app.store, &app.reference).await.map_err(|e| ApiError::internal(&e))?;
+    Ok(ok(StatusCode::OK, json!({ "revoked": id })))
+}
+
+pub async fn rotate_key(
+    State(app): State<Arc<AppState>>,
+    _access: Access,
+    Path(id): Path<String>,
+    body: Option<Json<KeyOptions>>,
+) -> Result<Response, ApiError> {
+    let hours = options(body).overlap_hours.unwrap_or(24);
+    let key = rotate(&app.store, &id, chrono::Duration::hours(hours)).await?;
+    app.gate.reload(&app.store, &app.reference).await.map_err(|e| ApiError::internal(&e))?;
+    Ok(ok(
+        StatusCode::CREATED,
+        json!({ "key": key.token, "id": key.record.id, "replaces": id, "overlap_hours": hours }),
+    ))
+}
+
+pub const AUDIT: &[(&str, &str)] = &[
+    ("agency", "only this agency's entries"),
+    ("since", "entries at or after this instant (RFC 3339 or a date)"),
+    ("until", "entries before this instant"),
+    (
+        "parcel",
+        "only entries that disclosed the personal data of this parcel version (or of any version of its key: give the version)",
+    ),
+    ("after", "entries after this sequence number (paging)"),
+    ("limit", "entries a page, at most 10000 (1000 when absent)"),
+];
+
+/// `GET /admin/audit`: who accessed what; `parcel=` answers "who has seen this parcel's
+/// personal data" over every version of the parcel (by its key).
+pub async fn audit(
+    State(app): State<Arc<AppState>>,
+    _access: Access,
+    call: crate::routes::Call,
+) -> Result<Response, ApiError> {
+    let params =
+        crate::params::Params::parse(call.query.as_deref(), &AUDIT.iter().map(|(n, _)| *n).collect::<Vec<_>>())?;
+    let time = |name: &str| -> Result<Option<DateTime<Utc>>, ApiError> {
+        params
+            .get(name)
+            .map(|raw| {
+                crate::routes::instant(raw)
+                    .map_err(|_| ApiError::bad_parameter(format!("{name}={raw}: give an RFC 3339 instant or a date")))
+            })
+            .transpose()
+    };
+    let number = |name: &str, default: i64| -> Result<i64, ApiError> {
+        params.get(name).map_or(Ok(default), |raw| {
+            raw.parse::<i64>().map_err(|_| ApiError::bad_parameter(format!("{name}={raw}: give a whole number")))
+        })
+    };
+    let disclosed = match params.get("parcel") {
+        None => None,
+        Some(raw) => Some(versions_of_parcel(&app.store, raw).await?),
+    };
+    let query = AuditQuery {
+        agency: params.get("agency").map(str::to_owned),
+        since: time("since")?,
+        until: time("until")?,
+        disclosed,
+        after: number("after", 0)?,
+        limit: number("limit", 1000)?.clamp(1, 10_000),
+    };
+    let entries = app.store.audit_entries(&query).await.map_err(|e| ApiError::internal(&e))?;
+    let parcels: u64 = entries.iter().map(|e| e.event.parcels).sum();
+    Ok(ok(StatusCode::OK, json!({ "entries": entries, "numberReturned": entries.len(), "parcels": parcels })))
+}
+
+/// Every version of the parcel that `raw` (a version ID) is a version of.
+pub async fn versions_of_parcel(store: &AnyStore, raw: &str) -> Result<Vec<i64>, ApiError> {
+    use landdb_store::ParcelStore;
+    let id =
+        raw.parse::<i64>().map_err(|_| ApiError::bad_parameter(format!("parcel={raw}: give a parcel version ID")))?;
+    let Some(v) = store.version(landdb_model::VersionId(id)).await.map_err(|e| ApiError::internal(&e))? else {
+        return Ok(vec![id]);
+    };
+    let all = store.history(&v.parcel.key).await.map_err(|e| ApiError::internal(&e))?;
+    Ok(all.iter().map(|v| v.id.0).collect())
+}
+
+pub async fn verify_audit(State(app): State<Arc<AppState>>, _access: Access) -> Result<Response, ApiError> {
+    app.gate.audit.flush().await;
+    Ok(match verify(&app.store).await? {
+        Ok(v) => ok(StatusCode::OK, json!({ "intact": true, "entries": v.entries, "head": v.head })),
+        Err(b) => ok(StatusCode::OK, json!({ "intact": false, "broken_at": b.seq, "why": b.why })),
+    })
+}

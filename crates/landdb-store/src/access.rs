@@ -1,0 +1,68 @@
+//! Agencies, API keys and the audit log, kept beside the parcels in either store. Changes to
+//! agencies or keys bump a generation counter that every running server polls, so a revoked key
+//! stops working on every process within one poll. Audit entries are appended in batches, each
+//! chained to the one before under the store's write lock, so that several processes writing
+//! at once still make one chain.
+
+use std::future::Future;
+
+use chrono::{DateTime, Utc};
+use landdb_access::{Agency, AuditEntry, AuditEvent, KeyRecord};
+
+use crate::Result;
+
+/// Which audit entries to read.
+#[derive(Debug, Clone, Default)]
+pub struct AuditQuery {
+    pub agency: Option<String>,
+    pub since: Option<DateTime<Utc>>,
+    pub until: Option<DateTime<Utc>>,
+    /// Only entries that disclosed the personal data of one of these versions.
+    pub disclosed: Option<Vec<i64>>,
+    /// Entries after this sequence number (paging).
+    pub after: i64,
+    pub limit: i64,
+}
+
+pub trait AccessStore: Send + Sync {
+    /// Creates the agency or replaces its title, role and policy.
+    fn put_agency(&self, agency: &Agency) -> impl Future<Output = Result<()>> + Send;
+    fn agencies(&self) -> impl Future<Output = Result<Vec<Agency>>> + Send;
+    fn put_key(&self, key: &KeyRecord) -> impl Future<Output = Result<()>> + Send;
+    /// Sets when a key stops working: `revoked_at` (revocation) or `expires_at` (the end of a
+    /// rotation's overlap). False when there is no such key.
+    fn end_key(
+        &self,
+        id: &str,
+        revoked_at: Option<DateTime<Utc>>,
+        expires_at: Option<DateTime<Utc>>,
+    ) -> impl Future<Output = Result<bool>> + Send;
+    fn keys(&self) -> impl Future<Output = Result<Vec<KeyRecord>>> + Send;
+    /// A number that changes whenever agencies or keys do.
+    fn access_generation(&self) -> impl Future<Output = Result<i64>> + Send;
+
+    /// Appends the events to the chain, in order, in one transaction.
+    fn append_audit(&self, events: &[AuditEvent]) -> impl Future<Output = Result<()>> + Send;
+    fn audit_entries(&self, query: &AuditQuery) -> impl Future<Output = Result<Vec<AuditEntry>>> + Send;
+    /// The last entry's sequence number and hash, as recorded beside the chain.
+    fn audit_head(&self) -> impl Future<Output = Result<Option<(i64, String)>>> + Send;
+    /// Parcels `agency` has taken since `since` (for daily quotas after a restart).
+    fn parcels_taken(&self, agency: &str, since: DateTime<Utc>) -> impl Future<Output = Result<u64>> + Send;
+}
+
+/// The personal-data versions of an entry, as stored (a JSON array).
+pub(crate) fn personal_text(event: &AuditEvent) -> String {
+    serde_json::to_string(&event.personal).unwrap_or_else(|_| "[]".to_owned())
+}
+
+pub(crate) fn personal_from(raw: &str) -> Result<Vec<i64>> {
+    serde_json::from_str(raw).map_err(|e| crate::StoreError::Corrupt(format!("audit personal list {raw:?}: {e}")))
+}
+
+pub(crate) fn policy_from(name: &str, raw: serde_json::Value) -> Result<landdb_access::Policy> {
+    serde_json::from_value(raw).map_err(|e| crate::StoreError::Corrupt(format!("policy of agency {name}: {e}")))
+}
+
+pub(crate) fn role_from(raw: &str) -> Result<landdb_access::Role> {
+    landdb_access::Role::parse(raw).map_err(|e| crate::StoreError::Corrupt(e.to_string()))
+}
