@@ -41,8 +41,14 @@ pub struct Server {
 pub const OPERATOR_KEY: &str =
     "landdb_0000000000000000_00000000000000000000000000000000000000000000000000000000000000a1";
 
-/// An agency with `policy`, and a new key for it (the token).
-pub async fn agency(store: &AnyStore, name: &str, role: Role, policy: Policy) -> String {
+/// An agency with `policy`, and a new key for it (the token), in force on the server at once.
+pub async fn agency(server: &Server, name: &str, role: Role, policy: Policy) -> String {
+    let token = save_agency(&server.store, name, role, policy).await;
+    server.app.gate.reload(&server.store, &server.app.reference).await.expect("access rules reloaded");
+    token
+}
+
+async fn save_agency(store: &AnyStore, name: &str, role: Role, policy: Policy) -> String {
     let reference = ReferenceData::embedded().expect("reference");
     let agency = Agency { name: name.to_owned(), title: name.to_owned(), role, policy, created_at: chrono::Utc::now() };
     landdb_api::admin::save_agency(store, &reference, &agency).await.expect("agency saved");
@@ -66,7 +72,7 @@ pub async fn server(files: &[PathBuf]) -> Server {
     let db = PostgisDb::create().await.expect("database");
     let store = AnyStore::open(&DatabaseUrl::parse(&db.url).expect("url")).await.expect("store");
     import_files(&store, files).await;
-    agency(&store, "operator", Role::Operator, policy(Role::Operator, Area::Nation, false)).await;
+    save_agency(&store, "operator", Role::Operator, policy(Role::Operator, Area::Nation, false)).await;
     let now = chrono::Utc::now();
     let fixed = KeyRecord {
         id: "0000000000000000".to_owned(),

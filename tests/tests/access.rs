@@ -118,14 +118,14 @@ async fn without_a_valid_key_only_the_landing_page_conformance_and_api_answer() 
 async fn two_agencies_see_their_own_areas_and_fields_and_nothing_else() {
     let s = server(&[samples()]).await;
     let tax = client_with(
-        &agency(&s.store, "tax-one", Role::Reader, policy(Role::Reader, Area::Communes { codes: vec![OWN.into()] }, false))
+        &agency(&s, "tax-one", Role::Reader, policy(Role::Reader, Area::Communes { codes: vec![OWN.into()] }, false))
             .await,
     );
     let mut police_policy = policy(Role::Reader, Area::Provinces { codes: vec![province_of(OWN)] }, true);
     police_policy.operations.insert(Operation::History);
-    let police = client_with(&agency(&s.store, "police-province", Role::Reader, police_policy).await);
+    let police = client_with(&agency(&s, "police-province", Role::Reader, police_policy).await);
     let surveyor = client_with(
-        &agency(&s.store, "survey-west", Role::Surveyor, policy(Role::Surveyor, Area::Polygon { wkt: WEST.into() }, false))
+        &agency(&s, "survey-west", Role::Surveyor, policy(Role::Surveyor, Area::Polygon { wkt: WEST.into() }, false))
             .await,
     );
     let view = s.engine.snapshot();
@@ -151,21 +151,24 @@ async fn two_agencies_see_their_own_areas_and_fields_and_nothing_else() {
         get_with(&tax, &format!("{}/collections/parcels/items?filter=commune='{OTHER}'", s.base)).await;
     assert_eq!((status, page["numberMatched"].as_u64()), (200, Some(0)), "{page}");
     let extent = "107,15,109,17";
-    let (features, matched) = all_pages(&tax, &format!("{}/collections/parcels/items?bbox={extent}&limit=500", s.base)).await;
+    let (features, matched) =
+        all_pages(&tax, &format!("{}/collections/parcels/items?bbox={extent}&limit=500", s.base)).await;
     assert_eq!((communes(&features), matched), (BTreeSet::from([OWN.to_owned()]), Some(own_count as u64)));
     // Sorted pages stay inside too, and a cursor from another agency's page does not widen it.
-    let (features, _) = all_pages(&tax, &format!("{}/collections/parcels/items?sortby=-area_m2&limit=400", s.base)).await;
+    let (features, _) =
+        all_pages(&tax, &format!("{}/collections/parcels/items?sortby=-area_m2&limit=400", s.base)).await;
     assert_eq!(features.len(), own_count);
     let (other_id, other_key, (lon, lat)) = parcel_of(&s, OTHER);
     let (status, _, page) =
         get_with(&tax, &format!("{}/collections/parcels/items?after={}&limit=1000", s.base, other_id - 1)).await;
     assert_eq!(status, 200);
-    assert_eq!(communes(page["features"].as_array().expect("features")), BTreeSet::from([OWN.to_owned()]));
+    assert!(communes(page["features"].as_array().expect("features")).iter().all(|c| c == OWN), "{page}");
+    assert_eq!(page["numberMatched"].as_u64(), Some(own_count as u64));
 
     // Fields: personal data only where granted; naming it anywhere is refused as unknown.
-    let (_, _, page) = get_with(&tax, &format!("{items}&limit=5")).await;
+    let (_, _, page) = get_with(&tax, &format!("{}/collections/parcels/items?limit=5", s.base)).await;
     assert!(page["features"].as_array().expect("features").iter().all(|f| f["properties"].get("address").is_none()));
-    let (_, _, page) = get_with(&police, &format!("{items}&limit=50")).await;
+    let (_, _, page) = get_with(&police, &format!("{}/collections/parcels/items?limit=50", s.base)).await;
     assert!(page["features"].as_array().expect("features").iter().any(|f| f["properties"]["address"].is_string()));
     for side in ["properties=address", "filter=address%20LIKE%20'%25a%25'", "sortby=address"] {
         let (status, _, body) = get_with(&tax, &format!("{}/collections/parcels/items?{side}", s.base)).await;
@@ -220,7 +223,13 @@ async fn two_agencies_see_their_own_areas_and_fields_and_nothing_else() {
     let (status, _, export) =
         get_with(&surveyor, &format!("{}/collections/parcels/export?commune={OWN}", s.base)).await;
     assert_eq!(status, 200);
-    assert!(export["features"].as_array().expect("features").iter().all(|f| west_versions.contains(&f["id"].as_i64().expect("id"))));
+    assert!(
+        export["features"]
+            .as_array()
+            .expect("features")
+            .iter()
+            .all(|f| west_versions.contains(&f["id"].as_i64().expect("id")))
+    );
     for path in ["/admin/agencies", "/admin/audit", "/metrics"] {
         let (status, _, _) = get_with(&police, &format!("{}{path}", s.base)).await;
         assert_eq!(status, 403, "{path} is the operator's");
@@ -252,7 +261,13 @@ async fn two_agencies_see_their_own_areas_and_fields_and_nothing_else() {
         let (agency, tile) = (agency.to_owned(), tile.clone());
         async move {
             let q = AuditQuery { agency: Some(agency), limit: 10_000, ..AuditQuery::default() };
-            store.audit_entries(&q).await.expect("entries").into_iter().find(|e| e.event.endpoint == tile).expect("tile entry")
+            store
+                .audit_entries(&q)
+                .await
+                .expect("entries")
+                .into_iter()
+                .find(|e| e.event.endpoint == tile)
+                .expect("tile entry")
         }
     };
     assert_eq!(tile_entry("tax-one").await.event.parcels, own_in_tile);
@@ -286,11 +301,9 @@ async fn two_agencies_see_their_own_areas_and_fields_and_nothing_else() {
         .version()
         .0;
     let (_, _, _) = get_with(&police, &format!("{}/collections/parcels/items/{address_holder}", s.base)).await;
-    let (_, _, _) =
-        get_with(&tax, &format!("{}/collections/parcels/items/{address_holder}", s.base)).await;
+    let (_, _, _) = get_with(&tax, &format!("{}/collections/parcels/items/{address_holder}", s.base)).await;
     s.app.gate.audit.flush().await;
-    let (status, _, seen) =
-        get_with(&client(), &format!("{}/admin/audit?parcel={address_holder}", s.base)).await;
+    let (status, _, seen) = get_with(&client(), &format!("{}/admin/audit?parcel={address_holder}", s.base)).await;
     assert_eq!(status, 200, "{seen}");
     let who: BTreeSet<&str> =
         seen["entries"].as_array().expect("entries").iter().map(|e| e["agency"].as_str().expect("agency")).collect();
@@ -304,10 +317,10 @@ async fn limits_answer_429_with_retry_after_and_responses_are_capped() {
     let s = server(&[samples().join("20194.geojson")]).await;
     let mut capped = policy(Role::Surveyor, Area::Nation, false);
     capped.limits = Limits { requests_per_second: None, features_per_response: Some(5), features_per_day: Some(12) };
-    let capped = client_with(&agency(&s.store, "capped", Role::Surveyor, capped).await);
+    let capped = client_with(&agency(&s, "capped", Role::Surveyor, capped).await);
     let mut slow = policy(Role::Reader, Area::Nation, false);
     slow.limits.requests_per_second = Some(2.0);
-    let slow = client_with(&agency(&s.store, "slow", Role::Reader, slow).await);
+    let slow = client_with(&agency(&s, "slow", Role::Reader, slow).await);
 
     let items = format!("{}/collections/parcels/items?limit=100", s.base);
     let (status, _, page) = get_with(&capped, &items).await;
@@ -341,7 +354,7 @@ async fn limits_answer_429_with_retry_after_and_responses_are_capped() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keys_are_revoked_rotated_and_expired_on_the_running_server() {
     let s = server(&[samples().join("20194.geojson")]).await;
-    let token = agency(&s.store, "notary", Role::Reader, policy(Role::Reader, Area::Nation, false)).await;
+    let token = agency(&s, "notary", Role::Reader, policy(Role::Reader, Area::Nation, false)).await;
     let notary = client_with(&token);
     let items = format!("{}/collections/parcels/items?limit=1", s.base);
     assert_eq!(get_with(&notary, &items).await.0, 200);
@@ -375,7 +388,7 @@ async fn keys_are_revoked_rotated_and_expired_on_the_running_server() {
     // An agency whose access has ended, and an expired key.
     let mut ended = policy(Role::Reader, Area::Nation, false);
     ended.valid_until = Some(chrono::Utc::now() - chrono::Duration::days(1));
-    let ended = client_with(&agency(&s.store, "ended", Role::Reader, ended).await);
+    let ended = client_with(&agency(&s, "ended", Role::Reader, ended).await);
     let (status, _, body) = get_with(&ended, &items).await;
     assert_eq!(status, 403, "{body}");
     let short = landdb_api::admin::new_key(&s.store, "notary", Some(chrono::Utc::now() + chrono::Duration::seconds(2)))
@@ -394,14 +407,14 @@ async fn keys_are_revoked_rotated_and_expired_on_the_running_server() {
 async fn an_uploader_changes_only_its_own_province_and_follows_only_its_own_jobs() {
     let s = server(&[samples().join("20194.geojson")]).await;
     let token = agency(
-        &s.store,
+        &s,
         "office-other",
         Role::Uploader,
         policy(Role::Uploader, Area::Communes { codes: vec![OWN.into()] }, false),
     )
     .await;
     let office = client_with(&token);
-    let reader = client_with(&agency(&s.store, "reader", Role::Reader, policy(Role::Reader, Area::Nation, false)).await);
+    let reader = client_with(&agency(&s, "reader", Role::Reader, policy(Role::Reader, Area::Nation, false)).await);
     let before = s.engine.snapshot().len();
     let file = samples().join(format!("{OTHER}.geojson"));
     let bytes = std::fs::read(&file).expect("sample");
@@ -427,13 +440,17 @@ async fn an_uploader_changes_only_its_own_province_and_follows_only_its_own_jobs
     assert_eq!(s.engine.snapshot().len(), before);
     // The job is the office's: another agency does not find it, the operator does.
     for path in [format!("/jobs/{id}"), format!("/jobs/{id}/report"), format!("/jobs/{id}/quarantine")] {
-        assert_eq!(get_with(&reader, &format!("{}{path}", s.base)).await.0, 403, "{path}: a reader does not follow uploads");
+        assert_eq!(
+            get_with(&reader, &format!("{}{path}", s.base)).await.0,
+            403,
+            "{path}: a reader does not follow uploads"
+        );
         assert_eq!(get_with(&office, &format!("{}{path}", s.base)).await.0, 200, "{path}");
         assert_eq!(get_with(&client(), &format!("{}{path}", s.base)).await.0, 200, "{path} for the operator");
     }
     let other_office = client_with(
         &agency(
-            &s.store,
+            &s,
             "office-two",
             Role::Uploader,
             policy(Role::Uploader, Area::Communes { codes: vec![OTHER.into()] }, false),
@@ -473,9 +490,9 @@ async fn the_audit_chain_finds_edits_deletions_and_reordering() {
     // Reorder: two entries' contents swapped under their sequence numbers.
     let swap = "UPDATE audit_entry SET seq = CASE seq WHEN 7 THEN -8 ELSE -7 END WHERE seq IN (7, 8);
                 UPDATE audit_entry SET seq = -seq WHERE seq < 0";
-    sqlx::query(swap).execute(&db).await.expect("swap");
+    sqlx::raw_sql(swap).execute(&db).await.expect("swap");
     assert_eq!(broken_at().await, 7);
-    sqlx::query(swap).execute(&db).await.expect("swap back");
+    sqlx::raw_sql(swap).execute(&db).await.expect("swap back");
     assert!(landdb_api::admin::verify(&s.store).await.expect("verify").is_ok());
     // Delete: one from the middle, then the last.
     sqlx::query("DELETE FROM audit_entry WHERE seq = 12").execute(&db).await.expect("delete last");

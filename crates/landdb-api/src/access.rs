@@ -324,75 +324,90 @@ pub async fn guard(State(app): State<Arc<AppState>>, mut request: Request, next:
     };
     let policy = &caller.agency.policy;
     let now = Utc::now();
-    if !policy.in_force(now) {
-        return forbidden(format!(
-            "the access of agency {} is not in force now (valid {} to {})",
-            caller.agency.name,
-            policy.valid_from.map_or("from the start".to_owned(), |t| t.to_rfc3339()),
-            policy.valid_until.map_or("without end".to_owned(), |t| t.to_rfc3339()),
-        ))
-        .into_response();
-    }
-    match need {
-        Requirement::Operation(op) if !policy.allows(op) => {
-            let allowed: Vec<&str> = policy.operations.iter().map(|o| o.name()).collect();
-            return forbidden(format!(
-                "agency {} may not {}: its operations are {}",
-                caller.agency.name,
-                op.name(),
-                if allowed.is_empty() { "none".to_owned() } else { allowed.join(", ") }
-            ))
-            .into_response();
-        }
-        Requirement::Operator if caller.agency.role != Role::Operator => {
-            return forbidden(format!("only the national operator may use {route}")).into_response();
-        }
-        _ => {}
-    }
-    if let Some(rate) = policy.limits.requests_per_second
-        && let Err(wait) = app.gate.limiter.take(&caller.agency.name, rate, std::time::Instant::now())
-    {
-        return too_many(format!("agency {} may make {rate} requests a second", caller.agency.name), wait);
-    }
-    let remaining_today = match policy.limits.features_per_day {
-        None => None,
-        Some(limit) => match app.gate.quota.remaining(&caller.agency.name, limit, now) {
-            Ok(n) => Some(n),
-            Err(wait) => {
-                return too_many(
-                    format!("agency {} has taken its {limit} parcels for today", caller.agency.name),
-                    wait,
-                );
-            }
-        },
-    };
     let audited = !matches!(need, Requirement::Key);
     let (method, endpoint, params) = (
         request.method().to_string(),
         request.uri().path().to_owned(),
         request.uri().query().unwrap_or_default().to_owned(),
     );
+    let record = |status: StatusCode, disclosed: Disclosed| {
+        if audited {
+            app.gate.audit.record(AuditEvent {
+                at: AuditEvent::new_at(now),
+                agency: caller.agency.name.clone(),
+                key_id: caller.key.id.clone(),
+                method: method.clone(),
+                endpoint: endpoint.clone(),
+                params: params.clone(),
+                purpose: policy.purpose.clone(),
+                status: status.as_u16(),
+                parcels: disclosed.parcels,
+                personal: disclosed.personal,
+            });
+        }
+    };
+    // Refusals of a known caller are on record too: who tried what.
+    let remaining_today = match admit(&app.gate, &caller, need, &route, now) {
+        Ok(remaining) => remaining,
+        Err(refusal) => {
+            record(refusal.status(), Disclosed::default());
+            return refusal;
+        }
+    };
     request.extensions_mut().insert(Access { caller: Arc::clone(&caller), remaining_today });
     let response = next.run(request).await;
     let disclosed = response.extensions().get::<Disclosed>().cloned().unwrap_or_default();
     if policy.limits.features_per_day.is_some() {
         app.gate.quota.add(&caller.agency.name, disclosed.parcels, now);
     }
-    if audited {
-        app.gate.audit.record(AuditEvent {
-            at: AuditEvent::new_at(now),
-            agency: caller.agency.name.clone(),
-            key_id: caller.key.id.clone(),
-            method,
-            endpoint,
-            params,
-            purpose: policy.purpose.clone(),
-            status: response.status().as_u16(),
-            parcels: disclosed.parcels,
-            personal: disclosed.personal,
-        });
-    }
+    record(response.status(), disclosed);
     response
+}
+
+/// Whether the caller may make this request now: the policy in force, the operation or role the
+/// route needs, the rate, the daily quota (what is left of it, when there is one).
+fn admit(
+    gate: &Gate,
+    caller: &Caller,
+    need: Requirement,
+    route: &str,
+    now: chrono::DateTime<Utc>,
+) -> Result<Option<u64>, Response> {
+    let policy = &caller.agency.policy;
+    let name = &caller.agency.name;
+    if !policy.in_force(now) {
+        return Err(forbidden(format!(
+            "the access of agency {name} is not in force now (valid {} to {})",
+            policy.valid_from.map_or("from the start".to_owned(), |t| t.to_rfc3339()),
+            policy.valid_until.map_or("without end".to_owned(), |t| t.to_rfc3339()),
+        ))
+        .into_response());
+    }
+    match need {
+        Requirement::Operation(op) if !policy.allows(op) => {
+            let allowed: Vec<&str> = policy.operations.iter().map(|o| o.name()).collect();
+            let allowed = if allowed.is_empty() { "none".to_owned() } else { allowed.join(", ") };
+            return Err(
+                forbidden(format!("agency {name} may not {}: its operations are {allowed}", op.name())).into_response()
+            );
+        }
+        Requirement::Operator if caller.agency.role != Role::Operator => {
+            return Err(forbidden(format!("only the national operator may use {route}")).into_response());
+        }
+        _ => {}
+    }
+    if let Some(rate) = policy.limits.requests_per_second
+        && let Err(wait) = gate.limiter.take(name, rate, std::time::Instant::now())
+    {
+        return Err(too_many(format!("agency {name} may make {rate} requests a second"), wait));
+    }
+    match policy.limits.features_per_day {
+        None => Ok(None),
+        Some(limit) => match gate.quota.remaining(name, limit, now) {
+            Ok(n) => Ok(Some(n)),
+            Err(wait) => Err(too_many(format!("agency {name} has taken its {limit} parcels for today"), wait)),
+        },
+    }
 }
 
 /// The audit log's writer: requests hand their entries over a queue and go on; a task appends

@@ -15,6 +15,9 @@ const MAX_PAGE_BYTES: usize = 8 << 20;
 
 /// Whether the request asks for HTML: `f=html`, or a browser's `Accept` without any `f`.
 pub fn wants_html(request: &Request) -> bool {
+    if request.extensions().get::<Page>().is_some() {
+        return true;
+    }
     let query = request.uri().query().unwrap_or_default();
     let f = url::form_urlencoded::parse(query.as_bytes()).find(|(k, _)| k == "f").map(|(_, v)| v.into_owned());
     match f.as_deref() {
@@ -33,6 +36,8 @@ pub async fn pages(mut request: Request, next: Next) -> Response {
         return next.run(request).await;
     }
     let path = request.uri().path().to_owned();
+    // Layers further in (the ETag) still know a page was asked for once `f=html` is gone.
+    request.extensions_mut().insert(Page);
     if let Some(query) = request.uri().query() {
         let kept: Vec<(String, String)> = url::form_urlencoded::parse(query.as_bytes())
             .filter(|(k, v)| !(k == "f" && v == "html"))
@@ -57,6 +62,12 @@ pub async fn pages(mut request: Request, next: Next) -> Response {
         return response;
     }
     let status = response.status();
+    let kept: Vec<(header::HeaderName, HeaderValue)> = [header::ETAG, header::VARY]
+        .into_iter()
+        .flat_map(|name| {
+            response.headers().get_all(&name).iter().map(move |v| (name.clone(), v.clone())).collect::<Vec<_>>()
+        })
+        .collect();
     let Ok(bytes) = axum::body::to_bytes(response.into_body(), MAX_PAGE_BYTES).await else {
         return (StatusCode::INTERNAL_SERVER_ERROR, "the answer is too large for a page; ask for f=json")
             .into_response();
@@ -66,8 +77,15 @@ pub async fn pages(mut request: Request, next: Next) -> Response {
     };
     let mut page = (status, render(&path, &doc)).into_response();
     page.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
+    for (name, value) in kept {
+        page.headers_mut().append(name, value);
+    }
     page
 }
+
+/// Marks a request whose answer becomes a page.
+#[derive(Debug, Clone, Copy)]
+struct Page;
 
 fn escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
