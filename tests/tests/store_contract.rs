@@ -61,6 +61,7 @@ contract!(
     migrations_are_idempotent,
     withdrawn_versions_leave_no_trace,
     which_parcel_was_here_on_a_date,
+    agencies_keys_and_the_audit_chain_are_kept,
 );
 
 /// Every current version, read page by page.
@@ -460,4 +461,79 @@ async fn real_parcels_round_trip_through_both_stores() {
             assert_eq!(version.batch, batch.id);
         }
     }
+}
+
+/// Agencies, keys and the audit chain: kept as given, every change moving the generation that
+/// running servers poll, entries chained across batches and found by agency and by disclosure.
+async fn agencies_keys_and_the_audit_chain_are_kept(store: AnyStore) {
+    use landdb_access::{Agency, Area, AuditEvent, Limits, Policy, Role};
+    use landdb_store::{AccessStore, AuditQuery};
+    let g0 = store.access_generation().await.expect("generation");
+    let now = chrono::Utc::now();
+    let mut agency = Agency {
+        name: "tax-danang".into(),
+        title: "Cục Thuế Đà Nẵng".into(),
+        role: Role::Reader,
+        policy: Policy {
+            area: Area::Communes { codes: vec!["20194".into()] },
+            personal_data: false,
+            operations: Role::Reader.default_operations(),
+            limits: Limits {
+                requests_per_second: Some(10.0),
+                features_per_response: None,
+                features_per_day: Some(1000),
+            },
+            valid_from: None,
+            valid_until: Some(now + chrono::Duration::days(365)),
+            purpose: "Luật Quản lý thuế 2019".into(),
+        },
+        created_at: AuditEvent::new_at(now),
+    };
+    store.put_agency(&agency).await.expect("agency");
+    agency.policy.personal_data = true;
+    store.put_agency(&agency).await.expect("replaced");
+    assert_eq!(store.agencies().await.expect("agencies"), vec![agency.clone()]);
+    let mut key = landdb_access::key::generate("tax-danang", AuditEvent::new_at(now), None).record;
+    store.put_key(&key).await.expect("key");
+    assert!(store.end_key(&key.id, Some(AuditEvent::new_at(now)), None).await.expect("revoked"));
+    assert!(!store.end_key("no-such-key", Some(now), None).await.expect("nothing"));
+    key.revoked_at = Some(AuditEvent::new_at(now));
+    assert_eq!(store.keys().await.expect("keys"), vec![key.clone()]);
+    assert!(store.access_generation().await.expect("generation") >= g0 + 4);
+
+    let event = |i: u64, personal: Vec<i64>| AuditEvent {
+        at: AuditEvent::new_at(now + chrono::Duration::seconds(i as i64)),
+        agency: if i % 2 == 0 { "tax-danang".into() } else { "police".into() },
+        key_id: key.id.clone(),
+        method: "GET".into(),
+        endpoint: "/collections/parcels/items".into(),
+        params: format!("limit={i}"),
+        purpose: "Luật Quản lý thuế 2019".into(),
+        status: 200,
+        parcels: i,
+        personal,
+    };
+    store.append_audit(&[event(1, vec![]), event(2, vec![7, 8])]).await.expect("first batch");
+    store.append_audit(&[event(3, vec![8]), event(4, vec![])]).await.expect("second batch");
+    let all = store.audit_entries(&AuditQuery { limit: 100, ..AuditQuery::default() }).await.expect("entries");
+    assert_eq!(all.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![1, 2, 3, 4]);
+    assert_eq!(all[1].event, event(2, vec![7, 8]), "read back as written");
+    let head = store.audit_head().await.expect("head");
+    assert_eq!(landdb_access::audit::verify(all.clone(), head).expect("one chain over both batches").entries, 4);
+    let saw_8 = store
+        .audit_entries(&AuditQuery { disclosed: Some(vec![8]), limit: 100, ..AuditQuery::default() })
+        .await
+        .expect("entries");
+    assert_eq!(saw_8.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![2, 3]);
+    let tax = store
+        .audit_entries(&AuditQuery {
+            agency: Some("tax-danang".into()),
+            since: Some(now + chrono::Duration::seconds(3)),
+            limit: 100,
+            ..AuditQuery::default()
+        })
+        .await
+        .expect("entries");
+    assert_eq!(tax.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![4]);
+    assert_eq!(store.parcels_taken("tax-danang", now).await.expect("taken"), 6);
 }

@@ -73,10 +73,10 @@ fn demo_works_with_no_database_and_only_once() {
 }
 
 /// A plain HTTP GET (HTTP/1.0, so the server closes the connection): status line and body.
-fn http_get(address: &str, path: &str) -> (String, String) {
+fn http_get(address: &str, path: &str, key: &str) -> (String, String) {
     use std::io::{Read, Write};
     let mut stream = std::net::TcpStream::connect(address).expect("connect");
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: {address}\r\n\r\n").expect("send");
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {address}\r\nAuthorization: Bearer {key}\r\n\r\n").expect("send");
     let mut answer = String::new();
     stream.read_to_string(&mut answer).expect("read");
     let (head, body) = answer.split_once("\r\n\r\n").unwrap_or((&answer, ""));
@@ -84,7 +84,8 @@ fn http_get(address: &str, path: &str) -> (String, String) {
 }
 
 /// The quick start: `landdb demo --serve` on a machine with no database server serves the
-/// samples over HTTP, and a SIGTERM stops it cleanly, writing its snapshot.
+/// samples over HTTP to the demo key it prints, and a SIGTERM stops it cleanly, writing its
+/// snapshot and every audit entry.
 #[test]
 fn demo_serves_the_samples_from_the_embedded_store_and_stops_cleanly() {
     use std::io::BufRead;
@@ -105,12 +106,19 @@ fn demo_serves_the_samples_from_the_embedded_store_and_stops_cleanly() {
         .find_map(|l| l.trim().strip_prefix("landing page:").map(|u| u.trim().to_owned()))
         .expect("the landing page's address is printed");
     let address = landing.trim_start_matches("http://").trim_end_matches('/').to_owned();
-    let (status, body) = http_get(&address, "/collections/parcels/items?limit=2");
+    let key = lines
+        .by_ref()
+        .map_while(Result::ok)
+        .find_map(|l| l.trim().strip_prefix("demo key:").map(|k| k.trim().to_owned()))
+        .expect("the demo key is printed");
+    let (status, _) = http_get(&address, "/collections/parcels/items?limit=2", "not-a-key");
+    assert!(status.contains("401"), "{status}");
+    let (status, body) = http_get(&address, "/collections/parcels/items?limit=2", &key);
     assert!(status.contains("200"), "{status}: {body}");
     let page: serde_json::Value = serde_json::from_str(&body).expect("JSON");
     assert_eq!(page["numberMatched"].as_u64(), Some(sample_feature_count() as u64));
     assert_eq!(page["features"].as_array().map(Vec::len), Some(2));
-    let (status, _) = http_get(&address, "/collections/parcels/items?limit=2&colour=red");
+    let (status, _) = http_get(&address, "/collections/parcels/items?limit=2&colour=red", &key);
     assert!(status.contains("400"), "{status}");
 
     let stopped = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("kill");
@@ -120,7 +128,75 @@ fn demo_serves_the_samples_from_the_embedded_store_and_stops_cleanly() {
     assert!(exit.success(), "{exit:?}");
     assert!(rest.iter().any(|l| l.contains("snapshot written")), "{rest:?}");
     assert!(dir.join("engine.snap").exists());
+    // Both requests of the demo key are on record, in an intact chain.
+    let verified = landdb(&dir, &["audit", "verify"]);
+    assert!(verified.status.success(), "{}", stderr(&verified));
+    assert!(stdout(&verified).contains("intact: 2 entries"), "{}", stdout(&verified));
+    let shown = stdout(&landdb(&dir, &["audit", "show", "--agency", "demo"]));
+    assert_eq!(shown.lines().count(), 2, "{shown}");
+    assert!(shown.contains("\"status\":400") && shown.contains("\"parcels\":2"), "{shown}");
+    // An entry edited behind the log's back (its trigger dropped first) is named.
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    runtime.block_on(async {
+        let url = format!("sqlite://{}", dir.join("landdb.sqlite").display());
+        let db = sqlx::SqlitePool::connect(&url).await.expect("open the store file");
+        let edit = "UPDATE audit_entry SET parcels = 0 WHERE seq = 1";
+        assert!(sqlx::query(edit).execute(&db).await.is_err(), "the log is append-only");
+        sqlx::query("DROP TRIGGER audit_entry_no_update").execute(&db).await.expect("drop the trigger");
+        sqlx::query(edit).execute(&db).await.expect("edit");
+        db.close().await;
+    });
+    let broken = landdb(&dir, &["audit", "verify"]);
+    assert!(!broken.status.success());
+    assert!(stderr(&broken).contains("audit entry 1: its content does not match its hash"), "{}", stderr(&broken));
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Agencies and keys from the command line: a key printed alone on the last line (for scripts),
+/// listed without its secret, revoked; bad areas and unknown agencies refused by name.
+#[test]
+fn agencies_keys_and_audit_from_the_command_line() {
+    let dir = scratch_dir("access");
+    let added = landdb(
+        &dir,
+        &[
+            "agency",
+            "add",
+            "tax-danang",
+            "--title",
+            "Cục Thuế",
+            "--role",
+            "reader",
+            "--communes",
+            "20194,20197",
+            "--features-per-day",
+            "5000",
+            "--purpose",
+            "Luật Quản lý thuế",
+        ],
+    );
+    assert!(added.status.success(), "{}", stderr(&added));
+    let refused = landdb(
+        &dir,
+        &["agency", "add", "x", "--title", "X", "--role", "reader", "--communes", "99999", "--purpose", "p"],
+    );
+    assert!(!refused.status.success());
+    assert!(stderr(&refused).contains("99999"), "{}", stderr(&refused));
+    let created = landdb(&dir, &["key", "create", "tax-danang"]);
+    assert!(created.status.success(), "{}", stderr(&created));
+    let out = stdout(&created);
+    let key = out.lines().last().expect("a line").to_owned();
+    assert_eq!(out.lines().count(), 1, "the key alone on standard output: {out}");
+    let id = key.strip_prefix("landdb_").and_then(|r| r.split('_').next()).expect("a landdb key").to_owned();
+    assert_eq!(key.len(), "landdb_".len() + 16 + 1 + 64);
+    let listed = stdout(&landdb(&dir, &["key", "list"]));
+    assert!(listed.contains(&id) && !listed.contains(&key[24..]), "{listed}");
+    assert!(landdb(&dir, &["key", "revoke", &id]).status.success());
+    assert!(stdout(&landdb(&dir, &["key", "list", "tax-danang"])).contains("\"usable\":false"));
+    let missing = landdb(&dir, &["key", "create", "no-such-agency"]);
+    assert!(!missing.status.success() && stderr(&missing).contains("no-such-agency"));
+    let listed = stdout(&landdb(&dir, &["agency", "list"]));
+    assert!(listed.contains("\"features_per_day\":5000"), "{listed}");
 }
 
 /// `landdb export` writes a commune's parcels, and all of them, as GeoJSON, GeoPackage, DXF and
