@@ -40,8 +40,50 @@ fn answer(description: &str, media_type: &str) -> Value {
     json!({
         "200": { "description": description, "content": { media_type: { "schema": { "type": "object" } } } },
         "400": { "description": "a parameter the endpoint does not take, or a value it cannot", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/exception" } } } },
-        "404": { "description": "no such resource", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/exception" } } } },
+        "401": { "description": "no valid API key (send `Authorization: Bearer <key>`)", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/exception" } } } },
+        "403": { "description": "the agency's policy does not allow this operation, or is not in force", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/exception" } } } },
+        "404": { "description": "no such resource (a parcel outside the agency's area is not there for it)", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/exception" } } } },
+        "429": { "description": "over the agency's rate or daily quota; Retry-After says when to come back", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/exception" } } } },
     })
+}
+
+/// What only the API key matters for: the access rules (`access::requirement`) in the document.
+fn with_security(mut doc: Value) -> Value {
+    use crate::access::{Requirement, requirement};
+    doc["security"] = json!([{ "bearer": [] }]);
+    doc["components"]["securitySchemes"] = json!({ "bearer": { "type": "http", "scheme": "bearer", "description": "an API key from `landdb key create`" } });
+    let admin = |summary: &str, method: &str, params: Value| json!({ method: { "summary": summary, "parameters": params, "responses": answer(summary, "application/json") } });
+    let paths = &mut doc["paths"];
+    paths["/admin/agencies"] = admin("the agencies with their policies and keys (operator)", "get", json!([]));
+    paths["/admin/agencies"]["post"] = json!({
+        "summary": "create an agency or replace its policy (operator)",
+        "requestBody": { "required": true, "content": { "application/json": { "schema": { "type": "object", "required": ["name", "title", "role", "policy"] } } } },
+        "responses": answer("the agency", "application/json"),
+    });
+    let name = parameters(&[], &[("name", "the agency")]);
+    paths["/admin/agencies/{name}/keys"] = admin("a new key for the agency, shown once (operator)", "post", name);
+    let id = parameters(&[], &[("id", "the key's id")]);
+    paths["/admin/keys/{id}"] = admin("revoke the key at once (operator)", "delete", id.clone());
+    paths["/admin/keys/{id}/rotate"] =
+        admin("a new key replacing this one, which works for overlap_hours more (operator)", "post", id);
+    paths["/admin/audit"] = admin(
+        "audit entries by agency, period or disclosed parcel (operator)",
+        "get",
+        parameters(crate::admin::AUDIT, &[]),
+    );
+    paths["/admin/audit/verify"] = admin("follow the audit hash chain (operator)", "get", json!([]));
+    if let Some(paths) = paths.as_object_mut() {
+        for (path, item) in paths.iter_mut() {
+            // The document's templates name parameters differently from the router's; only the
+            // open routes matter here, and they have none.
+            if requirement(&axum::http::Method::GET, path) == Requirement::Public
+                && let Some(get) = item.get_mut("get")
+            {
+                get["security"] = json!([]);
+            }
+        }
+    }
+    doc
 }
 
 /// `POST /jobs`: the multipart upload.
@@ -63,6 +105,10 @@ fn upload() -> Value {
 }
 
 pub fn document(base: &str, max_limit: usize) -> Value {
+    with_security(untagged(base, max_limit))
+}
+
+fn untagged(base: &str, max_limit: usize) -> Value {
     let get = |summary: &str, params: Value, media_type: &str| json!({ "get": { "summary": summary, "parameters": params, "responses": answer(summary, media_type) } });
     json!({
         "openapi": "3.0.3",
@@ -170,5 +216,12 @@ mod tests {
         ] {
             assert_eq!(query(path), accepted(list), "{path}");
         }
+        assert_eq!(query("/admin/audit"), accepted(crate::admin::AUDIT));
+        // A key everywhere (the document's default) but on the open routes.
+        assert_eq!(doc["security"], json!([{ "bearer": [] }]));
+        for open in ["/", "/conformance", "/api", "/health", "/ready", "/map"] {
+            assert_eq!(doc["paths"][open]["get"]["security"], json!([]), "{open}");
+        }
+        assert!(doc["paths"]["/collections/{collectionId}/items"]["get"].get("security").is_none());
     }
 }
