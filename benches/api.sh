@@ -4,7 +4,7 @@
 # the same two cores. Point lookups at interior points of 20,000 random parcels (one GeoJSON
 # feature each), and ~200 m boxes around them (items, GeoJSON, up to 100 parcels).
 #   benches/api.sh [seconds]    (needs tools/setup, ../shared/data/danang, wrk, python3-venv)
-# BASELINE_BIN=path/to/older/landdb adds the point lookup on that build in the same run.
+# BASELINE_BIN=path/to/older/landdb adds point lookups on that build, interleaved with this one's.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds=${1:-10}
@@ -36,6 +36,24 @@ echo "landdb: point lookup"; wrk -t2 -c64 -d"${seconds}s" -s benches/wrk/points.
 echo "landdb: ~200 m box"; wrk -t2 -c64 -d"${seconds}s" -s benches/wrk/boxes.lua http://127.0.0.1:8181 | grep -E "Requests/sec|Transfer|p50"
 echo "landdb: point lookup by a province-scoped agency (area check on every parcel, personal data, audit)"
 LANDDB_KEY=$province_key wrk -t2 -c64 -d"${seconds}s" -s benches/wrk/points.lua http://127.0.0.1:8181 | grep -E "Requests/sec|p50"
+if [ -n "${BASELINE_BIN:-}" ]; then
+  # The cost of the access rules: the same lookups on a build without them (BASELINE_BIN, e.g.
+  # the issue-6 build) over its own copy of the data (its schema predates the access tables),
+  # interleaved with this build's, three rounds, so that the machine's drift hits both alike.
+  psql -q -h 127.0.0.1 -U postgres -c "DROP DATABASE IF EXISTS ${db}_baseline" \
+    -c "CREATE DATABASE ${db}_baseline TEMPLATE landdb_template OWNER landdb"
+  "$BASELINE_BIN" import --database "${url}_baseline" ../shared/data/danang > /dev/null
+  "$BASELINE_BIN" serve --database "${url}_baseline" --listen 127.0.0.1:8183 > "$work/baseline.log" 2>&1 &
+  baseline_pid=$!
+  until curl -sf http://127.0.0.1:8183/ready > /dev/null; do sleep 0.2; done
+  for round in 1 2 3; do
+    echo "round $round: baseline (no access control) / operator key / province-scoped key"
+    wrk -t2 -c64 -d"${seconds}s" -s benches/wrk/points.lua http://127.0.0.1:8183 | grep -E "Requests/sec|p50"
+    wrk -t2 -c64 -d"${seconds}s" -s benches/wrk/points.lua http://127.0.0.1:8181 | grep -E "Requests/sec|p50"
+    LANDDB_KEY=$province_key wrk -t2 -c64 -d"${seconds}s" -s benches/wrk/points.lua http://127.0.0.1:8181 | grep -E "Requests/sec|p50"
+  done
+  kill "$baseline_pid"; wait "$baseline_pid" || true
+fi
 echo "landdb: streamed GeoJSON export of every parcel (three runs), server memory before and after"
 grep VmRSS "/proc/$landdb_pid/status"
 for _ in 1 2 3; do
@@ -43,15 +61,6 @@ for _ in 1 2 3; do
     -w "%{size_download} bytes in %{time_total} s\n" http://127.0.0.1:8181/collections/parcels/export
 done
 grep -E "VmRSS|VmHWM" "/proc/$landdb_pid/status"
-if [ -n "${BASELINE_BIN:-}" ]; then
-  # The same lookups on a build without access control (BASELINE_BIN: e.g. the issue-6 build).
-  kill "$landdb_pid"; wait "$landdb_pid" || true
-  "$BASELINE_BIN" serve --database "$url" --listen 127.0.0.1:8181 > "$work/baseline.log" 2>&1 &
-  landdb_pid=$!
-  until curl -sf http://127.0.0.1:8181/ready > /dev/null; do sleep 0.2; done
-  echo "baseline ($BASELINE_BIN, no access control): point lookup"
-  wrk -t2 -c64 -d"${seconds}s" -s benches/wrk/points.lua http://127.0.0.1:8181 | grep -E "Requests/sec|p50"
-fi
 kill "$landdb_pid"; wait "$landdb_pid" || true
 echo "ogr2ogr -f GeoJSON from the same PostGIS view (two runs)"
 for _ in 1 2; do

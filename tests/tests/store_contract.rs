@@ -503,7 +503,7 @@ async fn agencies_keys_and_the_audit_chain_are_kept(store: AnyStore) {
 
     let event = |i: u64, personal: Vec<i64>| AuditEvent {
         at: AuditEvent::new_at(now + chrono::Duration::seconds(i as i64)),
-        agency: if i % 2 == 0 { "tax-danang".into() } else { "police".into() },
+        agency: if i.is_multiple_of(2) { "tax-danang".into() } else { "police".into() },
         key_id: key.id.clone(),
         method: "GET".into(),
         endpoint: "/collections/parcels/items".into(),

@@ -62,11 +62,13 @@ pub fn id_of(token: &str) -> Option<&str> {
 }
 
 pub(crate) fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write;
-    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        s.push(char::from(DIGITS[usize::from(b >> 4)]));
+        s.push(char::from(DIGITS[usize::from(b & 0xf)]));
+    }
+    s
 }
 
 #[cfg(test)]
@@ -84,6 +86,7 @@ mod tests {
         assert_eq!(id_of(&a.token), Some(a.record.id.as_str()));
         assert_eq!(a.token.len(), PREFIX.len() + 16 + 1 + 64);
         assert_eq!(id_of("landdb_short_key"), None);
+        assert_eq!(hex(&[0x00, 0x0f, 0xa5, 0xff]), "000fa5ff");
     }
 
     #[test]

@@ -312,8 +312,10 @@ fn bearer(parts: &axum::http::HeaderMap) -> Option<&str> {
 
 /// The enforcement point (see the module's documentation).
 pub async fn guard(State(app): State<Arc<AppState>>, mut request: Request, next: Next) -> Response {
-    let route = request.extensions().get::<MatchedPath>().map(|m| m.as_str().to_owned()).unwrap_or_default();
-    let need = requirement(request.method(), &route);
+    // A shared string: cloning it costs no allocation.
+    let matched = request.extensions().get::<MatchedPath>().cloned();
+    let route = matched.as_ref().map_or("", MatchedPath::as_str);
+    let need = requirement(request.method(), route);
     if need == Requirement::Public {
         return next.run(request).await;
     }
@@ -324,34 +326,20 @@ pub async fn guard(State(app): State<Arc<AppState>>, mut request: Request, next:
     };
     let policy = &caller.agency.policy;
     let now = Utc::now();
-    let audited = !matches!(need, Requirement::Key);
-    let (method, endpoint, params) = (
-        request.method().to_string(),
-        request.uri().path().to_owned(),
-        request.uri().query().unwrap_or_default().to_owned(),
-    );
-    let record = |status: StatusCode, disclosed: Disclosed| {
-        if audited {
-            app.gate.audit.record(AuditEvent {
-                at: AuditEvent::new_at(now),
-                agency: caller.agency.name.clone(),
-                key_id: caller.key.id.clone(),
-                method: method.clone(),
-                endpoint: endpoint.clone(),
-                params: params.clone(),
-                purpose: policy.purpose.clone(),
-                status: status.as_u16(),
-                parcels: disclosed.parcels,
-                personal: disclosed.personal,
-            });
-        }
-    };
+    // What the audit entry says of the request (metadata routes are not audited).
+    let line = (!matches!(need, Requirement::Key)).then(|| RequestLine {
+        method: request.method().to_string(),
+        endpoint: request.uri().path().to_owned(),
+        params: request.uri().query().unwrap_or_default().to_owned(),
+    });
     // Refusals of a known caller are on record too: who tried what.
-    let remaining_today = match admit(&app.gate, &caller, need, &route, now) {
+    let remaining_today = match admit(&app.gate, &caller, need, route, now) {
         Ok(remaining) => remaining,
         Err(refusal) => {
-            record(refusal.status(), Disclosed::default());
-            return refusal;
+            if let Some(line) = line {
+                app.gate.audit.record(line.event(&caller, now, refusal.status(), Disclosed::default()));
+            }
+            return *refusal;
         }
     };
     request.extensions_mut().insert(Access { caller: Arc::clone(&caller), remaining_today });
@@ -360,8 +348,41 @@ pub async fn guard(State(app): State<Arc<AppState>>, mut request: Request, next:
     if policy.limits.features_per_day.is_some() {
         app.gate.quota.add(&caller.agency.name, disclosed.parcels, now);
     }
-    record(response.status(), disclosed);
+    if let Some(line) = line {
+        app.gate.audit.record(line.event(&caller, now, response.status(), disclosed));
+    }
     response
+}
+
+/// The request as its audit entry records it.
+#[derive(Debug)]
+struct RequestLine {
+    method: String,
+    endpoint: String,
+    params: String,
+}
+
+impl RequestLine {
+    fn event(
+        self,
+        caller: &Caller,
+        now: chrono::DateTime<Utc>,
+        status: StatusCode,
+        disclosed: Disclosed,
+    ) -> AuditEvent {
+        AuditEvent {
+            at: AuditEvent::new_at(now),
+            agency: caller.agency.name.clone(),
+            key_id: caller.key.id.clone(),
+            method: self.method,
+            endpoint: self.endpoint,
+            params: self.params,
+            purpose: caller.agency.policy.purpose.clone(),
+            status: status.as_u16(),
+            parcels: disclosed.parcels,
+            personal: disclosed.personal,
+        }
+    }
 }
 
 /// Whether the caller may make this request now: the policy in force, the operation or role the
@@ -372,40 +393,44 @@ fn admit(
     need: Requirement,
     route: &str,
     now: chrono::DateTime<Utc>,
-) -> Result<Option<u64>, Response> {
+) -> Result<Option<u64>, Box<Response>> {
     let policy = &caller.agency.policy;
     let name = &caller.agency.name;
     if !policy.in_force(now) {
-        return Err(forbidden(format!(
-            "the access of agency {name} is not in force now (valid {} to {})",
-            policy.valid_from.map_or("from the start".to_owned(), |t| t.to_rfc3339()),
-            policy.valid_until.map_or("without end".to_owned(), |t| t.to_rfc3339()),
-        ))
-        .into_response());
+        return Err(Box::new(
+            forbidden(format!(
+                "the access of agency {name} is not in force now (valid {} to {})",
+                policy.valid_from.map_or("from the start".to_owned(), |t| t.to_rfc3339()),
+                policy.valid_until.map_or("without end".to_owned(), |t| t.to_rfc3339()),
+            ))
+            .into_response(),
+        ));
     }
     match need {
         Requirement::Operation(op) if !policy.allows(op) => {
             let allowed: Vec<&str> = policy.operations.iter().map(|o| o.name()).collect();
             let allowed = if allowed.is_empty() { "none".to_owned() } else { allowed.join(", ") };
-            return Err(
-                forbidden(format!("agency {name} may not {}: its operations are {allowed}", op.name())).into_response()
-            );
+            return Err(Box::new(
+                forbidden(format!("agency {name} may not {}: its operations are {allowed}", op.name())).into_response(),
+            ));
         }
         Requirement::Operator if caller.agency.role != Role::Operator => {
-            return Err(forbidden(format!("only the national operator may use {route}")).into_response());
+            return Err(Box::new(forbidden(format!("only the national operator may use {route}")).into_response()));
         }
         _ => {}
     }
     if let Some(rate) = policy.limits.requests_per_second
         && let Err(wait) = gate.limiter.take(name, rate, std::time::Instant::now())
     {
-        return Err(too_many(format!("agency {name} may make {rate} requests a second"), wait));
+        return Err(Box::new(too_many(format!("agency {name} may make {rate} requests a second"), wait)));
     }
     match policy.limits.features_per_day {
         None => Ok(None),
         Some(limit) => match gate.quota.remaining(name, limit, now) {
             Ok(n) => Ok(Some(n)),
-            Err(wait) => Err(too_many(format!("agency {name} has taken its {limit} parcels for today"), wait)),
+            Err(wait) => {
+                Err(Box::new(too_many(format!("agency {name} has taken its {limit} parcels for today"), wait)))
+            }
         },
     }
 }
@@ -424,8 +449,11 @@ enum Message {
     Flush(oneshot::Sender<()>),
 }
 
+/// How long the writer lets entries gather before it writes them.
+const AUDIT_LINGER: Duration = Duration::from_millis(50);
+
 /// Entries appended in one transaction at most.
-const AUDIT_BATCH: usize = 2_000;
+const AUDIT_BATCH: usize = 10_000;
 
 impl AuditLog {
     fn start(store: AnyStore) -> AuditLog {
@@ -434,8 +462,11 @@ impl AuditLog {
             let mut pending: Vec<AuditEvent> = Vec::new();
             let mut waiting: Vec<oneshot::Sender<()>> = Vec::new();
             loop {
-                // Wait for something, then take whatever else is queued.
+                // Wait for something, let more arrive for a moment (one transaction for many
+                // entries: under load a commit a request would cost more than the requests),
+                // then take whatever is queued.
                 let Some(first) = rx.recv().await else { break };
+                tokio::time::sleep(AUDIT_LINGER).await;
                 let mut next = Some(first);
                 while let Some(m) = next {
                     match m {
