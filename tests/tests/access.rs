@@ -500,6 +500,9 @@ async fn the_audit_chain_finds_edits_deletions_and_reordering() {
     assert_eq!(broken.seq, 12, "{broken}");
     sqlx::query("DELETE FROM audit_entry WHERE seq = 4").execute(&db).await.expect("delete");
     assert_eq!(broken_at().await, 5);
+    // The head's record deleted too: reported, not taken for an empty log.
+    sqlx::query("DELETE FROM audit_head").execute(&db).await.expect("delete the head");
+    assert!(landdb_api::admin::verify(&s.store).await.expect("verify").is_err());
     let (_, _, report) = get_with(&client(), &format!("{}/admin/audit/verify", s.base)).await;
     assert_eq!((report["intact"].as_bool(), report["broken_at"].as_i64()), (Some(false), Some(5)), "{report}");
 }

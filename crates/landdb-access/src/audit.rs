@@ -107,17 +107,37 @@ pub struct Verified {
 /// sequence number and hash the store recorded beside the entries, when it has any): the first
 /// entry that was edited, removed, moved or added out of band is named.
 pub fn verify(entries: impl IntoIterator<Item = AuditEntry>, head: Option<(i64, String)>) -> Result<Verified, Broken> {
-    let mut prev = GENESIS.to_owned();
-    let mut expected_seq = 1;
-    let mut count = 0;
+    let mut chain = Chain::default();
     for entry in entries {
-        if entry.seq != expected_seq {
+        chain.follow(&entry)?;
+    }
+    chain.end(head)
+}
+
+/// [`verify`] an entry at a time, for a log read page by page.
+#[derive(Debug, Clone)]
+pub struct Chain {
+    prev: String,
+    expected_seq: i64,
+    count: u64,
+}
+
+impl Default for Chain {
+    fn default() -> Self {
+        Chain { prev: GENESIS.to_owned(), expected_seq: 1, count: 0 }
+    }
+}
+
+impl Chain {
+    /// Checks the next entry.
+    pub fn follow(&mut self, entry: &AuditEntry) -> Result<(), Broken> {
+        if entry.seq != self.expected_seq {
             return Err(Broken {
                 seq: entry.seq,
-                why: format!("expected entry {expected_seq} here: entries are missing or out of order"),
+                why: format!("expected entry {} here: entries are missing or out of order", self.expected_seq),
             });
         }
-        if entry.prev_hash != prev {
+        if entry.prev_hash != self.prev {
             return Err(Broken {
                 seq: entry.seq,
                 why: "it does not follow the entry before it (that entry was changed, removed or moved)".to_owned(),
@@ -129,19 +149,29 @@ pub fn verify(entries: impl IntoIterator<Item = AuditEntry>, head: Option<(i64, 
                 why: "its content does not match its hash: it was edited".to_owned(),
             });
         }
-        prev = entry.hash;
-        expected_seq += 1;
-        count += 1;
+        self.prev.clone_from(&entry.hash);
+        self.expected_seq += 1;
+        self.count += 1;
+        Ok(())
     }
-    match head {
-        Some((seq, hash)) if seq != expected_seq - 1 || hash != prev => Err(Broken {
-            seq: expected_seq,
-            why: format!(
-                "the chain ends at entry {} but the recorded head is entry {seq}: entries were removed from its end",
-                expected_seq - 1
-            ),
-        }),
-        _ => Ok(Verified { entries: count, head: prev }),
+
+    /// Checks that the chain ends at the recorded head.
+    pub fn end(self, head: Option<(i64, String)>) -> Result<Verified, Broken> {
+        let last = self.expected_seq - 1;
+        match head {
+            Some((seq, hash)) if seq != last || hash != self.prev => Err(Broken {
+                seq: self.expected_seq,
+                why: format!(
+                    "the chain ends at entry {last} but the recorded head is entry {seq}: entries were removed from its end"
+                ),
+            }),
+            None if self.count > 0 => Err(Broken {
+                seq: last,
+                why: "the record of the chain's head is missing: it was deleted, and entries after it may be too"
+                    .to_owned(),
+            }),
+            _ => Ok(Verified { entries: self.count, head: self.prev }),
+        }
     }
 }
 
@@ -186,6 +216,7 @@ mod tests {
         let h = head(&c);
         assert_eq!(verify(c, h).expect("verifies").entries, 20);
         assert!(verify(Vec::new(), None).is_ok());
+        assert_eq!(verify(chain(3), None).expect_err("no head").seq, 3, "entries without a recorded head");
     }
 
     proptest! {

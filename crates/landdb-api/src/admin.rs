@@ -9,7 +9,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use chrono::{DateTime, Utc};
-use landdb_access::{Agency, AuditEntry, Broken, KeyRecord, NewKey, Verified};
+use landdb_access::{Agency, Broken, KeyRecord, NewKey, Verified};
 use landdb_model::ReferenceData;
 use landdb_store::{AccessStore, AnyStore, AuditQuery, StoreError};
 use serde::Deserialize;
@@ -80,18 +80,26 @@ pub async fn rotate(store: &AnyStore, id: &str, overlap: chrono::Duration) -> Re
     Ok(fresh)
 }
 
-/// Follows the whole chain (in pages) and checks it against the recorded head.
+/// Follows the whole chain, a page at a time (memory stays flat however long the log), and
+/// checks it against the recorded head.
 pub async fn verify(store: &AnyStore) -> Result<Result<Verified, Broken>, AdminError> {
-    let mut entries: Vec<AuditEntry> = Vec::new();
-    let mut after = 0;
-    loop {
-        let page = store.audit_entries(&AuditQuery { after, limit: 10_000, ..AuditQuery::default() }).await?;
-        let Some(last) = page.last() else { break };
-        after = last.seq;
-        entries.extend(page);
-    }
+    // The head first: entries appended while the chain is read lie beyond it.
     let head = store.audit_head().await?;
-    Ok(landdb_access::audit::verify(entries, head))
+    // No head at all: every entry is read, and the missing head is reported.
+    let last = head.as_ref().map_or(i64::MAX, |(seq, _)| *seq);
+    let mut chain = landdb_access::audit::Chain::default();
+    let mut after = 0;
+    while after < last {
+        let page = store.audit_entries(&AuditQuery { after, limit: 10_000, ..AuditQuery::default() }).await?;
+        let Some(end) = page.last().map(|e| e.seq) else { break };
+        for entry in page.iter().take_while(|e| e.seq <= last) {
+            if let Err(broken) = chain.follow(entry) {
+                return Ok(Err(broken));
+            }
+        }
+        after = end;
+    }
+    Ok(chain.end(head))
 }
 
 /// Key metadata as lists show it (never the hash).

@@ -14,6 +14,40 @@ pub(super) const PARCEL_VERSION: &str = "COPY parcel_version (id, national_id, c
 pub(super) const RIGHT_HOLDER: &str =
     "COPY right_holder (version_id, ordinal, name, citizen_id, birth_year, address) FROM STDIN";
 
+pub(super) const AUDIT_ENTRY: &str = "COPY audit_entry (seq, at, agency, key_id, method, endpoint, params, purpose, \
+    status, parcels, personal, prev_hash, hash) FROM STDIN";
+
+pub(super) const AUDIT_DISCLOSURE: &str = "COPY audit_disclosure (version_id, seq) FROM STDIN";
+
+/// Audit entries chained after `seq` and `prev` (the head), as the rows of both tables; the new
+/// head comes back with them.
+pub(super) fn encode_audit(
+    events: &[landdb_access::AuditEvent],
+    mut seq: i64,
+    mut prev: String,
+) -> (String, String, i64, String) {
+    let mut entries = String::with_capacity(events.len() * 320);
+    let mut disclosures = String::new();
+    for e in events {
+        seq += 1;
+        let hash = landdb_access::audit::entry_hash(seq, e, &prev);
+        let _ = write!(entries, "{seq}\t{}\t", e.at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true));
+        for field in [&e.agency, &e.key_id, &e.method, &e.endpoint, &e.params, &e.purpose] {
+            text(&mut entries, field);
+            entries.push('\t');
+        }
+        let _ = write!(entries, "{}\t{}\t", e.status, e.parcels);
+        text(&mut entries, &crate::access::personal_text(e));
+        let _ = writeln!(entries, "\t{prev}\t{hash}");
+        // Each version once (the pair is the table's key; a repeat would fail the batch).
+        for v in e.personal.iter().collect::<std::collections::BTreeSet<_>>() {
+            let _ = writeln!(disclosures, "{v}\t{seq}");
+        }
+        prev = hash;
+    }
+    (entries, disclosures, seq, prev)
+}
+
 /// Appends a text field with COPY's escapes.
 fn text(out: &mut String, value: &str) {
     for c in value.chars() {
