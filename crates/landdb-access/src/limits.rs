@@ -20,6 +20,14 @@ pub fn day_of(at: DateTime<Utc>) -> (NaiveDate, Duration) {
     (day, next.and_then(|d| d.to_std().ok()).unwrap_or(Duration::from_secs(1)))
 }
 
+/// When the Vietnamese day of `at` began, in UTC.
+pub fn day_start(at: DateTime<Utc>) -> DateTime<Utc> {
+    let (day, _) = day_of(at);
+    day.and_hms_opt(0, 0, 0)
+        .and_then(|t| t.and_local_timezone(vietnam()).single())
+        .map_or(at, |t| t.with_timezone(&Utc))
+}
+
 #[derive(Debug)]
 struct Bucket {
     tokens: f64,
@@ -110,5 +118,7 @@ mod tests {
         let wait = q.remaining("a", 100, late).expect_err("spent");
         assert_eq!(wait, Duration::from_secs(60));
         assert_eq!(q.remaining("a", 100, late + chrono::Duration::minutes(2)), Ok(100));
+        let began = DateTime::parse_from_rfc3339("2026-11-26T17:00:00Z").expect("time").with_timezone(&Utc);
+        assert_eq!(day_start(late), began, "midnight in Hà Nội is 17:00 UTC the day before");
     }
 }

@@ -20,7 +20,7 @@ use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use chrono::Utc;
-use landdb_access::limits::{DailyQuota, RateLimiter, day_of};
+use landdb_access::limits::{DailyQuota, RateLimiter, day_start};
 use landdb_access::{Agency, AuditEvent, KeyRecord, Operation, Role, Scope};
 use landdb_engine::Parcel;
 use landdb_model::ReferenceData;
@@ -105,6 +105,12 @@ impl Access {
         self.caller.agency.role == Role::Operator
     }
 
+    /// How many parcels a page asked for `asked` may hold: never more than [`Access::max_features`]
+    /// (and at least one, so that a page always moves).
+    pub fn page_limit(&self, asked: usize) -> usize {
+        self.max_features().map_or(asked, |m| asked.min(m.max(1)))
+    }
+
     /// The most features one response may hold: the policy's limit and what is left today.
     pub fn max_features(&self) -> Option<usize> {
         let limit = self.caller.agency.policy.limits.features_per_response;
@@ -139,11 +145,17 @@ impl Disclosed {
         let mut d = Disclosed::default();
         for p in parcels {
             d.parcels += 1;
-            if personal_fields && p.address().is_some() {
-                d.personal.push(p.version().0);
+            if personal_fields && let Some(v) = Disclosed::personal_of(p) {
+                d.personal.push(v);
             }
         }
         d
+    }
+
+    /// The version of `parcel` when sending its personal fields discloses personal data (it has
+    /// some): what the audit entry lists.
+    pub fn personal_of(parcel: &Parcel<'_>) -> Option<i64> {
+        parcel.address().is_some().then(|| parcel.version().0)
     }
 
     pub fn on(self, mut response: Response) -> Response {
@@ -195,10 +207,6 @@ fn unauthorized() -> ApiError {
     )
 }
 
-fn forbidden(why: String) -> ApiError {
-    ApiError::new(StatusCode::FORBIDDEN, "Forbidden", why)
-}
-
 fn too_many(why: String, wait: Duration) -> Response {
     let mut response = ApiError::new(StatusCode::TOO_MANY_REQUESTS, "TooManyRequests", why).into_response();
     let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
@@ -235,9 +243,7 @@ impl Gate {
         };
         gate.reload(store, reference).await?;
         // Quotas count from today's audit entries, so a restart does not reset them.
-        let (today, _) = day_of(Utc::now());
-        let midnight =
-            today.and_hms_opt(0, 0, 0).map(|t| t.and_utc() - chrono::Duration::hours(7)).unwrap_or_else(Utc::now);
+        let midnight = day_start(Utc::now());
         for agency in store.agencies().await? {
             if agency.policy.limits.features_per_day.is_some() {
                 let taken = store.parcels_taken(&agency.name, midnight).await?;
@@ -398,7 +404,7 @@ fn admit(
     let name = &caller.agency.name;
     if !policy.in_force(now) {
         return Err(Box::new(
-            forbidden(format!(
+            ApiError::forbidden(format!(
                 "the access of agency {name} is not in force now (valid {} to {})",
                 policy.valid_from.map_or("from the start".to_owned(), |t| t.to_rfc3339()),
                 policy.valid_until.map_or("without end".to_owned(), |t| t.to_rfc3339()),
@@ -411,11 +417,14 @@ fn admit(
             let allowed: Vec<&str> = policy.operations.iter().map(|o| o.name()).collect();
             let allowed = if allowed.is_empty() { "none".to_owned() } else { allowed.join(", ") };
             return Err(Box::new(
-                forbidden(format!("agency {name} may not {}: its operations are {allowed}", op.name())).into_response(),
+                ApiError::forbidden(format!("agency {name} may not {}: its operations are {allowed}", op.name()))
+                    .into_response(),
             ));
         }
         Requirement::Operator if caller.agency.role != Role::Operator => {
-            return Err(Box::new(forbidden(format!("only the national operator may use {route}")).into_response()));
+            return Err(Box::new(
+                ApiError::forbidden(format!("only the national operator may use {route}")).into_response(),
+            ));
         }
         _ => {}
     }

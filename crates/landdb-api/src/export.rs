@@ -65,11 +65,11 @@ impl Selection {
         let personal = if !personal_fields {
             Vec::new()
         } else {
-            let with_address = |p: &landdb_engine::Parcel<'_>| p.address().is_some().then(|| p.version().0);
+            use crate::access::Disclosed;
             match self {
-                Selection::All => view.parcels().filter_map(|p| with_address(&p)).collect(),
+                Selection::All => view.parcels().filter_map(|p| Disclosed::personal_of(&p)).collect(),
                 Selection::Versions(v) => {
-                    v.iter().filter_map(|id| view.by_version(*id)).filter_map(|p| with_address(&p)).collect()
+                    v.iter().filter_map(|id| view.by_version(*id)).filter_map(|p| Disclosed::personal_of(&p)).collect()
                 }
             }
         };

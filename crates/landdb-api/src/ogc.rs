@@ -65,6 +65,10 @@ impl ApiError {
         ApiError { status: StatusCode::BAD_REQUEST, code: "InvalidParameterValue", description: description.into() }
     }
 
+    pub fn forbidden(description: impl Into<String>) -> Self {
+        ApiError { status: StatusCode::FORBIDDEN, code: "Forbidden", description: description.into() }
+    }
+
     pub fn not_found(description: impl Into<String>) -> Self {
         ApiError { status: StatusCode::NOT_FOUND, code: "NotFound", description: description.into() }
     }

@@ -538,7 +538,7 @@ pub async fn items(
         return historical_items(&app, &query, &access, &call.base).await;
     }
     let ItemsQuery { after, before, .. } = query;
-    let limit = access.max_features().map_or(query.limit, |m| query.limit.min(m.max(1)));
+    let limit = access.page_limit(query.limit);
     let view = app.engine.snapshot();
     // The page, how many parcels match (when that is known), and whether parcels lie before and
     // after the page.
@@ -625,7 +625,7 @@ async fn historical_items(
     access: &Access,
     base: &str,
 ) -> Result<Response, ApiError> {
-    let limit = access.max_features().map_or(query.limit, |m| query.limit.min(m.max(1)));
+    let limit = access.page_limit(query.limit);
     if query.sortby.is_some() {
         return Err(ApiError::bad_parameter(
             "sortby cannot be combined with datetime or a temporal filter: the history is paged in version order",
@@ -774,14 +774,10 @@ pub async fn export(
         && count > max
         && !access.allows(landdb_access::Operation::BulkExport)
     {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "Forbidden",
-            format!(
-                "this export holds {count} parcels; agency {} may take at most {max} in one answer (bulk export is not among its operations, or its daily quota is nearly spent): narrow it with commune, bbox, polygon or filter",
-                access.agency()
-            ),
-        ));
+        return Err(ApiError::forbidden(format!(
+            "this export holds {count} parcels; agency {} may take at most {max} in one answer (bulk export is not among its operations, or its daily quota is nearly spent): narrow it with commune, bbox, polygon or filter",
+            access.agency()
+        )));
     }
     let disclosed = selection.disclosed(&view, fields.iter().any(|f| f.is_personal()));
     let disposition = format!("attachment; filename=\"{}\"", format.file_name());
@@ -1118,14 +1114,10 @@ pub async fn submit_job(
         landdb_access::Scope::Nation => None,
         landdb_access::Scope::Communes(set) => Some(Arc::new(set.clone())),
         landdb_access::Scope::Polygon { .. } => {
-            return Err(ApiError::new(
-                StatusCode::FORBIDDEN,
-                "Forbidden",
-                format!(
-                    "agency {}'s area is a polygon; uploads are confined to provinces or communes",
-                    access.agency()
-                ),
-            ));
+            return Err(ApiError::forbidden(format!(
+                "agency {}'s area is a polygon; uploads are confined to provinces or communes",
+                access.agency()
+            )));
         }
     };
     let bad = |why: String| ApiError::bad_parameter(why);
