@@ -1,23 +1,22 @@
 //! Who is asking, and what they may see: the one enforcement point every request passes.
 //!
-//! [`guard`] runs in front of every route. It knows what each route needs ([`requirement`]):
+//! [`admit`] runs in front of every route. It knows what each route needs ([`requirement`]):
 //! nothing (the landing page, conformance, the OpenAPI document, health, the static pages), any
 //! valid key (collection metadata), an operation of the caller's policy, or the operator role.
 //! It reads `Authorization: Bearer <key>`, finds the key's agency, checks the policy's validity,
 //! operations, rate and daily quota, and hands the handler an [`Access`]: the agency's area
 //! ([`Access::sees`], which every parcel passes before it leaves), its fields
-//! ([`Access::personal_data`]) and its response limit. After the handler, it records what the
-//! answer disclosed ([`Disclosed`]) in the audit log and against the quota.
+//! ([`Access::personal_data`]) and its response limit. After the handler, [`Pass::record`] puts
+//! what the answer disclosed ([`Disclosed`]) in the audit log and against the quota.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use axum::extract::{FromRequestParts, MatchedPath, Request, State};
+use axum::extract::{FromRequestParts, MatchedPath, Request};
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, Method, StatusCode, header};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use chrono::Utc;
 use landdb_access::limits::{DailyQuota, RateLimiter, day_start};
@@ -316,21 +315,21 @@ fn bearer(parts: &axum::http::HeaderMap) -> Option<&str> {
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
-/// The enforcement point (see the module's documentation).
-pub async fn guard(State(app): State<Arc<AppState>>, mut request: Request, next: Next) -> Response {
-    // A shared string: cloning it costs no allocation.
-    let matched = request.extensions().get::<MatchedPath>().cloned();
-    let route = matched.as_ref().map_or("", MatchedPath::as_str);
+/// The enforcement point (see the module's documentation), before the handler: `Ok(None)` for
+/// a public route (nothing to check or record), `Ok(Some(pass))` for an admitted caller (the
+/// handler finds its [`Access`] among the request's extensions), `Err` with the answer otherwise
+/// (401, 403 or 429; refusals of a known caller are on record too: who tried what).
+pub fn admit(app: &AppState, request: &mut Request) -> Result<Option<Pass>, Box<Response>> {
+    let route = request.extensions().get::<MatchedPath>().map_or("", MatchedPath::as_str);
     let need = requirement(request.method(), route);
     if need == Requirement::Public {
-        return next.run(request).await;
+        return Ok(None);
     }
     let Some(caller) = bearer(request.headers()).and_then(|t| app.gate.caller(t)) else {
         let mut response = unauthorized().into_response();
         response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"landdb\""));
-        return response;
+        return Err(Box::new(response));
     };
-    let policy = &caller.agency.policy;
     let now = Utc::now();
     // What the audit entry says of the request (metadata routes are not audited).
     let line = (!matches!(need, Requirement::Key)).then(|| RequestLine {
@@ -338,26 +337,39 @@ pub async fn guard(State(app): State<Arc<AppState>>, mut request: Request, next:
         endpoint: request.uri().path().to_owned(),
         params: request.uri().query().unwrap_or_default().to_owned(),
     });
-    // Refusals of a known caller are on record too: who tried what.
-    let remaining_today = match admit(&app.gate, &caller, need, route, now) {
+    let remaining_today = match check_policy(&app.gate, &caller, need, route, now) {
         Ok(remaining) => remaining,
         Err(refusal) => {
             if let Some(line) = line {
                 app.gate.audit.record(line.event(&caller, now, refusal.status(), Disclosed::default()));
             }
-            return *refusal;
+            return Err(refusal);
         }
     };
     request.extensions_mut().insert(Access { caller: Arc::clone(&caller), remaining_today });
-    let response = next.run(request).await;
-    let disclosed = response.extensions().get::<Disclosed>().cloned().unwrap_or_default();
-    if policy.limits.features_per_day.is_some() {
-        app.gate.quota.add(&caller.agency.name, disclosed.parcels, now);
+    Ok(Some(Pass { caller, now, line }))
+}
+
+/// An admitted request, whose answer is still to be put on record.
+#[derive(Debug)]
+pub struct Pass {
+    caller: Arc<Caller>,
+    now: chrono::DateTime<Utc>,
+    line: Option<RequestLine>,
+}
+
+impl Pass {
+    /// The enforcement point after the handler: what the answer disclosed ([`Disclosed`]) goes
+    /// against the daily quota and into the audit log.
+    pub fn record(self, app: &AppState, response: &Response) {
+        let disclosed = response.extensions().get::<Disclosed>().cloned().unwrap_or_default();
+        if self.caller.agency.policy.limits.features_per_day.is_some() {
+            app.gate.quota.add(&self.caller.agency.name, disclosed.parcels, self.now);
+        }
+        if let Some(line) = self.line {
+            app.gate.audit.record(line.event(&self.caller, self.now, response.status(), disclosed));
+        }
     }
-    if let Some(line) = line {
-        app.gate.audit.record(line.event(&caller, now, response.status(), disclosed));
-    }
-    response
 }
 
 /// The request as its audit entry records it.
@@ -393,7 +405,7 @@ impl RequestLine {
 
 /// Whether the caller may make this request now: the policy in force, the operation or role the
 /// route needs, the rate, the daily quota (what is left of it, when there is one).
-fn admit(
+fn check_policy(
     gate: &Gate,
     caller: &Caller,
     need: Requirement,

@@ -1,6 +1,6 @@
 //! The sharing API: OGC API – Features over HTTP (axum), answered from the in-memory engine
 //! (`landdb-engine`) and, for what it does not hold, the store. Every route passes one enforcement
-//! point ([`access::guard`]: keys, policies, limits, audit), and every handler that answers with
+//! point ([`access::admit`]: keys, policies, limits, audit), and every handler that answers with
 //! parcels takes the caller's [`access::Access`], which every parcel passes before it leaves.
 
 // The OpenAPI document is one `json!` literal, deeper than the default limit.
@@ -89,11 +89,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/admin/keys/{id}/rotate", axum::routing::post(admin::rotate_key))
         .route("/admin/audit", get(admin::audit))
         .route("/admin/audit/verify", get(admin::verify_audit))
-        // Innermost first: the ETag (it names the caller's view, so it runs behind the guard),
-        // the enforcement point, the metrics.
-        .route_layer(axum::middleware::from_fn_with_state(Arc::clone(&state), etag))
-        .route_layer(axum::middleware::from_fn_with_state(Arc::clone(&state), access::guard))
-        .route_layer(axum::middleware::from_fn_with_state(Arc::clone(&state), track))
+        .route_layer(axum::middleware::from_fn_with_state(Arc::clone(&state), gateway))
         .fallback(routes::not_found)
         .layer(axum::middleware::from_fn(html::pages))
         // gzip or brotli when the client asks for it (GeoJSON shrinks to about a fifth), and one
@@ -108,13 +104,42 @@ pub fn router(state: Arc<AppState>) -> Router {
         .with_state(state)
 }
 
+/// Every routed request passes here: counted under its route (the path template, not the path:
+/// one metrics row for every parcel lookup, not one a parcel), let through or refused by the
+/// enforcement point ([`access::admit`]), answered with an ETag (or a 304, see [`tagged`]), and
+/// put on record with what its answer disclosed ([`access::Pass::record`]). One middleware, not
+/// three: a layer costs a boxed future and a clone of the services behind it on every request.
+async fn gateway(
+    axum::extract::State(app): axum::extract::State<Arc<AppState>>,
+    mut request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let started = std::time::Instant::now();
+    // A shared string: cloning it costs no allocation.
+    let route = request.extensions().get::<axum::extract::MatchedPath>().cloned();
+    let response = match access::admit(&app, &mut request) {
+        Err(refusal) => *refusal,
+        Ok(pass) => {
+            let response = tagged(&app, request, next).await;
+            if let Some(pass) = pass {
+                pass.record(&app, &response);
+            }
+            response
+        }
+    };
+    if let Some(route) = route {
+        app.metrics.observe(route.as_str(), response.status().as_u16(), started.elapsed());
+    }
+    response
+}
+
 /// Weak ETags: every answer is a function of the request and the feed position the engine
 /// reflects, so `W/"<position>-<request hash>"` names it. A client that sends it back in
 /// `If-None-Match` before anything new is committed gets a 304 without a body. (Positions only
 /// grow, so a tag never comes back to name other content.) Two agencies see different answers to
 /// one request, so the caller's agency and the generation of the access rules are in the tag.
-async fn etag(
-    axum::extract::State(app): axum::extract::State<Arc<AppState>>,
+async fn tagged(
+    app: &AppState,
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> axum::response::Response {
@@ -126,8 +151,8 @@ async fn etag(
     }
     let position = app.engine.snapshot().position().0;
     // A page and its JSON share the URI: which one was asked for is part of the tag.
-    let agency = request.extensions().get::<access::Access>().map(|a| a.agency().to_owned());
-    let representation = (request.uri().to_string(), html::wants_html(&request), agency, app.gate.generation());
+    let agency = request.extensions().get::<access::Access>().map(access::Access::agency);
+    let representation = (request.uri(), html::wants_html(&request), agency, app.gate.generation());
     let hash = BuildHasherDefault::<DefaultHasher>::default().hash_one(representation);
     let tag = format!("W/\"{position}-{hash:016x}\"");
     let Ok(tag_value) = HeaderValue::from_str(&tag) else { return next.run(request).await };
@@ -148,23 +173,6 @@ async fn etag(
         response.headers_mut().insert(header::ETAG, tag_value);
     }
     response.headers_mut().append(header::VARY, HeaderValue::from_static("accept, authorization"));
-    response
-}
-
-/// Counts the request and its latency under its route (the path template, not the path: one
-/// row for every parcel lookup, not one a parcel).
-async fn track(
-    axum::extract::State(app): axum::extract::State<Arc<AppState>>,
-    request: axum::extract::Request,
-    next: axum::middleware::Next,
-) -> axum::response::Response {
-    let started = std::time::Instant::now();
-    // A shared string: cloning it costs no allocation.
-    let route = request.extensions().get::<axum::extract::MatchedPath>().cloned();
-    let response = next.run(request).await;
-    if let Some(route) = route {
-        app.metrics.observe(route.as_str(), response.status().as_u16(), started.elapsed());
-    }
     response
 }
 

@@ -148,11 +148,11 @@ impl AccessStore for PgStore {
         // of requests a second without taking their cores.
         let (entries, disclosures, seq, prev) = super::copy::encode_audit(events, seq, prev);
         let mut sink = tx.copy_in_raw(super::copy::AUDIT_ENTRY).await?;
-        sink.send(entries.as_bytes()).await?;
+        sink.send(entries).await?;
         sink.finish().await?;
         if !disclosures.is_empty() {
             let mut sink = tx.copy_in_raw(super::copy::AUDIT_DISCLOSURE).await?;
-            sink.send(disclosures.as_bytes()).await?;
+            sink.send(disclosures).await?;
             sink.finish().await?;
         }
         sqlx::query(
