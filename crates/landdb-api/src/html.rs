@@ -85,7 +85,7 @@ pub async fn pages(mut request: Request, next: Next) -> Response {
 
 /// Marks a request whose answer becomes a page.
 #[derive(Debug, Clone, Copy)]
-struct Page;
+pub struct Page;
 
 fn escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
