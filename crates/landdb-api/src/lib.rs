@@ -150,9 +150,11 @@ async fn tagged(
         return next.run(request).await;
     }
     let position = app.engine.snapshot().position().0;
-    // A page and its JSON share the URI: which one was asked for is part of the tag.
+    // A page and its JSON share the URI: which one was asked for is part of the tag (the HTML
+    // layer, outside this one, marks a request for a page; no need to read the query again).
+    let page = request.extensions().get::<html::Page>().is_some();
     let agency = request.extensions().get::<access::Access>().map(access::Access::agency);
-    let representation = (request.uri(), html::wants_html(&request), agency, app.gate.generation());
+    let representation = (request.uri(), page, agency, app.gate.generation());
     let hash = BuildHasherDefault::<DefaultHasher>::default().hash_one(representation);
     let tag = format!("W/\"{position}-{hash:016x}\"");
     let Ok(tag_value) = HeaderValue::from_str(&tag) else { return next.run(request).await };
