@@ -50,9 +50,13 @@ pub trait AccessStore: Send + Sync {
     fn parcels_taken(&self, agency: &str, since: DateTime<Utc>) -> impl Future<Output = Result<u64>> + Send;
 }
 
-/// The personal-data versions of an entry, as stored (a JSON array).
-pub(crate) fn personal_text(event: &AuditEvent) -> String {
-    serde_json::to_string(&event.personal).unwrap_or_else(|_| "[]".to_owned())
+/// The personal-data versions of an entry, as stored (a JSON array; most entries disclose none,
+/// and have nothing to format).
+pub(crate) fn personal_text(event: &AuditEvent) -> std::borrow::Cow<'static, str> {
+    if event.personal.is_empty() {
+        return "[]".into();
+    }
+    serde_json::to_string(&event.personal).map_or("[]".into(), Into::into)
 }
 
 pub(crate) fn personal_from(raw: &str) -> Result<Vec<i64>> {

@@ -44,11 +44,7 @@ pub(super) fn encode_audit(
         }
         entries.int4(i32::from(e.status));
         entries.int8(i64::try_from(e.parcels).unwrap_or(i64::MAX));
-        if e.personal.is_empty() {
-            entries.text("[]"); // most entries: no personal data disclosed, nothing to format
-        } else {
-            entries.text(&crate::access::personal_text(e));
-        }
+        entries.text(&crate::access::personal_text(e));
         entries.text(&prev);
         entries.text(&hash);
         // Each version once (the pair is the table's key; a repeat would fail the batch).
