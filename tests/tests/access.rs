@@ -475,34 +475,85 @@ async fn the_audit_chain_finds_edits_deletions_and_reordering() {
     assert_eq!(intact.entries, 12);
     let db = sqlx::PgPool::connect(&s.db.url).await.expect("database");
     // The log refuses changes while its triggers stand.
-    let refused = sqlx::query("UPDATE audit_entry SET parcels = 0 WHERE seq = 3").execute(&db).await;
+    let refused = sqlx::query("UPDATE audit_block SET entries = ''").execute(&db).await;
     assert!(refused.expect_err("append-only").to_string().contains("append-only"));
-    let refused = sqlx::query("DELETE FROM audit_entry WHERE seq = 3").execute(&db).await;
-    assert!(refused.is_err());
-    sqlx::query("ALTER TABLE audit_entry DISABLE TRIGGER audit_entry_append_only").execute(&db).await.expect("lift");
+    assert!(sqlx::query("DELETE FROM audit_block").execute(&db).await.is_err());
+    sqlx::query("ALTER TABLE audit_block DISABLE TRIGGER audit_block_append_only").execute(&db).await.expect("lift");
     let broken_at = || async { landdb_api::admin::verify(&s.store).await.expect("verify").expect_err("broken").seq };
+    let intact = || async { landdb_api::admin::verify(&s.store).await.expect("verify").is_ok() };
 
     // Edit: one count changed.
-    sqlx::query("UPDATE audit_entry SET parcels = 0 WHERE seq = 5").execute(&db).await.expect("edit");
+    tamper(&db, |lines| lines[4].1[9] = 0.into()).await;
     assert_eq!(broken_at().await, 5);
-    sqlx::query("UPDATE audit_entry SET parcels = 5 WHERE seq = 5").execute(&db).await.expect("undo");
-    assert!(landdb_api::admin::verify(&s.store).await.expect("verify").is_ok());
-    // Reorder: two entries' contents swapped under their sequence numbers.
-    let swap = "UPDATE audit_entry SET seq = CASE seq WHEN 7 THEN -8 ELSE -7 END WHERE seq IN (7, 8);
-                UPDATE audit_entry SET seq = -seq WHERE seq < 0";
-    sqlx::raw_sql(swap).execute(&db).await.expect("swap");
+    tamper(&db, |lines| lines[4].1[9] = 5.into()).await;
+    assert!(intact().await);
+    // Reorder: two entries' contents swapped under their sequence numbers, then the lines.
+    let swap = |lines: &mut Vec<Line>| {
+        let (seven, eight) = (lines[6].clone(), lines[7].clone());
+        lines[6] = (eight.0, with_seq(eight.1, 7));
+        lines[7] = (seven.0, with_seq(seven.1, 8));
+    };
+    tamper(&db, swap).await;
     assert_eq!(broken_at().await, 7);
-    sqlx::raw_sql(swap).execute(&db).await.expect("swap back");
-    assert!(landdb_api::admin::verify(&s.store).await.expect("verify").is_ok());
-    // Delete: one from the middle, then the last.
-    sqlx::query("DELETE FROM audit_entry WHERE seq = 12").execute(&db).await.expect("delete last");
+    tamper(&db, swap).await;
+    assert!(intact().await);
+    tamper(&db, |lines| lines.swap(6, 7)).await;
+    assert_eq!(broken_at().await, 8, "entry 8 where 7 belongs");
+    tamper(&db, |lines| lines.swap(6, 7)).await;
+    assert!(intact().await);
+    // Delete: the last, then one from the middle.
+    tamper(&db, |lines| {
+        lines.pop();
+    })
+    .await;
     let broken = landdb_api::admin::verify(&s.store).await.expect("verify").expect_err("tail cut");
     assert_eq!(broken.seq, 12, "{broken}");
-    sqlx::query("DELETE FROM audit_entry WHERE seq = 4").execute(&db).await.expect("delete");
+    tamper(&db, |lines| {
+        lines.remove(3);
+    })
+    .await;
     assert_eq!(broken_at().await, 5);
     // The head's record deleted too: reported, not taken for an empty log.
     sqlx::query("DELETE FROM audit_head").execute(&db).await.expect("delete the head");
     assert!(landdb_api::admin::verify(&s.store).await.expect("verify").is_err());
     let (_, _, report) = get_with(&client(), &format!("{}/admin/audit/verify", s.base)).await;
     assert_eq!((report["intact"].as_bool(), report["broken_at"].as_i64()), (Some(false), Some(5)), "{report}");
+}
+
+/// An audit line as an attacker edits it: the hash as written, the JSON array it covers.
+type Line = (String, serde_json::Value);
+
+fn with_seq(mut entry: serde_json::Value, seq: i64) -> serde_json::Value {
+    entry[0] = seq.into();
+    entry
+}
+
+/// Rewrites the audit log the way its owner could (its triggers lifted): `edit` changes, moves
+/// or removes lines of the whole log, in order, and each block gets back the lines that are now
+/// among its own.
+async fn tamper(db: &sqlx::PgPool, edit: impl Fn(&mut Vec<Line>)) {
+    let blocks: Vec<(i64, String)> = sqlx::query_as("SELECT last_seq, entries FROM audit_block ORDER BY last_seq")
+        .fetch_all(db)
+        .await
+        .expect("blocks");
+    let mut lines: Vec<Line> = Vec::new();
+    let mut sizes = Vec::new();
+    for (_, text) in &blocks {
+        sizes.push(text.lines().count());
+        for line in text.lines() {
+            let (hash, json) = line.split_once(' ').expect("hash and entry");
+            lines.push((hash.to_owned(), serde_json::from_str(json).expect("an entry")));
+        }
+    }
+    edit(&mut lines);
+    let mut rest = lines.into_iter();
+    for ((last_seq, _), size) in blocks.iter().zip(sizes) {
+        let text: Vec<String> = rest.by_ref().take(size).map(|(hash, entry)| format!("{hash} {entry}")).collect();
+        sqlx::query("UPDATE audit_block SET entries = $2 WHERE last_seq = $1")
+            .bind(last_seq)
+            .bind(text.join("\n"))
+            .execute(db)
+            .await
+            .expect("rewrite a block");
+    }
 }

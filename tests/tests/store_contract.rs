@@ -537,4 +537,113 @@ async fn agencies_keys_and_the_audit_chain_are_kept(store: AnyStore) {
         .expect("entries");
     assert_eq!(tax.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![4]);
     assert_eq!(store.parcels_taken("tax-danang", now).await.expect("taken"), 6);
+    // Pages run across batches, and a period ends before its end.
+    let page = |after, limit, until| {
+        let store = store.clone();
+        async move {
+            let q = AuditQuery { after, limit, until, ..AuditQuery::default() };
+            store.audit_entries(&q).await.expect("entries").iter().map(|e| e.seq).collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(page(1, 2, None).await, vec![2, 3]);
+    assert_eq!(page(3, 2, None).await, vec![4]);
+    assert_eq!(page(0, 100, Some(now + chrono::Duration::seconds(3))).await, vec![1, 2]);
+}
+
+/// A log written before entries were kept in blocks (migration 5) is carried over whole: the
+/// same entries, the same hashes, one chain that the blocks written afterwards continue.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgis_audit_entries_written_one_a_row_move_into_blocks() {
+    let db = PostgisDb::create().await.expect("throwaway PostGIS database");
+    let pool = sqlx::PgPool::connect(&db.url).await.expect("connect");
+    // The schema as it was: the first four migrations, as the store has them.
+    use landdb_access::AuditEvent;
+    use landdb_store::{AccessStore, AuditQuery};
+    use sqlx::migrate::{Migration, MigrationType, Migrator};
+    let first_four = [
+        (1, "parcels", include_str!("../../migrations/postgres/0001_parcels.sql")),
+        (2, "quarantine", include_str!("../../migrations/postgres/0002_quarantine.sql")),
+        (3, "lighter bulk load", include_str!("../../migrations/postgres/0003_lighter_bulk_load.sql")),
+        (4, "access", include_str!("../../migrations/postgres/0004_access.sql")),
+    ];
+    let migrations = first_four
+        .into_iter()
+        .map(|(v, name, sql)| Migration::new(v, name.into(), MigrationType::Simple, sql.into(), false))
+        .collect();
+    let before = Migrator { migrations: std::borrow::Cow::Owned(migrations), ..Migrator::DEFAULT };
+    before.run(&pool).await.expect("migrate to 4");
+    let now = AuditEvent::new_at(chrono::Utc::now());
+    let event = |i: i64, personal: Vec<i64>| AuditEvent {
+        at: now + chrono::Duration::seconds(i),
+        agency: if i == 2 { "công-an".into() } else { "tax".into() },
+        key_id: "0123456789abcdef".into(),
+        method: "GET".into(),
+        endpoint: "/parcels/79/1".into(),
+        params: "q=\"đất\"\tx".into(),
+        purpose: "Luật Đất đai 2024".into(),
+        status: 200,
+        parcels: u64::try_from(i).expect("positive"),
+        personal,
+    };
+    // Written as the writer of that schema did: a row an entry, a row a disclosure.
+    let mut prev = landdb_access::audit::GENESIS.to_owned();
+    let mut old = Vec::new();
+    for (i, personal) in [(1, vec![]), (2, vec![42, 7]), (3, vec![])] {
+        let entry = event(i, personal).chain(i, &prev);
+        sqlx::query("INSERT INTO audit_entry VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)")
+            .bind(entry.seq)
+            .bind(entry.event.at)
+            .bind(&entry.event.agency)
+            .bind(&entry.event.key_id)
+            .bind(&entry.event.method)
+            .bind(&entry.event.endpoint)
+            .bind(&entry.event.params)
+            .bind(&entry.event.purpose)
+            .bind(i32::from(entry.event.status))
+            .bind(i64::try_from(entry.event.parcels).expect("small"))
+            .bind(serde_json::to_string(&entry.event.personal).expect("json"))
+            .bind(&entry.prev_hash)
+            .bind(&entry.hash)
+            .execute(&pool)
+            .await
+            .expect("an entry");
+        for v in &entry.event.personal {
+            sqlx::query("INSERT INTO audit_disclosure VALUES ($1, $2)")
+                .bind(v)
+                .bind(i)
+                .execute(&pool)
+                .await
+                .expect("d");
+        }
+        prev.clone_from(&entry.hash);
+        old.push(entry);
+    }
+    sqlx::query("INSERT INTO audit_head VALUES (1, 3, $1)").bind(&prev).execute(&pool).await.expect("head");
+
+    let store = AnyStore::open(&DatabaseUrl::parse(&db.url).expect("url")).await.expect("migrate to the end");
+    let all = AuditQuery { limit: 100, ..AuditQuery::default() };
+    assert_eq!(store.audit_entries(&all).await.expect("entries"), old, "the same entries, hashes included");
+    store.append_audit(&[event(4, vec![7])]).await.expect("appended after them");
+    let entries = store.audit_entries(&all).await.expect("entries");
+    let head = store.audit_head().await.expect("head");
+    assert_eq!(landdb_access::audit::verify(entries, head).expect("one chain").entries, 4);
+    let saw_7 = AuditQuery { disclosed: Some(vec![7]), limit: 100, ..AuditQuery::default() };
+    let saw_7: Vec<i64> = store.audit_entries(&saw_7).await.expect("entries").iter().map(|e| e.seq).collect();
+    assert_eq!(saw_7, vec![2, 4]);
+    assert_eq!(store.parcels_taken("tax", now).await.expect("taken"), 1 + 3 + 4);
+    // The view reads the blocks as rows again, for SQL.
+    type ViewRow = (i64, chrono::DateTime<chrono::Utc>, String, String, Vec<i64>, String);
+    let rows: Vec<ViewRow> =
+        sqlx::query_as("SELECT seq, at, agency, params, personal, hash FROM audit_entry ORDER BY seq")
+            .fetch_all(&pool)
+            .await
+            .expect("the view");
+    let expected: Vec<_> = store
+        .audit_entries(&all)
+        .await
+        .expect("entries")
+        .into_iter()
+        .map(|e| (e.seq, e.event.at, e.event.agency, e.event.params, e.event.personal, e.hash))
+        .collect();
+    assert_eq!(rows, expected);
 }

@@ -24,6 +24,18 @@ pub struct AuditQuery {
     pub limit: i64,
 }
 
+impl AuditQuery {
+    /// Whether the entry answers the query (after its sequence number, of its agency, in its
+    /// period, disclosing one of its versions).
+    pub fn matches(&self, e: &AuditEntry) -> bool {
+        e.seq > self.after
+            && self.agency.as_ref().is_none_or(|a| *a == e.event.agency)
+            && self.since.is_none_or(|t| e.event.at >= t)
+            && self.until.is_none_or(|t| e.event.at < t)
+            && self.disclosed.as_ref().is_none_or(|vs| e.event.personal.iter().any(|v| vs.contains(v)))
+    }
+}
+
 pub trait AccessStore: Send + Sync {
     /// Creates the agency or replaces its title, role and policy.
     fn put_agency(&self, agency: &Agency) -> impl Future<Output = Result<()>> + Send;

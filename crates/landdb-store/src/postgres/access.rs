@@ -1,14 +1,15 @@
 //! [`AccessStore`] on PostGIS.
 
 use chrono::{DateTime, Utc};
+use futures::TryStreamExt;
 use landdb_access::audit::GENESIS;
 use landdb_access::{Agency, AuditEntry, AuditEvent, KeyRecord};
 use sqlx::Row;
 use sqlx::postgres::PgRow;
 
 use super::PgStore;
-use crate::Result;
-use crate::access::{AccessStore, AuditQuery, personal_from, policy_from, role_from};
+use crate::access::{AccessStore, AuditQuery, policy_from, role_from};
+use crate::{Result, StoreError};
 
 /// The advisory lock that serialises appends to the audit chain across processes.
 const AUDIT_LOCK: i64 = 0x6c61_6e64_6462_0a01;
@@ -23,26 +24,6 @@ fn key_from_row(r: &PgRow) -> Result<KeyRecord> {
         created_at: r.try_get("created_at")?,
         expires_at: r.try_get("expires_at")?,
         revoked_at: r.try_get("revoked_at")?,
-    })
-}
-
-fn entry_from_row(r: &PgRow) -> Result<AuditEntry> {
-    Ok(AuditEntry {
-        seq: r.try_get("seq")?,
-        event: AuditEvent {
-            at: r.try_get("at")?,
-            agency: r.try_get("agency")?,
-            key_id: r.try_get("key_id")?,
-            method: r.try_get("method")?,
-            endpoint: r.try_get("endpoint")?,
-            params: r.try_get("params")?,
-            purpose: r.try_get("purpose")?,
-            status: u16::try_from(r.try_get::<i32, _>("status")?).unwrap_or(0),
-            parcels: u64::try_from(r.try_get::<i64, _>("parcels")?).unwrap_or(0),
-            personal: personal_from(r.try_get("personal")?)?,
-        },
-        prev_hash: r.try_get("prev_hash")?,
-        hash: r.try_get("hash")?,
     })
 }
 
@@ -136,25 +117,44 @@ impl AccessStore for PgStore {
     }
 
     async fn append_audit(&self, events: &[AuditEvent]) -> Result<()> {
-        if events.is_empty() {
-            return Ok(());
-        }
+        let (Some(first), Some(last)) = (events.first(), events.last()) else { return Ok(()) };
         let mut tx = self.pool.begin().await?;
         sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(AUDIT_LOCK).execute(&mut *tx).await?;
         let head: Option<(i64, String)> =
             sqlx::query_as("SELECT seq, hash FROM audit_head WHERE id = 1").fetch_optional(&mut *tx).await?;
-        let (seq, prev) = head.unwrap_or((0, GENESIS.to_owned()));
-        // COPY: the cheapest way into PostgreSQL, so that the log keeps up with tens of thousands
-        // of requests a second without taking their cores.
-        let (entries, disclosures, seq, prev) = super::copy::encode_audit(events, seq, prev);
-        let mut sink = tx.copy_in_raw(super::copy::AUDIT_ENTRY).await?;
-        sink.send(entries).await?;
-        sink.finish().await?;
-        if !disclosures.is_empty() {
-            let mut sink = tx.copy_in_raw(super::copy::AUDIT_DISCLOSURE).await?;
-            sink.send(disclosures).await?;
-            sink.finish().await?;
+        let (mut seq, mut prev) = head.unwrap_or((0, GENESIS.to_owned()));
+        // One row for the batch (see migrations/postgres/0005_audit_blocks.sql).
+        let first_seq = seq + 1;
+        let mut lines = Vec::with_capacity(events.len() * 320);
+        let mut agencies: Vec<&str> = Vec::new();
+        let mut disclosed: Vec<i64> = Vec::new();
+        let (mut min_at, mut max_at) = (first.at, last.at);
+        for e in events {
+            seq += 1;
+            prev = landdb_access::audit::write_line(seq, e, &prev, &mut lines);
+            if !agencies.contains(&e.agency.as_str()) {
+                agencies.push(&e.agency);
+            }
+            disclosed.extend_from_slice(&e.personal);
+            (min_at, max_at) = (min_at.min(e.at), max_at.max(e.at));
         }
+        lines.pop(); // the last line's newline
+        disclosed.sort_unstable();
+        disclosed.dedup();
+        let entries = String::from_utf8(lines).map_err(|e| StoreError::Corrupt(format!("an audit line: {e}")))?;
+        sqlx::query(
+            "INSERT INTO audit_block (last_seq, first_seq, min_at, max_at, agencies, disclosed, entries)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(seq)
+        .bind(first_seq)
+        .bind(min_at)
+        .bind(max_at)
+        .bind(&agencies)
+        .bind(&disclosed)
+        .bind(&entries)
+        .execute(&mut *tx)
+        .await?;
         sqlx::query(
             "INSERT INTO audit_head (id, seq, hash) VALUES (1, $1, $2) ON CONFLICT (id) DO UPDATE SET seq = EXCLUDED.seq, hash = EXCLUDED.hash",
         )
@@ -167,22 +167,33 @@ impl AccessStore for PgStore {
     }
 
     async fn audit_entries(&self, q: &AuditQuery) -> Result<Vec<AuditEntry>> {
-        let rows = sqlx::query(
-            "SELECT * FROM audit_entry e
-             WHERE seq > $1 AND ($2::text IS NULL OR agency = $2)
-               AND ($3::timestamptz IS NULL OR at >= $3) AND ($4::timestamptz IS NULL OR at < $4)
-               AND ($5::bigint[] IS NULL OR EXISTS (SELECT 1 FROM audit_disclosure d WHERE d.seq = e.seq AND d.version_id = ANY($5)))
-             ORDER BY seq LIMIT $6",
+        // The blocks that may hold matching entries, in order; their entries are then read and
+        // picked until the page is full.
+        let mut blocks = sqlx::query(
+            "SELECT entries FROM audit_block
+             WHERE last_seq > $1 AND ($2::text IS NULL OR $2 = ANY (agencies))
+               AND ($3::timestamptz IS NULL OR max_at >= $3) AND ($4::timestamptz IS NULL OR min_at < $4)
+               AND ($5::bigint[] IS NULL OR disclosed && $5)
+             ORDER BY last_seq",
         )
         .bind(q.after)
         .bind(&q.agency)
         .bind(q.since)
         .bind(q.until)
         .bind(&q.disclosed)
-        .bind(q.limit)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(entry_from_row).collect()
+        .fetch(&self.pool);
+        let mut page = Vec::new();
+        while let Some(block) = blocks.try_next().await? {
+            for entry in block_entries(&block)? {
+                if q.matches(&entry) {
+                    page.push(entry);
+                    if i64::try_from(page.len()).unwrap_or(i64::MAX) >= q.limit {
+                        return Ok(page);
+                    }
+                }
+            }
+        }
+        Ok(page)
     }
 
     async fn audit_head(&self) -> Result<Option<(i64, String)>> {
@@ -190,12 +201,24 @@ impl AccessStore for PgStore {
     }
 
     async fn parcels_taken(&self, agency: &str, since: DateTime<Utc>) -> Result<u64> {
-        let n: Option<i64> =
-            sqlx::query_scalar("SELECT sum(parcels)::bigint FROM audit_entry WHERE agency = $1 AND at >= $2")
-                .bind(agency)
-                .bind(since)
-                .fetch_one(&self.pool)
-                .await?;
-        Ok(u64::try_from(n.unwrap_or(0)).unwrap_or(0))
+        let q = AuditQuery { agency: Some(agency.to_owned()), since: Some(since), ..AuditQuery::default() };
+        let mut blocks = sqlx::query("SELECT entries FROM audit_block WHERE max_at >= $2 AND $1 = ANY (agencies)")
+            .bind(agency)
+            .bind(since)
+            .fetch(&self.pool);
+        let mut taken = 0;
+        while let Some(block) = blocks.try_next().await? {
+            taken += block_entries(&block)?.iter().filter(|e| q.matches(e)).map(|e| e.event.parcels).sum::<u64>();
+        }
+        Ok(taken)
     }
+}
+
+/// The entries of an audit block, in order.
+fn block_entries(block: &PgRow) -> Result<Vec<AuditEntry>> {
+    let text: &str = block.try_get("entries")?;
+    text.lines()
+        .filter(|l| !l.is_empty())
+        .map(|l| landdb_access::audit::read_line(l).map_err(StoreError::Corrupt))
+        .collect()
 }

@@ -1,5 +1,4 @@
-//! `COPY … FROM STDIN` encodings: parcel versions and right holders as text (the bulk path),
-//! audit entries in the binary format (the path every request takes).
+//! `COPY … FROM STDIN` encodings of parcel versions and right holders (text format).
 
 use std::fmt::Write;
 
@@ -15,100 +14,6 @@ pub(super) const PARCEL_VERSION: &str = "COPY parcel_version (id, national_id, c
 pub(super) const RIGHT_HOLDER: &str =
     "COPY right_holder (version_id, ordinal, name, citizen_id, birth_year, address) FROM STDIN";
 
-// The audit log is written by every request, so its rows go in COPY's binary format: no text
-// to escape here, and nothing for the server to parse (timestamps above all), about a fifth less
-// of its CPU for each entry.
-pub(super) const AUDIT_ENTRY: &str = "COPY audit_entry (seq, at, agency, key_id, method, endpoint, params, purpose, \
-    status, parcels, personal, prev_hash, hash) FROM STDIN (FORMAT binary)";
-
-pub(super) const AUDIT_DISCLOSURE: &str = "COPY audit_disclosure (version_id, seq) FROM STDIN (FORMAT binary)";
-
-/// Audit entries chained after `seq` and `prev` (the head), as the rows of both tables (COPY
-/// binary; the disclosures are empty when no entry disclosed personal data); the new head comes
-/// back with them.
-pub(super) fn encode_audit(
-    events: &[landdb_access::AuditEvent],
-    mut seq: i64,
-    mut prev: String,
-) -> (Vec<u8>, Vec<u8>, i64, String) {
-    let mut entries = Binary::new(events.len() * 300);
-    let mut disclosures = Binary::new(0);
-    for e in events {
-        seq += 1;
-        let hash = landdb_access::audit::entry_hash(seq, e, &prev);
-        entries.row(13);
-        entries.int8(seq);
-        entries.timestamptz(e.at);
-        for field in [&e.agency, &e.key_id, &e.method, &e.endpoint, &e.params, &e.purpose] {
-            entries.text(field);
-        }
-        entries.int4(i32::from(e.status));
-        entries.int8(i64::try_from(e.parcels).unwrap_or(i64::MAX));
-        entries.text(&crate::access::personal_text(e));
-        entries.text(&prev);
-        entries.text(&hash);
-        // Each version once (the pair is the table's key; a repeat would fail the batch).
-        for v in e.personal.iter().collect::<std::collections::BTreeSet<_>>() {
-            disclosures.row(2);
-            disclosures.int8(*v);
-            disclosures.int8(seq);
-        }
-        prev = hash;
-    }
-    let disclosures = if disclosures.rows == 0 { Vec::new() } else { disclosures.finish() };
-    (entries.finish(), disclosures, seq, prev)
-}
-
-/// Rows in COPY's binary format: a signature and two zero words, then each row as its number of
-/// fields and each field as its length and bytes (big-endian numbers), then -1.
-struct Binary {
-    out: Vec<u8>,
-    rows: usize,
-}
-
-impl Binary {
-    fn new(capacity: usize) -> Binary {
-        let mut out = Vec::with_capacity(capacity + 21);
-        out.extend_from_slice(b"PGCOPY\n\xff\r\n\0");
-        out.extend_from_slice(&0i32.to_be_bytes()); // flags
-        out.extend_from_slice(&0i32.to_be_bytes()); // header extension length
-        Binary { out, rows: 0 }
-    }
-
-    fn row(&mut self, fields: i16) {
-        self.rows += 1;
-        self.out.extend_from_slice(&fields.to_be_bytes());
-    }
-
-    fn int8(&mut self, v: i64) {
-        self.out.extend_from_slice(&8i32.to_be_bytes());
-        self.out.extend_from_slice(&v.to_be_bytes());
-    }
-
-    fn int4(&mut self, v: i32) {
-        self.out.extend_from_slice(&4i32.to_be_bytes());
-        self.out.extend_from_slice(&v.to_be_bytes());
-    }
-
-    /// Microseconds since 2000-01-01 UTC, PostgreSQL's epoch.
-    fn timestamptz(&mut self, at: DateTime<Utc>) {
-        const POSTGRES_EPOCH_MICROS: i64 = 946_684_800_000_000;
-        self.int8(at.timestamp_micros() - POSTGRES_EPOCH_MICROS);
-    }
-
-    fn text(&mut self, v: &str) {
-        // A field is far below 2 GiB: request lines are capped by the HTTP server.
-        self.out.extend_from_slice(&i32::try_from(v.len()).unwrap_or(i32::MAX).to_be_bytes());
-        self.out.extend_from_slice(v.as_bytes());
-    }
-
-    fn finish(mut self) -> Vec<u8> {
-        self.out.extend_from_slice(&(-1i16).to_be_bytes());
-        self.out
-    }
-}
-
-/// Appends a text field with COPY's escapes.
 fn text(out: &mut String, value: &str) {
     for c in value.chars() {
         match c {
