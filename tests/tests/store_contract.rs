@@ -504,7 +504,7 @@ async fn agencies_keys_and_the_audit_chain_are_kept(store: AnyStore) {
     let event = |i: u64, personal: Vec<i64>| AuditEvent {
         at: AuditEvent::new_at(now + chrono::Duration::seconds(i as i64)),
         agency: if i.is_multiple_of(2) { "tax-danang".into() } else { "police".into() },
-        key_id: key.id.clone(),
+        key_id: key.id.as_str().into(),
         method: "GET".into(),
         endpoint: "/collections/parcels/items".into(),
         params: format!("limit={i}"),
@@ -593,12 +593,12 @@ async fn postgis_audit_entries_written_one_a_row_move_into_blocks() {
         sqlx::query("INSERT INTO audit_entry VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)")
             .bind(entry.seq)
             .bind(entry.event.at)
-            .bind(&entry.event.agency)
-            .bind(&entry.event.key_id)
+            .bind(&*entry.event.agency)
+            .bind(&*entry.event.key_id)
             .bind(&entry.event.method)
             .bind(&entry.event.endpoint)
             .bind(&entry.event.params)
-            .bind(&entry.event.purpose)
+            .bind(&*entry.event.purpose)
             .bind(i32::from(entry.event.status))
             .bind(i64::try_from(entry.event.parcels).expect("small"))
             .bind(serde_json::to_string(&entry.event.personal).expect("json"))
@@ -643,7 +643,7 @@ async fn postgis_audit_entries_written_one_a_row_move_into_blocks() {
         .await
         .expect("entries")
         .into_iter()
-        .map(|e| (e.seq, e.event.at, e.event.agency, e.event.params, e.event.personal, e.hash))
+        .map(|e| (e.seq, e.event.at, e.event.agency.to_string(), e.event.params, e.event.personal, e.hash))
         .collect();
     assert_eq!(rows, expected);
 }

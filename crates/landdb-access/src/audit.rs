@@ -3,6 +3,8 @@
 //! entry's hash covers its sequence number, its content and the previous entry's hash; the first
 //! entry follows [`GENESIS`].
 
+use std::sync::Arc;
+
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -17,13 +19,14 @@ pub const GENESIS: &str = "00000000000000000000000000000000000000000000000000000
 pub struct AuditEvent {
     /// Microsecond precision: what both stores keep.
     pub at: DateTime<Utc>,
-    pub agency: String,
-    pub key_id: String,
+    /// Shared with the caller's record: every request of an agency names the same three strings.
+    pub agency: Arc<str>,
+    pub key_id: Arc<str>,
     pub method: String,
     pub endpoint: String,
     /// The query string as sent.
     pub params: String,
-    pub purpose: String,
+    pub purpose: Arc<str>,
     pub status: u16,
     /// How many parcels the answer held.
     pub parcels: u64,
@@ -118,6 +121,7 @@ pub fn read_line(line: &str) -> Result<AuditEntry, String> {
     let (seq, at, agency, key_id, method, endpoint, params, purpose, status, parcels, personal, prev_hash): Owned =
         serde_json::from_str(json).map_err(|e| format!("an audit line that does not read ({e}): {:.80}", line))?;
     let at = DateTime::from_timestamp_micros(at).ok_or_else(|| format!("audit entry {seq}: a time out of range"))?;
+    let (agency, key_id, purpose) = (agency.into(), key_id.into(), purpose.into());
     let event = AuditEvent { at, agency, key_id, method, endpoint, params, purpose, status, parcels, personal };
     Ok(AuditEntry { seq, event, prev_hash, hash: hash.to_owned() })
 }
@@ -218,7 +222,7 @@ mod tests {
     fn event(i: u64) -> AuditEvent {
         AuditEvent {
             at: AuditEvent::new_at(Utc::now()),
-            agency: format!("agency-{}", i % 3),
+            agency: format!("agency-{}", i % 3).into(),
             key_id: "0123456789abcdef".into(),
             method: "GET".into(),
             endpoint: "/collections/parcels/items".into(),
@@ -263,7 +267,7 @@ mod tests {
             match field {
                 0 => c[i].event.parcels += 1,
                 1 => c[i].event.personal.push(99),
-                2 => c[i].event.agency.push('x'),
+                2 => c[i].event.agency = format!("{}x", c[i].event.agency).into(),
                 _ => c[i].event.at += chrono::Duration::microseconds(1),
             }
             let broken = verify(c, h).expect_err("edit found");
@@ -321,7 +325,7 @@ mod tests {
             purpose in "\\PC*",
             personal in proptest::collection::vec(any::<i64>(), 0..5),
         ) {
-            let e = AuditEvent { params, purpose, personal, ..event(7) };
+            let e = AuditEvent { params, purpose: purpose.into(), personal, ..event(7) };
             let mut lines = b"earlier line\n".to_vec();
             let hash = write_line(seq, &e, GENESIS, &mut lines);
             let text = std::str::from_utf8(&lines).expect("utf-8");

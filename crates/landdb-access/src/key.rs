@@ -48,9 +48,28 @@ pub fn generate(agency: &str, now: DateTime<Utc>, expires_at: Option<DateTime<Ut
     NewKey { token, record }
 }
 
-/// The stored form of a token.
+/// The stored form of a token: its [`digest`] in hex.
 pub fn hash(token: &str) -> String {
-    hex(&Sha256::digest(token.as_bytes()))
+    hex(&digest(token))
+}
+
+/// The SHA-256 of a token, as a server compares it on every request (nothing to format).
+pub fn digest(token: &str) -> [u8; 32] {
+    Sha256::digest(token.as_bytes()).into()
+}
+
+/// A stored [`hash`] as the [`digest`] it spells; `None` when it is not 64 hex digits.
+pub fn digest_of_hash(hash: &str) -> Option<[u8; 32]> {
+    let hash = hash.as_bytes();
+    let mut digest = [0u8; 32];
+    if hash.len() != 64 {
+        return None;
+    }
+    for (byte, pair) in digest.iter_mut().zip(hash.chunks_exact(2)) {
+        let nibble = |c: u8| char::from(c).to_digit(16).and_then(|d| u8::try_from(d).ok());
+        *byte = nibble(pair[0])? << 4 | nibble(pair[1])?;
+    }
+    Some(digest)
 }
 
 /// The id part of a token, when it has the shape of one (for messages that must not echo the
@@ -87,6 +106,10 @@ mod tests {
         assert_eq!(a.token.len(), PREFIX.len() + 16 + 1 + 64);
         assert_eq!(id_of("landdb_short_key"), None);
         assert_eq!(hex(&[0x00, 0x0f, 0xa5, 0xff]), "000fa5ff");
+        assert_eq!(digest_of_hash(&a.record.hash), Some(digest(&a.token)));
+        assert_eq!(digest_of_hash(&a.record.hash.to_uppercase()), Some(digest(&a.token)));
+        assert_eq!(digest_of_hash(&a.record.hash[1..]), None);
+        assert_eq!(digest_of_hash(&format!("{}g", &a.record.hash[1..])), None);
     }
 
     #[test]

@@ -35,6 +35,27 @@ pub struct Caller {
     pub agency: Agency,
     pub key: KeyRecord,
     pub scope: Scope,
+    /// The agency, key and purpose as its audit entries name them: shared by every entry, not
+    /// copied into each.
+    on_record: OnRecord,
+}
+
+#[derive(Debug)]
+struct OnRecord {
+    agency: Arc<str>,
+    key_id: Arc<str>,
+    purpose: Arc<str>,
+}
+
+impl Caller {
+    pub fn new(agency: Agency, key: KeyRecord, scope: Scope) -> Caller {
+        let on_record = OnRecord {
+            agency: agency.name.as_str().into(),
+            key_id: key.id.as_str().into(),
+            purpose: agency.policy.purpose.as_str().into(),
+        };
+        Caller { agency, key, scope, on_record }
+    }
 }
 
 /// The caller of a request, as handlers see it.
@@ -73,7 +94,7 @@ impl Access {
             expires_at: None,
             revoked_at: None,
         };
-        Access { caller: Arc::new(Caller { agency, key, scope: Scope::Nation }), remaining_today: None }
+        Access { caller: Arc::new(Caller::new(agency, key, Scope::Nation)), remaining_today: None }
     }
 
     /// Whether personal data (the address, right holders) may be disclosed.
@@ -213,10 +234,10 @@ fn too_many(why: String, wait: Duration) -> Response {
     response
 }
 
-/// The keys this process knows, by the hash of their token.
+/// The keys this process knows, by the SHA-256 of their token.
 #[derive(Debug, Default)]
 struct Keys {
-    by_hash: HashMap<String, Arc<Caller>>,
+    by_digest: HashMap<[u8; 32], Arc<Caller>>,
 }
 
 /// The access state of the server: keys and policies (reloaded when the store's generation
@@ -267,9 +288,13 @@ impl Gate {
                 continue;
             }
             let Some(agency) = agencies.get(&key.agency) else { continue };
+            let Some(digest) = landdb_access::key::digest_of_hash(&key.hash) else {
+                tracing::warn!(key = key.id, "key's stored hash is not a SHA-256; the key is refused");
+                continue;
+            };
             match Scope::compile(&agency.policy.area, reference) {
                 Ok(scope) => {
-                    keys.by_hash.insert(key.hash.clone(), Arc::new(Caller { agency: agency.clone(), key, scope }));
+                    keys.by_digest.insert(digest, Arc::new(Caller::new(agency.clone(), key, scope)));
                 }
                 Err(e) => {
                     tracing::warn!(agency = agency.name, error = %e, "agency's area does not compile; its keys are refused")
@@ -287,10 +312,10 @@ impl Gate {
         self.generation.load(Ordering::Acquire)
     }
 
-    fn caller(&self, token: &str) -> Option<Arc<Caller>> {
+    fn caller(&self, token: &str, now: chrono::DateTime<Utc>) -> Option<Arc<Caller>> {
         let keys = Arc::clone(&self.keys.read().unwrap_or_else(std::sync::PoisonError::into_inner));
-        let caller = keys.by_hash.get(&landdb_access::key::hash(token)).cloned()?;
-        caller.key.usable(Utc::now()).then_some(caller)
+        let caller = keys.by_digest.get(&landdb_access::key::digest(token)).cloned()?;
+        caller.key.usable(now).then_some(caller)
     }
 }
 
@@ -325,12 +350,12 @@ pub fn admit(app: &AppState, request: &mut Request) -> Result<Option<Pass>, Box<
     if need == Requirement::Public {
         return Ok(None);
     }
-    let Some(caller) = bearer(request.headers()).and_then(|t| app.gate.caller(t)) else {
+    let now = Utc::now();
+    let Some(caller) = bearer(request.headers()).and_then(|t| app.gate.caller(t, now)) else {
         let mut response = unauthorized().into_response();
         response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"landdb\""));
         return Err(Box::new(response));
     };
-    let now = Utc::now();
     // What the audit entry says of the request (metadata routes are not audited).
     let line = (!matches!(need, Requirement::Key)).then(|| RequestLine {
         method: request.method().to_string(),
@@ -390,12 +415,12 @@ impl RequestLine {
     ) -> AuditEvent {
         AuditEvent {
             at: AuditEvent::new_at(now),
-            agency: caller.agency.name.clone(),
-            key_id: caller.key.id.clone(),
+            agency: Arc::clone(&caller.on_record.agency),
+            key_id: Arc::clone(&caller.on_record.key_id),
             method: self.method,
             endpoint: self.endpoint,
             params: self.params,
-            purpose: caller.agency.policy.purpose.clone(),
+            purpose: Arc::clone(&caller.on_record.purpose),
             status: status.as_u16(),
             parcels: disclosed.parcels,
             personal: disclosed.personal,

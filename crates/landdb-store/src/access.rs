@@ -29,7 +29,7 @@ impl AuditQuery {
     /// period, disclosing one of its versions).
     pub fn matches(&self, e: &AuditEntry) -> bool {
         e.seq > self.after
-            && self.agency.as_ref().is_none_or(|a| *a == e.event.agency)
+            && self.agency.as_deref().is_none_or(|a| a == &*e.event.agency)
             && self.since.is_none_or(|t| e.event.at >= t)
             && self.until.is_none_or(|t| e.event.at < t)
             && self.disclosed.as_ref().is_none_or(|vs| e.event.personal.iter().any(|v| vs.contains(v)))

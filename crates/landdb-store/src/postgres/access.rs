@@ -132,7 +132,7 @@ impl AccessStore for PgStore {
         for e in events {
             seq += 1;
             prev = landdb_access::audit::write_line(seq, e, &prev, &mut lines);
-            if !agencies.contains(&e.agency.as_str()) {
+            if !agencies.contains(&&*e.agency) {
                 agencies.push(&e.agency);
             }
             disclosed.extend_from_slice(&e.personal);

@@ -34,12 +34,12 @@ fn entry_from_row(r: &SqliteRow) -> Result<AuditEntry> {
         seq: r.try_get("seq")?,
         event: AuditEvent {
             at: parse_timestamp(r.try_get("at")?)?,
-            agency: r.try_get("agency")?,
-            key_id: r.try_get("key_id")?,
+            agency: r.try_get::<String, _>("agency")?.into(),
+            key_id: r.try_get::<String, _>("key_id")?.into(),
             method: r.try_get("method")?,
             endpoint: r.try_get("endpoint")?,
             params: r.try_get("params")?,
-            purpose: r.try_get("purpose")?,
+            purpose: r.try_get::<String, _>("purpose")?.into(),
             status: u16::try_from(r.try_get::<i64, _>("status")?).unwrap_or(0),
             parcels: u64::try_from(r.try_get::<i64, _>("parcels")?).unwrap_or(0),
             personal: personal_from(r.try_get("personal")?)?,
@@ -162,12 +162,12 @@ impl AccessStore for SqliteStore {
             )
             .bind(seq)
             .bind(timestamp(e.at))
-            .bind(&e.agency)
-            .bind(&e.key_id)
+            .bind(&*e.agency)
+            .bind(&*e.key_id)
             .bind(&e.method)
             .bind(&e.endpoint)
             .bind(&e.params)
-            .bind(&e.purpose)
+            .bind(&*e.purpose)
             .bind(i64::from(e.status))
             .bind(i64::try_from(e.parcels).unwrap_or(i64::MAX))
             .bind(personal_text(e))
