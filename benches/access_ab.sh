@@ -37,10 +37,16 @@ for i in "${!names[@]}"; do
   pids+=($!)
 done
 trap 'kill "${pids[@]}" 2> /dev/null || true' EXIT
+# The imports leave autovacuum and a checkpoint to come: done now, not inside the first rounds.
+for name in "${names[@]}"; do psql -q -h 127.0.0.1 -U landdb -d "landdb_access_ab_$name" -c "VACUUM (ANALYZE)"; done
+psql -q -h 127.0.0.1 -U postgres -c CHECKPOINT
 for i in "${!names[@]}"; do until curl -sf "http://127.0.0.1:$((8190 + i))/ready" > /dev/null; do sleep 0.2; done; done
 psql -h 127.0.0.1 -U landdb -d landdb_access_ab_this -Atc "SELECT ST_X(p), ST_Y(p) FROM (SELECT \
   ST_PointOnSurface(geom) p FROM current_parcel ORDER BY md5(id::text) LIMIT 20000) q" | tr '|' ' ' > "$work/points.txt"
 export POINTS="$work/points.txt"
+for i in "${!names[@]}"; do # warm-up
+  LANDDB_KEY=$(cat "$work/${names[$i]}.key") wrk -t2 -c64 -d2s -s benches/wrk/points.lua "http://127.0.0.1:$((8190 + i))" > /dev/null
+done
 
 ticks() { # CPU ticks of the server $1 and of every PostgreSQL process
   local t=0
@@ -50,7 +56,11 @@ ticks() { # CPU ticks of the server $1 and of every PostgreSQL process
 echo "round, then for each build: requests/s and CPU µs a request (${names[*]})"
 for round in $(seq "$rounds"); do
   line="round $round:"
-  for i in "${!names[@]}"; do
+  # Each round starts with the next build: a build's audit writes finish after its run, so the
+  # run after it carries a little of them; turn by turn every build comes after every other.
+  n=${#names[@]}
+  for k in $(seq 0 $((n - 1))); do
+    i=$(((k + round) % n))
     t0=$(ticks "${pids[$i]}")
     rps=$(LANDDB_KEY=$(cat "$work/${names[$i]}.key") wrk -t2 -c64 -d"${seconds}s" -s benches/wrk/points.lua \
       "http://127.0.0.1:$((8190 + i))" | awk '/Requests\/sec/ {print $2}')
@@ -62,9 +72,10 @@ for round in $(seq "$rounds"); do
 done
 python3 - "$work/rounds.txt" <<'EOF'
 import re, statistics, sys
-rounds = [dict((n, float(r)) for n, r, _ in re.findall(r'(\w+) ([\d.]+) ([\d.]+)µs', l)) for l in open(sys.argv[1])]
-for name in [n for n in rounds[0] if n != 'baseline']:
-    ratios = [r[name] / r['baseline'] for r in rounds]
-    print(f"{name} / baseline: median {statistics.median(ratios):.3f}, mean {statistics.mean(ratios):.3f}, "
-          f"range {min(ratios):.3f}-{max(ratios):.3f} over {len(ratios)} rounds")
+runs = [{n: (float(r), float(c)) for n, r, c in re.findall(r'(\w+) ([\d.]+) ([\d.]+)µs', l)} for l in open(sys.argv[1])]
+for name in [n for n in runs[0] if n != 'baseline']:
+    ratios = [r[name][0] / r['baseline'][0] for r in runs]
+    cpu = [r[name][1] / r['baseline'][1] for r in runs]
+    print(f"{name} / baseline: throughput median {statistics.median(ratios):.3f} (mean {statistics.mean(ratios):.3f}, "
+          f"{min(ratios):.3f}-{max(ratios):.3f}), CPU a request median {statistics.median(cpu):.3f}, over {len(runs)} rounds")
 EOF
