@@ -38,9 +38,11 @@ for i in "${!builds[@]}"; do
     "$bin" --database "$base/$db" agency add bench-operator --title "Bench operator" --role operator \
       --nation --purpose "benchmark" > /dev/null 2>&1
     "$bin" --database "$base/$db" key create bench-operator 2> /dev/null | tail -1 > "$work/${builds[$i]}.operator.key"
+  fi
+  if [ "${builds[$i]}" = this ]; then # only this build is asked by the province reader
     "$bin" --database "$base/$db" agency add bench-province --title "Bench province reader" --role reader \
       --provinces 48 --personal-data --purpose "benchmark" > /dev/null 2>&1
-    "$bin" --database "$base/$db" key create bench-province 2> /dev/null | tail -1 > "$work/${builds[$i]}.province.key"
+    "$bin" --database "$base/$db" key create bench-province 2> /dev/null | tail -1 > "$work/this.province.key"
   fi
   "$bin" serve --database "$base/$db" --listen "127.0.0.1:$((8190 + i))" > "$work/${builds[$i]}.log" 2>&1 &
   pids+=($!)

@@ -60,15 +60,8 @@ pub fn digest(token: &str) -> [u8; 32] {
 
 /// A stored [`hash`] as the [`digest`] it spells; `None` when it is not 64 hex digits.
 pub fn digest_of_hash(hash: &str) -> Option<[u8; 32]> {
-    let hash = hash.as_bytes();
     let mut digest = [0u8; 32];
-    if hash.len() != 64 {
-        return None;
-    }
-    for (byte, pair) in digest.iter_mut().zip(hash.chunks_exact(2)) {
-        let nibble = |c: u8| char::from(c).to_digit(16).and_then(|d| u8::try_from(d).ok());
-        *byte = nibble(pair[0])? << 4 | nibble(pair[1])?;
-    }
+    hex::decode_to_slice(hash, &mut digest).ok()?;
     Some(digest)
 }
 
