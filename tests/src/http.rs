@@ -44,7 +44,7 @@ pub const OPERATOR_KEY: &str =
 /// An agency with `policy`, and a new key for it (the token), in force on the server at once.
 pub async fn agency(server: &Server, name: &str, role: Role, policy: Policy) -> String {
     let token = save_agency(&server.store, name, role, policy).await;
-    server.app.gate.reload(&server.store, &server.app.reference).await.expect("access rules reloaded");
+    server.app.gate.reload(&server.app.reference).await.expect("access rules reloaded");
     token
 }
 
@@ -88,8 +88,7 @@ pub async fn server(files: &[PathBuf]) -> Server {
     let engine = Arc::new(Engine::load(&store).await.expect("engine"));
     tokio::spawn(landdb_api::follow_feed(Arc::clone(&engine), store.clone()));
     let state = Arc::new(AppState {
-        engine: Arc::clone(&engine),
-        store: store.clone(),
+        sources: landdb_api::scope::Sources::new(Arc::clone(&engine), store.clone()),
         reference: Arc::new(ReferenceData::embedded().expect("reference")),
         public_url: None,
         jobs: landdb_api::jobs::Jobs::new(std::env::temp_dir().join(format!("landdb-uploads-{}", std::process::id()))),

@@ -61,6 +61,14 @@ impl RateLimiter {
     }
 }
 
+/// A reservation the daily quota cannot meet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shortfall {
+    /// Features still left today.
+    pub left: u64,
+    pub until_tomorrow: Duration,
+}
+
 /// Features taken today by agency.
 #[derive(Debug, Default)]
 pub struct DailyQuota {
@@ -77,6 +85,24 @@ impl DailyQuota {
             0 => Err(until_tomorrow),
             n => Ok(n),
         }
+    }
+
+    /// Takes `features` from what `agency` may still take today under `limit`, all or nothing,
+    /// in one step: concurrent requests cannot together take more than the quota. `Err` says how
+    /// much is left (nothing: how long until tomorrow).
+    pub fn reserve(&self, agency: &str, features: u64, limit: u64, now: DateTime<Utc>) -> Result<(), Shortfall> {
+        let (day, until_tomorrow) = day_of(now);
+        let mut used = self.used.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let entry = used.entry(agency.to_owned()).or_insert((day, 0));
+        if entry.0 != day {
+            *entry = (day, 0);
+        }
+        let left = limit.saturating_sub(entry.1);
+        if features > left {
+            return Err(Shortfall { left, until_tomorrow });
+        }
+        entry.1 += features;
+        Ok(())
     }
 
     /// Counts `features` against today.
@@ -120,5 +146,27 @@ mod tests {
         assert_eq!(q.remaining("a", 100, late + chrono::Duration::minutes(2)), Ok(100));
         let began = DateTime::parse_from_rfc3339("2026-11-26T17:00:00Z").expect("time").with_timezone(&Utc);
         assert_eq!(day_start(late), began, "midnight in Hà Nội is 17:00 UTC the day before");
+    }
+
+    #[test]
+    fn concurrent_reservations_never_take_more_than_the_quota() {
+        let q = std::sync::Arc::new(DailyQuota::default());
+        let now = Utc::now();
+        let granted = std::sync::atomic::AtomicU64::new(0);
+        std::thread::scope(|s| {
+            for _ in 0..10 {
+                s.spawn(|| {
+                    for _ in 0..20 {
+                        if q.reserve("a", 7, 120, now).is_ok() {
+                            granted.fetch_add(7, std::sync::atomic::Ordering::Relaxed);
+                        }
+                    }
+                });
+            }
+        });
+        let granted = granted.into_inner();
+        assert_eq!(granted, 119, "17 reservations of 7 fit in 120, and no more");
+        assert_eq!(q.reserve("a", 2, 120, now).map_err(|s| s.left), Err(1));
+        assert_eq!(q.reserve("a", 1, 120, now), Ok(()));
     }
 }

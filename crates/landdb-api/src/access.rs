@@ -20,6 +20,7 @@ use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::Utc;
 use landdb_access::limits::{DailyQuota, RateLimiter, day_start};
+use crate::scope::Disclosure;
 use landdb_access::{Agency, AuditEvent, KeyRecord, Operation, Role, Scope};
 use landdb_engine::Parcel;
 use landdb_model::ReferenceData;
@@ -62,8 +63,11 @@ impl Caller {
 #[derive(Debug, Clone)]
 pub struct Access {
     pub caller: Arc<Caller>,
-    /// Features the agency may still take today, when it has a daily quota.
+    /// Features the agency may still take today, when it has a daily quota (as admitted: pages
+    /// are cut to it; what is taken is reserved when parcels are released, see [`Access::take`]).
     pub remaining_today: Option<u64>,
+    /// The server's daily quotas, where parcels are reserved.
+    quota: Option<Arc<DailyQuota>>,
 }
 
 impl Access {
@@ -94,7 +98,36 @@ impl Access {
             expires_at: None,
             revoked_at: None,
         };
-        Access { caller: Arc::new(Caller::new(agency, key, Scope::Nation)), remaining_today: None }
+        Access { caller: Arc::new(Caller::new(agency, key, Scope::Nation)), remaining_today: None, quota: None }
+    }
+
+    /// Takes `n` parcels from the caller's limits before they are sent: at most the features a
+    /// response (unless `bulk`: an export by an agency granted bulk export), and never more
+    /// than what is left of today's quota, reserved at once so that concurrent requests cannot
+    /// together pass it. Refused whole: 403 over the response limit, 429 over the quota.
+    pub fn take(&self, n: u64, bulk: bool) -> Result<(), ApiError> {
+        let policy = &self.caller.agency.policy;
+        let name = &self.caller.agency.name;
+        if let Some(max) = policy.limits.features_per_response
+            && n > max
+            && !bulk
+        {
+            return Err(ApiError::forbidden(format!(
+                "this answer would hold {n} parcels; agency {name} may take at most {max} in one answer: narrow the request (a smaller box, zoom in, a commune, a filter)"
+            )));
+        }
+        if let (Some(limit), Some(quota)) = (policy.limits.features_per_day, &self.quota) {
+            quota.reserve(name, n, limit, Utc::now()).map_err(|short| {
+                ApiError::too_many(
+                    format!(
+                        "this answer would hold {n} parcels; agency {name} has {} of its {limit} parcels for today left",
+                        short.left
+                    ),
+                    short.until_tomorrow,
+                )
+            })?;
+        }
+        Ok(())
     }
 
     /// Whether personal data (the address, right holders) may be disclosed.
@@ -151,39 +184,6 @@ impl<S: Send + Sync> FromRequestParts<S> for Access {
     }
 }
 
-/// What an answer disclosed, put on the response by the handler for the audit log.
-#[derive(Debug, Clone, Default)]
-pub struct Disclosed {
-    pub parcels: u64,
-    /// The versions whose personal data the answer held.
-    pub personal: Vec<i64>,
-}
-
-impl Disclosed {
-    /// `parcels`, with their versions listed when personal fields were among those sent.
-    pub fn of<'a>(parcels: impl IntoIterator<Item = &'a Parcel<'a>>, personal_fields: bool) -> Disclosed {
-        let mut d = Disclosed::default();
-        for p in parcels {
-            d.parcels += 1;
-            if personal_fields && let Some(v) = Disclosed::personal_of(p) {
-                d.personal.push(v);
-            }
-        }
-        d
-    }
-
-    /// The version of `parcel` when sending its personal fields discloses personal data (it has
-    /// some): what the audit entry lists.
-    pub fn personal_of(parcel: &Parcel<'_>) -> Option<i64> {
-        parcel.address().is_some().then(|| parcel.version().0)
-    }
-
-    pub fn on(self, mut response: Response) -> Response {
-        response.extensions_mut().insert(self);
-        response
-    }
-}
-
 /// What a route needs of its caller.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Requirement {
@@ -228,10 +228,7 @@ fn unauthorized() -> ApiError {
 }
 
 fn too_many(why: String, wait: Duration) -> Response {
-    let mut response = ApiError::new(StatusCode::TOO_MANY_REQUESTS, "TooManyRequests", why).into_response();
-    let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-    response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds.max(1)));
-    response
+    ApiError::too_many(why, wait).into_response()
 }
 
 /// The keys this process knows, by the SHA-256 of their token.
@@ -247,8 +244,12 @@ pub struct Gate {
     keys: RwLock<Arc<Keys>>,
     generation: AtomicI64,
     limiter: RateLimiter,
-    quota: DailyQuota,
+    quota: Arc<DailyQuota>,
     pub audit: AuditLog,
+    /// Where agencies and keys are read from.
+    store: AnyStore,
+    /// Seals the paging cursors handed to callers.
+    pub cursors: crate::cursor::CursorKey,
 }
 
 impl Gate {
@@ -258,10 +259,12 @@ impl Gate {
             keys: RwLock::new(Arc::new(Keys::default())),
             generation: AtomicI64::new(i64::MIN),
             limiter: RateLimiter::default(),
-            quota: DailyQuota::default(),
+            quota: Arc::new(DailyQuota::default()),
             audit: AuditLog::start(store.clone()),
+            store: store.clone(),
+            cursors: crate::cursor::CursorKey::from_env_or_random(),
         };
-        gate.reload(store, reference).await?;
+        gate.reload(reference).await?;
         // Quotas count from today's audit entries, so a restart does not reset them.
         let midnight = day_start(Utc::now());
         for agency in store.agencies().await? {
@@ -274,7 +277,8 @@ impl Gate {
     }
 
     /// Reads agencies and keys again when they changed since the last read.
-    pub async fn reload(&self, store: &AnyStore, reference: &ReferenceData) -> Result<(), landdb_store::StoreError> {
+    pub async fn reload(&self, reference: &ReferenceData) -> Result<(), landdb_store::StoreError> {
+        let store = &self.store;
         let generation = store.access_generation().await?;
         if generation == self.generation.load(Ordering::Acquire) {
             return Ok(());
@@ -324,7 +328,7 @@ impl Gate {
 pub async fn follow_access(app: Arc<AppState>) {
     loop {
         tokio::time::sleep(RELOAD_INTERVAL).await;
-        if let Err(e) = app.gate.reload(&app.store, &app.reference).await {
+        if let Err(e) = app.gate.reload(&app.reference).await {
             tracing::warn!(error = %e, "cannot reload the access rules; the ones in force stay");
         }
     }
@@ -366,12 +370,13 @@ pub fn admit(app: &AppState, request: &mut Request) -> Result<Option<Pass>, Box<
         Ok(remaining) => remaining,
         Err(refusal) => {
             if let Some(line) = line {
-                app.gate.audit.record(line.event(&caller, now, refusal.status(), Disclosed::default()));
+                app.gate.audit.record(line.event(&caller, now, refusal.status(), Disclosure::default()));
             }
             return Err(refusal);
         }
     };
-    request.extensions_mut().insert(Access { caller: Arc::clone(&caller), remaining_today });
+    let quota = Some(Arc::clone(&app.gate.quota));
+    request.extensions_mut().insert(Access { caller: Arc::clone(&caller), remaining_today, quota });
     Ok(Some(Pass { caller, now, line }))
 }
 
@@ -384,13 +389,10 @@ pub struct Pass {
 }
 
 impl Pass {
-    /// The enforcement point after the handler: what the answer disclosed ([`Disclosed`]) goes
-    /// against the daily quota and into the audit log.
+    /// The enforcement point after the handler: what the answer disclosed ([`Disclosure`], made
+    /// when its parcels were released and taken from the quota) goes into the audit log.
     pub fn record(self, app: &AppState, response: &Response) {
-        let disclosed = response.extensions().get::<Disclosed>().cloned().unwrap_or_default();
-        if self.caller.agency.policy.limits.features_per_day.is_some() {
-            app.gate.quota.add(&self.caller.agency.name, disclosed.parcels, self.now);
-        }
+        let disclosed = response.extensions().get::<Disclosure>().cloned().unwrap_or_default();
         if let Some(line) = self.line {
             app.gate.audit.record(line.event(&self.caller, self.now, response.status(), disclosed));
         }
@@ -411,8 +413,9 @@ impl RequestLine {
         caller: &Caller,
         now: chrono::DateTime<Utc>,
         status: StatusCode,
-        disclosed: Disclosed,
+        disclosed: Disclosure,
     ) -> AuditEvent {
+        let (parcels, personal, _versions) = disclosed.into_parts();
         AuditEvent {
             at: AuditEvent::new_at(now),
             agency: Arc::clone(&caller.on_record.agency),
@@ -422,8 +425,8 @@ impl RequestLine {
             params: self.params,
             purpose: Arc::clone(&caller.on_record.purpose),
             status: status.as_u16(),
-            parcels: disclosed.parcels,
-            personal: disclosed.personal,
+            parcels,
+            personal,
         }
     }
 }

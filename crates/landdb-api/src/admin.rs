@@ -114,9 +114,9 @@ fn ok(status: StatusCode, body: serde_json::Value) -> Response {
     json_response(status, JSON, body.to_string())
 }
 
-pub async fn list_agencies(State(app): State<Arc<AppState>>, _access: Access) -> Result<Response, ApiError> {
-    let keys = app.store.keys().await.map_err(|e| ApiError::internal(&e))?;
-    let agencies = app.store.agencies().await.map_err(|e| ApiError::internal(&e))?;
+pub async fn list_agencies(State(app): State<Arc<AppState>>, access: Access) -> Result<Response, ApiError> {
+    let keys = app.sources.operator_store(&access)?.keys().await.map_err(|e| ApiError::internal(&e))?;
+    let agencies = app.sources.operator_store(&access)?.agencies().await.map_err(|e| ApiError::internal(&e))?;
     let list: Vec<serde_json::Value> = agencies
         .iter()
         .map(|a| {
@@ -131,14 +131,14 @@ pub async fn list_agencies(State(app): State<Arc<AppState>>, _access: Access) ->
 /// `POST /admin/agencies` with an agency (name, title, role, policy) as JSON.
 pub async fn put_agency(
     State(app): State<Arc<AppState>>,
-    _access: Access,
+    access: Access,
     body: Result<Json<NewAgency>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Response, ApiError> {
     let Json(a) =
         body.map_err(|e| ApiError::bad_parameter(format!("the agency is not valid JSON: {}", e.body_text())))?;
     let agency = Agency { name: a.name, title: a.title, role: a.role, policy: a.policy, created_at: Utc::now() };
-    save_agency(&app.store, &app.reference, &agency).await?;
-    app.gate.reload(&app.store, &app.reference).await.map_err(|e| ApiError::internal(&e))?;
+    save_agency(app.sources.operator_store(&access)?, &app.reference, &agency).await?;
+    app.gate.reload(&app.reference).await.map_err(|e| ApiError::internal(&e))?;
     Ok(ok(StatusCode::CREATED, json!(agency)))
 }
 
@@ -162,34 +162,34 @@ fn options(body: Option<Json<KeyOptions>>) -> KeyOptions {
 
 pub async fn create_key(
     State(app): State<Arc<AppState>>,
-    _access: Access,
+    access: Access,
     Path(name): Path<String>,
     body: Option<Json<KeyOptions>>,
 ) -> Result<Response, ApiError> {
-    let key = new_key(&app.store, &name, options(body).expires_at).await?;
-    app.gate.reload(&app.store, &app.reference).await.map_err(|e| ApiError::internal(&e))?;
+    let key = new_key(app.sources.operator_store(&access)?, &name, options(body).expires_at).await?;
+    app.gate.reload(&app.reference).await.map_err(|e| ApiError::internal(&e))?;
     Ok(ok(StatusCode::CREATED, json!({ "key": key.token, "id": key.record.id, "agency": name })))
 }
 
 pub async fn revoke_key(
     State(app): State<Arc<AppState>>,
-    _access: Access,
+    access: Access,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    revoke(&app.store, &id).await?;
-    app.gate.reload(&app.store, &app.reference).await.map_err(|e| ApiError::internal(&e))?;
+    revoke(app.sources.operator_store(&access)?, &id).await?;
+    app.gate.reload(&app.reference).await.map_err(|e| ApiError::internal(&e))?;
     Ok(ok(StatusCode::OK, json!({ "revoked": id })))
 }
 
 pub async fn rotate_key(
     State(app): State<Arc<AppState>>,
-    _access: Access,
+    access: Access,
     Path(id): Path<String>,
     body: Option<Json<KeyOptions>>,
 ) -> Result<Response, ApiError> {
     let hours = options(body).overlap_hours.unwrap_or(24);
-    let key = rotate(&app.store, &id, chrono::Duration::hours(hours)).await?;
-    app.gate.reload(&app.store, &app.reference).await.map_err(|e| ApiError::internal(&e))?;
+    let key = rotate(app.sources.operator_store(&access)?, &id, chrono::Duration::hours(hours)).await?;
+    app.gate.reload(&app.reference).await.map_err(|e| ApiError::internal(&e))?;
     Ok(ok(
         StatusCode::CREATED,
         json!({ "key": key.token, "id": key.record.id, "replaces": id, "overlap_hours": hours }),
@@ -212,7 +212,7 @@ pub const AUDIT: &[(&str, &str)] = &[
 /// personal data" over every version of the parcel (by its key).
 pub async fn audit(
     State(app): State<Arc<AppState>>,
-    _access: Access,
+    access: Access,
     call: crate::routes::Call,
 ) -> Result<Response, ApiError> {
     let params =
@@ -233,7 +233,7 @@ pub async fn audit(
     };
     let disclosed = match params.get("parcel") {
         None => None,
-        Some(raw) => Some(versions_of_parcel(&app.store, raw).await?),
+        Some(raw) => Some(versions_of_parcel(app.sources.operator_store(&access)?, raw).await?),
     };
     let query = AuditQuery {
         agency: params.get("agency").map(str::to_owned),
@@ -243,7 +243,7 @@ pub async fn audit(
         after: number("after", 0)?,
         limit: number("limit", 1000)?.clamp(1, 10_000),
     };
-    let entries = app.store.audit_entries(&query).await.map_err(|e| ApiError::internal(&e))?;
+    let entries = app.sources.operator_store(&access)?.audit_entries(&query).await.map_err(|e| ApiError::internal(&e))?;
     let parcels: u64 = entries.iter().map(|e| e.event.parcels).sum();
     Ok(ok(StatusCode::OK, json!({ "entries": entries, "numberReturned": entries.len(), "parcels": parcels })))
 }
@@ -260,9 +260,9 @@ pub async fn versions_of_parcel(store: &AnyStore, raw: &str) -> Result<Vec<i64>,
     Ok(all.iter().map(|v| v.id.0).collect())
 }
 
-pub async fn verify_audit(State(app): State<Arc<AppState>>, _access: Access) -> Result<Response, ApiError> {
+pub async fn verify_audit(State(app): State<Arc<AppState>>, access: Access) -> Result<Response, ApiError> {
     app.gate.audit.flush().await;
-    Ok(match verify(&app.store).await? {
+    Ok(match verify(app.sources.operator_store(&access)?).await? {
         Ok(v) => ok(StatusCode::OK, json!({ "intact": true, "entries": v.entries, "head": v.head })),
         Err(b) => ok(StatusCode::OK, json!({ "intact": false, "broken_at": b.seq, "why": b.why })),
     })

@@ -227,6 +227,70 @@ pub struct Filter {
     pub temporal: bool,
 }
 
+/// The longest filter read: a commune's boundary as a WKT polygon fits many times over.
+pub const MAX_FILTER_BYTES: usize = 256 << 10;
+/// The deepest nesting of brackets a filter may have (parentheses, and in CQL2 JSON arrays and
+/// objects): a real filter nests a few levels; the parsers recurse once a level, and a stack
+/// overflow would take the whole server down, not only the request.
+pub const MAX_FILTER_DEPTH: usize = 64;
+/// The most `NOT`s a filter may hold: each nests one level without a bracket.
+pub const MAX_FILTER_NOTS: usize = 64;
+
+/// Checks the shape of a filter's text before any parser sees it: its length, how deep its
+/// brackets nest and how many `NOT`s it has (outside quoted strings, in either language).
+pub fn within_limits(raw: &str) -> Result<(), String> {
+    if raw.len() > MAX_FILTER_BYTES {
+        return Err(format!("{} bytes is longer than the {MAX_FILTER_BYTES} a filter may be", raw.len()));
+    }
+    let (mut depth, mut deepest, mut nots) = (0usize, 0usize, 0usize);
+    let mut quote: Option<char> = None;
+    let mut word = String::new();
+    let count_word = |word: &mut String, nots: &mut usize| {
+        if word.eq_ignore_ascii_case("not") {
+            *nots += 1;
+        }
+        word.clear();
+    };
+    let mut escaped = false;
+    for c in raw.chars() {
+        if let Some(q) = quote {
+            // Inside a string: CQL2 text doubles its quote, JSON escapes with a backslash.
+            if escaped {
+                escaped = false;
+            } else if c == '\\' && q == '"' {
+                escaped = true;
+            } else if c == q {
+                quote = None;
+            }
+            continue;
+        }
+        if c.is_alphanumeric() || c == '_' {
+            if word.len() < 8 {
+                word.push(c);
+            }
+            continue;
+        }
+        count_word(&mut word, &mut nots);
+        match c {
+            '\'' | '"' => quote = Some(c),
+            '(' | '[' | '{' => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            ')' | ']' | '}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    count_word(&mut word, &mut nots);
+    if deepest > MAX_FILTER_DEPTH {
+        return Err(format!("it nests {deepest} levels deep; a filter may nest {MAX_FILTER_DEPTH}"));
+    }
+    if nots > MAX_FILTER_NOTS {
+        return Err(format!("it has {nots} NOTs; a filter may have {MAX_FILTER_NOTS}"));
+    }
+    Ok(())
+}
+
 /// The languages of `filter-lang`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Language {
@@ -250,6 +314,7 @@ impl Filter {
     /// Parses and compiles `raw`.
     pub fn parse(raw: &str, language: Language, access: &Access) -> Result<Filter, ApiError> {
         let bad = |why: String| ApiError::bad_parameter(format!("filter: {why}"));
+        within_limits(raw).map_err(bad)?;
         let expr = match language {
             Language::Text => cql2::parse_text(raw).map_err(|e| bad(format!("not valid CQL2 text: {e}")))?,
             Language::Json => cql2::parse_json(raw).map_err(|e| bad(format!("not valid CQL2 JSON: {e}")))?,
@@ -827,6 +892,60 @@ fn natural(a: &Literal, b: &Literal) -> Ordering {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Inputs that overflowed the parser's stack and aborted the server (400 nested parentheses,
+    /// 2,000 chained NOTs), and their JSON kin, are refused as bad parameters.
+    #[test]
+    fn deep_filters_are_refused_not_parsed() {
+        let access = Access::nation(true);
+        let deep = format!("{}area_m2 > 1{}", "(".repeat(400), ")".repeat(400));
+        let nots = format!("{}area_m2 > 1", "NOT ".repeat(2_000));
+        let json = format!("{}{}", "[".repeat(5_000), "]".repeat(5_000));
+        let long = format!("number IN ({})", vec!["'1'"; 100_000].join(","));
+        for (raw, language) in
+            [(deep.as_str(), Language::Text), (nots.as_str(), Language::Text), (json.as_str(), Language::Json), (long.as_str(), Language::Text)]
+        {
+            let e = Filter::parse(raw, language, &access).expect_err("refused");
+            assert_eq!(e.status, axum::http::StatusCode::BAD_REQUEST, "{}", e.description);
+        }
+        // Brackets and NOTs inside strings are text, and real filters pass.
+        Filter::parse("address LIKE '((((((((((((((((((((((((((((((((((((((((((((((((((((((((((((((((((((%' AND NOT (number = '1')", Language::Text, &access)
+            .expect("a quoted bracket is text");
+        Filter::parse("S_INTERSECTS(geometry, MULTIPOLYGON(((108.2 16.0, 108.3 16.0, 108.3 16.1, 108.2 16.0))))", Language::Text, &access)
+            .expect("a polygon");
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+        /// Whatever text a caller sends as a filter, the answer is a filter or a 400: never a
+        /// panic or an abort (the test process would die with it).
+        #[test]
+        fn any_filter_text_parses_or_is_refused(raw in "[ ()\\[\\]{}\"',.:%_\\-+*/<>=!a-zA-Z0-9]{0,200}", nested in 0usize..200) {
+            let access = Access::nation(true);
+            let wrapped = format!("{}{raw}{}", "(".repeat(nested), ")".repeat(nested));
+            for candidate in [raw.as_str(), wrapped.as_str()] {
+                for language in [Language::Text, Language::Json] {
+                    if let Err(e) = Filter::parse(candidate, language, &access) {
+                        proptest::prop_assert_eq!(e.status, axum::http::StatusCode::BAD_REQUEST);
+                    }
+                }
+            }
+        }
+
+        /// Made of the language's own words, in any order and nesting.
+        #[test]
+        fn any_filter_of_cql2_words_parses_or_is_refused(words in proptest::collection::vec(proptest::sample::select(vec![
+            "NOT", "AND", "OR", "(", ")", "area_m2", "number", "'1'", "1", "=", "<", "LIKE", "IN", "BETWEEN", "IS", "NULL",
+            "S_INTERSECTS", "geometry", "POINT(108 16)", ",", "casei", "T_INTERSECTS", "valid_from", "TIMESTAMP('2020-01-01T00:00:00Z')",
+            "-", "+", "*", "[", "]", "DATE('2020-01-01')", "true", "false", "A_CONTAINS", "land_use",
+        ]), 0..120)) {
+            let access = Access::nation(true);
+            let raw = words.join(" ");
+            if let Err(e) = Filter::parse(&raw, Language::Text, &access) {
+                proptest::prop_assert_eq!(e.status, axum::http::StatusCode::BAD_REQUEST);
+            }
+        }
+    }
 
     #[test]
     fn like_matches_sql_semantics() {

@@ -8,11 +8,10 @@
 
 pub mod access;
 pub mod admin;
+pub mod answer;
 pub mod crs;
-pub mod export;
-pub mod features;
+pub mod cursor;
 pub mod filter;
-pub mod formats;
 pub mod html;
 pub mod jobs;
 pub mod metrics;
@@ -22,7 +21,9 @@ pub mod pages;
 pub mod params;
 pub mod reference;
 pub mod routes;
-pub mod tiles;
+pub mod scope;
+
+pub use answer::{export, features, formats, tiles};
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -36,8 +37,8 @@ use landdb_store::{AnyStore, FeedWaiter, ParcelStore};
 /// What the handlers share.
 #[derive(Debug)]
 pub struct AppState {
-    pub engine: Arc<Engine>,
-    pub store: AnyStore,
+    /// The engine and the store: parcels only through [`scope::Sources::scoped`].
+    pub sources: scope::Sources,
     /// Administrative units and land-use codes, for their collections.
     pub reference: Arc<ReferenceData>,
     /// The address clients reach the server at, for links; the `Host` header otherwise.
@@ -89,6 +90,9 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/admin/keys/{id}/rotate", axum::routing::post(admin::rotate_key))
         .route("/admin/audit", get(admin::audit))
         .route("/admin/audit/verify", get(admin::verify_audit))
+        // A panic in a handler is that request's 500 (and on record, as the gateway outside sees
+        // it), never the server's end.
+        .route_layer(tower_http::catch_panic::CatchPanicLayer::custom(panicked))
         .route_layer(axum::middleware::from_fn_with_state(Arc::clone(&state), gateway))
         .fallback(routes::not_found)
         .layer(axum::middleware::from_fn(html::pages))
@@ -117,10 +121,27 @@ async fn gateway(
     let started = std::time::Instant::now();
     // A shared string: cloning it costs no allocation.
     let route = request.extensions().get::<axum::extract::MatchedPath>().cloned();
+    let is_upload = request.method() == axum::http::Method::POST;
     let response = match access::admit(&app, &mut request) {
         Err(refusal) => *refusal,
         Ok(pass) => {
-            let response = tagged(&app, request, next).await;
+            // Every request has a time budget but an upload, which takes as long as the file
+            // takes to arrive (its import runs as a job, outside the request).
+            let response = if is_upload {
+                tagged(request, next).await
+            } else {
+                match tokio::time::timeout(REQUEST_BUDGET, tagged(request, next)).await {
+                    Ok(r) => r,
+                    Err(_) => axum::response::IntoResponse::into_response(ogc::ApiError::new(
+                        axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                        "Timeout",
+                        format!(
+                            "the answer took longer than {} s: ask for less (a smaller box, a page, a filter)",
+                            REQUEST_BUDGET.as_secs()
+                        ),
+                    )),
+                }
+            };
             if let Some(pass) = pass {
                 pass.record(&app, &response);
             }
@@ -133,50 +154,73 @@ async fn gateway(
     response
 }
 
-/// Weak ETags: every answer is a function of the request and the feed position the engine
-/// reflects, so `W/"<position>-<request hash>"` names it. A client that sends it back in
-/// `If-None-Match` before anything new is committed gets a 304 without a body. (Positions only
-/// grow, so a tag never comes back to name other content.) Two agencies see different answers to
-/// one request, so the caller's agency and the generation of the access rules are in the tag.
-async fn tagged(
-    app: &AppState,
-    request: axum::extract::Request,
-    next: axum::middleware::Next,
-) -> axum::response::Response {
+/// Weak ETags from the answer itself: a hash of the body a GET answered with 200 (bodies up to
+/// [`TAGGED_BODY`]; streamed exports carry none). A client that sends the tag back in
+/// `If-None-Match` gets a 304 without the body while the answer is unchanged. The tag depends on
+/// nothing but what the caller was sent: no feed position (it would count every change in the
+/// country), and `*` matches only an answer that exists (RFC 9110: not a 404).
+async fn tagged(request: axum::extract::Request, next: axum::middleware::Next) -> axum::response::Response {
     use axum::http::{HeaderValue, Method, StatusCode, header};
     use axum::response::IntoResponse;
     use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
     if request.method() != Method::GET {
         return next.run(request).await;
     }
-    let position = app.engine.snapshot().position().0;
-    // A page and its JSON share the URI: which one was asked for is part of the tag (the HTML
-    // layer, outside this one, marks a request for a page; no need to read the query again).
-    let page = request.extensions().get::<html::Page>().is_some();
-    let agency = request.extensions().get::<access::Access>().map(access::Access::agency);
-    let representation = (request.uri(), page, agency, app.gate.generation());
-    let hash = BuildHasherDefault::<DefaultHasher>::default().hash_one(representation);
-    let tag = format!("W/\"{position}-{hash:016x}\"");
-    let Ok(tag_value) = HeaderValue::from_str(&tag) else { return next.run(request).await };
-    let matches = request
+    let asked: Vec<String> = request
         .headers()
         .get_all(header::IF_NONE_MATCH)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .any(|t| t.trim() == tag || t.trim() == "*");
-    if matches {
-        let mut response = StatusCode::NOT_MODIFIED.into_response();
-        response.headers_mut().insert(header::ETAG, tag_value);
+        .map(|t| t.trim().to_owned())
+        .collect();
+    let mut response = next.run(request).await;
+    response.headers_mut().append(header::VARY, HeaderValue::from_static("accept, authorization"));
+    let size = axum::body::HttpBody::size_hint(response.body()).exact();
+    if response.status() != StatusCode::OK || size.is_none_or(|n| n > TAGGED_BODY) {
         return response;
     }
-    let mut response = next.run(request).await;
-    if response.status() == StatusCode::OK {
-        response.headers_mut().insert(header::ETAG, tag_value);
+    let (mut parts, body) = response.into_parts();
+    // A body of known size is in memory already: collecting it copies nothing.
+    let Ok(bytes) = axum::body::to_bytes(body, usize::try_from(TAGGED_BODY).unwrap_or(usize::MAX)).await else {
+        return ogc::ApiError::internal(&"an answer could not be read back").into_response();
+    };
+    let media = parts.headers.get(header::CONTENT_TYPE).map(|v| v.as_bytes().to_vec());
+    let hash = BuildHasherDefault::<DefaultHasher>::default().hash_one((&bytes[..], media));
+    let tag = format!("W/\"{hash:016x}\"");
+    let Ok(tag_value) = HeaderValue::from_str(&tag) else {
+        return axum::response::Response::from_parts(parts, axum::body::Body::from(bytes));
+    };
+    parts.headers.insert(header::ETAG, tag_value);
+    if asked.iter().any(|t| *t == tag || t == "*") {
+        let mut not_modified = StatusCode::NOT_MODIFIED.into_response();
+        for name in [header::ETAG, header::VARY] {
+            if let Some(v) = parts.headers.get(&name) {
+                not_modified.headers_mut().insert(name, v.clone());
+            }
+        }
+        // What the 200 would have disclosed stays on record: the caller learnt it is unchanged.
+        *not_modified.extensions_mut() = parts.extensions;
+        return not_modified;
     }
-    response.headers_mut().append(header::VARY, HeaderValue::from_static("accept, authorization"));
-    response
+    axum::response::Response::from_parts(parts, axum::body::Body::from(bytes))
 }
+
+/// How long a request may take to produce its answer (a streamed export's body goes on after).
+pub const REQUEST_BUDGET: Duration = Duration::from_secs(60);
+
+/// The answer to a request whose handler panicked: a 500 for it alone.
+fn panicked(detail: Box<dyn std::any::Any + Send + 'static>) -> axum::response::Response {
+    let what = detail
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| detail.downcast_ref::<&str>().copied())
+        .unwrap_or("a panic");
+    axum::response::IntoResponse::into_response(ogc::ApiError::internal(&format!("handler panicked: {what}")))
+}
+
+/// The largest body given an ETag: a page of parcels is a few megabytes at most.
+const TAGGED_BODY: u64 = 32 << 20;
 
 /// Keeps the engine current: waits for the store's feed to move (NOTIFY on PostGIS, polling on
 /// the embedded store) and applies what was committed. Runs until the process ends.

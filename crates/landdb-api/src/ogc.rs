@@ -53,24 +53,26 @@ pub struct ApiError {
     pub status: StatusCode,
     pub code: &'static str,
     pub description: String,
+    /// For a 429: when to come back.
+    pub retry_after: Option<std::time::Duration>,
 }
 
 impl ApiError {
     /// 400: a parameter the endpoint does not know, or a value it cannot take.
     pub fn new(status: StatusCode, code: &'static str, description: impl Into<String>) -> Self {
-        ApiError { status, code, description: description.into() }
+        ApiError { status, code, description: description.into(), retry_after: None }
     }
 
     pub fn bad_parameter(description: impl Into<String>) -> Self {
-        ApiError { status: StatusCode::BAD_REQUEST, code: "InvalidParameterValue", description: description.into() }
+        ApiError { status: StatusCode::BAD_REQUEST, code: "InvalidParameterValue", description: description.into(), retry_after: None }
     }
 
     pub fn forbidden(description: impl Into<String>) -> Self {
-        ApiError { status: StatusCode::FORBIDDEN, code: "Forbidden", description: description.into() }
+        ApiError { status: StatusCode::FORBIDDEN, code: "Forbidden", description: description.into(), retry_after: None }
     }
 
     pub fn not_found(description: impl Into<String>) -> Self {
-        ApiError { status: StatusCode::NOT_FOUND, code: "NotFound", description: description.into() }
+        ApiError { status: StatusCode::NOT_FOUND, code: "NotFound", description: description.into(), retry_after: None }
     }
 
     /// 500: the store failed; the detail goes to the log, not to the caller.
@@ -80,6 +82,17 @@ impl ApiError {
             status: StatusCode::INTERNAL_SERVER_ERROR,
             code: "ServerError",
             description: "the server could not answer; the operators have the details in its log".into(),
+            retry_after: None,
+        }
+    }
+
+    /// 429: a rate or quota reached; `wait` until it allows again (the `Retry-After` header).
+    pub fn too_many(description: impl Into<String>, wait: std::time::Duration) -> Self {
+        ApiError {
+            status: StatusCode::TOO_MANY_REQUESTS,
+            code: "TooManyRequests",
+            description: description.into(),
+            retry_after: Some(wait),
         }
     }
 }
@@ -87,7 +100,12 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = serde_json::json!({ "code": self.code, "description": self.description });
-        json_response(self.status, JSON, body.to_string())
+        let mut response = json_response(self.status, JSON, body.to_string());
+        if let Some(wait) = self.retry_after {
+            let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds.max(1)));
+        }
+        response
     }
 }
 

@@ -1,10 +1,11 @@
-//! The collections beside the parcels: the 2025 communes (with how many current parcels each
-//! holds and their extent) and the land-use codes of both official lists. Reference data,
+//! The collections beside the parcels: the 2025 communes (with how many of the caller's current
+//! parcels each holds and their extent) and the land-use codes of both official lists. Reference data,
 //! served as features without geometry, a keyset page at a time by code.
 
-use landdb_engine::View;
-use landdb_model::ReferenceData;
+use landdb_model::{CommuneCode, ReferenceData};
 use serde_json::{Value, json};
+
+use crate::scope::Scoped;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ReferenceCollection {
@@ -44,23 +45,15 @@ impl ReferenceCollection {
         }
     }
 
-    /// Every feature, in the order of its id (the keyset of the pages).
-    pub fn features(self, reference: &ReferenceData, view: &View) -> Vec<(String, Value)> {
+    /// Every feature, in the order of its id (the keyset of the pages); communes without their
+    /// parcels (see [`ReferenceCollection::with_parcels`]).
+    pub fn features(self, reference: &ReferenceData) -> Vec<(String, Value)> {
         let mut features: Vec<(String, Value)> = match self {
             ReferenceCollection::Communes => reference
                 .communes()
                 .map(|c| {
-                    let parcels = view.in_commune(&c.code);
-                    let extent = parcels.iter().filter_map(|p| geo::BoundingRect::bounding_rect(&p.geometry())).reduce(
-                        |a, b| {
-                            geo::Rect::new(
-                                (a.min().x.min(b.min().x), a.min().y.min(b.min().y)),
-                                (a.max().x.max(b.max().x), a.max().y.max(b.max().y)),
-                            )
-                        },
-                    );
                     let id = c.code.as_str().to_owned();
-                    let mut feature = json!({
+                    let feature = json!({
                         "type": "Feature",
                         "id": id,
                         "geometry": null,
@@ -68,12 +61,8 @@ impl ReferenceCollection {
                             "code": c.code.as_str(),
                             "name": c.name,
                             "province": c.province_code.as_str(),
-                            "parcels": parcels.len(),
                         },
                     });
-                    if let Some(e) = extent {
-                        feature["bbox"] = json!([e.min().x, e.min().y, e.max().x, e.max().y]);
-                    }
                     (id, feature)
                 })
                 .collect(),
@@ -100,5 +89,25 @@ impl ReferenceCollection {
         };
         features.sort_by(|a, b| a.0.cmp(&b.0));
         features
+    }
+
+    /// A commune's feature with how many of the caller's parcels it holds (those filed under
+    /// the codes merged into it included) and their extent: counted over the caller's area only,
+    /// so a commune outside it shows none.
+    pub fn with_parcels(self, id: &str, mut feature: Value, scoped: &Scoped<'_>, reference: &ReferenceData) -> Value {
+        let ReferenceCollection::Communes = self else { return feature };
+        let Ok(code) = CommuneCode::parse(id) else { return feature };
+        let parcels = scoped.in_commune(&code, reference);
+        feature["properties"]["parcels"] = json!(parcels.len());
+        let extent = parcels.iter().filter_map(landdb_engine::Parcel::bounds).reduce(|a, b| {
+            geo::Rect::new(
+                (a.min().x.min(b.min().x), a.min().y.min(b.min().y)),
+                (a.max().x.max(b.max().x), a.max().y.max(b.max().y)),
+            )
+        });
+        if let Some(e) = extent {
+            feature["bbox"] = json!([e.min().x, e.min().y, e.max().x, e.max().y]);
+        }
+        feature
     }
 }

@@ -8,21 +8,23 @@ use axum::extract::{FromRequestParts, Path, State};
 use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use axum::response::Response;
-use landdb_engine::{Parcel, ParcelRecord, Snapshot, View};
-use landdb_model::{CommuneCode, FeedPosition, NationalParcelId, VersionId};
-use landdb_store::{ParcelStore, Period};
+use landdb_engine::{Parcel, ParcelRecord, Snapshot};
+use landdb_model::{CommuneCode, NationalParcelId, VersionId};
+use landdb_store::Period;
 use serde_json::json;
 
 use crate::AppState;
-use crate::access::{Access, Disclosed};
+use crate::access::Access;
 use crate::crs::OutputCrs;
-use crate::export::{Selection, geojson_stream};
-use crate::features::{Field, Output, write_feature};
+use crate::cursor::Direction;
+use crate::export::geojson_stream;
+use crate::features::{Field, Output, write_features};
 use crate::filter::{Filter, Language, Queryable, SortBy, Validity};
 use crate::formats::Format;
 use crate::ogc::{ApiError, CONFORMANCE, CRS84, GEOJSON, JSON, Link, OPENAPI, json_response};
 use crate::params::{MAX_LIMIT, Params};
 use crate::reference::ReferenceCollection;
+use crate::scope::{Release, ReleasedSelection, Scoped};
 
 /// The parameters each endpoint accepts, with what they mean: the handlers refuse any other, and
 /// the OpenAPI document is written from the same lists.
@@ -35,8 +37,8 @@ pub const ITEMS: &[(&str, &str)] = &[
         "the coordinate system of bbox: CRS84 (the default), or any the collection lists (EPSG:4326 and 4756 latitude first; TM-3 zones and UTM easting first)",
     ),
     ("limit", "parcels a page, 1 to 10000 (larger values are lowered to 10000); 100 when absent"),
-    ("after", "the version after which the page starts (the `next` link carries it)"),
-    ("before", "the version before which the page ends (the `prev` link carries it)"),
+    ("after", "where the page starts: the cursor the `next` link carries (bound to the caller and the query)"),
+    ("before", "where the page ends: the cursor the `prev` link carries (bound to the caller and the query)"),
     ("properties", "comma-separated property names to include"),
     (
         "crs",
@@ -172,8 +174,10 @@ pub async fn conformance(call: Call) -> Result<Response, ApiError> {
     Ok(ok_json(JSON, json!({ "conformsTo": CONFORMANCE })))
 }
 
-fn parcels_collection(base: &str, view: &View, reference: &landdb_model::ReferenceData) -> serde_json::Value {
-    let bbox = view.extent().map_or_else(
+/// The parcels collection as the caller sees it: its extent is the box around the caller's
+/// parcels, not the country's.
+fn parcels_collection(base: &str, scoped: &Scoped<'_>, reference: &landdb_model::ReferenceData) -> serde_json::Value {
+    let bbox = scoped.extent().map_or_else(
         || json!([[-180.0, -90.0, 180.0, 90.0]]),
         |e| json!([[e.min().x, e.min().y, e.max().x, e.max().y]]),
     );
@@ -205,15 +209,15 @@ fn parcels_collection(base: &str, view: &View, reference: &landdb_model::Referen
     })
 }
 
-pub async fn collections(State(app): State<Arc<AppState>>, _access: Access, call: Call) -> Result<Response, ApiError> {
+pub async fn collections(State(app): State<Arc<AppState>>, access: Access, call: Call) -> Result<Response, ApiError> {
     call.params(COMMON)?;
     let base = &call.base;
-    let view = app.engine.snapshot();
+    let scoped = app.sources.scoped(&access);
     Ok(ok_json(
         JSON,
         json!({
             "links": [Link::new(format!("{base}/collections"), "self", JSON, "the collections")],
-            "collections": std::iter::once(parcels_collection(base, &view, &app.reference))
+            "collections": std::iter::once(parcels_collection(base, &scoped, &app.reference))
                 .chain(ReferenceCollection::ALL.into_iter().map(|c| reference_collection(base, c)))
                 .collect::<Vec<_>>(),
         }),
@@ -222,7 +226,7 @@ pub async fn collections(State(app): State<Arc<AppState>>, _access: Access, call
 
 pub async fn collection(
     State(app): State<Arc<AppState>>,
-    _access: Access,
+    access: Access,
     Path(id): Path<String>,
     call: Call,
 ) -> Result<Response, ApiError> {
@@ -231,7 +235,7 @@ pub async fn collection(
         return Ok(ok_json(JSON, reference_collection(&call.base, c)));
     }
     known_collection(&id)?;
-    Ok(ok_json(JSON, parcels_collection(&call.base, &app.engine.snapshot(), &app.reference)))
+    Ok(ok_json(JSON, parcels_collection(&call.base, &app.sources.scoped(&access), &app.reference)))
 }
 
 fn known_collection(id: &str) -> Result<(), ApiError> {
@@ -265,13 +269,19 @@ pub const REFERENCE_ITEMS: &[(&str, &str)] = &[
 ];
 
 /// A page of a reference collection, by id.
-fn reference_items(app: &AppState, c: ReferenceCollection, call: &Call) -> Result<Response, ApiError> {
+fn reference_items(app: &AppState, c: ReferenceCollection, call: &Call, access: &Access) -> Result<Response, ApiError> {
     let params = call.params(REFERENCE_ITEMS)?;
     let limit = params.limit()?;
-    let view = app.engine.snapshot();
-    let all = c.features(&app.reference, &view);
+    let scoped = app.sources.scoped(access);
+    let all = c.features(&app.reference);
     let start = params.get("after").map_or(0, |a| all.partition_point(|(id, _)| id.as_str() <= a));
-    let page: Vec<&serde_json::Value> = all.iter().skip(start).take(limit).map(|(_, f)| f).collect();
+    // Parcel counts and extents for the page alone, over the caller's parcels.
+    let page: Vec<serde_json::Value> = all
+        .iter()
+        .skip(start)
+        .take(limit)
+        .map(|(id, f)| c.with_parcels(id, f.clone(), &scoped, &app.reference))
+        .collect();
     let base = &call.base;
     let id = c.id();
     let mut links = vec![Link::new(format!("{base}/collections/{id}"), "collection", JSON, "the collection")];
@@ -299,51 +309,48 @@ fn reference_items(app: &AppState, c: ReferenceCollection, call: &Call) -> Resul
 }
 
 /// One feature of a reference collection.
-fn reference_item(app: &AppState, c: ReferenceCollection, id: &str, call: &Call) -> Result<Response, ApiError> {
+fn reference_item(
+    app: &AppState,
+    c: ReferenceCollection,
+    id: &str,
+    call: &Call,
+    access: &Access,
+) -> Result<Response, ApiError> {
     call.params(COMMON)?;
-    let view = app.engine.snapshot();
-    c.features(&app.reference, &view)
+    let scoped = app.sources.scoped(access);
+    c.features(&app.reference)
         .into_iter()
         .find(|(i, _)| i == id)
-        .map(|(_, f)| ok_json(GEOJSON, f))
+        .map(|(i, f)| ok_json(GEOJSON, c.with_parcels(&i, f, &scoped, &app.reference)))
         .ok_or_else(|| ApiError::not_found(format!("there is no `{id}` in {}", c.id())))
 }
 
 /// A feature collection of `parcels` with the envelope OGC API asks for.
 fn feature_collection(
-    parcels: &[Parcel<'_>],
+    release: &Release<'_>,
     fields: &[Field],
     matched: Option<usize>,
     links: Vec<Link>,
-    position: FeedPosition,
     crs: &OutputCrs,
 ) -> Result<Response, ApiError> {
     let transformer = crs.transformer()?;
     let output = Output { crs, transformer: transformer.as_ref() };
-    let mut out: Vec<u8> = Vec::with_capacity(512 + parcels.len() * 1_200);
-    let mut buf = Vec::new();
+    let mut out: Vec<u8> = Vec::with_capacity(512 + release.parcels().len() * 1_200);
     out.extend_from_slice(b"{\"type\":\"FeatureCollection\",\"features\":[");
-    for (i, p) in parcels.iter().enumerate() {
-        if i > 0 {
-            out.push(b',');
-        }
-        write_feature(&mut out, p, fields, &mut buf, &output);
-    }
+    write_features(&mut out, release, fields, &output);
     out.extend_from_slice(b"],");
     if let Some(n) = matched {
         out.extend_from_slice(format!("\"numberMatched\":{n},").as_bytes());
     }
     out.extend_from_slice(
         format!(
-            "\"numberReturned\":{},\"feedPosition\":{},\"links\":{}}}",
-            parcels.len(),
-            position.0,
+            "\"numberReturned\":{},\"links\":{}}}",
+            release.parcels().len(),
             serde_json::to_value(links).unwrap_or_default()
         )
         .as_bytes(),
     );
-    let personal_fields = fields.iter().any(|f| f.is_personal());
-    Ok(Disclosed::of(parcels, personal_fields).on(with_crs(json_response(StatusCode::OK, GEOJSON, out), crs)))
+    Ok(release.disclosure().on(with_crs(json_response(StatusCode::OK, GEOJSON, out), crs)))
 }
 
 /// Says which CRS the coordinates are in (OGC API – Features Part 2).
@@ -378,17 +385,6 @@ fn collection_query(
     Ok((params, bbox, fields))
 }
 
-/// A cursor parameter (`after`, `before`): a version number.
-fn cursor(params: &Params, name: &str) -> Result<Option<VersionId>, ApiError> {
-    params
-        .get(name)
-        .map(|raw| {
-            raw.parse::<i64>()
-                .map(VersionId)
-                .map_err(|_| ApiError::bad_parameter(format!("{name}={raw}: give the version number a link carries")))
-        })
-        .transpose()
-}
 
 /// The part of two boxes they share; boxes that do not meet give one that meets nothing.
 fn both(a: Option<geo::Rect<f64>>, b: Option<geo::Rect<f64>>) -> Option<geo::Rect<f64>> {
@@ -429,9 +425,20 @@ fn period(raw: &str) -> Result<Period, ApiError> {
     }
 }
 
+/// Every parameter of an items query but its cursor, in one order: what links repeat and
+/// cursors are sealed to.
+fn canonical_query(params: &Params) -> String {
+    let mut q = url::form_urlencoded::Serializer::new(String::new());
+    for (name, _) in ITEMS {
+        if let (true, Some(v)) = (!matches!(*name, "after" | "before"), params.get(name)) {
+            q.append_pair(name, v);
+        }
+    }
+    q.finish()
+}
+
 /// What an items request asks, read and checked before anything is looked up.
 struct ItemsQuery {
-    params: Params,
     bbox: Option<geo::Rect<f64>>,
     fields: Vec<Field>,
     limit: usize,
@@ -441,6 +448,10 @@ struct ItemsQuery {
     datetime: Option<Period>,
     after: Option<VersionId>,
     before: Option<VersionId>,
+    /// The query as its cursors are sealed to: every parameter but the cursor.
+    canonical: String,
+    /// The caller's agency, which its cursors are sealed to.
+    agency: String,
 }
 
 impl ItemsQuery {
@@ -461,11 +472,24 @@ impl ItemsQuery {
         let filter = params.get("filter").map(|f| Filter::parse(f, language, access)).transpose()?;
         let sortby = SortBy::parse(params.get("sortby"), access)?;
         let datetime = params.get("datetime").map(period).transpose()?;
-        let (after, before) = (cursor(&params, "after")?, cursor(&params, "before")?);
-        if after.is_some() && before.is_some() {
+        if params.get("after").is_some() && params.get("before").is_some() {
             return Err(ApiError::bad_parameter("give `after` or `before`, not both"));
         }
-        Ok(ItemsQuery { params, bbox, fields, limit, crs, filter, sortby, datetime, after, before })
+        let canonical = canonical_query(&params);
+        let agency = access.agency().to_owned();
+        let open = |direction: Direction| {
+            params
+                .get(direction.name())
+                .map(|c| app.gate.cursors.open(&agency, &canonical, direction, c))
+                .transpose()
+        };
+        let (after, before) = (open(Direction::After)?, open(Direction::Before)?);
+        Ok(ItemsQuery { bbox, fields, limit, crs, filter, sortby, datetime, after, before, canonical, agency })
+    }
+
+    /// The cursor of a page boundary at `version`.
+    fn cursor(&self, app: &AppState, direction: Direction, version: VersionId) -> String {
+        format!("{}={}", direction.name(), app.gate.cursors.seal(&self.agency, &self.canonical, direction, version))
     }
 
     /// Whether the query is about the past: answered from the history in the store.
@@ -476,13 +500,7 @@ impl ItemsQuery {
     /// The link to a page of this query: every parameter but the cursor is repeated, so that a
     /// link cannot widen the query.
     fn link(&self, base: &str, cursor: Option<String>) -> String {
-        let mut q = url::form_urlencoded::Serializer::new(String::new());
-        for (name, _) in ITEMS {
-            if let (true, Some(v)) = (!matches!(*name, "after" | "before"), self.params.get(name)) {
-                q.append_pair(name, v);
-            }
-        }
-        let mut q = q.finish();
+        let mut q = self.canonical.clone();
         if let Some(c) = cursor {
             if !q.is_empty() {
                 q.push('&');
@@ -496,16 +514,18 @@ impl ItemsQuery {
         }
     }
 
-    fn links(&self, base: &str, page: &[Parcel<'_>], earlier: bool, later: bool) -> Vec<Link> {
-        let this =
-            self.after.map(|a| format!("after={}", a.0)).or_else(|| self.before.map(|b| format!("before={}", b.0)));
+    fn links(&self, app: &AppState, base: &str, page: &[Parcel<'_>], earlier: bool, later: bool) -> Vec<Link> {
+        let this = self
+            .after
+            .map(|a| self.cursor(app, Direction::After, a))
+            .or_else(|| self.before.map(|b| self.cursor(app, Direction::Before, b)));
         let mut links = vec![
             Link::new(self.link(base, this), "self", GEOJSON, "this page"),
             Link::new(format!("{base}/collections/parcels"), "collection", JSON, "the collection"),
         ];
         if let (true, Some(last)) = (later, page.last()) {
             links.push(Link::new(
-                self.link(base, Some(format!("after={}", last.version().0))),
+                self.link(base, Some(self.cursor(app, Direction::After, last.version()))),
                 "next",
                 GEOJSON,
                 "the next page",
@@ -513,7 +533,7 @@ impl ItemsQuery {
         }
         if let (true, Some(first)) = (earlier, page.first()) {
             links.push(Link::new(
-                self.link(base, Some(format!("before={}", first.version().0))),
+                self.link(base, Some(self.cursor(app, Direction::Before, first.version()))),
                 "prev",
                 GEOJSON,
                 "the previous page",
@@ -530,49 +550,51 @@ pub async fn items(
     call: Call,
 ) -> Result<Response, ApiError> {
     if let Some(c) = ReferenceCollection::of(&id) {
-        return reference_items(&app, c, &call);
+        return reference_items(&app, c, &call, &access);
     }
     known_collection(&id)?;
     let query = ItemsQuery::read(&app, &call, &access)?;
+    let scoped = app.sources.scoped(&access);
     if query.historical() {
-        return historical_items(&app, &query, &access, &call.base).await;
+        return historical_items(&app, &scoped, &query, &call.base).await;
     }
     let ItemsQuery { after, before, .. } = query;
     let limit = access.page_limit(query.limit);
-    let view = app.engine.snapshot();
-    // The page, how many parcels match (when that is known), and whether parcels lie before and
-    // after the page.
-    let (page, matched, earlier, later): (Vec<Parcel<'_>>, Option<usize>, bool, bool) =
-        if query.bbox.is_none() && query.filter.is_none() && query.sortby.is_none() && access.sees_everything() {
-            // Every parcel in version order: straight from the engine's sorted columns.
-            match before {
-                Some(b) => {
-                    let mut page: Vec<Parcel<'_>> = view.parcels_before(b).take(limit + 1).collect();
-                    let earlier = page.len() > limit;
-                    page.truncate(limit);
-                    page.reverse();
-                    let later = page.last().is_some_and(|p| view.parcels_after(Some(p.version())).next().is_some());
-                    (page, Some(view.len()), earlier, later)
-                }
-                None => {
-                    let mut page: Vec<Parcel<'_>> = view.parcels_after(after).take(limit + 1).collect();
-                    let later = page.len() > limit;
-                    page.truncate(limit);
-                    let earlier = page.first().is_some_and(|p| view.parcels_before(p.version()).next().is_some());
-                    (page, Some(view.len()), earlier, later)
-                }
-            }
-        } else {
-            // Candidates from the R-tree when a box bounds the query, a scan otherwise; then the
-            // filter, the order, and the page around the cursor.
+    let plain = query.bbox.is_none() && query.filter.is_none() && query.sortby.is_none();
+    // The page, how many parcels match, and whether parcels lie before and after the page.
+    let (page, matched, earlier, later): (Vec<Parcel<'_>>, usize, bool, bool) = match (
+        plain,
+        before.and_then(|b| scoped.everything_before(b)),
+        scoped.everything_after(after),
+    ) {
+        // Every parcel in version order, for a caller who sees them all: straight from the
+        // engine's sorted columns.
+        (true, Some(earlier_ones), _) => {
+            let mut page: Vec<Parcel<'_>> = earlier_ones.take(limit + 1).collect();
+            let earlier = page.len() > limit;
+            page.truncate(limit);
+            page.reverse();
+            let later = page
+                .last()
+                .is_some_and(|p| scoped.everything_after(Some(p.version())).is_some_and(|mut i| i.next().is_some()));
+            (page, scoped.len(), earlier, later)
+        }
+        (true, None, Some(later_ones)) if before.is_none() => {
+            let mut page: Vec<Parcel<'_>> = later_ones.take(limit + 1).collect();
+            let later = page.len() > limit;
+            page.truncate(limit);
+            let earlier =
+                page.first().is_some_and(|p| scoped.everything_before(p.version()).is_some_and(|mut i| i.next().is_some()));
+            (page, scoped.len(), earlier, later)
+        }
+        _ => {
+            // Candidates from the R-tree when a box bounds the query, the caller's parcels
+            // otherwise; then the filter, the order, and the page around the cursor.
             let region = both(query.bbox, query.filter.as_ref().and_then(|f| f.bound));
             let mut found: Vec<Parcel<'_>> = match region {
-                Some(r) => view.in_box(r),
-                None => view.parcels().collect(),
+                Some(r) => scoped.in_box(r),
+                None => scoped.all(),
             };
-            if !access.sees_everything() {
-                found.retain(|p| access.sees(p));
-            }
             if let Some(f) = &query.filter {
                 found.retain(|p| f.matches(p, None));
             }
@@ -581,17 +603,12 @@ pub async fn items(
                 None => found.sort_unstable_by_key(|p| p.version()),
             }
             // Where a cursor falls in this order: by its version alone, or with sortby by the
-            // values of its parcel, which must then still be current.
-            let place = |v: VersionId| -> Result<Option<Parcel<'_>>, ApiError> {
+            // values of its parcel, which must then still be current (and the caller's).
+            let place = |v: VersionId, d: Direction| -> Result<Option<Parcel<'_>>, ApiError> {
                 match &query.sortby {
-                None => Ok(None),
-                Some(_) => view.by_version(v).map(Some).ok_or_else(|| {
-                    ApiError::bad_parameter(format!(
-                        "version {} that this page is placed by is no longer current; start again from the first page",
-                        v.0
-                    ))
-                }),
-            }
+                    None => Ok(None),
+                    Some(_) => scoped.by_version(v).map(Some).ok_or_else(|| crate::cursor::invalid(d)),
+                }
             };
             let against = |p: &Parcel<'_>, v: VersionId, c: &Option<Parcel<'_>>| match (&query.sortby, c) {
                 (Some(s), Some(c)) => s.compare(p, c),
@@ -600,32 +617,34 @@ pub async fn items(
             let n = found.len();
             let (start, end) = match (after, before) {
                 (_, Some(b)) => {
-                    let c = place(b)?;
+                    let c = place(b, Direction::Before)?;
                     let end = found.partition_point(|p| against(p, b, &c).is_lt());
                     (end.saturating_sub(limit), end)
                 }
                 (Some(a), None) => {
-                    let c = place(a)?;
+                    let c = place(a, Direction::After)?;
                     let start = found.partition_point(|p| against(p, a, &c).is_le());
                     (start, (start + limit).min(n))
                 }
                 (None, None) => (0, limit.min(n)),
             };
-            (found[start..end].to_vec(), Some(n), start > 0, end < n)
-        };
-    let links = query.links(&call.base, &page, earlier, later);
-    feature_collection(&page, &query.fields, matched, links, view.position(), &query.crs)
+            (found[start..end].to_vec(), n, start > 0, end < n)
+        }
+    };
+    let links = query.links(&app, &call.base, &page, earlier, later);
+    let release = scoped.release(page, &query.fields)?;
+    feature_collection(&release, &query.fields, Some(matched), links, &query.crs)
 }
 
 /// Items from the history: the versions valid during `datetime` (all time when only the filter
 /// is temporal), in version order, read from the store page by page until the page is full.
 async fn historical_items(
     app: &AppState,
+    scoped: &Scoped<'_>,
     query: &ItemsQuery,
-    access: &Access,
     base: &str,
 ) -> Result<Response, ApiError> {
-    let limit = access.page_limit(query.limit);
+    let limit = scoped.access().page_limit(query.limit);
     if query.sortby.is_some() {
         return Err(ApiError::bad_parameter(
             "sortby cannot be combined with datetime or a temporal filter: the history is paged in version order",
@@ -638,28 +657,25 @@ async fn historical_items(
     }
     let period = query.datetime.unwrap_or_default();
     let region = both(query.bbox, query.filter.as_ref().and_then(|f| f.bound));
-    let position = app.engine.snapshot().position();
+    let position = scoped.position();
     let mut kept: Vec<ParcelRecord> = Vec::with_capacity(limit + 1);
     let mut from = query.after;
     let fetch = (limit + 1).max(500);
     while kept.len() <= limit {
-        let rows = app.store.valid_during(period, region, from, fetch).await.map_err(|e| ApiError::internal(&e))?;
-        let exhausted = rows.len() < fetch;
-        from = rows.last().map(|v| v.id).or(from);
+        let read = scoped.valid_during(period, region, from, fetch).await?;
+        from = read.last.or(from);
         let validity: std::collections::HashMap<VersionId, Validity> =
-            rows.iter().map(|v| (v.id, Validity::new(v.valid_from, v.valid_to))).collect();
-        let chunk = Snapshot::build(rows.into_iter().map(ParcelRecord::from), position);
+            read.visible.iter().map(|v| (v.id, Validity::new(v.valid_from, v.valid_to))).collect();
+        let chunk = Snapshot::build(read.visible.into_iter().map(ParcelRecord::from), position);
         for p in chunk.parcels() {
             if kept.len() > limit {
                 break;
             }
-            if access.sees(&p)
-                && query.filter.as_ref().is_none_or(|f| f.matches(&p, validity.get(&p.version()).copied()))
-            {
+            if query.filter.as_ref().is_none_or(|f| f.matches(&p, validity.get(&p.version()).copied())) {
                 kept.push(p.record());
             }
         }
-        if exhausted {
+        if read.exhausted {
             break;
         }
     }
@@ -667,8 +683,9 @@ async fn historical_items(
     kept.truncate(limit);
     let found = Snapshot::build(kept, position);
     let page: Vec<Parcel<'_>> = found.parcels().collect();
-    let links = query.links(base, &page, false, later);
-    feature_collection(&page, &query.fields, None, links, position, &query.crs)
+    let links = query.links(app, base, &page, false, later);
+    let release = scoped.release(page, &query.fields)?;
+    feature_collection(&release, &query.fields, None, links, &query.crs)
 }
 
 pub async fn item(
@@ -678,7 +695,7 @@ pub async fn item(
     call: Call,
 ) -> Result<Response, ApiError> {
     if let Some(c) = ReferenceCollection::of(&collection) {
-        return reference_item(&app, c, &id, &call);
+        return reference_item(&app, c, &id, &call, &access);
     }
     known_collection(&collection)?;
     let params = call.params(ITEM)?;
@@ -686,34 +703,30 @@ pub async fn item(
     let missing = || ApiError::not_found(format!("there is no parcel version {id}"));
     let version = VersionId(id.parse::<i64>().map_err(|_| missing())?);
     let base = &call.base;
-    let view = app.engine.snapshot();
-    let mut out = Vec::new();
-    let links = |out: &mut Vec<u8>| {
-        let links = [
-            Link::new(format!("{base}/collections/parcels/items/{id}"), "self", GEOJSON, "this parcel"),
-            Link::new(format!("{base}/collections/parcels"), "collection", JSON, "the collection"),
-        ];
-        // Drop the closing brace, add the links, close again.
-        out.pop();
-        out.extend_from_slice(format!(",\"links\":{}}}", serde_json::to_string(&links).unwrap_or_default()).as_bytes());
-    };
-    let personal_fields = fields.iter().any(|f| f.is_personal());
-    if let Some(p) = view.by_version(version) {
-        if !access.sees(&p) {
-            return Err(missing());
+    let scoped = app.sources.scoped(&access);
+    // Current, or an earlier version from the store. A current version outside the caller's
+    // area goes the way of one that does not exist (the store's answer, filtered the same way),
+    // so that neither answer nor time tells them apart.
+    let past;
+    let parcel = match scoped.by_version(version) {
+        Some(p) => p,
+        None => {
+            let stored = scoped.version(version).await?.ok_or_else(missing)?;
+            past = Snapshot::build([ParcelRecord::from(stored)], scoped.position());
+            past.parcels().next().ok_or_else(missing)?
         }
-        write_feature(&mut out, &p, &fields, &mut Vec::new(), &Output { crs: &OutputCrs::crs84(), transformer: None });
-        links(&mut out);
-        return Ok(Disclosed::of([&p], personal_fields).on(json_response(StatusCode::OK, GEOJSON, out)));
-    }
-    // Not current: an earlier version, from the store.
-    let stored = app.store.versions(&[version]).await.map_err(|e| ApiError::internal(&e))?;
-    let Some(v) = stored.into_iter().next() else { return Err(missing()) };
-    let one = Snapshot::build([ParcelRecord::from(v)], view.position());
-    let Some(p) = one.parcels().next().filter(|p| access.sees(p)) else { return Err(missing()) };
-    write_feature(&mut out, &p, &fields, &mut Vec::new(), &Output { crs: &OutputCrs::crs84(), transformer: None });
-    links(&mut out);
-    Ok(Disclosed::of([&p], personal_fields).on(json_response(StatusCode::OK, GEOJSON, out)))
+    };
+    let release = scoped.release(vec![parcel], &fields)?;
+    let mut out = Vec::new();
+    write_features(&mut out, &release, &fields, &Output { crs: &OutputCrs::crs84(), transformer: None });
+    let links = [
+        Link::new(format!("{base}/collections/parcels/items/{id}"), "self", GEOJSON, "this parcel"),
+        Link::new(format!("{base}/collections/parcels"), "collection", JSON, "the collection"),
+    ];
+    // Drop the closing brace, add the links, close again.
+    out.pop();
+    out.extend_from_slice(format!(",\"links\":{}}}", serde_json::to_string(&links).unwrap_or_default()).as_bytes());
+    Ok(release.disclosure().on(json_response(StatusCode::OK, GEOJSON, out)))
 }
 
 /// The whole selection as one file: GeoJSON streamed with constant memory whatever its size, or
@@ -767,25 +780,18 @@ pub async fn export(
     let crs = output_crs(&app, &params)?;
     // Built once here so that a CRS PROJ cannot handle fails before the answer starts.
     crs.transformer()?;
-    let view = app.engine.snapshot();
-    let selection = Selection::of(&view, commune.as_ref(), bbox, filter.as_ref(), &access);
-    let count = selection.len(&view);
-    if let Some(max) = access.max_features()
-        && count > max
-        && !access.allows(landdb_access::Operation::BulkExport)
-    {
-        return Err(ApiError::forbidden(format!(
-            "this export holds {count} parcels; agency {} may take at most {max} in one answer (bulk export is not among its operations, or its daily quota is nearly spent): narrow it with commune, bbox, polygon or filter",
-            access.agency()
-        )));
-    }
-    let disclosed = selection.disclosed(&view, fields.iter().any(|f| f.is_personal()));
+    let scoped = app.sources.scoped(&access);
+    let selection = scoped.select(commune.as_ref(), bbox, filter.as_ref());
+    // Taken from the caller's limits whole, before a byte is sent (an agency granted bulk export
+    // may pass the response limit, never its daily quota).
+    let mut released = scoped.release_selection(selection, &fields)?;
+    let disclosed = released.take_disclosure();
     let disposition = format!("attachment; filename=\"{}\"", format.file_name());
     let mut response = if format == Format::GeoJson {
-        let body = axum::body::Body::from_stream(geojson_stream(view, selection, fields, crs.clone()));
+        let body = axum::body::Body::from_stream(geojson_stream(released, fields, crs.clone()));
         with_crs(json_response(StatusCode::OK, GEOJSON, body), &crs)
     } else {
-        file_response(view, selection, fields, crs, format).await?
+        file_response(released, fields, crs, format).await?
     };
     if let Ok(v) = axum::http::HeaderValue::from_str(&disposition) {
         response.headers_mut().insert(header::CONTENT_DISPOSITION, v);
@@ -796,8 +802,7 @@ pub async fn export(
 /// A GDAL format: written to a scratch directory on a blocking thread, then read back in chunks
 /// (the file is unlinked once open, so nothing is left behind whatever the client does).
 async fn file_response(
-    view: Arc<View>,
-    selection: Selection,
+    released: ReleasedSelection,
     fields: Vec<Field>,
     crs: OutputCrs,
     format: Format,
@@ -809,7 +814,7 @@ async fn file_response(
     std::fs::create_dir_all(&dir).map_err(|e| ApiError::internal(&e))?;
     let written = {
         let dir = dir.clone();
-        tokio::task::spawn_blocking(move || crate::formats::write(&view, &selection, &fields, &crs, format, &dir))
+        tokio::task::spawn_blocking(move || crate::formats::write(&released, &fields, &crs, format, &dir))
             .await
             .map_err(|e| ApiError::internal(&e))
             .and_then(|r| r)
@@ -880,21 +885,19 @@ pub async fn at_point(State(app): State<Arc<AppState>>, access: Access, call: Ca
     let (lon, lat) = lookup_point(&app, &params)?;
     let fields = Field::selected(params.get("properties"), &access)?;
     let crs = output_crs(&app, &params)?;
-    let view = app.engine.snapshot();
+    let scoped = app.sources.scoped(&access);
     let base = &call.base;
     let links = vec![Link::new(format!("{base}/parcels/at?lon={lon}&lat={lat}"), "self", GEOJSON, "this lookup")];
     if let Some(raw) = params.get("datetime") {
         // On a past date: from the store's history (rarer, and not in memory).
         let when = instant(raw)?;
-        let versions = app.store.at_point_on(lon, lat, when).await.map_err(|e| ApiError::internal(&e))?;
-        let then = Snapshot::build(versions.into_iter().map(ParcelRecord::from), view.position());
-        let found: Vec<Parcel<'_>> = then.parcels().filter(|p| access.sees(p)).collect();
-        return feature_collection(&found, &fields, Some(found.len()), links, view.position(), &crs);
+        let versions = scoped.at_point_on(lon, lat, when).await?;
+        let then = Snapshot::build(versions.into_iter().map(ParcelRecord::from), scoped.position());
+        let release = scoped.release(then.parcels().collect(), &fields)?;
+        return feature_collection(&release, &fields, Some(release.parcels().len()), links, &crs);
     }
-    let mut found = view.at_point(lon, lat);
-    found.retain(|p| access.sees(p));
-    found.sort_unstable_by_key(|p| p.version());
-    feature_collection(&found, &fields, Some(found.len()), links, view.position(), &crs)
+    let release = scoped.release(scoped.at_point(lon, lat), &fields)?;
+    feature_collection(&release, &fields, Some(release.parcels().len()), links, &crs)
 }
 
 /// The current parcel with a natural key: commune, map sheet, parcel number.
@@ -910,8 +913,8 @@ pub async fn by_key(
     let code = CommuneCode::parse(&commune)
         .map_err(|_| ApiError::bad_parameter(format!("commune {commune}: give a 5-digit commune code")))?;
     let key = landdb_model::ParcelKey::new(code, sheet, number);
-    let view = app.engine.snapshot();
-    let found: Vec<Parcel<'_>> = view.by_key(&key).into_iter().filter(|p| access.sees(p)).collect();
+    let scoped = app.sources.scoped(&access);
+    let found: Vec<Parcel<'_>> = scoped.by_key(&key).into_iter().collect();
     if found.is_empty() {
         return Err(ApiError::not_found(format!(
             "no current parcel has the key commune {}, sheet {}, number {}",
@@ -925,7 +928,8 @@ pub async fn by_key(
         GEOJSON,
         "this lookup",
     )];
-    feature_collection(&found, &fields, Some(1), links, view.position(), &crs)
+    let release = scoped.release(found, &fields)?;
+    feature_collection(&release, &fields, Some(1), links, &crs)
 }
 
 /// An instant: RFC 3339, or a date (its midnight, UTC).
@@ -956,36 +960,32 @@ pub async fn history(
     call.params(COMMON)?;
     let missing = || ApiError::not_found(format!("there is no parcel version {id}"));
     let version = VersionId(id.parse::<i64>().map_err(|_| missing())?);
-    let store = &app.store;
-    let this = store.version(version).await.map_err(|e| ApiError::internal(&e))?.ok_or_else(missing)?;
-    let versions = store.history(&this.parcel.key).await.map_err(|e| ApiError::internal(&e))?;
-    // Only versions in the caller's area; none of them, and the parcel does not exist for it.
-    let position = app.engine.snapshot().position();
-    let seen = Snapshot::build(versions.iter().cloned().map(ParcelRecord::from), position);
-    let visible: std::collections::HashSet<VersionId> =
-        seen.parcels().filter(|p| access.sees(p)).map(|p| p.version()).collect();
-    if !visible.contains(&version) {
-        return Err(missing());
-    }
-    let versions: Vec<_> = versions.into_iter().filter(|v| visible.contains(&v.id)).collect();
+    let scoped = app.sources.scoped(&access);
+    // Only versions in the caller's area, and lineage inside it; none of them, and the parcel
+    // does not exist for the caller.
+    let versions = scoped.history(version).await?.ok_or_else(missing)?;
+    let Some(first) = versions.first() else { return Err(missing()) };
+    let key = first.version.parcel.key.clone();
     let base = &call.base;
-    let mut entries = Vec::with_capacity(versions.len());
-    for v in &versions {
-        let successors = store.successors(v.id).await.map_err(|e| ApiError::internal(&e))?;
-        entries.push(json!({
-            "version": v.id.0,
-            "valid_from": v.valid_from,
-            "valid_to": v.valid_to,
-            "batch": v.batch.0,
-            "national_id": v.parcel.national_id.as_str(),
-            "area_m2": (v.parcel.geometry_area_m2 * 1e4).round() / 1e4,
-            "came_from": v.lineage.iter().map(|l| l.0).collect::<Vec<_>>(),
-            "went_to": successors.iter().map(|s| s.0).collect::<Vec<_>>(),
-            "href": format!("{base}/collections/parcels/items/{}", v.id.0),
-        }));
-    }
-    let key = &this.parcel.key;
-    let disclosed = Disclosed { parcels: versions.len() as u64, personal: Vec::new() };
+    let ids: Vec<VersionId> = versions.iter().map(|v| v.version.id).collect();
+    let disclosed = scoped.release_versions(&ids)?;
+    let entries: Vec<serde_json::Value> = versions
+        .iter()
+        .map(|past| {
+            let v = &past.version;
+            json!({
+                "version": v.id.0,
+                "valid_from": v.valid_from,
+                "valid_to": v.valid_to,
+                "batch": v.batch.0,
+                "national_id": v.parcel.national_id.as_str(),
+                "area_m2": (v.parcel.geometry_area_m2 * 1e4).round() / 1e4,
+                "came_from": past.came_from.iter().map(|l| l.0).collect::<Vec<_>>(),
+                "went_to": past.went_to.iter().map(|s| s.0).collect::<Vec<_>>(),
+                "href": format!("{base}/collections/parcels/items/{}", v.id.0),
+            })
+        })
+        .collect();
     Ok(disclosed.on(ok_json(
         JSON,
         json!({
@@ -1008,16 +1008,15 @@ pub async fn by_national_id(
     let params = call.params(ITEM)?;
     let fields = Field::selected(params.get("properties"), &access)?;
     let national_id = NationalParcelId::parse(&id).map_err(|e| ApiError::bad_parameter(e.to_string()))?;
-    let view = app.engine.snapshot();
-    let mut found = view.by_national_id(&national_id);
-    found.retain(|p| access.sees(p));
+    let scoped = app.sources.scoped(&access);
+    let found = scoped.by_national_id(&national_id);
     if found.is_empty() {
         return Err(ApiError::not_found(format!("no current parcel has the national ID {national_id}")));
     }
-    found.sort_unstable_by_key(|p| p.version());
     let base = &call.base;
     let links = vec![Link::new(format!("{base}/parcels/national-id/{national_id}"), "self", GEOJSON, "this lookup")];
-    feature_collection(&found, &fields, Some(found.len()), links, view.position(), &OutputCrs::crs84())
+    let release = scoped.release(found, &fields)?;
+    feature_collection(&release, &fields, Some(release.parcels().len()), links, &OutputCrs::crs84())
 }
 
 /// The tile sets of parcels (OGC API – Tiles): one, vector tiles in WebMercatorQuad.
@@ -1067,10 +1066,14 @@ pub async fn tile(
         raw.parse::<u32>().map_err(|_| ApiError::not_found(format!("there is no tile {z}/{y}/{x}: give whole numbers")))
     };
     let id = crate::tiles::TileId::new(number(&z)?, number(&y)?, number(&x)?)?;
-    let view = app.engine.snapshot();
-    let (bytes, parcels) = crate::tiles::tile(&view, id, &access)?;
-    let mut response =
-        Disclosed { parcels, personal: Vec::new() }.on(axum::response::IntoResponse::into_response(bytes));
+    let scoped = app.sources.scoped(&access);
+    // Below the first zoom with parcels a tile is empty: it would hold too many to see.
+    let mut parcels = if id.z >= crate::tiles::MIN_ZOOM { scoped.in_box(id.bounds()) } else { Vec::new() };
+    parcels.sort_unstable_by_key(|p| p.version());
+    // A tile is an answer like any other: within the caller's limits, or refused whole.
+    let release = scoped.release(parcels, &[])?;
+    let bytes = crate::tiles::tile(&release, id)?;
+    let mut response = release.disclosure().on(axum::response::IntoResponse::into_response(bytes));
     response.headers_mut().insert(header::CONTENT_TYPE, axum::http::HeaderValue::from_static(crate::tiles::MEDIA_TYPE));
     Ok(response)
 }
@@ -1181,7 +1184,8 @@ pub async fn submit_job(
         area,
     };
     let upload = crate::jobs::Upload { id, path, file: given, mode, agency: access.agency().to_owned() };
-    let job = app.jobs.start(upload, app.store.clone(), Arc::clone(&app.reference), options);
+    let store = app.sources.upload_store(&access).map_err(cleanup)?.clone();
+    let job = app.jobs.start(upload, store, Arc::clone(&app.reference), options);
     let mut response = json_response(StatusCode::ACCEPTED, JSON, job.status(&call.base).to_string());
     if let Ok(location) = axum::http::HeaderValue::from_str(&format!("{}/jobs/{id}", call.base)) {
         response.headers_mut().insert(header::LOCATION, location);
@@ -1229,7 +1233,7 @@ pub async fn job_quarantine(
             serde_json::json!(job.state())
         ))
     })?;
-    let body = crate::jobs::quarantine_geojson(&app.store, batch).await?;
+    let body = crate::jobs::quarantine_geojson(app.sources.upload_store(&access)?, batch).await?;
     let mut response = ok_json(GEOJSON, body);
     if let Ok(v) = axum::http::HeaderValue::from_str(&format!("attachment; filename=\"job-{id}-rejected.geojson\"")) {
         response.headers_mut().insert(header::CONTENT_DISPOSITION, v);
@@ -1241,31 +1245,26 @@ pub async fn health() -> &'static str {
     "ok"
 }
 
-/// Ready once the engine is loaded: the parcels it holds and the feed position it reflects.
-pub async fn ready(State(app): State<Arc<AppState>>) -> Response {
-    let view = app.engine.snapshot();
-    ok_json(JSON, json!({ "ready": true, "parcels": view.len(), "feedPosition": view.position().0 }))
+/// Ready once the engine is loaded (the server answers only then). Open to anyone, so it says
+/// nothing of what the store holds: figures are for operators, at `/metrics`.
+pub async fn ready() -> Response {
+    ok_json(JSON, json!({ "ready": true }))
 }
 
 /// Prometheus metrics: requests by route, the engine, the upload jobs.
-pub async fn metrics(State(app): State<Arc<AppState>>) -> Response {
+pub async fn metrics(State(app): State<Arc<AppState>>, access: Access) -> Result<Response, ApiError> {
     use crate::metrics::gauge;
     let mut out = String::with_capacity(8 << 10);
     app.metrics.render(&mut out);
-    let view = app.engine.snapshot();
-    gauge(&mut out, "landdb_engine_parcels", "Current parcels the engine holds.", view.len() as f64);
+    let engine = app.sources.figures(&access)?;
+    gauge(&mut out, "landdb_engine_parcels", "Current parcels the engine holds.", engine.parcels as f64);
     gauge(
         &mut out,
         "landdb_engine_feed_position",
         "The change-feed position the engine reflects.",
-        view.position().0 as f64,
+        engine.position.0 as f64,
     );
-    gauge(
-        &mut out,
-        "landdb_engine_heap_bytes",
-        "Memory the engine's columns and index take.",
-        view.heap_bytes() as f64,
-    );
+    gauge(&mut out, "landdb_engine_heap_bytes", "Memory the engine's columns and index take.", engine.heap_bytes as f64);
     out.push_str(
         "# HELP landdb_upload_jobs Upload jobs this process knows, by state.\n# TYPE landdb_upload_jobs gauge\n",
     );
@@ -1276,7 +1275,7 @@ pub async fn metrics(State(app): State<Arc<AppState>>) -> Response {
     response
         .headers_mut()
         .insert(header::CONTENT_TYPE, axum::http::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"));
-    response
+    Ok(response)
 }
 
 pub async fn openapi(call: Call) -> Result<Response, ApiError> {

@@ -210,6 +210,16 @@ impl<'a> Parcel<'a> {
         })
     }
 
+    /// The box around the parcel's boundary (decoded, nothing allocated).
+    pub fn bounds(&self) -> Option<Rect<f64>> {
+        self.snapshot.shape(self.slot).bounds()
+    }
+
+    /// Whether the parcel meets the box, boundary included (the test [`Snapshot::in_box`] makes).
+    pub fn meets_box(&self, rect: Rect<f64>) -> bool {
+        self.snapshot.shape(self.slot).intersects_rect(rect)
+    }
+
     /// The parcel's boundary.
     pub fn geometry(&self) -> MultiPolygon<f64> {
         self.snapshot.shape(self.slot).geometry()

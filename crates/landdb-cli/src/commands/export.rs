@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use futures::StreamExt;
-use landdb_api::export::{Selection, geojson_stream};
+use landdb_api::export::geojson_stream;
 use landdb_api::features::Field;
 use landdb_api::formats::Format;
 use landdb_engine::Engine;
@@ -73,11 +73,13 @@ pub async fn run(context: &crate::Context, args: &Args) -> anyhow::Result<()> {
     };
     let store = context.store().await?;
     let engine = Engine::load(&store).await?;
-    let view = engine.snapshot();
-    let selection = Selection::of(&view, commune.as_ref(), bbox, filter.as_ref(), &access);
-    let count = selection.len(&view);
+    let sources = landdb_api::scope::Sources::new(Arc::new(engine), store);
+    let scoped = sources.scoped(&access);
     // Public fields only: personal data leaves through the API, under its access rules.
     let fields = Field::visible(&access);
+    let selection = scoped.select(commune.as_ref(), bbox, filter.as_ref());
+    let released = scoped.release_selection(selection, &fields).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let count = released.len();
     let crs = match &args.crs {
         Some(raw) => {
             landdb_api::crs::OutputCrs::parse(raw, &context.reference()?).map_err(|e| anyhow::anyhow!("--{e}"))?
@@ -87,7 +89,7 @@ pub async fn run(context: &crate::Context, args: &Args) -> anyhow::Result<()> {
     if format != Format::GeoJson {
         anyhow::ensure!(args.out.as_os_str() != "-", "--format {format:?} is written to a file: give --out FILE");
         let scratch = tempfile_dir(&args.out)?;
-        let written = landdb_api::formats::write(&view, &selection, &fields, &crs, format, &scratch)
+        let written = landdb_api::formats::write(&released, &fields, &crs, format, &scratch)
             .map_err(|e| anyhow::anyhow!("{e}"));
         let moved = written.and_then(|path| {
             std::fs::rename(&path, &args.out)
@@ -106,7 +108,7 @@ pub async fn run(context: &crate::Context, args: &Args) -> anyhow::Result<()> {
             .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", args.out.display()))?;
         Box::new(std::io::BufWriter::with_capacity(1 << 20, file))
     };
-    let mut stream = Box::pin(geojson_stream(Arc::clone(&view), selection, fields, crs));
+    let mut stream = Box::pin(geojson_stream(released, fields, crs));
     let mut bytes = 0;
     while let Some(Ok(chunk)) = stream.next().await {
         out.write_all(&chunk).map_err(|e| anyhow::anyhow!("cannot write {}: {e}", args.out.display()))?;

@@ -59,8 +59,7 @@ pub async fn serve(
     let follower = tokio::spawn(landdb_api::follow_feed(Arc::clone(&engine), store.clone()));
     let gate = landdb_api::access::Gate::load(&store, &reference).await?;
     let state = Arc::new(AppState {
-        engine: Arc::clone(&engine),
-        store,
+        sources: landdb_api::scope::Sources::new(Arc::clone(&engine), store),
         reference: Arc::new(reference),
         public_url: args.public_url.clone(),
         jobs: landdb_api::jobs::Jobs::new(std::env::temp_dir().join(format!("landdb-uploads-{}", std::process::id()))),

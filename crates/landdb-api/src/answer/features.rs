@@ -9,6 +9,7 @@ use crate::crs::OutputCrs;
 
 use crate::access::Access;
 use crate::ogc::ApiError;
+use crate::scope::Release;
 
 /// A property of a parcel feature.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -85,8 +86,21 @@ impl Output<'_> {
     }
 }
 
-/// `buf` is scratch space for the boundary, kept by the caller across features.
-pub fn write_feature(
+/// Appends the released parcels as GeoJSON features, separated by commas (one parcel: one
+/// feature).
+pub fn write_features(out: &mut Vec<u8>, release: &Release<'_>, fields: &[Field], output: &Output<'_>) {
+    let mut buf = Vec::new();
+    for (i, p) in release.parcels().iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        write_feature(out, p, fields, &mut buf, output);
+    }
+}
+
+/// `buf` is scratch space for the boundary, kept by the caller across features. Visible to the
+/// answer writers only: everything else writes a [`Release`].
+pub(in crate::answer) fn write_feature(
     out: &mut Vec<u8>,
     parcel: &Parcel<'_>,
     fields: &[Field],

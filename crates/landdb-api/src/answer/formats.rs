@@ -16,6 +16,7 @@ use crate::crs::OutputCrs;
 use crate::export::Selection;
 use crate::features::Field;
 use crate::ogc::ApiError;
+use crate::scope::ReleasedSelection;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
@@ -96,13 +97,13 @@ fn spatial_ref(crs: &OutputCrs) -> Result<SpatialRef, ApiError> {
 /// Writes the selected parcels to a file in `dir` and returns its path. Blocking: GDAL and PROJ
 /// work on this thread.
 pub fn write(
-    view: &View,
-    selection: &Selection,
+    released: &ReleasedSelection,
     fields: &[Field],
     crs: &OutputCrs,
     format: Format,
     dir: &Path,
 ) -> Result<PathBuf, ApiError> {
+    let (view, selection) = (released.view(), released.selection());
     let transformer = crs.transformer()?;
     let srs = spatial_ref(crs)?;
     let driver = DriverManager::get_driver_by_name(format.driver()).map_err(|e| failed(format.driver(), e))?;

@@ -3,10 +3,11 @@
 //! from the engine's R-tree: no database round trip, no cache to go stale.
 
 use geo::{Coord, LineString};
-use landdb_engine::{Parcel, View};
+use landdb_engine::Parcel;
 use mvt::{GeomEncoder, GeomType, Tile};
 
 use crate::ogc::ApiError;
+use crate::scope::Release;
 
 /// The tile's own coordinate range (the MVT default).
 pub const EXTENT: u32 = 4096;
@@ -59,38 +60,30 @@ impl TileId {
     }
 }
 
-/// The tile: every current parcel that meets it, with its public properties. Parcels are not
-/// clipped (coordinates may leave the extent, as the specification allows): a parcel is small
-/// next to a tile, and its outline then joins up across tiles.
-/// The tile, and how many parcels it holds: those the caller sees, with public fields only.
-pub fn tile(view: &View, id: TileId, access: &crate::access::Access) -> Result<(Vec<u8>, u64), ApiError> {
-    let mut count = 0;
+/// The tile: every released parcel (those of the caller that meet it), with public properties
+/// only. Parcels are not clipped (coordinates may leave the extent, as the specification allows):
+/// a parcel is small next to a tile, and its outline then joins up across tiles.
+pub fn tile(release: &Release<'_>, id: TileId) -> Result<Vec<u8>, ApiError> {
     let mut tile = Tile::new(EXTENT);
     let mut layer = tile.create_layer(LAYER);
-    if id.z >= MIN_ZOOM {
-        let failed = |e: mvt::Error| ApiError::internal(&e);
-        let mut parcels: Vec<Parcel<'_>> = view.in_box(id.bounds());
-        parcels.retain(|p| access.sees(p));
-        parcels.sort_unstable_by_key(|p| p.version());
-        for parcel in parcels {
-            let Some(geometry) = encode(&parcel, id).map_err(failed)? else { continue };
-            let mut feature = layer.into_feature(geometry);
-            feature.set_id(u64::try_from(parcel.version().0).unwrap_or_default());
-            feature.add_tag_sint("id", parcel.version().0);
-            feature.add_tag_string("commune", parcel.commune().as_str());
-            let key = parcel.key();
-            tag_number_or_text(&mut feature, "sheet", &key.sheet);
-            tag_number_or_text(&mut feature, "number", &key.number);
-            if let Some(code) = parcel.land_use().first() {
-                feature.add_tag_string("land_use", code.as_str());
-            }
-            feature.add_tag_double("area_m2", (parcel.area_m2() * 10.0).round() / 10.0);
-            layer = feature.into_layer();
-            count += 1;
+    let failed = |e: mvt::Error| ApiError::internal(&e);
+    for parcel in release.parcels() {
+        let Some(geometry) = encode(parcel, id).map_err(failed)? else { continue };
+        let mut feature = layer.into_feature(geometry);
+        feature.set_id(u64::try_from(parcel.version().0).unwrap_or_default());
+        feature.add_tag_sint("id", parcel.version().0);
+        feature.add_tag_string("commune", parcel.commune().as_str());
+        let key = parcel.key();
+        tag_number_or_text(&mut feature, "sheet", &key.sheet);
+        tag_number_or_text(&mut feature, "number", &key.number);
+        if let Some(code) = parcel.land_use().first() {
+            feature.add_tag_string("land_use", code.as_str());
         }
+        feature.add_tag_double("area_m2", (parcel.area_m2() * 10.0).round() / 10.0);
+        layer = feature.into_layer();
     }
     tile.add_layer(layer).map_err(|e| ApiError::internal(&e))?;
-    Ok((tile.to_bytes().map_err(|e| ApiError::internal(&e))?, count))
+    tile.to_bytes().map_err(|e| ApiError::internal(&e))
 }
 
 fn tag_number_or_text(feature: &mut mvt::Feature, key: &str, value: &str) {

@@ -1,0 +1,557 @@
+//! The parcels a caller may see: the one way a handler reaches parcels, and the one place where
+//! parcels leave.
+//!
+//! [`Sources`] holds the engine and the store, in fields private to this module: a handler
+//! cannot reach a parcel, current or past, except through a [`Scoped`] view made from the
+//! caller's [`Access`]. Every method of `Scoped` yields only parcels in the caller's area, so a
+//! parcel outside it does not exist for the caller: not in pages, counts, extents, lineage,
+//! tiles or exports, and a request for it is answered as for one that was never there.
+//!
+//! Parcels leave through [`Scoped::release`] (and [`Scoped::release_selection`] for exports,
+//! [`Scoped::release_versions`] for the history): it takes them from the caller's limits
+//! (features a response, and a day, reserved atomically so that concurrent requests cannot
+//! overdraw a quota) and makes the [`Disclosure`] the audit entry is written from. The writers of
+//! answers (feature collections, tiles, exports) accept only what a release returned, and a
+//! `Disclosure` can only be made here: a handler that forgets the rule does not compile.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use geo::Rect;
+use rstar::primitives::{GeomWithData, Rectangle};
+use rstar::{AABB, RTree};
+use landdb_access::{Operation, Scope};
+use landdb_engine::{Engine, Parcel, View};
+use landdb_model::{CommuneCode, FeedPosition, NationalParcelId, ParcelKey, ParcelVersion, ReferenceData, VersionId};
+use landdb_store::{AnyStore, ParcelStore, Period};
+
+use crate::access::Access;
+use crate::export::Selection;
+use crate::features::Field;
+use crate::filter::Filter;
+use crate::ogc::ApiError;
+
+/// Where parcels come from: the engine (current parcels) and the store (the history). Only
+/// [`Sources::scoped`] opens them, for one caller.
+#[derive(Debug)]
+pub struct Sources {
+    engine: Arc<Engine>,
+    store: AnyStore,
+    /// Each scoped caller's parcels by box, at a feed position (see [`Scoped::in_box`]).
+    indexes: Mutex<HashMap<usize, (FeedPosition, Arc<ScopeIndex>)>>,
+}
+
+/// A scoped caller's parcels by box: built from the caller's parcels alone (once a feed position),
+/// so that what a box query costs depends on the caller's parcels in it, never on the parcels
+/// of others that lie there.
+#[derive(Debug)]
+struct ScopeIndex {
+    extent: Option<Rect<f64>>,
+    tree: RTree<GeomWithData<Rectangle<[f64; 2]>, i64>>,
+}
+
+impl Sources {
+    pub fn new(engine: Arc<Engine>, store: AnyStore) -> Sources {
+        Sources { engine, store, indexes: Mutex::new(HashMap::new()) }
+    }
+
+    /// The parcels `access` may see, as the engine holds them now.
+    pub fn scoped(&self, access: &Access) -> Scoped<'_> {
+        Scoped { view: self.engine.snapshot(), store: &self.store, access: access.clone(), sources: self }
+    }
+
+    /// The store, for the national operator's routes (agencies, keys, the audit log).
+    pub fn operator_store(&self, access: &Access) -> Result<&AnyStore, ApiError> {
+        if access.is_operator() {
+            Ok(&self.store)
+        } else {
+            Err(ApiError::forbidden(format!("only the national operator may do this, not agency {}", access.agency())))
+        }
+    }
+
+    /// The store, for an upload job of an agency that may upload (its writes are confined to
+    /// its area by the import itself).
+    pub fn upload_store(&self, access: &Access) -> Result<&AnyStore, ApiError> {
+        if access.allows(Operation::Upload) {
+            Ok(&self.store)
+        } else {
+            Err(ApiError::forbidden(format!("agency {} may not upload", access.agency())))
+        }
+    }
+
+    /// The engine's figures, for the operator's metrics.
+    pub fn figures(&self, access: &Access) -> Result<EngineFigures, ApiError> {
+        self.operator_store(access)?;
+        let view = self.engine.snapshot();
+        Ok(EngineFigures { parcels: view.len(), position: view.position(), heap_bytes: view.heap_bytes() })
+    }
+}
+
+/// What `/metrics` shows of the engine.
+#[derive(Debug, Clone, Copy)]
+pub struct EngineFigures {
+    pub parcels: usize,
+    pub position: FeedPosition,
+    pub heap_bytes: usize,
+}
+
+/// The current parcels and the history, as one caller may see them.
+#[derive(Debug)]
+pub struct Scoped<'s> {
+    view: Arc<View>,
+    store: &'s AnyStore,
+    access: Access,
+    sources: &'s Sources,
+}
+
+/// A page of the history read from the store: the versions the caller sees, and where reading
+/// stopped.
+#[derive(Debug)]
+pub struct PastPage {
+    pub visible: Vec<ParcelVersion>,
+    /// The last version read (seen or not): where the next read starts.
+    pub last: Option<VersionId>,
+    /// Whether the store had no more.
+    pub exhausted: bool,
+}
+
+/// One version of a parcel's history, with its lineage inside the caller's area.
+#[derive(Debug)]
+pub struct PastVersion {
+    pub version: ParcelVersion,
+    pub came_from: Vec<VersionId>,
+    pub went_to: Vec<VersionId>,
+}
+
+fn internal(e: &landdb_store::StoreError) -> ApiError {
+    ApiError::internal(e)
+}
+
+impl<'s> Scoped<'s> {
+    pub fn access(&self) -> &Access {
+        &self.access
+    }
+
+    fn scope(&self) -> &Scope {
+        &self.access.caller.scope
+    }
+
+    fn sees(&self, p: &Parcel<'_>) -> bool {
+        self.access.sees(p)
+    }
+
+    /// Whether a stored version lies in the caller's area.
+    fn sees_version(&self, v: &ParcelVersion) -> bool {
+        self.scope().sees(&v.parcel.key.commune, || v.parcel.geometry.clone())
+    }
+
+    /// Whether the caller sees every parcel (no check a parcel needed).
+    pub fn everything(&self) -> bool {
+        self.scope().is_nation()
+    }
+
+    /// The feed position the view reflects (for reading the history at the same moment; never
+    /// shown to a caller: it counts national changes).
+    pub(crate) fn position(&self) -> FeedPosition {
+        self.view.position()
+    }
+
+    /// The parcels that contain the point (boundary included), in version order.
+    pub fn at_point(&self, lon: f64, lat: f64) -> Vec<Parcel<'_>> {
+        let mut found = self.view.at_point(lon, lat);
+        found.retain(|p| self.sees(p));
+        found.sort_unstable_by_key(Parcel::version);
+        found
+    }
+
+    /// The parcels that meet the box (boundary included). A scoped caller's come from its own
+    /// index: a box over parcels the caller cannot see costs what an empty box costs.
+    pub fn in_box(&self, rect: Rect<f64>) -> Vec<Parcel<'_>> {
+        let Some(index) = self.index() else { return self.view.in_box(rect) };
+        let envelope = AABB::from_corners([rect.min().x, rect.min().y], [rect.max().x, rect.max().y]);
+        index
+            .tree
+            .locate_in_envelope_intersecting(&envelope)
+            .filter_map(|e| self.view.by_version(VersionId(e.data)))
+            .filter(|p| p.meets_box(rect))
+            .collect()
+    }
+
+    /// The part of `rect` that can hold parcels of the caller.
+    fn clip(&self, rect: Rect<f64>) -> Option<Rect<f64>> {
+        if self.everything() {
+            return Some(rect);
+        }
+        crate::filter::overlap(rect, self.extent()?)
+    }
+
+    /// The caller's index (`None` for a caller who sees everything: the engine's is theirs).
+    fn index(&self) -> Option<Arc<ScopeIndex>> {
+        if self.everything() {
+            return None;
+        }
+        let id = Arc::as_ptr(&self.access.caller) as usize;
+        let position = self.view.position();
+        let lock = || self.sources.indexes.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some((at, index)) = lock().get(&id)
+            && *at == position
+        {
+            return Some(Arc::clone(index));
+        }
+        let mut extent = None;
+        let entries: Vec<GeomWithData<Rectangle<[f64; 2]>, i64>> = self
+            .all()
+            .into_iter()
+            .filter_map(|p| {
+                let b = p.bounds()?;
+                extent = Some(extent.map_or(b, |e| union(e, b)));
+                Some(GeomWithData::new(
+                    Rectangle::from_corners([b.min().x, b.min().y], [b.max().x, b.max().y]),
+                    p.version().0,
+                ))
+            })
+            .collect();
+        let index = Arc::new(ScopeIndex { extent, tree: RTree::bulk_load(entries) });
+        let mut indexes = lock();
+        // Callers are replaced when the rules reload: forget the old ones now and then.
+        if indexes.len() > 1_000 {
+            indexes.clear();
+        }
+        indexes.insert(id, (position, Arc::clone(&index)));
+        Some(index)
+    }
+
+    /// Every parcel the caller sees, in no particular order: the scope's communes through the
+    /// commune index (its cost is the scope's size, whatever lies around it), a polygon's through
+    /// the R-tree.
+    pub fn all(&self) -> Vec<Parcel<'_>> {
+        match self.scope() {
+            Scope::Nation => self.view.parcels().collect(),
+            Scope::Communes(set) => set.iter().flat_map(|c| self.view.in_commune(c)).collect(),
+            Scope::Polygon { bounds, .. } => {
+                let mut found = self.view.in_box(*bounds);
+                found.retain(|p| self.sees(p));
+                found
+            }
+        }
+    }
+
+    /// Every parcel in version order after `after`, when the caller sees everything (the
+    /// engine's sorted columns: no page costs more than its length). `None` for a scoped caller,
+    /// whose pages come from [`Scoped::all`].
+    pub fn everything_after(&self, after: Option<VersionId>) -> Option<impl Iterator<Item = Parcel<'_>>> {
+        self.everything().then(|| self.view.parcels_after(after))
+    }
+
+    /// Every parcel in descending version order before `before`, when the caller sees everything.
+    pub fn everything_before(&self, before: VersionId) -> Option<impl Iterator<Item = Parcel<'_>>> {
+        self.everything().then(|| self.view.parcels_before(before))
+    }
+
+    /// How many parcels the caller sees.
+    pub fn len(&self) -> usize {
+        match self.scope() {
+            Scope::Nation => self.view.len(),
+            Scope::Communes(_) | Scope::Polygon { .. } => self.index().map_or(0, |i| i.tree.size()),
+        }
+    }
+
+    /// The box around the parcels the caller sees.
+    pub fn extent(&self) -> Option<Rect<f64>> {
+        match self.index() {
+            None => self.view.extent(),
+            Some(index) => index.extent,
+        }
+    }
+
+    pub fn by_version(&self, version: VersionId) -> Option<Parcel<'_>> {
+        self.view.by_version(version).filter(|p| self.sees(p))
+    }
+
+    pub fn by_key(&self, key: &ParcelKey) -> Option<Parcel<'_>> {
+        self.view.by_key(key).filter(|p| self.sees(p))
+    }
+
+    /// Current parcels with this national ID (normally one), in version order.
+    pub fn by_national_id(&self, id: &NationalParcelId) -> Vec<Parcel<'_>> {
+        let mut found = self.view.by_national_id(id);
+        found.retain(|p| self.sees(p));
+        found.sort_unstable_by_key(Parcel::version);
+        found
+    }
+
+    /// The parcels of a 2025 commune the caller sees, those filed under the codes merged into it
+    /// included.
+    pub fn in_commune(&self, commune: &CommuneCode, reference: &ReferenceData) -> Vec<Parcel<'_>> {
+        // A scope of communes is asked first, so that a commune outside it costs nothing, however
+        // many parcels it holds.
+        let codes: std::collections::BTreeSet<CommuneCode> =
+            std::iter::once(commune.clone()).chain(reference.old_codes_merged_into(commune)).collect();
+        let mut found: Vec<Parcel<'_>> = codes
+            .into_iter()
+            .filter(|c| match self.scope() {
+                Scope::Communes(set) => set.contains(c),
+                _ => true,
+            })
+            .flat_map(|c| self.view.in_commune(&c))
+            .collect();
+        if !self.everything() {
+            found.retain(|p| self.sees(p));
+        }
+        found
+    }
+
+    /// The parcels an export holds: of a commune (by its code as filed), in a box, matching a
+    /// filter (a polygon is a spatial filter), or all of these; in version order.
+    pub fn select(&self, commune: Option<&CommuneCode>, bbox: Option<Rect<f64>>, filter: Option<&Filter>) -> Selection {
+        // The box the selection lies in: the request's, the filter's, or the part they share
+        // (`disjoint` when they share nothing).
+        let (region, disjoint) = match (bbox, filter.and_then(|f| f.bound)) {
+            (Some(a), Some(b)) => {
+                let shared = crate::filter::overlap(a, b);
+                (shared, shared.is_none())
+            }
+            (a, b) => (a.or(b), false),
+        };
+        if disjoint {
+            return Selection::Versions(Vec::new());
+        }
+        let keep =
+            |p: &Parcel<'_>| commune.is_none_or(|c| p.commune() == c) && filter.is_none_or(|f| f.matches(p, None));
+        let mut versions: Vec<VersionId> = match (commune, region) {
+            (None, None) if filter.is_none() && self.everything() => return Selection::All,
+            // A commune outside a scope of communes holds nothing for the caller, at no cost.
+            (Some(c), None) if matches!(self.scope(), Scope::Communes(set) if !set.contains(c)) => Vec::new(),
+            (Some(c), None) => {
+                self.view.in_commune(c).into_iter().filter(|p| self.sees(p) && keep(p)).map(|p| p.version()).collect()
+            }
+            (_, Some(b)) => self.in_box(b).into_iter().filter(|p| keep(p)).map(|p| p.version()).collect(),
+            (None, None) => self.all().into_iter().filter(|p| keep(p)).map(|p| p.version()).collect(),
+        };
+        versions.sort_unstable();
+        Selection::Versions(versions)
+    }
+
+    /// A version from the store, current or not, when the caller sees it. A version outside the
+    /// caller's area and one that never existed are the same `None`, after the same work.
+    pub async fn version(&self, version: VersionId) -> Result<Option<ParcelVersion>, ApiError> {
+        let found = self.store.version(version).await.map_err(|e| internal(&e))?;
+        Ok(found.filter(|v| self.sees_version(v)))
+    }
+
+    /// The versions that held the point at `when` that the caller sees.
+    pub async fn at_point_on(
+        &self,
+        lon: f64,
+        lat: f64,
+        when: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Vec<ParcelVersion>, ApiError> {
+        let mut found = self.store.at_point_on(lon, lat, when).await.map_err(|e| internal(&e))?;
+        found.retain(|v| self.sees_version(v));
+        Ok(found)
+    }
+
+    /// Versions valid during `period` in version order after `after` (at most `limit` read),
+    /// keeping those the caller sees.
+    pub async fn valid_during(
+        &self,
+        period: Period,
+        region: Option<Rect<f64>>,
+        after: Option<VersionId>,
+        limit: usize,
+    ) -> Result<PastPage, ApiError> {
+        let region = match region {
+            Some(r) => Some(self.clip(r).unwrap_or_else(crate::filter::nowhere)),
+            None if self.everything() => None,
+            None => Some(self.scope_bounds()),
+        };
+        let rows = self.store.valid_during(period, region, after, limit).await.map_err(|e| internal(&e))?;
+        let exhausted = rows.len() < limit;
+        let last = rows.last().map(|v| v.id);
+        let visible = rows.into_iter().filter(|v| self.sees_version(v)).collect();
+        Ok(PastPage { visible, last, exhausted })
+    }
+
+    /// Where the caller's parcels can be, past ones included: the polygon's bounds, or the box
+    /// around its current parcels (a scope of communes whose parcels all moved away still has its
+    /// history answered, read over the whole country and filtered).
+    fn scope_bounds(&self) -> Rect<f64> {
+        match self.scope() {
+            Scope::Polygon { bounds, .. } => *bounds,
+            _ => Rect::new((-180.0, -90.0), (180.0, 90.0)),
+        }
+    }
+
+    /// Every version of the parcel that `version` is a version of, oldest first, the caller
+    /// sees; with lineage only inside the caller's area. `None` when the caller does not see
+    /// `version` (or it never existed: both take the same two reads of the store).
+    pub async fn history(&self, version: VersionId) -> Result<Option<Vec<PastVersion>>, ApiError> {
+        let this = self.version(version).await?;
+        // The same second read whether the version is seen or not, so that time does not tell
+        // the two apart.
+        let nobody = ParcelKey::new(
+            CommuneCode::parse("00000").map_err(|e| ApiError::internal(&e))?,
+            String::new(),
+            String::new(),
+        );
+        let key = this.as_ref().map_or(&nobody, |v| &v.parcel.key);
+        let all = self.store.history(key).await.map_err(|e| internal(&e))?;
+        if this.is_none() {
+            return Ok(None);
+        }
+        let versions: Vec<ParcelVersion> = all.into_iter().filter(|v| self.sees_version(v)).collect();
+        let mut out = Vec::with_capacity(versions.len());
+        for v in versions {
+            let successors = self.store.successors(v.id).await.map_err(|e| internal(&e))?;
+            let came_from = self.visible_versions(&v.lineage).await?;
+            let went_to = self.visible_versions(&successors).await?;
+            out.push(PastVersion { version: v, came_from, went_to });
+        }
+        Ok(Some(out))
+    }
+
+    /// The versions among `ids` the caller sees: lineage never names a version outside the area.
+    async fn visible_versions(&self, ids: &[VersionId]) -> Result<Vec<VersionId>, ApiError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let found = self.store.versions(ids).await.map_err(|e| internal(&e))?;
+        Ok(found.iter().filter(|v| self.sees_version(v)).map(|v| v.id).collect())
+    }
+
+    /// Hands `parcels` over for an answer with `fields`: they are taken from the caller's limits
+    /// (refused whole when they would pass the features a response or what is left of today's
+    /// quota) and put on record.
+    pub fn release<'a>(&self, parcels: Vec<Parcel<'a>>, fields: &[Field]) -> Result<Release<'a>, ApiError> {
+        self.access.take(parcels.len() as u64, false)?;
+        let disclosure = Disclosure::of(&parcels, fields.iter().any(|f| f.is_personal()));
+        Ok(Release { parcels, disclosure })
+    }
+
+    /// Hands an export's selection over: as [`Scoped::release`], but an agency granted bulk
+    /// export may take more than a response's limit (never more than its daily quota).
+    pub fn release_selection(&self, selection: Selection, fields: &[Field]) -> Result<ReleasedSelection, ApiError> {
+        let count = selection.len(&self.view);
+        self.access.take(count as u64, self.access.allows(Operation::BulkExport))?;
+        let personal_fields = fields.iter().any(|f| f.is_personal());
+        let mut disclosure = Disclosure::default();
+        selection.for_each(&self.view, |p| disclosure.add(&p, personal_fields));
+        Ok(ReleasedSelection { view: Arc::clone(&self.view), selection, disclosure: Some(disclosure) })
+    }
+
+    /// Hands over versions of the history (their numbers, times and areas; no personal data).
+    pub fn release_versions(&self, versions: &[VersionId]) -> Result<Disclosure, ApiError> {
+        self.access.take(versions.len() as u64, false)?;
+        Ok(Disclosure { parcels: versions.len() as u64, personal: Vec::new(), versions: versions.iter().map(|v| v.0).collect() })
+    }
+}
+
+fn union(a: Rect<f64>, b: Rect<f64>) -> Rect<f64> {
+    Rect::new((a.min().x.min(b.min().x), a.min().y.min(b.min().y)), (a.max().x.max(b.max().x), a.max().y.max(b.max().y)))
+}
+
+/// Parcels handed over for an answer: what the answer writers take.
+#[derive(Debug)]
+pub struct Release<'a> {
+    parcels: Vec<Parcel<'a>>,
+    disclosure: Disclosure,
+}
+
+impl<'a> Release<'a> {
+    pub fn parcels(&self) -> &[Parcel<'a>] {
+        &self.parcels
+    }
+
+    /// What the answer discloses, to put on the response.
+    pub fn disclosure(&self) -> Disclosure {
+        self.disclosure.clone()
+    }
+}
+
+/// An export's selection, handed over: the view it is read from and what it discloses.
+#[derive(Debug)]
+pub struct ReleasedSelection {
+    view: Arc<View>,
+    selection: Selection,
+    disclosure: Option<Disclosure>,
+}
+
+impl ReleasedSelection {
+    pub fn view(&self) -> &View {
+        &self.view
+    }
+
+    pub fn selection(&self) -> &Selection {
+        &self.selection
+    }
+
+    /// How many parcels it holds.
+    pub fn len(&self) -> usize {
+        self.selection.len(&self.view)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// What it discloses (taken once, to put on the response).
+    pub fn take_disclosure(&mut self) -> Disclosure {
+        self.disclosure.take().unwrap_or_default()
+    }
+}
+
+/// What an answer disclosed, for the audit log: put on the response (an extension) and read by
+/// [`crate::access::Pass::record`]. Made only by a release.
+#[derive(Debug, Clone, Default)]
+pub struct Disclosure {
+    parcels: u64,
+    /// The versions whose personal data the answer held.
+    personal: Vec<i64>,
+    /// Every version the answer held.
+    versions: Vec<i64>,
+}
+
+impl Disclosure {
+    fn of(parcels: &[Parcel<'_>], personal_fields: bool) -> Disclosure {
+        let mut d = Disclosure { versions: Vec::with_capacity(parcels.len()), ..Disclosure::default() };
+        for p in parcels {
+            d.add(p, personal_fields);
+        }
+        d
+    }
+
+    fn add(&mut self, p: &Parcel<'_>, personal_fields: bool) {
+        self.parcels += 1;
+        self.versions.push(p.version().0);
+        if personal_fields && let Some(v) = Disclosure::personal_of(p) {
+            self.personal.push(v);
+        }
+    }
+
+    /// The version of `parcel` when sending its personal fields discloses personal data (it has
+    /// some): what the audit entry lists.
+    fn personal_of(parcel: &Parcel<'_>) -> Option<i64> {
+        parcel.address().is_some().then(|| parcel.version().0)
+    }
+
+    pub fn parcels(&self) -> u64 {
+        self.parcels
+    }
+
+    pub fn personal(&self) -> &[i64] {
+        &self.personal
+    }
+
+    pub fn versions(&self) -> &[i64] {
+        &self.versions
+    }
+
+    pub(crate) fn into_parts(self) -> (u64, Vec<i64>, Vec<i64>) {
+        (self.parcels, self.personal, self.versions)
+    }
+
+    pub fn on(self, mut response: axum::response::Response) -> axum::response::Response {
+        response.extensions_mut().insert(self);
+        response
+    }
+}
