@@ -229,16 +229,21 @@ pub struct Filter {
 
 /// The longest filter read: a commune's boundary as a WKT polygon fits many times over.
 pub const MAX_FILTER_BYTES: usize = 256 << 10;
-/// The deepest nesting of brackets a filter may have (parentheses, and in CQL2 JSON arrays and
-/// objects): a real filter nests a few levels; the parsers recurse once a level, and a stack
-/// overflow would take the whole server down, not only the request.
+/// The deepest nesting of arrays and objects a CQL2 JSON filter may have: the parsers recurse
+/// once a level, and a stack overflow would take the whole server down, not only the request.
 pub const MAX_FILTER_DEPTH: usize = 64;
+/// The deepest nesting of parentheses in CQL2 text. The text parser backtracks into every level
+/// of an expression that fails to parse, twice the work a level: 14 levels took 80 ms, 30 would
+/// take hours of a worker thread. A real filter nests a few (a multipolygon in S_INTERSECTS is
+/// four, under three groups of AND/OR seven): ten is room enough, and its worst case is a few
+/// milliseconds.
+pub const MAX_TEXT_DEPTH: usize = 10;
 /// The most `NOT`s a filter may hold: each nests one level without a bracket.
 pub const MAX_FILTER_NOTS: usize = 64;
 
 /// Checks the shape of a filter's text before any parser sees it: its length, how deep its
 /// brackets nest and how many `NOT`s it has (outside quoted strings, in either language).
-pub fn within_limits(raw: &str) -> Result<(), String> {
+pub fn within_limits(raw: &str, language: Language) -> Result<(), String> {
     if raw.len() > MAX_FILTER_BYTES {
         return Err(format!("{} bytes is longer than the {MAX_FILTER_BYTES} a filter may be", raw.len()));
     }
@@ -277,13 +282,23 @@ pub fn within_limits(raw: &str) -> Result<(), String> {
                 depth += 1;
                 deepest = deepest.max(depth);
             }
-            ')' | ']' | '}' => depth = depth.saturating_sub(1),
+            ')' | ']' | '}' => match depth.checked_sub(1) {
+                Some(d) => depth = d,
+                None => return Err("a bracket closes that was never opened".to_owned()),
+            },
             _ => {}
         }
     }
     count_word(&mut word, &mut nots);
-    if deepest > MAX_FILTER_DEPTH {
-        return Err(format!("it nests {deepest} levels deep; a filter may nest {MAX_FILTER_DEPTH}"));
+    let most = match language {
+        Language::Text => MAX_TEXT_DEPTH,
+        Language::Json => MAX_FILTER_DEPTH,
+    };
+    if deepest > most {
+        return Err(format!("it nests {deepest} levels of brackets; a filter may nest {most}"));
+    }
+    if depth != 0 {
+        return Err("its brackets do not close".to_owned());
     }
     if nots > MAX_FILTER_NOTS {
         return Err(format!("it has {nots} NOTs; a filter may have {MAX_FILTER_NOTS}"));
@@ -314,7 +329,7 @@ impl Filter {
     /// Parses and compiles `raw`.
     pub fn parse(raw: &str, language: Language, access: &Access) -> Result<Filter, ApiError> {
         let bad = |why: String| ApiError::bad_parameter(format!("filter: {why}"));
-        within_limits(raw).map_err(bad)?;
+        within_limits(raw, language).map_err(bad)?;
         let expr = match language {
             Language::Text => cql2::parse_text(raw).map_err(|e| bad(format!("not valid CQL2 text: {e}")))?,
             Language::Json => cql2::parse_json(raw).map_err(|e| bad(format!("not valid CQL2 JSON: {e}")))?,
@@ -913,10 +928,29 @@ mod tests {
             .expect("a quoted bracket is text");
         Filter::parse("S_INTERSECTS(geometry, MULTIPOLYGON(((108.2 16.0, 108.3 16.0, 108.3 16.1, 108.2 16.0))))", Language::Text, &access)
             .expect("a polygon");
+        Filter::parse(
+            "NOT (area_m2 > 1 AND (number = '1' OR (sheet = '2' AND S_INTERSECTS(geometry, MULTIPOLYGON(((108.2 16.0, 108.3 16.0, 108.3 16.1, 108.2 16.0)))))))",
+            Language::Text,
+            &access,
+        )
+        .expect("seven levels, as a real filter may have");
+    }
+
+    /// The text parser's work doubles a level of an expression that fails: at the depth allowed
+    /// it stays within a few milliseconds (this was the way to pin a worker thread for hours).
+    #[test]
+    fn the_deepest_failing_text_filter_is_quick() {
+        let access = Access::nation(true);
+        let n = MAX_TEXT_DEPTH;
+        for raw in [format!("{}a +{}", "(".repeat(n), ")".repeat(n)), format!("{}area_m2", "(".repeat(n))] {
+            let started = std::time::Instant::now();
+            assert!(Filter::parse(&raw, Language::Text, &access).is_err());
+            assert!(started.elapsed() < std::time::Duration::from_millis(500), "{raw}: {:?}", started.elapsed());
+        }
     }
 
     proptest::proptest! {
-        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(512))]
         /// Whatever text a caller sends as a filter, the answer is a filter or a 400: never a
         /// panic or an abort (the test process would die with it).
         #[test]
