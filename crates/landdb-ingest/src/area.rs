@@ -20,7 +20,7 @@ pub struct WriteArea<'a> {
 impl<'a> WriteArea<'a> {
     /// `communes` is the uploader's area as compiled for its policy; `None` is the whole country.
     pub fn new(communes: Option<&'a Arc<HashSet<CommuneCode>>>, reference: &'a ReferenceData) -> Self {
-        Self { communes: communes.map(AsRef::as_ref), reference }
+        Self { communes: communes.map(|set| &**set), reference }
     }
 
     /// Whether a record of commune `code` (as received) may be created, changed or retired.
