@@ -99,7 +99,7 @@ async fn a_commune_uploader_cannot_replace_another_commune() {
     let (job, text) = finished(&s.base, &uploader, &id).await;
     assert_eq!(job["state"], "failed", "{job}");
     let error = job["error"].as_str().expect("an error");
-    for part in ["Hải_Vân_thay_thế.geojson", &format!("feature {}", all.len()), "20197", "20194"] {
+    for part in ["Hải Vân thay thế.geojson", &format!("feature {}", all.len()), "20197", "20194"] {
         assert!(error.contains(part), "{part} missing from: {error}");
     }
     assert_no_server_path(&text);
