@@ -181,3 +181,20 @@ pub mod fixtures {
         }
     }
 }
+
+/// What keeps a store's throwaway database alive: dropping it removes the database.
+#[derive(Debug)]
+pub enum StoreGuard {
+    Postgis(#[allow(dead_code)] PostgisDb),
+    Embedded(#[allow(dead_code)] EmbeddedDb),
+}
+
+/// One store of each kind (PostGIS, embedded), each over a fresh database.
+pub async fn both_stores() -> Vec<(landdb_store::AnyStore, StoreGuard)> {
+    use landdb_store::{AnyStore, DatabaseUrl};
+    let pg = PostgisDb::create().await.expect("PostGIS");
+    let pg_store = AnyStore::open(&DatabaseUrl::parse(&pg.url).expect("url")).await.expect("open");
+    let file = EmbeddedDb::create();
+    let file_store = AnyStore::open(&DatabaseUrl::Sqlite(file.path.clone())).await.expect("open");
+    vec![(pg_store, StoreGuard::Postgis(pg)), (file_store, StoreGuard::Embedded(file))]
+}

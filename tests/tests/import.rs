@@ -8,20 +8,10 @@ use landdb_ingest::pipeline::Options;
 use landdb_ingest::profiles::FieldMapping;
 use landdb_ingest::verdict::ReasonCode;
 use landdb_model::{FeedPosition, ReferenceData};
-use landdb_store::{AnyStore, ChangeKind, DatabaseUrl, ParcelStore};
-use landdb_tests::{EmbeddedDb, PostgisDb};
+use landdb_store::{AnyStore, ChangeKind, ParcelStore};
 
-enum Guard {
-    Postgis(#[allow(dead_code)] PostgisDb),
-    Embedded(#[allow(dead_code)] EmbeddedDb),
-}
-
-async fn stores() -> Vec<(AnyStore, Guard)> {
-    let pg = PostgisDb::create().await.expect("PostGIS");
-    let pg_store = AnyStore::open(&DatabaseUrl::parse(&pg.url).expect("url")).await.expect("open");
-    let file = EmbeddedDb::create();
-    let file_store = AnyStore::open(&DatabaseUrl::Sqlite(file.path.clone())).await.expect("open");
-    vec![(pg_store, Guard::Postgis(pg)), (file_store, Guard::Embedded(file))]
+async fn stores() -> Vec<(AnyStore, landdb_tests::StoreGuard)> {
+    landdb_tests::both_stores().await
 }
 
 fn sample(path: &str) -> PathBuf {

@@ -4,6 +4,11 @@
 //! verdict counts, the changes and the full report; the records it rejected can be downloaded
 //! as GeoJSON.
 //!
+//! A job belongs to the agency that uploaded it, and so does its batch: the import's identity
+//! includes the agency, so the same bytes from another agency start a batch of their own and never
+//! hand over the first one. Status, report, quarantine and errors name files as the client sent
+//! them (or their path inside the uploaded zip), never where this server keeps them.
+//!
 //! Jobs live in the server's memory: a restart forgets the job, never the import (a committed
 //! batch is in the store, with its report and quarantine; an unfinished one was rolled back).
 
@@ -12,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use landdb_ingest::import::{Imported, Mode};
+use landdb_ingest::import::{Imported, Mode, Submission};
 use landdb_ingest::pipeline::Options;
 use landdb_model::BatchId;
 use landdb_model::ReferenceData;
@@ -182,9 +187,10 @@ impl Jobs {
         tokio::spawn(async move {
             running.lock().state = State::Running;
             let progress = |n: usize| running.records_read.store(n, Ordering::Relaxed);
-            let result = landdb_ingest::import::import(
+            let submission = Submission::upload(&upload, &running.file, &running.agency);
+            let result = landdb_ingest::import::import_submission(
                 &store,
-                std::slice::from_ref(&upload),
+                &submission,
                 &reference,
                 &options,
                 mode,
@@ -203,7 +209,10 @@ impl Jobs {
                 Err(e) => {
                     tracing::warn!(job = running.id, error = %e, "upload failed");
                     o.state = State::Failed;
-                    o.error = Some(e.to_string().replace(&format!("{}/", dir_of(&upload).display()), ""));
+                    // The import names files as shown already; scrub once more for any message
+                    // that carried a path of its own (the OS's, GDAL's).
+                    let message = submission.names.scrub(&e.to_string());
+                    o.error = Some(message.replace(&format!("{}/", dir_of(&upload).display()), ""));
                 }
             }
             drop(o);
@@ -252,7 +261,13 @@ fn quarantine_feature(r: QuarantinedRecord) -> Value {
     if let Some(parcel) = r.source.get("parcel") {
         properties.insert("parcel".into(), parcel.clone());
     }
-    let file = Path::new(&r.file).file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or(r.file);
+    // Rows name files as the client sent them; an absolute path is from a batch the operator
+    // imported on the server, of which only the file name is shown.
+    let file = if Path::new(&r.file).is_absolute() {
+        Path::new(&r.file).file_name().map_or_else(String::new, |f| f.to_string_lossy().into_owned())
+    } else {
+        r.file
+    };
     properties.insert("_file".into(), json!(file));
     properties.insert("_layer".into(), json!(r.layer));
     properties.insert("_feature".into(), json!(r.feature));

@@ -2,11 +2,20 @@
 //! store (a key that is already current), rejected records go to the quarantine, and in
 //! replace-commune mode parcels absent from the upload are retired, changed ones superseded and
 //! unchanged ones left alone. Re-uploading the same content is a no-op that names the earlier batch.
+//!
+//! An upload confined to an area changes nothing outside it: records of other communes are
+//! quarantined (append), a replace-commune upload naming one is refused whole, and the versions it
+//! may supersede or retire come only from [`CurrentInArea`]. Deduplication is per submitter: the
+//! same bytes from two agencies are two imports, and one never finds the other's batch.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use landdb_model::{CommuneCode, Parcel, ParcelKey, ReferenceData, VersionId};
+
+use crate::area::WriteArea;
+use crate::current::CurrentInArea;
+use crate::names::SourceNames;
 use landdb_store::{BatchInfo, BatchWriter, NewBatch, ParcelStore, QuarantinedRecord, StoreError, fingerprint};
 use serde::Serialize;
 use serde_json::json;
@@ -61,12 +70,62 @@ pub struct Imported {
 pub enum ImportError {
     #[error(transparent)]
     Source(#[from] SourceError),
+    #[error(
+        "{file} [{layer}], feature {feature}: commune {commune} is outside {area}. A replace-commune upload \
+         replaces every commune its records name, so it may name only communes inside the area: nothing was \
+         imported and nothing retired. Correct the record's commune code or send it in another upload"
+    )]
+    OutsideArea { file: PathBuf, layer: String, feature: usize, commune: CommuneCode, area: String },
     #[error("{0} (the batch was rolled back; the store is as it was)")]
     Store(#[from] StoreError),
 }
 
-/// SHA-256 over every input file (Shapefile side files included), by name and content, and the mode.
-pub fn content_hash(paths: &[PathBuf], mode: Mode) -> Result<String, SourceError> {
+/// Who sent an import. Part of its identity: the same content from two submitters is two imports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Submitter {
+    /// `landdb import` on the server.
+    Operator,
+    /// An agency, through `POST /jobs`.
+    Agency(String),
+}
+
+/// One import's input: the paths to read, how reports name them, and who sent them.
+#[derive(Debug)]
+pub struct Submission<'a> {
+    pub paths: &'a [PathBuf],
+    pub names: SourceNames,
+    pub submitter: Submitter,
+}
+
+impl<'a> Submission<'a> {
+    /// The operator's import of `paths`, named as given.
+    pub fn operator(paths: &'a [PathBuf]) -> Self {
+        Self { paths, names: SourceNames::as_given(paths), submitter: Submitter::Operator }
+    }
+
+    /// An agency's upload, kept on the server at `path` and named `shown` as the client named it.
+    pub fn upload(path: &'a PathBuf, shown: &str, agency: &str) -> Self {
+        Self {
+            paths: std::slice::from_ref(path),
+            names: SourceNames::shown_as(vec![(path.clone(), shown.to_owned())]),
+            submitter: Submitter::Agency(agency.to_owned()),
+        }
+    }
+
+    /// What the batch records as its source.
+    fn source(&self) -> String {
+        let files = self.paths.iter().map(|p| self.names.shown(p)).collect::<Vec<_>>().join(", ");
+        match &self.submitter {
+            Submitter::Operator => files,
+            Submitter::Agency(agency) => format!("upload by {agency}: {files}"),
+        }
+    }
+}
+
+/// SHA-256 over the submitter (an agency's name; nothing for the operator, so the operator's
+/// earlier batches keep their hashes), the mode, and every input file (Shapefile side files
+/// included) by name and content.
+pub fn content_hash(paths: &[PathBuf], mode: Mode, submitter: &Submitter) -> Result<String, SourceError> {
     let mut files: BTreeSet<PathBuf> = BTreeSet::new();
     fn walk(path: &Path, files: &mut BTreeSet<PathBuf>) -> Result<(), SourceError> {
         let read = |source| SourceError::Read { file: path.to_owned(), source };
@@ -96,6 +155,12 @@ pub fn content_hash(paths: &[PathBuf], mode: Mode) -> Result<String, SourceError
         walk(p, &mut files)?;
     }
     let mut hasher = Sha256::new();
+    if let Submitter::Agency(agency) = submitter {
+        // Length-prefixed, so that no agency name can run into the mode and collide.
+        hasher.update(b"agency:");
+        hasher.update((agency.len() as u64).to_le_bytes());
+        hasher.update(agency.as_bytes());
+    }
     hasher.update(mode.name());
     for file in &files {
         let bytes = std::fs::read(file).map_err(|source| SourceError::Read { file: file.clone(), source })?;
@@ -162,31 +227,36 @@ struct Loader<'a, S: ParcelStore> {
     batch: S::Batch,
     mode: Mode,
     ledger: Ledger,
-    /// The current versions of every commune seen so far, by key: version and fingerprint.
-    current: HashMap<ParcelKey, (VersionId, String)>,
-    communes: BTreeSet<CommuneCode>,
+    /// The current versions of every commune seen so far that is inside the area.
+    current: CurrentInArea<'a>,
     uploaded: HashSet<ParcelKey>,
     written: HashMap<usize, Written>,
     changes: Changes,
 }
 
 impl<S: ParcelStore> Loader<'_, S> {
-    async fn take(&mut self, chunk: Vec<Processed>) -> Result<(), StoreError> {
+    async fn take(&mut self, chunk: Vec<Processed>) -> Result<(), ImportError> {
         let first = self.ledger.record(&chunk);
-        let new: Vec<CommuneCode> = chunk
-            .iter()
-            .filter_map(|p| p.outcome.key.as_ref().map(|k| &k.commune))
-            .filter(|c| !self.communes.contains(*c))
-            .cloned()
-            .collect::<BTreeSet<_>>()
-            .into_iter()
-            .collect();
-        if !new.is_empty() {
-            for e in self.store.current_in_communes(&new).await? {
-                self.current.insert(e.key, (e.version, e.fingerprint));
+        if self.mode == Mode::ReplaceCommune {
+            // Before anything of this chunk is written (and the batch is rolled back on error, so
+            // nothing of earlier chunks stays either): any record naming a commune outside the
+            // area, accepted or rejected, refuses the whole upload.
+            let outside = chunk.iter().enumerate().find_map(|(i, p)| {
+                let key = p.outcome.key.as_ref()?;
+                (!self.current.area().admits(&key.commune)).then(|| (first + i, key.commune.clone()))
+            });
+            if let Some((entry, commune)) = outside {
+                let (file, layer, feature) = self.ledger.origin(entry).unwrap_or((Path::new(""), "", 0));
+                return Err(ImportError::OutsideArea {
+                    file: file.to_owned(),
+                    layer: layer.to_owned(),
+                    feature,
+                    commune,
+                    area: self.current.area().describe(),
+                });
             }
-            self.communes.extend(new);
         }
+        self.current.load(self.store, chunk.iter().filter_map(|p| p.outcome.key.as_ref().map(|k| &k.commune))).await?;
         let mut inserts: Vec<(usize, Parcel)> = Vec::new();
         let mut updates: Vec<(usize, Parcel, VersionId)> = Vec::new();
         let mut quarantine = Vec::new();
@@ -196,6 +266,18 @@ impl<S: ParcelStore> Loader<'_, S> {
                 self.uploaded.insert(key.clone());
             }
             if let Some(parcel) = p.outcome.parcel.take() {
+                // The pipeline already rejects these; a parcel that got here anyway is not written.
+                if !self.current.area().admits(&parcel.key.commune) {
+                    let reason = Reason::new(
+                        ReasonCode::OutsideUploaderArea,
+                        format!("commune {} is outside {}", parcel.key.commune, self.current.area().describe()),
+                    );
+                    self.ledger.reject(entry, reason.clone());
+                    p.outcome.parcel = Some(parcel);
+                    p.outcome.reject(reason);
+                    quarantine.push(quarantine_record(&self.ledger, entry, quarantine_source(&p)));
+                    continue;
+                }
                 if self.ledger.first_with_key(&parcel.key) != Some(entry) {
                     self.written.insert(entry, Written::Held(Box::new(parcel)));
                     continue;
@@ -242,7 +324,7 @@ impl<S: ParcelStore> Loader<'_, S> {
             self.changes.updated += 1;
         }
         self.changes.quarantined += quarantine.len();
-        self.batch.quarantine(&quarantine).await
+        Ok(self.batch.quarantine(&quarantine).await?)
     }
 
     /// The checks over the whole upload: parcels whose key turned out to occur twice are
@@ -285,9 +367,7 @@ impl<S: ParcelStore> Loader<'_, S> {
         self.changes.quarantined += quarantine.len();
         self.batch.quarantine(&quarantine).await?;
         if self.mode == Mode::ReplaceCommune {
-            let mut retire: Vec<VersionId> =
-                self.current.iter().filter(|(k, _)| !self.uploaded.contains(*k)).map(|(_, (v, _))| *v).collect();
-            retire.sort();
+            let retire = self.current.absent_from(&self.uploaded);
             self.batch.retire(&retire).await?;
             self.changes.retired = retire.len();
         }
@@ -295,8 +375,7 @@ impl<S: ParcelStore> Loader<'_, S> {
     }
 }
 
-/// Imports `paths` as one batch. Parcels are loaded while the files are still being read; the
-/// batch commits only when everything was read, judged and written, and is rolled back otherwise.
+/// The operator's import of `paths` as one batch (see [`import_submission`]).
 pub async fn import<S: ParcelStore>(
     store: &S,
     paths: &[PathBuf],
@@ -305,7 +384,24 @@ pub async fn import<S: ParcelStore>(
     mode: Mode,
     progress: &(dyn Fn(usize) + Sync),
 ) -> Result<Imported, ImportError> {
-    let hash = content_hash(paths, mode)?;
+    import_submission(store, &Submission::operator(paths), reference, options, mode, progress).await
+}
+
+/// Imports a submission as one batch. Parcels are loaded while the files are still being read;
+/// the batch commits only when everything was read, judged and written, and is rolled back
+/// otherwise. `options.area` confines what it may change.
+pub async fn import_submission<S: ParcelStore>(
+    store: &S,
+    submission: &Submission<'_>,
+    reference: &ReferenceData,
+    options: &Options,
+    mode: Mode,
+    progress: &(dyn Fn(usize) + Sync),
+) -> Result<Imported, ImportError> {
+    let paths = submission.paths;
+    let names = &submission.names;
+    let hash = content_hash(paths, mode, &submission.submitter).map_err(|e| names.error(e))?;
+    // The hash covers the submitter: an earlier batch found here is the submitter's own.
     if let Some(earlier) = store.batch_by_content_hash(&hash).await? {
         let report: ImportReport = ImportReport {
             batch: Some(json!({ "id": earlier.id, "committed_at": earlier.committed_at })),
@@ -313,10 +409,9 @@ pub async fn import<S: ParcelStore>(
         };
         return Ok(Imported { report, changes: Changes::default(), batch: earlier, already_imported: true });
     }
-    let source = paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ");
     let batch = store
         .begin_batch(NewBatch {
-            source,
+            source: submission.source(),
             province_code: None,
             content_hash: Some(hash.clone()),
             mode: mode.name().into(),
@@ -327,8 +422,7 @@ pub async fn import<S: ParcelStore>(
         batch,
         mode,
         ledger: Ledger::default(),
-        current: HashMap::new(),
-        communes: BTreeSet::new(),
+        current: CurrentInArea::new(WriteArea::new(options.area.as_ref(), reference)),
         uploaded: HashSet::new(),
         written: HashMap::new(),
         changes: Changes::default(),
@@ -345,7 +439,7 @@ pub async fn import<S: ParcelStore>(
         std::thread::scope(|scope| {
             let reader = scope.spawn(|| {
                 let tx = tx;
-                pipeline::stream(paths, &scratch, reference, options, progress, &|chunk| {
+                pipeline::stream(paths, &scratch, names, reference, options, progress, &|chunk| {
                     tx.send(chunk).map_err(|_| SourceError::Unreadable {
                         file: paths.first().cloned().unwrap_or_default(),
                         reason: "the import stopped".into(),
@@ -356,14 +450,14 @@ pub async fn import<S: ParcelStore>(
                 while let Ok(chunk) = rx.recv() {
                     loader.take(chunk).await?;
                 }
-                Ok::<_, StoreError>(())
+                Ok::<_, ImportError>(())
             });
             drop(rx);
             let read = reader.join().unwrap_or_else(|_| {
-                Err(SourceError::Unreadable {
+                Err(names.error(SourceError::Unreadable {
                     file: paths.first().cloned().unwrap_or_default(),
                     reason: "the reader failed".into(),
-                })
+                }))
             });
             (read, loaded)
         })
@@ -378,7 +472,7 @@ pub async fn import<S: ParcelStore>(
         }
         (_, Err(e)) => {
             let _ = loader.batch.rollback().await;
-            return Err(e.into());
+            return Err(e);
         }
     };
     if let Err(e) = loader.finish().await {
@@ -387,7 +481,7 @@ pub async fn import<S: ParcelStore>(
     }
     let mut report = loader.ledger.report(layers);
     let changes = loader.changes.clone();
-    let province = loader.communes.first().and_then(|c| reference.province_of(c)).map(|p| p.to_string());
+    let province = loader.current.communes().first().and_then(|c| reference.province_of(c)).map(|p| p.to_string());
     let summary = json!({
         "province": province,
         "input": report.input,

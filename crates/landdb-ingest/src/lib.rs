@@ -2,10 +2,13 @@
 //! canonical [`landdb_model::Parcel`], or into a [`RecordError`] that says which file, feature and
 //! field was wrong.
 
+pub mod area;
 pub mod crs;
+pub mod current;
 pub mod geometry;
 pub mod import;
 pub mod load;
+pub mod names;
 pub mod normalize;
 pub mod overlap;
 pub mod pipeline;

@@ -27,7 +27,8 @@ pub fn accepted_parcels(
     let options = Options { crs_override: None, mapping, area: None };
     let collected = Mutex::new((Ledger::default(), Vec::<(usize, Parcel)>::new()));
     let stopped = || SourceError::Unreadable { file: PathBuf::new(), reason: "the import stopped".into() };
-    pipeline::stream(files, scratch, reference, &options, &|_| {}, &|chunk| {
+    let names = crate::names::SourceNames::as_given(files);
+    pipeline::stream(files, scratch, &names, reference, &options, &|_| {}, &|chunk| {
         let mut guard = collected.lock().map_err(|_| stopped())?;
         let (ledger, parcels) = &mut *guard;
         let first = ledger.record(&chunk);

@@ -14,7 +14,9 @@ use rayon::prelude::*;
 use serde::Serialize;
 
 use crate::SourceError;
+use crate::area::WriteArea;
 use crate::crs::{CrsChoice, from_declared, looks_geographic};
+use crate::names::SourceNames;
 use crate::normalize::{Normalizer, Outcome};
 use crate::profiles::FieldMapping;
 use crate::source::{self, EncodingFound, SourceGeometry, SourceLayer, SourceRecord};
@@ -28,8 +30,9 @@ pub struct Options {
     /// `--crs`: wins over whatever the files say.
     pub crs_override: Option<CrsChoice>,
     pub mapping: FieldMapping,
-    /// The communes the upload may change (an uploader's province), when it is confined: a
-    /// record of any other commune is rejected and quarantined with its reason.
+    /// The communes the upload may change (an uploader's area), when it is confined: a record of
+    /// any other commune is rejected and quarantined with its reason (see [`crate::area`]; a
+    /// replace-commune import naming one is refused whole).
     pub area: Option<std::sync::Arc<std::collections::HashSet<landdb_model::CommuneCode>>>,
 }
 
@@ -187,7 +190,8 @@ pub fn run(
     progress: &(dyn Fn(usize) + Sync),
 ) -> Result<ImportReport, SourceError> {
     let ledger = Mutex::new(Ledger::default());
-    let layers = stream(paths, scratch, reference, options, progress, &|chunk| {
+    let names = SourceNames::as_given(paths);
+    let layers = stream(paths, scratch, &names, reference, options, progress, &|chunk| {
         ledger.lock().map_err(|_| stopped(paths))?.record(&chunk);
         Ok(())
     })?;
@@ -202,34 +206,40 @@ fn stopped(paths: &[PathBuf]) -> SourceError {
 
 /// Reads and normalises everything under `paths`, handing each chunk to `sink` as soon as it is
 /// judged (files in parallel, the chunks of one layer in order). `progress` is told the records
-/// done so far. Returns what was found about each layer.
+/// done so far. Returns what was found about each layer. Records, layers and errors name their
+/// files as `names` shows them.
 pub fn stream(
     paths: &[PathBuf],
     scratch: &Path,
+    names: &SourceNames,
     reference: &ReferenceData,
     options: &Options,
     progress: &(dyn Fn(usize) + Sync),
     sink: &(dyn Fn(Vec<Processed>) -> Result<(), SourceError> + Sync),
 ) -> Result<Vec<LayerReport>, SourceError> {
-    let files = source::expand(paths, scratch)?;
+    let files = source::expand(paths, scratch, names).map_err(|e| names.error(e))?;
     if files.is_empty() {
-        return Err(SourceError::Unreadable {
+        return Err(names.error(SourceError::Unreadable {
             file: paths.first().cloned().unwrap_or_default(),
             reason: "no cadastral file (.shp, .gpkg, .geojson, .json, .dxf, .dgn, .tab, .kml, .csv, .zip) found".into(),
-        });
+        }));
     }
     // Files in parallel (each with its own GDAL dataset), records of a file in parallel too.
     let done = AtomicUsize::new(0);
     let per_file: Vec<Vec<LayerReport>> = files
         .par_iter()
-        .map(|file| read_file(file, reference, options, &done, progress, sink))
+        .map(|file| {
+            read_file(file, &names.shown_path(file), reference, options, &done, progress, sink)
+                .map_err(|e| names.error(e))
+        })
         .collect::<Result<_, _>>()?;
     Ok(per_file.into_iter().flatten().collect())
 }
 
-/// Every layer of one file, read and normalised.
+/// Every layer of one file, read and normalised; `shown` is the file's name in what is reported.
 fn read_file(
     file: &Path,
+    shown: &Path,
     reference: &ReferenceData,
     options: &Options,
     done: &AtomicUsize,
@@ -237,6 +247,7 @@ fn read_file(
     sink: &(dyn Fn(Vec<Processed>) -> Result<(), SourceError> + Sync),
 ) -> Result<Vec<LayerReport>, SourceError> {
     let file = &file.to_path_buf();
+    let area = WriteArea::new(options.area.as_ref(), reference);
     let mut layers = Vec::new();
     for mut layer in source::layers(file)? {
         if layer.driver == "ESRI Shapefile"
@@ -274,7 +285,7 @@ fn read_file(
                             crs_note: note.clone(),
                             orientation_matters: matches!(layer.driver.as_str(), "GeoJSON" | source::OWN_GEOJSON),
                         };
-                        chunk.par_iter().map(|r| confine(normalizer.normalize(r), options)).collect()
+                        chunk.par_iter().map(|r| confine(normalizer.normalize(r), &area)).collect()
                     }
                     None => chunk
                         .iter()
@@ -301,7 +312,7 @@ fn read_file(
                     .zip(chunk)
                     .map(|(outcome, record)| {
                         let source = (outcome.verdict == Verdict::Rejected).then_some(record);
-                        Processed { file: file.clone(), layer: layer.layer.clone(), outcome, source }
+                        Processed { file: shown.to_owned(), layer: layer.layer.clone(), outcome, source }
                     })
                     .collect();
                 sink(processed)?;
@@ -313,7 +324,7 @@ fn read_file(
         })?;
         let (crs, basis, _) = decided.unwrap_or((None, "empty layer".into(), None));
         layers.push(LayerReport {
-            file: layer.file.clone(),
+            file: shown.to_owned(),
             layer: layer.layer.clone(),
             driver: layer.driver.clone(),
             features,
@@ -490,13 +501,13 @@ impl Ledger {
     }
 }
 
-/// Rejects an outcome whose commune lies outside the upload's area, when it has one.
-fn confine(mut outcome: Outcome, options: &Options) -> Outcome {
-    let (Some(area), Some(key)) = (&options.area, &outcome.key) else { return outcome };
-    if outcome.verdict != Verdict::Rejected && !area.contains(&key.commune) {
+/// Rejects an outcome whose commune lies outside the upload's area.
+fn confine(mut outcome: Outcome, area: &WriteArea<'_>) -> Outcome {
+    let Some(key) = &outcome.key else { return outcome };
+    if outcome.verdict != Verdict::Rejected && !area.admits(&key.commune) {
         outcome.reasons.push(Reason::new(
             ReasonCode::OutsideUploaderArea,
-            format!("commune {} is outside the area this agency may upload for", key.commune),
+            format!("commune {} is outside {}", key.commune, area.describe()),
         ));
         outcome.verdict = Verdict::Rejected;
         outcome.parcel = None;

@@ -1,5 +1,6 @@
 //! Reference data loaded at start-up: administrative units (after the 2025 merger, with the old
-//! units merged into each), the VN-2000 zone of every pre-2025 province, and land-use codes (legacy
+//! units merged into each, and the codes retired by earlier mergers that files still carry), the
+//! VN-2000 zone of every pre-2025 province, and land-use codes (legacy
 //! and 2024 lists with a mapping). The files in `crates/landdb-model/reference/` are compiled in as
 //! the defaults; an operator can replace any of them by putting a file of the same name in a
 //! reference directory (`--reference-dir`), without a rebuild.
@@ -74,6 +75,23 @@ pub struct CommuneMerge {
     pub merge_type: MergeType,
 }
 
+/// An old commune merged wholly into another before 1 July 2025 (the 2024 mergers, for instance):
+/// its successor `code` is a unit the 2025 merges know, so the old code still reaches a 2025
+/// commune through it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EarlierMerge {
+    pub old_code: CommuneCode,
+    pub code: CommuneCode,
+    pub old_name: String,
+    pub effective: NaiveDate,
+    /// The act that made the merger (a resolution number).
+    pub act: String,
+}
+
+/// How many earlier mergers a code may pass through before it reaches the 2025 lists; more is a
+/// loop in the data.
+const EARLIER_MERGE_DEPTH: usize = 8;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum LandUseGroup {
@@ -122,10 +140,11 @@ pub enum CommuneResolution {
 
 /// The file names of the reference set, as they appear in `reference/` and in an operator's
 /// override directory.
-pub const FILES: [&str; 8] = [
+pub const FILES: [&str; 9] = [
     "provinces.csv",
     "communes.csv",
     "commune-merges.csv",
+    "commune-earlier-merges.csv",
     "old-provinces.csv",
     "old-commune-enclaves.csv",
     "vn2000-zones.csv",
@@ -138,6 +157,7 @@ fn embedded(file: &str) -> &'static str {
         "provinces.csv" => include_str!("../reference/provinces.csv"),
         "communes.csv" => include_str!("../reference/communes.csv"),
         "commune-merges.csv" => include_str!("../reference/commune-merges.csv"),
+        "commune-earlier-merges.csv" => include_str!("../reference/commune-earlier-merges.csv"),
         "old-provinces.csv" => include_str!("../reference/old-provinces.csv"),
         "old-commune-enclaves.csv" => include_str!("../reference/old-commune-enclaves.csv"),
         "vn2000-zones.csv" => include_str!("../reference/vn2000-zones.csv"),
@@ -168,6 +188,8 @@ pub struct ReferenceData {
     communes: HashMap<CommuneCode, Commune>,
     /// Old commune code → the merges it took part in.
     merges_by_old: HashMap<CommuneCode, Vec<CommuneMerge>>,
+    /// Old commune code → the unit it was merged into before the 2025 merger.
+    earlier: HashMap<CommuneCode, CommuneCode>,
     /// Sorted by first commune code.
     old_provinces: Vec<OldProvince>,
     enclaves: Vec<CommuneEnclave>,
@@ -198,6 +220,8 @@ impl ReferenceData {
         let provinces: Vec<Province> = parse_csv("provinces.csv", &read("provinces.csv")?)?;
         let communes: Vec<Commune> = parse_csv("communes.csv", &read("communes.csv")?)?;
         let merges: Vec<CommuneMerge> = parse_csv("commune-merges.csv", &read("commune-merges.csv")?)?;
+        let earlier: Vec<EarlierMerge> =
+            parse_csv("commune-earlier-merges.csv", &read("commune-earlier-merges.csv")?)?;
         let mut old_provinces: Vec<OldProvince> = parse_csv("old-provinces.csv", &read("old-provinces.csv")?)?;
         let enclaves: Vec<CommuneEnclave> = parse_csv("old-commune-enclaves.csv", &read("old-commune-enclaves.csv")?)?;
         let zones: Vec<ZoneRow> = parse_csv("vn2000-zones.csv", &read("vn2000-zones.csv")?)?;
@@ -217,10 +241,11 @@ impl ReferenceData {
         for merge in merges {
             merges_by_old.entry(merge.old_code.clone()).or_default().push(merge);
         }
-        Ok(Self {
+        let data = Self {
             provinces: provinces.into_iter().map(|p| (p.code.clone(), p)).collect(),
             communes: communes.into_iter().map(|c| (c.code.clone(), c)).collect(),
             merges_by_old,
+            earlier: earlier.into_iter().map(|e| (e.old_code, e.code)).collect(),
             old_provinces,
             enclaves,
             zones: zones
@@ -229,7 +254,20 @@ impl ReferenceData {
                 .collect(),
             land_use: land_use.into_iter().map(|l| ((l.code.clone(), l.list.clone()), l)).collect(),
             land_use_mapping: mapping.into_iter().map(|m| (m.legacy_code, m.current_code)).collect(),
-        })
+        };
+        // An earlier merger that leads nowhere would silently leave its parcels out of every
+        // area: refuse the data instead.
+        for (old, successor) in &data.earlier {
+            if data.resolve_commune(old) == CommuneResolution::Unknown {
+                return Err(ReferenceError::Inconsistent {
+                    file: "commune-earlier-merges.csv".into(),
+                    message: format!(
+                        "{old} is merged into {successor}, which reaches no 2025 commune (in no list, or a loop)"
+                    ),
+                });
+            }
+        }
+        Ok(data)
     }
 
     pub fn province(&self, code: &ProvinceCode) -> Option<&Province> {
@@ -250,12 +288,23 @@ impl ReferenceData {
 
     /// Maps a commune code as received to the 2025 communes. A 2025 code wins over an old code that
     /// happens to be the same number, since new units re-use a constituent's old code.
+    /// An old code that an earlier merger retired is followed to the unit it went into.
     pub fn resolve_commune(&self, code: &CommuneCode) -> CommuneResolution {
+        self.resolve_within(code, EARLIER_MERGE_DEPTH)
+    }
+
+    fn resolve_within(&self, code: &CommuneCode, depth: usize) -> CommuneResolution {
         if self.communes.contains_key(code) {
             return CommuneResolution::Current(code.clone());
         }
         match self.merges_by_old.get(code).map(Vec::as_slice) {
-            None | Some([]) => CommuneResolution::Unknown,
+            None | Some([]) => match self.earlier.get(code) {
+                Some(successor) if depth > 0 => match self.resolve_within(successor, depth - 1) {
+                    CommuneResolution::Current(c) => CommuneResolution::MergedInto(c),
+                    other => other,
+                },
+                _ => CommuneResolution::Unknown,
+            },
             Some([only]) => CommuneResolution::MergedInto(only.code.clone()),
             Some(several) => {
                 if let Some(full) = several.iter().find(|m| m.merge_type == MergeType::Full) {
@@ -268,10 +317,29 @@ impl ReferenceData {
     }
 
     /// The old commune codes merged (wholly or partly) into a 2025 commune, in code order.
+    /// Codes retired by earlier mergers into any of those are included.
     pub fn old_codes_merged_into(&self, code: &CommuneCode) -> Vec<CommuneCode> {
         let mut codes: Vec<CommuneCode> =
             self.merges_by_old.values().flatten().filter(|m| m.code == *code).map(|m| m.old_code.clone()).collect();
+        // Successors are earlier codes or the commune itself: grow the set until no earlier
+        // merger leads into it (bounded, the data was checked for loops at load).
+        for _ in 0..EARLIER_MERGE_DEPTH {
+            let before = codes.len();
+            let found: Vec<CommuneCode> = self
+                .earlier
+                .iter()
+                .filter(|&(old, successor)| {
+                    (successor == code || codes.contains(successor)) && !codes.contains(old) && old != code
+                })
+                .map(|(old, _)| old.clone())
+                .collect();
+            codes.extend(found);
+            if codes.len() == before {
+                break;
+            }
+        }
         codes.sort();
+        codes.dedup();
         codes
     }
 
@@ -374,6 +442,31 @@ mod tests {
         assert_eq!(r.resolve_commune(&commune("00013")), CommuneResolution::MergedInto(commune("00004")));
         assert_eq!(r.resolve_commune(&commune("00004")), CommuneResolution::Current(commune("00004")));
         assert_eq!(r.resolve_commune(&commune("99999")), CommuneResolution::Unknown);
+    }
+
+    #[test]
+    fn codes_retired_in_2024_reach_their_2025_commune() {
+        let r = reference();
+        // Phường An Hải Đông went into An Hải Nam (20278) in 2024, which is in An Hải (20275) since 2025.
+        assert_eq!(r.resolve_commune(&commune("20281")), CommuneResolution::MergedInto(commune("20275")));
+        assert_eq!(r.resolve_commune(&commune("20203")), CommuneResolution::MergedInto(commune("20209")));
+        assert!(r.old_codes_merged_into(&commune("20275")).contains(&commune("20281")));
+        assert!(r.old_codes_merged_into(&commune("20209")).contains(&commune("20203")));
+        assert!(!r.old_codes_merged_into(&commune("20209")).contains(&commune("20281")));
+    }
+
+    #[test]
+    fn an_earlier_merger_that_leads_nowhere_is_refused() {
+        let dir = std::env::temp_dir().join(format!("landdb-ref-earlier-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        std::fs::write(
+            dir.join("commune-earlier-merges.csv"),
+            "old_code,code,old_name,effective,act\n20203,99998,X,2025-01-01,t\n",
+        )
+        .expect("write");
+        let err = ReferenceData::with_overrides(&dir).expect_err("refused");
+        assert!(err.to_string().contains("commune-earlier-merges.csv") && err.to_string().contains("20203"), "{err}");
+        std::fs::remove_dir_all(&dir).ok();
     }
 
     #[test]

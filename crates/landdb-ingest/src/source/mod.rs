@@ -122,7 +122,11 @@ pub struct SourceLayer {
 pub const EXTENSIONS: [&str; 11] = ["shp", "gpkg", "geojson", "json", "dxf", "dgn", "tab", "kml", "csv", "zip", "mif"];
 
 /// The files among `paths`: directories walked, zips extracted into `scratch`.
-pub fn expand(paths: &[PathBuf], scratch: &Path) -> Result<Vec<PathBuf>, SourceError> {
+pub fn expand(
+    paths: &[PathBuf],
+    scratch: &Path,
+    names: &crate::names::SourceNames,
+) -> Result<Vec<PathBuf>, SourceError> {
     let mut files = Vec::new();
     for path in paths {
         if path.is_dir() {
@@ -132,12 +136,13 @@ pub fn expand(paths: &[PathBuf], scratch: &Path) -> Result<Vec<PathBuf>, SourceE
                 .collect();
             inside.sort();
             files.extend(
-                expand(&inside, scratch)?.into_iter().filter(|f| f.file_name().is_some_and(|n| n != "manifest.json")),
+                expand(&inside, scratch, names)?.into_iter().filter(|f| f.file_name().is_some_and(|n| n != "manifest.json")),
             );
         } else if has_extension(path, &["zip"]) {
             let target = scratch.join(format!("zip-{}", files.len()));
             extract_zip(path, &target)?;
-            files.extend(expand(&[target], scratch)?);
+            names.extracted(path, &target);
+            files.extend(expand(&[target], scratch, names)?);
         } else if has_extension(path, &EXTENSIONS) {
             files.push(path.clone());
         } else if !path.exists() {
