@@ -157,6 +157,9 @@ pub struct Disclosed {
     pub parcels: u64,
     /// The versions whose personal data the answer held.
     pub personal: Vec<i64>,
+    /// Every version the answer held, personal data or not: the audit log answers "which
+    /// agencies received this parcel" from it.
+    pub versions: Vec<i64>,
 }
 
 impl Disclosed {
@@ -165,6 +168,7 @@ impl Disclosed {
         let mut d = Disclosed::default();
         for p in parcels {
             d.parcels += 1;
+            d.versions.push(p.version().0);
             if personal_fields && let Some(v) = Disclosed::personal_of(p) {
                 d.personal.push(v);
             }
@@ -424,6 +428,7 @@ impl RequestLine {
             status: status.as_u16(),
             parcels: disclosed.parcels,
             personal: disclosed.personal,
+            versions: disclosed.versions,
         }
     }
 }

@@ -240,6 +240,7 @@ pub async fn audit(
         since: time("since")?,
         until: time("until")?,
         disclosed,
+        received: None,
         after: number("after", 0)?,
         limit: number("limit", 1000)?.clamp(1, 10_000),
     };

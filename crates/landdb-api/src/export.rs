@@ -73,7 +73,11 @@ impl Selection {
                 }
             }
         };
-        crate::access::Disclosed { parcels, personal }
+        let versions = match self {
+            Selection::All => view.parcels().map(|p| p.version().0).collect(),
+            Selection::Versions(v) => v.iter().map(|id| id.0).collect(),
+        };
+        crate::access::Disclosed { parcels, personal, versions }
     }
 
     /// How many parcels it holds.
