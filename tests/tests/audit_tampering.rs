@@ -137,7 +137,10 @@ async fn postgis_every_column_of_the_audit_tables_is_checked() {
         // Emptying the index hides "who saw parcel 105" without touching a hash.
         ("UPDATE audit_block SET disclosed = '{}' WHERE last_seq = 6", "column disclosed"),
         ("UPDATE audit_block SET disclosed = array_remove(disclosed, 205) WHERE last_seq = 6", "column disclosed"),
-        ("UPDATE audit_block SET entries = replace(entries, '\"limit=5\"', '\"limit=50\"') WHERE last_seq = 6", "audit entry 5"),
+        (
+            "UPDATE audit_block SET entries = replace(entries, '\"limit=5\"', '\"limit=50\"') WHERE last_seq = 6",
+            "audit entry 5",
+        ),
         ("UPDATE audit_block SET entries = 'not a line' WHERE last_seq = 6", "column entries"),
         ("UPDATE audit_head SET seq = 8", "recorded head"),
         ("UPDATE audit_head SET hash = repeat('0', 64)", "recorded head"),
@@ -158,7 +161,9 @@ async fn embedded_every_column_of_the_audit_tables_is_checked() {
     fill(&store).await;
     assert_eq!(verify(&store).await.expect("intact").entries, 9);
     // SQLite cannot disable a trigger: its owner drops them.
-    for t in ["audit_entry_no_update", "audit_entry_no_delete", "audit_disclosure_no_update", "audit_disclosure_no_delete"] {
+    for t in
+        ["audit_entry_no_update", "audit_entry_no_delete", "audit_disclosure_no_update", "audit_disclosure_no_delete"]
+    {
         db.run(&format!("DROP TRIGGER {t}")).await;
     }
     let edits = [
@@ -183,7 +188,10 @@ async fn embedded_every_column_of_the_audit_tables_is_checked() {
         ("INSERT INTO audit_disclosure VALUES (77, 5)", "audit_disclosure lists version 77"),
         ("INSERT INTO audit_disclosure VALUES (77, 12)", "audit_disclosure lists version 77"),
         ("UPDATE audit_head SET seq = 8", "recorded head"),
-        ("UPDATE audit_head SET hash = prev_hash FROM (SELECT prev_hash FROM audit_entry WHERE seq = 9)", "recorded head"),
+        (
+            "UPDATE audit_head SET hash = prev_hash FROM (SELECT prev_hash FROM audit_entry WHERE seq = 9)",
+            "recorded head",
+        ),
         ("DELETE FROM audit_head", "head is missing"),
     ];
     each_edit_is_found(&store, &db, &["audit_entry", "audit_disclosure", "audit_head"], &edits).await;
@@ -201,7 +209,8 @@ async fn anchored(store: &AnyStore, db: &Db) {
     assert_eq!(verify_with(store, &file, &key).await, Ok(2));
     let all = store.audit_entries(&AuditQuery { limit: 100, ..AuditQuery::default() }).await.expect("entries");
     let pg = matches!(db, Db::Pg(_));
-    let tables = if pg { vec!["audit_block", "audit_head"] } else { vec!["audit_entry", "audit_disclosure", "audit_head"] };
+    let tables =
+        if pg { vec!["audit_block", "audit_head"] } else { vec!["audit_entry", "audit_disclosure", "audit_head"] };
     for t in &tables {
         db.run(&format!("DROP TABLE IF EXISTS saved_{t}; CREATE TABLE saved_{t} AS SELECT * FROM {t}")).await;
     }

@@ -149,8 +149,20 @@ fn write_preimage(
     let (agency, key_id, purpose) = (&*e.agency, &*e.key_id, &*e.purpose);
     match form {
         Form::PersonalOnly => {
-            let p: PersonalOnly =
-                (seq, at, agency, key_id, &e.method, &e.endpoint, &e.params, purpose, e.status, e.parcels, &e.personal, prev_hash);
+            let p: PersonalOnly = (
+                seq,
+                at,
+                agency,
+                key_id,
+                &e.method,
+                &e.endpoint,
+                &e.params,
+                purpose,
+                e.status,
+                e.parcels,
+                &e.personal,
+                prev_hash,
+            );
             serde_json::to_writer(out, &p)
         }
         Form::EveryVersion => {
@@ -283,7 +295,8 @@ pub fn read_line(line: &str) -> Result<AuditEntry, String> {
         Some(d) => (from_deltas(&d), Form::EveryVersion),
         None => (Vec::new(), Form::PersonalOnly),
     };
-    let event = AuditEvent { at, agency, key_id, method, endpoint, params, purpose, status, parcels, personal, versions };
+    let event =
+        AuditEvent { at, agency, key_id, method, endpoint, params, purpose, status, parcels, personal, versions };
     Ok(AuditEntry { seq, event, prev_hash, hash: hash.to_owned(), form })
 }
 

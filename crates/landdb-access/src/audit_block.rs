@@ -58,7 +58,10 @@ impl BlockColumns {
             return Err(broken("entries", "holds no entries".to_owned()));
         };
         if self.last_seq != implied.last_seq {
-            return Err(broken("last_seq", format!("says {} but its last entry is {}", self.last_seq, implied.last_seq)));
+            return Err(broken(
+                "last_seq",
+                format!("says {} but its last entry is {}", self.last_seq, implied.last_seq),
+            ));
         }
         if self.first_seq != implied.first_seq {
             return Err(broken(
@@ -67,10 +70,16 @@ impl BlockColumns {
             ));
         }
         if self.min_at != implied.min_at {
-            return Err(broken("min_at", format!("says {} but its earliest entry is at {}", self.min_at, implied.min_at)));
+            return Err(broken(
+                "min_at",
+                format!("says {} but its earliest entry is at {}", self.min_at, implied.min_at),
+            ));
         }
         if self.max_at != implied.max_at {
-            return Err(broken("max_at", format!("says {} but its latest entry is at {}", self.max_at, implied.max_at)));
+            return Err(broken(
+                "max_at",
+                format!("says {} but its latest entry is at {}", self.max_at, implied.max_at),
+            ));
         }
         if self.agencies != implied.agencies {
             return Err(broken(

@@ -320,8 +320,8 @@ mod tests {
         // The second line's entry number changed to 5.
         let lines: Vec<&str> = text.lines().collect();
         let edited = lines[1].replacen("6 ", "5 ", 1);
-        let broken = check(&format!("{}\n{edited}\n{}\n", lines[0], lines[2]), &c, &key.verifying_key())
-            .expect_err("edited");
+        let broken =
+            check(&format!("{}\n{edited}\n{}\n", lines[0], lines[2]), &c, &key.verifying_key()).expect_err("edited");
         assert_eq!(broken.line, 2, "{broken}");
         assert!(broken.why.contains("signature"), "{broken}");
         let reordered = format!("{}\n{}\n{}\n", lines[0], lines[2], lines[1]);

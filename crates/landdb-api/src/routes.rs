@@ -985,8 +985,11 @@ pub async fn history(
         }));
     }
     let key = &this.parcel.key;
-    let disclosed =
-        Disclosed { parcels: versions.len() as u64, personal: Vec::new(), versions: versions.iter().map(|v| v.id.0).collect() };
+    let disclosed = Disclosed {
+        parcels: versions.len() as u64,
+        personal: Vec::new(),
+        versions: versions.iter().map(|v| v.id.0).collect(),
+    };
     Ok(disclosed.on(ok_json(
         JSON,
         json!({
@@ -1070,8 +1073,8 @@ pub async fn tile(
     let id = crate::tiles::TileId::new(number(&z)?, number(&y)?, number(&x)?)?;
     let view = app.engine.snapshot();
     let (bytes, parcels) = crate::tiles::tile(&view, id, &access)?;
-    let mut response =
-        Disclosed { parcels, personal: Vec::new(), versions: Vec::new() }.on(axum::response::IntoResponse::into_response(bytes));
+    let mut response = Disclosed { parcels, personal: Vec::new(), versions: Vec::new() }
+        .on(axum::response::IntoResponse::into_response(bytes));
     response.headers_mut().insert(header::CONTENT_TYPE, axum::http::HeaderValue::from_static(crate::tiles::MEDIA_TYPE));
     Ok(response)
 }

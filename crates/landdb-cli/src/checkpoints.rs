@@ -20,9 +20,9 @@ pub fn keygen(path: &Path) -> anyhow::Result<String> {
     options.write(true).create_new(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = options
-        .open(path)
-        .with_context(|| format!("cannot create the key file {} (an existing key is never replaced)", path.display()))?;
+    let mut file = options.open(path).with_context(|| {
+        format!("cannot create the key file {} (an existing key is never replaced)", path.display())
+    })?;
     file.write_all(checkpoint::secret_key_text(&key).as_bytes())?;
     file.sync_all()?;
     let public = checkpoint::public_key_text(&key.verifying_key());
@@ -39,8 +39,9 @@ fn public_path(secret: &Path) -> PathBuf {
 }
 
 pub fn read_secret_key(path: &Path) -> anyhow::Result<checkpoint::SigningKey> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read the checkpoint key {} (make one with `landdb audit keygen`)", path.display()))?;
+    let text = std::fs::read_to_string(path).with_context(|| {
+        format!("cannot read the checkpoint key {} (make one with `landdb audit keygen`)", path.display())
+    })?;
     checkpoint::parse_secret_key(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
 }
 

@@ -471,9 +471,7 @@ fn audit_checkpoints_from_the_command_line() {
     assert_eq!(file.lines().count(), 2, "{file}");
     assert!(file.lines().nth(1).is_some_and(|l| l.starts_with("6 ")), "{file}");
 
-    let verify = |public: &str| {
-        run(&["audit", "verify", "--checkpoints", "checkpoints.log", "--public-key", public])
-    };
+    let verify = |public: &str| run(&["audit", "verify", "--checkpoints", "checkpoints.log", "--public-key", public]);
     let ok = verify(&public);
     assert!(ok.status.success(), "{}", stderr(&ok));
     assert!(stdout(&ok).contains("intact: 6 entries") && stdout(&ok).contains("2 checkpoints hold"), "{}", stdout(&ok));
@@ -502,10 +500,18 @@ fn audit_checkpoints_from_the_command_line() {
     assert!(run(&["audit", "verify"]).status.success());
     let caught = verify(&public);
     assert!(!caught.status.success());
-    assert!(stderr(&caught).contains("checkpoint at line 2") && stderr(&caught).contains("now ends at entry 4"), "{}", stderr(&caught));
+    assert!(
+        stderr(&caught).contains("checkpoint at line 2") && stderr(&caught).contains("now ends at entry 4"),
+        "{}",
+        stderr(&caught)
+    );
     // The signer refuses to witness the rewound log.
     let refused = run(&["audit", "checkpoint", "--key", "signing.key", "--to", "checkpoints.log"]);
-    assert!(!refused.status.success() && stderr(&refused).contains("behind the last checkpoint"), "{}", stderr(&refused));
+    assert!(
+        !refused.status.success() && stderr(&refused).contains("behind the last checkpoint"),
+        "{}",
+        stderr(&refused)
+    );
 
     // An edited checkpoint line, and a key that did not sign them.
     let lines: Vec<&str> = file.lines().collect();

@@ -236,7 +236,8 @@ pub async fn audit(context: &crate::Context, command: AuditCommand) -> anyhow::R
             let received = Some(versions_of_parcel(&store, &parcel).await?);
             let query = AuditQuery { agency, since, until, received, after: 0, limit, ..AuditQuery::default() };
             for e in store.audit_entries(&query).await? {
-                let personal = query.received.as_ref().is_some_and(|vs| e.event.personal.iter().any(|v| vs.contains(v)));
+                let personal =
+                    query.received.as_ref().is_some_and(|vs| e.event.personal.iter().any(|v| vs.contains(v)));
                 let line = serde_json::json!({
                     "seq": e.seq, "at": e.event.at, "agency": e.event.agency, "purpose": e.event.purpose,
                     "method": e.event.method, "endpoint": e.event.endpoint, "params": e.event.params,
@@ -287,9 +288,9 @@ async fn verify(store: &AnyStore, checkpoints: Option<(PathBuf, String)>) -> any
     let verified = verified.map_err(|broken| anyhow::anyhow!("the audit log is broken: {broken}"))?;
     let witnessed = match witness {
         Some(w) => {
-            let n = w.end(verified.last_seq).map_err(|e| {
-                anyhow::anyhow!("the audit log contradicts its checkpoints ({file}): {e}")
-            })?;
+            let n = w
+                .end(verified.last_seq)
+                .map_err(|e| anyhow::anyhow!("the audit log contradicts its checkpoints ({file}): {e}"))?;
             format!(", {n} checkpoints hold")
         }
         None => String::new(),

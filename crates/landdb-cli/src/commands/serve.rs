@@ -53,7 +53,9 @@ pub async fn serve(
     // The signer first: a key or checkpoint file that does not hold stops the server before it
     // answers anything it could not witness.
     let signer = match (&args.checkpoint_key, &args.checkpoints) {
-        (Some(key), Some(file)) => Some(Arc::new(tokio::sync::Mutex::new(crate::checkpoints::Signer::open(key, file)?))),
+        (Some(key), Some(file)) => {
+            Some(Arc::new(tokio::sync::Mutex::new(crate::checkpoints::Signer::open(key, file)?)))
+        }
         _ => None,
     };
     let engine = match &args.snapshot {

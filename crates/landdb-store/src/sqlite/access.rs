@@ -206,7 +206,8 @@ impl AccessStore for SqliteStore {
     }
 
     async fn audit_entries(&self, q: &AuditQuery) -> Result<Vec<AuditEntry>> {
-        let list = |vs: &Option<Vec<i64>>| vs.as_ref().map(|d| serde_json::to_string(d).unwrap_or_else(|_| "[]".to_owned()));
+        let list =
+            |vs: &Option<Vec<i64>>| vs.as_ref().map(|d| serde_json::to_string(d).unwrap_or_else(|_| "[]".to_owned()));
         // Versions asked for are found through the disclosure index (every version received);
         // personal data is then told apart by the entry's own list.
         let rows = sqlx::query(
