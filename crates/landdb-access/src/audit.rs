@@ -2,7 +2,15 @@
 //! SHA-256 so that editing, deleting or reordering entries in the database is detected. Each
 //! entry's hash covers its sequence number, its content and the previous entry's hash; the first
 //! entry follows [`GENESIS`].
+//!
+//! An entry's hash covers one of two preimages ([`Form`]): entries written since every disclosed
+//! version is on record (PostGIS migration 6, embedded migration 4) list them; entries written
+//! before keep the preimage they were hashed with, so that they still verify. A chain never goes
+//! back from the newer form to the older one. The chain alone cannot see entries cut from its end
+//! together with the recorded head: that is what signed checkpoints outside the database are for
+//! ([`crate::checkpoint`]).
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
@@ -32,6 +40,22 @@ pub struct AuditEvent {
     pub parcels: u64,
     /// The versions whose personal data the answer disclosed.
     pub personal: Vec<i64>,
+    /// Every parcel version the answer disclosed, personal data or not: who received which
+    /// parcel. An entry keeps them sorted, each once (the order of an answer says nothing the
+    /// request does not); empty in entries of [`Form::PersonalOnly`].
+    #[serde(default)]
+    pub versions: Vec<i64>,
+}
+
+/// Which preimage an entry's hash covers.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Form {
+    /// Written before every disclosed version was listed: twelve fields, no `versions`.
+    PersonalOnly,
+    /// Thirteen fields: `versions` (as sorted deltas) before the previous hash.
+    #[default]
+    EveryVersion,
 }
 
 /// An event in the chain.
@@ -42,6 +66,8 @@ pub struct AuditEntry {
     pub event: AuditEvent,
     pub prev_hash: String,
     pub hash: String,
+    #[serde(default)]
+    pub form: Form,
 }
 
 impl AuditEvent {
@@ -50,37 +76,120 @@ impl AuditEvent {
         DateTime::from_timestamp_micros(now.timestamp_micros()).unwrap_or(now)
     }
 
-    /// The entry this event becomes after `prev` (hash) at `seq`.
-    pub fn chain(self, seq: i64, prev_hash: &str) -> AuditEntry {
-        let hash = entry_hash(seq, &self, prev_hash);
-        AuditEntry { seq, event: self, prev_hash: prev_hash.to_owned(), hash }
+    /// The entry this event becomes after `prev` (hash) at `seq` (its versions sorted, each once).
+    pub fn chain(mut self, seq: i64, prev_hash: &str) -> AuditEntry {
+        self.versions = sorted_versions(&self.versions).into_owned();
+        let hash = entry_hash(seq, &self, prev_hash, Form::EveryVersion);
+        AuditEntry { seq, event: self, prev_hash: prev_hash.to_owned(), hash, form: Form::EveryVersion }
+    }
+
+    /// Every version the answer disclosed, for the indexes of who received what: `versions`
+    /// and `personal` (entries of [`Form::PersonalOnly`] list only the latter); may repeat.
+    pub fn received(&self) -> impl Iterator<Item = i64> + '_ {
+        self.versions.iter().chain(&self.personal).copied()
     }
 }
 
-/// The fields an entry's hash covers, in order: a JSON array of every field, so that no two
-/// different entries can be written the same way.
-type Preimage<'a> = (i64, i64, &'a str, &'a str, &'a str, &'a str, &'a str, &'a str, u16, u64, &'a [i64], &'a str);
-
-fn preimage<'a>(seq: i64, e: &'a AuditEvent, prev_hash: &'a str) -> Preimage<'a> {
-    (
-        seq,
-        e.at.timestamp_micros(),
-        &e.agency,
-        &e.key_id,
-        &e.method,
-        &e.endpoint,
-        &e.params,
-        &e.purpose,
-        e.status,
-        e.parcels,
-        &e.personal,
-        prev_hash,
-    )
+/// `versions` sorted, each once (borrowed when it already is: the writer's usual case).
+fn sorted_versions(versions: &[i64]) -> Cow<'_, [i64]> {
+    if versions.windows(2).all(|w| w[0] < w[1]) {
+        return Cow::Borrowed(versions);
+    }
+    let mut v = versions.to_vec();
+    v.sort_unstable();
+    v.dedup();
+    Cow::Owned(v)
 }
 
-/// The hash of an entry: SHA-256 over the compact JSON of its [`Preimage`] (serialised straight
-/// into the hasher).
-pub fn entry_hash(seq: i64, e: &AuditEvent, prev_hash: &str) -> String {
+/// Sorted versions written as their first value and then the differences: an answer's versions
+/// are often near each other, and a page of them costs a few bytes each in the line instead of
+/// seven or more.
+struct Deltas<'a>(&'a [i64]);
+
+impl Serialize for Deltas<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeSeq;
+        let mut seq = s.serialize_seq(Some(self.0.len()))?;
+        let mut prev = 0i64;
+        for (i, v) in self.0.iter().enumerate() {
+            seq.serialize_element(&if i == 0 { *v } else { v.wrapping_sub(prev) })?;
+            prev = *v;
+        }
+        seq.end()
+    }
+}
+
+fn from_deltas(deltas: &[i64]) -> Vec<i64> {
+    let mut acc = 0i64;
+    deltas
+        .iter()
+        .enumerate()
+        .map(|(i, d)| {
+            acc = if i == 0 { *d } else { acc.wrapping_add(*d) };
+            acc
+        })
+        .collect()
+}
+
+/// The fields an entry's hash covers, in order: a JSON array of every field, so that no two
+/// different entries can be written the same way (the two forms differ in length, too).
+type PersonalOnly<'a> = (i64, i64, &'a str, &'a str, &'a str, &'a str, &'a str, &'a str, u16, u64, &'a [i64], &'a str);
+type EveryVersion<'a> =
+    (i64, i64, &'a str, &'a str, &'a str, &'a str, &'a str, &'a str, u16, u64, &'a [i64], Deltas<'a>, &'a str);
+
+/// Serialises the preimage of the entry into `out` (compact JSON).
+fn write_preimage(
+    out: impl std::io::Write,
+    seq: i64,
+    e: &AuditEvent,
+    prev_hash: &str,
+    form: Form,
+) -> serde_json::Result<()> {
+    let at = e.at.timestamp_micros();
+    let (agency, key_id, purpose) = (&*e.agency, &*e.key_id, &*e.purpose);
+    match form {
+        Form::PersonalOnly => {
+            let p: PersonalOnly = (
+                seq,
+                at,
+                agency,
+                key_id,
+                &e.method,
+                &e.endpoint,
+                &e.params,
+                purpose,
+                e.status,
+                e.parcels,
+                &e.personal,
+                prev_hash,
+            );
+            serde_json::to_writer(out, &p)
+        }
+        Form::EveryVersion => {
+            let versions = sorted_versions(&e.versions);
+            let p: EveryVersion = (
+                seq,
+                at,
+                agency,
+                key_id,
+                &e.method,
+                &e.endpoint,
+                &e.params,
+                purpose,
+                e.status,
+                e.parcels,
+                &e.personal,
+                Deltas(&versions),
+                prev_hash,
+            );
+            serde_json::to_writer(out, &p)
+        }
+    }
+}
+
+/// The hash of an entry of `form`: SHA-256 over the compact JSON of its preimage (serialised
+/// straight into the hasher).
+pub fn entry_hash(seq: i64, e: &AuditEvent, prev_hash: &str, form: Form) -> String {
     struct Hasher(Sha256);
     impl std::io::Write for Hasher {
         fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
@@ -93,7 +202,7 @@ pub fn entry_hash(seq: i64, e: &AuditEvent, prev_hash: &str) -> String {
     }
     let mut hasher = Hasher(Sha256::new());
     // Writing into a hasher cannot fail, nor can serialising strings and numbers.
-    let _ = serde_json::to_writer(&mut hasher, &preimage(seq, e, prev_hash));
+    let _ = write_preimage(&mut hasher, seq, e, prev_hash, form);
     hex(&hasher.0.finalize())
 }
 
@@ -106,24 +215,89 @@ pub fn write_line(seq: i64, event: &AuditEvent, prev_hash: &str, lines: &mut Vec
     lines.extend_from_slice(GENESIS.as_bytes());
     lines.push(b' ');
     // Writing into a vector cannot fail, nor can serialising strings and numbers.
-    let _ = serde_json::to_writer(&mut *lines, &preimage(seq, event, prev_hash));
+    let _ = write_preimage(&mut *lines, seq, event, prev_hash, Form::EveryVersion);
     let hash = hex(&Sha256::digest(&lines[start + GENESIS.len() + 1..]));
     lines[start..start + GENESIS.len()].copy_from_slice(hash.as_bytes());
     lines.push(b'\n');
     hash
 }
 
-/// Reads a line [`write_line`] wrote. The hash is taken as written, not recomputed: a line that
-/// was edited is judged by [`verify`], which names it.
+/// The eleven fields both forms begin with, owned.
+type LineHead = (i64, i64, String, String, String, String, String, String, u16, u64, Vec<i64>);
+
+/// A line's JSON array, read in either form: eleven fields, then the versions (newer form) or
+/// straight the previous hash.
+struct LineFields {
+    head: LineHead,
+    deltas: Option<Vec<i64>>,
+    prev_hash: String,
+}
+
+impl<'de> Deserialize<'de> for LineFields {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::{Error, SeqAccess, Visitor};
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Twelfth {
+            Deltas(Vec<i64>),
+            PrevHash(String),
+        }
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = LineFields;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an array of 12 or 13 audit fields")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut a: A) -> Result<LineFields, A::Error> {
+                macro_rules! next {
+                    ($i:expr) => {
+                        a.next_element()?.ok_or_else(|| A::Error::invalid_length($i, &self))?
+                    };
+                }
+                let head = (
+                    next!(0),
+                    next!(1),
+                    next!(2),
+                    next!(3),
+                    next!(4),
+                    next!(5),
+                    next!(6),
+                    next!(7),
+                    next!(8),
+                    next!(9),
+                    next!(10),
+                );
+                let (deltas, prev_hash) = match next!(11) {
+                    Twelfth::PrevHash(h) => (None, h),
+                    Twelfth::Deltas(d) => (Some(d), next!(12)),
+                };
+                if a.next_element::<serde::de::IgnoredAny>()?.is_some() {
+                    return Err(A::Error::custom("more fields than an audit entry has"));
+                }
+                Ok(LineFields { head, deltas, prev_hash })
+            }
+        }
+        d.deserialize_seq(V)
+    }
+}
+
+/// Reads a line [`write_line`] wrote (or one of the older form that migration 5 carried over).
+/// The hash is taken as written, not recomputed: a line that was edited is judged by [`verify`],
+/// which names it.
 pub fn read_line(line: &str) -> Result<AuditEntry, String> {
-    type Owned = (i64, i64, String, String, String, String, String, String, u16, u64, Vec<i64>, String);
     let (hash, json) = line.split_once(' ').ok_or_else(|| format!("an audit line without its hash: {:.80}", line))?;
-    let (seq, at, agency, key_id, method, endpoint, params, purpose, status, parcels, personal, prev_hash): Owned =
+    let LineFields { head, deltas, prev_hash } =
         serde_json::from_str(json).map_err(|e| format!("an audit line that does not read ({e}): {:.80}", line))?;
+    let (seq, at, agency, key_id, method, endpoint, params, purpose, status, parcels, personal) = head;
     let at = DateTime::from_timestamp_micros(at).ok_or_else(|| format!("audit entry {seq}: a time out of range"))?;
     let (agency, key_id, purpose) = (agency.into(), key_id.into(), purpose.into());
-    let event = AuditEvent { at, agency, key_id, method, endpoint, params, purpose, status, parcels, personal };
-    Ok(AuditEntry { seq, event, prev_hash, hash: hash.to_owned() })
+    let (versions, form) = match deltas {
+        Some(d) => (from_deltas(&d), Form::EveryVersion),
+        None => (Vec::new(), Form::PersonalOnly),
+    };
+    let event =
+        AuditEvent { at, agency, key_id, method, endpoint, params, purpose, status, parcels, personal, versions };
+    Ok(AuditEntry { seq, event, prev_hash, hash: hash.to_owned(), form })
 }
 
 /// Where the chain breaks, and how.
@@ -138,8 +312,11 @@ pub struct Broken {
 /// attacker who rewrites the whole chain cannot match a head kept outside the database).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Verified {
+    /// Entries followed (all of them, unless the chain was resumed from a checkpoint).
     pub entries: u64,
     pub head: String,
+    /// The last entry's sequence number.
+    pub last_seq: i64,
 }
 
 /// Follows the chain through `entries` (in sequence order), which must end at `head` (the last
@@ -159,15 +336,27 @@ pub struct Chain {
     prev: String,
     expected_seq: i64,
     count: u64,
+    form: Form,
 }
 
 impl Default for Chain {
     fn default() -> Self {
-        Chain { prev: GENESIS.to_owned(), expected_seq: 1, count: 0 }
+        Chain { prev: GENESIS.to_owned(), expected_seq: 1, count: 0, form: Form::PersonalOnly }
     }
 }
 
 impl Chain {
+    /// A chain known good up to entry `seq` with `hash` (a checkpoint the caller trusts): the
+    /// entries after it are followed from there.
+    pub fn resume(seq: i64, hash: &str) -> Chain {
+        Chain { prev: hash.to_owned(), expected_seq: seq + 1, count: 0, form: Form::PersonalOnly }
+    }
+
+    /// The last entry followed (sequence number and hash; 0 and [`GENESIS`] before any).
+    pub fn last(&self) -> (i64, &str) {
+        (self.expected_seq - 1, &self.prev)
+    }
+
     /// Checks the next entry.
     pub fn follow(&mut self, entry: &AuditEntry) -> Result<(), Broken> {
         if entry.seq != self.expected_seq {
@@ -182,7 +371,15 @@ impl Chain {
                 why: "it does not follow the entry before it (that entry was changed, removed or moved)".to_owned(),
             });
         }
-        if entry_hash(entry.seq, &entry.event, &entry.prev_hash) != entry.hash {
+        if entry.form == Form::PersonalOnly && self.form == Form::EveryVersion {
+            return Err(Broken {
+                seq: entry.seq,
+                why: "it is in the form of entries written before every disclosed version was listed, after \
+                      entries of the newer form: it was written outside landdb"
+                    .to_owned(),
+            });
+        }
+        if entry_hash(entry.seq, &entry.event, &entry.prev_hash, entry.form) != entry.hash {
             return Err(Broken {
                 seq: entry.seq,
                 why: "its content does not match its hash: it was edited".to_owned(),
@@ -191,25 +388,38 @@ impl Chain {
         self.prev.clone_from(&entry.hash);
         self.expected_seq += 1;
         self.count += 1;
+        self.form = entry.form;
         Ok(())
     }
 
-    /// Checks that the chain ends at the recorded head.
+    /// Checks that the chain, followed to the real end of the table, ends at the recorded head.
     pub fn end(self, head: Option<(i64, String)>) -> Result<Verified, Broken> {
         let last = self.expected_seq - 1;
         match head {
-            Some((seq, hash)) if seq != last || hash != self.prev => Err(Broken {
-                seq: self.expected_seq,
+            Some((seq, _)) if seq < last => Err(Broken {
+                seq: seq + 1,
+                why: format!(
+                    "entries {}..={last} lie after the recorded head (entry {seq}): they were added outside \
+                     landdb's writer, or the head was moved back",
+                    seq + 1
+                ),
+            }),
+            Some((seq, _)) if seq > last => Err(Broken {
+                seq: last + 1,
                 why: format!(
                     "the chain ends at entry {last} but the recorded head is entry {seq}: entries were removed from its end"
                 ),
             }),
-            None if self.count > 0 => Err(Broken {
+            Some((seq, hash)) if hash != self.prev => Err(Broken {
+                seq,
+                why: format!("the recorded head's hash {hash} is not the hash of the last entry {}", self.prev),
+            }),
+            None if last > 0 => Err(Broken {
                 seq: last,
                 why: "the record of the chain's head is missing: it was deleted, and entries after it may be too"
                     .to_owned(),
             }),
-            _ => Ok(Verified { entries: self.count, head: self.prev }),
+            _ => Ok(Verified { entries: self.count, head: self.prev, last_seq: last }),
         }
     }
 }
@@ -231,6 +441,7 @@ mod tests {
             status: 200,
             parcels: i,
             personal: vec![i as i64],
+            versions: vec![i as i64, 1_000_000 + i as i64],
         }
     }
 
@@ -267,6 +478,7 @@ mod tests {
             match field {
                 0 => c[i].event.parcels += 1,
                 1 => c[i].event.personal.push(99),
+                2 if i.is_multiple_of(2) => c[i].event.versions.push(2_000_000),
                 2 => c[i].event.agency = format!("{}x", c[i].event.agency).into(),
                 _ => c[i].event.at += chrono::Duration::microseconds(1),
             }
@@ -299,7 +511,7 @@ mod tests {
 
     #[test]
     fn the_hash_covers_the_json_array_of_every_field() {
-        let e = event(3);
+        let e = AuditEvent { versions: vec![1000, 1003, 1004, 2000], ..event(3) };
         let array = serde_json::json!([
             7,
             e.at.timestamp_micros(),
@@ -312,9 +524,81 @@ mod tests {
             e.status,
             e.parcels,
             e.personal,
+            [1000, 3, 1, 996],
             GENESIS,
         ]);
-        assert_eq!(entry_hash(7, &e, GENESIS), hex(&Sha256::digest(array.to_string().as_bytes())));
+        let hash = hex(&Sha256::digest(array.to_string().as_bytes()));
+        assert_eq!(entry_hash(7, &e, GENESIS, Form::EveryVersion), hash);
+        assert_eq!(e.clone().chain(7, GENESIS).hash, hash);
+        // Unsorted, repeated: the same set, the same entry.
+        let shuffled = AuditEvent { versions: vec![2000, 1003, 1000, 1004, 1003], ..e.clone() };
+        assert_eq!(shuffled.chain(7, GENESIS).hash, hash);
+    }
+
+    /// Entries written before migration 6 keep the preimage they were hashed with.
+    #[test]
+    fn entries_of_the_older_form_verify_as_they_were_written() {
+        let e = AuditEvent { versions: Vec::new(), ..event(3) };
+        let array = serde_json::json!([
+            1,
+            e.at.timestamp_micros(),
+            e.agency,
+            e.key_id,
+            e.method,
+            e.endpoint,
+            e.params,
+            e.purpose,
+            e.status,
+            e.parcels,
+            e.personal,
+            GENESIS,
+        ]);
+        let hash = hex(&Sha256::digest(array.to_string().as_bytes()));
+        let old = read_line(&format!("{hash} {array}")).expect("an old line reads");
+        assert_eq!((old.form, old.event.clone()), (Form::PersonalOnly, e));
+        let new = event(2).chain(2, &hash);
+        let h = Some((2, new.hash.clone()));
+        assert_eq!(verify([old.clone(), new.clone()], h).expect("one chain over both forms").entries, 2);
+        // Never back from the newer form to the older one: such an entry was written by hand.
+        let newer_first = event(1).chain(1, GENESIS);
+        let mut back = AuditEntry { seq: 2, prev_hash: newer_first.hash.clone(), form: Form::PersonalOnly, ..old };
+        back.hash = entry_hash(2, &back.event, &back.prev_hash, Form::PersonalOnly);
+        let h = Some((2, back.hash.clone()));
+        let broken = verify([newer_first, back], h).expect_err("form went back");
+        assert_eq!(broken.seq, 2);
+        assert!(broken.why.contains("outside landdb"), "{broken}");
+    }
+
+    #[test]
+    fn the_chain_is_judged_to_the_real_end_of_the_table() {
+        let c = chain(6);
+        // Entries after the recorded head (forged, or the head moved back).
+        let broken = verify(c.clone(), Some((4, c[3].hash.clone()))).expect_err("entries after the head");
+        assert_eq!(broken.seq, 5);
+        assert!(broken.why.contains("after the recorded head"), "{broken}");
+        // A head that names the last entry with another hash.
+        let broken = verify(c.clone(), Some((6, c[4].hash.clone()))).expect_err("head hash");
+        assert!(broken.why.contains("not the hash of the last entry"), "{broken}");
+        // Resumed from a checkpoint: only what follows it is read.
+        let mut resumed = Chain::resume(3, &c[2].hash);
+        for e in &c[3..] {
+            resumed.follow(e).expect("follows");
+        }
+        assert_eq!(resumed.last(), (6, c[5].hash.as_str()));
+    }
+
+    #[test]
+    fn deltas_round_trip_and_keep_a_page_of_versions_small() {
+        let versions: Vec<i64> = (0..100).map(|i| 4_000_000 + i * 3).collect();
+        let e = AuditEvent { versions: versions.clone(), ..event(1) };
+        let mut lines = Vec::new();
+        write_line(1, &e, GENESIS, &mut lines);
+        let line = std::str::from_utf8(&lines).expect("utf-8").trim_end();
+        assert_eq!(read_line(line).expect("reads").event.versions, versions);
+        let plain = serde_json::to_string(&versions).expect("json").len();
+        let deltas = serde_json::to_string(&Deltas(&versions)).expect("json").len();
+        assert!(deltas * 3 < plain, "{deltas} bytes against {plain}");
+        assert_eq!(from_deltas(&[i64::MIN, -1, 5]), vec![i64::MIN, i64::MAX, i64::MIN + 4]);
     }
 
     proptest! {
@@ -324,8 +608,10 @@ mod tests {
             params in ".*",
             purpose in "\\PC*",
             personal in proptest::collection::vec(any::<i64>(), 0..5),
+            versions in proptest::collection::btree_set(any::<i64>(), 0..8),
         ) {
-            let e = AuditEvent { params, purpose: purpose.into(), personal, ..event(7) };
+            let versions = versions.into_iter().collect();
+            let e = AuditEvent { params, purpose: purpose.into(), personal, versions, ..event(7) };
             let mut lines = b"earlier line\n".to_vec();
             let hash = write_line(seq, &e, GENESIS, &mut lines);
             let text = std::str::from_utf8(&lines).expect("utf-8");
@@ -348,7 +634,7 @@ mod tests {
         let mut c = chain(5);
         let h = head(&c);
         c[1].event.parcels = 0;
-        c[1].hash = entry_hash(c[1].seq, &c[1].event, &c[1].prev_hash);
+        c[1].hash = entry_hash(c[1].seq, &c[1].event, &c[1].prev_hash, Form::EveryVersion);
         assert_eq!(verify(c, h).expect_err("found").seq, 3);
     }
 }

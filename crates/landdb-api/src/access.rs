@@ -415,7 +415,7 @@ impl RequestLine {
         status: StatusCode,
         disclosed: Disclosure,
     ) -> AuditEvent {
-        let (parcels, personal, _versions) = disclosed.into_parts();
+        let (parcels, personal, versions) = disclosed.into_parts();
         AuditEvent {
             at: AuditEvent::new_at(now),
             agency: Arc::clone(&caller.on_record.agency),
@@ -427,6 +427,7 @@ impl RequestLine {
             status: status.as_u16(),
             parcels,
             personal,
+            versions,
         }
     }
 }

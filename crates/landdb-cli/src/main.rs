@@ -1,6 +1,7 @@
 //! `landdb`: the one binary. Each subcommand lives in `commands/` and only wires the library
 //! crates together.
 
+mod checkpoints;
 mod commands;
 
 use std::path::PathBuf;
@@ -59,7 +60,8 @@ enum Command {
     /// API keys: create (printed once), rotate, revoke, list.
     #[command(subcommand)]
     Key(commands::access::KeyCommand),
-    /// The audit log: verify its hash chain, show who accessed what.
+    /// The audit log: verify its hash chain (and signed checkpoints), show who accessed what,
+    /// sign checkpoints of its head.
     #[command(subcommand)]
     Audit(commands::access::AuditCommand),
 }

@@ -411,3 +411,116 @@ async fn an_import_killed_mid_load_leaves_the_embedded_store_as_it_was() {
     assert!(stdout(&again).contains("committed"), "{}", stdout(&again));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Checkpoints from the command line: a key made once (owner-only), the head signed into an
+/// append-only file, verified against it; then the tail of the log cut and its head moved back
+/// (consistent to the chain alone), which the checkpoint names; and an edited checkpoint line.
+#[test]
+fn audit_checkpoints_from_the_command_line() {
+    use landdb_store::AccessStore;
+    let dir = scratch_dir("checkpoints");
+    let store_file = dir.join("landdb.sqlite");
+    let database = format!("sqlite://{}", store_file.display());
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let event = |i: i64| landdb_access::AuditEvent {
+        at: landdb_access::AuditEvent::new_at(chrono::Utc::now()),
+        agency: "tax".into(),
+        key_id: "0123456789abcdef".into(),
+        method: "GET".into(),
+        endpoint: "/parcels/at".into(),
+        params: format!("lon={i}"),
+        purpose: "Luật Đất đai 2024".into(),
+        status: 200,
+        parcels: 1,
+        personal: Vec::new(),
+        versions: vec![1000 + i],
+    };
+    let append = |range: std::ops::RangeInclusive<i64>| {
+        runtime.block_on(async {
+            let url = landdb_store::DatabaseUrl::Sqlite(store_file.clone());
+            let store = landdb_store::AnyStore::open(&url).await.expect("store");
+            store.append_audit(&range.map(event).collect::<Vec<_>>()).await.expect("entries");
+        });
+    };
+    append(1..=3);
+    let run = |args: &[&str]| {
+        let mut all = vec!["--database", database.as_str()];
+        all.extend_from_slice(args);
+        landdb(&dir, &all)
+    };
+
+    let made = landdb(&dir, &["audit", "keygen", "--out", "signing.key"]);
+    assert!(made.status.success(), "{}", stderr(&made));
+    let public = stdout(&made).trim().to_owned();
+    assert_eq!(public.len(), 64, "{public}");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir.join("signing.key")).expect("key").permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "the secret key is its owner's only");
+    }
+    let again = landdb(&dir, &["audit", "keygen", "--out", "signing.key"]);
+    assert!(!again.status.success(), "an existing key is never replaced");
+
+    let signed = run(&["audit", "checkpoint", "--key", "signing.key", "--to", "checkpoints.log"]);
+    assert!(signed.status.success(), "{}", stderr(&signed));
+    append(4..=6);
+    let signed = run(&["audit", "checkpoint", "--key", "signing.key", "--to", "checkpoints.log"]);
+    assert!(signed.status.success(), "{}", stderr(&signed));
+    let file = std::fs::read_to_string(dir.join("checkpoints.log")).expect("checkpoints");
+    assert_eq!(file.lines().count(), 2, "{file}");
+    assert!(file.lines().nth(1).is_some_and(|l| l.starts_with("6 ")), "{file}");
+
+    let verify = |public: &str| run(&["audit", "verify", "--checkpoints", "checkpoints.log", "--public-key", public]);
+    let ok = verify(&public);
+    assert!(ok.status.success(), "{}", stderr(&ok));
+    assert!(stdout(&ok).contains("intact: 6 entries") && stdout(&ok).contains("2 checkpoints hold"), "{}", stdout(&ok));
+    let by_file = verify("signing.key.pub");
+    assert!(by_file.status.success(), "the public key from its file: {}", stderr(&by_file));
+    let shown = stdout(&run(&["audit", "show", "--parcel", "1005"]));
+    assert!(shown.contains("\"agency\":\"tax\"") && shown.contains("\"endpoint\":\"/parcels/at\""), "{shown}");
+    assert_eq!(shown.lines().count(), 1, "{shown}");
+
+    // The administrator cuts entries 5 and 6 and moves the head back to entry 4.
+    runtime.block_on(async {
+        let db = sqlx::SqlitePool::connect(&database).await.expect("open the store file");
+        for t in ["audit_entry_no_delete", "audit_disclosure_no_delete"] {
+            sqlx::query(&format!("DROP TRIGGER {t}")).execute(&db).await.expect("drop the trigger");
+        }
+        sqlx::raw_sql(
+            "DELETE FROM audit_entry WHERE seq > 4; DELETE FROM audit_disclosure WHERE seq > 4;
+             UPDATE audit_head SET seq = 4, hash = (SELECT hash FROM audit_entry WHERE seq = 4)",
+        )
+        .execute(&db)
+        .await
+        .expect("rewind");
+        db.close().await;
+    });
+    // Alone, the chain holds: nothing in the database remembers entries 5 and 6.
+    assert!(run(&["audit", "verify"]).status.success());
+    let caught = verify(&public);
+    assert!(!caught.status.success());
+    assert!(
+        stderr(&caught).contains("checkpoint at line 2") && stderr(&caught).contains("now ends at entry 4"),
+        "{}",
+        stderr(&caught)
+    );
+    // The signer refuses to witness the rewound log.
+    let refused = run(&["audit", "checkpoint", "--key", "signing.key", "--to", "checkpoints.log"]);
+    assert!(
+        !refused.status.success() && stderr(&refused).contains("behind the last checkpoint"),
+        "{}",
+        stderr(&refused)
+    );
+
+    // An edited checkpoint line, and a key that did not sign them.
+    let lines: Vec<&str> = file.lines().collect();
+    let edited = format!("{}\n{}\n", lines[0], lines[1].replacen("6 ", "4 ", 1));
+    std::fs::write(dir.join("edited.log"), edited).expect("write");
+    let edited = run(&["audit", "verify", "--checkpoints", "edited.log", "--public-key", &public]);
+    assert!(!edited.status.success() && stderr(&edited).contains("line 2"), "{}", stderr(&edited));
+    let other = landdb(&dir, &["audit", "keygen", "--out", "other.key"]);
+    let wrong = verify(stdout(&other).trim());
+    assert!(!wrong.status.success() && stderr(&wrong).contains("line 1: "), "{}", stderr(&wrong));
+    let _ = std::fs::remove_dir_all(&dir);
+}

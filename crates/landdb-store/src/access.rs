@@ -2,12 +2,14 @@
 //! agencies or keys bump a generation counter that every running server polls, so a revoked key
 //! stops working on every process within one poll. Audit entries are appended in batches, each
 //! chained to the one before under the store's write lock, so that several processes writing
-//! at once still make one chain.
+//! at once still make one chain. Verification ([`AccessStore::verify_audit`]) reads the whole
+//! log in one consistent snapshot, to the real end of the table, and checks the indexes kept
+//! beside the entries (what answers "who saw this parcel") against the entries themselves.
 
 use std::future::Future;
 
 use chrono::{DateTime, Utc};
-use landdb_access::{Agency, AuditEntry, AuditEvent, KeyRecord};
+use landdb_access::{Agency, AuditEntry, AuditEvent, Broken, KeyRecord, Verified};
 
 use crate::Result;
 
@@ -19,6 +21,9 @@ pub struct AuditQuery {
     pub until: Option<DateTime<Utc>>,
     /// Only entries that disclosed the personal data of one of these versions.
     pub disclosed: Option<Vec<i64>>,
+    /// Only entries that disclosed one of these versions, personal data or not: every agency
+    /// that received the parcel.
+    pub received: Option<Vec<i64>>,
     /// Entries after this sequence number (paging).
     pub after: i64,
     pub limit: i64,
@@ -26,13 +31,14 @@ pub struct AuditQuery {
 
 impl AuditQuery {
     /// Whether the entry answers the query (after its sequence number, of its agency, in its
-    /// period, disclosing one of its versions).
+    /// period, disclosing one of its versions, personal data or any).
     pub fn matches(&self, e: &AuditEntry) -> bool {
         e.seq > self.after
             && self.agency.as_deref().is_none_or(|a| a == &*e.event.agency)
             && self.since.is_none_or(|t| e.event.at >= t)
             && self.until.is_none_or(|t| e.event.at < t)
             && self.disclosed.as_ref().is_none_or(|vs| e.event.personal.iter().any(|v| vs.contains(v)))
+            && self.received.as_ref().is_none_or(|vs| e.event.received().any(|v| vs.contains(&v)))
     }
 }
 
@@ -58,6 +64,15 @@ pub trait AccessStore: Send + Sync {
     fn audit_entries(&self, query: &AuditQuery) -> impl Future<Output = Result<Vec<AuditEntry>>> + Send;
     /// The last entry's sequence number and hash, as recorded beside the chain.
     fn audit_head(&self) -> impl Future<Output = Result<Option<(i64, String)>>> + Send;
+    /// Follows the whole chain, in one consistent snapshot, to the real end of the table (not
+    /// only to the recorded head), checks that it ends at the recorded head, and checks every
+    /// index kept beside the entries against them (PostGIS: each block's columns; embedded: the
+    /// disclosure table). `on_entry` sees every entry in order (a checkpoint file is checked
+    /// against them). The first break is named; `Err` only when the store cannot be read.
+    fn verify_audit(
+        &self,
+        on_entry: &mut (dyn FnMut(&AuditEntry) + Send),
+    ) -> impl Future<Output = Result<Result<Verified, Broken>>> + Send;
     /// Parcels `agency` has taken since `since` (for daily quotas after a restart).
     fn parcels_taken(&self, agency: &str, since: DateTime<Utc>) -> impl Future<Output = Result<u64>> + Send;
 }
@@ -69,6 +84,17 @@ pub(crate) fn personal_text(event: &AuditEvent) -> std::borrow::Cow<'static, str
         return "[]".into();
     }
     serde_json::to_string(&event.personal).map_or("[]".into(), Into::into)
+}
+
+/// Every version an entry disclosed, as the embedded store keeps it: a JSON array, sorted; `None`
+/// for an entry of the older form, which did not list them.
+pub(crate) fn versions_text(entry: &AuditEntry) -> Option<String> {
+    match entry.form {
+        landdb_access::audit::Form::PersonalOnly => None,
+        landdb_access::audit::Form::EveryVersion => {
+            Some(serde_json::to_string(&entry.event.versions).unwrap_or_else(|_| "[]".to_owned()))
+        }
+    }
 }
 
 pub(crate) fn personal_from(raw: &str) -> Result<Vec<i64>> {

@@ -204,6 +204,12 @@ impl crate::AccessStore for AnyStore {
     async fn audit_entries(&self, query: &crate::AuditQuery) -> Result<Vec<landdb_access::AuditEntry>> {
         dispatch!(self, s => s.audit_entries(query).await)
     }
+    async fn verify_audit(
+        &self,
+        on_entry: &mut (dyn FnMut(&landdb_access::AuditEntry) + Send),
+    ) -> Result<Result<landdb_access::Verified, landdb_access::Broken>> {
+        dispatch!(self, s => s.verify_audit(on_entry).await)
+    }
     async fn audit_head(&self) -> Result<Option<(i64, String)>> {
         dispatch!(self, s => s.audit_head().await)
     }

@@ -1,11 +1,14 @@
 //! `landdb agency …`, `landdb key …`, `landdb audit …`: agencies and their policies, API keys,
-//! and the audit log, run by the national operator against the store (running servers pick the
-//! changes up within a fraction of a second).
+//! and the audit log (verification against signed checkpoints, "who received this parcel",
+//! checkpoint keys and signing), run by the national operator against the store (running servers
+//! pick the changes up within a fraction of a second).
+
+use std::path::PathBuf;
 
 use chrono::{DateTime, Utc};
 use landdb_access::{Agency, Area, Limits, Operation, Policy, Role};
 use landdb_api::admin;
-use landdb_store::{AccessStore, AuditQuery};
+use landdb_store::{AccessStore, AnyStore, AuditQuery};
 
 #[derive(Debug, clap::Subcommand)]
 pub enum AgencyCommand {
@@ -84,10 +87,21 @@ pub enum KeyCommand {
 
 #[derive(Debug, clap::Subcommand)]
 pub enum AuditCommand {
-    /// Follow the hash chain from the first entry to the recorded head: prints the head, or
-    /// names the first broken entry and fails.
-    Verify,
-    /// Show entries: an agency's, in a period, or those that disclosed a parcel's personal data.
+    /// Follow the hash chain from the first entry to the real end of the log, checking the
+    /// recorded head and every index beside the entries (and, with --checkpoints, the signed
+    /// checkpoints): prints the head, or names the first break and fails.
+    Verify {
+        /// A checkpoint file (`landdb audit checkpoint`, `landdb serve --checkpoints`): every
+        /// line's signature, and that the chain still holds each checkpointed entry and reaches
+        /// the last one.
+        #[arg(long, requires = "public_key")]
+        checkpoints: Option<PathBuf>,
+        /// The public key the checkpoints are signed with: 64 hex digits, or a file holding
+        /// them (what `landdb audit keygen` printed and wrote beside the key).
+        #[arg(long, requires = "checkpoints")]
+        public_key: Option<String>,
+    },
+    /// Show entries: an agency's, in a period, or every one that disclosed a parcel.
     Show {
         #[arg(long)]
         agency: Option<String>,
@@ -95,11 +109,31 @@ pub enum AuditCommand {
         since: Option<DateTime<Utc>>,
         #[arg(long)]
         until: Option<DateTime<Utc>>,
-        /// A parcel version: entries that disclosed the personal data of any version of it.
+        /// A parcel version: every agency that received any version of that parcel (personal
+        /// data or not), one line each: time, agency, purpose, endpoint, whether personal data
+        /// went with it.
         #[arg(long)]
         parcel: Option<String>,
         #[arg(long, default_value_t = 1000)]
         limit: i64,
+    },
+    /// Make a checkpoint signing key: the secret key goes to FILE (owner-only; keep it outside
+    /// the database server, away from its administrators), the public key to FILE.pub and to
+    /// standard output.
+    Keygen {
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Sign the current head of the chain and append it to a checkpoint file (after following
+    /// the chain from the file's last checkpoint to it).
+    Checkpoint {
+        /// The secret key file (`landdb audit keygen`).
+        #[arg(long)]
+        key: PathBuf,
+        /// The checkpoint file to append to (created when missing); keep it append-only and off
+        /// the database server, and copy it elsewhere.
+        #[arg(long)]
+        to: PathBuf,
     },
 }
 
@@ -182,24 +216,96 @@ pub async fn key(context: &crate::Context, command: KeyCommand) -> anyhow::Resul
 }
 
 pub async fn audit(context: &crate::Context, command: AuditCommand) -> anyhow::Result<()> {
+    if let AuditCommand::Keygen { out } = &command {
+        let public = crate::checkpoints::keygen(out)?;
+        eprintln!("secret key written to {} (owner-only); public key, also in {}.pub:", out.display(), out.display());
+        println!("{public}");
+        return Ok(());
+    }
     let store = context.store().await?;
     match command {
-        AuditCommand::Verify => match admin::verify(&store).await? {
-            Ok(v) => println!("audit log intact: {} entries, head {}", v.entries, v.head),
-            Err(broken) => anyhow::bail!("the audit log is broken: {broken}"),
-        },
-        AuditCommand::Show { agency, since, until, parcel, limit } => {
-            let disclosed = match parcel {
-                Some(p) => {
-                    Some(admin::versions_of_parcel(&store, &p).await.map_err(|e| anyhow::anyhow!(e.description))?)
-                }
-                None => None,
-            };
-            let query = AuditQuery { agency, since, until, disclosed, after: 0, limit };
+        AuditCommand::Keygen { .. } => {}
+        AuditCommand::Verify { checkpoints, public_key } => verify(&store, checkpoints.zip(public_key)).await?,
+        AuditCommand::Checkpoint { key, to } => {
+            let mut signer = crate::checkpoints::Signer::open(&key, &to)?;
+            if let Some(c) = signer.checkpoint(&store, false).await? {
+                println!("checkpoint {c}: {}", c.line());
+            }
+        }
+        AuditCommand::Show { agency, since, until, parcel: Some(parcel), limit } => {
+            let received = Some(versions_of_parcel(&store, &parcel).await?);
+            let query = AuditQuery { agency, since, until, received, after: 0, limit, ..AuditQuery::default() };
+            for e in store.audit_entries(&query).await? {
+                let personal =
+                    query.received.as_ref().is_some_and(|vs| e.event.personal.iter().any(|v| vs.contains(v)));
+                let line = serde_json::json!({
+                    "seq": e.seq, "at": e.event.at, "agency": e.event.agency, "purpose": e.event.purpose,
+                    "method": e.event.method, "endpoint": e.event.endpoint, "params": e.event.params,
+                    "status": e.event.status, "personal_data": personal,
+                });
+                println!("{line}");
+            }
+        }
+        AuditCommand::Show { agency, since, until, parcel: None, limit } => {
+            let query = AuditQuery { agency, since, until, after: 0, limit, ..AuditQuery::default() };
             for e in store.audit_entries(&query).await? {
                 println!("{}", serde_json::to_string(&e)?);
             }
         }
     }
     Ok(())
+}
+
+/// `landdb audit verify`: the chain to the real end of the log, its indexes, and the
+/// checkpoints when given.
+async fn verify(store: &AnyStore, checkpoints: Option<(PathBuf, String)>) -> anyhow::Result<()> {
+    let mut witness = match &checkpoints {
+        Some((file, key)) => {
+            let key = crate::checkpoints::read_public_key(key)?;
+            let witness = crate::checkpoints::read_checkpoints(file, &key)?;
+            if witness.is_empty() {
+                anyhow::bail!("{} holds no checkpoints: nothing witnesses the audit head", file.display());
+            }
+            Some(witness)
+        }
+        None => None,
+    };
+    let mut contradiction = None;
+    let verified = store
+        .verify_audit(&mut |entry| {
+            if let Some(w) = witness.as_mut()
+                && contradiction.is_none()
+                && let Err(e) = w.saw(entry.seq, &entry.hash)
+            {
+                contradiction = Some(e);
+            }
+        })
+        .await?;
+    let file = checkpoints.as_ref().map(|(f, _)| f.display().to_string()).unwrap_or_default();
+    if let Some(e) = contradiction {
+        anyhow::bail!("the audit log contradicts its checkpoints ({file}): {e}");
+    }
+    let verified = verified.map_err(|broken| anyhow::anyhow!("the audit log is broken: {broken}"))?;
+    let witnessed = match witness {
+        Some(w) => {
+            let n = w
+                .end(verified.last_seq)
+                .map_err(|e| anyhow::anyhow!("the audit log contradicts its checkpoints ({file}): {e}"))?;
+            format!(", {n} checkpoints hold")
+        }
+        None => String::new(),
+    };
+    println!("audit log intact: {} entries, head {}{witnessed}", verified.entries, verified.head);
+    Ok(())
+}
+
+/// Every version of the parcel that `raw` (a version ID) is a version of.
+async fn versions_of_parcel(store: &AnyStore, raw: &str) -> anyhow::Result<Vec<i64>> {
+    use landdb_store::ParcelStore;
+    let id = raw.parse::<i64>().map_err(|_| anyhow::anyhow!("--parcel {raw}: give a parcel version ID"))?;
+    let Some(v) = store.version(landdb_model::VersionId(id)).await? else {
+        // Not (or no longer) in the store: the entries naming that version are still on record.
+        return Ok(vec![id]);
+    };
+    Ok(store.history(&v.parcel.key).await?.iter().map(|v| v.id.0).collect())
 }

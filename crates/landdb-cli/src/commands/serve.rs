@@ -1,5 +1,7 @@
 //! `landdb serve`: the sharing API. Loads the engine (from a snapshot file when there is one),
-//! follows the change feed, answers HTTP until interrupted, then writes the snapshot.
+//! follows the change feed, answers HTTP until interrupted, then writes the snapshot. With a
+//! checkpoint key, it also signs the audit head into a checkpoint file whenever it has moved
+//! (every `--checkpoint-every` seconds, and once more at shutdown).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -22,6 +24,17 @@ pub struct ServerArgs {
     /// change feed), and it is written again on shutdown.
     #[arg(long, env = "LANDDB_SNAPSHOT")]
     pub snapshot: Option<PathBuf>,
+    /// The secret key (`landdb audit keygen`) that signs checkpoints of the audit head; keep it
+    /// where the database's administrators cannot read it.
+    #[arg(long, env = "LANDDB_CHECKPOINT_KEY", requires = "checkpoints")]
+    pub checkpoint_key: Option<PathBuf>,
+    /// The append-only file the checkpoints go to (what `landdb audit verify --checkpoints`
+    /// reads).
+    #[arg(long, env = "LANDDB_CHECKPOINTS", requires = "checkpoint_key")]
+    pub checkpoints: Option<PathBuf>,
+    /// Seconds between checkpoints (only when the head has moved).
+    #[arg(long, default_value_t = 60, env = "LANDDB_CHECKPOINT_EVERY")]
+    pub checkpoint_every: u64,
 }
 
 pub async fn run(context: &crate::Context, args: &ServerArgs) -> anyhow::Result<()> {
@@ -37,6 +50,14 @@ pub async fn serve(
     demo_key: Option<String>,
 ) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
+    // The signer first: a key or checkpoint file that does not hold stops the server before it
+    // answers anything it could not witness.
+    let signer = match (&args.checkpoint_key, &args.checkpoints) {
+        (Some(key), Some(file)) => {
+            Some(Arc::new(tokio::sync::Mutex::new(crate::checkpoints::Signer::open(key, file)?)))
+        }
+        _ => None,
+    };
     let engine = match &args.snapshot {
         Some(path) if path.exists() => match Engine::open(&store, path).await {
             Ok(engine) => engine,
@@ -59,7 +80,7 @@ pub async fn serve(
     let follower = tokio::spawn(landdb_api::follow_feed(Arc::clone(&engine), store.clone()));
     let gate = landdb_api::access::Gate::load(&store, &reference).await?;
     let state = Arc::new(AppState {
-        sources: landdb_api::scope::Sources::new(Arc::clone(&engine), store),
+        sources: landdb_api::scope::Sources::new(Arc::clone(&engine), store.clone()),
         reference: Arc::new(reference),
         public_url: args.public_url.clone(),
         jobs: landdb_api::jobs::Jobs::new(std::env::temp_dir().join(format!("landdb-uploads-{}", std::process::id()))),
@@ -67,6 +88,8 @@ pub async fn serve(
         gate,
     });
     let access_follower = tokio::spawn(landdb_api::access::follow_access(Arc::clone(&state)));
+    let every = std::time::Duration::from_secs(args.checkpoint_every.max(1));
+    let checkpointer = signer.clone().map(|signer| tokio::spawn(checkpoint_every(signer, store.clone(), every)));
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", args.listen))?;
@@ -92,13 +115,43 @@ pub async fn serve(
     axum::serve(listener, landdb_api::router(Arc::clone(&state))).with_graceful_shutdown(shutdown_signal()).await?;
     follower.abort();
     access_follower.abort();
-    // Every audit entry of the requests answered is written before the process ends.
+    // Every audit entry of the requests answered is written before the process ends, and
+    // witnessed by a last checkpoint.
     state.gate.audit.flush().await;
+    if let Some(task) = checkpointer {
+        task.abort();
+    }
+    if let Some(signer) = &signer {
+        sign(&mut *signer.lock().await, &store).await;
+    }
     if let Some(path) = &args.snapshot {
         engine.save(path)?;
         println!("snapshot written to {}", path.display());
     }
     Ok(())
+}
+
+/// Signs the audit head every `every` while it moves.
+async fn checkpoint_every(
+    signer: Arc<tokio::sync::Mutex<crate::checkpoints::Signer>>,
+    store: AnyStore,
+    every: std::time::Duration,
+) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        sign(&mut *signer.lock().await, &store).await;
+    }
+}
+
+async fn sign(signer: &mut crate::checkpoints::Signer, store: &AnyStore) {
+    match signer.checkpoint(store, true).await {
+        Ok(Some(c)) => tracing::info!(checkpoint = %c, "audit head signed"),
+        Ok(None) => {}
+        // Loud, and no checkpoint: the chain behind the last one no longer holds.
+        Err(e) => tracing::error!(error = %format!("{e:#}"), "audit checkpoint refused"),
+    }
 }
 
 /// Ctrl-C or SIGTERM (what service managers send).

@@ -2,8 +2,9 @@
 
 use chrono::{DateTime, Utc};
 use futures::TryStreamExt;
-use landdb_access::audit::GENESIS;
-use landdb_access::{Agency, AuditEntry, AuditEvent, KeyRecord};
+use landdb_access::audit::{Chain, GENESIS};
+use landdb_access::audit_block::BlockColumns;
+use landdb_access::{Agency, AuditEntry, AuditEvent, Broken, KeyRecord, Verified};
 use sqlx::Row;
 use sqlx::postgres::PgRow;
 
@@ -135,7 +136,7 @@ impl AccessStore for PgStore {
             if !agencies.contains(&&*e.agency) {
                 agencies.push(&e.agency);
             }
-            disclosed.extend_from_slice(&e.personal);
+            disclosed.extend(e.received());
             (min_at, max_at) = (min_at.min(e.at), max_at.max(e.at));
         }
         lines.pop(); // the last line's newline
@@ -173,7 +174,7 @@ impl AccessStore for PgStore {
             "SELECT entries FROM audit_block
              WHERE last_seq > $1 AND ($2::text IS NULL OR $2 = ANY (agencies))
                AND ($3::timestamptz IS NULL OR max_at >= $3) AND ($4::timestamptz IS NULL OR min_at < $4)
-               AND ($5::bigint[] IS NULL OR disclosed && $5)
+               AND ($5::bigint[] IS NULL OR disclosed && $5) AND ($6::bigint[] IS NULL OR disclosed && $6)
              ORDER BY last_seq",
         )
         .bind(q.after)
@@ -181,6 +182,7 @@ impl AccessStore for PgStore {
         .bind(q.since)
         .bind(q.until)
         .bind(&q.disclosed)
+        .bind(&q.received)
         .fetch(&self.pool);
         let mut page = Vec::new();
         while let Some(block) = blocks.try_next().await? {
@@ -194,6 +196,52 @@ impl AccessStore for PgStore {
             }
         }
         Ok(page)
+    }
+
+    async fn verify_audit(
+        &self,
+        on_entry: &mut (dyn FnMut(&AuditEntry) + Send),
+    ) -> Result<std::result::Result<Verified, Broken>> {
+        // One snapshot for the head and every block: a batch committed meanwhile is either
+        // wholly in it (with its head) or not at all.
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY").execute(&mut *tx).await?;
+        let head: Option<(i64, String)> =
+            sqlx::query_as("SELECT seq, hash FROM audit_head WHERE id = 1").fetch_optional(&mut *tx).await?;
+        let mut chain = Chain::default();
+        // Every block of the table, whatever the head says: rows added after it are found.
+        let mut blocks = sqlx::query(
+            "SELECT last_seq, first_seq, min_at, max_at, agencies, disclosed, entries FROM audit_block ORDER BY last_seq",
+        )
+        .fetch(&mut *tx);
+        while let Some(block) = blocks.try_next().await? {
+            let last_seq: i64 = block.try_get("last_seq")?;
+            let entries = match block_entries(&block) {
+                Ok(entries) => entries,
+                Err(e) => {
+                    let why = format!("audit_block {last_seq}: column entries holds a line that does not read ({e})");
+                    return Ok(Err(Broken { seq: chain.last().0 + 1, why }));
+                }
+            };
+            for entry in &entries {
+                if let Err(broken) = chain.follow(entry) {
+                    return Ok(Err(broken));
+                }
+                on_entry(entry);
+            }
+            let stored = BlockColumns {
+                first_seq: block.try_get("first_seq")?,
+                last_seq,
+                min_at: block.try_get("min_at")?,
+                max_at: block.try_get("max_at")?,
+                agencies: block.try_get::<Vec<String>, _>("agencies")?.into_iter().collect(),
+                disclosed: block.try_get::<Vec<i64>, _>("disclosed")?.into_iter().collect(),
+            };
+            if let Err(broken) = stored.check(&entries) {
+                return Ok(Err(broken));
+            }
+        }
+        Ok(chain.end(head))
     }
 
     async fn audit_head(&self) -> Result<Option<(i64, String)>> {

@@ -3,14 +3,14 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use landdb_access::audit::GENESIS;
-use landdb_access::{Agency, AuditEntry, AuditEvent, KeyRecord};
+use landdb_access::audit::{Chain, Form, GENESIS};
+use landdb_access::{Agency, AuditEntry, AuditEvent, Broken, KeyRecord, Verified};
 use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
 
 use super::{SqliteStore, parse_timestamp, timestamp};
 use crate::Result;
-use crate::access::{AccessStore, AuditQuery, personal_from, personal_text, policy_from, role_from};
+use crate::access::{AccessStore, AuditQuery, personal_from, personal_text, policy_from, role_from, versions_text};
 
 const BUMP: &str = "UPDATE access_generation SET generation = generation + 1 WHERE id = 1";
 
@@ -30,6 +30,11 @@ fn key_from_row(r: &SqliteRow) -> Result<KeyRecord> {
 }
 
 fn entry_from_row(r: &SqliteRow) -> Result<AuditEntry> {
+    // No list of versions: an entry written before they were listed (migration 4).
+    let (versions, form) = match r.try_get::<Option<&str>, _>("versions")? {
+        Some(raw) => (personal_from(raw)?, Form::EveryVersion),
+        None => (Vec::new(), Form::PersonalOnly),
+    };
     Ok(AuditEntry {
         seq: r.try_get("seq")?,
         event: AuditEvent {
@@ -43,9 +48,11 @@ fn entry_from_row(r: &SqliteRow) -> Result<AuditEntry> {
             status: u16::try_from(r.try_get::<i64, _>("status")?).unwrap_or(0),
             parcels: u64::try_from(r.try_get::<i64, _>("parcels")?).unwrap_or(0),
             personal: personal_from(r.try_get("personal")?)?,
+            versions,
         },
         prev_hash: r.try_get("prev_hash")?,
         hash: r.try_get("hash")?,
+        form,
     })
 }
 
@@ -157,8 +164,8 @@ impl AccessStore for SqliteStore {
             let entry = event.clone().chain(seq, &prev);
             let e = &entry.event;
             sqlx::query(
-                "INSERT INTO audit_entry (seq, at, agency, key_id, method, endpoint, params, purpose, status, parcels, personal, prev_hash, hash)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+                "INSERT INTO audit_entry (seq, at, agency, key_id, method, endpoint, params, purpose, status, parcels, personal, versions, prev_hash, hash)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
             )
             .bind(seq)
             .bind(timestamp(e.at))
@@ -171,12 +178,15 @@ impl AccessStore for SqliteStore {
             .bind(i64::from(e.status))
             .bind(i64::try_from(e.parcels).unwrap_or(i64::MAX))
             .bind(personal_text(e))
+            .bind(versions_text(&entry))
             .bind(&entry.prev_hash)
             .bind(&entry.hash)
             .execute(&mut *tx)
             .await?;
-            for v in &e.personal {
-                sqlx::query("INSERT OR IGNORE INTO audit_disclosure (version_id, seq) VALUES (?1, ?2)")
+            // The index of who received what: every version the entry disclosed, once.
+            let received: std::collections::BTreeSet<i64> = e.received().collect();
+            for v in received {
+                sqlx::query("INSERT INTO audit_disclosure (version_id, seq) VALUES (?1, ?2)")
                     .bind(v)
                     .bind(seq)
                     .execute(&mut *tx)
@@ -196,24 +206,90 @@ impl AccessStore for SqliteStore {
     }
 
     async fn audit_entries(&self, q: &AuditQuery) -> Result<Vec<AuditEntry>> {
-        let disclosed = q.disclosed.as_ref().map(|d| serde_json::to_string(d).unwrap_or_else(|_| "[]".to_owned()));
+        let list =
+            |vs: &Option<Vec<i64>>| vs.as_ref().map(|d| serde_json::to_string(d).unwrap_or_else(|_| "[]".to_owned()));
+        // Versions asked for are found through the disclosure index (every version received);
+        // personal data is then told apart by the entry's own list.
         let rows = sqlx::query(
             "SELECT * FROM audit_entry e
              WHERE seq > ?1 AND (?2 IS NULL OR agency = ?2)
                AND (?3 IS NULL OR at >= ?3) AND (?4 IS NULL OR at < ?4)
-               AND (?5 IS NULL OR EXISTS (SELECT 1 FROM audit_disclosure d
-                    WHERE d.seq = e.seq AND d.version_id IN (SELECT value FROM json_each(?5))))
-             ORDER BY seq LIMIT ?6",
+               AND (?5 IS NULL OR (seq IN (SELECT d.seq FROM audit_disclosure d WHERE d.version_id IN (SELECT value FROM json_each(?5)))
+                    AND EXISTS (SELECT 1 FROM json_each(e.personal) p WHERE p.value IN (SELECT value FROM json_each(?5)))))
+               AND (?6 IS NULL OR seq IN (SELECT d.seq FROM audit_disclosure d WHERE d.version_id IN (SELECT value FROM json_each(?6))))
+             ORDER BY seq LIMIT ?7",
         )
         .bind(q.after)
         .bind(&q.agency)
         .bind(q.since.map(timestamp))
         .bind(q.until.map(timestamp))
-        .bind(disclosed)
+        .bind(list(&q.disclosed))
+        .bind(list(&q.received))
         .bind(q.limit)
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(entry_from_row).collect()
+    }
+
+    async fn verify_audit(
+        &self,
+        on_entry: &mut (dyn FnMut(&AuditEntry) + Send),
+    ) -> Result<std::result::Result<Verified, Broken>> {
+        const PAGE: i64 = 10_000;
+        // One read transaction: one snapshot of the head, the entries and the index.
+        let mut tx = self.pool.begin().await?;
+        let head: Option<(i64, String)> =
+            sqlx::query_as("SELECT seq, hash FROM audit_head WHERE id = 1").fetch_optional(&mut *tx).await?;
+        let mut chain = Chain::default();
+        let mut after = i64::MIN;
+        loop {
+            let rows = sqlx::query("SELECT * FROM audit_entry WHERE seq > ?1 ORDER BY seq LIMIT ?2")
+                .bind(after)
+                .bind(PAGE)
+                .fetch_all(&mut *tx)
+                .await?;
+            // The index rows of this page's entries (the last page: every row left, so that
+            // rows naming no entry are found too).
+            let end = match rows.last() {
+                Some(r) if i64::try_from(rows.len()).unwrap_or(i64::MAX) == PAGE => r.try_get::<i64, _>("seq")?,
+                _ => i64::MAX,
+            };
+            let index: Vec<(i64, i64)> =
+                sqlx::query_as("SELECT seq, version_id FROM audit_disclosure WHERE seq > ?1 AND seq <= ?2")
+                    .bind(after)
+                    .bind(end)
+                    .fetch_all(&mut *tx)
+                    .await?;
+            let mut implied = std::collections::BTreeSet::new();
+            for row in &rows {
+                let entry = match entry_from_row(row) {
+                    Ok(entry) => entry,
+                    Err(e) => {
+                        let seq = row.try_get::<i64, _>("seq").unwrap_or(chain.last().0 + 1);
+                        return Ok(Err(Broken { seq, why: format!("its row does not read ({e})") }));
+                    }
+                };
+                if let Err(broken) = chain.follow(&entry) {
+                    return Ok(Err(broken));
+                }
+                on_entry(&entry);
+                implied.extend(entry.event.received().map(|v| (entry.seq, v)));
+            }
+            let stored: std::collections::BTreeSet<(i64, i64)> = index.into_iter().collect();
+            if let Some(&(seq, version)) = implied.symmetric_difference(&stored).next() {
+                let why = if stored.contains(&(seq, version)) {
+                    format!("audit_disclosure lists version {version} for it, which it did not disclose")
+                } else {
+                    format!("audit_disclosure lacks version {version}, which it disclosed")
+                };
+                return Ok(Err(Broken { seq, why: format!("{why}: the index was edited outside landdb") }));
+            }
+            if end == i64::MAX {
+                break;
+            }
+            after = end;
+        }
+        Ok(chain.end(head))
     }
 
     async fn audit_head(&self) -> Result<Option<(i64, String)>> {
