@@ -93,7 +93,11 @@ impl DailyQuota {
     pub fn reserve(&self, agency: &str, features: u64, limit: u64, now: DateTime<Utc>) -> Result<(), Shortfall> {
         let (day, until_tomorrow) = day_of(now);
         let mut used = self.used.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let entry = used.entry(agency.to_owned()).or_insert((day, 0));
+        // The agency's name is copied once, not on every request.
+        if !used.contains_key(agency) {
+            used.insert(agency.to_owned(), (day, 0));
+        }
+        let Some(entry) = used.get_mut(agency) else { return Err(Shortfall { left: 0, until_tomorrow }) };
         if entry.0 != day {
             *entry = (day, 0);
         }

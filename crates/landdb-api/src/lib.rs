@@ -166,6 +166,9 @@ async fn tagged(request: axum::extract::Request, next: axum::middleware::Next) -
     if request.method() != Method::GET {
         return next.run(request).await;
     }
+    // A page and its JSON share the body as it leaves here (the HTML layer outside turns it into
+    // the page): which one was asked for is part of the tag.
+    let page = request.extensions().get::<html::Page>().is_some();
     let asked: Vec<String> = request
         .headers()
         .get_all(header::IF_NONE_MATCH)
@@ -186,7 +189,7 @@ async fn tagged(request: axum::extract::Request, next: axum::middleware::Next) -
         return ogc::ApiError::internal(&"an answer could not be read back").into_response();
     };
     let media = parts.headers.get(header::CONTENT_TYPE).map(|v| v.as_bytes().to_vec());
-    let hash = BuildHasherDefault::<DefaultHasher>::default().hash_one((&bytes[..], media));
+    let hash = BuildHasherDefault::<DefaultHasher>::default().hash_one((&bytes[..], media, page));
     let tag = format!("W/\"{hash:016x}\"");
     let Ok(tag_value) = HeaderValue::from_str(&tag) else {
         return axum::response::Response::from_parts(parts, axum::body::Body::from(bytes));

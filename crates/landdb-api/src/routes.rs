@@ -475,6 +475,11 @@ impl ItemsQuery {
         if params.get("after").is_some() && params.get("before").is_some() {
             return Err(ApiError::bad_parameter("give `after` or `before`, not both"));
         }
+        if params.get("before").is_some() && (datetime.is_some() || filter.as_ref().is_some_and(|f| f.temporal)) {
+            return Err(ApiError::bad_parameter(
+                "before: pages of the history are followed forwards only (with `after`, as the next links do)",
+            ));
+        }
         let canonical = canonical_query(&params);
         let agency = access.agency().to_owned();
         let open = |direction: Direction| {
