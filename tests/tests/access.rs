@@ -303,12 +303,21 @@ async fn two_agencies_see_their_own_areas_and_fields_and_nothing_else() {
     let (_, _, _) = get_with(&tax, &format!("{}/collections/parcels/items/{address_holder}", s.base)).await;
     s.app.gate.audit.flush().await;
     let who = |seen: &Value| -> BTreeSet<String> {
-        seen["entries"].as_array().expect("entries").iter().map(|e| e["agency"].as_str().expect("agency").to_owned()).collect()
+        seen["entries"]
+            .as_array()
+            .expect("entries")
+            .iter()
+            .map(|e| e["agency"].as_str().expect("agency").to_owned())
+            .collect()
     };
     let (status, _, seen) =
         get_with(&client(), &format!("{}/admin/audit?parcel={address_holder}&personal=true", s.base)).await;
     assert_eq!(status, 200, "{seen}");
-    assert_eq!(who(&seen), BTreeSet::from(["police-province".to_owned()]), "only the agency with personal data saw it: {seen}");
+    assert_eq!(
+        who(&seen),
+        BTreeSet::from(["police-province".to_owned()]),
+        "only the agency with personal data saw it: {seen}"
+    );
     // Every agency that received the parcel: the surveyor's polygon meets it too; the tax office
     // asked, and was told it does not exist.
     let (_, _, seen) = get_with(&client(), &format!("{}/admin/audit?parcel={address_holder}", s.base)).await;

@@ -75,7 +75,13 @@ fn lien_chieu_parcel_as(code: &str) -> Value {
     feature
 }
 
-async fn upload(store: &AnyStore, path: &Path, agency: &str, options: &Options, mode: Mode) -> Result<Imported, ImportError> {
+async fn upload(
+    store: &AnyStore,
+    path: &Path,
+    agency: &str,
+    options: &Options,
+    mode: Mode,
+) -> Result<Imported, ImportError> {
     let reference = ReferenceData::embedded().expect("reference");
     let path = path.to_path_buf();
     let shown = path.file_name().expect("name").to_string_lossy().into_owned();

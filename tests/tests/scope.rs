@@ -30,7 +30,12 @@ fn target(s: &Server, commune: &str) -> Target {
     let code = CommuneCode::parse(commune).expect("code");
     let p = view.in_commune(&code).into_iter().max_by_key(|p| p.area_m2() as i64).expect("a parcel");
     let point = p.geometry().interior_point().expect("interior");
-    Target { version: p.version().0, key: p.key(), national_id: p.national_id().to_string(), point: (point.x(), point.y()) }
+    Target {
+        version: p.version().0,
+        key: p.key(),
+        national_id: p.national_id().to_string(),
+        point: (point.x(), point.y()),
+    }
 }
 
 /// A parcel that does not exist, asked for the same ways: a version never written, a key never
@@ -66,7 +71,10 @@ fn probes(t: &Target) -> Vec<(&'static str, String)> {
         ("/collections/{id}/items", format!("/collections/parcels/items?before={}", t.version)),
         ("/collections/{id}/export", format!("/collections/parcels/export?bbox={bbox}")),
         ("/collections/{id}/export", format!("/collections/parcels/export?filter=national_id%3D'{}'", t.national_id)),
-        ("/collections/{collection}/tiles/{set}/{z}/{y}/{x}", format!("/collections/parcels/tiles/WebMercatorQuad/{z}/{y}/{x}")),
+        (
+            "/collections/{collection}/tiles/{set}/{z}/{y}/{x}",
+            format!("/collections/parcels/tiles/WebMercatorQuad/{z}/{y}/{x}"),
+        ),
     ]
 }
 
@@ -106,7 +114,9 @@ async fn answer(c: &reqwest::Client, url: &str, asked: &Target) -> (u16, BTreeMa
         Err(_) => String::from_utf8_lossy(&body).into_owned(),
     };
     let k = &asked.key;
-    for token in [asked.version.to_string(), asked.national_id.clone(), k.number.clone(), k.sheet.clone(), k.commune.to_string()] {
+    for token in
+        [asked.version.to_string(), asked.national_id.clone(), k.number.clone(), k.sheet.clone(), k.commune.to_string()]
+    {
         text = text.replace(&token, "<asked>");
     }
     (status, headers, text)
@@ -139,11 +149,15 @@ async fn an_agency_learns_nothing_about_parcels_outside_its_area_by_any_route() 
     let view = s.engine.snapshot();
     let national = view.len();
     let own: Vec<_> = view.in_commune(&CommuneCode::parse(OWN).expect("code"));
-    let own_extent = own.iter().filter_map(landdb_engine::Parcel::bounds).fold(None, |acc: Option<geo::Rect<f64>>, b| {
-        Some(acc.map_or(b, |a| {
-            geo::Rect::new((a.min().x.min(b.min().x), a.min().y.min(b.min().y)), (a.max().x.max(b.max().x), a.max().y.max(b.max().y)))
-        }))
-    });
+    let own_extent =
+        own.iter().filter_map(landdb_engine::Parcel::bounds).fold(None, |acc: Option<geo::Rect<f64>>, b| {
+            Some(acc.map_or(b, |a| {
+                geo::Rect::new(
+                    (a.min().x.min(b.min().x), a.min().y.min(b.min().y)),
+                    (a.max().x.max(b.max().x), a.max().y.max(b.max().y)),
+                )
+            }))
+        });
     let own_extent = own_extent.expect("extent");
     let api = get_with(&client(), &format!("{}/api", s.base)).await.2;
     let paths: Vec<String> = api["paths"].as_object().expect("paths").keys().cloned().collect();
@@ -191,8 +205,17 @@ async fn an_agency_learns_nothing_about_parcels_outside_its_area_by_any_route() 
 
     // Every route of the API is probed here or is metadata (above), the operator's (refused to
     // an agency), or the upload's (its own test): a new route fails until it is placed.
-    let operator_only = ["/metrics", "/admin/agencies", "/admin/audit", "/admin/audit/verify", "/admin/keys/{id}", "/admin/keys/{id}/rotate", "/admin/agencies/{name}/keys"];
-    let uploads = ["/jobs", "/jobs/{id}", "/jobs/{id}/report", "/jobs/{id}/quarantine", "/upload", "/map", "/assets/{name}"];
+    let operator_only = [
+        "/metrics",
+        "/admin/agencies",
+        "/admin/audit",
+        "/admin/audit/verify",
+        "/admin/keys/{id}",
+        "/admin/keys/{id}/rotate",
+        "/admin/agencies/{name}/keys",
+    ];
+    let uploads =
+        ["/jobs", "/jobs/{id}", "/jobs/{id}/report", "/jobs/{id}/quarantine", "/upload", "/map", "/assets/{name}"];
     let metadata_routes = [
         "/",
         "/conformance",
@@ -213,13 +236,8 @@ async fn an_agency_learns_nothing_about_parcels_outside_its_area_by_any_route() 
     let shape = |t: &str| -> String {
         t.split('/').map(|part| if part.starts_with('{') { "{}" } else { part }).collect::<Vec<_>>().join("/")
     };
-    let placed: BTreeSet<String> = covered
-        .iter()
-        .chain(&operator_only)
-        .chain(&uploads)
-        .chain(&metadata_routes)
-        .map(|t| shape(t))
-        .collect();
+    let placed: BTreeSet<String> =
+        covered.iter().chain(&operator_only).chain(&uploads).chain(&metadata_routes).map(|t| shape(t)).collect();
     for path in &paths {
         assert!(placed.contains(&shape(path)), "route {path} of the API is not probed by this test");
     }
@@ -292,7 +310,11 @@ async fn limits_hold_on_tiles_exports_and_concurrent_requests() {
 
     // A tile over more parcels than a response may hold is refused whole, not sent.
     let (z, x, y) = tile_of(own.point.0, own.point.1, 15);
-    let r = capped.get(format!("{}/collections/parcels/tiles/WebMercatorQuad/{z}/{y}/{x}", s.base)).send().await.expect("tile");
+    let r = capped
+        .get(format!("{}/collections/parcels/tiles/WebMercatorQuad/{z}/{y}/{x}", s.base))
+        .send()
+        .await
+        .expect("tile");
     assert_eq!(r.status().as_u16(), 403, "{:?}", r.text().await);
     // A bulk export of the commune (hundreds of parcels) passes the response limit, not the day's.
     let (status, _, body) = get_with(&capped, &format!("{}/collections/parcels/export?commune={OWN}", s.base)).await;

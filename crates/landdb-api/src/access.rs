@@ -14,13 +14,13 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use crate::scope::Disclosure;
 use axum::extract::{FromRequestParts, MatchedPath, Request};
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::Utc;
 use landdb_access::limits::{DailyQuota, RateLimiter, day_start};
-use crate::scope::Disclosure;
 use landdb_access::{Agency, AuditEvent, KeyRecord, Operation, Role, Scope};
 use landdb_engine::Parcel;
 use landdb_model::ReferenceData;

@@ -237,7 +237,8 @@ pub async fn audit(
         after: number("after", 0)?,
         limit: number("limit", 1000)?.clamp(1, 10_000),
     };
-    let entries = app.sources.operator_store(&access)?.audit_entries(&query).await.map_err(|e| ApiError::internal(&e))?;
+    let entries =
+        app.sources.operator_store(&access)?.audit_entries(&query).await.map_err(|e| ApiError::internal(&e))?;
     let parcels: u64 = entries.iter().map(|e| e.event.parcels).sum();
     Ok(ok(StatusCode::OK, json!({ "entries": entries, "numberReturned": entries.len(), "parcels": parcels })))
 }

@@ -917,17 +917,24 @@ mod tests {
         let nots = format!("{}area_m2 > 1", "NOT ".repeat(2_000));
         let json = format!("{}{}", "[".repeat(5_000), "]".repeat(5_000));
         let long = format!("number IN ({})", vec!["'1'"; 100_000].join(","));
-        for (raw, language) in
-            [(deep.as_str(), Language::Text), (nots.as_str(), Language::Text), (json.as_str(), Language::Json), (long.as_str(), Language::Text)]
-        {
+        for (raw, language) in [
+            (deep.as_str(), Language::Text),
+            (nots.as_str(), Language::Text),
+            (json.as_str(), Language::Json),
+            (long.as_str(), Language::Text),
+        ] {
             let e = Filter::parse(raw, language, &access).expect_err("refused");
             assert_eq!(e.status, axum::http::StatusCode::BAD_REQUEST, "{}", e.description);
         }
         // Brackets and NOTs inside strings are text, and real filters pass.
         Filter::parse("address LIKE '((((((((((((((((((((((((((((((((((((((((((((((((((((((((((((((((((((%' AND NOT (number = '1')", Language::Text, &access)
             .expect("a quoted bracket is text");
-        Filter::parse("S_INTERSECTS(geometry, MULTIPOLYGON(((108.2 16.0, 108.3 16.0, 108.3 16.1, 108.2 16.0))))", Language::Text, &access)
-            .expect("a polygon");
+        Filter::parse(
+            "S_INTERSECTS(geometry, MULTIPOLYGON(((108.2 16.0, 108.3 16.0, 108.3 16.1, 108.2 16.0))))",
+            Language::Text,
+            &access,
+        )
+        .expect("a polygon");
         Filter::parse(
             "NOT (area_m2 > 1 AND (number = '1' OR (sheet = '2' AND S_INTERSECTS(geometry, MULTIPOLYGON(((108.2 16.0, 108.3 16.0, 108.3 16.1, 108.2 16.0)))))))",
             Language::Text,

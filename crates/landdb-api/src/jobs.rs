@@ -188,15 +188,9 @@ impl Jobs {
             running.lock().state = State::Running;
             let progress = |n: usize| running.records_read.store(n, Ordering::Relaxed);
             let submission = Submission::upload(&upload, &running.file, &running.agency);
-            let result = landdb_ingest::import::import_submission(
-                &store,
-                &submission,
-                &reference,
-                &options,
-                mode,
-                &progress,
-            )
-            .await;
+            let result =
+                landdb_ingest::import::import_submission(&store, &submission, &reference, &options, mode, &progress)
+                    .await;
             let mut o = running.lock();
             o.finished_at = Some(chrono::Utc::now());
             match result {

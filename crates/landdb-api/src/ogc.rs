@@ -64,11 +64,21 @@ impl ApiError {
     }
 
     pub fn bad_parameter(description: impl Into<String>) -> Self {
-        ApiError { status: StatusCode::BAD_REQUEST, code: "InvalidParameterValue", description: description.into(), retry_after: None }
+        ApiError {
+            status: StatusCode::BAD_REQUEST,
+            code: "InvalidParameterValue",
+            description: description.into(),
+            retry_after: None,
+        }
     }
 
     pub fn forbidden(description: impl Into<String>) -> Self {
-        ApiError { status: StatusCode::FORBIDDEN, code: "Forbidden", description: description.into(), retry_after: None }
+        ApiError {
+            status: StatusCode::FORBIDDEN,
+            code: "Forbidden",
+            description: description.into(),
+            retry_after: None,
+        }
     }
 
     pub fn not_found(description: impl Into<String>) -> Self {

@@ -385,7 +385,6 @@ fn collection_query(
     Ok((params, bbox, fields))
 }
 
-
 /// The part of two boxes they share; boxes that do not meet give one that meets nothing.
 fn both(a: Option<geo::Rect<f64>>, b: Option<geo::Rect<f64>>) -> Option<geo::Rect<f64>> {
     match (a, b) {
@@ -483,10 +482,7 @@ impl ItemsQuery {
         let canonical = canonical_query(&params);
         let agency = access.agency().to_owned();
         let open = |direction: Direction| {
-            params
-                .get(direction.name())
-                .map(|c| app.gate.cursors.open(&agency, &canonical, direction, c))
-                .transpose()
+            params.get(direction.name()).map(|c| app.gate.cursors.open(&agency, &canonical, direction, c)).transpose()
         };
         let (after, before) = (open(Direction::After)?, open(Direction::Before)?);
         Ok(ItemsQuery { bbox, fields, limit, crs, filter, sortby, datetime, after, before, canonical, agency })
@@ -567,75 +563,73 @@ pub async fn items(
     let limit = access.page_limit(query.limit);
     let plain = query.bbox.is_none() && query.filter.is_none() && query.sortby.is_none();
     // The page, how many parcels match, and whether parcels lie before and after the page.
-    let (page, matched, earlier, later): (Vec<Parcel<'_>>, usize, bool, bool) = match (
-        plain,
-        before.and_then(|b| scoped.everything_before(b)),
-        scoped.everything_after(after),
-    ) {
-        // Every parcel in version order, for a caller who sees them all: straight from the
-        // engine's sorted columns.
-        (true, Some(earlier_ones), _) => {
-            let mut page: Vec<Parcel<'_>> = earlier_ones.take(limit + 1).collect();
-            let earlier = page.len() > limit;
-            page.truncate(limit);
-            page.reverse();
-            let later = page
-                .last()
-                .is_some_and(|p| scoped.everything_after(Some(p.version())).is_some_and(|mut i| i.next().is_some()));
-            (page, scoped.len(), earlier, later)
-        }
-        (true, None, Some(later_ones)) if before.is_none() => {
-            let mut page: Vec<Parcel<'_>> = later_ones.take(limit + 1).collect();
-            let later = page.len() > limit;
-            page.truncate(limit);
-            let earlier =
-                page.first().is_some_and(|p| scoped.everything_before(p.version()).is_some_and(|mut i| i.next().is_some()));
-            (page, scoped.len(), earlier, later)
-        }
-        _ => {
-            // Candidates from the R-tree when a box bounds the query, the caller's parcels
-            // otherwise; then the filter, the order, and the page around the cursor.
-            let region = both(query.bbox, query.filter.as_ref().and_then(|f| f.bound));
-            let mut found: Vec<Parcel<'_>> = match region {
-                Some(r) => scoped.in_box(r),
-                None => scoped.all(),
-            };
-            if let Some(f) = &query.filter {
-                found.retain(|p| f.matches(p, None));
+    let (page, matched, earlier, later): (Vec<Parcel<'_>>, usize, bool, bool) =
+        match (plain, before.and_then(|b| scoped.everything_before(b)), scoped.everything_after(after)) {
+            // Every parcel in version order, for a caller who sees them all: straight from the
+            // engine's sorted columns.
+            (true, Some(earlier_ones), _) => {
+                let mut page: Vec<Parcel<'_>> = earlier_ones.take(limit + 1).collect();
+                let earlier = page.len() > limit;
+                page.truncate(limit);
+                page.reverse();
+                let later = page.last().is_some_and(|p| {
+                    scoped.everything_after(Some(p.version())).is_some_and(|mut i| i.next().is_some())
+                });
+                (page, scoped.len(), earlier, later)
             }
-            match &query.sortby {
-                Some(s) => found.sort_unstable_by(|a, b| s.compare(a, b)),
-                None => found.sort_unstable_by_key(|p| p.version()),
+            (true, None, Some(later_ones)) if before.is_none() => {
+                let mut page: Vec<Parcel<'_>> = later_ones.take(limit + 1).collect();
+                let later = page.len() > limit;
+                page.truncate(limit);
+                let earlier = page
+                    .first()
+                    .is_some_and(|p| scoped.everything_before(p.version()).is_some_and(|mut i| i.next().is_some()));
+                (page, scoped.len(), earlier, later)
             }
-            // Where a cursor falls in this order: by its version alone, or with sortby by the
-            // values of its parcel, which must then still be current (and the caller's).
-            let place = |v: VersionId, d: Direction| -> Result<Option<Parcel<'_>>, ApiError> {
+            _ => {
+                // Candidates from the R-tree when a box bounds the query, the caller's parcels
+                // otherwise; then the filter, the order, and the page around the cursor.
+                let region = both(query.bbox, query.filter.as_ref().and_then(|f| f.bound));
+                let mut found: Vec<Parcel<'_>> = match region {
+                    Some(r) => scoped.in_box(r),
+                    None => scoped.all(),
+                };
+                if let Some(f) = &query.filter {
+                    found.retain(|p| f.matches(p, None));
+                }
                 match &query.sortby {
-                    None => Ok(None),
-                    Some(_) => scoped.by_version(v).map(Some).ok_or_else(|| crate::cursor::invalid(d)),
+                    Some(s) => found.sort_unstable_by(|a, b| s.compare(a, b)),
+                    None => found.sort_unstable_by_key(|p| p.version()),
                 }
-            };
-            let against = |p: &Parcel<'_>, v: VersionId, c: &Option<Parcel<'_>>| match (&query.sortby, c) {
-                (Some(s), Some(c)) => s.compare(p, c),
-                _ => p.version().cmp(&v),
-            };
-            let n = found.len();
-            let (start, end) = match (after, before) {
-                (_, Some(b)) => {
-                    let c = place(b, Direction::Before)?;
-                    let end = found.partition_point(|p| against(p, b, &c).is_lt());
-                    (end.saturating_sub(limit), end)
-                }
-                (Some(a), None) => {
-                    let c = place(a, Direction::After)?;
-                    let start = found.partition_point(|p| against(p, a, &c).is_le());
-                    (start, (start + limit).min(n))
-                }
-                (None, None) => (0, limit.min(n)),
-            };
-            (found[start..end].to_vec(), n, start > 0, end < n)
-        }
-    };
+                // Where a cursor falls in this order: by its version alone, or with sortby by the
+                // values of its parcel, which must then still be current (and the caller's).
+                let place = |v: VersionId, d: Direction| -> Result<Option<Parcel<'_>>, ApiError> {
+                    match &query.sortby {
+                        None => Ok(None),
+                        Some(_) => scoped.by_version(v).map(Some).ok_or_else(|| crate::cursor::invalid(d)),
+                    }
+                };
+                let against = |p: &Parcel<'_>, v: VersionId, c: &Option<Parcel<'_>>| match (&query.sortby, c) {
+                    (Some(s), Some(c)) => s.compare(p, c),
+                    _ => p.version().cmp(&v),
+                };
+                let n = found.len();
+                let (start, end) = match (after, before) {
+                    (_, Some(b)) => {
+                        let c = place(b, Direction::Before)?;
+                        let end = found.partition_point(|p| against(p, b, &c).is_lt());
+                        (end.saturating_sub(limit), end)
+                    }
+                    (Some(a), None) => {
+                        let c = place(a, Direction::After)?;
+                        let start = found.partition_point(|p| against(p, a, &c).is_le());
+                        (start, (start + limit).min(n))
+                    }
+                    (None, None) => (0, limit.min(n)),
+                };
+                (found[start..end].to_vec(), n, start > 0, end < n)
+            }
+        };
     let links = query.links(&app, &call.base, &page, earlier, later);
     let release = scoped.release(page, &query.fields)?;
     feature_collection(&release, &query.fields, Some(matched), links, &query.crs)
@@ -1269,7 +1263,12 @@ pub async fn metrics(State(app): State<Arc<AppState>>, access: Access) -> Result
         "The change-feed position the engine reflects.",
         engine.position.0 as f64,
     );
-    gauge(&mut out, "landdb_engine_heap_bytes", "Memory the engine's columns and index take.", engine.heap_bytes as f64);
+    gauge(
+        &mut out,
+        "landdb_engine_heap_bytes",
+        "Memory the engine's columns and index take.",
+        engine.heap_bytes as f64,
+    );
     out.push_str(
         "# HELP landdb_upload_jobs Upload jobs this process knows, by state.\n# TYPE landdb_upload_jobs gauge\n",
     );

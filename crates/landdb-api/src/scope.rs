@@ -18,12 +18,12 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use geo::Rect;
-use rstar::primitives::{GeomWithData, Rectangle};
-use rstar::{AABB, RTree};
 use landdb_access::{Operation, Scope};
 use landdb_engine::{Engine, Parcel, View};
 use landdb_model::{CommuneCode, FeedPosition, NationalParcelId, ParcelKey, ParcelVersion, ReferenceData, VersionId};
 use landdb_store::{AnyStore, ParcelStore, Period};
+use rstar::primitives::{GeomWithData, Rectangle};
+use rstar::{AABB, RTree};
 
 use crate::access::Access;
 use crate::export::Selection;
@@ -442,12 +442,19 @@ impl<'s> Scoped<'s> {
     /// Hands over versions of the history (their numbers, times and areas; no personal data).
     pub fn release_versions(&self, versions: &[VersionId]) -> Result<Disclosure, ApiError> {
         self.access.take(versions.len() as u64, false)?;
-        Ok(Disclosure { parcels: versions.len() as u64, personal: Vec::new(), versions: versions.iter().map(|v| v.0).collect() })
+        Ok(Disclosure {
+            parcels: versions.len() as u64,
+            personal: Vec::new(),
+            versions: versions.iter().map(|v| v.0).collect(),
+        })
     }
 }
 
 fn union(a: Rect<f64>, b: Rect<f64>) -> Rect<f64> {
-    Rect::new((a.min().x.min(b.min().x), a.min().y.min(b.min().y)), (a.max().x.max(b.max().x), a.max().y.max(b.max().y)))
+    Rect::new(
+        (a.min().x.min(b.min().x), a.min().y.min(b.min().y)),
+        (a.max().x.max(b.max().x), a.max().y.max(b.max().y)),
+    )
 }
 
 /// Parcels handed over for an answer: what the answer writers take.

@@ -102,7 +102,10 @@ mod tests {
     fn server_paths_become_the_names_the_submitter_gave() {
         let names = SourceNames::shown_as(vec![(PathBuf::from("/srv/jobs/17/upload.zip"), "Hải Châu.zip".into())]);
         names.extracted(Path::new("/srv/jobs/17/upload.zip"), Path::new("/tmp/landdb-import-1-ab/zip-0"));
-        names.extracted(Path::new("/tmp/landdb-import-1-ab/zip-0/inner.zip"), Path::new("/tmp/landdb-import-1-ab/zip-1"));
+        names.extracted(
+            Path::new("/tmp/landdb-import-1-ab/zip-0/inner.zip"),
+            Path::new("/tmp/landdb-import-1-ab/zip-1"),
+        );
         assert_eq!(names.shown(Path::new("/srv/jobs/17/upload.zip")), "Hải Châu.zip");
         assert_eq!(names.shown(Path::new("/tmp/landdb-import-1-ab/zip-0/a/20194.shp")), "Hải Châu.zip/a/20194.shp");
         assert_eq!(names.shown(Path::new("/tmp/landdb-import-1-ab/zip-1/b.gpkg")), "Hải Châu.zip/inner.zip/b.gpkg");

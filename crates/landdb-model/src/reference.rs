@@ -220,8 +220,7 @@ impl ReferenceData {
         let provinces: Vec<Province> = parse_csv("provinces.csv", &read("provinces.csv")?)?;
         let communes: Vec<Commune> = parse_csv("communes.csv", &read("communes.csv")?)?;
         let merges: Vec<CommuneMerge> = parse_csv("commune-merges.csv", &read("commune-merges.csv")?)?;
-        let earlier: Vec<EarlierMerge> =
-            parse_csv("commune-earlier-merges.csv", &read("commune-earlier-merges.csv")?)?;
+        let earlier: Vec<EarlierMerge> = parse_csv("commune-earlier-merges.csv", &read("commune-earlier-merges.csv")?)?;
         let mut old_provinces: Vec<OldProvince> = parse_csv("old-provinces.csv", &read("old-provinces.csv")?)?;
         let enclaves: Vec<CommuneEnclave> = parse_csv("old-commune-enclaves.csv", &read("old-commune-enclaves.csv")?)?;
         let zones: Vec<ZoneRow> = parse_csv("vn2000-zones.csv", &read("vn2000-zones.csv")?)?;

@@ -89,8 +89,8 @@ pub async fn run(context: &crate::Context, args: &Args) -> anyhow::Result<()> {
     if format != Format::GeoJson {
         anyhow::ensure!(args.out.as_os_str() != "-", "--format {format:?} is written to a file: give --out FILE");
         let scratch = tempfile_dir(&args.out)?;
-        let written = landdb_api::formats::write(&released, &fields, &crs, format, &scratch)
-            .map_err(|e| anyhow::anyhow!("{e}"));
+        let written =
+            landdb_api::formats::write(&released, &fields, &crs, format, &scratch).map_err(|e| anyhow::anyhow!("{e}"));
         let moved = written.and_then(|path| {
             std::fs::rename(&path, &args.out)
                 .or_else(|_| std::fs::copy(&path, &args.out).map(|_| ()))

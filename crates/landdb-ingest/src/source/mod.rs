@@ -136,7 +136,9 @@ pub fn expand(
                 .collect();
             inside.sort();
             files.extend(
-                expand(&inside, scratch, names)?.into_iter().filter(|f| f.file_name().is_some_and(|n| n != "manifest.json")),
+                expand(&inside, scratch, names)?
+                    .into_iter()
+                    .filter(|f| f.file_name().is_some_and(|n| n != "manifest.json")),
             );
         } else if has_extension(path, &["zip"]) {
             let target = scratch.join(format!("zip-{}", files.len()));
