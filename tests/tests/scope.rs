@@ -150,15 +150,7 @@ async fn an_agency_learns_nothing_about_parcels_outside_its_area_by_any_route() 
     let national = view.len();
     let own: Vec<_> = view.in_commune(&CommuneCode::parse(OWN).expect("code"));
     let own_extent =
-        own.iter().filter_map(landdb_engine::Parcel::bounds).fold(None, |acc: Option<geo::Rect<f64>>, b| {
-            Some(acc.map_or(b, |a| {
-                geo::Rect::new(
-                    (a.min().x.min(b.min().x), a.min().y.min(b.min().y)),
-                    (a.max().x.max(b.max().x), a.max().y.max(b.max().y)),
-                )
-            }))
-        });
-    let own_extent = own_extent.expect("extent");
+        own.iter().filter_map(landdb_engine::Parcel::bounds).reduce(landdb_api::filter::union).expect("extent");
     let api = get_with(&client(), &format!("{}/api", s.base)).await.2;
     let paths: Vec<String> = api["paths"].as_object().expect("paths").keys().cloned().collect();
     let metadata = [

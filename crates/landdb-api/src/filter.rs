@@ -793,6 +793,14 @@ pub fn nowhere() -> Rect<f64> {
     Rect::new((1e9, 1e9), (1e9, 1e9))
 }
 
+/// The box around both boxes.
+pub fn union(a: Rect<f64>, b: Rect<f64>) -> Rect<f64> {
+    Rect::new(
+        (a.min().x.min(b.min().x), a.min().y.min(b.min().y)),
+        (a.max().x.max(b.max().x), a.max().y.max(b.max().y)),
+    )
+}
+
 /// The part two boxes share, if they share anything.
 pub fn overlap(a: Rect<f64>, b: Rect<f64>) -> Option<Rect<f64>> {
     let min = (a.min().x.max(b.min().x), a.min().y.max(b.min().y));
@@ -808,12 +816,7 @@ fn bound(node: &Node) -> Option<Rect<f64>> {
         Node::And(nodes) => nodes.iter().filter_map(bound).reduce(|a, b| overlap(a, b).unwrap_or_else(nowhere)),
         Node::Or(nodes) => {
             let bounds: Option<Vec<Rect<f64>>> = nodes.iter().map(bound).collect();
-            bounds?.into_iter().reduce(|a, b| {
-                Rect::new(
-                    (a.min().x.min(b.min().x), a.min().y.min(b.min().y)),
-                    (a.max().x.max(b.max().x), a.max().y.max(b.max().y)),
-                )
-            })
+            bounds?.into_iter().reduce(union)
         }
         _ => None,
     }

@@ -99,12 +99,7 @@ impl ReferenceCollection {
         let Ok(code) = CommuneCode::parse(id) else { return feature };
         let parcels = scoped.in_commune(&code, reference);
         feature["properties"]["parcels"] = json!(parcels.len());
-        let extent = parcels.iter().filter_map(landdb_engine::Parcel::bounds).reduce(|a, b| {
-            geo::Rect::new(
-                (a.min().x.min(b.min().x), a.min().y.min(b.min().y)),
-                (a.max().x.max(b.max().x), a.max().y.max(b.max().y)),
-            )
-        });
+        let extent = parcels.iter().filter_map(landdb_engine::Parcel::bounds).reduce(crate::filter::union);
         if let Some(e) = extent {
             feature["bbox"] = json!([e.min().x, e.min().y, e.max().x, e.max().y]);
         }

@@ -28,7 +28,7 @@ use rstar::{AABB, RTree};
 use crate::access::Access;
 use crate::export::Selection;
 use crate::features::Field;
-use crate::filter::Filter;
+use crate::filter::{Filter, union};
 use crate::ogc::ApiError;
 
 /// Where parcels come from: the engine (current parcels) and the store (the history). Only
@@ -448,13 +448,6 @@ impl<'s> Scoped<'s> {
             versions: versions.iter().map(|v| v.0).collect(),
         })
     }
-}
-
-fn union(a: Rect<f64>, b: Rect<f64>) -> Rect<f64> {
-    Rect::new(
-        (a.min().x.min(b.min().x), a.min().y.min(b.min().y)),
-        (a.max().x.max(b.max().x), a.max().y.max(b.max().y)),
-    )
 }
 
 /// Parcels handed over for an answer: what the answer writers take.
