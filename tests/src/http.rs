@@ -83,13 +83,33 @@ pub async fn server(files: &[PathBuf]) -> Server {
         revoked_at: None,
     };
     store.put_key(&fixed).await.expect("operator key");
+    let (base, app, engine) = serve(store.clone()).await;
+    Server { base, db, store, engine, app }
+}
+
+/// Another server process's state over the same database as `of` (its own store connection,
+/// engine, access gate and port), as a second `landdb serve` behind a load balancer would be.
+#[derive(Debug)]
+pub struct Replica {
+    pub base: String,
+    pub app: Arc<AppState>,
+}
+
+pub async fn replica(of: &Server) -> Replica {
+    let store = AnyStore::open(&DatabaseUrl::parse(&of.db.url).expect("url")).await.expect("store");
+    let (base, app, _) = serve(store).await;
+    Replica { base, app }
+}
+
+/// Serves `store` on a free port: its base URL, the server's state and its engine.
+async fn serve(store: AnyStore) -> (String, Arc<AppState>, Arc<Engine>) {
     let reference = ReferenceData::embedded().expect("reference");
     let gate = landdb_api::access::Gate::load(&store, &reference).await.expect("access rules");
     let engine = Arc::new(Engine::load(&store).await.expect("engine"));
     tokio::spawn(landdb_api::follow_feed(Arc::clone(&engine), store.clone()));
     let state = Arc::new(AppState {
         sources: landdb_api::scope::Sources::new(Arc::clone(&engine), store.clone()),
-        reference: Arc::new(ReferenceData::embedded().expect("reference")),
+        reference: Arc::new(reference),
         public_url: None,
         jobs: landdb_api::jobs::Jobs::new(std::env::temp_dir().join(format!("landdb-uploads-{}", std::process::id()))),
         metrics: landdb_api::metrics::Metrics::default(),
@@ -100,7 +120,7 @@ pub async fn server(files: &[PathBuf]) -> Server {
     let base = format!("http://{}", listener.local_addr().expect("address"));
     let app = Arc::clone(&state);
     tokio::spawn(async move { axum::serve(listener, landdb_api::router(state)).await });
-    Server { base, db, store, engine, app }
+    (base, app, engine)
 }
 
 /// A client that sends [`OPERATOR_KEY`].

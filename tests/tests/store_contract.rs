@@ -62,6 +62,7 @@ contract!(
     withdrawn_versions_leave_no_trace,
     which_parcel_was_here_on_a_date,
     agencies_keys_and_the_audit_chain_are_kept,
+    a_quota_is_one_count_for_every_process,
 );
 
 /// Every current version, read page by page.
@@ -384,12 +385,51 @@ async fn migrations_are_idempotent(store: AnyStore) {
     b.insert(&[parcel("20230", "1", "1", 108.15, 16.0)]).await.expect("insert");
     b.commit(serde_json::json!({})).await.expect("commit");
     // Opening the same database again re-runs the migrator: nothing changes, nothing is lost.
-    let url = match &store {
+    let again = AnyStore::open(&url_of(&store).await).await.expect("reopen");
+    assert_eq!(again.count_current().await.expect("count"), 1);
+}
+
+/// Leases of a daily quota from two handles on one database (two server processes), at once:
+/// never more than the quota between them; what is given back can be leased again; the day's
+/// count starts from the audit log and days do not share a count.
+async fn a_quota_is_one_count_for_every_process(store: AnyStore) {
+    use landdb_access::limits::{QuotaLease, day_of, day_start};
+    use landdb_store::AccessStore;
+    let other = AnyStore::open(&url_of(&store).await).await.expect("second handle");
+    let now = chrono::Utc::now();
+    let (day, _) = day_of(now);
+    let lease = |need: u64, want: u64| QuotaLease {
+        agency: "tax".to_owned(),
+        day,
+        since: day_start(now),
+        need,
+        want,
+        limit: 1_000,
+    };
+    let mut running = tokio::task::JoinSet::new();
+    for i in 0..40u64 {
+        let handle = if i % 2 == 0 { store.clone() } else { other.clone() };
+        let lease = lease(7 + i % 3, 30);
+        running.spawn(async move { handle.lease_quota(&lease).await.expect("lease").granted });
+    }
+    let granted: u64 = running.join_all().await.into_iter().sum();
+    // 33 leases of 30, then one of the last 10 (each needs 7 to 9), then nothing.
+    assert_eq!(granted, 1_000, "forty leases of up to 30 fill a quota of 1,000 exactly, never past it");
+    assert_eq!(store.lease_quota(&lease(1, 1)).await.expect("lease").granted, 0, "nothing is left");
+    other.return_quota("tax", day, 12).await.expect("give back");
+    let again = store.lease_quota(&lease(10, 50)).await.expect("lease");
+    assert_eq!((again.granted, again.left), (12, 0), "what was given back, and no more");
+    let tomorrow = day.succ_opt().expect("a next day");
+    let fresh = QuotaLease { day: tomorrow, since: day_start(now) + chrono::Duration::days(1), ..lease(10, 10) };
+    assert_eq!(other.lease_quota(&fresh).await.expect("lease").left, 990, "a new day, a new count");
+}
+
+/// Where `store` is, to open it again (as another process would).
+async fn url_of(store: &AnyStore) -> DatabaseUrl {
+    match store {
         AnyStore::Postgres(s) => DatabaseUrl::Postgres(pg_url(s).await),
         AnyStore::Sqlite(s) => DatabaseUrl::Sqlite(sqlite_path(s).await),
-    };
-    let again = AnyStore::open(&url).await.expect("reopen");
-    assert_eq!(again.count_current().await.expect("count"), 1);
+    }
 }
 
 async fn pg_url(store: &landdb_store::postgres::PgStore) -> String {

@@ -20,7 +20,7 @@ use axum::http::request::Parts;
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::Utc;
-use landdb_access::limits::{DailyQuota, RateLimiter, day_start};
+use landdb_access::limits::{DailyQuota, QuotaLease, RateLimiter, Shortfall, day_of, day_start, lease_size};
 use landdb_access::{Agency, AuditEvent, KeyRecord, Operation, Role, Scope};
 use landdb_engine::Parcel;
 use landdb_model::ReferenceData;
@@ -66,8 +66,8 @@ pub struct Access {
     /// Features the agency may still take today, when it has a daily quota (as admitted: pages
     /// are cut to it; what is taken is reserved when parcels are released, see [`Access::take`]).
     pub remaining_today: Option<u64>,
-    /// The server's daily quotas, where parcels are reserved.
-    quota: Option<Arc<DailyQuota>>,
+    /// The daily quotas, where parcels are reserved.
+    quota: Option<Arc<Quotas>>,
 }
 
 impl Access {
@@ -105,7 +105,7 @@ impl Access {
     /// response (unless `bulk`: an export by an agency granted bulk export), and never more
     /// than what is left of today's quota, reserved at once so that concurrent requests cannot
     /// together pass it. Refused whole: 403 over the response limit, 429 over the quota.
-    pub fn take(&self, n: u64, bulk: bool) -> Result<(), ApiError> {
+    pub async fn take(&self, n: u64, bulk: bool) -> Result<(), ApiError> {
         let policy = &self.caller.agency.policy;
         let name = &self.caller.agency.name;
         if let Some(max) = policy.limits.features_per_response
@@ -117,14 +117,15 @@ impl Access {
             )));
         }
         if let (Some(limit), Some(quota)) = (policy.limits.features_per_day, &self.quota) {
-            quota.reserve(name, n, limit, Utc::now()).map_err(|short| {
-                ApiError::too_many(
+            quota.reserve(name, n, limit).await.map_err(|refusal| match refusal {
+                Refusal::Short(short) => ApiError::too_many(
                     format!(
                         "this answer would hold {n} parcels; agency {name} has {} of its {limit} parcels for today left",
                         short.left
                     ),
                     short.until_tomorrow,
-                )
+                ),
+                Refusal::Store(e) => ApiError::internal(&e),
             })?;
         }
         Ok(())
@@ -237,6 +238,68 @@ struct Keys {
     by_digest: HashMap<[u8; 32], Arc<Caller>>,
 }
 
+/// Daily quotas: counted in the store, which every server process shares, and leased from it in
+/// shares ([`lease_size`]) that this process hands out without a round trip. Several processes
+/// together never pass an agency's quota; what a process holds when it stops goes back
+/// ([`Quotas::give_back`]), and what a process that dies held is spent for the day.
+#[derive(Debug)]
+pub struct Quotas {
+    held: DailyQuota,
+    store: AnyStore,
+}
+
+/// Why a reservation failed.
+#[derive(Debug)]
+enum Refusal {
+    Short(Shortfall),
+    Store(landdb_store::StoreError),
+}
+
+impl Quotas {
+    fn new(store: AnyStore) -> Quotas {
+        Quotas { held: DailyQuota::default(), store }
+    }
+
+    /// Takes `n` parcels from `agency`'s quota `limit` for today, all or nothing: from what
+    /// this process holds, leasing more from the store when that is not enough.
+    async fn reserve(&self, agency: &str, n: u64, limit: u64) -> Result<(), Refusal> {
+        loop {
+            let now = Utc::now();
+            let short = match self.held.take_held(agency, n, now) {
+                Ok(()) => return Ok(()),
+                Err(short) => short,
+            };
+            let (day, until_tomorrow) = day_of(now);
+            let lease = QuotaLease {
+                agency: agency.to_owned(),
+                day,
+                since: day_start(now),
+                need: short.by,
+                want: lease_size(short.by, limit),
+                limit,
+            };
+            let leased = self.store.lease_quota(&lease).await.map_err(Refusal::Store)?;
+            self.held.hold(agency, day, leased);
+            if leased.granted == 0 {
+                let left = self.held.remaining(agency, limit, now).unwrap_or(0);
+                return Err(Refusal::Short(Shortfall { left, until_tomorrow }));
+            }
+            // Granted: taken on the next turn (unless concurrent requests took it first, when
+            // this one leases again).
+        }
+    }
+
+    /// Gives what this process holds and has not sent back to the store's count (when the
+    /// server stops), so that other processes may hand it out today.
+    pub async fn give_back(&self) {
+        for (agency, day, features) in self.held.release_all() {
+            if let Err(e) = self.store.return_quota(&agency, day, features).await {
+                tracing::warn!(%agency, features, error = %e, "cannot give back the unsent part of a quota lease");
+            }
+        }
+    }
+}
+
 /// The access state of the server: keys and policies (reloaded when the store's generation
 /// moves), the rate and quota counters, and the audit log.
 #[derive(Debug)]
@@ -244,7 +307,7 @@ pub struct Gate {
     keys: RwLock<Arc<Keys>>,
     generation: AtomicI64,
     limiter: RateLimiter,
-    quota: Arc<DailyQuota>,
+    pub quota: Arc<Quotas>,
     pub audit: AuditLog,
     /// Where agencies and keys are read from.
     store: AnyStore,
@@ -259,18 +322,21 @@ impl Gate {
             keys: RwLock::new(Arc::new(Keys::default())),
             generation: AtomicI64::new(i64::MIN),
             limiter: RateLimiter::default(),
-            quota: Arc::new(DailyQuota::default()),
+            quota: Arc::new(Quotas::new(store.clone())),
             audit: AuditLog::start(store.clone()),
             store: store.clone(),
             cursors: crate::cursor::CursorKey::from_env_or_random(),
         };
         gate.reload(reference).await?;
-        // Quotas count from today's audit entries, so a restart does not reset them.
-        let midnight = day_start(Utc::now());
+        // What each agency with a quota has left today, as the store counts it (a restart does
+        // not reset a quota): pages are cut to it.
+        let now = Utc::now();
+        let (day, _) = day_of(now);
         for agency in store.agencies().await? {
-            if agency.policy.limits.features_per_day.is_some() {
-                let taken = store.parcels_taken(&agency.name, midnight).await?;
-                gate.quota.add(&agency.name, taken, Utc::now());
+            if let Some(limit) = agency.policy.limits.features_per_day {
+                let ask =
+                    QuotaLease { agency: agency.name.clone(), day, since: day_start(now), need: 0, want: 0, limit };
+                gate.quota.held.hold(&agency.name, day, store.lease_quota(&ask).await?);
             }
         }
         Ok(gate)
@@ -476,7 +542,7 @@ fn check_policy(
     }
     match policy.limits.features_per_day {
         None => Ok(None),
-        Some(limit) => match gate.quota.remaining(name, limit, now) {
+        Some(limit) => match gate.quota.held.remaining(name, limit, now) {
             Ok(n) => Ok(Some(n)),
             Err(wait) => {
                 Err(Box::new(too_many(format!("agency {name} has taken its {limit} parcels for today"), wait)))

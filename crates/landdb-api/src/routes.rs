@@ -631,7 +631,7 @@ pub async fn items(
             }
         };
     let links = query.links(&app, &call.base, &page, earlier, later);
-    let release = scoped.release(page, &query.fields)?;
+    let release = scoped.release(page, &query.fields).await?;
     feature_collection(&release, &query.fields, Some(matched), links, &query.crs)
 }
 
@@ -683,7 +683,7 @@ async fn historical_items(
     let found = Snapshot::build(kept, position);
     let page: Vec<Parcel<'_>> = found.parcels().collect();
     let links = query.links(app, base, &page, false, later);
-    let release = scoped.release(page, &query.fields)?;
+    let release = scoped.release(page, &query.fields).await?;
     feature_collection(&release, &query.fields, None, links, &query.crs)
 }
 
@@ -715,7 +715,7 @@ pub async fn item(
             past.parcels().next().ok_or_else(missing)?
         }
     };
-    let release = scoped.release(vec![parcel], &fields)?;
+    let release = scoped.release(vec![parcel], &fields).await?;
     let mut out = Vec::new();
     write_features(&mut out, &release, &fields, &Output { crs: &OutputCrs::crs84(), transformer: None });
     let links = [
@@ -783,7 +783,7 @@ pub async fn export(
     let selection = scoped.select(commune.as_ref(), bbox, filter.as_ref());
     // Taken from the caller's limits whole, before a byte is sent (an agency granted bulk export
     // may pass the response limit, never its daily quota).
-    let mut released = scoped.release_selection(selection, &fields)?;
+    let mut released = scoped.release_selection(selection, &fields).await?;
     let disclosed = released.take_disclosure();
     let disposition = format!("attachment; filename=\"{}\"", format.file_name());
     let mut response = if format == Format::GeoJson {
@@ -892,10 +892,10 @@ pub async fn at_point(State(app): State<Arc<AppState>>, access: Access, call: Ca
         let when = instant(raw)?;
         let versions = scoped.at_point_on(lon, lat, when).await?;
         let then = Snapshot::build(versions.into_iter().map(ParcelRecord::from), scoped.position());
-        let release = scoped.release(then.parcels().collect(), &fields)?;
+        let release = scoped.release(then.parcels().collect(), &fields).await?;
         return feature_collection(&release, &fields, Some(release.parcels().len()), links, &crs);
     }
-    let release = scoped.release(scoped.at_point(lon, lat), &fields)?;
+    let release = scoped.release(scoped.at_point(lon, lat), &fields).await?;
     feature_collection(&release, &fields, Some(release.parcels().len()), links, &crs)
 }
 
@@ -927,7 +927,7 @@ pub async fn by_key(
         GEOJSON,
         "this lookup",
     )];
-    let release = scoped.release(found, &fields)?;
+    let release = scoped.release(found, &fields).await?;
     feature_collection(&release, &fields, Some(1), links, &crs)
 }
 
@@ -967,7 +967,7 @@ pub async fn history(
     let key = first.version.parcel.key.clone();
     let base = &call.base;
     let ids: Vec<VersionId> = versions.iter().map(|v| v.version.id).collect();
-    let disclosed = scoped.release_versions(&ids)?;
+    let disclosed = scoped.release_versions(&ids).await?;
     let entries: Vec<serde_json::Value> = versions
         .iter()
         .map(|past| {
@@ -1014,7 +1014,7 @@ pub async fn by_national_id(
     }
     let base = &call.base;
     let links = vec![Link::new(format!("{base}/parcels/national-id/{national_id}"), "self", GEOJSON, "this lookup")];
-    let release = scoped.release(found, &fields)?;
+    let release = scoped.release(found, &fields).await?;
     feature_collection(&release, &fields, Some(release.parcels().len()), links, &OutputCrs::crs84())
 }
 
@@ -1070,7 +1070,7 @@ pub async fn tile(
     let mut parcels = if id.z >= crate::tiles::MIN_ZOOM { scoped.in_box(id.bounds()) } else { Vec::new() };
     parcels.sort_unstable_by_key(|p| p.version());
     // A tile is an answer like any other: within the caller's limits, or refused whole.
-    let release = scoped.release(parcels, &[])?;
+    let release = scoped.release(parcels, &[]).await?;
     let bytes = crate::tiles::tile(&release, id)?;
     let mut response = release.disclosure().on(axum::response::IntoResponse::into_response(bytes));
     response.headers_mut().insert(header::CONTENT_TYPE, axum::http::HeaderValue::from_static(crate::tiles::MEDIA_TYPE));

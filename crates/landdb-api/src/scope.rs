@@ -422,17 +422,21 @@ impl<'s> Scoped<'s> {
     /// Hands `parcels` over for an answer with `fields`: they are taken from the caller's limits
     /// (refused whole when they would pass the features a response or what is left of today's
     /// quota) and put on record.
-    pub fn release<'a>(&self, parcels: Vec<Parcel<'a>>, fields: &[Field]) -> Result<Release<'a>, ApiError> {
-        self.access.take(parcels.len() as u64, false)?;
+    pub async fn release<'a>(&self, parcels: Vec<Parcel<'a>>, fields: &[Field]) -> Result<Release<'a>, ApiError> {
+        self.access.take(parcels.len() as u64, false).await?;
         let disclosure = Disclosure::of(&parcels, fields.iter().any(|f| f.is_personal()));
         Ok(Release { parcels, disclosure })
     }
 
     /// Hands an export's selection over: as [`Scoped::release`], but an agency granted bulk
     /// export may take more than a response's limit (never more than its daily quota).
-    pub fn release_selection(&self, selection: Selection, fields: &[Field]) -> Result<ReleasedSelection, ApiError> {
+    pub async fn release_selection(
+        &self,
+        selection: Selection,
+        fields: &[Field],
+    ) -> Result<ReleasedSelection, ApiError> {
         let count = selection.len(&self.view);
-        self.access.take(count as u64, self.access.allows(Operation::BulkExport))?;
+        self.access.take(count as u64, self.access.allows(Operation::BulkExport)).await?;
         let personal_fields = fields.iter().any(|f| f.is_personal());
         let mut disclosure = Disclosure::default();
         selection.for_each(&self.view, |p| disclosure.add(&p, personal_fields));
@@ -440,8 +444,8 @@ impl<'s> Scoped<'s> {
     }
 
     /// Hands over versions of the history (their numbers, times and areas; no personal data).
-    pub fn release_versions(&self, versions: &[VersionId]) -> Result<Disclosure, ApiError> {
-        self.access.take(versions.len() as u64, false)?;
+    pub async fn release_versions(&self, versions: &[VersionId]) -> Result<Disclosure, ApiError> {
+        self.access.take(versions.len() as u64, false).await?;
         Ok(Disclosure {
             parcels: versions.len() as u64,
             personal: Vec::new(),

@@ -8,7 +8,8 @@
 
 use std::future::Future;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
+use landdb_access::limits::{Leased, QuotaLease};
 use landdb_access::{Agency, AuditEntry, AuditEvent, Broken, KeyRecord, Verified};
 
 use crate::Result;
@@ -73,8 +74,15 @@ pub trait AccessStore: Send + Sync {
         &self,
         on_entry: &mut (dyn FnMut(&AuditEntry) + Send),
     ) -> impl Future<Output = Result<Result<Verified, Broken>>> + Send;
-    /// Parcels `agency` has taken since `since` (for daily quotas after a restart).
+    /// Parcels `agency` has taken since `since`, by the audit log.
     fn parcels_taken(&self, agency: &str, since: DateTime<Utc>) -> impl Future<Output = Result<u64>> + Send;
+    /// Leases part of an agency's quota for a day from the count every server process shares,
+    /// under the store's lock ([`QuotaLease::grant`]): concurrent leases, from any process,
+    /// never together pass the quota. A day's count starts from [`Self::parcels_taken`] since
+    /// its midnight.
+    fn lease_quota(&self, lease: &QuotaLease) -> impl Future<Output = Result<Leased>> + Send;
+    /// Gives back to the shared count what a process leased and did not send.
+    fn return_quota(&self, agency: &str, day: NaiveDate, features: u64) -> impl Future<Output = Result<()>> + Send;
 }
 
 /// The personal-data versions of an entry, as stored (a JSON array; most entries disclose none,

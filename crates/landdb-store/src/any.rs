@@ -216,4 +216,10 @@ impl crate::AccessStore for AnyStore {
     async fn parcels_taken(&self, agency: &str, since: DateTime<Utc>) -> Result<u64> {
         dispatch!(self, s => s.parcels_taken(agency, since).await)
     }
+    async fn lease_quota(&self, lease: &landdb_access::limits::QuotaLease) -> Result<landdb_access::limits::Leased> {
+        dispatch!(self, s => s.lease_quota(lease).await)
+    }
+    async fn return_quota(&self, agency: &str, day: chrono::NaiveDate, features: u64) -> Result<()> {
+        dispatch!(self, s => s.return_quota(agency, day, features).await)
+    }
 }

@@ -78,7 +78,7 @@ pub async fn run(context: &crate::Context, args: &Args) -> anyhow::Result<()> {
     // Public fields only: personal data leaves through the API, under its access rules.
     let fields = Field::visible(&access);
     let selection = scoped.select(commune.as_ref(), bbox, filter.as_ref());
-    let released = scoped.release_selection(selection, &fields).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let released = scoped.release_selection(selection, &fields).await.map_err(|e| anyhow::anyhow!("{e}"))?;
     let count = released.len();
     let crs = match &args.crs {
         Some(raw) => {

@@ -1,9 +1,10 @@
 //! [`AccessStore`] on PostGIS.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use futures::TryStreamExt;
 use landdb_access::audit::{Chain, GENESIS};
 use landdb_access::audit_block::BlockColumns;
+use landdb_access::limits::{Leased, QuotaLease};
 use landdb_access::{Agency, AuditEntry, AuditEvent, Broken, KeyRecord, Verified};
 use sqlx::Row;
 use sqlx::postgres::PgRow;
@@ -259,6 +260,43 @@ impl AccessStore for PgStore {
             taken += block_entries(&block)?.iter().filter(|e| q.matches(e)).map(|e| e.event.parcels).sum::<u64>();
         }
         Ok(taken)
+    }
+
+    async fn lease_quota(&self, lease: &QuotaLease) -> Result<Leased> {
+        let count = |sql| sqlx::query_scalar::<_, i64>(sql).bind(&lease.agency).bind(lease.day);
+        if count("SELECT count(*) FROM quota_day WHERE agency = $1 AND day = $2").fetch_one(&self.pool).await? == 0 {
+            let seed = self.parcels_taken(&lease.agency, lease.since).await?;
+            sqlx::query("INSERT INTO quota_day (agency, day, taken) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING")
+                .bind(&lease.agency)
+                .bind(lease.day)
+                .bind(i64::try_from(seed).unwrap_or(i64::MAX))
+                .execute(&self.pool)
+                .await?;
+        }
+        let mut tx = self.pool.begin().await?;
+        let taken =
+            count("SELECT taken FROM quota_day WHERE agency = $1 AND day = $2 FOR UPDATE").fetch_one(&mut *tx).await?;
+        let leased = lease.grant(u64::try_from(taken).unwrap_or(0));
+        if leased.granted > 0 {
+            sqlx::query("UPDATE quota_day SET taken = taken + $3 WHERE agency = $1 AND day = $2")
+                .bind(&lease.agency)
+                .bind(lease.day)
+                .bind(i64::try_from(leased.granted).unwrap_or(i64::MAX))
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(leased)
+    }
+
+    async fn return_quota(&self, agency: &str, day: NaiveDate, features: u64) -> Result<()> {
+        sqlx::query("UPDATE quota_day SET taken = greatest(taken - $3, 0) WHERE agency = $1 AND day = $2")
+            .bind(agency)
+            .bind(day)
+            .bind(i64::try_from(features).unwrap_or(i64::MAX))
+            .execute(&self.pool)
+            .await?;
+        Ok(())
     }
 }
 

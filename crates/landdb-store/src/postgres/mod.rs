@@ -34,6 +34,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (4, "access", include_str!("../../../../migrations/postgres/0004_access.sql")),
     (5, "audit blocks", include_str!("../../../../migrations/postgres/0005_audit_blocks.sql")),
     (6, "every version disclosed", include_str!("../../../../migrations/postgres/0006_every_version_disclosed.sql")),
+    (7, "quota days", include_str!("../../../../migrations/postgres/0007_quota_days.sql")),
 ];
 
 const VERSION_COLUMNS: &str = "v.id, v.national_id, v.commune_code, v.sheet, v.parcel_no, v.commune_code_received, \

@@ -2,8 +2,9 @@
 
 use std::sync::Arc;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use landdb_access::audit::{Chain, Form, GENESIS};
+use landdb_access::limits::{Leased, QuotaLease};
 use landdb_access::{Agency, AuditEntry, AuditEvent, Broken, KeyRecord, Verified};
 use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
@@ -303,5 +304,50 @@ impl AccessStore for SqliteStore {
             .fetch_one(&self.pool)
             .await?;
         Ok(u64::try_from(n.unwrap_or(0)).unwrap_or(0))
+    }
+
+    async fn lease_quota(&self, lease: &QuotaLease) -> Result<Leased> {
+        let day = lease.day.to_string();
+        let counted: i64 = sqlx::query_scalar("SELECT count(*) FROM quota_day WHERE agency = ?1 AND day = ?2")
+            .bind(&lease.agency)
+            .bind(&day)
+            .fetch_one(&self.pool)
+            .await?;
+        let seed = if counted == 0 { self.parcels_taken(&lease.agency, lease.since).await? } else { 0 };
+        let _writer = Arc::clone(&self.writer).lock_owned().await;
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("INSERT INTO quota_day (agency, day, taken) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING")
+            .bind(&lease.agency)
+            .bind(&day)
+            .bind(i64::try_from(seed).unwrap_or(i64::MAX))
+            .execute(&mut *tx)
+            .await?;
+        // The write above took the database's write lock: no other process moves the count
+        // between this read and the update.
+        let taken: i64 = sqlx::query_scalar("SELECT taken FROM quota_day WHERE agency = ?1 AND day = ?2")
+            .bind(&lease.agency)
+            .bind(&day)
+            .fetch_one(&mut *tx)
+            .await?;
+        let leased = lease.grant(u64::try_from(taken).unwrap_or(0));
+        sqlx::query("UPDATE quota_day SET taken = taken + ?3 WHERE agency = ?1 AND day = ?2")
+            .bind(&lease.agency)
+            .bind(&day)
+            .bind(i64::try_from(leased.granted).unwrap_or(i64::MAX))
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(leased)
+    }
+
+    async fn return_quota(&self, agency: &str, day: NaiveDate, features: u64) -> Result<()> {
+        let _writer = Arc::clone(&self.writer).lock_owned().await;
+        sqlx::query("UPDATE quota_day SET taken = max(taken - ?3, 0) WHERE agency = ?1 AND day = ?2")
+            .bind(agency)
+            .bind(day.to_string())
+            .bind(i64::try_from(features).unwrap_or(i64::MAX))
+            .execute(&self.pool)
+            .await?;
+        Ok(())
     }
 }
