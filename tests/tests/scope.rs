@@ -441,3 +441,60 @@ async fn a_hidden_parcel_and_a_missing_one_take_the_same_time() {
     }
     let _ = VersionId(0);
 }
+
+/// Lineage across the boundary: a parcel of the caller's commune split into one child inside it
+/// and one outside, and a parcel outside merged into one inside. The caller's histories name
+/// only relatives it may see, and the outside child's history is a missing one to it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lineage_names_no_relative_outside_the_scope() {
+    use landdb_store::{BatchWriter, NewBatch, ParcelStore};
+    use landdb_tests::fixtures::parcel;
+    let s = server(&[samples().join("20194.geojson")]).await;
+    let batch = |name: &str| NewBatch {
+        source: name.into(),
+        province_code: Some("48".into()),
+        content_hash: None,
+        mode: "append".into(),
+    };
+    let mut b = s.store.begin_batch(batch("before")).await.expect("begin");
+    let ids = b
+        .insert(&[parcel(OWN, "7", "70", 108.2, 16.07), parcel(OTHER, "7", "71", 108.201, 16.07)])
+        .await
+        .expect("insert");
+    b.commit(serde_json::json!({})).await.expect("commit");
+    let (whole, outsider) = (ids[0], ids[1]);
+    let mut b = s.store.begin_batch(batch("split and merge")).await.expect("begin");
+    let inside = b.supersede(&parcel(OWN, "7", "70a", 108.2, 16.07), &[whole]).await.expect("split, inside");
+    let outside = b.supersede(&parcel(OTHER, "7", "70b", 108.2002, 16.07), &[whole]).await.expect("split, outside");
+    let merged = b.supersede(&parcel(OWN, "7", "72", 108.201, 16.07), &[outsider]).await.expect("merge in");
+    b.commit(serde_json::json!({})).await.expect("commit");
+
+    let mut rules = policy(Role::Reader, Area::Communes { codes: vec![OWN.into()] }, false);
+    rules.operations.insert(Operation::History);
+    let reader = client_with(&agency(&s, "commune-reader", Role::Reader, rules).await);
+    let history = |v: VersionId| format!("{}/collections/parcels/items/{}/history", s.base, v.0);
+    let (status, _, split) = get_with(&reader, &history(whole)).await;
+    assert_eq!(status, 200, "{split}");
+    assert_eq!(split["versions"][0]["went_to"], serde_json::json!([inside.0]), "only the child inside: {split}");
+    let (status, _, child) = get_with(&reader, &history(inside)).await;
+    assert_eq!(status, 200, "{child}");
+    let came_from: Vec<&Value> =
+        child["versions"].as_array().expect("versions").iter().map(|v| &v["came_from"]).collect();
+    assert!(came_from.iter().all(|c| *c == &serde_json::json!([whole.0]) || *c == &serde_json::json!([])), "{child}");
+    let (status, _, into) = get_with(&reader, &history(merged)).await;
+    assert_eq!(status, 200, "{into}");
+    let text = into.to_string();
+    assert!(!text.contains(&outsider.0.to_string()), "the merged-in parcel outside is not named: {text}");
+
+    // The child outside and a version that never existed answer alike.
+    let hidden = get_with(&reader, &history(outside)).await;
+    let missing = get_with(&reader, &history(VersionId(outside.0 + 1_000_000))).await;
+    assert_eq!(hidden.0, 404);
+    assert_eq!(
+        hidden.2["description"].as_str().map(|d| d.replace(&outside.0.to_string(), "N")),
+        missing.2["description"].as_str().map(|d| d.replace(&(outside.0 + 1_000_000).to_string(), "N")),
+    );
+    // The operator (the whole country) sees both children.
+    let (_, _, all) = get_with(&client(), &history(whole)).await;
+    assert_eq!(all["versions"][0]["went_to"], serde_json::json!([inside.0, outside.0]), "{all}");
+}
