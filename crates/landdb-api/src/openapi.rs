@@ -144,8 +144,8 @@ fn untagged(base: &str, max_limit: usize) -> Value {
             "/jobs/{jobId}/report": get("the full report of a finished job", parameters(COMMON, &[("jobId", "the job")]), "application/json"),
             "/jobs/{jobId}/quarantine": get("the records the job rejected, as read, with their reasons", parameters(COMMON, &[("jobId", "the job")]), "application/geo+json"),
             "/metrics": { "get": { "summary": "Prometheus metrics: requests by route and status class, latencies, engine and upload jobs", "responses": { "200": { "description": "the metrics", "content": { "text/plain": { "schema": { "type": "string" } } } } } } },
-            "/health": { "get": { "summary": "the process is up", "responses": { "200": { "description": "ok", "content": { "text/plain": { "schema": { "type": "string" } } } } } } },
-            "/ready": { "get": { "summary": "the engine is loaded: parcels and feed position", "responses": { "200": { "description": "ready", "content": { "application/json": { "schema": { "type": "object" } } } } } } },
+            "/health": { "get": { "summary": "the process is up; the store (reachable or not), the engine's lag behind the change feed, the upload jobs", "responses": { "200": { "description": "the process is up", "content": { "application/json": { "schema": { "type": "object" } } } } } } },
+            "/ready": { "get": { "summary": "ready to answer: the store reachable and the engine following its change feed", "responses": { "200": { "description": "ready", "content": { "application/json": { "schema": { "type": "object" } } } }, "503": { "description": "not ready, with the reason", "content": { "application/json": { "schema": { "type": "object" } } } } } } },
         },
         "components": {
             "schemas": {
