@@ -28,6 +28,26 @@ pub async fn import_files(store: &AnyStore, files: &[PathBuf]) {
     import(store, files, &reference, &options, Mode::Append, &|_| {}).await.expect("import");
 }
 
+/// An upload that keeps an import worker busy for seconds: the three sample communes, each parcel
+/// `copies` times under new parcel numbers, as one GeoJSON FeatureCollection.
+pub fn many_parcels(copies: usize) -> Vec<u8> {
+    let mut all = Vec::new();
+    for commune in ["20194", "20197", "20200"] {
+        let text = std::fs::read_to_string(samples().join(format!("{commune}.geojson"))).expect("sample");
+        let doc: Value = serde_json::from_str(&text).expect("json");
+        for feature in doc["features"].as_array().expect("features") {
+            for copy in 0..copies {
+                let mut f = feature.clone();
+                if let Some(number) = f["properties"]["SoThua"].as_str().map(str::to_owned) {
+                    f["properties"]["SoThua"] = format!("{number}{copy}").into();
+                }
+                all.push(f);
+            }
+        }
+    }
+    serde_json::json!({ "type": "FeatureCollection", "features": all }).to_string().into_bytes()
+}
+
 /// A server on a free port over a fresh PostGIS with `files` imported; its base URL.
 #[derive(Debug)]
 pub struct Server {

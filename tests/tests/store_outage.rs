@@ -9,6 +9,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use landdb_store::{AnyStore, DatabaseUrl, ParcelStore};
 use landdb_tests::http::{Server, Setup, client, samples, server_with};
 use serde_json::Value;
 use tokio::net::{TcpListener, TcpStream};
@@ -129,13 +130,7 @@ async fn a_server_says_when_its_database_is_away_and_recovers() {
     let response = client().post(format!("{}/jobs", s.base)).multipart(upload).send().await.expect("post");
     assert_eq!(response.status().as_u16(), 202);
     let id = response.json::<Value>().await.expect("job")["id"].as_str().expect("id").to_owned();
-    let job = loop {
-        let (_, job) = get(&format!("{}/jobs/{id}", s.base)).await;
-        if job["state"] == "failed" || job["state"] == "succeeded" {
-            break job;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    let job = finished(&s, &id).await;
     assert_eq!(job["state"], "failed", "{job}");
     assert_eq!(job["cause"], "store", "{job}");
     let error = job["error"].as_str().expect("error");
@@ -146,6 +141,66 @@ async fn a_server_says_when_its_database_is_away_and_recovers() {
     until(&s, &history, 200, Duration::from_secs(20)).await;
     let (_, health) = get(&format!("{}/health", s.base)).await;
     assert_eq!(health["store"]["reachable"], true, "{health}");
+}
+
+/// The database lost in the middle of an import: the job fails as the store's failure (not as
+/// "cannot open" the file), nothing was committed, and once the database is back the server is
+/// ready and the same upload imports.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_lost_during_an_import_is_the_stores_failure() {
+    let proxy = Proxy::start().await;
+    let s = server_with(&[samples().join("20194.geojson")], Setup { store_port: Some(proxy.port), ..Setup::default() })
+        .await;
+    let direct = AnyStore::open(&DatabaseUrl::parse(&s.db.url).expect("url")).await.expect("store");
+    let head = direct.feed_head().await.expect("head");
+    let upload = landdb_tests::http::many_parcels(5);
+    let submit = || {
+        let form = reqwest::multipart::Form::new()
+            .part("file", reqwest::multipart::Part::bytes(upload.clone()).file_name("nhiều thửa.geojson"));
+        client().post(format!("{}/jobs", s.base)).multipart(form).send()
+    };
+    let response = submit().await.expect("post");
+    assert_eq!(response.status().as_u16(), 202);
+    let id = response.json::<Value>().await.expect("job")["id"].as_str().expect("id").to_owned();
+    // Cut while the worker reads and loads.
+    let started = std::time::Instant::now();
+    loop {
+        let (_, job) = get(&format!("{}/jobs/{id}", s.base)).await;
+        assert_eq!(job["state"], "running", "the job ended before the cut: {job}");
+        if job["records_read"].as_u64().is_some_and(|n| n > 0) {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(30), "{job}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    proxy.stop();
+    let job = finished(&s, &id).await;
+    assert_eq!(job["state"], "failed", "{job}");
+    assert_eq!(job["cause"], "store", "{job}");
+    let error = job["error"].as_str().expect("error");
+    assert!(error.contains("the store became unavailable during the import"), "{error}");
+    assert!(!error.contains("cannot open") && !error.contains("nhiều thửa"), "not the file's fault: {error}");
+    assert_eq!(direct.feed_head().await.expect("head"), head, "nothing committed");
+
+    proxy.start_again().await;
+    until(&s, "/ready", 200, Duration::from_secs(20)).await;
+    let response = submit().await.expect("post");
+    assert_eq!(response.status().as_u16(), 202);
+    let id = response.json::<Value>().await.expect("job")["id"].as_str().expect("id").to_owned();
+    let job = finished(&s, &id).await;
+    assert_eq!(job["state"], "succeeded", "{job}");
+}
+
+async fn finished(s: &Server, id: &str) -> Value {
+    let started = std::time::Instant::now();
+    loop {
+        let (_, job) = get(&format!("{}/jobs/{id}", s.base)).await;
+        if job["state"] == "failed" || job["state"] == "succeeded" {
+            return job;
+        }
+        assert!(started.elapsed() < Duration::from_secs(120), "{job}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 /// An engine that does not follow the feed (its follower gone) is reported behind, and the server

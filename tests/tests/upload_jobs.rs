@@ -208,6 +208,25 @@ fn job_dirs(s: &Server) -> Vec<PathBuf> {
     std::fs::read_dir(s.app.jobs.dir()).expect("jobs dir").map(|e| e.expect("entry").path()).collect()
 }
 
+/// Job `id` failed because its worker did (`why`), said so without a server path, wrote nothing,
+/// and left no directory behind.
+async fn failed_by_the_worker(
+    s: &Server,
+    client: &reqwest::Client,
+    id: &str,
+    why: &str,
+    head: landdb_model::FeedPosition,
+) {
+    let (job, text) = finished(&s.base, client, id).await;
+    assert_eq!(job["state"], "failed", "{job}");
+    assert_eq!(job["cause"], "worker", "{job}");
+    let error = job["error"].as_str().expect("error");
+    assert!(error.contains(&format!("the import worker {why}")), "{error}");
+    assert_no_server_path(&text);
+    assert_eq!(s.store.feed_head().await.expect("head"), head, "nothing was written");
+    assert!(job_dirs(s).is_empty(), "the job's directory is removed: {:?}", job_dirs(s));
+}
+
 /// A worker that passes a limit fails its job with the reason, and nothing else: the server
 /// answers point lookups all along, the store is as before, the job's directory is gone, and the
 /// next upload imports.
@@ -224,14 +243,7 @@ async fn a_worker_past_its_limits_fails_only_its_job() {
     // The zip's entry (about a megabyte) is more than the worker may write when it expands it.
     let geojson = std::fs::read(samples().join("20197.geojson")).expect("sample");
     let id = submit(&s.base, &client, zipped("20197.geojson", &geojson), "liên chiểu.zip", "append").await;
-    let (job, text) = finished(&s.base, &client, &id).await;
-    assert_eq!(job["state"], "failed", "{job}");
-    assert_eq!(job["cause"], "worker", "{job}");
-    let error = job["error"].as_str().expect("error");
-    assert!(error.contains("the import worker tried to write a file larger than its limit of 64 KiB"), "{error}");
-    assert_no_server_path(&text);
-    assert_eq!(s.store.feed_head().await.expect("head"), head, "nothing was written");
-    assert!(job_dirs(&s).is_empty(), "the job's directory is removed: {:?}", job_dirs(&s));
+    failed_by_the_worker(&s, &client, &id, "tried to write a file larger than its limit of 64 KiB", head).await;
 
     // The same file not zipped needs no scratch file: it imports.
     let id = submit(&s.base, &client, geojson, "20197.geojson", "append").await;
@@ -253,34 +265,13 @@ async fn a_worker_past_its_cpu_time_fails_with_the_reason() {
     let s = server_with(&[samples().join("20194.geojson")], Setup { limits: one_second, ..Setup::default() }).await;
     let stop = Arc::new(AtomicBool::new(false));
     let lookups = keep_looking_up(lookup_url(&s), Arc::clone(&stop));
+    let head = s.store.feed_head().await.expect("head");
     let client = landdb_tests::http::client();
-    let id = submit(&s.base, &client, heavy_upload(), "nặng.geojson", "append").await;
-    let (job, _) = finished(&s.base, &client, &id).await;
-    assert_eq!(job["state"], "failed", "{job}");
-    let error = job["error"].as_str().expect("error");
-    assert!(error.contains("the import worker used more than its 1 s of CPU time"), "{error}");
-    assert!(job_dirs(&s).is_empty(), "{:?}", job_dirs(&s));
+    let id = submit(&s.base, &client, landdb_tests::http::many_parcels(5), "nặng.geojson", "append").await;
+    failed_by_the_worker(&s, &client, &id, "used more than its 1 s of CPU time", head).await;
     stop.store(true, Ordering::Relaxed);
     let (_, failed) = lookups.await.expect("lookups");
     assert!(failed.is_empty(), "{failed:?}");
-}
-
-/// An upload that takes a worker many CPU seconds: the three sample communes, each parcel five
-/// times under new parcel numbers.
-fn heavy_upload() -> Vec<u8> {
-    let mut all = Vec::new();
-    for c in COMMUNES {
-        for f in features(&samples().join(format!("{c}.geojson"))) {
-            for copy in 0..5 {
-                let mut f = f.clone();
-                if let Some(number) = f["properties"]["SoThua"].as_str().map(str::to_owned) {
-                    f["properties"]["SoThua"] = format!("{number}{copy}").into();
-                }
-                all.push(f);
-            }
-        }
-    }
-    serde_json::json!({ "type": "FeatureCollection", "features": all }).to_string().into_bytes()
 }
 
 /// The head of a multipart upload of `name` (boundary `B`), and the body's opening.
@@ -454,4 +445,46 @@ async fn uploads_at_once_are_limited_per_agency_and_never_doubled() {
         assert!(started.elapsed() < Duration::from_secs(5), "the place was not freed");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// The import workers this test process started that are running now.
+fn workers() -> Vec<u32> {
+    let me = std::process::id().to_string();
+    std::fs::read_dir("/proc")
+        .expect("/proc")
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            // /proc/PID/stat: "pid (comm) state ppid …"
+            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return false };
+            let Some((comm, rest)) = stat.split_once(") ") else { return false };
+            comm.ends_with("(landdb-job-work") && rest.split(' ').nth(1) == Some(me.as_str())
+        })
+        .collect()
+}
+
+/// A worker killed from outside (the kernel's OOM killer, an operator) fails its job with the
+/// signal; nothing was written, its directory is removed, the server goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_worker_fails_its_job_with_the_signal() {
+    let s = server(&[samples().join("20194.geojson")]).await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let lookups = keep_looking_up(lookup_url(&s), Arc::clone(&stop));
+    let head = s.store.feed_head().await.expect("head");
+    let client = landdb_tests::http::client();
+    let id = submit(&s.base, &client, landdb_tests::http::many_parcels(5), "nặng.geojson", "append").await;
+    let started = std::time::Instant::now();
+    let worker = loop {
+        if let Some(pid) = workers().first() {
+            break *pid;
+        }
+        assert!(started.elapsed() < Duration::from_secs(20), "no worker started");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let killed = std::process::Command::new("kill").args(["-KILL", &worker.to_string()]).status().expect("kill");
+    assert!(killed.success());
+    failed_by_the_worker(&s, &client, &id, "was killed by signal 9 (SIGKILL)", head).await;
+    stop.store(true, Ordering::Relaxed);
+    let (_, failed) = lookups.await.expect("lookups");
+    assert!(failed.is_empty(), "{failed:?}");
 }

@@ -480,6 +480,24 @@ fn quarantine_feature(r: QuarantinedRecord) -> Value {
 mod tests {
     use super::*;
 
+    /// Job directories of a server that is gone are removed at start; a live one's stay.
+    #[test]
+    fn directories_of_servers_that_are_gone_are_swept() {
+        let root = std::env::temp_dir().join(format!("landdb-sweep-test-{}", std::process::id()));
+        let gone = root.join("4000000000-1").join("17");
+        let live = root.join("1-1").join("18");
+        for dir in [&gone, &live] {
+            std::fs::create_dir_all(dir).expect("dir");
+            std::fs::write(dir.join("upload.geojson"), "{}").expect("file");
+        }
+        let command = WorkerCommand { program: PathBuf::from("/bin/false"), args: Vec::new() };
+        let jobs = Jobs::new(&root, command, None, JobLimits::default()).expect("jobs");
+        assert!(!root.join("4000000000-1").exists(), "a dead server's directories are removed");
+        assert!(live.join("upload.geojson").exists(), "a running process's are kept (pid 1 always runs)");
+        assert!(jobs.dir().is_dir() && jobs.dir().starts_with(&root));
+        let _ = std::fs::remove_dir_all(&root);
+    }
+
     #[test]
     fn uploaded_names_cannot_leave_the_job_directory() {
         assert_eq!(safe_file_name("20194.geojson").as_deref(), Some("20194.geojson"));
