@@ -488,3 +488,51 @@ async fn a_killed_worker_fails_its_job_with_the_signal() {
     let (_, failed) = lookups.await.expect("lookups");
     assert!(failed.is_empty(), "{failed:?}");
 }
+
+/// Two workers with the same upload at the same time (two servers, or a server and an operator):
+/// one commits it, the other says so instead of a raw unique-constraint error, and the parcels are
+/// imported once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_workers_with_the_same_upload_import_it_once() {
+    use landdb_api::jobs::worker::{Assignment, Cause};
+    let s = server(&[samples().join("20194.geojson")]).await;
+    let upload = landdb_tests::http::many_parcels(5);
+    let runs: Vec<_> = ["a", "b"]
+        .into_iter()
+        .map(|name| {
+            let dir = std::env::temp_dir().join(format!("landdb-same-upload-{}-{name}", std::process::id()));
+            std::fs::create_dir_all(&dir).expect("dir");
+            std::fs::write(dir.join("nhieu.geojson"), &upload).expect("upload");
+            let assignment = Assignment {
+                database: s.db.url.clone(),
+                reference_dir: None,
+                file: "nhieu.geojson".into(),
+                shown: "nhiều.geojson".into(),
+                agency: "operator".into(),
+                mode: "append".into(),
+                area: None,
+                limits: WorkerLimits::default(),
+            };
+            tokio::task::spawn_blocking(move || {
+                let result = landdb_tests::http::job_worker().run(&assignment, &dir, &|_| {});
+                let _ = std::fs::remove_dir_all(&dir);
+                result
+            })
+        })
+        .collect();
+    let mut committed = 0;
+    let mut refused = Vec::new();
+    for run in runs {
+        match run.await.expect("worker") {
+            Ok(finished) => {
+                assert!(!finished.already_imported, "both started before either committed");
+                committed += 1;
+            }
+            Err(failure) => refused.push(failure),
+        }
+    }
+    assert_eq!(committed, 1, "{refused:?}");
+    assert_eq!(refused.len(), 1);
+    assert_eq!(refused[0].cause, Cause::Input, "{refused:?}");
+    assert!(refused[0].error.contains("by another job, which committed it first"), "{refused:?}");
+}

@@ -62,6 +62,19 @@ impl StoreError {
             _ => false,
         }
     }
+
+    /// Whether another import of the same content committed first: its batch took the content
+    /// hash this one's needed (two identical imports at once, in two processes).
+    pub fn is_same_import_committed(&self) -> bool {
+        match self {
+            Self::Database(sqlx::Error::Database(db)) => {
+                // PostgreSQL names the index; SQLite the column.
+                db.constraint() == Some("import_batch_content_hash")
+                    || db.message().contains("import_batch.content_hash")
+            }
+            _ => false,
+        }
+    }
 }
 
 fn unavailable(e: &sqlx::Error) -> bool {

@@ -429,6 +429,14 @@ fn store_failure(e: &landdb_store::StoreError) -> Failure {
             cause: Cause::Store,
         };
     }
+    if e.is_same_import_committed() {
+        return Failure {
+            error: "the same upload was being imported at the same time by another job, which committed it first; \
+                    nothing was imported twice (send it again to see that batch)"
+                .into(),
+            cause: Cause::Input,
+        };
+    }
     match e {
         landdb_store::StoreError::CurrentParcelExists { .. } => {
             Failure { error: format!("{e} (the batch was rolled back; the store is as it was)"), cause: Cause::Input }
