@@ -100,6 +100,10 @@ fn upload() -> Value {
                 "responses": {
                     "202": { "description": "the job, started", "content": { "application/json": { "schema": { "type": "object" } } } },
                     "400": { "description": "no file, a file this server does not read, or an unknown field", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/exception" } } } },
+                    "408": { "description": "the body stalled past the idle limit or took longer than the total limit", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/exception" } } } },
+                    "409": { "description": "the same upload is already being imported (the answer names the job)", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/exception" } } } },
+                    "413": { "description": "larger than the server takes (refused from Content-Length, or as soon as the body passes it)", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/exception" } } } },
+                    "429": { "description": "the agency has as many uploads being received, queued or running as it may (Retry-After)", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/exception" } } } },
                 },
             } })
 }

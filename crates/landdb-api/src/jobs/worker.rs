@@ -76,7 +76,7 @@ pub enum Report {
     /// Records read so far.
     Progress { records_read: usize },
     /// The import committed (or found the content already imported).
-    Imported(Finished),
+    Imported(Box<Finished>),
     /// The import refused the upload or the store failed; nothing was written.
     Failed { error: String, cause: Cause },
 }
@@ -216,7 +216,7 @@ impl WorkerCommand {
             tracing::info!(worker = pid, stderr = %stderr.trim(), "what the import worker said");
         }
         match (outcome, status) {
-            (Some(Report::Imported(finished)), Some(s)) if s.success() => Ok(finished),
+            (Some(Report::Imported(finished)), Some(s)) if s.success() => Ok(*finished),
             (Some(Report::Failed { error, cause }), Some(s)) if s.success() => Err(Failure { error, cause }),
             (_, status) => {
                 let why = if timed_out {
@@ -318,7 +318,7 @@ pub fn main() -> ExitCode {
         }
     };
     let report = match runtime.block_on(import(&assignment)) {
-        Ok(finished) => Report::Imported(finished),
+        Ok(finished) => Report::Imported(Box::new(finished)),
         Err(failure) => Report::Failed { error: failure.error, cause: failure.cause },
     };
     send(&report);
