@@ -6,6 +6,8 @@ use std::sync::Arc;
 
 use landdb_access::{Agency, Area, KeyRecord, Limits, Policy, Role};
 use landdb_api::AppState;
+use landdb_api::jobs::worker::WorkerCommand;
+use landdb_api::jobs::{JobLimits, Jobs};
 use landdb_engine::Engine;
 use landdb_ingest::import::{Mode, import};
 use landdb_ingest::pipeline::Options;
@@ -24,6 +26,26 @@ pub async fn import_files(store: &AnyStore, files: &[PathBuf]) {
     let reference = ReferenceData::embedded().expect("reference");
     let options = Options { crs_override: None, mapping: FieldMapping::builtin().expect("profile"), area: None };
     import(store, files, &reference, &options, Mode::Append, &|_| {}).await.expect("import");
+}
+
+/// An upload that keeps an import worker busy for seconds: the three sample communes, each parcel
+/// `copies` times under new parcel numbers, as one GeoJSON FeatureCollection.
+pub fn many_parcels(copies: usize) -> Vec<u8> {
+    let mut all = Vec::new();
+    for commune in ["20194", "20197", "20200"] {
+        let text = std::fs::read_to_string(samples().join(format!("{commune}.geojson"))).expect("sample");
+        let doc: Value = serde_json::from_str(&text).expect("json");
+        for feature in doc["features"].as_array().expect("features") {
+            for copy in 0..copies {
+                let mut f = feature.clone();
+                if let Some(number) = f["properties"]["SoThua"].as_str().map(str::to_owned) {
+                    f["properties"]["SoThua"] = format!("{number}{copy}").into();
+                }
+                all.push(f);
+            }
+        }
+    }
+    serde_json::json!({ "type": "FeatureCollection", "features": all }).to_string().into_bytes()
 }
 
 /// A server on a free port over a fresh PostGIS with `files` imported; its base URL.
@@ -68,7 +90,33 @@ pub fn policy(role: Role, area: Area, personal_data: bool) -> Policy {
     }
 }
 
+/// How a test's server differs from the usual one.
+#[derive(Debug, Default)]
+pub struct Setup {
+    /// Upload and worker limits.
+    pub limits: JobLimits,
+    /// The server (and its import workers) reach the database through this port of its host (a
+    /// proxy a test can stop) instead of the database's own.
+    pub store_port: Option<u16>,
+    /// How long the engine may lag behind the feed before `/ready` is 503 (30 s unless given).
+    pub max_feed_lag: Option<std::time::Duration>,
+    /// No task keeps the engine following the feed (as when the follower has died).
+    pub without_feed_follower: bool,
+}
+
 pub async fn server(files: &[PathBuf]) -> Server {
+    server_with(files, Setup::default()).await
+}
+
+/// The import worker the tests' servers start: `landdb-job-worker`, built beside the test.
+pub fn job_worker() -> WorkerCommand {
+    let exe = std::env::current_exe().expect("test executable");
+    // target/debug/deps/<test> → target/debug/landdb-job-worker
+    let dir = exe.parent().and_then(std::path::Path::parent).expect("target directory");
+    WorkerCommand { program: dir.join("landdb-job-worker"), args: Vec::new() }
+}
+
+pub async fn server_with(files: &[PathBuf], setup: Setup) -> Server {
     let db = PostgisDb::create().await.expect("database");
     let store = AnyStore::open(&DatabaseUrl::parse(&db.url).expect("url")).await.expect("store");
     import_files(&store, files).await;
@@ -83,7 +131,16 @@ pub async fn server(files: &[PathBuf]) -> Server {
         revoked_at: None,
     };
     store.put_key(&fixed).await.expect("operator key");
-    let (base, app, engine) = serve(store.clone()).await;
+    let url = match setup.store_port {
+        Some(port) => {
+            let mut through = url::Url::parse(&db.url).expect("url");
+            through.set_port(Some(port)).expect("a port");
+            DatabaseUrl::parse(through.as_str()).expect("url")
+        }
+        None => DatabaseUrl::parse(&db.url).expect("url"),
+    };
+    let store = if setup.store_port.is_some() { AnyStore::open(&url).await.expect("store") } else { store };
+    let (base, app, engine) = serve(store.clone(), url, setup).await;
     Server { base, db, store, engine, app }
 }
 
@@ -96,26 +153,33 @@ pub struct Replica {
 }
 
 pub async fn replica(of: &Server) -> Replica {
-    let store = AnyStore::open(&DatabaseUrl::parse(&of.db.url).expect("url")).await.expect("store");
-    let (base, app, _) = serve(store).await;
+    let url = DatabaseUrl::parse(&of.db.url).expect("url");
+    let store = AnyStore::open(&url).await.expect("store");
+    let (base, app, _) = serve(store, url, Setup::default()).await;
     Replica { base, app }
 }
 
-/// Serves `store` on a free port: its base URL, the server's state and its engine.
-async fn serve(store: AnyStore) -> (String, Arc<AppState>, Arc<Engine>) {
+/// Serves `store` (at `url`, for its import workers) on a free port: its base URL, the server's
+/// state and its engine.
+async fn serve(store: AnyStore, url: DatabaseUrl, setup: Setup) -> (String, Arc<AppState>, Arc<Engine>) {
     let reference = ReferenceData::embedded().expect("reference");
     let gate = landdb_api::access::Gate::load(&store, &reference).await.expect("access rules");
     let engine = Arc::new(Engine::load(&store).await.expect("engine"));
-    tokio::spawn(landdb_api::follow_feed(Arc::clone(&engine), store.clone()));
+    if !setup.without_feed_follower {
+        tokio::spawn(landdb_api::follow_feed(Arc::clone(&engine), store.clone()));
+    }
+    let jobs = Jobs::new(&std::env::temp_dir().join("landdb-jobs"), job_worker(), None, setup.limits).expect("jobs");
     let state = Arc::new(AppState {
-        sources: landdb_api::scope::Sources::new(Arc::clone(&engine), store.clone()),
+        sources: landdb_api::scope::Sources::new(Arc::clone(&engine), store.clone()).taking_uploads(url),
         reference: Arc::new(reference),
         public_url: None,
-        jobs: landdb_api::jobs::Jobs::new(std::env::temp_dir().join(format!("landdb-uploads-{}", std::process::id()))),
+        jobs,
         metrics: landdb_api::metrics::Metrics::default(),
         gate,
+        health: landdb_api::health::Health::new(setup.max_feed_lag.unwrap_or(std::time::Duration::from_secs(30))),
     });
     tokio::spawn(landdb_api::access::follow_access(Arc::clone(&state)));
+    tokio::spawn(landdb_api::health::watch(Arc::clone(&state)));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let base = format!("http://{}", listener.local_addr().expect("address"));
     let app = Arc::clone(&state);

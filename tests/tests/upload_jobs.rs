@@ -4,12 +4,18 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
+
+use landdb_api::jobs::JobLimits;
+use landdb_api::jobs::worker::WorkerLimits;
+use landdb_api::upload::UploadLimits;
 
 use landdb_access::{Area, Role};
 use landdb_model::CommuneCode;
 use landdb_store::ParcelStore;
-use landdb_tests::http::{Server, agency, client_with, policy, samples, server};
+use landdb_tests::http::{Server, Setup, agency, client_with, policy, samples, server, server_with};
 use serde_json::Value;
 
 const COMMUNES: [&str; 3] = ["20194", "20197", "20200"];
@@ -32,9 +38,14 @@ fn form(bytes: Vec<u8>, name: &str, mode: &str) -> reqwest::multipart::Form {
         .text("mode", mode.to_owned())
 }
 
+/// Posts an upload; the answer, whatever it is.
+async fn post(base: &str, client: &reqwest::Client, bytes: Vec<u8>, name: &str, mode: &str) -> reqwest::Response {
+    client.post(format!("{base}/jobs")).multipart(form(bytes, name, mode)).send().await.expect("post")
+}
+
 /// Submits an upload; the job's id.
 async fn submit(base: &str, client: &reqwest::Client, bytes: Vec<u8>, name: &str, mode: &str) -> String {
-    let response = client.post(format!("{base}/jobs")).multipart(form(bytes, name, mode)).send().await.expect("post");
+    let response = post(base, client, bytes, name, mode).await;
     assert_eq!(response.status().as_u16(), 202);
     let job: Value = response.json().await.expect("job");
     job["id"].as_str().expect("id").to_owned()
@@ -146,4 +157,382 @@ async fn jobs_and_batches_belong_to_the_agency_that_uploaded() {
         assert_eq!((status, none_status), (404, 404), "{suffix}: {text}");
         assert_eq!(text.replace(&job_a, "ID"), none_text.replace(missing, "ID"), "{suffix}");
     }
+}
+
+// Hostile uploads (issue 18): every import runs in a worker process with limits of its own, and
+// uploads are bounded as they arrive.
+
+/// A point inside a current parcel, as a lookup URL.
+fn lookup_url(s: &Server) -> String {
+    let view = s.engine.snapshot();
+    let parcel = view.parcels().next().expect("a parcel");
+    let inside = landdb_model::national_id::interior_point(&parcel.geometry()).expect("interior");
+    format!("{}/parcels/at?lon={}&lat={}", s.base, inside.x(), inside.y())
+}
+
+/// Point lookups every 50 ms until `stop`: how many were asked, and the ones that did not answer
+/// 200 with a parcel.
+fn keep_looking_up(url: String, stop: Arc<AtomicBool>) -> tokio::task::JoinHandle<(usize, Vec<String>)> {
+    tokio::spawn(async move {
+        let client = landdb_tests::http::client();
+        let (mut asked, mut failed) = (0, Vec::new());
+        while !stop.load(Ordering::Relaxed) {
+            asked += 1;
+            match client.get(&url).timeout(Duration::from_secs(5)).send().await {
+                Ok(r) if r.status() == 200 => {
+                    let body: Value = r.json().await.unwrap_or(Value::Null);
+                    if body["features"].as_array().is_none_or(Vec::is_empty) {
+                        failed.push(format!("no parcel: {body}"));
+                    }
+                }
+                Ok(r) => failed.push(format!("status {}", r.status())),
+                Err(e) => failed.push(e.to_string()),
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        (asked, failed)
+    })
+}
+
+fn zipped(name: &str, bytes: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut out = std::io::Cursor::new(Vec::new());
+    let mut zip = zip::ZipWriter::new(&mut out);
+    zip.start_file(name, zip::write::SimpleFileOptions::default()).expect("entry");
+    zip.write_all(bytes).expect("write");
+    zip.finish().expect("zip");
+    out.into_inner()
+}
+
+fn job_dirs(s: &Server) -> Vec<PathBuf> {
+    std::fs::read_dir(s.app.jobs.dir()).expect("jobs dir").map(|e| e.expect("entry").path()).collect()
+}
+
+/// Job `id` failed because its worker did (`why`), said so without a server path, wrote nothing,
+/// and left no directory behind.
+async fn failed_by_the_worker(
+    s: &Server,
+    client: &reqwest::Client,
+    id: &str,
+    why: &str,
+    head: landdb_model::FeedPosition,
+) {
+    let (job, text) = finished(&s.base, client, id).await;
+    assert_eq!(job["state"], "failed", "{job}");
+    assert_eq!(job["cause"], "worker", "{job}");
+    let error = job["error"].as_str().expect("error");
+    assert!(error.contains(&format!("the import worker {why}")), "{error}");
+    assert_no_server_path(&text);
+    assert_eq!(s.store.feed_head().await.expect("head"), head, "nothing was written");
+    assert!(job_dirs(s).is_empty(), "the job's directory is removed: {:?}", job_dirs(s));
+}
+
+/// A worker that passes a limit fails its job with the reason, and nothing else: the server
+/// answers point lookups all along, the store is as before, the job's directory is gone, and the
+/// next upload imports.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_past_its_limits_fails_only_its_job() {
+    let small_files =
+        JobLimits { worker: WorkerLimits { file_bytes: 64 << 10, ..WorkerLimits::default() }, ..JobLimits::default() };
+    let s = server_with(&[samples().join("20194.geojson")], Setup { limits: small_files, ..Setup::default() }).await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let lookups = keep_looking_up(lookup_url(&s), Arc::clone(&stop));
+    let head = s.store.feed_head().await.expect("head");
+    let client = landdb_tests::http::client();
+
+    // The zip's entry (about a megabyte) is more than the worker may write when it expands it.
+    let geojson = std::fs::read(samples().join("20197.geojson")).expect("sample");
+    let id = submit(&s.base, &client, zipped("20197.geojson", &geojson), "liên chiểu.zip", "append").await;
+    failed_by_the_worker(&s, &client, &id, "tried to write a file larger than its limit of 64 KiB", head).await;
+
+    // The same file not zipped needs no scratch file: it imports.
+    let id = submit(&s.base, &client, geojson, "20197.geojson", "append").await;
+    let (job, _) = finished(&s.base, &client, &id).await;
+    assert_eq!(job["state"], "succeeded", "{job}");
+    assert!(job_dirs(&s).is_empty(), "{:?}", job_dirs(&s));
+
+    stop.store(true, Ordering::Relaxed);
+    let (asked, failed) = lookups.await.expect("lookups");
+    assert!(asked > 5, "only {asked} lookups");
+    assert!(failed.is_empty(), "lookups failed while the worker did: {failed:?}");
+}
+
+/// A worker that spins past its CPU time is stopped by its own limit, and the job says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_past_its_cpu_time_fails_with_the_reason() {
+    let one_second =
+        JobLimits { worker: WorkerLimits { cpu_seconds: 1, ..WorkerLimits::default() }, ..JobLimits::default() };
+    let s = server_with(&[samples().join("20194.geojson")], Setup { limits: one_second, ..Setup::default() }).await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let lookups = keep_looking_up(lookup_url(&s), Arc::clone(&stop));
+    let head = s.store.feed_head().await.expect("head");
+    let client = landdb_tests::http::client();
+    let id = submit(&s.base, &client, landdb_tests::http::many_parcels(5), "nặng.geojson", "append").await;
+    failed_by_the_worker(&s, &client, &id, "used more than its 1 s of CPU time", head).await;
+    stop.store(true, Ordering::Relaxed);
+    let (_, failed) = lookups.await.expect("lookups");
+    assert!(failed.is_empty(), "{failed:?}");
+}
+
+/// The head of a multipart upload of `name` (boundary `B`), and the body's opening.
+fn upload_head(s: &Server, length: Option<u64>, name: &str) -> (String, Vec<u8>) {
+    let host = s.base.trim_start_matches("http://");
+    let framing = length.map_or_else(|| "Transfer-Encoding: chunked".to_owned(), |n| format!("Content-Length: {n}"));
+    let head = format!(
+        "POST /jobs HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {}\r\nContent-Type: multipart/form-data; boundary=B\r\n{framing}\r\n\r\n",
+        landdb_tests::http::OPERATOR_KEY
+    );
+    let opening = format!(
+        "--B\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{name}\"\r\nContent-Type: application/octet-stream\r\n\r\n"
+    );
+    (head, opening.into_bytes())
+}
+
+/// Reads an HTTP answer from `stream` for at most `within`: its status and text (0 for none).
+async fn answer(stream: &mut (impl tokio::io::AsyncRead + Unpin), within: Duration) -> (u16, String) {
+    use tokio::io::AsyncReadExt;
+    let deadline = tokio::time::Instant::now() + within;
+    let mut got = Vec::new();
+    let mut chunk = [0_u8; 8192];
+    loop {
+        match tokio::time::timeout_at(deadline, stream.read(&mut chunk)).await {
+            Ok(Ok(n)) if n > 0 => got.extend_from_slice(&chunk[..n]),
+            _ => break,
+        }
+        let text = String::from_utf8_lossy(&got);
+        if let Some((head, body)) = text.split_once("\r\n\r\n") {
+            let length = head
+                .lines()
+                .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().to_owned()))
+                .and_then(|v| v.parse::<usize>().ok());
+            if length.is_some_and(|n| body.len() >= n) {
+                break;
+            }
+        }
+    }
+    let text = String::from_utf8_lossy(&got).into_owned();
+    let status = text.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    (status, text)
+}
+
+async fn connect(s: &Server) -> tokio::net::TcpStream {
+    tokio::net::TcpStream::connect(s.base.trim_start_matches("http://")).await.expect("connect")
+}
+
+/// Sizes and times are held as the body arrives: a declared size over the limit is a 413 before
+/// a byte of the body is sent; a body that passes the limit is a 413 as it passes (the client has
+/// not finished); a stalled body is a 408 after the idle limit, a trickling one after the total
+/// limit; nothing stays on disk.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uploads_are_bounded_as_they_arrive() {
+    use tokio::io::AsyncWriteExt;
+    let limits = JobLimits {
+        upload: UploadLimits { max_bytes: 1 << 20, idle: Duration::from_secs(1), total: Duration::from_secs(3) },
+        ..JobLimits::default()
+    };
+    let s = server_with(&[samples().join("20194.geojson")], Setup { limits, ..Setup::default() }).await;
+
+    // 5 GiB declared: refused from the head alone.
+    let mut stream = connect(&s).await;
+    let (head, _) = upload_head(&s, Some(5 << 30), "big.geojson");
+    stream.write_all(head.as_bytes()).await.expect("head");
+    let started = std::time::Instant::now();
+    let (status, text) = answer(&mut stream, Duration::from_secs(5)).await;
+    assert_eq!(status, 413, "{text}");
+    assert!(text.contains("larger than this server takes (1 MiB)"), "{text}");
+    assert!(started.elapsed() < Duration::from_secs(1), "answered at once");
+
+    // No length declared: a 413 once the body passes 1 MiB, though the body goes on.
+    let mut stream = connect(&s).await;
+    let (head, opening) = upload_head(&s, None, "big.geojson");
+    stream.write_all(head.as_bytes()).await.expect("head");
+    let mut body = opening;
+    body.extend(std::iter::repeat_n(b' ', (1 << 20) + 4096));
+    stream.write_all(format!("{:x}\r\n", body.len()).as_bytes()).await.expect("chunk");
+    stream.write_all(&body).await.expect("chunk");
+    stream.write_all(b"\r\n").await.expect("chunk");
+    let (status, text) = answer(&mut stream, Duration::from_secs(5)).await;
+    assert_eq!(status, 413, "{text}");
+
+    // A body that stops: 408 after the idle limit.
+    let mut stream = connect(&s).await;
+    let (head, opening) = upload_head(&s, Some(100_000), "slow.geojson");
+    stream.write_all(head.as_bytes()).await.expect("head");
+    stream.write_all(&opening).await.expect("opening");
+    let started = std::time::Instant::now();
+    let (status, text) = answer(&mut stream, Duration::from_secs(10)).await;
+    assert_eq!(status, 408, "{text}");
+    assert!(text.contains("no data for 1 s"), "{text}");
+    assert!(started.elapsed() < Duration::from_secs(3), "{:?}", started.elapsed());
+
+    // A body that trickles a byte every half second: 408 after the total limit.
+    let mut stream = connect(&s).await;
+    let (head, opening) = upload_head(&s, Some(100_000), "slow.geojson");
+    stream.write_all(head.as_bytes()).await.expect("head");
+    stream.write_all(&opening).await.expect("opening");
+    let started = std::time::Instant::now();
+    let (mut read, mut write) = stream.into_split();
+    let trickle = tokio::spawn(async move {
+        for _ in 0..40 {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            if write.write_all(b" ").await.is_err() {
+                break;
+            }
+        }
+    });
+    let (status, text) = answer(&mut read, Duration::from_secs(10)).await;
+    trickle.abort();
+    assert_eq!(status, 408, "{text}");
+    assert!(text.contains("took longer than 3 s"), "{text}");
+    let took = started.elapsed();
+    assert!(took >= Duration::from_secs(3) && took < Duration::from_secs(6), "{took:?}");
+
+    assert!(job_dirs(&s).is_empty(), "nothing stays on disk: {:?}", job_dirs(&s));
+}
+
+/// An agency has at most its limit of uploads at once (429 with Retry-After past it, a place
+/// again when one ends), and the same upload while it is being imported is a 409 naming the job.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uploads_at_once_are_limited_per_agency_and_never_doubled() {
+    use tokio::io::AsyncWriteExt;
+    let limits = JobLimits {
+        upload: UploadLimits { idle: Duration::from_secs(30), ..UploadLimits::default() },
+        per_agency: 2,
+        workers: 1,
+        ..JobLimits::default()
+    };
+    let s = server_with(&[samples().join("20194.geojson")], Setup { limits, ..Setup::default() }).await;
+    let client = landdb_tests::http::client();
+    let liên_chiểu = std::fs::read(samples().join("20197.geojson")).expect("sample");
+
+    // The first import, and the same upload again while it is queued or running: 409.
+    let first = submit(&s.base, &client, liên_chiểu.clone(), "20197.geojson", "append").await;
+    let again = post(&s.base, &client, liên_chiểu.clone(), "20197.geojson", "append").await;
+    assert_eq!(again.status().as_u16(), 409);
+    let text = again.text().await.expect("body");
+    assert!(text.contains(&format!("already being imported (job {first})")), "{text}");
+    let (job, _) = finished(&s.base, &client, &first).await;
+    assert_eq!(job["state"], "succeeded", "{job}");
+
+    // Two uploads being received (stalled): the third is refused with when to come back.
+    let mut stalled = Vec::new();
+    for _ in 0..2 {
+        let mut stream = connect(&s).await;
+        let (head, opening) = upload_head(&s, Some(100_000), "stalled.geojson");
+        stream.write_all(head.as_bytes()).await.expect("head");
+        stream.write_all(&opening).await.expect("opening");
+        stalled.push(stream);
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // (A small body: the refusal comes before the server reads it, and a client still writing a
+    // large one would see the connection closed instead of the answer.)
+    let small = br#"{"type":"FeatureCollection","features":[]}"#.to_vec();
+    let third = post(&s.base, &client, small.clone(), "again.geojson", "append").await;
+    assert_eq!(third.status().as_u16(), 429);
+    assert!(third.headers().get("retry-after").is_some(), "{:?}", third.headers());
+    let text = third.text().await.expect("body");
+    assert!(text.contains("2 uploads being received, queued or running"), "{text}");
+
+    // One of them goes away: there is room again.
+    drop(stalled.pop());
+    let started = std::time::Instant::now();
+    loop {
+        let response = post(&s.base, &client, small.clone(), "again.geojson", "append").await;
+        if response.status().as_u16() == 202 {
+            break;
+        }
+        assert_eq!(response.status().as_u16(), 429);
+        assert!(started.elapsed() < Duration::from_secs(5), "the place was not freed");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The import workers this test process started that are running now.
+fn workers() -> Vec<u32> {
+    let me = std::process::id().to_string();
+    std::fs::read_dir("/proc")
+        .expect("/proc")
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            // /proc/PID/stat: "pid (comm) state ppid …"
+            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return false };
+            let Some((comm, rest)) = stat.split_once(") ") else { return false };
+            comm.ends_with("(landdb-job-work") && rest.split(' ').nth(1) == Some(me.as_str())
+        })
+        .collect()
+}
+
+/// A worker killed from outside (the kernel's OOM killer, an operator) fails its job with the
+/// signal; nothing was written, its directory is removed, the server goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_worker_fails_its_job_with_the_signal() {
+    let s = server(&[samples().join("20194.geojson")]).await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let lookups = keep_looking_up(lookup_url(&s), Arc::clone(&stop));
+    let head = s.store.feed_head().await.expect("head");
+    let client = landdb_tests::http::client();
+    let id = submit(&s.base, &client, landdb_tests::http::many_parcels(5), "nặng.geojson", "append").await;
+    let started = std::time::Instant::now();
+    let worker = loop {
+        if let Some(pid) = workers().first() {
+            break *pid;
+        }
+        assert!(started.elapsed() < Duration::from_secs(20), "no worker started");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let killed = std::process::Command::new("kill").args(["-KILL", &worker.to_string()]).status().expect("kill");
+    assert!(killed.success());
+    failed_by_the_worker(&s, &client, &id, "was killed by signal 9 (SIGKILL)", head).await;
+    stop.store(true, Ordering::Relaxed);
+    let (_, failed) = lookups.await.expect("lookups");
+    assert!(failed.is_empty(), "{failed:?}");
+}
+
+/// Two workers with the same upload at the same time (two servers, or a server and an operator):
+/// one commits it, the other says so instead of a raw unique-constraint error, and the parcels are
+/// imported once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_workers_with_the_same_upload_import_it_once() {
+    use landdb_api::jobs::worker::{Assignment, Cause};
+    let s = server(&[samples().join("20194.geojson")]).await;
+    let upload = landdb_tests::http::many_parcels(5);
+    let runs: Vec<_> = ["a", "b"]
+        .into_iter()
+        .map(|name| {
+            let dir = std::env::temp_dir().join(format!("landdb-same-upload-{}-{name}", std::process::id()));
+            std::fs::create_dir_all(&dir).expect("dir");
+            std::fs::write(dir.join("nhieu.geojson"), &upload).expect("upload");
+            let assignment = Assignment {
+                database: s.db.url.clone(),
+                reference_dir: None,
+                file: "nhieu.geojson".into(),
+                shown: "nhiều.geojson".into(),
+                agency: "operator".into(),
+                mode: "append".into(),
+                area: None,
+                limits: WorkerLimits::default(),
+            };
+            tokio::task::spawn_blocking(move || {
+                let result = landdb_tests::http::job_worker().run(&assignment, &dir, &|_| {});
+                let _ = std::fs::remove_dir_all(&dir);
+                result
+            })
+        })
+        .collect();
+    let mut committed = 0;
+    let mut refused = Vec::new();
+    for run in runs {
+        match run.await.expect("worker") {
+            Ok(finished) => {
+                assert!(!finished.already_imported, "both started before either committed");
+                committed += 1;
+            }
+            Err(failure) => refused.push(failure),
+        }
+    }
+    assert_eq!(committed, 1, "{refused:?}");
+    assert_eq!(refused.len(), 1);
+    assert_eq!(refused[0].cause, Cause::Input, "{refused:?}");
+    assert!(refused[0].error.contains("by another job, which committed it first"), "{refused:?}");
 }

@@ -125,7 +125,7 @@ impl Access {
                     ),
                     short.until_tomorrow,
                 ),
-                Refusal::Store(e) => ApiError::internal(&e),
+                Refusal::Store(e) => ApiError::store(&e),
             })?;
         }
         Ok(())

@@ -35,7 +35,7 @@ impl From<AdminError> for ApiError {
         match e {
             AdminError::Invalid(m) => ApiError::bad_parameter(m),
             AdminError::NotFound(m) => ApiError::not_found(m),
-            AdminError::Store(e) => ApiError::internal(&e),
+            AdminError::Store(e) => ApiError::store(&e),
         }
     }
 }
@@ -99,8 +99,8 @@ fn ok(status: StatusCode, body: serde_json::Value) -> Response {
 }
 
 pub async fn list_agencies(State(app): State<Arc<AppState>>, access: Access) -> Result<Response, ApiError> {
-    let keys = app.sources.operator_store(&access)?.keys().await.map_err(|e| ApiError::internal(&e))?;
-    let agencies = app.sources.operator_store(&access)?.agencies().await.map_err(|e| ApiError::internal(&e))?;
+    let keys = app.sources.operator_store(&access)?.keys().await.map_err(|e| ApiError::store(&e))?;
+    let agencies = app.sources.operator_store(&access)?.agencies().await.map_err(|e| ApiError::store(&e))?;
     let list: Vec<serde_json::Value> = agencies
         .iter()
         .map(|a| {
@@ -237,8 +237,7 @@ pub async fn audit(
         after: number("after", 0)?,
         limit: number("limit", 1000)?.clamp(1, 10_000),
     };
-    let entries =
-        app.sources.operator_store(&access)?.audit_entries(&query).await.map_err(|e| ApiError::internal(&e))?;
+    let entries = app.sources.operator_store(&access)?.audit_entries(&query).await.map_err(|e| ApiError::store(&e))?;
     let parcels: u64 = entries.iter().map(|e| e.event.parcels).sum();
     Ok(ok(StatusCode::OK, json!({ "entries": entries, "numberReturned": entries.len(), "parcels": parcels })))
 }
@@ -248,10 +247,10 @@ pub async fn versions_of_parcel(store: &AnyStore, raw: &str) -> Result<Vec<i64>,
     use landdb_store::ParcelStore;
     let id =
         raw.parse::<i64>().map_err(|_| ApiError::bad_parameter(format!("parcel={raw}: give a parcel version ID")))?;
-    let Some(v) = store.version(landdb_model::VersionId(id)).await.map_err(|e| ApiError::internal(&e))? else {
+    let Some(v) = store.version(landdb_model::VersionId(id)).await.map_err(|e| ApiError::store(&e))? else {
         return Ok(vec![id]);
     };
-    let all = store.history(&v.parcel.key).await.map_err(|e| ApiError::internal(&e))?;
+    let all = store.history(&v.parcel.key).await.map_err(|e| ApiError::store(&e))?;
     Ok(all.iter().map(|v| v.id.0).collect())
 }
 

@@ -12,6 +12,7 @@ pub mod answer;
 pub mod crs;
 pub mod cursor;
 pub mod filter;
+pub mod health;
 pub mod html;
 pub mod jobs;
 pub mod metrics;
@@ -22,6 +23,7 @@ pub mod params;
 pub mod reference;
 pub mod routes;
 pub mod scope;
+pub mod upload;
 
 pub use answer::{export, features, formats, tiles};
 
@@ -49,10 +51,9 @@ pub struct AppState {
     pub metrics: metrics::Metrics,
     /// Keys, policies, limits and the audit log.
     pub gate: access::Gate,
+    /// The store's reachability and the engine's lag, for `/ready` and `/health`.
+    pub health: health::Health,
 }
-
-/// The largest upload taken: a whole province zipped is a few hundred megabytes.
-pub const MAX_UPLOAD_BYTES: usize = 4 << 30;
 
 pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
@@ -74,10 +75,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/map", get(pages::map))
         .route("/upload", get(pages::upload))
         .route("/assets/{name}", get(pages::asset))
-        .route(
-            "/jobs",
-            axum::routing::post(routes::submit_job).layer(axum::extract::DefaultBodyLimit::max(MAX_UPLOAD_BYTES)),
-        )
+        // The upload reads its body itself, under its own limits (`upload.rs`).
+        .route("/jobs", axum::routing::post(routes::submit_job))
         .route("/jobs/{id}", get(routes::job))
         .route("/jobs/{id}/report", get(routes::job_report))
         .route("/jobs/{id}/quarantine", get(routes::job_quarantine))

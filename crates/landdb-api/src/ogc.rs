@@ -96,6 +96,22 @@ impl ApiError {
         }
     }
 
+    /// A store failure: 503 while the store is unavailable (the answer says so, and to try again),
+    /// otherwise a 500; the detail goes to the log, not to the caller.
+    pub fn store(error: &landdb_store::StoreError) -> Self {
+        if !error.is_unavailable() {
+            return Self::internal(error);
+        }
+        tracing::warn!(%error, "the store is unavailable");
+        ApiError {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            code: "StoreUnavailable",
+            description: "the database is unavailable at the moment: try again shortly (/health says when it is back)"
+                .into(),
+            retry_after: Some(std::time::Duration::from_secs(5)),
+        }
+    }
+
     /// 429: a rate or quota reached; `wait` until it allows again (the `Retry-After` header).
     pub fn too_many(description: impl Into<String>, wait: std::time::Duration) -> Self {
         ApiError {

@@ -100,6 +100,10 @@ fn upload() -> Value {
                 "responses": {
                     "202": { "description": "the job, started", "content": { "application/json": { "schema": { "type": "object" } } } },
                     "400": { "description": "no file, a file this server does not read, or an unknown field", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/exception" } } } },
+                    "408": { "description": "the body stalled past the idle limit or took longer than the total limit", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/exception" } } } },
+                    "409": { "description": "the same upload is already being imported (the answer names the job)", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/exception" } } } },
+                    "413": { "description": "larger than the server takes (refused from Content-Length, or as soon as the body passes it)", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/exception" } } } },
+                    "429": { "description": "the agency has as many uploads being received, queued or running as it may (Retry-After)", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/exception" } } } },
                 },
             } })
 }
@@ -144,8 +148,8 @@ fn untagged(base: &str, max_limit: usize) -> Value {
             "/jobs/{jobId}/report": get("the full report of a finished job", parameters(COMMON, &[("jobId", "the job")]), "application/json"),
             "/jobs/{jobId}/quarantine": get("the records the job rejected, as read, with their reasons", parameters(COMMON, &[("jobId", "the job")]), "application/geo+json"),
             "/metrics": { "get": { "summary": "Prometheus metrics: requests by route and status class, latencies, engine and upload jobs", "responses": { "200": { "description": "the metrics", "content": { "text/plain": { "schema": { "type": "string" } } } } } } },
-            "/health": { "get": { "summary": "the process is up", "responses": { "200": { "description": "ok", "content": { "text/plain": { "schema": { "type": "string" } } } } } } },
-            "/ready": { "get": { "summary": "the engine is loaded: parcels and feed position", "responses": { "200": { "description": "ready", "content": { "application/json": { "schema": { "type": "object" } } } } } } },
+            "/health": { "get": { "summary": "the process is up; the store (reachable or not), the engine's lag behind the change feed, the upload jobs", "responses": { "200": { "description": "the process is up", "content": { "application/json": { "schema": { "type": "object" } } } } } } },
+            "/ready": { "get": { "summary": "ready to answer: the store reachable and the engine following its change feed", "responses": { "200": { "description": "ready", "content": { "application/json": { "schema": { "type": "object" } } } }, "503": { "description": "not ready, with the reason", "content": { "application/json": { "schema": { "type": "object" } } } } } } },
         },
         "components": {
             "schemas": {

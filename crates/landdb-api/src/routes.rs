@@ -1100,91 +1100,24 @@ pub async fn queryables(access: Access, Path(id): Path<String>, call: Call) -> R
 pub const SUBMIT_JOB: &[(&str, &str)] = &[];
 
 /// `POST /jobs`: a multipart upload with the field `file` (a cadastral file, or a zip of one or
-/// several) and optionally `mode` (`append`, the default, or `replace-commune`). The file is
-/// written to disk as it arrives; the answer (202) names the job to follow.
+/// several) and optionally `mode` (`append`, the default, or `replace-commune`). Refused before
+/// the body is read when the agency may not upload, has as many uploads as it may (429), or
+/// declares a body over the size limit (413); the file is written to disk as it arrives, within
+/// the size and time limits (`upload.rs`); the answer (202) names the job to follow.
 pub async fn submit_job(
     State(app): State<Arc<AppState>>,
     access: Access,
     call: Call,
-    mut multipart: axum::extract::Multipart,
+    request: axum::extract::Request,
 ) -> Result<Response, ApiError> {
-    use tokio::io::AsyncWriteExt;
     call.params(SUBMIT_JOB)?;
-    // An upload changes only the communes of the agency's area: the others' records are
-    // rejected into the quarantine with their reason.
-    let area = match &access.caller.scope {
-        landdb_access::Scope::Nation => None,
-        landdb_access::Scope::Communes(set) => Some(Arc::new(set.clone())),
-        landdb_access::Scope::Polygon { .. } => {
-            return Err(ApiError::forbidden(format!(
-                "agency {}'s area is a polygon; uploads are confined to provinces or communes",
-                access.agency()
-            )));
-        }
-    };
-    let bad = |why: String| ApiError::bad_parameter(why);
-    let (id, dir) = app.jobs.reserve()?;
-    let cleanup = |e: ApiError| {
-        let _ = std::fs::remove_dir_all(&dir);
-        e
-    };
-    let mut upload: Option<(std::path::PathBuf, String)> = None;
-    let mut mode = landdb_ingest::import::Mode::Append;
-    loop {
-        let field = match multipart.next_field().await {
-            Ok(Some(f)) => f,
-            Ok(None) => break,
-            Err(e) => return Err(cleanup(bad(format!("the upload is not valid multipart/form-data: {e}")))),
-        };
-        match field.name().unwrap_or_default() {
-            "file" => {
-                if upload.is_some() {
-                    return Err(cleanup(bad("give one `file` field (zip several files into one)".into())));
-                }
-                let given = field.file_name().unwrap_or_default().to_owned();
-                let name = crate::jobs::safe_file_name(&given).ok_or_else(|| {
-                    cleanup(bad(format!(
-                        "file `{given}`: not a cadastral file this server reads; send {}",
-                        landdb_ingest::source::EXTENSIONS.map(|e| format!(".{e}")).join(", ")
-                    )))
-                })?;
-                let path = dir.join(&name);
-                let mut out = tokio::fs::File::create(&path).await.map_err(|e| cleanup(ApiError::internal(&e)))?;
-                let mut field = field;
-                loop {
-                    match field.chunk().await {
-                        Ok(Some(bytes)) => out.write_all(&bytes).await.map_err(|e| cleanup(ApiError::internal(&e)))?,
-                        Ok(None) => break,
-                        Err(e) => return Err(cleanup(bad(format!("the upload of `{given}` broke off: {e}")))),
-                    }
-                }
-                out.flush().await.map_err(|e| cleanup(ApiError::internal(&e)))?;
-                upload = Some((path, given));
-            }
-            "mode" => {
-                let raw = field.text().await.map_err(|e| cleanup(bad(format!("mode: {e}"))))?;
-                mode = match raw.trim() {
-                    "append" => landdb_ingest::import::Mode::Append,
-                    "replace-commune" => landdb_ingest::import::Mode::ReplaceCommune,
-                    other => {
-                        return Err(cleanup(bad(format!("mode={other}: give `append` or `replace-commune`"))));
-                    }
-                };
-            }
-            other => {
-                return Err(cleanup(bad(format!("unknown form field `{other}`: an upload has `file` and `mode`"))));
-            }
-        }
-    }
-    let (path, given) = upload.ok_or_else(|| cleanup(bad("the upload has no `file` field".into())))?;
-    let options = landdb_ingest::pipeline::Options {
-        crs_override: None,
-        mapping: landdb_ingest::profiles::FieldMapping::builtin().map_err(|e| cleanup(ApiError::internal(&e)))?,
-        area,
-    };
-    let upload = crate::jobs::Upload { id, path, file: given, mode, agency: access.agency().to_owned() };
-    let store = app.sources.upload_store(&access).map_err(cleanup)?.clone();
-    let job = app.jobs.start(upload, store, Arc::clone(&app.reference), options);
+    let target = app.sources.upload_store(&access)?;
+    let limits = app.jobs.limits().upload;
+    crate::upload::check_declared_size(request.headers(), &limits)?;
+    let slot = app.jobs.admit(access.agency())?;
+    let received = crate::upload::receive(request, &slot.dir, &limits).await?;
+    let id = slot.id;
+    let job = app.jobs.start(slot, received, &target)?;
     let mut response = json_response(StatusCode::ACCEPTED, JSON, job.status(&call.base).to_string());
     if let Ok(location) = axum::http::HeaderValue::from_str(&format!("{}/jobs/{id}", call.base)) {
         response.headers_mut().insert(header::LOCATION, location);
@@ -1232,7 +1165,7 @@ pub async fn job_quarantine(
             serde_json::json!(job.state())
         ))
     })?;
-    let body = crate::jobs::quarantine_geojson(app.sources.upload_store(&access)?, batch).await?;
+    let body = crate::jobs::quarantine_geojson(app.sources.upload_store(&access)?.store, batch).await?;
     let mut response = ok_json(GEOJSON, body);
     if let Ok(v) = axum::http::HeaderValue::from_str(&format!("attachment; filename=\"job-{id}-rejected.geojson\"")) {
         response.headers_mut().insert(header::CONTENT_DISPOSITION, v);
@@ -1240,14 +1173,25 @@ pub async fn job_quarantine(
     Ok(response)
 }
 
-pub async fn health() -> &'static str {
-    "ok"
+/// Liveness, and what the server knows of its health: the store (reachable or not), how long the
+/// engine has been behind the store's feed, the upload jobs queued and running. 200 while the
+/// process lives.
+pub async fn health(State(app): State<Arc<AppState>>) -> Response {
+    ok_json(JSON, app.health.document(&app))
 }
 
-/// Ready once the engine is loaded (the server answers only then). Open to anyone, so it says
-/// nothing of what the store holds: figures are for operators, at `/metrics`.
-pub async fn ready() -> Response {
-    ok_json(JSON, json!({ "ready": true }))
+/// Ready while the store answers and the engine follows its feed (within the lag threshold);
+/// otherwise 503 with the reason. Open to anyone, so it says nothing of what the store holds:
+/// figures are for operators, at `/metrics`.
+pub async fn ready(State(app): State<Arc<AppState>>) -> Response {
+    match app.health.not_ready() {
+        None => ok_json(JSON, json!({ "ready": true })),
+        Some(reason) => json_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            JSON,
+            json!({ "ready": false, "reason": reason }).to_string(),
+        ),
+    }
 }
 
 /// Prometheus metrics: requests by route, the engine, the upload jobs.

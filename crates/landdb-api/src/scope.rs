@@ -21,7 +21,7 @@ use geo::Rect;
 use landdb_access::{Operation, Scope};
 use landdb_engine::{Engine, Parcel, View};
 use landdb_model::{CommuneCode, FeedPosition, NationalParcelId, ParcelKey, ParcelVersion, ReferenceData, VersionId};
-use landdb_store::{AnyStore, ParcelStore, Period};
+use landdb_store::{AnyStore, DatabaseUrl, ParcelStore, Period};
 use rstar::primitives::{GeomWithData, Rectangle};
 use rstar::{AABB, RTree};
 
@@ -37,6 +37,9 @@ use crate::ogc::ApiError;
 pub struct Sources {
     engine: Arc<Engine>,
     store: AnyStore,
+    /// Where the store is, for the import workers that write uploads to it (see
+    /// [`Sources::upload_store`]); none, and this process takes no uploads.
+    store_url: Option<DatabaseUrl>,
     /// Each scoped caller's parcels by box, at a feed position (see [`Scoped::in_box`]).
     indexes: Mutex<HashMap<usize, (FeedPosition, Arc<ScopeIndex>)>>,
 }
@@ -52,7 +55,14 @@ struct ScopeIndex {
 
 impl Sources {
     pub fn new(engine: Arc<Engine>, store: AnyStore) -> Sources {
-        Sources { engine, store, indexes: Mutex::new(HashMap::new()) }
+        Sources { engine, store, store_url: None, indexes: Mutex::new(HashMap::new()) }
+    }
+
+    /// Uploads go to the store at `url` (the one this process opened), written by import workers.
+    #[must_use]
+    pub fn taking_uploads(mut self, url: DatabaseUrl) -> Sources {
+        self.store_url = Some(url);
+        self
     }
 
     /// The parcels `access` may see, as the engine holds them now.
@@ -69,14 +79,34 @@ impl Sources {
         }
     }
 
-    /// The store, for an upload job of an agency that may upload (its writes are confined to
-    /// its area by the import itself).
-    pub fn upload_store(&self, access: &Access) -> Result<&AnyStore, ApiError> {
-        if access.allows(Operation::Upload) {
-            Ok(&self.store)
-        } else {
-            Err(ApiError::forbidden(format!("agency {} may not upload", access.agency())))
+    /// The store, for an upload of an agency that may upload, with the communes its writes are
+    /// confined to (the import refuses or quarantines everything else; see `landdb_ingest::area`).
+    pub fn upload_store(&self, access: &Access) -> Result<UploadStore<'_>, ApiError> {
+        if !access.allows(Operation::Upload) {
+            return Err(ApiError::forbidden(format!("agency {} may not upload", access.agency())));
         }
+        let area = match &access.caller.scope {
+            Scope::Nation => None,
+            Scope::Communes(set) => Some(set.iter().map(|c| c.as_str().to_owned()).collect()),
+            Scope::Polygon { .. } => {
+                return Err(ApiError::forbidden(format!(
+                    "agency {}'s area is a polygon; uploads are confined to provinces or communes",
+                    access.agency()
+                )));
+            }
+        };
+        Ok(UploadStore { store: &self.store, url: self.store_url.as_ref(), area })
+    }
+
+    /// The store's feed head and the position the engine reflects, for the health watcher.
+    pub async fn feed_positions(&self) -> Result<(FeedPosition, FeedPosition), landdb_store::StoreError> {
+        let head = self.store.feed_head().await?;
+        Ok((head, self.engine.snapshot().position()))
+    }
+
+    /// `postgis` or `embedded`.
+    pub fn store_kind(&self) -> &'static str {
+        self.store.kind()
     }
 
     /// The engine's figures, for the operator's metrics.
@@ -84,6 +114,39 @@ impl Sources {
         self.operator_store(access)?;
         let view = self.engine.snapshot();
         Ok(EngineFigures { parcels: view.len(), position: view.position(), heap_bytes: view.heap_bytes() })
+    }
+}
+
+/// The store as an uploading agency reaches it: its quarantine, and the connection and area an
+/// import worker writes its upload with. Made only by [`Sources::upload_store`].
+#[derive(Debug)]
+pub struct UploadStore<'s> {
+    pub store: &'s AnyStore,
+    url: Option<&'s DatabaseUrl>,
+    area: Option<Vec<String>>,
+}
+
+impl UploadStore<'_> {
+    /// The connection string a worker opens (an embedded store's file by its absolute path: the
+    /// worker runs in the job's directory).
+    pub fn connection(&self) -> Result<String, ApiError> {
+        match self.url {
+            Some(DatabaseUrl::Postgres(raw)) => Ok(raw.clone()),
+            Some(DatabaseUrl::Sqlite(path)) => {
+                let path = std::path::absolute(path).map_err(|e| ApiError::internal(&e))?;
+                Ok(format!("sqlite://{}", path.display()))
+            }
+            None => Err(ApiError::new(
+                axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                "NoUploads",
+                "this server takes no uploads",
+            )),
+        }
+    }
+
+    /// The communes the upload may change; `None` for a national uploader.
+    pub fn area(&self) -> Option<Vec<String>> {
+        self.area.clone()
     }
 }
 
@@ -124,7 +187,7 @@ pub struct PastVersion {
 }
 
 fn internal(e: &landdb_store::StoreError) -> ApiError {
-    ApiError::internal(e)
+    ApiError::store(e)
 }
 
 impl<'s> Scoped<'s> {

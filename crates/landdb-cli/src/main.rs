@@ -64,6 +64,10 @@ enum Command {
     /// sign checkpoints of its head.
     #[command(subcommand)]
     Audit(commands::access::AuditCommand),
+    /// The import worker `serve` starts for each upload (an assignment on standard input,
+    /// reports on standard output); not for people.
+    #[command(hide = true)]
+    JobRun,
 }
 
 /// What every subcommand gets: the global options, resolved.
@@ -87,6 +91,10 @@ impl Context {
         })
     }
 
+    pub fn reference_dir(&self) -> Option<&std::path::Path> {
+        self.reference_dir.as_deref()
+    }
+
     pub fn database_url(&self) -> anyhow::Result<DatabaseUrl> {
         Ok(DatabaseUrl::or_default(self.database.as_deref())?)
     }
@@ -108,6 +116,10 @@ fn main() -> ExitCode {
         tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
     }
     let cli = Cli::parse();
+    if matches!(cli.command, Command::JobRun) {
+        // Before any runtime or store: the worker sets its limits on itself first.
+        return landdb_api::jobs::worker::main();
+    }
     let context = Context { database: cli.database, reference_dir: cli.reference_dir };
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
@@ -128,6 +140,7 @@ fn main() -> ExitCode {
             Command::Agency(c) => commands::access::agency(&context, c).await,
             Command::Key(c) => commands::access::key(&context, c).await,
             Command::Audit(c) => commands::access::audit(&context, c).await,
+            Command::JobRun => Ok(()),
         }
     });
     match result {

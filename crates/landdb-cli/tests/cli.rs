@@ -83,18 +83,16 @@ fn http_get(address: &str, path: &str, key: &str) -> (String, String) {
     (head.lines().next().unwrap_or_default().to_owned(), body.to_owned())
 }
 
-/// The quick start: `landdb demo --serve` on a machine with no database server serves the
-/// samples over HTTP to the demo key it prints, and a SIGTERM stops it cleanly, writing its
-/// snapshot and every audit entry.
-#[test]
-fn demo_serves_the_samples_from_the_embedded_store_and_stops_cleanly() {
+type Lines = std::io::Lines<std::io::BufReader<std::process::ChildStdout>>;
+
+/// `landdb demo --serve` in `dir` on a free port with `args`: the process, the rest of its
+/// output, its address and the demo key it printed.
+fn demo_server(dir: &Path, args: &[&std::ffi::OsStr]) -> (std::process::Child, Lines, String, String) {
     use std::io::BufRead;
-    let dir = scratch_dir("serve");
-    let samples = samples();
     let mut child = Command::new(env!("CARGO_BIN_EXE_landdb"))
-        .args(["demo", "--serve", "--listen", "127.0.0.1:0", "--snapshot", "engine.snap", "--samples"])
-        .arg(&samples)
-        .current_dir(&dir)
+        .args(["demo", "--serve", "--listen", "127.0.0.1:0"])
+        .args(args)
+        .current_dir(dir)
         .env_remove("DATABASE_URL")
         .stdout(std::process::Stdio::piped())
         .spawn()
@@ -111,6 +109,18 @@ fn demo_serves_the_samples_from_the_embedded_store_and_stops_cleanly() {
         .map_while(Result::ok)
         .find_map(|l| l.trim().strip_prefix("demo key:").map(|k| k.trim().to_owned()))
         .expect("the demo key is printed");
+    (child, lines, address, key)
+}
+
+/// The quick start: `landdb demo --serve` on a machine with no database server serves the
+/// samples over HTTP to the demo key it prints, and a SIGTERM stops it cleanly, writing its
+/// snapshot and every audit entry.
+#[test]
+fn demo_serves_the_samples_from_the_embedded_store_and_stops_cleanly() {
+    let dir = scratch_dir("serve");
+    let samples = samples();
+    let (mut child, lines, address, key) =
+        demo_server(&dir, &["--snapshot".as_ref(), "engine.snap".as_ref(), "--samples".as_ref(), samples.as_os_str()]);
     let (status, _) = http_get(&address, "/collections/parcels/items?limit=2", "not-a-key");
     assert!(status.contains("401"), "{status}");
     let (status, body) = http_get(&address, "/collections/parcels/items?limit=2", &key);
@@ -149,6 +159,79 @@ fn demo_serves_the_samples_from_the_embedded_store_and_stops_cleanly() {
     let broken = landdb(&dir, &["audit", "verify"]);
     assert!(!broken.status.success());
     assert!(stderr(&broken).contains("audit entry 1: its content does not match its hash"), "{}", stderr(&broken));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A multipart upload (HTTP/1.0, so the server closes the connection): status line and body.
+fn http_upload(address: &str, key: &str, name: &str, content: &[u8]) -> (String, String) {
+    use std::io::{Read, Write};
+    let mut body = format!(
+        "--B\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{name}\"\r\nContent-Type: application/octet-stream\r\n\r\n"
+    )
+    .into_bytes();
+    body.extend_from_slice(content);
+    body.extend_from_slice(b"\r\n--B--\r\n");
+    let mut stream = std::net::TcpStream::connect(address).expect("connect");
+    write!(
+        stream,
+        "POST /jobs HTTP/1.0\r\nHost: {address}\r\nAuthorization: Bearer {key}\r\nContent-Type: multipart/form-data; boundary=B\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .expect("send");
+    stream.write_all(&body).expect("send");
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).expect("read");
+    let (head, body) = answer.split_once("\r\n\r\n").unwrap_or((&answer, ""));
+    (head.lines().next().unwrap_or_default().to_owned(), body.to_owned())
+}
+
+/// Uploads run in `landdb job-run`, a process of their own: through `landdb demo --serve` on the
+/// embedded store (which the worker writes across processes while the server reads it), an
+/// upload imports, the server's engine serves its parcels, and the job's directory is gone.
+#[test]
+fn an_upload_imports_in_a_worker_process_and_is_served() {
+    let dir = scratch_dir("worker");
+    let jobs = dir.join("jobs");
+    let first_commune = samples().join("20194.geojson");
+    let (mut child, _lines, address, key) =
+        demo_server(&dir, &["--samples".as_ref(), first_commune.as_os_str(), "--jobs-dir".as_ref(), jobs.as_os_str()]);
+    let matched = || {
+        let (_, body) = http_get(&address, "/collections/parcels/items?limit=1", &key);
+        serde_json::from_str::<serde_json::Value>(&body).expect("JSON")["numberMatched"].as_u64().expect("count")
+    };
+    let before = matched();
+    let upload = std::fs::read(samples().join("20200.geojson")).expect("sample");
+    let added = String::from_utf8_lossy(&upload).matches("\"type\":\"Feature\"").count() as u64;
+    let (status, body) = http_upload(&address, &key, "20200.geojson", &upload);
+    assert!(status.contains("202"), "{status}: {body}");
+    let id = serde_json::from_str::<serde_json::Value>(&body).expect("JSON")["id"].as_str().expect("id").to_owned();
+    let started = std::time::Instant::now();
+    let job = loop {
+        let (_, body) = http_get(&address, &format!("/jobs/{id}"), &key);
+        let job: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+        if job["state"] == "succeeded" || job["state"] == "failed" {
+            break job;
+        }
+        assert!(started.elapsed() < std::time::Duration::from_secs(120), "{job}");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    assert_eq!(job["state"], "succeeded", "{job}");
+    assert_eq!(job["changes"]["inserted"].as_u64(), Some(added), "{job}");
+    // The engine follows the store's feed: the worker's parcels are served within seconds.
+    let started = std::time::Instant::now();
+    while matched() != before + added {
+        assert!(started.elapsed() < std::time::Duration::from_secs(10), "{} of {}", matched(), before + added);
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let left: Vec<_> = std::fs::read_dir(&jobs)
+        .expect("jobs dir")
+        .flat_map(|server| std::fs::read_dir(server.expect("entry").path()).expect("server dir"))
+        .collect();
+    assert!(left.is_empty(), "job directories left: {left:?}");
+
+    let stopped = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("kill");
+    assert!(stopped.success());
+    assert!(child.wait().expect("exits").success());
     let _ = std::fs::remove_dir_all(&dir);
 }
 

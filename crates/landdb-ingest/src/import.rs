@@ -466,13 +466,15 @@ pub async fn import_submission<S: ParcelStore>(
     tracing::debug!(seconds = started.elapsed().as_secs_f64(), "read, judged and written");
     let layers = match (read, loaded) {
         (Ok(layers), Ok(())) => layers,
-        (Err(e), _) => {
-            let _ = loader.batch.rollback().await;
-            return Err(e.into());
-        }
+        // The loader stopping (the store failed) stops the reader with "the import stopped": the
+        // loader's error is the cause, never the input's.
         (_, Err(e)) => {
             let _ = loader.batch.rollback().await;
             return Err(e);
+        }
+        (Err(e), Ok(())) => {
+            let _ = loader.batch.rollback().await;
+            return Err(e.into());
         }
     };
     if let Err(e) = loader.finish().await {

@@ -50,6 +50,50 @@ pub enum StoreError {
     Database(#[from] sqlx::Error),
 }
 
+impl StoreError {
+    /// Whether the store is away rather than the request wrong: the connection was refused or
+    /// lost, no connection came free in time, the server is shutting down or not accepting
+    /// connections, the database is gone, or the embedded file stayed locked. Worth trying again
+    /// later; never the caller's input.
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            Self::Unreachable { .. } | Self::NoSuchDatabase { .. } => true,
+            Self::Database(e) => unavailable(e),
+            _ => false,
+        }
+    }
+
+    /// Whether another import of the same content committed first: its batch took the content
+    /// hash this one's needed (two identical imports at once, in two processes).
+    pub fn is_same_import_committed(&self) -> bool {
+        match self {
+            Self::Database(sqlx::Error::Database(db)) => {
+                // PostgreSQL names the index; SQLite the column.
+                db.constraint() == Some("import_batch_content_hash")
+                    || db.message().contains("import_batch.content_hash")
+            }
+            _ => false,
+        }
+    }
+}
+
+fn unavailable(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::Protocol(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(db) => db.code().is_some_and(|code| {
+            // PostgreSQL: class 08 (connection exception), admin or crash shutdown, cannot connect
+            // now, too many connections, database dropped. SQLite: busy (5), locked (6).
+            code.starts_with("08") || matches!(&*code, "57P01" | "57P02" | "57P03" | "53300" | "3D000" | "5" | "6")
+        }),
+        _ => false,
+    }
+}
+
 /// Extracts `a/b/c` from PostgreSQL's or SQLite's unique-violation text for the current-key index.
 pub(crate) fn key_from_unique_violation(message: &str) -> String {
     // PostgreSQL: "Key (commune_code, sheet, parcel_no)=(20203, 1, 5) already exists."

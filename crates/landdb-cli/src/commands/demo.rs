@@ -38,7 +38,7 @@ pub async fn run(context: &crate::Context, args: Args) -> anyhow::Result<()> {
     super::status::print(context, &store).await?;
     if args.serve {
         let key = demo_key(&store, &reference).await?;
-        super::serve::serve(store, reference, &args.server, Some(key)).await?;
+        super::serve::serve(context, store, reference, &args.server, Some(key)).await?;
     }
     Ok(())
 }

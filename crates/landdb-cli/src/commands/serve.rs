@@ -35,15 +35,82 @@ pub struct ServerArgs {
     /// Seconds between checkpoints (only when the head has moved).
     #[arg(long, default_value_t = 60, env = "LANDDB_CHECKPOINT_EVERY")]
     pub checkpoint_every: u64,
+    /// Seconds the engine may stay behind the store's change feed before `/ready` says 503.
+    #[arg(long, default_value_t = 30, env = "LANDDB_MAX_FEED_LAG_SECONDS")]
+    pub max_feed_lag_seconds: u64,
+    #[command(flatten)]
+    pub jobs: JobArgs,
+}
+
+/// Limits of uploads and of the worker processes that import them.
+#[derive(Debug, Clone, clap::Args)]
+pub struct JobArgs {
+    /// Where upload jobs keep their files (a directory a job, removed when it ends).
+    #[arg(long, env = "LANDDB_JOBS_DIR")]
+    pub jobs_dir: Option<PathBuf>,
+    /// The largest upload, in MiB (refused from its Content-Length, or as soon as it passes).
+    #[arg(long, default_value_t = 4096, env = "LANDDB_UPLOAD_MAX_MIB")]
+    pub upload_max_mib: u64,
+    /// Seconds an upload's body may stall before it is refused (408).
+    #[arg(long, default_value_t = 60, env = "LANDDB_UPLOAD_IDLE_SECONDS")]
+    pub upload_idle_seconds: u64,
+    /// Seconds an upload's body may take to arrive in all (408).
+    #[arg(long, default_value_t = 3600, env = "LANDDB_UPLOAD_TOTAL_SECONDS")]
+    pub upload_total_seconds: u64,
+    /// Uploads an agency may have received, queued or running at once (429 past it).
+    #[arg(long, default_value_t = 2, env = "LANDDB_JOBS_PER_AGENCY")]
+    pub jobs_per_agency: usize,
+    /// Import workers running at once (other jobs wait, queued).
+    #[arg(long, default_value_t = 2, env = "LANDDB_JOB_WORKERS")]
+    pub job_workers: usize,
+    /// A worker's address space, in MiB.
+    #[arg(long, default_value_t = 4096, env = "LANDDB_JOB_MEMORY_MIB")]
+    pub job_memory_mib: u64,
+    /// A worker's CPU time, in seconds.
+    #[arg(long, default_value_t = 3600, env = "LANDDB_JOB_CPU_SECONDS")]
+    pub job_cpu_seconds: u64,
+    /// The largest file a worker may write, in MiB (extracted archives; an embedded store's file
+    /// too, so keep it above the store's size).
+    #[arg(long, default_value_t = 16384, env = "LANDDB_JOB_FILE_MIB")]
+    pub job_file_mib: u64,
+    /// Files a worker may have open at once.
+    #[arg(long, default_value_t = 1024, env = "LANDDB_JOB_OPEN_FILES")]
+    pub job_open_files: u64,
+    /// Seconds a worker may run, by the clock.
+    #[arg(long, default_value_t = 7200, env = "LANDDB_JOB_WALL_SECONDS")]
+    pub job_wall_seconds: u64,
+}
+
+impl JobArgs {
+    pub fn limits(&self) -> landdb_api::jobs::JobLimits {
+        use std::time::Duration;
+        landdb_api::jobs::JobLimits {
+            upload: landdb_api::upload::UploadLimits {
+                max_bytes: self.upload_max_mib << 20,
+                idle: Duration::from_secs(self.upload_idle_seconds.max(1)),
+                total: Duration::from_secs(self.upload_total_seconds.max(1)),
+            },
+            per_agency: self.jobs_per_agency.max(1),
+            workers: self.job_workers.max(1),
+            worker: landdb_api::jobs::worker::WorkerLimits {
+                memory_bytes: self.job_memory_mib << 20,
+                cpu_seconds: self.job_cpu_seconds.max(1),
+                file_bytes: self.job_file_mib << 20,
+                open_files: self.job_open_files.max(16),
+                wall_seconds: self.job_wall_seconds.max(1),
+            },
+        }
+    }
 }
 
 pub async fn run(context: &crate::Context, args: &ServerArgs) -> anyhow::Result<()> {
-    serve(context.store().await?, context.reference()?, args, None).await
+    serve(context, context.store().await?, context.reference()?, args, None).await
 }
 
 /// Serves until interrupted; `demo_key` (from `landdb demo --serve`) is printed with the
 /// addresses, and the map's address carries it.
 pub async fn serve(
+    context: &crate::Context,
     store: AnyStore,
     reference: ReferenceData,
     args: &ServerArgs,
@@ -79,14 +146,25 @@ pub async fn serve(
     drop(view);
     let follower = tokio::spawn(landdb_api::follow_feed(Arc::clone(&engine), store.clone()));
     let gate = landdb_api::access::Gate::load(&store, &reference).await?;
+    let jobs_dir = args.jobs.jobs_dir.clone().unwrap_or_else(|| std::env::temp_dir().join("landdb-jobs"));
+    let jobs = landdb_api::jobs::Jobs::new(
+        &jobs_dir,
+        landdb_api::jobs::worker::WorkerCommand::this_executable()?,
+        context.reference_dir().map(std::path::Path::to_path_buf),
+        args.jobs.limits(),
+    )
+    .map_err(|e| anyhow::anyhow!("cannot prepare the jobs directory {}: {e}", jobs_dir.display()))?;
     let state = Arc::new(AppState {
-        sources: landdb_api::scope::Sources::new(Arc::clone(&engine), store.clone()),
+        sources: landdb_api::scope::Sources::new(Arc::clone(&engine), store.clone())
+            .taking_uploads(context.database_url()?),
         reference: Arc::new(reference),
         public_url: args.public_url.clone(),
-        jobs: landdb_api::jobs::Jobs::new(std::env::temp_dir().join(format!("landdb-uploads-{}", std::process::id()))),
+        jobs,
         metrics: landdb_api::metrics::Metrics::default(),
         gate,
+        health: landdb_api::health::Health::new(std::time::Duration::from_secs(args.max_feed_lag_seconds)),
     });
+    let watcher = tokio::spawn(landdb_api::health::watch(Arc::clone(&state)));
     let access_follower = tokio::spawn(landdb_api::access::follow_access(Arc::clone(&state)));
     let every = std::time::Duration::from_secs(args.checkpoint_every.max(1));
     let checkpointer = signer.clone().map(|signer| tokio::spawn(checkpoint_every(signer, store.clone(), every)));
@@ -115,6 +193,7 @@ pub async fn serve(
     axum::serve(listener, landdb_api::router(Arc::clone(&state))).with_graceful_shutdown(shutdown_signal()).await?;
     follower.abort();
     access_follower.abort();
+    watcher.abort();
     // Every audit entry of the requests answered is written before the process ends, and
     // witnessed by a last checkpoint.
     state.gate.audit.flush().await;

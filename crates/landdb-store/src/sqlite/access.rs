@@ -61,7 +61,7 @@ impl AccessStore for SqliteStore {
     async fn put_agency(&self, a: &Agency) -> Result<()> {
         let policy = serde_json::to_string(&a.policy).map_err(|e| crate::StoreError::Corrupt(e.to_string()))?;
         let _writer = Arc::clone(&self.writer).lock_owned().await;
-        let mut tx = self.pool.begin().await?;
+        let mut tx = super::begin_writing(&self.pool).await?;
         sqlx::query(
             "INSERT INTO agency (name, title, role, policy, created_at) VALUES (?1, ?2, ?3, ?4, ?5)
              ON CONFLICT (name) DO UPDATE SET title = excluded.title, role = excluded.role, policy = excluded.policy",
@@ -99,7 +99,7 @@ impl AccessStore for SqliteStore {
 
     async fn put_key(&self, k: &KeyRecord) -> Result<()> {
         let _writer = Arc::clone(&self.writer).lock_owned().await;
-        let mut tx = self.pool.begin().await?;
+        let mut tx = super::begin_writing(&self.pool).await?;
         sqlx::query(
             "INSERT INTO api_key (id, agency, hash, created_at, expires_at, revoked_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
         )
@@ -123,7 +123,7 @@ impl AccessStore for SqliteStore {
         expires_at: Option<DateTime<Utc>>,
     ) -> Result<bool> {
         let _writer = Arc::clone(&self.writer).lock_owned().await;
-        let mut tx = self.pool.begin().await?;
+        let mut tx = super::begin_writing(&self.pool).await?;
         let n = sqlx::query(
             "UPDATE api_key SET revoked_at = COALESCE(?2, revoked_at), expires_at = COALESCE(?3, expires_at) WHERE id = ?1",
         )
@@ -156,7 +156,7 @@ impl AccessStore for SqliteStore {
             return Ok(());
         }
         let _writer = Arc::clone(&self.writer).lock_owned().await;
-        let mut tx = self.pool.begin().await?;
+        let mut tx = super::begin_writing(&self.pool).await?;
         let head: Option<(i64, String)> =
             sqlx::query_as("SELECT seq, hash FROM audit_head WHERE id = 1").fetch_optional(&mut *tx).await?;
         let (mut seq, mut prev) = head.unwrap_or((0, GENESIS.to_owned()));

@@ -110,6 +110,15 @@ fn batch_from_row(row: &SqliteRow) -> Result<BatchInfo> {
     })
 }
 
+/// A transaction that writes: it takes the file's write lock at `BEGIN` (waiting for it as long
+/// as `busy_timeout` says), so that another process writing at the same time (an import worker, the
+/// server's audit writer) makes it wait rather than fail. A deferred transaction that reads first
+/// and then writes gets "database is locked" at once instead: SQLite will not wait to upgrade a
+/// read snapshot another process has moved past.
+pub(crate) async fn begin_writing(pool: &SqlitePool) -> Result<Transaction<'static, Sqlite>> {
+    Ok(pool.begin_with("BEGIN IMMEDIATE").await?)
+}
+
 /// The embedded store.
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
@@ -160,7 +169,7 @@ impl ParcelStore for SqliteStore {
 
     async fn begin_batch(&self, batch: NewBatch) -> Result<SqliteBatch> {
         let guard = Arc::clone(&self.writer).lock_owned().await;
-        let mut tx = self.pool.begin().await?;
+        let mut tx = begin_writing(&self.pool).await?;
         // Microseconds, as PostgreSQL keeps them, so both stores report the same times.
         let started_at = DateTime::from_timestamp_micros(Utc::now().timestamp_micros()).unwrap_or_else(Utc::now);
         let id: i64 = sqlx::query_scalar(

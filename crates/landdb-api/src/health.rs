@@ -1,0 +1,131 @@
+//! Whether this server can answer truthfully, watched once a second: the store reachable, and the
+//! engine not behind the store's change feed for longer than a threshold. `/ready` is 503 with
+//! the reason while either fails (a load balancer sends requests elsewhere); `/health` reports
+//! the store, how long the engine has been behind, and the upload jobs, and stays 200 while the
+//! process lives.
+//!
+//! Both are open routes: they say nothing of what the store holds (no feed positions, no parcel
+//! counts; those are for operators, at `/metrics`).
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::AppState;
+
+/// What the watcher saw last.
+#[derive(Debug)]
+pub struct Health {
+    /// How long the engine may stay behind the feed's head before the server is not ready.
+    pub max_lag: Duration,
+    observed: Mutex<Observed>,
+}
+
+#[derive(Debug, Default)]
+struct Observed {
+    /// Why the store did not answer, since when; `None` while it answers.
+    unreachable: Option<(Instant, String)>,
+    /// Since when the engine has been behind the head the store reported.
+    behind_since: Option<Instant>,
+}
+
+/// How often the watcher asks the store, and how long it waits for the answer.
+const EVERY: Duration = Duration::from_secs(1);
+const PATIENCE: Duration = Duration::from_secs(3);
+
+impl Health {
+    pub fn new(max_lag: Duration) -> Self {
+        Health { max_lag, observed: Mutex::new(Observed::default()) }
+    }
+
+    fn observed(&self) -> std::sync::MutexGuard<'_, Observed> {
+        self.observed.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// How long the engine has been behind the store's feed (zero when current).
+    pub fn feed_lag(&self) -> Duration {
+        self.observed().behind_since.map_or(Duration::ZERO, |since| since.elapsed())
+    }
+
+    /// Why the server is not ready, if it is not.
+    pub fn not_ready(&self) -> Option<String> {
+        if let Some((since, _)) = &self.observed().unreachable {
+            return Some(format!("the store has been unreachable for {} s", since.elapsed().as_secs()));
+        }
+        let lag = self.feed_lag();
+        (lag > self.max_lag).then(|| {
+            format!(
+                "the engine has been behind the store's change feed for {} s (more than {} s)",
+                lag.as_secs(),
+                self.max_lag.as_secs()
+            )
+        })
+    }
+
+    /// `/health`'s document.
+    pub fn document(&self, app: &AppState) -> Value {
+        let (store, lag) = {
+            let o = self.observed();
+            let store = match &o.unreachable {
+                None => json!({ "kind": app.sources.store_kind(), "reachable": true }),
+                Some((since, reason)) => json!({
+                    "kind": app.sources.store_kind(),
+                    "reachable": false,
+                    "unreachable_seconds": since.elapsed().as_secs(),
+                    "reason": reason,
+                }),
+            };
+            (store, o.behind_since.map_or(0.0, |s| s.elapsed().as_secs_f64()))
+        };
+        let (queued, running) = app.jobs.in_progress();
+        json!({
+            "status": if self.not_ready().is_some() { "degraded" } else { "ok" },
+            "store": store,
+            "feed": { "lag_seconds": (lag * 10.0).round() / 10.0, "max_lag_seconds": self.max_lag.as_secs() },
+            "jobs": { "queued": queued, "running": running, "workers": app.jobs.limits().workers },
+        })
+    }
+
+    fn saw(&self, result: Result<bool, String>) {
+        let mut o = self.observed();
+        match result {
+            Ok(behind) => {
+                if o.unreachable.take().is_some() {
+                    tracing::info!("the store is reachable again");
+                }
+                o.behind_since = match (behind, o.behind_since) {
+                    (false, _) => None,
+                    (true, Some(since)) => Some(since),
+                    (true, None) => Some(Instant::now()),
+                };
+            }
+            Err(reason) => {
+                if o.unreachable.is_none() {
+                    tracing::warn!(%reason, "the store is unreachable");
+                    o.unreachable = Some((Instant::now(), reason));
+                }
+            }
+        }
+    }
+}
+
+/// Asks the store for its feed's head once a second and compares it with the engine's position.
+/// Runs until the process ends.
+pub async fn watch(app: Arc<AppState>) {
+    let mut tick = tokio::time::interval(EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let seen = match tokio::time::timeout(PATIENCE, app.sources.feed_positions()).await {
+            Ok(Ok((head, engine))) => Ok(engine < head),
+            Ok(Err(e)) if e.is_unavailable() => Err("the database does not answer".to_owned()),
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "the health check's query failed");
+                Err("the database answers with errors".to_owned())
+            }
+            Err(_) => Err(format!("the database did not answer within {} s", PATIENCE.as_secs())),
+        };
+        app.health.saw(seen);
+    }
+}

@@ -1,0 +1,227 @@
+//! Health that tells the truth (issue 18): a server whose database goes away says so. `/ready` is
+//! 503 with the reason, `/health` reports the store unreachable, routes that need the store answer
+//! 503 (not 500) while point lookups go on from the engine, an upload fails as the store's failure
+//! (never the file's), and everything is back when the database is.
+//!
+//! The database is really unreachable: the server reaches PostgreSQL through a TCP proxy that the
+//! test stops (every connection cut, new ones refused) and starts again on the same port.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use landdb_store::{AnyStore, DatabaseUrl, ParcelStore};
+use landdb_tests::http::{Server, Setup, client, samples, server_with};
+use serde_json::Value;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinHandle;
+
+/// A TCP proxy to PostgreSQL that can be stopped and started again on the same port.
+struct Proxy {
+    port: u16,
+    tasks: Arc<Mutex<Vec<JoinHandle<()>>>>,
+}
+
+impl Proxy {
+    async fn start() -> Proxy {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let port = listener.local_addr().expect("address").port();
+        let proxy = Proxy { port, tasks: Arc::new(Mutex::new(Vec::new())) };
+        proxy.serve(listener);
+        proxy
+    }
+
+    fn serve(&self, listener: TcpListener) {
+        let tasks = Arc::clone(&self.tasks);
+        let target = postgres_address();
+        let accept = tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                let target = target.clone();
+                let pipe = tokio::spawn(async move {
+                    if let Ok(mut outbound) = TcpStream::connect(&target).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+                tasks.lock().expect("tasks").push(pipe);
+            }
+        });
+        self.tasks.lock().expect("tasks").push(accept);
+    }
+
+    /// Cuts every connection and refuses new ones.
+    fn stop(&self) {
+        for task in self.tasks.lock().expect("tasks").drain(..) {
+            task.abort();
+        }
+    }
+
+    async fn start_again(&self) {
+        let listener = TcpListener::bind(("127.0.0.1", self.port)).await.expect("the same port again");
+        self.serve(listener);
+    }
+}
+
+fn postgres_address() -> String {
+    let url = url::Url::parse(&landdb_tests::admin_url()).expect("url");
+    format!("{}:{}", url.host_str().unwrap_or("127.0.0.1"), url.port().unwrap_or(5432))
+}
+
+async fn get(url: &str) -> (u16, Value) {
+    let response = client().get(url).timeout(Duration::from_secs(30)).send().await.expect("request");
+    let status = response.status().as_u16();
+    let text = response.text().await.expect("body");
+    (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+}
+
+/// Polls `path` until its status is `want` (within `within`); the last answer.
+async fn until(s: &Server, path: &str, want: u16, within: Duration) -> Value {
+    let started = std::time::Instant::now();
+    loop {
+        let (status, body) = get(&format!("{}{path}", s.base)).await;
+        if status == want {
+            return body;
+        }
+        assert!(started.elapsed() < within, "{path} still {status} after {within:?}: {body}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_says_when_its_database_is_away_and_recovers() {
+    let proxy = Proxy::start().await;
+    let s = server_with(&[samples().join("20194.geojson")], Setup { store_port: Some(proxy.port), ..Setup::default() })
+        .await;
+    let view = s.engine.snapshot();
+    let parcel = view.parcels().next().expect("a parcel");
+    let version = parcel.version().0;
+    let inside = landdb_model::national_id::interior_point(&parcel.geometry()).expect("interior");
+    drop(view);
+    let lookup = format!("/parcels/at?lon={}&lat={}", inside.x(), inside.y());
+    let history = format!("/collections/parcels/items/{version}/history");
+
+    let ready = until(&s, "/ready", 200, Duration::from_secs(10)).await;
+    assert_eq!(ready, serde_json::json!({ "ready": true }));
+    let (_, health) = get(&format!("{}/health", s.base)).await;
+    assert_eq!(health["status"], "ok", "{health}");
+    assert_eq!(health["store"]["reachable"], true, "{health}");
+    assert_eq!(get(&format!("{}{history}", s.base)).await.0, 200);
+
+    proxy.stop();
+    let not_ready = until(&s, "/ready", 503, Duration::from_secs(10)).await;
+    assert_eq!(not_ready["ready"], false);
+    assert!(not_ready["reason"].as_str().is_some_and(|r| r.contains("the store has been unreachable")), "{not_ready}");
+    let (status, health) = get(&format!("{}/health", s.base)).await;
+    assert_eq!(status, 200, "the process lives: {health}");
+    assert_eq!(health["status"], "degraded", "{health}");
+    assert_eq!(health["store"]["reachable"], false, "{health}");
+    assert!(health["jobs"]["running"].is_number() && health["feed"]["lag_seconds"].is_number(), "{health}");
+    let (status, body) = get(&format!("{}{history}", s.base)).await;
+    assert_eq!(status, 503, "{body}");
+    assert!(body["description"].as_str().is_some_and(|d| d.contains("database is unavailable")), "{body}");
+    let (status, found) = get(&format!("{}{lookup}", s.base)).await;
+    assert_eq!(status, 200, "point lookups go on from the engine: {found}");
+    assert_eq!(found["features"].as_array().map(Vec::len), Some(1), "{found}");
+
+    // An upload while the database is away fails as the store's failure, not the file's.
+    let upload = reqwest::multipart::Form::new().part(
+        "file",
+        reqwest::multipart::Part::bytes(std::fs::read(samples().join("20197.geojson")).expect("sample"))
+            .file_name("20197.geojson"),
+    );
+    let response = client().post(format!("{}/jobs", s.base)).multipart(upload).send().await.expect("post");
+    assert_eq!(response.status().as_u16(), 202);
+    let id = response.json::<Value>().await.expect("job")["id"].as_str().expect("id").to_owned();
+    let job = finished(&s, &id).await;
+    assert_eq!(job["state"], "failed", "{job}");
+    assert_eq!(job["cause"], "store", "{job}");
+    let error = job["error"].as_str().expect("error");
+    assert!(error.contains("the store became unavailable") && !error.contains("20197"), "{error}");
+
+    proxy.start_again().await;
+    until(&s, "/ready", 200, Duration::from_secs(20)).await;
+    until(&s, &history, 200, Duration::from_secs(20)).await;
+    let (_, health) = get(&format!("{}/health", s.base)).await;
+    assert_eq!(health["store"]["reachable"], true, "{health}");
+}
+
+/// The database lost in the middle of an import: the job fails as the store's failure (not as
+/// "cannot open" the file), nothing was committed, and once the database is back the server is
+/// ready and the same upload imports.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_lost_during_an_import_is_the_stores_failure() {
+    let proxy = Proxy::start().await;
+    let s = server_with(&[samples().join("20194.geojson")], Setup { store_port: Some(proxy.port), ..Setup::default() })
+        .await;
+    let direct = AnyStore::open(&DatabaseUrl::parse(&s.db.url).expect("url")).await.expect("store");
+    let head = direct.feed_head().await.expect("head");
+    let upload = landdb_tests::http::many_parcels(5);
+    let submit = || {
+        let form = reqwest::multipart::Form::new()
+            .part("file", reqwest::multipart::Part::bytes(upload.clone()).file_name("nhiều thửa.geojson"));
+        client().post(format!("{}/jobs", s.base)).multipart(form).send()
+    };
+    let response = submit().await.expect("post");
+    assert_eq!(response.status().as_u16(), 202);
+    let id = response.json::<Value>().await.expect("job")["id"].as_str().expect("id").to_owned();
+    // Cut while the worker reads and loads.
+    let started = std::time::Instant::now();
+    loop {
+        let (_, job) = get(&format!("{}/jobs/{id}", s.base)).await;
+        assert_eq!(job["state"], "running", "the job ended before the cut: {job}");
+        if job["records_read"].as_u64().is_some_and(|n| n > 0) {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(30), "{job}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    proxy.stop();
+    let job = finished(&s, &id).await;
+    assert_eq!(job["state"], "failed", "{job}");
+    assert_eq!(job["cause"], "store", "{job}");
+    let error = job["error"].as_str().expect("error");
+    assert!(error.contains("the store became unavailable during the import"), "{error}");
+    assert!(!error.contains("cannot open") && !error.contains("nhiều thửa"), "not the file's fault: {error}");
+    assert_eq!(direct.feed_head().await.expect("head"), head, "nothing committed");
+
+    proxy.start_again().await;
+    until(&s, "/ready", 200, Duration::from_secs(20)).await;
+    let response = submit().await.expect("post");
+    assert_eq!(response.status().as_u16(), 202);
+    let id = response.json::<Value>().await.expect("job")["id"].as_str().expect("id").to_owned();
+    let job = finished(&s, &id).await;
+    assert_eq!(job["state"], "succeeded", "{job}");
+}
+
+async fn finished(s: &Server, id: &str) -> Value {
+    let started = std::time::Instant::now();
+    loop {
+        let (_, job) = get(&format!("{}/jobs/{id}", s.base)).await;
+        if job["state"] == "failed" || job["state"] == "succeeded" {
+            return job;
+        }
+        assert!(started.elapsed() < Duration::from_secs(120), "{job}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// An engine that does not follow the feed (its follower gone) is reported behind, and the server
+/// not ready, once it has been behind longer than the threshold.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_engine_behind_the_feed_is_not_ready() {
+    let s = server_with(
+        &[samples().join("20194.geojson")],
+        Setup { max_feed_lag: Some(Duration::from_secs(1)), without_feed_follower: true, ..Setup::default() },
+    )
+    .await;
+    until(&s, "/ready", 200, Duration::from_secs(10)).await;
+    landdb_tests::http::import_files(&s.store, &[samples().join("20197.geojson")]).await;
+    let not_ready = until(&s, "/ready", 503, Duration::from_secs(10)).await;
+    let reason = not_ready["reason"].as_str().unwrap_or_default();
+    assert!(reason.contains("behind the store's change feed") && reason.contains("more than 1 s"), "{not_ready}");
+    let (_, health) = get(&format!("{}/health", s.base)).await;
+    assert!(health["feed"]["lag_seconds"].as_f64().is_some_and(|lag| lag > 1.0), "{health}");
+    assert_eq!(health["store"]["reachable"], true, "{health}");
+
+    // Caught up, ready again.
+    s.engine.follow(&s.store).await.expect("follow");
+    until(&s, "/ready", 200, Duration::from_secs(10)).await;
+}
