@@ -186,7 +186,11 @@ fn quarantine_source(p: &Processed) -> serde_json::Value {
                     "coordinates": polys.iter().map(|rings| rings.iter().map(|ring| ring.iter().map(|c| [c.x, c.y]).collect::<Vec<_>>()).collect::<Vec<_>>()).collect::<Vec<_>>(),
                 }),
             };
-            json!({ "attributes": attributes, "geometry": geometry })
+            // As read, but without control characters: PostgreSQL refuses a NUL in JSON (the
+            // record's reasons say what was found).
+            let mut source = json!({ "attributes": attributes, "geometry": geometry });
+            crate::fields::clean_json(&mut source);
+            source
         }
         (None, Some(parcel)) => json!({ "parcel": parcel }),
         (None, None) => serde_json::Value::Null,
@@ -427,8 +431,14 @@ pub async fn import_submission<S: ParcelStore>(
         written: HashMap::new(),
         changes: Changes::default(),
     };
-    let scratch =
-        std::env::temp_dir().join(format!("landdb-import-{}-{}", std::process::id(), hash.get(7..19).unwrap_or("x")));
+    // One folder per import, even for the same content twice at once in one process.
+    static IMPORTS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let scratch = std::env::temp_dir().join(format!(
+        "landdb-import-{}-{}-{}",
+        std::process::id(),
+        IMPORTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+        hash.get(7..19).unwrap_or("x")
+    ));
     let started = std::time::Instant::now();
 
     // The reader runs on its own thread (and rayon's), handing judged chunks over a short queue;

@@ -10,12 +10,13 @@ use landdb_model::area::geodesic_area_m2;
 use landdb_model::national_id::interior_point;
 use landdb_model::reference::CommuneResolution;
 use landdb_model::{CommuneCode, LandUseCode, NationalParcelId, Parcel, ParcelKey, ReferenceData, RightHolder};
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use crate::crs::CrsChoice;
-use crate::geometry::check_and_repair;
+use crate::fields::RecordFields;
+use crate::geometry::{CheckedPolygons, check_and_repair};
 use crate::profiles::{Canonical, FieldMapping};
-use crate::source::{AttrValue, SourceGeometry, SourceRecord};
+use crate::source::{SourceGeometry, SourceRecord};
 use crate::verdict::{Reason, ReasonCode, Verdict, verdict_of};
 
 /// Declared and geometric areas may differ by this share before a warning (surveyors round,
@@ -92,21 +93,10 @@ fn canonical_number(raw: &str) -> String {
 impl Normalizer<'_> {
     pub fn normalize(&self, record: &SourceRecord) -> Outcome {
         let mut reasons: Vec<Reason> = self.crs_note.iter().cloned().collect();
-        let mut mapped: HashMap<Canonical, (&str, &AttrValue)> = HashMap::new();
-        let mut extra = Map::new();
-        for (name, value) in &record.attributes {
-            match self.mapping.canonical(name) {
-                Some(c) => {
-                    mapped.entry(c).or_insert((name.as_str(), value));
-                }
-                None if *value != AttrValue::Null => {
-                    extra.insert(name.clone(), value.to_json());
-                }
-                None => {}
-            }
-        }
-        let text = |c: Canonical| mapped.get(&c).and_then(|(_, v)| v.text());
-        let field = |c: Canonical, fallback: &str| mapped.get(&c).map_or(fallback.to_owned(), |(n, _)| (*n).to_owned());
+        let fields = RecordFields::read(record, self.mapping, &mut reasons);
+        let mut extra = fields.extra.clone();
+        let text = |c: Canonical| fields.text(c);
+        let field = |c: Canonical, fallback: &str| fields.name(c, fallback);
 
         // The natural key.
         let mut commune_2025: Option<String> = None;
@@ -121,10 +111,13 @@ impl Normalizer<'_> {
                     (Canonical::Number, "parcel number"),
                 ]
                 .into_iter()
-                .filter(|(c, _)| text(*c).is_none())
+                .filter(|(c, _)| text(*c).is_none() && !fields.refused(*c))
                 .map(|(_, n)| n)
                 .collect();
-                reasons.push(Reason::new(ReasonCode::MissingKey, format!("no {}", missing.join(", "))));
+                // A refused value has its reason already; only what is absent is missing.
+                if !missing.is_empty() {
+                    reasons.push(Reason::new(ReasonCode::MissingKey, format!("no {}", missing.join(", "))));
+                }
                 return None;
             };
             let commune_field = field(Canonical::CommuneCode, "MaXa");
@@ -204,16 +197,9 @@ impl Normalizer<'_> {
             }
         }
 
-        let mut number = |c: Canonical, name: &str| match mapped.get(&c) {
-            None => None,
-            Some((n, v)) => v.number().unwrap_or_else(|e| {
-                reasons.push(Reason::on(ReasonCode::InvalidValue, n, format!("{name}: {e}")));
-                None
-            }),
-        };
-        let measured = number(Canonical::MeasuredArea, "measured area");
-        let legal = number(Canonical::LegalArea, "legal area");
-        let birth_year = number(Canonical::OwnerBirthYear, "birth year");
+        let measured = fields.number(Canonical::MeasuredArea);
+        let legal = fields.number(Canonical::LegalArea);
+        let birth_year = fields.number(Canonical::OwnerBirthYear);
 
         let geometry = self.geometry(record, key.as_ref().map(|(k, _)| &k.commune), &mut reasons);
         let national_id = geometry.as_ref().and_then(|(_, id)| id.clone());
@@ -296,6 +282,13 @@ impl Normalizer<'_> {
                 return None;
             }
             SourceGeometry::Polygons(p) => p,
+        };
+        let polygons = match CheckedPolygons::new(polygons) {
+            Ok(checked) => checked,
+            Err(reason) => {
+                reasons.push(reason);
+                return None;
+            }
         };
         let (geometry, found) = check_and_repair(polygons);
         reasons.extend(found.into_iter().filter(|r| self.orientation_matters || r.code != ReasonCode::RingOrientation));
