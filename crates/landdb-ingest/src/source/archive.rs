@@ -265,3 +265,205 @@ fn central_directory_names(file: &mut std::fs::File, start: u64, limit: usize) -
     }
     Ok(names)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Cursor;
+    use zip::write::SimpleFileOptions;
+
+    /// One entry of a test archive.
+    #[derive(Debug, Clone)]
+    enum Entry {
+        File(String, Vec<u8>),
+        Folder(String),
+        Link(String, String),
+        Fifo(String),
+    }
+
+    /// The archive of `entries`; names the zip writer refuses (it refuses a repeated name, so
+    /// duplicates are made by [`renamed`]) are left out.
+    fn zip(entries: &[Entry]) -> Vec<u8> {
+        let mut writer = zip::ZipWriter::new(Cursor::new(Vec::new()));
+        let options = SimpleFileOptions::default();
+        for entry in entries {
+            let _ = match entry {
+                Entry::File(name, data) => {
+                    writer.start_file(name.as_str(), options).map(|()| writer.write_all(data).expect("write"))
+                }
+                Entry::Folder(name) => writer.add_directory(name.as_str(), options),
+                Entry::Link(name, target) => writer.add_symlink(name.as_str(), target.as_str(), options),
+                // Written as a file, made a pipe below: the writer keeps only permission bits.
+                Entry::Fifo(name) => writer.start_file(name.as_str(), options.unix_permissions(0o644)),
+            };
+        }
+        let mut bytes = writer.finish().expect("finish").into_inner();
+        let pipes: Vec<&str> =
+            entries.iter().filter_map(|e| if let Entry::Fifo(n) = e { Some(n.as_str()) } else { None }).collect();
+        let mut at = 0;
+        while let Some(i) = bytes[at..].windows(4).position(|w| w == [0x50, 0x4b, 0x01, 0x02]) {
+            let header = at + i;
+            let name_len = usize::from(u16::from_le_bytes([bytes[header + 28], bytes[header + 29]]));
+            let name = bytes.get(header + 46..header + 46 + name_len).map(|n| String::from_utf8_lossy(n).into_owned());
+            if name.is_some_and(|n| pipes.contains(&n.as_str())) {
+                bytes[header + 5] = 3; // made on Unix
+                bytes[header + 38..header + 42].copy_from_slice(&(0o010_644u32 << 16).to_le_bytes());
+            }
+            at = header + 4;
+        }
+        bytes
+    }
+
+    /// `bytes` with every `from` replaced by `to` (of the same length): the same name twice.
+    fn renamed(bytes: &[u8], from: &str, to: &str) -> Vec<u8> {
+        assert_eq!(from.len(), to.len());
+        let mut out = bytes.to_vec();
+        let mut at = 0;
+        while let Some(i) = out[at..].windows(from.len()).position(|w| w == from.as_bytes()) {
+            out[at + i..at + i + to.len()].copy_from_slice(to.as_bytes());
+            at += i + to.len();
+        }
+        out
+    }
+
+    /// A fresh folder with `upload.zip` holding `bytes`, and a scratch folder beside it.
+    fn upload(bytes: &[u8]) -> (PathBuf, PathBuf) {
+        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("landdb-archive-test-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("dir");
+        let path = dir.join("upload.zip");
+        std::fs::write(&path, bytes).expect("write");
+        (path, dir.join("scratch"))
+    }
+
+    fn run(entries: &[Entry], limits: ArchiveLimits) -> Result<Vec<String>, String> {
+        run_bytes(&zip(entries), limits)
+    }
+
+    fn run_bytes(bytes: &[u8], limits: ArchiveLimits) -> Result<Vec<String>, String> {
+        let (path, scratch) = upload(bytes);
+        let names = SourceNames::shown_as(vec![(path.clone(), "upload.zip".into())]);
+        expand_with(std::slice::from_ref(&path), &scratch, &names, limits)
+            .map(|files| files.iter().map(|f| names.shown(f)).collect())
+            .map_err(|e| names.error(e).to_string())
+    }
+
+    fn file(name: &str) -> Entry {
+        Entry::File(name.to_owned(), b"{}".to_vec())
+    }
+
+    #[test]
+    fn a_zip_in_a_zip_is_read_once_and_a_third_level_refused() {
+        let inner = zip(&[file("a.geojson")]);
+        let middle = zip(&[Entry::File("inner.zip".into(), inner), file("b.geojson")]);
+        let files = run(&[Entry::File("middle.zip".into(), middle.clone())], ArchiveLimits::default());
+        let e = files.expect_err("three levels");
+        assert!(e.contains("upload.zip/middle.zip/inner.zip") && e.contains("inside an archive inside"), "{e}");
+        let files =
+            run(&[Entry::File("middle.zip".into(), middle.clone())], ArchiveLimits { depth: 3, ..Default::default() });
+        assert_eq!(
+            files.expect("three levels allowed"),
+            ["upload.zip/middle.zip/b.geojson", "upload.zip/middle.zip/inner.zip/a.geojson"]
+        );
+        let files = run(
+            &[Entry::File("inner.zip".into(), zip(&[file("a.geojson")])), file("c.geojson")],
+            ArchiveLimits::default(),
+        );
+        assert_eq!(files.expect("two levels"), ["upload.zip/c.geojson", "upload.zip/inner.zip/a.geojson"]);
+    }
+
+    #[test]
+    fn links_special_files_escapes_and_duplicates_refuse_the_archive_naming_the_entry() {
+        let cases: Vec<(Vec<Entry>, &str)> = vec![
+            (
+                vec![file("a.geojson"), Entry::Link("b.geojson".into(), "/etc/passwd".into())],
+                "\"b.geojson\" is a symbolic link",
+            ),
+            (vec![Entry::Fifo("p.geojson".into())], "\"p.geojson\" is a special file"),
+            (vec![file("../x.geojson")], "\"../x.geojson\" would be written outside"),
+            (vec![file("/abs.geojson")], "\"/abs.geojson\" would be written outside"),
+            (vec![file("d/a.geojson"), file("d/./a.geojson")], "names the same file as an earlier entry"),
+        ];
+        for (entries, expected) in cases {
+            let e = run(&entries, ArchiveLimits::default()).expect_err(expected);
+            assert!(e.starts_with("cannot expand upload.zip: ") && e.contains(expected), "{e}");
+        }
+        // The zip crate keeps the last entry of a name: the second would replace the first unseen.
+        let twice = renamed(&zip(&[file("a.geojson"), file("b.geojson")]), "b.geojson", "a.geojson");
+        let e = run_bytes(&twice, ArchiveLimits::default()).expect_err("a name twice");
+        assert!(e.contains("\"a.geojson\" names the same file as an earlier entry"), "{e}");
+    }
+
+    #[test]
+    fn expanded_bytes_are_limited_in_total_and_against_the_archive() {
+        let big = Entry::File("zeros.geojson".into(), vec![0; 1 << 20]);
+        let limits = ArchiveLimits { expanded_bytes: 1 << 19, ..Default::default() };
+        assert!(run(std::slice::from_ref(&big), limits).expect_err("too large").contains("past 524288 bytes"));
+        let limits = ArchiveLimits { ratio: 10, ratio_from: 1 << 16, ..Default::default() };
+        assert!(run(std::slice::from_ref(&big), limits).expect_err("bomb").contains("a zip bomb"));
+        assert!(run(&[big], ArchiveLimits::default()).is_ok());
+    }
+
+    /// A name from a small alphabet, so that duplicates, folders and `..` come up often.
+    fn name() -> impl proptest::strategy::Strategy<Value = String> {
+        proptest::collection::vec(
+            proptest::sample::select(vec!["a", "b", "..", ".", "/", "x.geojson", "y.shp", "z.zip"]),
+            1..5,
+        )
+        .prop_map(|parts| parts.concat())
+    }
+
+    fn entry() -> impl proptest::strategy::Strategy<Value = Entry> {
+        use proptest::prelude::*;
+        prop_oneof![
+            4 => (name(), proptest::collection::vec(any::<u8>(), 0..64)).prop_map(|(n, d)| Entry::File(n, d)),
+            1 => name().prop_map(Entry::Folder),
+            1 => (name(), name()).prop_map(|(n, t)| Entry::Link(n, t)),
+            1 => name().prop_map(Entry::Fifo),
+        ]
+    }
+
+    use proptest::strategy::Strategy as _;
+
+    proptest::proptest! {
+        /// Any archive: refused with a reason naming it, or expanded inside its folder with no link
+        /// on disk, every file listed once.
+        #[test]
+        fn any_archive_is_expanded_inside_its_folder_or_refused(entries in proptest::collection::vec(entry(), 0..8)) {
+            let (path, scratch) = upload(&zip(&entries));
+            let names = SourceNames::shown_as(vec![(path.clone(), "upload.zip".into())]);
+            match expand(std::slice::from_ref(&path), &scratch, &names) {
+                Err(e) => {
+                    let e = names.error(e).to_string();
+                    proptest::prop_assert!(e.contains("upload.zip"), "{}", e);
+                    proptest::prop_assert!(!e.contains(&*scratch.to_string_lossy()), "{}", e);
+                }
+                Ok(files) => {
+                    let mut seen = HashSet::new();
+                    for f in &files {
+                        proptest::prop_assert!(f.starts_with(&scratch), "{:?}", f);
+                        proptest::prop_assert!(seen.insert(f.canonicalize().expect("exists")), "{:?} twice", f);
+                    }
+                    for written in walk(&scratch) {
+                        let meta = std::fs::symlink_metadata(&written).expect("meta");
+                        proptest::prop_assert!(meta.is_dir() || meta.is_file(), "{:?}", written);
+                    }
+                }
+            }
+        }
+    }
+
+    fn walk(dir: &Path) -> Vec<PathBuf> {
+        let mut out = Vec::new();
+        for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                out.extend(walk(&path));
+            }
+            out.push(path);
+        }
+        out
+    }
+}
