@@ -338,3 +338,75 @@ impl Normalizer<'_> {
         Some((wgs84, id))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::geometry::{MAX_COORDINATE, MAX_VERTICES};
+    use crate::source::AttrValue;
+
+    fn record(ring: Vec<Coord<f64>>) -> SourceRecord {
+        let text = |s: &str| AttrValue::Text(s.to_owned());
+        SourceRecord {
+            feature: 1,
+            attributes: vec![
+                ("MaXa".into(), text("20194")),
+                ("SoHieuToBanDo".into(), text("1")),
+                ("SoThuTuThua".into(), text("1")),
+            ],
+            geometry: SourceGeometry::Polygons(vec![vec![ring]]),
+        }
+    }
+
+    /// Both kinds of layer: WGS84 and the commune's TM-3 zone (reprojected through PROJ).
+    fn with_normalizers(f: impl Fn(&Normalizer<'_>)) {
+        static REFERENCE: std::sync::OnceLock<ReferenceData> = std::sync::OnceLock::new();
+        let reference = REFERENCE.get_or_init(|| ReferenceData::embedded().expect("reference"));
+        let mapping = FieldMapping::builtin().expect("profile");
+        let commune = CommuneCode::parse("20194").expect("code");
+        let zone = reference.zone_of_commune(&commune).expect("zone");
+        for crs in [CrsChoice::Wgs84, CrsChoice::Zone(zone)] {
+            let normalizer =
+                Normalizer { reference, mapping: &mapping, crs, crs_note: None, orientation_matters: true };
+            f(&normalizer);
+        }
+    }
+
+    fn codes(outcome: &Outcome) -> Vec<ReasonCode> {
+        outcome.reasons.iter().map(|r| r.code).collect()
+    }
+
+    #[test]
+    fn a_coordinate_out_of_range_is_refused_before_any_geometry_algorithm() {
+        with_normalizers(|n| {
+            for far in [1e308, -1e15, f64::NAN, f64::INFINITY, MAX_COORDINATE * 1.5] {
+                let ring = vec![Coord { x: 0.0, y: 0.0 }, Coord { x: far, y: 1.0 }, Coord { x: 1.0, y: 1.0 }];
+                let outcome = n.normalize(&record(ring));
+                assert_eq!(codes(&outcome), [ReasonCode::CoordinateOutOfRange], "{far}");
+                assert!(outcome.reasons[0].detail.contains("vertex 2"), "{}", outcome.reasons[0].detail);
+            }
+            let many: Vec<Coord<f64>> = (0..=MAX_VERTICES).map(|i| Coord { x: i as f64, y: (i % 2) as f64 }).collect();
+            assert_eq!(codes(&n.normalize(&record(many))), [ReasonCode::TooManyVertices]);
+        });
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+        /// Any f64 coordinates at all, in either kind of layer: a verdict in bounded time, never
+        /// a panic; a parcel only from coordinates in range.
+        #[test]
+        fn arbitrary_coordinates_get_a_verdict_in_bounded_time(
+            coords in proptest::collection::vec((proptest::num::f64::ANY, proptest::num::f64::ANY), 3..10),
+        ) {
+            let ring: Vec<Coord<f64>> = coords.iter().map(|&(x, y)| Coord { x, y }).collect();
+            let in_range = ring.iter().all(|c| c.x.abs() <= MAX_COORDINATE && c.y.abs() <= MAX_COORDINATE);
+            with_normalizers(|n| {
+                let started = std::time::Instant::now();
+                let outcome = n.normalize(&record(ring.clone()));
+                assert!(started.elapsed().as_secs() < 10, "{:?}", started.elapsed());
+                assert!(in_range || outcome.parcel.is_none());
+                assert_eq!(in_range, !codes(&outcome).contains(&ReasonCode::CoordinateOutOfRange), "{ring:?}");
+            });
+        }
+    }
+}
