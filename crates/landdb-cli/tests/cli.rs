@@ -524,3 +524,34 @@ fn audit_checkpoints_from_the_command_line() {
     assert!(!wrong.status.success() && stderr(&wrong).contains("line 1: "), "{}", stderr(&wrong));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A file that cannot be read whole fails `validate` and `import` (exit status 1), the message
+/// naming the file and why; nothing is imported. A file that is read, even with every record
+/// rejected, is a report and success.
+#[test]
+fn validate_and_import_fail_on_a_file_that_cannot_be_read_whole() {
+    let dir = scratch_dir("hostile");
+    let hostile = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../data-samples/hostile");
+    for (file, says) in [
+        ("two-collections.geojson", "more text after the FeatureCollection"),
+        ("empty-collection.geojson", "no features could be read"),
+        ("truncated.dxf", "the file is truncated"),
+        ("symlink.zip", "is a symbolic link"),
+        ("one-byte.gpkg", "not a readable GeoPackage file"),
+    ] {
+        let path = hostile.join(file);
+        let path = path.to_str().expect("utf-8");
+        for args in [vec!["validate", path], vec!["--database", "store.sqlite", "import", path]] {
+            let out = landdb(&dir, &args);
+            assert_eq!(out.status.code(), Some(1), "{args:?}: {}", stdout(&out));
+            assert!(stderr(&out).contains(file) && stderr(&out).contains(says), "{args:?}: {}", stderr(&out));
+        }
+    }
+    let status = landdb(&dir, &["--database", "store.sqlite", "status"]);
+    assert!(stdout(&status).contains("current parcels: 0"), "{}", stdout(&status));
+    let rejected = hostile.join("wrong-types.geojson");
+    let out = landdb(&dir, &["validate", rejected.to_str().expect("utf-8")]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("7 wrong_type"), "{}", stdout(&out));
+    let _ = std::fs::remove_dir_all(&dir);
+}
