@@ -478,7 +478,11 @@ impl Ledger {
                 .iter()
                 .filter_map(|o| self.entries[outlines[*o].0].key.as_ref().map(ToString::to_string))
                 .collect();
-            warnings.push((outlines[k].0, Reason::new(ReasonCode::Overlap, format!("overlaps {}", names.join(", ")))));
+            let more = if others.len() == crate::overlap::MAX_LISTED { " and perhaps more" } else { "" };
+            warnings.push((
+                outlines[k].0,
+                Reason::new(ReasonCode::Overlap, format!("overlaps {}{more}", names.join(", "))),
+            ));
         }
         for (entry, reason) in warnings {
             let e = &mut self.entries[entry];
