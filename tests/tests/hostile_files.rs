@@ -43,8 +43,9 @@ fn options() -> Options {
 }
 
 /// Codes whose reason concerns one field, which it must name.
-const FIELD_CODES: [ReasonCode; 4] = [
+const FIELD_CODES: [ReasonCode; 5] = [
     ReasonCode::WrongType,
+    ReasonCode::DuplicateField,
     ReasonCode::ControlCharacter,
     ReasonCode::ControlCharactersRemoved,
     ReasonCode::InvalidValue,

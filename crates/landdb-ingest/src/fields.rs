@@ -3,7 +3,9 @@
 //! nothing is coerced (`true` is no commune code, `[1]` no parcel number, `1e20` no sheet).
 //! Control characters (NUL…) never travel further: in a key field they refuse the record
 //! (`control_character`; a key must be exact), anywhere else they are removed with a warning
-//! (`control_characters_removed`), since PostgreSQL refuses a NUL in text and JSON alike.
+//! (`control_characters_removed`), since PostgreSQL refuses a NUL in text and JSON alike. A
+//! field that occurs twice (a GeoJSON feature can say `"MaXa"` twice) refuses the record
+//! (`duplicate_field`).
 
 use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
@@ -34,7 +36,22 @@ impl<'r> RecordFields<'r> {
     /// Reads `record`'s fields through `mapping`, adding a reason for each value refused or cleaned.
     pub fn read(record: &'r SourceRecord, mapping: &FieldMapping, reasons: &mut Vec<Reason>) -> Self {
         let mut fields = Self::default();
+        let mut seen = HashSet::new();
+        let mut repeated = HashSet::new();
         for (name, value) in &record.attributes {
+            if !seen.insert(name.as_str()) {
+                if !repeated.insert(name.as_str()) {
+                    continue;
+                }
+                let values: Vec<String> =
+                    record.attributes.iter().filter(|(n, _)| n == name).map(|(_, v)| v.shown()).collect();
+                reasons.push(Reason::on(
+                    ReasonCode::DuplicateField,
+                    &without_controls(name),
+                    format!("occurs {} times ({}); which one is meant cannot be told", values.len(), values.join(", ")),
+                ));
+                continue;
+            }
             match mapping.canonical(name) {
                 Some(c) if fields.names.contains_key(&c) => {}
                 Some(c) => {
@@ -239,6 +256,18 @@ mod tests {
             assert!(reasons[0].detail.contains(shown) || shown == "inf", "{}", reasons[0].detail);
             assert!(texts.is_empty(), "{field} {value:?} became {texts:?}");
         }
+    }
+
+    #[test]
+    fn a_field_twice_refuses_the_record() {
+        let (reasons, _, _) = read(vec![
+            ("MaXa", AttrValue::Text("20194".into())),
+            ("MaXa", AttrValue::Text("20197".into())),
+            ("MaXa", AttrValue::Text("20194".into())),
+        ]);
+        assert_eq!(reasons.len(), 1, "{reasons:?}");
+        assert_eq!((reasons[0].code, reasons[0].field.as_deref()), (ReasonCode::DuplicateField, Some("MaXa")));
+        assert!(reasons[0].detail.contains(r#"3 times ("20194", "20197", "20194")"#), "{}", reasons[0].detail);
     }
 
     #[test]

@@ -39,6 +39,8 @@ pub enum ReasonCode {
     WrongType,
     /// A control character (NUL…) in a field of the natural key.
     ControlCharacter,
+    /// A field that occurs twice in one record: which value is meant cannot be told.
+    DuplicateField,
     NoCrs,
     /// The record's commune lies outside the area the uploading agency may change.
     OutsideUploaderArea,

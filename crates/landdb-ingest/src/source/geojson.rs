@@ -271,13 +271,38 @@ struct RawFeature {
     #[serde(default)]
     geometry: Option<RawGeometry>,
     #[serde(default)]
-    properties: Option<serde_json::Map<String, serde_json::Value>>,
+    properties: Option<Properties>,
+}
+
+/// A feature's properties in their order, a repeated name kept twice (a JSON map would keep the
+/// last one without a word; the normaliser refuses the record instead).
+struct Properties(Vec<(String, serde_json::Value)>);
+
+impl<'de> Deserialize<'de> for Properties {
+    fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Properties;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("an object of properties")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Properties, A::Error> {
+                let mut out = Vec::new();
+                while let Some(entry) = map.next_entry::<String, serde_json::Value>()? {
+                    out.push(entry);
+                }
+                Ok(Properties(out))
+            }
+        }
+        d.deserialize_map(V)
+    }
 }
 
 impl RawFeature {
     fn into_record(self, feature: usize) -> SourceRecord {
         let attributes = self
             .properties
+            .map(|p| p.0)
             .unwrap_or_default()
             .into_iter()
             .map(|(name, value)| {
