@@ -14,7 +14,7 @@
 //! are not turned into numbers or text): the field profile decides what each field accepts.
 
 use std::fmt;
-use std::io::{BufReader, Read};
+use std::io::{BufReader, Read, Seek};
 use std::path::Path;
 
 use geo::Coord;
@@ -30,8 +30,11 @@ pub fn handles(file: &Path) -> bool {
     let mut head = vec![0; 64 * 1024];
     let n = f.read(&mut head).unwrap_or(0);
     let head = String::from_utf8_lossy(&head[..n]);
-    head.trim_start().starts_with('{') && head.contains("\"FeatureCollection\"")
+    head.trim_start_matches(BOM).trim_start().starts_with('{') && head.contains("\"FeatureCollection\"")
 }
+
+/// A byte-order mark, which some Windows tools put before UTF-8 text (JSON parsers refuse it).
+const BOM: char = '\u{feff}';
 
 /// What the collection says about itself.
 #[derive(Debug, Default)]
@@ -110,8 +113,15 @@ pub fn read<E: From<SourceError>>(
     sink: &mut dyn FnMut(Vec<SourceRecord>) -> Result<(), E>,
 ) -> Result<Collection, E> {
     let bad = |reason: String| SourceError::Unreadable { file: file.to_owned(), reason };
-    let f = std::fs::File::open(file).map_err(|source| SourceError::Read { file: file.to_owned(), source })?;
-    let consumed = std::cell::Cell::new(0u64);
+    let mut f = std::fs::File::open(file).map_err(|source| SourceError::Read { file: file.to_owned(), source })?;
+    let mut bom = [0u8; 3];
+    let bom_len = match f.read_exact(&mut bom) {
+        Ok(()) if bom == [0xEF, 0xBB, 0xBF] => 3,
+        _ => 0,
+    };
+    f.seek(std::io::SeekFrom::Start(bom_len)).map_err(|source| SourceError::Read { file: file.to_owned(), source })?;
+    // Offsets count from the start of the file, the mark included.
+    let consumed = std::cell::Cell::new(bom_len);
     let mut failure: Option<E> = None;
     let mut collection = Collection::default();
     let reader = Counted { inner: BufReader::with_capacity(1 << 20, f), consumed: &consumed };
@@ -565,6 +575,21 @@ mod tests {
         assert!(read_err(twice).contains(r#"the member "features" occurs twice"#));
         let e = read_err(r#"{"type":"Topology","features":[]}"#);
         assert!(e.contains("not a FeatureCollection"), "{e}");
+    }
+
+    #[test]
+    fn a_byte_order_mark_is_passed_over() {
+        let file = write(&format!("\u{feff}{ONE}"));
+        assert!(handles(&file));
+        let mut n = 0;
+        read::<SourceError>(&file, 2, &mut |chunk| {
+            n += chunk.len();
+            Ok(())
+        })
+        .expect("read");
+        assert_eq!(n, 1);
+        let e = read_err(&format!("\u{feff}{ONE}x"));
+        assert!(e.contains(&format!("from byte {}", ONE.len() + 3)), "{e}");
     }
 
     #[test]
