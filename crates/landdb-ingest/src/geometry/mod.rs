@@ -206,6 +206,44 @@ mod tests {
         assert!(g.is_valid());
     }
 
+    /// The quadratic removal the one-pass one replaced, as the oracle.
+    fn remove_spikes_by_draining(ring: &mut Vec<Coord<f64>>) -> usize {
+        let mut removed = 0;
+        let mut i = 1;
+        while ring.len() >= 4 && i + 1 < ring.len() {
+            if ring[i - 1] == ring[i + 1] {
+                ring.drain(i..=i + 1);
+                removed += 1;
+                i = i.saturating_sub(1).max(1);
+            } else {
+                i += 1;
+            }
+        }
+        removed
+    }
+
+    proptest::proptest! {
+        /// Rings of a few distinct points, so that spikes and spikes behind spikes come up often.
+        #[test]
+        fn spikes_are_removed_as_the_quadratic_way_did(points in proptest::collection::vec(0u8..4, 0..40)) {
+            let ring: Vec<Coord<f64>> = points.iter().map(|p| c(f64::from(*p), f64::from(*p % 2))).collect();
+            let (mut ours, mut oracle) = (ring.clone(), ring);
+            proptest::prop_assert_eq!(remove_spikes(&mut ours), remove_spikes_by_draining(&mut oracle));
+            proptest::prop_assert_eq!(ours, oracle);
+        }
+    }
+
+    /// A ring of a million vertices that is all spikes is cleaned in one pass.
+    #[test]
+    fn a_ring_of_spikes_is_cleaned_in_linear_time() {
+        let mut ring: Vec<Coord<f64>> =
+            (0..1_000_000).map(|i| if i % 2 == 0 { c(0.0, 0.0) } else { c(1.0, 1.0) }).collect();
+        let started = std::time::Instant::now();
+        remove_spikes(&mut ring);
+        assert!(started.elapsed().as_secs() < 5, "{:?}", started.elapsed());
+        assert!(ring.len() <= 4, "{}", ring.len());
+    }
+
     #[test]
     fn a_bowtie_is_rejected_not_guessed_at() {
         let ring = vec![c(0.0, 0.0), c(10.0, 10.0), c(10.0, 0.0), c(0.0, 10.0), c(0.0, 0.0)];
