@@ -406,12 +406,15 @@ pub async fn import_submission<S: ParcelStore>(
     let names = &submission.names;
     let hash = content_hash(paths, mode, &submission.submitter).map_err(|e| names.error(e))?;
     // The hash covers the submitter: an earlier batch found here is the submitter's own.
-    if let Some(earlier) = store.batch_by_content_hash(&hash).await? {
+    let already = |earlier: BatchInfo| {
         let report: ImportReport = ImportReport {
             batch: Some(json!({ "id": earlier.id, "committed_at": earlier.committed_at })),
             ..ImportReport::default()
         };
-        return Ok(Imported { report, changes: Changes::default(), batch: earlier, already_imported: true });
+        Imported { report, changes: Changes::default(), batch: earlier, already_imported: true }
+    };
+    if let Some(earlier) = store.batch_by_content_hash(&hash).await? {
+        return Ok(already(earlier));
     }
     let batch = store
         .begin_batch(NewBatch {
@@ -420,7 +423,16 @@ pub async fn import_submission<S: ParcelStore>(
             content_hash: Some(hash.clone()),
             mode: mode.name().into(),
         })
-        .await?;
+        .await;
+    let batch = match batch {
+        Ok(batch) => batch,
+        // The same content imported at the same time: its batch holds the hash (PostgreSQL made
+        // this one wait for it, then refused the hash twice). Nothing to do, as for a re-upload.
+        Err(e) => match store.batch_by_content_hash(&hash).await {
+            Ok(Some(earlier)) => return Ok(already(earlier)),
+            _ => return Err(e.into()),
+        },
+    };
     let mut loader = Loader {
         store,
         batch,
@@ -476,13 +488,15 @@ pub async fn import_submission<S: ParcelStore>(
     tracing::debug!(seconds = started.elapsed().as_secs_f64(), "read, judged and written");
     let layers = match (read, loaded) {
         (Ok(layers), Ok(())) => layers,
-        (Err(e), _) => {
-            let _ = loader.batch.rollback().await;
-            return Err(e.into());
-        }
+        // The loader's failure first: a store that went away stops the reader too ("the import
+        // stopped"), and the input is not to blame.
         (_, Err(e)) => {
             let _ = loader.batch.rollback().await;
             return Err(e);
+        }
+        (Err(e), Ok(())) => {
+            let _ = loader.batch.rollback().await;
+            return Err(e.into());
         }
     };
     if let Err(e) = loader.finish().await {
