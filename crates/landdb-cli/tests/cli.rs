@@ -300,6 +300,60 @@ fn large_upload(dir: &Path, copies: u32) -> PathBuf {
     path
 }
 
+/// Whether `child`'s import was seen copying parcels into the database within two minutes.
+async fn seen_loading(conn: &mut sqlx::PgConnection, child: &mut std::process::Child) -> bool {
+    let started = std::time::Instant::now();
+    while started.elapsed() < std::time::Duration::from_secs(120) {
+        let copying: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND query LIKE 'COPY parcel_version%'",
+        )
+        .fetch_one(&mut *conn)
+        .await
+        .expect("activity");
+        if copying > 0 {
+            return true;
+        }
+        if child.try_wait().expect("status").is_some() {
+            return false;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    false
+}
+
+/// The database connection lost in the middle of a load: the error is the database's, not blamed
+/// on the file ("cannot open …/20194.geojson: the import stopped"), and nothing remains.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_lost_mid_load_is_reported_as_such() {
+    use sqlx::Connection;
+    let db = PostgisDb::create().await.expect("throwaway PostGIS");
+    let dir = scratch_dir("terminated");
+    let upload = large_upload(&dir, 12);
+    let mut conn = sqlx::PgConnection::connect(&db.url).await.expect("connect");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_landdb"))
+        .args(["import", upload.to_str().expect("utf-8")])
+        .env("DATABASE_URL", &db.url)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("runs");
+    assert!(seen_loading(&mut conn, &mut child).await, "the import was never seen loading");
+    sqlx::query(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()",
+    )
+    .execute(&mut conn)
+    .await
+    .expect("terminate");
+    let out = child.wait_with_output().expect("finishes");
+    let message = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{message}");
+    assert!(!message.contains("the import stopped") && !message.contains("cannot open"), "{message}");
+    let parcels: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM parcel_version").fetch_one(&mut conn).await.expect("count");
+    assert_eq!(parcels, 0, "nothing of the batch remains");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// `kill -9` in the middle of the load: the store is as it was, and the same import then succeeds.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_import_killed_mid_load_leaves_nothing() {
@@ -315,25 +369,7 @@ async fn an_import_killed_mid_load_leaves_nothing() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .expect("runs");
-    let started = std::time::Instant::now();
-    let mut loading = false;
-    while started.elapsed() < std::time::Duration::from_secs(120) {
-        let copying: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND query LIKE 'COPY parcel_version%'",
-        )
-        .fetch_one(&mut conn)
-        .await
-        .expect("activity");
-        if copying > 0 {
-            loading = true;
-            break;
-        }
-        if child.try_wait().expect("status").is_some() {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-    }
-    assert!(loading, "the import was never seen loading");
+    assert!(seen_loading(&mut conn, &mut child).await, "the import was never seen loading");
     child.kill().expect("kill -9");
     child.wait().expect("reaped");
     // The server notices the dead client and rolls its transaction back.
