@@ -300,6 +300,26 @@ fn large_upload(dir: &Path, copies: u32) -> PathBuf {
     path
 }
 
+/// `landdb import` of a large upload into a throwaway PostGIS, once it is seen loading: the
+/// database (kept alive), the scratch folder, a connection to the database, and the process (its
+/// error output piped).
+async fn large_import_loading(name: &str) -> (PostgisDb, PathBuf, sqlx::PgConnection, std::process::Child) {
+    use sqlx::Connection;
+    let db = PostgisDb::create().await.expect("throwaway PostGIS");
+    let dir = scratch_dir(name);
+    let upload = large_upload(&dir, 12);
+    let mut conn = sqlx::PgConnection::connect(&db.url).await.expect("connect");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_landdb"))
+        .args(["import", upload.to_str().expect("utf-8")])
+        .env("DATABASE_URL", &db.url)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("runs");
+    assert!(seen_loading(&mut conn, &mut child).await, "the import was never seen loading");
+    (db, dir, conn, child)
+}
+
 /// Whether `child`'s import was seen copying parcels into the database within two minutes.
 async fn seen_loading(conn: &mut sqlx::PgConnection, child: &mut std::process::Child) -> bool {
     let started = std::time::Instant::now();
@@ -325,19 +345,7 @@ async fn seen_loading(conn: &mut sqlx::PgConnection, child: &mut std::process::C
 /// on the file ("cannot open …/20194.geojson: the import stopped"), and nothing remains.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_database_lost_mid_load_is_reported_as_such() {
-    use sqlx::Connection;
-    let db = PostgisDb::create().await.expect("throwaway PostGIS");
-    let dir = scratch_dir("terminated");
-    let upload = large_upload(&dir, 12);
-    let mut conn = sqlx::PgConnection::connect(&db.url).await.expect("connect");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_landdb"))
-        .args(["import", upload.to_str().expect("utf-8")])
-        .env("DATABASE_URL", &db.url)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("runs");
-    assert!(seen_loading(&mut conn, &mut child).await, "the import was never seen loading");
+    let (_db, dir, mut conn, child) = large_import_loading("terminated").await;
     sqlx::query(
         "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()",
     )
@@ -357,19 +365,7 @@ async fn a_database_lost_mid_load_is_reported_as_such() {
 /// `kill -9` in the middle of the load: the store is as it was, and the same import then succeeds.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_import_killed_mid_load_leaves_nothing() {
-    use sqlx::Connection;
-    let db = PostgisDb::create().await.expect("throwaway PostGIS");
-    let dir = scratch_dir("killed");
-    let upload = large_upload(&dir, 12);
-    let mut conn = sqlx::PgConnection::connect(&db.url).await.expect("connect");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_landdb"))
-        .args(["import", upload.to_str().expect("utf-8")])
-        .env("DATABASE_URL", &db.url)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("runs");
-    assert!(seen_loading(&mut conn, &mut child).await, "the import was never seen loading");
+    let (db, dir, mut conn, mut child) = large_import_loading("killed").await;
     child.kill().expect("kill -9");
     child.wait().expect("reaped");
     // The server notices the dead client and rolls its transaction back.
@@ -382,7 +378,7 @@ async fn an_import_killed_mid_load_leaves_nothing() {
     assert_eq!((parcels, batches), (0, 0), "nothing of the killed batch remains");
 
     let out = Command::new(env!("CARGO_BIN_EXE_landdb"))
-        .args(["import", upload.to_str().expect("utf-8")])
+        .args(["import", dir.join("20194.geojson").to_str().expect("utf-8")])
         .env("DATABASE_URL", &db.url)
         .output()
         .expect("runs");
