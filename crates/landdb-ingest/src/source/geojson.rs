@@ -621,6 +621,34 @@ mod tests {
             }
         }
 
+        /// A valid collection with bytes changed, inserted or removed anywhere: every record it
+        /// yields has its 1-based number in order, or the file is refused; never a panic.
+        #[test]
+        fn a_mutated_collection_is_read_in_order_or_refused(
+            edits in proptest::collection::vec((0usize..2000, 0u8..3, proptest::num::u8::ANY), 1..6),
+        ) {
+            let feature = r#"{"type":"Feature","properties":{"MaXa":"20194","SoThuTuThua":[1],"b":false},"geometry":{"type":"MultiPolygon","coordinates":[[[[0,0],[1e308,0],[1,1],[0,0]]]]}}"#;
+            let mut bytes = format!(r#"{{"type":"FeatureCollection","name":"x","features":[{f},{f},{f}]}}"#, f = feature).into_bytes();
+            for (at, kind, byte) in edits {
+                let at = at % (bytes.len() + 1);
+                match kind {
+                    0 if at < bytes.len() => bytes[at] = byte,
+                    1 => bytes.insert(at, byte),
+                    _ if at < bytes.len() => { bytes.remove(at); }
+                    _ => {}
+                }
+            }
+            let mut numbers = Vec::new();
+            let result = read::<SourceError>(&write_bytes(&bytes), 2, &mut |chunk| {
+                numbers.extend(chunk.iter().map(|r| r.feature));
+                Ok(())
+            });
+            if result.is_ok() {
+                let expected: Vec<usize> = (1..=numbers.len()).collect();
+                proptest::prop_assert_eq!(numbers, expected);
+            }
+        }
+
         /// A valid collection cut anywhere, or with anything but whitespace after it, is refused;
         /// whole, all its features are read.
         #[test]
