@@ -83,7 +83,8 @@ pub fn expand_with(
     names: &SourceNames,
     limits: ArchiveLimits,
 ) -> Result<Vec<PathBuf>, SourceError> {
-    let mut expansion = Expansion { scratch, names, limits, archives: 0, written: 0, files: Vec::new() };
+    let mut expansion =
+        Expansion { scratch, names, limits, archives: 0, written: 0, files: Vec::new(), seen: HashSet::new() };
     for path in paths {
         if !path.exists() {
             return Err(SourceError::Read {
@@ -104,6 +105,8 @@ struct Expansion<'a> {
     archives: usize,
     written: u64,
     files: Vec<PathBuf>,
+    /// The files and archives met so far, as canonical paths.
+    seen: HashSet<PathBuf>,
 }
 
 impl Expansion<'_> {
@@ -125,6 +128,9 @@ impl Expansion<'_> {
             for inner in inside.iter().filter(|f| f.file_name().is_some_and(|n| n != "manifest.json")) {
                 self.walk(inner, depth)?;
             }
+        } else if !self.seen.insert(path.canonicalize().unwrap_or_else(|_| path.to_owned())) {
+            // A file or archive named twice (`import a.shp a.shp`, or a folder and a file in it)
+            // is read once.
         } else if super::has_extension(path, &["zip"]) {
             if depth >= self.limits.depth {
                 return Err(refused(path, ArchiveProblem::TooDeep { max: self.limits.depth }));
@@ -394,6 +400,20 @@ mod tests {
         let twice = renamed(&zip(&[file("a.geojson"), file("b.geojson")]), "b.geojson", "a.geojson");
         let e = run_bytes(&twice, ArchiveLimits::default()).expect_err("a name twice");
         assert!(e.contains("\"a.geojson\" names the same file as an earlier entry"), "{e}");
+    }
+
+    #[test]
+    fn a_file_named_twice_is_read_once() {
+        let (path, scratch) = upload(&zip(&[file("a.geojson")]));
+        let folder = path.parent().expect("folder").to_owned();
+        let loose = folder.join("b.geojson");
+        std::fs::write(&loose, "{}").expect("write");
+        let paths = [loose.clone(), folder.clone(), loose.clone(), path.clone()];
+        let names = SourceNames::as_given(&paths);
+        let files = expand(&paths, &scratch, &names).expect("expanded");
+        let shown: Vec<String> = files.iter().map(|f| names.shown(f)).collect();
+        let name = |p: &Path| p.display().to_string();
+        assert_eq!(shown, [name(&loose), format!("{}/upload.zip/a.geojson", name(&folder))]);
     }
 
     #[test]
