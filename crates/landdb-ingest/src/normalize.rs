@@ -293,30 +293,25 @@ impl Normalizer<'_> {
         let (geometry, found) = check_and_repair(polygons);
         reasons.extend(found.into_iter().filter(|r| self.orientation_matters || r.code != ReasonCode::RingOrientation));
         let geometry = geometry?;
-        // The interior point is searched in the source plane (VN-2000 metres for TM-3 sources).
-        let interior = interior_point(&geometry);
-        let (wgs84, point) = match self.crs.definition() {
-            None => (geometry, interior),
+        let reprojection_failed = |reasons: &mut Vec<Reason>, e: String| {
+            reasons.push(Reason::new(ReasonCode::InvalidGeometry, format!("cannot reproject: {e}")));
+        };
+        let definition = self.crs.definition();
+        let mut wgs84 = match &definition {
+            None => geometry.clone(),
             Some(definition) => {
-                let result = with_transformer(&definition, |t| {
-                    let g = t.multi_polygon(&geometry).map_err(|e| e.to_string())?;
-                    let p = interior
-                        .map(|p| t.coord(Coord::from(p)).map(Point::from))
-                        .transpose()
-                        .map_err(|e| e.to_string())?;
-                    Ok::<_, String>((g, p))
-                });
-                match result.and_then(|r| r) {
-                    Ok(pair) => pair,
+                match with_transformer(definition, |t| t.multi_polygon(&geometry).map_err(|e| e.to_string()))
+                    .and_then(|r| r)
+                {
+                    Ok(g) => g,
                     Err(e) => {
-                        reasons.push(Reason::new(ReasonCode::InvalidGeometry, format!("cannot reproject: {e}")));
+                        reprojection_failed(reasons, e);
                         return None;
                     }
                 }
             }
         };
         // On the storage grid (about a millimetre), so the engine holds exactly what PostGIS does.
-        let mut wgs84 = wgs84;
         landdb_model::grid::snap_geometry(&mut wgs84);
         let bbox = wgs84.bounding_rect()?;
         let (w, s, e, n) = VIETNAM;
@@ -334,6 +329,25 @@ impl Normalizer<'_> {
             ));
             return None;
         }
+        // Only for a parcel in the country: the interior point is searched in the source plane
+        // (VN-2000 metres for TM-3 sources), then reprojected.
+        let interior = interior_point(&geometry);
+        let point = match (&definition, interior) {
+            (Some(definition), Some(p)) => {
+                match with_transformer(definition, |t| {
+                    t.coord(Coord::from(p)).map(Point::from).map_err(|e| e.to_string())
+                })
+                .and_then(|r| r)
+                {
+                    Ok(p) => Some(p),
+                    Err(e) => {
+                        reprojection_failed(reasons, e);
+                        return None;
+                    }
+                }
+            }
+            (_, interior) => interior,
+        };
         let id = point.and_then(|p| NationalParcelId::from_wgs84(p).ok());
         Some((wgs84, id))
     }

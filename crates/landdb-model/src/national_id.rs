@@ -102,14 +102,17 @@ pub fn interior_point(geometry: &MultiPolygon<f64>) -> Option<Point<f64>> {
 
 /// Squares the search starts with along the polygon's longer side, at most. It starts with squares
 /// as wide as the shorter side, one per step along the longer: a sliver (or one hostile vertex far
-/// away) would otherwise ask for a square per millimetre of a thousand kilometres. Road and river
-/// parcels are a few thousand times longer than wide.
-const FIRST_SQUARES_ALONG: f64 = 65_536.0;
+/// away) would otherwise ask for a square per millimetre of a thousand kilometres. No parcel of the
+/// Đà Nẵng set is more than 73 times longer than wide.
+const FIRST_SQUARES_ALONG: f64 = 16_384.0;
 
-/// Squares the search examines, at most: the work is bounded whatever the coordinates. A parcel
-/// needs a few hundred, a long road strip some thousands; past this the best point found so far is
-/// taken (still a point of the search, deterministic).
-pub const SEARCH_BUDGET: usize = 262_144;
+/// Squares the search measures, at most, plus [`SEARCH_BUDGET_PER_VERTEX`] a vertex, so that its
+/// time and memory are bounded by the polygon's size whatever its coordinates: past this the best
+/// point found so far is taken (still a point of the search, and deterministic). The most any of
+/// the 79,496 parcels of the Đà Nẵng set needs is 3,646; a road strip a thousand times longer than
+/// wide needs some tens of thousands.
+pub const SEARCH_BUDGET: usize = 65_536;
+pub const SEARCH_BUDGET_PER_VERTEX: usize = 16;
 
 /// Mapbox's polylabel search (the algorithm of the `polylabel` crate, which the tests use as the
 /// oracle): cells over the bounding box in a priority queue by the best distance they could hold,
@@ -117,7 +120,7 @@ pub const SEARCH_BUDGET: usize = 262_144;
 /// the national ID needs it for every parcel of every upload: one pass over the edges per cell
 /// with squared distances is about three times faster than the crate, which makes a
 /// point-in-ring test and a `hypot` per edge. `None` for a polygon without area or with a
-/// coordinate that is not finite. At most [`SEARCH_BUDGET`] cells are examined.
+/// coordinate that is not finite. At most [`SEARCH_BUDGET`] cells (and a few a vertex) are measured.
 pub fn pole_of_inaccessibility(polygon: &Polygon<f64>, tolerance: f64) -> Option<Point<f64>> {
     use geo::{Area, BoundingRect, Centroid};
     let area = polygon.signed_area();
@@ -131,7 +134,11 @@ pub fn pole_of_inaccessibility(polygon: &Polygon<f64>, tolerance: f64) -> Option
         return Some(rect.min().into());
     }
     let size = size.max(rect.width().max(rect.height()) / FIRST_SQUARES_ALONG);
+    let measured = std::cell::Cell::new(0usize);
+    let vertices: usize = std::iter::once(polygon.exterior()).chain(polygon.interiors()).map(|r| r.0.len()).sum();
+    let budget = SEARCH_BUDGET + SEARCH_BUDGET_PER_VERTEX * vertices;
     let cell = |c: Coord<f64>, half: f64| {
+        measured.set(measured.get() + 1);
         let distance = boundary.signed_distance(c);
         Cell { c, half, distance, max: distance + half * std::f64::consts::SQRT_2 }
     };
@@ -157,17 +164,15 @@ pub fn pole_of_inaccessibility(polygon: &Polygon<f64>, tolerance: f64) -> Option
         }
         x += size;
     }
-    let mut examined = 0;
     while let Some(c) = queue.pop() {
-        examined += 1;
-        if examined > SEARCH_BUDGET {
-            break;
-        }
         if c.distance > best.distance {
             best = c;
         }
         if c.max - best.distance <= tolerance {
             continue;
+        }
+        if measured.get() + 4 > budget {
+            break;
         }
         let h = c.half / 2.0;
         for (dx, dy) in [(-h, -h), (h, -h), (-h, h), (h, h)] {
