@@ -101,3 +101,23 @@ async fn replace_commune_changes_exactly_what_changed() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The same content imported twice at the same time: one batch loads it, the other finds that
+/// batch and changes nothing (PostgreSQL used to answer the second with a raw unique-constraint
+/// error).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_content_imported_twice_at_once_is_loaded_once() {
+    for (store, _guard) in stores().await {
+        let file = sample("dirty-geojson/20194.geojson");
+        let reference = ReferenceData::embedded().expect("reference");
+        let options = options();
+        let paths = [file.clone()];
+        let once = || import(&store, &paths, &reference, &options, Mode::Append, &|_| {});
+        let (a, b) = tokio::join!(once(), once());
+        let (a, b) = (a.expect("one import"), b.expect("the other import"));
+        assert_eq!(a.batch.id, b.batch.id, "{}", store.kind());
+        assert!(a.already_imported != b.already_imported, "{}: exactly one loads it", store.kind());
+        let loaded = if a.already_imported { &b } else { &a };
+        assert_eq!(store.count_current().await.expect("count") as usize, loaded.changes.inserted);
+    }
+}

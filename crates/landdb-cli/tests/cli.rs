@@ -383,40 +383,72 @@ fn large_upload(dir: &Path, copies: u32) -> PathBuf {
     path
 }
 
-/// `kill -9` in the middle of the load: the store is as it was, and the same import then succeeds.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_import_killed_mid_load_leaves_nothing() {
+/// `landdb import` of a large upload into a throwaway PostGIS, once it is seen loading: the
+/// database (kept alive), the scratch folder, a connection to the database, and the process (its
+/// error output piped).
+async fn large_import_loading(name: &str) -> (PostgisDb, PathBuf, sqlx::PgConnection, std::process::Child) {
     use sqlx::Connection;
     let db = PostgisDb::create().await.expect("throwaway PostGIS");
-    let dir = scratch_dir("killed");
+    let dir = scratch_dir(name);
     let upload = large_upload(&dir, 12);
     let mut conn = sqlx::PgConnection::connect(&db.url).await.expect("connect");
     let mut child = Command::new(env!("CARGO_BIN_EXE_landdb"))
         .args(["import", upload.to_str().expect("utf-8")])
         .env("DATABASE_URL", &db.url)
         .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("runs");
+    assert!(seen_loading(&mut conn, &mut child).await, "the import was never seen loading");
+    (db, dir, conn, child)
+}
+
+/// Whether `child`'s import was seen copying parcels into the database within two minutes.
+async fn seen_loading(conn: &mut sqlx::PgConnection, child: &mut std::process::Child) -> bool {
     let started = std::time::Instant::now();
-    let mut loading = false;
     while started.elapsed() < std::time::Duration::from_secs(120) {
         let copying: i64 = sqlx::query_scalar(
             "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND query LIKE 'COPY parcel_version%'",
         )
-        .fetch_one(&mut conn)
+        .fetch_one(&mut *conn)
         .await
         .expect("activity");
         if copying > 0 {
-            loading = true;
-            break;
+            return true;
         }
         if child.try_wait().expect("status").is_some() {
-            break;
+            return false;
         }
         tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     }
-    assert!(loading, "the import was never seen loading");
+    false
+}
+
+/// The database connection lost in the middle of a load: the error is the database's, not blamed
+/// on the file ("cannot open …/20194.geojson: the import stopped"), and nothing remains.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_lost_mid_load_is_reported_as_such() {
+    let (_db, dir, mut conn, child) = large_import_loading("terminated").await;
+    sqlx::query(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()",
+    )
+    .execute(&mut conn)
+    .await
+    .expect("terminate");
+    let out = child.wait_with_output().expect("finishes");
+    let message = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{message}");
+    assert!(!message.contains("the import stopped") && !message.contains("cannot open"), "{message}");
+    let parcels: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM parcel_version").fetch_one(&mut conn).await.expect("count");
+    assert_eq!(parcels, 0, "nothing of the batch remains");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `kill -9` in the middle of the load: the store is as it was, and the same import then succeeds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_import_killed_mid_load_leaves_nothing() {
+    let (db, dir, mut conn, mut child) = large_import_loading("killed").await;
     child.kill().expect("kill -9");
     child.wait().expect("reaped");
     // The server notices the dead client and rolls its transaction back.
@@ -429,7 +461,7 @@ async fn an_import_killed_mid_load_leaves_nothing() {
     assert_eq!((parcels, batches), (0, 0), "nothing of the killed batch remains");
 
     let out = Command::new(env!("CARGO_BIN_EXE_landdb"))
-        .args(["import", upload.to_str().expect("utf-8")])
+        .args(["import", dir.join("20194.geojson").to_str().expect("utf-8")])
         .env("DATABASE_URL", &db.url)
         .output()
         .expect("runs");
@@ -605,5 +637,36 @@ fn audit_checkpoints_from_the_command_line() {
     let other = landdb(&dir, &["audit", "keygen", "--out", "other.key"]);
     let wrong = verify(stdout(&other).trim());
     assert!(!wrong.status.success() && stderr(&wrong).contains("line 1: "), "{}", stderr(&wrong));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A file that cannot be read whole fails `validate` and `import` (exit status 1), the message
+/// naming the file and why; nothing is imported. A file that is read, even with every record
+/// rejected, is a report and success.
+#[test]
+fn validate_and_import_fail_on_a_file_that_cannot_be_read_whole() {
+    let dir = scratch_dir("hostile");
+    let hostile = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../data-samples/hostile");
+    for (file, says) in [
+        ("two-collections.geojson", "more text after the FeatureCollection"),
+        ("empty-collection.geojson", "no features could be read"),
+        ("truncated.dxf", "the file is truncated"),
+        ("symlink.zip", "is a symbolic link"),
+        ("one-byte.gpkg", "not a readable GeoPackage file"),
+    ] {
+        let path = hostile.join(file);
+        let path = path.to_str().expect("utf-8");
+        for args in [vec!["validate", path], vec!["--database", "store.sqlite", "import", path]] {
+            let out = landdb(&dir, &args);
+            assert_eq!(out.status.code(), Some(1), "{args:?}: {}", stdout(&out));
+            assert!(stderr(&out).contains(file) && stderr(&out).contains(says), "{args:?}: {}", stderr(&out));
+        }
+    }
+    let status = landdb(&dir, &["--database", "store.sqlite", "status"]);
+    assert!(stdout(&status).contains("current parcels: 0"), "{}", stdout(&status));
+    let rejected = hostile.join("wrong-types.geojson");
+    let out = landdb(&dir, &["validate", rejected.to_str().expect("utf-8")]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("7 wrong_type"), "{}", stdout(&out));
     let _ = std::fs::remove_dir_all(&dir);
 }

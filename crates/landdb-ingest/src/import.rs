@@ -186,7 +186,11 @@ fn quarantine_source(p: &Processed) -> serde_json::Value {
                     "coordinates": polys.iter().map(|rings| rings.iter().map(|ring| ring.iter().map(|c| [c.x, c.y]).collect::<Vec<_>>()).collect::<Vec<_>>()).collect::<Vec<_>>(),
                 }),
             };
-            json!({ "attributes": attributes, "geometry": geometry })
+            // As read, but without control characters: PostgreSQL refuses a NUL in JSON (the
+            // record's reasons say what was found).
+            let mut source = json!({ "attributes": attributes, "geometry": geometry });
+            crate::fields::clean_json(&mut source);
+            source
         }
         (None, Some(parcel)) => json!({ "parcel": parcel }),
         (None, None) => serde_json::Value::Null,
@@ -402,12 +406,15 @@ pub async fn import_submission<S: ParcelStore>(
     let names = &submission.names;
     let hash = content_hash(paths, mode, &submission.submitter).map_err(|e| names.error(e))?;
     // The hash covers the submitter: an earlier batch found here is the submitter's own.
-    if let Some(earlier) = store.batch_by_content_hash(&hash).await? {
+    let already = |earlier: BatchInfo| {
         let report: ImportReport = ImportReport {
             batch: Some(json!({ "id": earlier.id, "committed_at": earlier.committed_at })),
             ..ImportReport::default()
         };
-        return Ok(Imported { report, changes: Changes::default(), batch: earlier, already_imported: true });
+        Imported { report, changes: Changes::default(), batch: earlier, already_imported: true }
+    };
+    if let Some(earlier) = store.batch_by_content_hash(&hash).await? {
+        return Ok(already(earlier));
     }
     let batch = store
         .begin_batch(NewBatch {
@@ -416,7 +423,16 @@ pub async fn import_submission<S: ParcelStore>(
             content_hash: Some(hash.clone()),
             mode: mode.name().into(),
         })
-        .await?;
+        .await;
+    let batch = match batch {
+        Ok(batch) => batch,
+        // The same content imported at the same time: its batch holds the hash (PostgreSQL made
+        // this one wait for it, then refused the hash twice). Nothing to do, as for a re-upload.
+        Err(e) => match store.batch_by_content_hash(&hash).await {
+            Ok(Some(earlier)) => return Ok(already(earlier)),
+            _ => return Err(e.into()),
+        },
+    };
     let mut loader = Loader {
         store,
         batch,
@@ -427,8 +443,14 @@ pub async fn import_submission<S: ParcelStore>(
         written: HashMap::new(),
         changes: Changes::default(),
     };
-    let scratch =
-        std::env::temp_dir().join(format!("landdb-import-{}-{}", std::process::id(), hash.get(7..19).unwrap_or("x")));
+    // One folder per import, even for the same content twice at once in one process.
+    static IMPORTS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let scratch = std::env::temp_dir().join(format!(
+        "landdb-import-{}-{}-{}",
+        std::process::id(),
+        IMPORTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+        hash.get(7..19).unwrap_or("x")
+    ));
     let started = std::time::Instant::now();
 
     // The reader runs on its own thread (and rayon's), handing judged chunks over a short queue;

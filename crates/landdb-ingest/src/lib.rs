@@ -5,6 +5,7 @@
 pub mod area;
 pub mod crs;
 pub mod current;
+pub mod fields;
 pub mod geometry;
 pub mod import;
 pub mod load;
@@ -36,4 +37,6 @@ pub enum SourceError {
     Read { file: PathBuf, source: std::io::Error },
     #[error("cannot open {file}: {reason}")]
     Unreadable { file: PathBuf, reason: String },
+    #[error("cannot expand {archive}: {problem}")]
+    Archive { archive: PathBuf, problem: source::ArchiveProblem },
 }

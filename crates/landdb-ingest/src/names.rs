@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use crate::SourceError;
+use crate::source::ArchiveProblem;
 
 /// The inputs of one import with the names to show for them, and the archives extracted so far.
 #[derive(Debug)]
@@ -85,6 +86,16 @@ impl SourceNames {
             }
             SourceError::Unreadable { file, reason } => {
                 SourceError::Unreadable { file: self.shown_path(&file), reason: self.scrub(&reason) }
+            }
+            SourceError::Archive { archive, problem } => {
+                let problem = match problem {
+                    ArchiveProblem::Unreadable(reason) => ArchiveProblem::Unreadable(self.scrub(&reason)),
+                    ArchiveProblem::Entry { entry, reason } => {
+                        ArchiveProblem::Entry { entry, reason: self.scrub(&reason) }
+                    }
+                    other => other,
+                };
+                SourceError::Archive { archive: self.shown_path(&archive), problem }
             }
         }
     }

@@ -10,12 +10,13 @@ use landdb_model::area::geodesic_area_m2;
 use landdb_model::national_id::interior_point;
 use landdb_model::reference::CommuneResolution;
 use landdb_model::{CommuneCode, LandUseCode, NationalParcelId, Parcel, ParcelKey, ReferenceData, RightHolder};
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use crate::crs::CrsChoice;
-use crate::geometry::check_and_repair;
+use crate::fields::RecordFields;
+use crate::geometry::{CheckedPolygons, check_and_repair};
 use crate::profiles::{Canonical, FieldMapping};
-use crate::source::{AttrValue, SourceGeometry, SourceRecord};
+use crate::source::{SourceGeometry, SourceRecord};
 use crate::verdict::{Reason, ReasonCode, Verdict, verdict_of};
 
 /// Declared and geometric areas may differ by this share before a warning (surveyors round,
@@ -92,21 +93,10 @@ fn canonical_number(raw: &str) -> String {
 impl Normalizer<'_> {
     pub fn normalize(&self, record: &SourceRecord) -> Outcome {
         let mut reasons: Vec<Reason> = self.crs_note.iter().cloned().collect();
-        let mut mapped: HashMap<Canonical, (&str, &AttrValue)> = HashMap::new();
-        let mut extra = Map::new();
-        for (name, value) in &record.attributes {
-            match self.mapping.canonical(name) {
-                Some(c) => {
-                    mapped.entry(c).or_insert((name.as_str(), value));
-                }
-                None if *value != AttrValue::Null => {
-                    extra.insert(name.clone(), value.to_json());
-                }
-                None => {}
-            }
-        }
-        let text = |c: Canonical| mapped.get(&c).and_then(|(_, v)| v.text());
-        let field = |c: Canonical, fallback: &str| mapped.get(&c).map_or(fallback.to_owned(), |(n, _)| (*n).to_owned());
+        let fields = RecordFields::read(record, self.mapping, &mut reasons);
+        let mut extra = fields.extra.clone();
+        let text = |c: Canonical| fields.text(c);
+        let field = |c: Canonical, fallback: &str| fields.name(c, fallback);
 
         // The natural key.
         let mut commune_2025: Option<String> = None;
@@ -121,10 +111,13 @@ impl Normalizer<'_> {
                     (Canonical::Number, "parcel number"),
                 ]
                 .into_iter()
-                .filter(|(c, _)| text(*c).is_none())
+                .filter(|(c, _)| text(*c).is_none() && !fields.refused(*c))
                 .map(|(_, n)| n)
                 .collect();
-                reasons.push(Reason::new(ReasonCode::MissingKey, format!("no {}", missing.join(", "))));
+                // A refused value has its reason already; only what is absent is missing.
+                if !missing.is_empty() {
+                    reasons.push(Reason::new(ReasonCode::MissingKey, format!("no {}", missing.join(", "))));
+                }
                 return None;
             };
             let commune_field = field(Canonical::CommuneCode, "MaXa");
@@ -204,16 +197,9 @@ impl Normalizer<'_> {
             }
         }
 
-        let mut number = |c: Canonical, name: &str| match mapped.get(&c) {
-            None => None,
-            Some((n, v)) => v.number().unwrap_or_else(|e| {
-                reasons.push(Reason::on(ReasonCode::InvalidValue, n, format!("{name}: {e}")));
-                None
-            }),
-        };
-        let measured = number(Canonical::MeasuredArea, "measured area");
-        let legal = number(Canonical::LegalArea, "legal area");
-        let birth_year = number(Canonical::OwnerBirthYear, "birth year");
+        let measured = fields.number(Canonical::MeasuredArea);
+        let legal = fields.number(Canonical::LegalArea);
+        let birth_year = fields.number(Canonical::OwnerBirthYear);
 
         let geometry = self.geometry(record, key.as_ref().map(|(k, _)| &k.commune), &mut reasons);
         let national_id = geometry.as_ref().and_then(|(_, id)| id.clone());
@@ -297,33 +283,35 @@ impl Normalizer<'_> {
             }
             SourceGeometry::Polygons(p) => p,
         };
+        let polygons = match CheckedPolygons::new(polygons) {
+            Ok(checked) => checked,
+            Err(reason) => {
+                reasons.push(reason);
+                return None;
+            }
+        };
         let (geometry, found) = check_and_repair(polygons);
         reasons.extend(found.into_iter().filter(|r| self.orientation_matters || r.code != ReasonCode::RingOrientation));
         let geometry = geometry?;
-        // The interior point is searched in the source plane (VN-2000 metres for TM-3 sources).
-        let interior = interior_point(&geometry);
-        let (wgs84, point) = match self.crs.definition() {
-            None => (geometry, interior),
+        let reprojection_failed = |reasons: &mut Vec<Reason>, e: String| {
+            reasons.push(Reason::new(ReasonCode::InvalidGeometry, format!("cannot reproject: {e}")));
+        };
+        let definition = self.crs.definition();
+        let mut wgs84 = match &definition {
+            None => geometry.clone(),
             Some(definition) => {
-                let result = with_transformer(&definition, |t| {
-                    let g = t.multi_polygon(&geometry).map_err(|e| e.to_string())?;
-                    let p = interior
-                        .map(|p| t.coord(Coord::from(p)).map(Point::from))
-                        .transpose()
-                        .map_err(|e| e.to_string())?;
-                    Ok::<_, String>((g, p))
-                });
-                match result.and_then(|r| r) {
-                    Ok(pair) => pair,
+                match with_transformer(definition, |t| t.multi_polygon(&geometry).map_err(|e| e.to_string()))
+                    .and_then(|r| r)
+                {
+                    Ok(g) => g,
                     Err(e) => {
-                        reasons.push(Reason::new(ReasonCode::InvalidGeometry, format!("cannot reproject: {e}")));
+                        reprojection_failed(reasons, e);
                         return None;
                     }
                 }
             }
         };
         // On the storage grid (about a millimetre), so the engine holds exactly what PostGIS does.
-        let mut wgs84 = wgs84;
         landdb_model::grid::snap_geometry(&mut wgs84);
         let bbox = wgs84.bounding_rect()?;
         let (w, s, e, n) = VIETNAM;
@@ -341,7 +329,98 @@ impl Normalizer<'_> {
             ));
             return None;
         }
+        // Only for a parcel in the country: the interior point is searched in the source plane
+        // (VN-2000 metres for TM-3 sources), then reprojected.
+        let interior = interior_point(&geometry);
+        let point = match (&definition, interior) {
+            (Some(definition), Some(p)) => {
+                match with_transformer(definition, |t| {
+                    t.coord(Coord::from(p)).map(Point::from).map_err(|e| e.to_string())
+                })
+                .and_then(|r| r)
+                {
+                    Ok(p) => Some(p),
+                    Err(e) => {
+                        reprojection_failed(reasons, e);
+                        return None;
+                    }
+                }
+            }
+            (_, interior) => interior,
+        };
         let id = point.and_then(|p| NationalParcelId::from_wgs84(p).ok());
         Some((wgs84, id))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::geometry::{MAX_COORDINATE, MAX_VERTICES};
+    use crate::source::AttrValue;
+
+    fn record(ring: Vec<Coord<f64>>) -> SourceRecord {
+        let text = |s: &str| AttrValue::Text(s.to_owned());
+        SourceRecord {
+            feature: 1,
+            attributes: vec![
+                ("MaXa".into(), text("20194")),
+                ("SoHieuToBanDo".into(), text("1")),
+                ("SoThuTuThua".into(), text("1")),
+            ],
+            geometry: SourceGeometry::Polygons(vec![vec![ring]]),
+        }
+    }
+
+    /// Both kinds of layer: WGS84 and the commune's TM-3 zone (reprojected through PROJ).
+    fn with_normalizers(f: impl Fn(&Normalizer<'_>)) {
+        static REFERENCE: std::sync::OnceLock<ReferenceData> = std::sync::OnceLock::new();
+        let reference = REFERENCE.get_or_init(|| ReferenceData::embedded().expect("reference"));
+        let mapping = FieldMapping::builtin().expect("profile");
+        let commune = CommuneCode::parse("20194").expect("code");
+        let zone = reference.zone_of_commune(&commune).expect("zone");
+        for crs in [CrsChoice::Wgs84, CrsChoice::Zone(zone)] {
+            let normalizer =
+                Normalizer { reference, mapping: &mapping, crs, crs_note: None, orientation_matters: true };
+            f(&normalizer);
+        }
+    }
+
+    fn codes(outcome: &Outcome) -> Vec<ReasonCode> {
+        outcome.reasons.iter().map(|r| r.code).collect()
+    }
+
+    #[test]
+    fn a_coordinate_out_of_range_is_refused_before_any_geometry_algorithm() {
+        with_normalizers(|n| {
+            for far in [1e308, -1e15, f64::NAN, f64::INFINITY, MAX_COORDINATE * 1.5] {
+                let ring = vec![Coord { x: 0.0, y: 0.0 }, Coord { x: far, y: 1.0 }, Coord { x: 1.0, y: 1.0 }];
+                let outcome = n.normalize(&record(ring));
+                assert_eq!(codes(&outcome), [ReasonCode::CoordinateOutOfRange], "{far}");
+                assert!(outcome.reasons[0].detail.contains("vertex 2"), "{}", outcome.reasons[0].detail);
+            }
+            let many: Vec<Coord<f64>> = (0..=MAX_VERTICES).map(|i| Coord { x: i as f64, y: (i % 2) as f64 }).collect();
+            assert_eq!(codes(&n.normalize(&record(many))), [ReasonCode::TooManyVertices]);
+        });
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+        /// Any f64 coordinates at all, in either kind of layer: a verdict in bounded time, never
+        /// a panic; a parcel only from coordinates in range.
+        #[test]
+        fn arbitrary_coordinates_get_a_verdict_in_bounded_time(
+            coords in proptest::collection::vec((proptest::num::f64::ANY, proptest::num::f64::ANY), 3..10),
+        ) {
+            let ring: Vec<Coord<f64>> = coords.iter().map(|&(x, y)| Coord { x, y }).collect();
+            let in_range = ring.iter().all(|c| c.x.abs() <= MAX_COORDINATE && c.y.abs() <= MAX_COORDINATE);
+            with_normalizers(|n| {
+                let started = std::time::Instant::now();
+                let outcome = n.normalize(&record(ring.clone()));
+                assert!(started.elapsed().as_secs() < 10, "{:?}", started.elapsed());
+                assert!(in_range || outcome.parcel.is_none());
+                assert_eq!(in_range, !codes(&outcome).contains(&ReasonCode::CoordinateOutOfRange), "{ring:?}");
+            });
+        }
     }
 }

@@ -24,6 +24,16 @@ impl RTreeObject for Entry {
     }
 }
 
+/// Overlapping neighbours listed per parcel, at most: a parcel of a real fabric overlaps one or
+/// two; a pile of copies overlaps all the others, and listing them would be quadratic.
+pub const MAX_LISTED: usize = 16;
+
+/// Neighbours whose boxes meet a parcel's box that are examined, at most, per vertex of the parcel
+/// (and at least [`MIN_EXAMINED`]): a road or river crossing a commune has thousands of them and
+/// as many vertices; a small parcel with thousands is inside a pile made to cost quadratic time.
+const EXAMINED_PER_VERTEX: usize = 16;
+const MIN_EXAMINED: usize = 256;
+
 /// Geometries with more edges than this get [`EdgeBands`] for the many tests against them.
 const BANDED_FROM: usize = 64;
 
@@ -48,7 +58,8 @@ fn pokes_into(
     })
 }
 
-/// For each geometry, the indices of the others it overlaps.
+/// For each geometry, the indices of the others it overlaps ([`MAX_LISTED`] at most, in the
+/// R-tree's order; the work is bounded by [`EXAMINED_PER_VERTEX`]).
 pub fn overlapping(geometries: &[&MultiPolygon<f64>]) -> Vec<Vec<usize>> {
     let entries: Vec<Entry> = geometries
         .iter()
@@ -72,13 +83,16 @@ pub fn overlapping(geometries: &[&MultiPolygon<f64>]) -> Vec<Vec<usize>> {
         .into_par_iter()
         .map(|i| {
             let Some(envelope) = envelopes[i] else { return Vec::new() };
+            let examined = (EXAMINED_PER_VERTEX * geometries[i].coords_count()).max(MIN_EXAMINED);
             tree.locate_in_envelope_intersecting(&envelope)
                 .filter(|e| e.index != i)
+                .take(examined)
                 .filter(|e| {
                     pokes_into(geometries[i], geometries[e.index], bands[e.index].as_ref(), &e.envelope)
                         || pokes_into(geometries[e.index], geometries[i], bands[i].as_ref(), &envelope)
                 })
                 .map(|e| e.index)
+                .take(MAX_LISTED)
                 .collect()
         })
         .collect()
@@ -91,6 +105,25 @@ mod tests {
 
     fn square(x: f64, y: f64, size: f64) -> MultiPolygon<f64> {
         MultiPolygon(vec![polygon![(x: x, y: y), (x: x + size, y: y), (x: x + size, y: y + size), (x: x, y: y + size)]])
+    }
+
+    /// Piles of parcels, every box over every other: copies of one parcel (whose vertices all lie
+    /// on each other's boundaries, so none overlaps) and copies shifted a metre or so (each
+    /// overlapping all): the work and the lists stay linear.
+    #[test]
+    fn piles_are_checked_in_linear_time() {
+        let n = 5_000;
+        let copies: Vec<MultiPolygon<f64>> = (0..n).map(|_| square(108.0, 16.0, 0.0002)).collect();
+        let shifted: Vec<MultiPolygon<f64>> = (0..n)
+            .map(|i| square(108.0 + f64::from(i % 10) * 1e-5, 16.0 + f64::from(i / 10 % 10) * 1e-5, 0.0002))
+            .collect();
+        for (pile, listed) in [(copies, 0), (shifted, MAX_LISTED)] {
+            let refs: Vec<&MultiPolygon<f64>> = pile.iter().collect();
+            let started = std::time::Instant::now();
+            let found = overlapping(&refs);
+            assert!(started.elapsed().as_secs() < 30, "{:?}", started.elapsed());
+            assert!(found.iter().all(|f| f.len() == listed));
+        }
     }
 
     #[test]

@@ -333,7 +333,28 @@ fn read_file(
             encoding: layer.encoding.clone(),
         });
     }
+    if layers.iter().all(|l| l.features == 0) {
+        return Err(SourceError::Unreadable { file: file.clone(), reason: nothing_read(&layers) });
+    }
     Ok(layers)
+}
+
+/// Why a file gave no records, for an error: a file of no records is refused, never reported as
+/// "0 records" and a success.
+fn nothing_read(layers: &[LayerReport]) -> String {
+    let driver = layers.first().map_or("", |l| l.driver.as_str());
+    let hint = match driver {
+        source::OWN_GEOJSON => "its FeatureCollection is empty",
+        "DXF" | "DGN" => "no closed polylines or polygons in it (a truncated or damaged drawing?)",
+        _ => "a truncated or damaged file, or one of another kind?",
+    };
+    let names: Vec<&str> = layers.iter().map(|l| l.layer.as_str()).collect();
+    format!(
+        "no features could be read ({} layer{} {}, read as {driver}): {hint}",
+        layers.len(),
+        if layers.len() == 1 { "" } else { "s" },
+        names.join(", ")
+    )
 }
 
 /// One record's verdict, kept for the report while its parcel moves on.
@@ -457,7 +478,11 @@ impl Ledger {
                 .iter()
                 .filter_map(|o| self.entries[outlines[*o].0].key.as_ref().map(ToString::to_string))
                 .collect();
-            warnings.push((outlines[k].0, Reason::new(ReasonCode::Overlap, format!("overlaps {}", names.join(", ")))));
+            let more = if others.len() == crate::overlap::MAX_LISTED { " and perhaps more" } else { "" };
+            warnings.push((
+                outlines[k].0,
+                Reason::new(ReasonCode::Overlap, format!("overlaps {}{more}", names.join(", "))),
+            ));
         }
         for (entry, reason) in warnings {
             let e = &mut self.entries[entry];

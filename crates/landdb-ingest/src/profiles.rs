@@ -22,7 +22,27 @@ pub enum Canonical {
     SecondOwner,
 }
 
+/// What a canonical attribute holds, and so which source values it accepts: nothing is coerced
+/// (a boolean is never a code, `1e20` is never a sheet number).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FieldKind {
+    /// Part of the natural key: text, or a whole number (see [`crate::source::AttrValue::code`]).
+    Code,
+    /// A quantity: a finite number, or text that reads as one.
+    Number,
+    /// Free text (numbers are taken as written).
+    Text,
+}
+
 impl Canonical {
+    pub fn kind(self) -> FieldKind {
+        match self {
+            Self::CommuneCode | Self::Sheet | Self::Number => FieldKind::Code,
+            Self::MeasuredArea | Self::LegalArea | Self::OwnerBirthYear => FieldKind::Number,
+            Self::LandUse | Self::Address | Self::CertificateNo | Self::Owner | Self::SecondOwner => FieldKind::Text,
+        }
+    }
+
     fn parse(raw: &str) -> Option<Self> {
         Some(match raw.trim() {
             "commune_code" => Self::CommuneCode,

@@ -23,6 +23,10 @@ pub enum ReasonCode {
     NotPolygon,
     SelfIntersection,
     InvalidGeometry,
+    /// A coordinate that is not a finite number or lies beyond any plane coordinate on Earth.
+    CoordinateOutOfRange,
+    /// More vertices or rings than any parcel has (the limit keeps every check bounded).
+    TooManyVertices,
     OutsideVietnam,
     MissingKey,
     InvalidCommuneCode,
@@ -30,6 +34,13 @@ pub enum ReasonCode {
     DuplicateKeyInUpload,
     DuplicateKeyInStore,
     InvalidValue,
+    /// A value of a type the field cannot hold (a boolean, array or object as a code or number, a
+    /// number that is not a whole number where one is needed).
+    WrongType,
+    /// A control character (NUL…) in a field of the natural key.
+    ControlCharacter,
+    /// A field that occurs twice in one record: which value is meant cannot be told.
+    DuplicateField,
     NoCrs,
     /// The record's commune lies outside the area the uploading agency may change.
     OutsideUploaderArea,
@@ -46,6 +57,8 @@ pub enum ReasonCode {
     LegacyLandUse,
     ObsoleteCommuneCode,
     CrsInferred,
+    /// Control characters (NUL…) removed from a text field other than the key.
+    ControlCharactersRemoved,
 }
 
 impl ReasonCode {
@@ -53,9 +66,14 @@ impl ReasonCode {
         use ReasonCode::*;
         match self {
             UnclosedRing | RingOrientation | DuplicateVertices | Spike => Verdict::Repaired,
-            AreaMismatch | ZeroArea | Overlap | UnknownLandUse | LegacyLandUse | ObsoleteCommuneCode | CrsInferred => {
-                Verdict::AcceptedWithWarnings
-            }
+            AreaMismatch
+            | ZeroArea
+            | Overlap
+            | UnknownLandUse
+            | LegacyLandUse
+            | ObsoleteCommuneCode
+            | CrsInferred
+            | ControlCharactersRemoved => Verdict::AcceptedWithWarnings,
             _ => Verdict::Rejected,
         }
     }

@@ -87,24 +87,44 @@ impl From<NationalParcelId> for String {
 /// centroid, which can fall outside an L- or U-shaped parcel. The search stops at 1/20 of the
 /// polygon's shorter side: finer costs time (the work grows quickly as the tolerance shrinks
 /// against a long road strip) and buys nothing, since any deterministic point well inside the
-/// parcel serves as its identifier.
+/// parcel serves as its identifier. `None` for an empty geometry or one with a coordinate that is
+/// not a finite number.
 pub fn interior_point(geometry: &MultiPolygon<f64>) -> Option<Point<f64>> {
-    use geo::{Area, BoundingRect};
+    use geo::{Area, BoundingRect, CoordsIter};
+    if geometry.coords_iter().any(|c| !c.x.is_finite() || !c.y.is_finite()) {
+        return None;
+    }
     let largest: &Polygon<f64> = geometry.0.iter().max_by(|a, b| a.unsigned_area().total_cmp(&b.unsigned_area()))?;
     let rect = largest.bounding_rect()?;
     let tolerance = (rect.width().min(rect.height()) / 20.0).max(f64::MIN_POSITIVE);
     pole_of_inaccessibility(largest, tolerance)
 }
 
+/// Squares the search starts with along the polygon's longer side, at most. It starts with squares
+/// as wide as the shorter side, one per step along the longer: a sliver (or one hostile vertex far
+/// away) would otherwise ask for a square per millimetre of a thousand kilometres. No parcel of the
+/// Đà Nẵng set is more than 73 times longer than wide.
+const FIRST_SQUARES_ALONG: f64 = 16_384.0;
+
+/// Squares the search measures, at most, plus [`SEARCH_BUDGET_PER_VERTEX`] a vertex, so that its
+/// time and memory are bounded by the polygon's size whatever its coordinates: past this the best
+/// point found so far is taken (still a point of the search, and deterministic). The most any of
+/// the 79,496 parcels of the Đà Nẵng set needs is 3,646; a road strip a thousand times longer than
+/// wide needs some tens of thousands.
+pub const SEARCH_BUDGET: usize = 65_536;
+pub const SEARCH_BUDGET_PER_VERTEX: usize = 16;
+
 /// Mapbox's polylabel search (the algorithm of the `polylabel` crate, which the tests use as the
 /// oracle): cells over the bounding box in a priority queue by the best distance they could hold,
 /// split until none can beat the best found by more than `tolerance`. Written out here because
 /// the national ID needs it for every parcel of every upload: one pass over the edges per cell
 /// with squared distances is about three times faster than the crate, which makes a
-/// point-in-ring test and a `hypot` per edge. `None` for a polygon without area.
+/// point-in-ring test and a `hypot` per edge. `None` for a polygon without area or with a
+/// coordinate that is not finite. At most [`SEARCH_BUDGET`] cells (and a few a vertex) are measured.
 pub fn pole_of_inaccessibility(polygon: &Polygon<f64>, tolerance: f64) -> Option<Point<f64>> {
     use geo::{Area, BoundingRect, Centroid};
-    if polygon.signed_area() == 0.0 || tolerance.is_nan() || tolerance <= 0.0 {
+    let area = polygon.signed_area();
+    if area == 0.0 || !area.is_finite() || tolerance.is_nan() || tolerance <= 0.0 {
         return None;
     }
     let boundary = crate::planar::Boundary::new(polygon);
@@ -113,7 +133,12 @@ pub fn pole_of_inaccessibility(polygon: &Polygon<f64>, tolerance: f64) -> Option
     if size == 0.0 {
         return Some(rect.min().into());
     }
+    let size = size.max(rect.width().max(rect.height()) / FIRST_SQUARES_ALONG);
+    let measured = std::cell::Cell::new(0usize);
+    let vertices: usize = std::iter::once(polygon.exterior()).chain(polygon.interiors()).map(|r| r.0.len()).sum();
+    let budget = SEARCH_BUDGET + SEARCH_BUDGET_PER_VERTEX * vertices;
     let cell = |c: Coord<f64>, half: f64| {
+        measured.set(measured.get() + 1);
         let distance = boundary.signed_distance(c);
         Cell { c, half, distance, max: distance + half * std::f64::consts::SQRT_2 }
     };
@@ -122,10 +147,18 @@ pub fn pole_of_inaccessibility(polygon: &Polygon<f64>, tolerance: f64) -> Option
     let mut best = if middle.distance < centroid.distance { centroid } else { middle };
     let mut queue = std::collections::BinaryHeap::new();
     let half = size / 2.0;
+    // Steps counted as well as measured: far from the origin a step can be lost to rounding.
+    let steps = |extent: f64| (extent / size).ceil() as usize + 1;
     let mut x = rect.min().x;
-    while x < rect.max().x {
+    for _ in 0..steps(rect.width()) {
+        if x >= rect.max().x {
+            break;
+        }
         let mut y = rect.min().y;
-        while y < rect.max().y {
+        for _ in 0..steps(rect.height()) {
+            if y >= rect.max().y {
+                break;
+            }
             queue.push(cell(Coord { x: x + half, y: y + half }, half));
             y += size;
         }
@@ -137,6 +170,9 @@ pub fn pole_of_inaccessibility(polygon: &Polygon<f64>, tolerance: f64) -> Option
         }
         if c.max - best.distance <= tolerance {
             continue;
+        }
+        if measured.get() + 4 > budget {
+            break;
         }
         let h = c.half / 2.0;
         for (dx, dy) in [(-h, -h), (h, -h), (-h, h), (h, h)] {
@@ -210,6 +246,39 @@ mod tests {
         let p = interior_point(&mp).expect("non-empty");
         assert!(u.contains(&p));
         assert!(interior_point(&MultiPolygon(vec![])).is_none());
+    }
+
+    /// One vertex of 1e308 (or 1e15, or a sliver a metre wide and a thousand kilometres long) once
+    /// made the search ask for a square per step along the longer side: gigabytes, then an abort.
+    #[test]
+    fn far_vertices_and_slivers_are_searched_in_bounded_work() {
+        for far in [1e15, 1e100, 1e308, f64::MAX] {
+            let p = polygon![(x: 0.0, y: 0.0), (x: far, y: 0.0), (x: 10.0, y: 10.0), (x: 0.0, y: 10.0)];
+            let started = std::time::Instant::now();
+            let _ = interior_point(&MultiPolygon(vec![p]));
+            assert!(started.elapsed().as_secs() < 5, "{far}: {:?}", started.elapsed());
+        }
+        let sliver = polygon![(x: 0.0, y: 0.0), (x: 1e9, y: 0.0), (x: 1e9, y: 1e-6), (x: 0.0, y: 1e-6)];
+        let p = interior_point(&MultiPolygon(vec![sliver.clone()])).expect("has area");
+        assert!(sliver.contains(&p), "{p:?}");
+        for bad in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY] {
+            let p = polygon![(x: 0.0, y: 0.0), (x: bad, y: 0.0), (x: 10.0, y: 10.0), (x: 0.0, y: 10.0)];
+            assert_eq!(interior_point(&MultiPolygon(vec![p])), None, "{bad}");
+        }
+    }
+
+    proptest::proptest! {
+        /// Any f64 coordinates at all: an answer (or none) in bounded time, never a panic.
+        #[test]
+        fn arbitrary_coordinates_never_panic_or_run_away(
+            coords in proptest::collection::vec((proptest::num::f64::ANY, proptest::num::f64::ANY), 3..12),
+        ) {
+            let ring: Vec<Coord<f64>> = coords.iter().map(|&(x, y)| Coord { x, y }).collect();
+            let polygon = Polygon::new(geo::LineString::from(ring), vec![]);
+            let started = std::time::Instant::now();
+            let _ = interior_point(&MultiPolygon(vec![polygon]));
+            proptest::prop_assert!(started.elapsed().as_secs() < 5, "{:?}", started.elapsed());
+        }
     }
 
     /// The distance from a point to a polygon's boundary, positive inside, as geo computes it.

@@ -13,6 +13,10 @@ use rstar::{RTree, RTreeObject};
 /// An edge with its ring (numbered across the whole geometry) and its place in the ring.
 type Edge = GeomWithData<Line<f64>, (usize, usize)>;
 
+/// Edge comparisons allowed per edge (plus [`COMPARISONS_FIXED`]); real boundaries need a few.
+pub const COMPARISONS_PER_EDGE: usize = 64;
+const COMPARISONS_FIXED: usize = 100_000;
+
 /// The first problem found, worded like geo's validation (a self-intersection says "intersect").
 pub fn first_problem(geometry: &MultiPolygon<f64>) -> Option<String> {
     let rings: Vec<&[Coord<f64>]> = geometry
@@ -30,9 +34,25 @@ pub fn first_problem(geometry: &MultiPolygon<f64>) -> Option<String> {
         .flat_map(|(r, ring)| ring.windows(2).enumerate().map(move |(i, e)| Edge::new(Line::new(e[0], e[1]), (r, i))))
         .collect();
     let tree = RTree::bulk_load(edges.clone());
+    let budget = std::cell::Cell::new(COMPARISONS_PER_EDGE * edges.len() + COMPARISONS_FIXED);
+    // Counts one comparison; false once the budget is spent.
+    let spend = || {
+        budget.set(budget.get().saturating_sub(1));
+        budget.get() > 0
+    };
+    let too_intricate = || {
+        Some(format!(
+            "the boundary is too intricate to check ({} edges, whose boxes overlap more than \
+             {COMPARISONS_PER_EDGE} times an edge)",
+            edges.len()
+        ))
+    };
     for edge in &edges {
         let (ring, _) = edge.data;
         for other in tree.locate_in_envelope_intersecting(&edge.envelope()) {
+            if !spend() {
+                return too_intricate();
+            }
             if other.data <= edge.data {
                 continue;
             }
@@ -60,7 +80,7 @@ pub fn first_problem(geometry: &MultiPolygon<f64>) -> Option<String> {
         ring.iter().copied().find(|c| {
             !tree
                 .locate_in_envelope_intersecting(&rstar::AABB::from_point(geo::Point(*c)))
-                .any(|e| e.data.0 != own && geo::Intersects::intersects(e.geom(), c))
+                .any(|e| !spend() || (e.data.0 != own && geo::Intersects::intersects(e.geom(), c)))
         })
     };
     let mut ring_number = 0;
@@ -82,6 +102,9 @@ pub fn first_problem(geometry: &MultiPolygon<f64>) -> Option<String> {
             return Some(format!("polygons {} and {} overlap", j + 1, k + 1));
         }
     }
+    if budget.get() == 0 {
+        return too_intricate();
+    }
     None
 }
 
@@ -89,6 +112,27 @@ pub fn first_problem(geometry: &MultiPolygon<f64>) -> Option<String> {
 mod tests {
     use super::*;
     use geo::{Polygon, Validation};
+
+    /// Long parallel edges that never cross, every box over every other: refused in bounded time
+    /// instead of compared pair by pair.
+    #[test]
+    fn a_shape_made_to_defeat_the_index_is_refused_quickly() {
+        let n = 20_000;
+        let mut ring = Vec::new();
+        for i in 0..n {
+            let y = f64::from(i) * 2.0;
+            // Out along one diagonal, back along the next: a zigzag of nested long edges.
+            let (a, b) = if i % 2 == 0 { (0.0, 1000.0) } else { (1000.0, 0.0) };
+            ring.push(Coord { x: a, y: y + a });
+            ring.push(Coord { x: b, y: y + b });
+        }
+        ring.push(ring[0]);
+        let g = MultiPolygon(vec![Polygon::new(geo::LineString(ring), vec![])]);
+        let started = std::time::Instant::now();
+        let problem = first_problem(&g);
+        assert!(started.elapsed().as_secs() < 10, "{:?}", started.elapsed());
+        assert!(problem.is_some());
+    }
 
     proptest::proptest! {
         /// Agrees with geo's validation on random rings: sorted by angle (a star, valid) or in

@@ -50,6 +50,10 @@ impl Dbf {
             offset += len;
             at += 32;
         }
+        // Every field must lie inside its record, or reading the last record would run off the end.
+        if offset > record_len {
+            return Err(format!("its fields take {offset} bytes but a record has {record_len}"));
+        }
         if header_len + records * record_len > bytes.len() {
             return Err(format!("declares {records} records but is truncated"));
         }
@@ -90,5 +94,51 @@ impl Dbf {
             }
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A header of `fields` (name, kind, length), `record_len` declared, and `records` blank records.
+    fn dbf(fields: &[(&str, u8, u8)], record_len: u16, records: u32) -> Vec<u8> {
+        let header_len = 32 + 32 * fields.len() + 1;
+        let mut b = vec![0u8; 32];
+        b[4..8].copy_from_slice(&records.to_le_bytes());
+        b[8..10].copy_from_slice(&u16::try_from(header_len).expect("small").to_le_bytes());
+        b[10..12].copy_from_slice(&record_len.to_le_bytes());
+        for (name, kind, len) in fields {
+            let mut f = vec![0u8; 32];
+            f[..name.len()].copy_from_slice(name.as_bytes());
+            f[11] = *kind;
+            f[16] = *len;
+            b.extend(f);
+        }
+        b.push(0x0D);
+        b.extend(std::iter::repeat_n(b' ', usize::from(record_len) * records as usize));
+        b
+    }
+
+    #[test]
+    fn fields_longer_than_the_record_are_refused_not_read_past_the_end() {
+        let e = Dbf::parse(dbf(&[("MaXa", b'C', 200)], 10, 3)).expect_err("refused");
+        assert!(e.contains("a record has 10"), "{e}");
+        let ok = Dbf::parse(dbf(&[("MaXa", b'C', 9)], 10, 3)).expect("fits");
+        assert_eq!(ok.raw(2, 0), b"");
+    }
+
+    proptest::proptest! {
+        /// Any bytes: a table or a reason, and every field of every record readable.
+        #[test]
+        fn any_bytes_parse_or_are_refused(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..600)) {
+            if let Ok(dbf) = Dbf::parse(bytes) {
+                for r in 0..dbf.len().min(50) {
+                    for f in 0..dbf.fields.len() {
+                        let _ = dbf.raw(r, f);
+                    }
+                }
+            }
+        }
     }
 }

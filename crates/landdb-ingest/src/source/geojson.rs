@@ -6,9 +6,15 @@
 //!
 //! The legacy `crs` member (`{"type": "name", "properties": {"name": "EPSG:5899"}}`, from before
 //! RFC 7946) is honoured: provinces export VN-2000 coordinates that way.
+//!
+//! The whole text must be one FeatureCollection: anything after it (a second collection, stray
+//! text) refuses the file, naming the byte where it starts, since reading only the first part
+//! would lose the rest without a word. So does a second `features` member, or a `type` other
+//! than `FeatureCollection`. Property values keep their JSON type (booleans, arrays and objects
+//! are not turned into numbers or text): the field profile decides what each field accepts.
 
 use std::fmt;
-use std::io::{BufReader, Read};
+use std::io::{BufReader, Read, Seek};
 use std::path::Path;
 
 use geo::Coord;
@@ -24,8 +30,11 @@ pub fn handles(file: &Path) -> bool {
     let mut head = vec![0; 64 * 1024];
     let n = f.read(&mut head).unwrap_or(0);
     let head = String::from_utf8_lossy(&head[..n]);
-    head.trim_start().starts_with('{') && head.contains("\"FeatureCollection\"")
+    head.trim_start_matches(BOM).trim_start().starts_with('{') && head.contains("\"FeatureCollection\"")
 }
+
+/// A byte-order mark, which some Windows tools put before UTF-8 text (JSON parsers refuse it).
+const BOM: char = '\u{feff}';
 
 /// What the collection says about itself.
 #[derive(Debug, Default)]
@@ -52,7 +61,8 @@ pub fn head(file: &Path) -> Result<Collection, SourceError> {
         None => (None, head.to_owned()),
     };
     let crs = crs_text.and_then(|c| string_member(c, "name")).unwrap_or_else(|| "EPSG:4326".into());
-    Ok(Collection { name: string_member(&rest, "name"), crs: declared_crs(&crs), features: 0 })
+    let name = string_member(&rest, "name").map(|n| crate::fields::without_controls(&n).into_owned());
+    Ok(Collection { name, crs: declared_crs(&crs), features: 0 })
 }
 
 /// Where the object that starts after `text`'s first `{` closes (byte offset just past it).
@@ -103,17 +113,59 @@ pub fn read<E: From<SourceError>>(
     sink: &mut dyn FnMut(Vec<SourceRecord>) -> Result<(), E>,
 ) -> Result<Collection, E> {
     let bad = |reason: String| SourceError::Unreadable { file: file.to_owned(), reason };
-    let f = std::fs::File::open(file).map_err(|source| SourceError::Read { file: file.to_owned(), source })?;
+    let mut f = std::fs::File::open(file).map_err(|source| SourceError::Read { file: file.to_owned(), source })?;
+    let mut bom = [0u8; 3];
+    let bom_len = match f.read_exact(&mut bom) {
+        Ok(()) if bom == [0xEF, 0xBB, 0xBF] => 3,
+        _ => 0,
+    };
+    f.seek(std::io::SeekFrom::Start(bom_len)).map_err(|source| SourceError::Read { file: file.to_owned(), source })?;
+    // Offsets count from the start of the file, the mark included.
+    let consumed = std::cell::Cell::new(bom_len);
     let mut failure: Option<E> = None;
     let mut collection = Collection::default();
-    let mut de = serde_json::Deserializer::from_reader(BufReader::with_capacity(1 << 20, f));
-    let visitor = CollectionVisitor { chunk, sink, failure: &mut failure, collection: &mut collection };
+    let reader = Counted { inner: BufReader::with_capacity(1 << 20, f), consumed: &consumed };
+    let mut de = serde_json::Deserializer::from_reader(reader);
+    let visitor =
+        CollectionVisitor { chunk, sink, failure: &mut failure, collection: &mut collection, seen: Vec::new() };
     let parsed = (&mut de).deserialize_map(visitor);
     if let Some(e) = failure {
         return Err(e);
     }
-    parsed.map_err(|e| bad(format!("not valid GeoJSON: {e}")))?;
+    // serde_json has read one byte past where it stopped: the byte it stopped at.
+    let at = || consumed.get().saturating_sub(1);
+    parsed.map_err(|e| {
+        bad(if e.is_eof() {
+            format!(
+                "not valid GeoJSON: the text ends at byte {} inside the collection (a truncated file?)",
+                consumed.get()
+            )
+        } else {
+            format!("not valid GeoJSON at byte {}: {e}", at())
+        })
+    })?;
+    de.end().map_err(|e| {
+        bad(format!(
+            "not valid GeoJSON: more text after the FeatureCollection, from byte {} ({e}); a file must hold exactly \
+             one FeatureCollection (two collections one after the other are two files)",
+            at()
+        ))
+    })?;
     Ok(collection)
+}
+
+/// A reader that counts the bytes taken from it (serde_json's errors give lines and columns).
+struct Counted<'a, R> {
+    inner: R,
+    consumed: &'a std::cell::Cell<u64>,
+}
+
+impl<R: Read> Read for Counted<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.consumed.set(self.consumed.get() + n as u64);
+        Ok(n)
+    }
 }
 
 /// A legacy `crs` member: an EPSG code in any of its spellings, or another definition GDAL knows.
@@ -141,6 +193,8 @@ struct CollectionVisitor<'a, E> {
     sink: &'a mut dyn FnMut(Vec<SourceRecord>) -> Result<(), E>,
     failure: &'a mut Option<E>,
     collection: &'a mut Collection,
+    /// The members read so far (one of each is allowed).
+    seen: Vec<String>,
 }
 
 impl<'de, E> Visitor<'de> for CollectionVisitor<'_, E> {
@@ -150,9 +204,18 @@ impl<'de, E> Visitor<'de> for CollectionVisitor<'_, E> {
         f.write_str("a GeoJSON FeatureCollection")
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+    fn visit_map<A: MapAccess<'de>>(mut self, mut map: A) -> Result<(), A::Error> {
         while let Some(key) = map.next_key::<String>()? {
-            if key == "features" {
+            if self.seen.contains(&key) {
+                return Err(de::Error::custom(format!("the member {key:?} occurs twice in the collection")));
+            }
+            self.seen.push(key.clone());
+            if key == "type" {
+                let kind = map.next_value::<String>()?;
+                if kind != "FeatureCollection" {
+                    return Err(de::Error::custom(format!("a GeoJSON {kind:?}, not a FeatureCollection")));
+                }
+            } else if key == "features" {
                 map.next_value_seed(FeaturesSeed {
                     chunk: self.chunk,
                     sink: &mut *self.sink,
@@ -218,24 +281,49 @@ struct RawFeature {
     #[serde(default)]
     geometry: Option<RawGeometry>,
     #[serde(default)]
-    properties: Option<serde_json::Map<String, serde_json::Value>>,
+    properties: Option<Properties>,
+}
+
+/// A feature's properties in their order, a repeated name kept twice (a JSON map would keep the
+/// last one without a word; the normaliser refuses the record instead).
+struct Properties(Vec<(String, serde_json::Value)>);
+
+impl<'de> Deserialize<'de> for Properties {
+    fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Properties;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("an object of properties")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Properties, A::Error> {
+                let mut out = Vec::new();
+                while let Some(entry) = map.next_entry::<String, serde_json::Value>()? {
+                    out.push(entry);
+                }
+                Ok(Properties(out))
+            }
+        }
+        d.deserialize_map(V)
+    }
 }
 
 impl RawFeature {
     fn into_record(self, feature: usize) -> SourceRecord {
         let attributes = self
             .properties
+            .map(|p| p.0)
             .unwrap_or_default()
             .into_iter()
             .map(|(name, value)| {
                 let value = match value {
                     serde_json::Value::Null => AttrValue::Null,
                     serde_json::Value::String(s) => AttrValue::Text(s),
-                    serde_json::Value::Bool(b) => AttrValue::Integer(i64::from(b)),
+                    serde_json::Value::Bool(b) => AttrValue::Boolean(b),
                     serde_json::Value::Number(n) => {
                         n.as_i64().map_or_else(|| AttrValue::Real(n.as_f64().unwrap_or(f64::NAN)), AttrValue::Integer)
                     }
-                    other => AttrValue::Text(other.to_string()),
+                    compound => AttrValue::Compound(compound),
                 };
                 (name, value)
             })
@@ -431,6 +519,7 @@ mod tests {
         assert_eq!(records[0].attribute("SoThuTuThua"), Some(&AttrValue::Integer(12)));
         assert_eq!(records[0].attribute("DienTich"), Some(&AttrValue::Real(101.5)));
         assert_eq!(records[0].attribute("Ghi"), Some(&AttrValue::Null));
+        assert_eq!(records[0].attribute("B"), Some(&AttrValue::Boolean(true)));
         let SourceGeometry::Polygons(p) = &records[0].geometry else { panic!("polygon") };
         assert_eq!(p[0][0][1], Coord { x: 1.0, y: 0.0 });
         assert_eq!(records[1].geometry, SourceGeometry::Null);
@@ -456,6 +545,59 @@ mod tests {
         assert_eq!((head.name, head.crs.epsg), (None, Some(4326)));
     }
 
+    fn read_err(text: &str) -> String {
+        let file = write(text);
+        match read::<SourceError>(&file, 2, &mut |_| Ok(())) {
+            Ok(c) => panic!("read {} features of {text:?}", c.features),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    const ONE: &str =
+        r#"{"type":"FeatureCollection","features":[{"type":"Feature","properties":{"a":1},"geometry":null}]}"#;
+
+    /// Two collections one after the other once read as the first alone, exit 0.
+    #[test]
+    fn anything_after_the_collection_refuses_the_file_naming_the_byte() {
+        let e = read_err(&format!("{ONE}\n{ONE}"));
+        assert!(e.contains(&format!("from byte {}", ONE.len() + 1)), "{e}");
+        assert!(e.contains("exactly one FeatureCollection"), "{e}");
+        let e = read_err(&format!("{ONE}  garbage"));
+        assert!(e.contains(&format!("from byte {}", ONE.len() + 2)), "{e}");
+        // Whitespace after the end is fine.
+        let (c, records) = read_str(&format!("{ONE}\n\n  "));
+        assert_eq!((c.features, records.len()), (1, 1));
+    }
+
+    #[test]
+    fn a_second_features_member_or_another_type_is_refused() {
+        let twice = r#"{"type":"FeatureCollection","features":[],"features":[{"type":"Feature","properties":{},"geometry":null}]}"#;
+        assert!(read_err(twice).contains(r#"the member "features" occurs twice"#));
+        let e = read_err(r#"{"type":"Topology","features":[]}"#);
+        assert!(e.contains("not a FeatureCollection"), "{e}");
+    }
+
+    #[test]
+    fn a_byte_order_mark_is_passed_over() {
+        let file = write(&format!("\u{feff}{ONE}"));
+        assert!(handles(&file));
+        let mut n = 0;
+        read::<SourceError>(&file, 2, &mut |chunk| {
+            n += chunk.len();
+            Ok(())
+        })
+        .expect("read");
+        assert_eq!(n, 1);
+        let e = read_err(&format!("\u{feff}{ONE}x"));
+        assert!(e.contains(&format!("from byte {}", ONE.len() + 3)), "{e}");
+    }
+
+    #[test]
+    fn a_truncated_file_says_so_and_where_it_ends() {
+        let e = read_err(&ONE[..60]);
+        assert!(e.contains("ends at byte 60"), "{e}");
+    }
+
     #[test]
     fn broken_json_names_the_file() {
         let dir = std::env::temp_dir().join(format!("landdb-geojson-bad-{}", std::process::id()));
@@ -464,5 +606,84 @@ mod tests {
         std::fs::write(&file, r#"{"type":"FeatureCollection","features":[{"type":"Feature","geometry":"#).expect("w");
         let e = read::<SourceError>(&file, 10, &mut |_| Ok(())).expect_err("broken");
         assert!(e.to_string().contains("broken.geojson"), "{e}");
+    }
+
+    proptest::proptest! {
+        /// Any bytes at all: features read or a refusal naming the file, never a panic; and a
+        /// collection that parses whole is read whole, every feature once and in order.
+        #[test]
+        fn any_text_is_read_whole_or_refused(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..400)) {
+            let file = write_bytes(&bytes);
+            let mut n = 0;
+            match read::<SourceError>(&file, 3, &mut |chunk| { n += chunk.len(); Ok(()) }) {
+                Ok(c) => proptest::prop_assert_eq!(c.features as usize, n),
+                Err(e) => proptest::prop_assert!(e.to_string().contains("any.geojson"), "{}", e),
+            }
+        }
+
+        /// A valid collection with bytes changed, inserted or removed anywhere: every record it
+        /// yields has its 1-based number in order, or the file is refused; never a panic.
+        #[test]
+        fn a_mutated_collection_is_read_in_order_or_refused(
+            edits in proptest::collection::vec((0usize..2000, 0u8..3, proptest::num::u8::ANY), 1..6),
+        ) {
+            let feature = r#"{"type":"Feature","properties":{"MaXa":"20194","SoThuTuThua":[1],"b":false},"geometry":{"type":"MultiPolygon","coordinates":[[[[0,0],[1e308,0],[1,1],[0,0]]]]}}"#;
+            let mut bytes = format!(r#"{{"type":"FeatureCollection","name":"x","features":[{f},{f},{f}]}}"#, f = feature).into_bytes();
+            for (at, kind, byte) in edits {
+                let at = at % (bytes.len() + 1);
+                match kind {
+                    0 if at < bytes.len() => bytes[at] = byte,
+                    1 => bytes.insert(at, byte),
+                    _ if at < bytes.len() => { bytes.remove(at); }
+                    _ => {}
+                }
+            }
+            let mut numbers = Vec::new();
+            let result = read::<SourceError>(&write_bytes(&bytes), 2, &mut |chunk| {
+                numbers.extend(chunk.iter().map(|r| r.feature));
+                Ok(())
+            });
+            if result.is_ok() {
+                let expected: Vec<usize> = (1..=numbers.len()).collect();
+                proptest::prop_assert_eq!(numbers, expected);
+            }
+        }
+
+        /// A valid collection cut anywhere, or with anything but whitespace after it, is refused;
+        /// whole, all its features are read.
+        #[test]
+        fn a_collection_cut_or_extended_is_refused(
+            features in 0usize..6,
+            cut in proptest::option::of(0usize..1000),
+            tail in "[ \n]*[^ \n\t\r]?[ -~]{0,20}",
+        ) {
+            let feature = r#"{"type":"Feature","properties":{"MaXa":"20194","x":[1,{"y":true}]},"geometry":{"type":"Polygon","coordinates":[[[0,0],[1,0],[1,1],[0,0]]]}}"#;
+            let whole = format!(r#"{{"type":"FeatureCollection","features":[{}]}}"#, vec![feature; features].join(","));
+            let text = match cut {
+                Some(at) if at < whole.len() => whole[..at].to_owned(),
+                _ => format!("{whole}{tail}"),
+            };
+            let mut n = 0;
+            let result = read::<SourceError>(&write_bytes(text.as_bytes()), 2, &mut |chunk| { n += chunk.len(); Ok(()) });
+            if text.trim_end_matches([' ', '\n', '\t', '\r']) == whole {
+                proptest::prop_assert!(result.is_ok(), "{:?}", result.err());
+                proptest::prop_assert_eq!(n, features);
+            } else {
+                proptest::prop_assert!(result.is_err(), "{:?} read {} features", text, n);
+            }
+        }
+    }
+
+    fn write_bytes(bytes: &[u8]) -> std::path::PathBuf {
+        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "landdb-geojson-any-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let file = dir.join("any.geojson");
+        std::fs::write(&file, bytes).expect("write");
+        file
     }
 }

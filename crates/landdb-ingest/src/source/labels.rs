@@ -4,7 +4,9 @@
 //! pieces become the attributes `MaXa`, `SoHieuToBanDo`, `SoThuTuThua`, `KyHieuMucDichSuDung` and
 //! `DienTich`, which the field profile then maps like any other file's.
 
-use geo::{Contains, LineString, Point, Polygon};
+use geo::{BoundingRect, Contains, LineString, Point, Polygon};
+use rstar::primitives::GeomWithData;
+use rstar::{AABB, RTree};
 
 use super::{AttrValue, SourceGeometry, SourceRecord};
 
@@ -35,10 +37,19 @@ fn parse(text: &str) -> Vec<(String, AttrValue)> {
     out
 }
 
-/// Gives each polygon the attributes of the label inside it; labels themselves are dropped, and
-/// feature numbers stay those of the file.
+/// Gives each polygon the attributes of the first label (in file order) inside it; labels
+/// themselves are dropped, and feature numbers stay those of the file. Labels are found through
+/// an R-tree of their points: a drawing of tens of thousands of parcels and labels costs a few
+/// tests a parcel, not one a label.
 pub fn attach(records: Vec<SourceRecord>) -> Vec<SourceRecord> {
     let labels: Vec<(Point<f64>, String)> = records.iter().filter_map(label).collect();
+    let points: Vec<GeomWithData<[f64; 2], usize>> = labels
+        .iter()
+        .enumerate()
+        .filter(|(_, (p, _))| p.x().is_finite() && p.y().is_finite())
+        .map(|(i, (p, _))| GeomWithData::new([p.x(), p.y()], i))
+        .collect();
+    let tree = RTree::bulk_load(points);
     records
         .into_iter()
         .filter(|r| label(r).is_none())
@@ -49,8 +60,19 @@ pub fn attach(records: Vec<SourceRecord>) -> Vec<SourceRecord> {
                     .filter_map(|rings| rings.first())
                     .map(|ring| Polygon::new(LineString(ring.to_vec()), vec![]))
                     .collect();
-                if let Some((_, text)) = labels.iter().find(|(p, _)| shapes.iter().any(|s| s.contains(p))) {
-                    r.attributes.extend(parse(text));
+                let first = shapes
+                    .iter()
+                    .filter_map(|shape| {
+                        let rect = shape.bounding_rect()?;
+                        let envelope = AABB::from_corners([rect.min().x, rect.min().y], [rect.max().x, rect.max().y]);
+                        tree.locate_in_envelope(&envelope)
+                            .filter(|candidate| shape.contains(&labels[candidate.data].0))
+                            .map(|candidate| candidate.data)
+                            .min()
+                    })
+                    .min();
+                if let Some(i) = first {
+                    r.attributes.extend(parse(&labels[i].1));
                 }
             }
             r

@@ -3,10 +3,12 @@
 //! [`SourceRecord`]s: attributes as values, geometry as raw rings in the source CRS. Nothing is
 //! judged here; the normaliser does that.
 
+pub mod archive;
 pub mod dbf;
 pub mod geojson;
 pub mod labels;
 
+use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
 use gdal::vector::{FieldValue, Geometry, LayerAccess, OGRwkbGeometryType};
@@ -15,17 +17,39 @@ use geo::Coord;
 
 use crate::SourceError;
 
-/// An attribute value as the source had it.
+/// An attribute value as the source had it, with its type: nothing is coerced here. Which types a
+/// field accepts is the profile's business ([`crate::profiles::FieldKind`]).
 #[derive(Debug, Clone, PartialEq)]
 pub enum AttrValue {
     Null,
     Text(String),
     Integer(i64),
     Real(f64),
+    Boolean(bool),
+    /// An array or object (GeoJSON), or a list field (GDAL), as JSON.
+    Compound(serde_json::Value),
 }
 
+/// Why a value cannot be what its field needs.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ValueError {
+    /// A value of the wrong type: a boolean, array or object where a code or number belongs, a
+    /// number that is not whole, negative or too large for a code.
+    #[error("{0}")]
+    WrongType(String),
+    /// Text that does not read as what the field needs.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// The largest number read as a code (sheet, parcel, commune): past 2⁵³ a float no longer holds
+/// every whole number, so `1e20` is no code.
+const LARGEST_CODE: f64 = 9_007_199_254_740_992.0;
+
 impl AttrValue {
-    /// Text as the canonical model wants it: numbers without a spurious `.0`, blanks as `None`.
+    /// Text as a person would read it (numbers without a spurious `.0`, blanks as `None`), for
+    /// display and for values of no particular type; the normaliser uses [`Self::code`],
+    /// [`Self::number`] and [`Self::plain_text`], which refuse values of the wrong type.
     pub fn text(&self) -> Option<String> {
         let s = match self {
             Self::Null => return None,
@@ -33,18 +57,75 @@ impl AttrValue {
             Self::Integer(i) => i.to_string(),
             Self::Real(f) if f.fract() == 0.0 && f.abs() < 1e15 => format!("{f:.0}"),
             Self::Real(f) => f.to_string(),
+            Self::Boolean(b) => b.to_string(),
+            Self::Compound(v) => v.to_string(),
         };
         (!s.is_empty()).then_some(s)
     }
 
-    /// A number, from a number or numeric text (decimal comma accepted).
-    pub fn number(&self) -> Result<Option<f64>, String> {
+    /// A code (commune code, map sheet, parcel number): text, or a whole number from 0 to 2⁵³.
+    pub fn code(&self) -> Result<Option<String>, ValueError> {
+        match self {
+            Self::Null => Ok(None),
+            Self::Text(s) => Ok(Some(s.trim().to_owned()).filter(|s| !s.is_empty())),
+            Self::Integer(i) if *i >= 0 => Ok(Some(i.to_string())),
+            Self::Real(f) if f.fract() == 0.0 && (0.0..=LARGEST_CODE).contains(f) => Ok(Some(format!("{f:.0}"))),
+            Self::Integer(_) | Self::Real(_) => Err(ValueError::WrongType(format!(
+                "{} is not a code: a number here must be a whole number from 0 to 2^53",
+                self.shown()
+            ))),
+            Self::Boolean(_) | Self::Compound(_) => {
+                Err(ValueError::WrongType(format!("{} is a {}, not a code", self.shown(), self.type_name())))
+            }
+        }
+    }
+
+    /// A number, from a finite number or numeric text (decimal comma accepted).
+    pub fn number(&self) -> Result<Option<f64>, ValueError> {
         match self {
             Self::Null => Ok(None),
             Self::Integer(i) => Ok(Some(*i as f64)),
-            Self::Real(f) => Ok(Some(*f)),
+            Self::Real(f) if f.is_finite() => Ok(Some(*f)),
+            Self::Real(f) => Err(ValueError::WrongType(format!("{f} is not a finite number"))),
             Self::Text(s) if s.trim().is_empty() => Ok(None),
-            Self::Text(s) => s.trim().replace(',', ".").parse().map(Some).map_err(|_| format!("{s:?} is not a number")),
+            Self::Text(s) => match s.trim().replace(',', ".").parse::<f64>() {
+                Ok(f) if f.is_finite() => Ok(Some(f)),
+                _ => Err(ValueError::Invalid(format!("{s:?} is not a number"))),
+            },
+            Self::Boolean(_) | Self::Compound(_) => {
+                Err(ValueError::WrongType(format!("{} is a {}, not a number", self.shown(), self.type_name())))
+            }
+        }
+    }
+
+    /// Text for a text field (address, names, land use): text, or a number as written; never a
+    /// boolean, array or object.
+    pub fn plain_text(&self) -> Result<Option<String>, ValueError> {
+        match self {
+            Self::Boolean(_) | Self::Compound(_) => {
+                Err(ValueError::WrongType(format!("{} is a {}, not text", self.shown(), self.type_name())))
+            }
+            _ => Ok(self.text()),
+        }
+    }
+
+    /// The value as it would be written in JSON, shortened for a message.
+    pub fn shown(&self) -> String {
+        let json = self.to_json().to_string();
+        match json.char_indices().nth(60) {
+            Some((at, _)) => format!("{}…", &json[..at]),
+            None => json,
+        }
+    }
+
+    fn type_name(&self) -> &'static str {
+        match self {
+            Self::Null => "null",
+            Self::Text(_) => "text",
+            Self::Integer(_) | Self::Real(_) => "number",
+            Self::Boolean(_) => "boolean",
+            Self::Compound(serde_json::Value::Array(_)) => "list",
+            Self::Compound(_) => "object",
         }
     }
 
@@ -54,6 +135,8 @@ impl AttrValue {
             Self::Text(s) => serde_json::Value::String(s.clone()),
             Self::Integer(i) => serde_json::json!(i),
             Self::Real(f) => serde_json::json!(f),
+            Self::Boolean(b) => serde_json::Value::Bool(*b),
+            Self::Compound(v) => v.clone(),
         }
     }
 }
@@ -121,51 +204,10 @@ pub struct SourceLayer {
 /// File extensions landdb reads (others in a directory are side files or not cadastral).
 pub const EXTENSIONS: [&str; 11] = ["shp", "gpkg", "geojson", "json", "dxf", "dgn", "tab", "kml", "csv", "zip", "mif"];
 
-/// The files among `paths`: directories walked, zips extracted into `scratch`.
-pub fn expand(
-    paths: &[PathBuf],
-    scratch: &Path,
-    names: &crate::names::SourceNames,
-) -> Result<Vec<PathBuf>, SourceError> {
-    let mut files = Vec::new();
-    for path in paths {
-        if path.is_dir() {
-            let mut inside: Vec<PathBuf> = std::fs::read_dir(path)
-                .map_err(|source| SourceError::Read { file: path.clone(), source })?
-                .filter_map(|e| e.ok().map(|e| e.path()))
-                .collect();
-            inside.sort();
-            files.extend(
-                expand(&inside, scratch, names)?
-                    .into_iter()
-                    .filter(|f| f.file_name().is_some_and(|n| n != "manifest.json")),
-            );
-        } else if has_extension(path, &["zip"]) {
-            let target = scratch.join(format!("zip-{}", files.len()));
-            extract_zip(path, &target)?;
-            names.extracted(path, &target);
-            files.extend(expand(&[target], scratch, names)?);
-        } else if has_extension(path, &EXTENSIONS) {
-            files.push(path.clone());
-        } else if !path.exists() {
-            return Err(SourceError::Read {
-                file: path.clone(),
-                source: std::io::Error::new(std::io::ErrorKind::NotFound, "no such file"),
-            });
-        }
-    }
-    Ok(files)
-}
+pub use archive::{ArchiveLimits, ArchiveProblem, expand, expand_with};
 
 fn has_extension(path: &Path, extensions: &[&str]) -> bool {
     path.extension().and_then(|e| e.to_str()).is_some_and(|e| extensions.iter().any(|x| e.eq_ignore_ascii_case(x)))
-}
-
-fn extract_zip(path: &Path, target: &Path) -> Result<(), SourceError> {
-    let bad = |reason: String| SourceError::Unreadable { file: path.to_owned(), reason };
-    let file = std::fs::File::open(path).map_err(|source| SourceError::Read { file: path.to_owned(), source })?;
-    let mut archive = zip::ZipArchive::new(file).map_err(|e| bad(e.to_string()))?;
-    archive.extract(target).map_err(|e| bad(e.to_string()))
 }
 
 /// GDAL's own messages (unclosed rings, laundered names…) go to the log, not the terminal: what
@@ -183,7 +225,67 @@ fn open(file: &Path) -> Result<Dataset, SourceError> {
     let _ = gdal::config::set_thread_local_config_option("SHAPE_ENCODING", "");
     let options = DatasetOptions { open_flags: GdalOpenFlags::GDAL_OF_VECTOR, ..DatasetOptions::default() };
     Dataset::open_ex(file, options)
-        .map_err(|e| SourceError::Unreadable { file: file.to_owned(), reason: e.to_string() })
+        .map_err(|e| SourceError::Unreadable { file: file.to_owned(), reason: not_readable(file, &e) })
+}
+
+/// Why a file is cut short, where its format can tell and GDAL would read what is there without
+/// a word: a DXF ends with an `EOF` group; a Shapefile's `.shp` and `.shx` declare their length.
+fn truncation(file: &Path) -> Option<String> {
+    if has_extension(file, &["dxf"]) {
+        let mut f = std::fs::File::open(file).ok()?;
+        let len = f.metadata().ok()?.len();
+        let mut head = [0u8; 18];
+        let binary = f.read_exact(&mut head).is_ok() && &head == b"AutoCAD Binary DXF";
+        let mut tail = Vec::new();
+        f.seek(SeekFrom::Start(len.saturating_sub(1024))).ok()?;
+        f.read_to_end(&mut tail).ok()?;
+        let tail = String::from_utf8_lossy(&tail);
+        let last = tail.lines().map(str::trim).rfind(|l| !l.is_empty() && *l != "\u{1a}");
+        if !binary && !last.is_some_and(|l| l.eq_ignore_ascii_case("EOF")) {
+            return Some("the drawing does not end with its EOF group: the file is truncated".into());
+        }
+    } else if has_extension(file, &["shp"]) {
+        for part in [file.to_owned(), file.with_extension("shx")] {
+            let Ok(mut f) = std::fs::File::open(&part) else { continue };
+            let actual = f.metadata().ok()?.len();
+            let mut header = [0u8; 28];
+            if f.read_exact(&mut header).is_err() || header[..4] != 9994i32.to_be_bytes() {
+                continue;
+            }
+            let declared = 2 * u64::from(u32::from_be_bytes([header[24], header[25], header[26], header[27]]));
+            if actual < declared {
+                let name = part.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+                return Some(format!("{name} declares {declared} bytes but has {actual}: the file is truncated"));
+            }
+        }
+    }
+    None
+}
+
+/// GDAL's error in words an operator can act on: "GDAL method 'GDALOpenEx' returned a NULL
+/// pointer. Error msg: ''" says only that the file is not what its name claims.
+fn not_readable(file: &Path, error: &gdal::errors::GdalError) -> String {
+    let kind = match file.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).as_deref() {
+        Some("shp") => "Shapefile",
+        Some("gpkg") => "GeoPackage",
+        Some("geojson") => "GeoJSON",
+        Some("json") => "GeoJSON or Esri JSON",
+        Some("dxf") => "DXF",
+        Some("dgn") => "DGN",
+        Some("tab" | "mif") => "MapInfo",
+        Some("kml") => "KML",
+        Some("csv") => "CSV",
+        _ => "vector data",
+    };
+    let detail = match error {
+        gdal::errors::GdalError::NullPointer { msg, .. } => msg.trim().to_owned(),
+        other => other.to_string(),
+    };
+    if detail.is_empty() {
+        format!("not a readable {kind} file (empty, truncated, damaged, or of another kind)")
+    } else {
+        format!("not a readable {kind} file: {detail}")
+    }
 }
 
 /// The driver name of landdb's own GeoJSON reader (GDAL's is `GeoJSON`).
@@ -204,6 +306,9 @@ pub fn layers(file: &Path) -> Result<Vec<SourceLayer>, SourceError> {
             // Counted while reading.
             features: 0,
         }]);
+    }
+    if let Some(reason) = truncation(file) {
+        return Err(SourceError::Unreadable { file: file.to_owned(), reason });
     }
     let dataset = open(file)?;
     let driver = dataset.driver().short_name();
@@ -315,6 +420,13 @@ fn dbf_attributes(dbf: &dbf::Dbf, encoding: landdb_text::Encoding, record: usize
             // Shapelib writes a null number as a run of asterisks.
             let value = if raw.is_empty() || (field.kind != b'C' && raw.iter().all(|b| *b == b'*')) {
                 AttrValue::Null
+            } else if field.kind == b'L' {
+                // dBASE logicals: T/Y, F/N, and `?` for unset.
+                match raw.first().map(u8::to_ascii_uppercase) {
+                    Some(b'T' | b'Y') => AttrValue::Boolean(true),
+                    Some(b'F' | b'N') => AttrValue::Boolean(false),
+                    _ => AttrValue::Null,
+                }
             } else if field.kind == b'N' || field.kind == b'F' {
                 let text = String::from_utf8_lossy(raw);
                 text.parse::<i64>()
@@ -349,7 +461,10 @@ fn attr(value: Option<FieldValue>) -> AttrValue {
         Some(FieldValue::RealValue(f)) => AttrValue::Real(f),
         Some(FieldValue::DateValue(d)) => AttrValue::Text(d.to_string()),
         Some(FieldValue::DateTimeValue(d)) => AttrValue::Text(d.to_rfc3339()),
-        Some(other) => AttrValue::Text(format!("{other:?}")),
+        Some(FieldValue::IntegerListValue(l)) => AttrValue::Compound(serde_json::json!(l)),
+        Some(FieldValue::Integer64ListValue(l)) => AttrValue::Compound(serde_json::json!(l)),
+        Some(FieldValue::RealListValue(l)) => AttrValue::Compound(serde_json::json!(l)),
+        Some(FieldValue::StringListValue(l)) => AttrValue::Compound(serde_json::json!(l)),
     }
 }
 
