@@ -38,9 +38,11 @@ pub fn many_parcels(copies: usize) -> Vec<u8> {
         for feature in doc["features"].as_array().expect("features") {
             for copy in 0..copies {
                 let mut f = feature.clone();
-                if let Some(number) = f["properties"]["SoThua"].as_str().map(str::to_owned) {
-                    f["properties"]["SoThua"] = format!("{number}{copy}").into();
-                }
+                let number = &mut f["properties"]["SoThuTuThua"];
+                *number = match &*number {
+                    Value::Number(n) => (n.as_u64().expect("a parcel number") * 10 + copy as u64).into(),
+                    other => format!("{}{copy}", other.as_str().expect("a parcel number")).into(),
+                };
                 all.push(f);
             }
         }

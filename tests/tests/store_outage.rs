@@ -1,7 +1,8 @@
 //! Health that tells the truth (issue 18): a server whose database goes away says so. `/ready` is
 //! 503 with the reason, `/health` reports the store unreachable, routes that need the store answer
-//! 503 (not 500) while point lookups go on from the engine, an upload fails as the store's failure
-//! (never the file's), and everything is back when the database is.
+//! 503 at once (not 500, not after a wait) while point lookups go on from the engine, an import
+//! that loses the database fails as the store's failure (never the file's), and everything is back
+//! when the database is.
 //!
 //! The database is really unreachable: the server reaches PostgreSQL through a TCP proxy that the
 //! test stops (every connection cut, new ones refused) and starts again on the same port.
@@ -114,27 +115,27 @@ async fn a_server_says_when_its_database_is_away_and_recovers() {
     assert_eq!(health["status"], "degraded", "{health}");
     assert_eq!(health["store"]["reachable"], false, "{health}");
     assert!(health["jobs"]["running"].is_number() && health["feed"]["lag_seconds"].is_number(), "{health}");
+    let asked = std::time::Instant::now();
     let (status, body) = get(&format!("{}{history}", s.base)).await;
     assert_eq!(status, 503, "{body}");
+    assert!(asked.elapsed() < Duration::from_secs(2), "answered at once, not after a wait: {:?}", asked.elapsed());
     assert!(body["description"].as_str().is_some_and(|d| d.contains("database is unavailable")), "{body}");
     let (status, found) = get(&format!("{}{lookup}", s.base)).await;
     assert_eq!(status, 200, "point lookups go on from the engine: {found}");
     assert_eq!(found["features"].as_array().map(Vec::len), Some(1), "{found}");
 
-    // An upload while the database is away fails as the store's failure, not the file's.
+    // An upload while the database is away is refused before its body is read, as the store's
+    // failure, not the file's.
     let upload = reqwest::multipart::Form::new().part(
         "file",
-        reqwest::multipart::Part::bytes(std::fs::read(samples().join("20197.geojson")).expect("sample"))
+        reqwest::multipart::Part::bytes(br#"{"type":"FeatureCollection","features":[]}"#.to_vec())
             .file_name("20197.geojson"),
     );
     let response = client().post(format!("{}/jobs", s.base)).multipart(upload).send().await.expect("post");
-    assert_eq!(response.status().as_u16(), 202);
-    let id = response.json::<Value>().await.expect("job")["id"].as_str().expect("id").to_owned();
-    let job = finished(&s, &id).await;
-    assert_eq!(job["state"], "failed", "{job}");
-    assert_eq!(job["cause"], "store", "{job}");
-    let error = job["error"].as_str().expect("error");
-    assert!(error.contains("the store became unavailable") && !error.contains("20197"), "{error}");
+    assert_eq!(response.status().as_u16(), 503);
+    assert!(response.headers().get("retry-after").is_some());
+    let body: Value = response.json().await.expect("json");
+    assert_eq!(body["code"], "StoreUnavailable", "{body}");
 
     proxy.start_again().await;
     until(&s, "/ready", 200, Duration::from_secs(20)).await;

@@ -245,11 +245,19 @@ async fn a_worker_past_its_limits_fails_only_its_job() {
     let id = submit(&s.base, &client, zipped("20197.geojson", &geojson), "liên chiểu.zip", "append").await;
     failed_by_the_worker(&s, &client, &id, "tried to write a file larger than its limit of 64 KiB", head).await;
 
-    // The same file not zipped needs no scratch file: it imports.
+    // The same file not zipped needs no scratch file: it imports, and the engine, following the
+    // store's feed, serves what the worker wrote.
+    let before = s.engine.snapshot().len();
     let id = submit(&s.base, &client, geojson, "20197.geojson", "append").await;
     let (job, _) = finished(&s.base, &client, &id).await;
     assert_eq!(job["state"], "succeeded", "{job}");
     assert!(job_dirs(&s).is_empty(), "{:?}", job_dirs(&s));
+    let inserted = usize::try_from(job["changes"]["inserted"].as_u64().expect("inserted")).expect("count");
+    let started = std::time::Instant::now();
+    while s.engine.snapshot().len() != before + inserted {
+        assert!(started.elapsed() < Duration::from_secs(5), "the engine did not follow the worker's batch");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 
     stop.store(true, Ordering::Relaxed);
     let (asked, failed) = lookups.await.expect("lookups");
@@ -447,9 +455,11 @@ async fn uploads_at_once_are_limited_per_agency_and_never_doubled() {
     }
 }
 
-/// The import workers this test process started that are running now.
-fn workers() -> Vec<u32> {
+/// The import workers of server `s` running now (tests run side by side: each server's workers
+/// are children of this process working in that server's job directories).
+fn workers(s: &Server) -> Vec<u32> {
     let me = std::process::id().to_string();
+    let jobs = s.app.jobs.dir().to_owned();
     std::fs::read_dir("/proc")
         .expect("/proc")
         .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
@@ -457,7 +467,9 @@ fn workers() -> Vec<u32> {
             // /proc/PID/stat: "pid (comm) state ppid …"
             let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return false };
             let Some((comm, rest)) = stat.split_once(") ") else { return false };
-            comm.ends_with("(landdb-job-work") && rest.split(' ').nth(1) == Some(me.as_str())
+            comm.ends_with("(landdb-job-work")
+                && rest.split(' ').nth(1) == Some(me.as_str())
+                && std::fs::read_link(format!("/proc/{pid}/cwd")).is_ok_and(|cwd| cwd.starts_with(&jobs))
         })
         .collect()
 }
@@ -474,7 +486,7 @@ async fn a_killed_worker_fails_its_job_with_the_signal() {
     let id = submit(&s.base, &client, landdb_tests::http::many_parcels(5), "nặng.geojson", "append").await;
     let started = std::time::Instant::now();
     let worker = loop {
-        if let Some(pid) = workers().first() {
+        if let Some(pid) = workers(&s).first() {
             break *pid;
         }
         assert!(started.elapsed() < Duration::from_secs(20), "no worker started");
@@ -512,6 +524,7 @@ async fn two_workers_with_the_same_upload_import_it_once() {
                 mode: "append".into(),
                 area: None,
                 limits: WorkerLimits::default(),
+                server: std::process::id(),
             };
             tokio::task::spawn_blocking(move || {
                 let result = landdb_tests::http::job_worker().run(&assignment, &dir, &|_| {});

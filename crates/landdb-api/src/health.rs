@@ -126,6 +126,7 @@ pub async fn watch(app: Arc<AppState>) {
             }
             Err(_) => Err(format!("the database did not answer within {} s", PATIENCE.as_secs())),
         };
+        app.sources.note_store_reachable(seen.is_ok());
         app.health.saw(seen);
     }
 }

@@ -103,6 +103,11 @@ impl ApiError {
             return Self::internal(error);
         }
         tracing::warn!(%error, "the store is unavailable");
+        Self::store_unavailable()
+    }
+
+    /// 503: the store does not answer at the moment.
+    pub fn store_unavailable() -> Self {
         ApiError {
             status: StatusCode::SERVICE_UNAVAILABLE,
             code: "StoreUnavailable",

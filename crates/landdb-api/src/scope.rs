@@ -15,6 +15,7 @@
 //! `Disclosure` can only be made here: a handler that forgets the rule does not compile.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use geo::Rect;
@@ -40,6 +41,9 @@ pub struct Sources {
     /// Where the store is, for the import workers that write uploads to it (see
     /// [`Sources::upload_store`]); none, and this process takes no uploads.
     store_url: Option<DatabaseUrl>,
+    /// Set while the health watcher finds the store unreachable: what needs it is answered 503 at
+    /// once rather than after the pool has waited for a connection (`health.rs`).
+    store_away: AtomicBool,
     /// Each scoped caller's parcels by box, at a feed position (see [`Scoped::in_box`]).
     indexes: Mutex<HashMap<usize, (FeedPosition, Arc<ScopeIndex>)>>,
 }
@@ -55,7 +59,23 @@ struct ScopeIndex {
 
 impl Sources {
     pub fn new(engine: Arc<Engine>, store: AnyStore) -> Sources {
-        Sources { engine, store, store_url: None, indexes: Mutex::new(HashMap::new()) }
+        Sources {
+            engine,
+            store,
+            store_url: None,
+            store_away: AtomicBool::new(false),
+            indexes: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// What the health watcher found: whether the store answers.
+    pub fn note_store_reachable(&self, reachable: bool) {
+        self.store_away.store(!reachable, Ordering::Relaxed);
+    }
+
+    /// The store, unless it is known to be away (503).
+    fn store(&self) -> Result<&AnyStore, ApiError> {
+        if self.store_away.load(Ordering::Relaxed) { Err(ApiError::store_unavailable()) } else { Ok(&self.store) }
     }
 
     /// Uploads go to the store at `url` (the one this process opened), written by import workers.
@@ -67,13 +87,18 @@ impl Sources {
 
     /// The parcels `access` may see, as the engine holds them now.
     pub fn scoped(&self, access: &Access) -> Scoped<'_> {
-        Scoped { view: self.engine.snapshot(), store: &self.store, access: access.clone(), sources: self }
+        Scoped { view: self.engine.snapshot(), access: access.clone(), sources: self }
     }
 
     /// The store, for the national operator's routes (agencies, keys, the audit log).
     pub fn operator_store(&self, access: &Access) -> Result<&AnyStore, ApiError> {
+        Self::operator_only(access)?;
+        self.store()
+    }
+
+    fn operator_only(access: &Access) -> Result<(), ApiError> {
         if access.is_operator() {
-            Ok(&self.store)
+            Ok(())
         } else {
             Err(ApiError::forbidden(format!("only the national operator may do this, not agency {}", access.agency())))
         }
@@ -95,7 +120,7 @@ impl Sources {
                 )));
             }
         };
-        Ok(UploadStore { store: &self.store, url: self.store_url.as_ref(), area })
+        Ok(UploadStore { store: self.store()?, url: self.store_url.as_ref(), area })
     }
 
     /// The store's feed head and the position the engine reflects, for the health watcher.
@@ -111,7 +136,8 @@ impl Sources {
 
     /// The engine's figures, for the operator's metrics.
     pub fn figures(&self, access: &Access) -> Result<EngineFigures, ApiError> {
-        self.operator_store(access)?;
+        // The engine answers without the store: metrics go on while it is away.
+        Self::operator_only(access)?;
         let view = self.engine.snapshot();
         Ok(EngineFigures { parcels: view.len(), position: view.position(), heap_bytes: view.heap_bytes() })
     }
@@ -162,7 +188,6 @@ pub struct EngineFigures {
 #[derive(Debug)]
 pub struct Scoped<'s> {
     view: Arc<View>,
-    store: &'s AnyStore,
     access: Access,
     sources: &'s Sources,
 }
@@ -398,7 +423,7 @@ impl<'s> Scoped<'s> {
     /// A version from the store, current or not, when the caller sees it. A version outside the
     /// caller's area and one that never existed are the same `None`, after the same work.
     pub async fn version(&self, version: VersionId) -> Result<Option<ParcelVersion>, ApiError> {
-        let found = self.store.version(version).await.map_err(|e| internal(&e))?;
+        let found = self.sources.store()?.version(version).await.map_err(|e| internal(&e))?;
         Ok(found.filter(|v| self.sees_version(v)))
     }
 
@@ -409,7 +434,7 @@ impl<'s> Scoped<'s> {
         lat: f64,
         when: chrono::DateTime<chrono::Utc>,
     ) -> Result<Vec<ParcelVersion>, ApiError> {
-        let mut found = self.store.at_point_on(lon, lat, when).await.map_err(|e| internal(&e))?;
+        let mut found = self.sources.store()?.at_point_on(lon, lat, when).await.map_err(|e| internal(&e))?;
         found.retain(|v| self.sees_version(v));
         Ok(found)
     }
@@ -428,7 +453,7 @@ impl<'s> Scoped<'s> {
             None if self.everything() => None,
             None => Some(self.scope_bounds()),
         };
-        let rows = self.store.valid_during(period, region, after, limit).await.map_err(|e| internal(&e))?;
+        let rows = self.sources.store()?.valid_during(period, region, after, limit).await.map_err(|e| internal(&e))?;
         let exhausted = rows.len() < limit;
         let last = rows.last().map(|v| v.id);
         let visible = rows.into_iter().filter(|v| self.sees_version(v)).collect();
@@ -458,14 +483,14 @@ impl<'s> Scoped<'s> {
             String::new(),
         );
         let key = this.as_ref().map_or(&nobody, |v| &v.parcel.key);
-        let all = self.store.history(key).await.map_err(|e| internal(&e))?;
+        let all = self.sources.store()?.history(key).await.map_err(|e| internal(&e))?;
         if this.is_none() {
             return Ok(None);
         }
         let versions: Vec<ParcelVersion> = all.into_iter().filter(|v| self.sees_version(v)).collect();
         let mut out = Vec::with_capacity(versions.len());
         for v in versions {
-            let successors = self.store.successors(v.id).await.map_err(|e| internal(&e))?;
+            let successors = self.sources.store()?.successors(v.id).await.map_err(|e| internal(&e))?;
             let came_from = self.visible_versions(&v.lineage).await?;
             let went_to = self.visible_versions(&successors).await?;
             out.push(PastVersion { version: v, came_from, went_to });
@@ -478,7 +503,7 @@ impl<'s> Scoped<'s> {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
-        let found = self.store.versions(ids).await.map_err(|e| internal(&e))?;
+        let found = self.sources.store()?.versions(ids).await.map_err(|e| internal(&e))?;
         Ok(found.iter().filter(|v| self.sees_version(v)).map(|v| v.id).collect())
     }
 

@@ -235,6 +235,77 @@ fn an_upload_imports_in_a_worker_process_and_is_served() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// The processes whose parent is `parent`, with their command lines.
+fn children_of(parent: u32) -> Vec<(u32, String)> {
+    std::fs::read_dir("/proc")
+        .expect("/proc")
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter_map(|pid| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            let ppid: u32 = stat.rsplit_once(") ")?.1.split(' ').nth(1)?.parse().ok()?;
+            let cmdline = std::fs::read_to_string(format!("/proc/{pid}/cmdline")).ok()?.replace('\0', " ");
+            (ppid == parent).then_some((pid, cmdline))
+        })
+        .collect()
+}
+
+/// Whether `pid` has ended (gone, or a zombie nobody has reaped yet).
+fn ended(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map_or(true, |stat| stat.rsplit_once(") ").is_some_and(|(_, rest)| rest.starts_with('Z')))
+}
+
+/// A server killed with SIGKILL in the middle of an import: its worker stops on its own (nobody
+/// would read its outcome; the batch rolls back), and the next server removes the job
+/// directories the dead one left.
+#[test]
+fn a_killed_servers_worker_stops_and_its_job_directory_is_swept() {
+    let dir = scratch_dir("killed-server");
+    let jobs = dir.join("jobs");
+    let first_commune = samples().join("20194.geojson");
+    let args = ["--samples".as_ref(), first_commune.as_os_str(), "--jobs-dir".as_ref(), jobs.as_os_str()];
+    let (mut server, _lines, address, key) = demo_server(&dir, &args);
+    let (status, body) = http_upload(&address, &key, "nhiều.geojson", &landdb_tests::http::many_parcels(5));
+    assert!(status.contains("202"), "{status}: {body}");
+    let started = std::time::Instant::now();
+    let worker = loop {
+        if let Some((pid, _)) = children_of(server.id()).into_iter().find(|(_, cmd)| cmd.contains("job-run")) {
+            break pid;
+        }
+        assert!(started.elapsed() < std::time::Duration::from_secs(20), "no worker started");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    let left = || std::fs::read_dir(&jobs).expect("jobs dir").count();
+    assert_eq!(left(), 1, "the server's job directories");
+    let killed = Command::new("kill").args(["-KILL", &server.id().to_string()]).status().expect("kill");
+    assert!(killed.success());
+    let _ = server.wait();
+    let started = std::time::Instant::now();
+    while !ended(worker) {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(5),
+            "the worker outlived its server: {}",
+            std::fs::read_to_string(format!("/proc/{worker}/stat")).unwrap_or_default()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert_eq!(left(), 1, "a killed server cannot clean up after itself");
+
+    let (mut next, _lines, address, key) = demo_server(&dir, &args);
+    // Serving (and so listening for SIGTERM) before it is asked to stop.
+    assert!(http_get(&address, "/ready", &key).0.contains("200"));
+    let directories: Vec<_> = std::fs::read_dir(&jobs).expect("jobs dir").map(|e| e.expect("entry").path()).collect();
+    assert_eq!(directories.len(), 1, "only the new server's: {directories:?}");
+    assert!(
+        directories[0].file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with(&format!("{}-", next.id()))),
+        "{directories:?}"
+    );
+    let stopped = Command::new("kill").args(["-TERM", &next.id().to_string()]).status().expect("kill");
+    assert!(stopped.success());
+    assert!(next.wait().expect("exits").success());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// Agencies and keys from the command line: a key printed alone on the last line (for scripts),
 /// listed without its secret, revoked; bad areas and unknown agencies refused by name.
 #[test]

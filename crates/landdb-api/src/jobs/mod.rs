@@ -351,6 +351,7 @@ impl Jobs {
             mode: upload.mode.name().to_owned(),
             area: target.area(),
             limits: self.inner.limits.worker,
+            server: std::process::id(),
         };
         let running = Arc::clone(&job);
         let inner = Arc::clone(&self.inner);

@@ -40,6 +40,8 @@ pub struct Assignment {
     /// The communes the upload may change (the agency's area); `None` for a national uploader.
     pub area: Option<Vec<String>>,
     pub limits: WorkerLimits,
+    /// The server's process id: the worker ends when its parent is no longer that process.
+    pub server: u32,
 }
 
 /// The limits a worker sets on itself at start (`setrlimit`), and the wall-clock limit the
@@ -289,31 +291,39 @@ fn seconds(n: u64) -> String {
     if n == 1 { "1 s".into() } else { format!("{n} s") }
 }
 
+/// A line for the server's log, on standard error. Never `eprintln!`: it panics when the server
+/// (which reads the pipe) is gone, and a worker must still reach its end then.
+macro_rules! note {
+    ($($arg:tt)*) => {{
+        let _ = writeln!(std::io::stderr(), "landdb job-run: {}", format_args!($($arg)*));
+    }};
+}
+
 /// `landdb job-run`: reads an [`Assignment`] from standard input, sets the limits on itself,
 /// imports, and writes [`Report`] lines to standard output. A failed import is an outcome (exit
 /// 0); anything else ends the process.
 pub fn main() -> ExitCode {
     let mut input = Vec::new();
     if let Err(e) = std::io::stdin().take(ASSIGNMENT_BYTES).read_to_end(&mut input) {
-        eprintln!("landdb job-run: cannot read the assignment: {e}");
+        note!("cannot read the assignment: {e}");
         return ExitCode::FAILURE;
     }
     let assignment: Assignment = match serde_json::from_slice(&input) {
         Ok(a) => a,
         Err(e) => {
-            eprintln!("landdb job-run: the assignment on standard input is not valid: {e}");
+            note!("the assignment on standard input is not valid: {e}");
             return ExitCode::FAILURE;
         }
     };
     if let Err(e) = limit_self(&assignment.limits) {
-        eprintln!("landdb job-run: cannot set the worker's limits: {e}");
+        note!("cannot set the worker's limits: {e}");
         return ExitCode::FAILURE;
     }
-    end_with_the_server();
+    end_with_the_server(assignment.server);
     let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("landdb job-run: cannot start the async runtime: {e}");
+            note!("cannot start the async runtime: {e}");
             return ExitCode::FAILURE;
         }
     };
@@ -326,18 +336,18 @@ pub fn main() -> ExitCode {
 }
 
 /// Ends this worker when the server that started it is gone (it was adopted by another
-/// process): nobody would read its outcome, and the next server removes its directory. The
-/// import's transaction rolls back with the connection.
-fn end_with_the_server() {
+/// process; the server names itself in the assignment, so a server killed before the worker
+/// looked is noticed too): nobody would read its outcome, and the next server removes its
+/// directory. The import's transaction rolls back with the connection.
+fn end_with_the_server(server: u32) {
     use std::os::unix::process::parent_id;
-    let server = parent_id();
     std::thread::spawn(move || {
         loop {
-            std::thread::sleep(Duration::from_millis(500));
             if parent_id() != server {
-                eprintln!("landdb job-run: the server that started this worker is gone; stopping");
+                note!("the server that started this worker is gone; stopping");
                 std::process::exit(3);
             }
+            std::thread::sleep(Duration::from_millis(500));
         }
     });
 }
@@ -370,7 +380,7 @@ async fn import(a: &Assignment) -> Result<Finished, Failure> {
         None => ReferenceData::embedded(),
     }
     .map_err(|e| {
-        eprintln!("landdb job-run: reference data: {e}");
+        note!("reference data: {e}");
         Failure::worker("the import worker could not load the reference data".into())
     })?;
     let url = landdb_store::DatabaseUrl::parse(&a.database).map_err(|e| store_failed(&e))?;
@@ -420,7 +430,7 @@ async fn import(a: &Assignment) -> Result<Finished, Failure> {
 /// try); anything else is named (a key conflict is the upload's business) without where the
 /// store lives.
 fn store_failure(e: &landdb_store::StoreError) -> Failure {
-    eprintln!("landdb job-run: store: {e}");
+    note!("store: {e}");
     if e.is_unavailable() {
         return Failure {
             error: "the store became unavailable during the import; nothing was imported (the batch was rolled \
