@@ -533,19 +533,20 @@ async fn two_workers_with_the_same_upload_import_it_once() {
             })
         })
         .collect();
-    let mut committed = 0;
-    let mut refused = Vec::new();
+    // Either both are loading when the first commits (the second is refused, naming the other
+    // job), or the second starts after it (and finds the batch): imported once either way.
+    let (mut committed, mut found, mut refused) = (0, 0, Vec::new());
     for run in runs {
         match run.await.expect("worker") {
-            Ok(finished) => {
-                assert!(!finished.already_imported, "both started before either committed");
-                committed += 1;
-            }
+            Ok(finished) if finished.already_imported => found += 1,
+            Ok(_) => committed += 1,
             Err(failure) => refused.push(failure),
         }
     }
     assert_eq!(committed, 1, "{refused:?}");
-    assert_eq!(refused.len(), 1);
-    assert_eq!(refused[0].cause, Cause::Input, "{refused:?}");
-    assert!(refused[0].error.contains("by another job, which committed it first"), "{refused:?}");
+    assert_eq!(found + refused.len(), 1, "{refused:?}");
+    for failure in &refused {
+        assert_eq!(failure.cause, Cause::Input, "{refused:?}");
+        assert!(failure.error.contains("by another job, which committed it first"), "{refused:?}");
+    }
 }
