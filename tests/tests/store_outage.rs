@@ -164,20 +164,12 @@ async fn a_database_lost_during_an_import_is_the_stores_failure() {
     assert_eq!(response.status().as_u16(), 202);
     let id = response.json::<Value>().await.expect("job")["id"].as_str().expect("id").to_owned();
     // Cut while the worker reads and loads.
-    let started = std::time::Instant::now();
-    loop {
-        let (_, job) = get(&format!("{}/jobs/{id}", s.base)).await;
-        assert_eq!(job["state"], "running", "the job ended before the cut: {job}");
-        if job["records_read"].as_u64().is_some_and(|n| n > 0) {
-            break;
-        }
-        assert!(started.elapsed() < Duration::from_secs(30), "{job}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    loading(&s, &id).await;
     proxy.stop();
     let job = finished(&s, &id).await;
     assert_eq!(job["state"], "failed", "{job}");
     assert_eq!(job["cause"], "store", "{job}");
+    assert_eq!(job["attempts"], 3, "tried again while the store stayed away: {job}");
     let error = job["error"].as_str().expect("error");
     assert!(error.contains("the store became unavailable during the import"), "{error}");
     assert!(!error.contains("cannot open") && !error.contains("nhiều thửa"), "not the file's fault: {error}");
@@ -190,6 +182,42 @@ async fn a_database_lost_during_an_import_is_the_stores_failure() {
     let id = response.json::<Value>().await.expect("job")["id"].as_str().expect("id").to_owned();
     let job = finished(&s, &id).await;
     assert_eq!(job["state"], "succeeded", "{job}");
+}
+
+/// The database away for a moment in the middle of an import: the job is tried again, and the
+/// upload imports once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_import_is_tried_again_when_the_database_comes_back() {
+    let proxy = Proxy::start().await;
+    let s = server_with(&[samples().join("20194.geojson")], Setup { store_port: Some(proxy.port), ..Setup::default() })
+        .await;
+    let form = reqwest::multipart::Form::new()
+        .part("file", reqwest::multipart::Part::bytes(landdb_tests::http::many_parcels(5)).file_name("lại.geojson"));
+    let response = client().post(format!("{}/jobs", s.base)).multipart(form).send().await.expect("post");
+    assert_eq!(response.status().as_u16(), 202);
+    let id = response.json::<Value>().await.expect("job")["id"].as_str().expect("id").to_owned();
+    loading(&s, &id).await;
+    proxy.stop();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    proxy.start_again().await;
+    let job = finished(&s, &id).await;
+    assert_eq!(job["state"], "succeeded", "{job}");
+    assert_eq!(job["attempts"], 2, "{job}");
+    assert_eq!(job["batch"]["already_imported"], false, "{job}");
+}
+
+/// Waits until job `id`'s worker has read records (and is loading them).
+async fn loading(s: &Server, id: &str) {
+    let started = std::time::Instant::now();
+    loop {
+        let (_, job) = get(&format!("{}/jobs/{id}", s.base)).await;
+        assert_eq!(job["state"], "running", "the job ended before the cut: {job}");
+        if job["records_read"].as_u64().is_some_and(|n| n > 0) {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(30), "{job}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 async fn finished(s: &Server, id: &str) -> Value {

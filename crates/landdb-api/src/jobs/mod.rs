@@ -38,6 +38,11 @@ use crate::scope::UploadStore;
 use crate::upload::{Received, UploadLimits};
 use worker::{Assignment, Cause, Finished, WorkerCommand, WorkerLimits};
 
+/// Workers a job may start when the store fails under it (the first try included), and the wait
+/// before the second (tripled before each next one).
+const STORE_ATTEMPTS: usize = 3;
+const STORE_RETRY_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum State {
@@ -60,6 +65,9 @@ pub struct Job {
     /// The upload's fingerprint (name, mode, content): the same upload twice at once is refused.
     fingerprint: [u8; 32],
     records_read: AtomicUsize,
+    /// Workers started for it: more than one when the store failed and the import was tried
+    /// again.
+    attempts: AtomicUsize,
     outcome: Mutex<Outcome>,
 }
 
@@ -113,6 +121,7 @@ impl Job {
             "submitted_at": self.submitted_at,
             "finished_at": o.finished_at,
             "records_read": self.records_read.load(Ordering::Relaxed),
+            "attempts": self.attempts.load(Ordering::Relaxed),
             "error": o.error,
             "cause": o.cause,
             "report": report,
@@ -319,6 +328,7 @@ impl Jobs {
             submitted_at: chrono::Utc::now(),
             fingerprint: upload.fingerprint,
             records_read: AtomicUsize::new(0),
+            attempts: AtomicUsize::new(0),
             outcome: Mutex::new(Outcome {
                 state: State::Queued,
                 error: None,
@@ -364,7 +374,22 @@ impl Jobs {
             let worker_job = Arc::clone(&running);
             let result = tokio::task::spawn_blocking(move || {
                 let progress = |n: usize| worker_job.records_read.store(n, Ordering::Relaxed);
-                let result = command.run(&assignment, &slot.dir, &progress);
+                // An import is one transaction, and an upload already committed is recognised by
+                // its content: after the store failed, trying again is safe.
+                let mut attempt = 1;
+                let result = loop {
+                    worker_job.attempts.store(attempt, Ordering::Relaxed);
+                    let result = command.run(&assignment, &slot.dir, &progress);
+                    match &result {
+                        Err(failure) if failure.cause == Cause::Store && attempt < STORE_ATTEMPTS => {
+                            let wait = STORE_RETRY_WAIT * 3u32.pow(u32::try_from(attempt - 1).unwrap_or(0));
+                            tracing::warn!(job = worker_job.id, attempt, error = %failure.error, ?wait, "the store failed during an import; trying again");
+                            std::thread::sleep(wait);
+                            attempt += 1;
+                        }
+                        _ => break result,
+                    }
+                };
                 drop(slot);
                 result
             })

@@ -332,16 +332,14 @@ mod tests {
         out
     }
 
-    /// A fresh folder with `upload.zip` holding `bytes`, and a scratch folder beside it.
-    fn upload(bytes: &[u8]) -> (PathBuf, PathBuf) {
-        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let dir = std::env::temp_dir().join(format!("landdb-archive-test-{}-{n}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("dir");
-        let path = dir.join("upload.zip");
+    /// A fresh folder (removed when dropped) with `upload.zip` holding `bytes`, and a scratch
+    /// folder beside it.
+    fn upload(bytes: &[u8]) -> (crate::TestDir, PathBuf, PathBuf) {
+        let dir = crate::TestDir::new("archive-test");
+        let path = dir.0.join("upload.zip");
         std::fs::write(&path, bytes).expect("write");
-        (path, dir.join("scratch"))
+        let scratch = dir.0.join("scratch");
+        (dir, path, scratch)
     }
 
     fn run(entries: &[Entry], limits: ArchiveLimits) -> Result<Vec<String>, String> {
@@ -349,7 +347,7 @@ mod tests {
     }
 
     fn run_bytes(bytes: &[u8], limits: ArchiveLimits) -> Result<Vec<String>, String> {
-        let (path, scratch) = upload(bytes);
+        let (_dir, path, scratch) = upload(bytes);
         let names = SourceNames::shown_as(vec![(path.clone(), "upload.zip".into())]);
         expand_with(std::slice::from_ref(&path), &scratch, &names, limits)
             .map(|files| files.iter().map(|f| names.shown(f)).collect())
@@ -404,7 +402,7 @@ mod tests {
 
     #[test]
     fn a_file_named_twice_is_read_once() {
-        let (path, scratch) = upload(&zip(&[file("a.geojson")]));
+        let (_dir, path, scratch) = upload(&zip(&[file("a.geojson")]));
         let folder = path.parent().expect("folder").to_owned();
         let loose = folder.join("b.geojson");
         std::fs::write(&loose, "{}").expect("write");
@@ -452,7 +450,7 @@ mod tests {
         /// on disk, every file listed once.
         #[test]
         fn any_archive_is_expanded_inside_its_folder_or_refused(entries in proptest::collection::vec(entry(), 0..8)) {
-            let (path, scratch) = upload(&zip(&entries));
+            let (_dir, path, scratch) = upload(&zip(&entries));
             let names = SourceNames::shown_as(vec![(path.clone(), "upload.zip".into())]);
             match expand(std::slice::from_ref(&path), &scratch, &names) {
                 Err(e) => {

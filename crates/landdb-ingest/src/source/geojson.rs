@@ -613,7 +613,7 @@ mod tests {
         /// collection that parses whole is read whole, every feature once and in order.
         #[test]
         fn any_text_is_read_whole_or_refused(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..400)) {
-            let file = write_bytes(&bytes);
+            let (_dir, file) = write_bytes(&bytes);
             let mut n = 0;
             match read::<SourceError>(&file, 3, &mut |chunk| { n += chunk.len(); Ok(()) }) {
                 Ok(c) => proptest::prop_assert_eq!(c.features as usize, n),
@@ -639,7 +639,8 @@ mod tests {
                 }
             }
             let mut numbers = Vec::new();
-            let result = read::<SourceError>(&write_bytes(&bytes), 2, &mut |chunk| {
+            let (_dir, file) = write_bytes(&bytes);
+            let result = read::<SourceError>(&file, 2, &mut |chunk| {
                 numbers.extend(chunk.iter().map(|r| r.feature));
                 Ok(())
             });
@@ -664,7 +665,8 @@ mod tests {
                 _ => format!("{whole}{tail}"),
             };
             let mut n = 0;
-            let result = read::<SourceError>(&write_bytes(text.as_bytes()), 2, &mut |chunk| { n += chunk.len(); Ok(()) });
+            let (_dir, file) = write_bytes(text.as_bytes());
+            let result = read::<SourceError>(&file, 2, &mut |chunk| { n += chunk.len(); Ok(()) });
             if text.trim_end_matches([' ', '\n', '\t', '\r']) == whole {
                 proptest::prop_assert!(result.is_ok(), "{:?}", result.err());
                 proptest::prop_assert_eq!(n, features);
@@ -674,16 +676,11 @@ mod tests {
         }
     }
 
-    fn write_bytes(bytes: &[u8]) -> std::path::PathBuf {
-        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "landdb-geojson-any-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-        ));
-        std::fs::create_dir_all(&dir).expect("temp dir");
-        let file = dir.join("any.geojson");
+    /// `bytes` in a file of a folder of its own, removed with the folder when dropped.
+    fn write_bytes(bytes: &[u8]) -> (crate::TestDir, std::path::PathBuf) {
+        let dir = crate::TestDir::new("geojson-any");
+        let file = dir.0.join("any.geojson");
         std::fs::write(&file, bytes).expect("write");
-        file
+        (dir, file)
     }
 }
