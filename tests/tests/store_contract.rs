@@ -398,14 +398,7 @@ async fn a_quota_is_one_count_for_every_process(store: AnyStore) {
     let other = AnyStore::open(&url_of(&store).await).await.expect("second handle");
     let now = chrono::Utc::now();
     let (day, _) = day_of(now);
-    let lease = |need: u64, want: u64| QuotaLease {
-        agency: "tax".to_owned(),
-        day,
-        since: day_start(now),
-        need,
-        want,
-        limit: 1_000,
-    };
+    let lease = |need: u64, want: u64| QuotaLease::today("tax", now, need, want, 1_000);
     let mut running = tokio::task::JoinSet::new();
     for i in 0..40u64 {
         let handle = if i % 2 == 0 { store.clone() } else { other.clone() };

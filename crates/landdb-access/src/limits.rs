@@ -94,6 +94,12 @@ pub struct Leased {
 }
 
 impl QuotaLease {
+    /// A lease of `agency`'s quota `limit` for the Vietnamese day of `now`: at least `need`,
+    /// at most `want`.
+    pub fn today(agency: &str, now: DateTime<Utc>, need: u64, want: u64, limit: u64) -> QuotaLease {
+        QuotaLease { agency: agency.to_owned(), day: day_of(now).0, since: day_start(now), need, want, limit }
+    }
+
     /// What a count at `taken` grants: as much as wanted, as far as the quota goes, or nothing
     /// when less than what is needed is left. The store applies it under its lock.
     pub fn grant(&self, taken: u64) -> Leased {

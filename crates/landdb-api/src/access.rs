@@ -20,7 +20,7 @@ use axum::http::request::Parts;
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::Utc;
-use landdb_access::limits::{DailyQuota, QuotaLease, RateLimiter, Shortfall, day_of, day_start, lease_size};
+use landdb_access::limits::{DailyQuota, QuotaLease, RateLimiter, Shortfall, day_of, lease_size};
 use landdb_access::{Agency, AuditEvent, KeyRecord, Operation, Role, Scope};
 use landdb_engine::Parcel;
 use landdb_model::ReferenceData;
@@ -269,18 +269,11 @@ impl Quotas {
                 Ok(()) => return Ok(()),
                 Err(short) => short,
             };
-            let (day, until_tomorrow) = day_of(now);
-            let lease = QuotaLease {
-                agency: agency.to_owned(),
-                day,
-                since: day_start(now),
-                need: short.by,
-                want: lease_size(short.by, limit),
-                limit,
-            };
+            let lease = QuotaLease::today(agency, now, short.by, lease_size(short.by, limit), limit);
             let leased = self.store.lease_quota(&lease).await.map_err(Refusal::Store)?;
-            self.held.hold(agency, day, leased);
+            self.held.hold(agency, lease.day, leased);
             if leased.granted == 0 {
+                let (_, until_tomorrow) = day_of(now);
                 let left = self.held.remaining(agency, limit, now).unwrap_or(0);
                 return Err(Refusal::Short(Shortfall { left, until_tomorrow }));
             }
@@ -331,12 +324,10 @@ impl Gate {
         // What each agency with a quota has left today, as the store counts it (a restart does
         // not reset a quota): pages are cut to it.
         let now = Utc::now();
-        let (day, _) = day_of(now);
         for agency in store.agencies().await? {
             if let Some(limit) = agency.policy.limits.features_per_day {
-                let ask =
-                    QuotaLease { agency: agency.name.clone(), day, since: day_start(now), need: 0, want: 0, limit };
-                gate.quota.held.hold(&agency.name, day, store.lease_quota(&ask).await?);
+                let ask = QuotaLease::today(&agency.name, now, 0, 0, limit);
+                gate.quota.held.hold(&agency.name, ask.day, store.lease_quota(&ask).await?);
             }
         }
         Ok(gate)
