@@ -54,6 +54,7 @@ fn event(i: i64) -> AuditEvent {
         parcels: 2,
         personal: if i % 3 == 0 { vec![100 + i] } else { Vec::new() },
         versions: vec![200 + i, 100 + i],
+        communes: vec![30_000 + (i % 3) as u32],
     }
 }
 
@@ -126,7 +127,8 @@ async fn postgis_every_column_of_the_audit_tables_is_checked() {
     fill(&store).await;
     assert_eq!(verify(&store).await.expect("intact").entries, 9);
     db.run("ALTER TABLE audit_block DISABLE TRIGGER audit_block_append_only").await;
-    // The middle block (entries 4–6: agencies tax and police; versions 104, 105, 106, 204…).
+    // The middle block (entries 4–6: agencies tax and police; versions 104, 105, 106, 204…;
+    // communes 30000, 30001, 30002).
     let edits = [
         ("UPDATE audit_block SET last_seq = 5 WHERE last_seq = 6", "column last_seq"),
         ("UPDATE audit_block SET first_seq = 5 WHERE last_seq = 6", "column first_seq"),
@@ -135,8 +137,11 @@ async fn postgis_every_column_of_the_audit_tables_is_checked() {
         ("UPDATE audit_block SET agencies = array_remove(agencies, 'police') WHERE last_seq = 6", "column agencies"),
         ("UPDATE audit_block SET agencies = agencies || '{spy}' WHERE last_seq = 6", "column agencies"),
         // Emptying the index hides "who saw parcel 105" without touching a hash.
-        ("UPDATE audit_block SET disclosed = '{}' WHERE last_seq = 6", "column disclosed"),
-        ("UPDATE audit_block SET disclosed = array_remove(disclosed, 205) WHERE last_seq = 6", "column disclosed"),
+        ("UPDATE audit_block SET communes = '{}' WHERE last_seq = 6", "column communes"),
+        ("UPDATE audit_block SET communes = array_remove(communes, 30002) WHERE last_seq = 6", "column communes"),
+        ("UPDATE audit_block SET communes = communes || 40000 WHERE last_seq = 6", "column communes"),
+        // The versions' index is for entries of the older forms only: none are listed here.
+        ("UPDATE audit_block SET disclosed = '{205}' WHERE last_seq = 6", "column disclosed"),
         (
             "UPDATE audit_block SET entries = replace(entries, '\"limit=5\"', '\"limit=50\"') WHERE last_seq = 6",
             "audit entry 5",
@@ -147,11 +152,24 @@ async fn postgis_every_column_of_the_audit_tables_is_checked() {
         ("DELETE FROM audit_head", "head is missing"),
     ];
     each_edit_is_found(&store, &db, &["audit_block", "audit_head"], &edits).await;
-    // "Who received parcel 205" is answered from the GIN index: the agency of entry 5.
-    let q = AuditQuery { received: Some(vec![205]), limit: 10, ..AuditQuery::default() };
-    let who: Vec<(i64, String)> =
-        store.audit_entries(&q).await.expect("entries").iter().map(|e| (e.seq, e.event.agency.to_string())).collect();
-    assert_eq!(who, vec![(5, "police".to_owned())]);
+    // "Who received parcel 205" is answered from the blocks of its commune (30002), or from
+    // every block when the commune is not known; a block of other communes is not read.
+    for communes in [Some(vec![30_002]), None] {
+        let q = AuditQuery { received: Some(vec![205]), communes, limit: 10, ..AuditQuery::default() };
+        let who: Vec<(i64, String)> = store
+            .audit_entries(&q)
+            .await
+            .expect("entries")
+            .iter()
+            .map(|e| (e.seq, e.event.agency.to_string()))
+            .collect();
+        assert_eq!(who, vec![(5, "police".to_owned())]);
+    }
+    db.run("UPDATE audit_block SET communes = '{30000}' WHERE last_seq = 6").await;
+    let q = AuditQuery { received: Some(vec![205]), communes: Some(vec![30_002]), limit: 10, ..AuditQuery::default() };
+    assert!(store.audit_entries(&q).await.expect("entries").is_empty(), "the commune index is what is read");
+    db.run("UPDATE audit_block SET communes = '{30000,30001,30002}' WHERE last_seq = 6").await;
+    assert_eq!(verify(&store).await.expect("put back").entries, 9);
     anchored(&store, &db).await;
 }
 
@@ -180,6 +198,8 @@ async fn embedded_every_column_of_the_audit_tables_is_checked() {
         ("UPDATE audit_entry SET personal = '[105]' WHERE seq = 5", "audit entry 5"),
         ("UPDATE audit_entry SET versions = '[]' WHERE seq = 5", "audit entry 5"),
         ("UPDATE audit_entry SET versions = NULL WHERE seq = 5", "audit entry 5"),
+        ("UPDATE audit_entry SET communes = '[30000]' WHERE seq = 5", "audit entry 5"),
+        ("UPDATE audit_entry SET communes = NULL WHERE seq = 5", "audit entry 5"),
         ("UPDATE audit_entry SET prev_hash = hash WHERE seq = 5", "audit entry 5"),
         ("UPDATE audit_entry SET hash = prev_hash WHERE seq = 5", "audit entry 5: its content does not match"),
         ("UPDATE audit_disclosure SET version_id = 999 WHERE seq = 5 AND version_id = 205", "audit_disclosure"),
@@ -227,16 +247,16 @@ async fn anchored(store: &AnyStore, db: &Db) {
         landdb_access::audit::write_line(10, &forged.event, &all[8].hash, &mut line);
         let line = String::from_utf8(line).expect("utf-8");
         db.run(&format!(
-            "INSERT INTO audit_block VALUES (10, 10, to_timestamp(1760000010), to_timestamp(1760000010), '{{tax}}', \
-             '{{110,210}}', '{}')",
+            "INSERT INTO audit_block (last_seq, first_seq, min_at, max_at, agencies, disclosed, communes, entries) \
+             VALUES (10, 10, to_timestamp(1760000010), to_timestamp(1760000010), '{{tax}}', '{{}}', '{{30001}}', '{}')",
             line.trim_end().replace('\'', "''")
         ))
         .await;
     } else {
         db.run(&format!(
             "INSERT INTO audit_entry (seq, at, agency, key_id, method, endpoint, params, purpose, status, parcels, \
-             personal, versions, prev_hash, hash) SELECT 10, '{}', 'tax', key_id, method, endpoint, 'limit=10', \
-             purpose, status, parcels, '[]', '[110,210]', '{}', '{}' FROM audit_entry WHERE seq = 9; \
+             personal, versions, communes, prev_hash, hash) SELECT 10, '{}', 'tax', key_id, method, endpoint, \
+             'limit=10', purpose, status, parcels, '[]', '[110,210]', '[30001]', '{}', '{}' FROM audit_entry WHERE seq = 9; \
              INSERT INTO audit_disclosure VALUES (110, 10), (210, 10)",
             forged.event.at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
             all[8].hash,
@@ -292,11 +312,10 @@ async fn anchored(store: &AnyStore, db: &Db) {
             prev = landdb_access::audit::write_line(e.seq, &e.event, &prev, &mut lines);
         }
         let text = String::from_utf8(lines).expect("utf-8");
-        let disclosed: Vec<String> = all.iter().flat_map(|e| e.event.received()).map(|v| v.to_string()).collect();
         db.run(&format!(
-            "DELETE FROM audit_block; INSERT INTO audit_block VALUES (9, 1, to_timestamp(1760000001), \
-             to_timestamp(1760000009), '{{tax,police}}', '{{{}}}', '{}')",
-            disclosed.join(","),
+            "DELETE FROM audit_block; INSERT INTO audit_block (last_seq, first_seq, min_at, max_at, agencies, \
+             disclosed, communes, entries) VALUES (9, 1, to_timestamp(1760000001), to_timestamp(1760000009), \
+             '{{tax,police}}', '{{}}', '{{30000,30001,30002}}', '{}')",
             text.trim_end().replace('\'', "''")
         ))
         .await;

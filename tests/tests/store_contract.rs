@@ -544,8 +544,9 @@ async fn agencies_keys_and_the_audit_chain_are_kept(store: AnyStore) {
         purpose: "Luật Quản lý thuế 2019".into(),
         status: 200,
         parcels: i,
+        communes: if personal.is_empty() { Vec::new() } else { vec![20_281] },
+        versions: personal.clone(),
         personal,
-        versions: Vec::new(),
     };
     store.append_audit(&[event(1, vec![]), event(2, vec![7, 8])]).await.expect("first batch");
     // A version named twice in one entry (the disclosure index takes it once).
@@ -560,6 +561,12 @@ async fn agencies_keys_and_the_audit_chain_are_kept(store: AnyStore) {
         .await
         .expect("entries");
     assert_eq!(saw_8.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![2, 3]);
+    // Through the communes of what was disclosed (the PostGIS block index), exactly.
+    for (communes, seqs) in [(vec![20_281], vec![2, 3]), (vec![20_282], vec![])] {
+        let q = AuditQuery { received: Some(vec![8]), communes: Some(communes), limit: 100, ..AuditQuery::default() };
+        let found: Vec<i64> = store.audit_entries(&q).await.expect("entries").iter().map(|e| e.seq).collect();
+        assert_eq!(found, seqs);
+    }
     let tax = store
         .audit_entries(&AuditQuery {
             agency: Some("tax-danang".into()),
@@ -619,6 +626,7 @@ async fn postgis_audit_entries_written_one_a_row_move_into_blocks() {
         parcels: u64::try_from(i).expect("positive"),
         personal,
         versions: Vec::new(),
+        communes: Vec::new(),
     };
     // Written as the writer of that schema did: a row an entry, a row a disclosure.
     let mut prev = landdb_access::audit::GENESIS.to_owned();

@@ -258,6 +258,7 @@ mod tests {
                     parcels: 1,
                     personal: Vec::new(),
                     versions: vec![i],
+                    communes: Vec::new(),
                 };
                 let e = event.chain(i, &prev);
                 prev.clone_from(&e.hash);

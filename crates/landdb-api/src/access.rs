@@ -472,7 +472,7 @@ impl RequestLine {
         status: StatusCode,
         disclosed: Disclosure,
     ) -> AuditEvent {
-        let (parcels, personal, versions) = disclosed.into_parts();
+        let (parcels, personal, versions, communes) = disclosed.into_parts();
         AuditEvent {
             at: AuditEvent::new_at(now),
             agency: Arc::clone(&caller.on_record.agency),
@@ -485,6 +485,7 @@ impl RequestLine {
             parcels,
             personal,
             versions,
+            communes,
         }
     }
 }

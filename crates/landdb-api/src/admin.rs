@@ -11,7 +11,7 @@ use axum::response::Response;
 use chrono::{DateTime, Utc};
 use landdb_access::{Agency, Broken, KeyRecord, NewKey, Verified};
 use landdb_model::ReferenceData;
-use landdb_store::{AccessStore, AnyStore, AuditQuery, StoreError};
+use landdb_store::{AccessStore, AnyStore, AskedParcel, AuditQuery, StoreError};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -218,15 +218,23 @@ pub async fn audit(
     };
     // `parcel`: every agency that received any version of the parcel; with `personal=true`, only
     // those that received its personal data.
-    let versions = match params.get("parcel") {
+    let asked = match params.get("parcel") {
         None => None,
-        Some(raw) => Some(versions_of_parcel(app.sources.operator_store(&access)?, raw).await?),
+        Some(raw) => {
+            let id = raw
+                .parse::<i64>()
+                .map_err(|_| ApiError::bad_parameter(format!("parcel={raw}: give a parcel version ID")))?;
+            let store = app.sources.operator_store(&access)?;
+            Some(AskedParcel::of(store, id).await.map_err(|e| ApiError::store(&e))?)
+        }
     };
     let personal_only = match params.get("personal") {
         None | Some("false") => false,
         Some("true") => true,
         Some(other) => return Err(ApiError::bad_parameter(format!("personal={other}: give true or false"))),
     };
+    let communes = asked.as_ref().and_then(|a| a.communes.clone());
+    let versions = asked.map(|a| a.versions);
     let (disclosed, received) = if personal_only { (versions, None) } else { (None, versions) };
     let query = AuditQuery {
         agency: params.get("agency").map(str::to_owned),
@@ -234,24 +242,13 @@ pub async fn audit(
         until: time("until")?,
         disclosed,
         received,
+        communes,
         after: number("after", 0)?,
         limit: number("limit", 1000)?.clamp(1, 10_000),
     };
     let entries = app.sources.operator_store(&access)?.audit_entries(&query).await.map_err(|e| ApiError::store(&e))?;
     let parcels: u64 = entries.iter().map(|e| e.event.parcels).sum();
     Ok(ok(StatusCode::OK, json!({ "entries": entries, "numberReturned": entries.len(), "parcels": parcels })))
-}
-
-/// Every version of the parcel that `raw` (a version ID) is a version of.
-pub async fn versions_of_parcel(store: &AnyStore, raw: &str) -> Result<Vec<i64>, ApiError> {
-    use landdb_store::ParcelStore;
-    let id =
-        raw.parse::<i64>().map_err(|_| ApiError::bad_parameter(format!("parcel={raw}: give a parcel version ID")))?;
-    let Some(v) = store.version(landdb_model::VersionId(id)).await.map_err(|e| ApiError::store(&e))? else {
-        return Ok(vec![id]);
-    };
-    let all = store.history(&v.parcel.key).await.map_err(|e| ApiError::store(&e))?;
-    Ok(all.iter().map(|v| v.id.0).collect())
 }
 
 pub async fn verify_audit(State(app): State<Arc<AppState>>, access: Access) -> Result<Response, ApiError> {

@@ -9,7 +9,7 @@ use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use axum::response::Response;
 use landdb_engine::{Parcel, ParcelRecord, Snapshot};
-use landdb_model::{CommuneCode, NationalParcelId, VersionId};
+use landdb_model::{CommuneCode, NationalParcelId, ParcelVersion, VersionId};
 use landdb_store::Period;
 use serde_json::json;
 
@@ -966,8 +966,8 @@ pub async fn history(
     let Some(first) = versions.first() else { return Err(missing()) };
     let key = first.version.parcel.key.clone();
     let base = &call.base;
-    let ids: Vec<VersionId> = versions.iter().map(|v| v.version.id).collect();
-    let disclosed = scoped.release_versions(&ids).await?;
+    let released: Vec<&ParcelVersion> = versions.iter().map(|v| &v.version).collect();
+    let disclosed = scoped.release_versions(&released).await?;
     let entries: Vec<serde_json::Value> = versions
         .iter()
         .map(|past| {

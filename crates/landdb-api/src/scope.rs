@@ -532,12 +532,16 @@ impl<'s> Scoped<'s> {
     }
 
     /// Hands over versions of the history (their numbers, times and areas; no personal data).
-    pub async fn release_versions(&self, versions: &[VersionId]) -> Result<Disclosure, ApiError> {
+    pub async fn release_versions(&self, versions: &[&ParcelVersion]) -> Result<Disclosure, ApiError> {
         self.access.take(versions.len() as u64, false).await?;
+        let mut communes: Vec<u32> = versions.iter().map(|v| v.parcel.key.commune.number()).collect();
+        communes.sort_unstable();
+        communes.dedup();
         Ok(Disclosure {
             parcels: versions.len() as u64,
             personal: Vec::new(),
-            versions: versions.iter().map(|v| v.0).collect(),
+            versions: versions.iter().map(|v| v.id.0).collect(),
+            communes,
         })
     }
 }
@@ -601,6 +605,8 @@ pub struct Disclosure {
     personal: Vec<i64>,
     /// Every version the answer held.
     versions: Vec<i64>,
+    /// The communes of those versions (by number), each once: what the audit log is indexed by.
+    communes: Vec<u32>,
 }
 
 impl Disclosure {
@@ -615,6 +621,11 @@ impl Disclosure {
     fn add(&mut self, p: &Parcel<'_>, personal_fields: bool) {
         self.parcels += 1;
         self.versions.push(p.version().0);
+        // An answer's parcels come in runs of one commune: each run once, made unique at the end.
+        let commune = p.commune().number();
+        if self.communes.last() != Some(&commune) {
+            self.communes.push(commune);
+        }
         if personal_fields && let Some(v) = Disclosure::personal_of(p) {
             self.personal.push(v);
         }
@@ -638,8 +649,12 @@ impl Disclosure {
         &self.versions
     }
 
-    pub(crate) fn into_parts(self) -> (u64, Vec<i64>, Vec<i64>) {
-        (self.parcels, self.personal, self.versions)
+    pub(crate) fn into_parts(mut self) -> (u64, Vec<i64>, Vec<i64>, Vec<u32>) {
+        if self.communes.len() > 1 {
+            self.communes.sort_unstable();
+            self.communes.dedup();
+        }
+        (self.parcels, self.personal, self.versions, self.communes)
     }
 
     pub fn on(self, mut response: axum::response::Response) -> axum::response::Response {

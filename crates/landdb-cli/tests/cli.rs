@@ -620,6 +620,7 @@ fn audit_checkpoints_from_the_command_line() {
         parcels: 1,
         personal: Vec::new(),
         versions: vec![1000 + i],
+        communes: vec![20_281],
     };
     let append = |range: std::ops::RangeInclusive<i64>| {
         runtime.block_on(async {

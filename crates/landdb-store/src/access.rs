@@ -9,6 +9,7 @@
 use std::future::Future;
 
 use chrono::{DateTime, NaiveDate, Utc};
+use landdb_access::audit::Form;
 use landdb_access::limits::{Leased, QuotaLease};
 use landdb_access::{Agency, AuditEntry, AuditEvent, Broken, KeyRecord, Verified};
 
@@ -25,6 +26,11 @@ pub struct AuditQuery {
     /// Only entries that disclosed one of these versions, personal data or not: every agency
     /// that received the parcel.
     pub received: Option<Vec<i64>>,
+    /// Only entries that disclosed a parcel of one of these communes (entries of the older
+    /// forms, which did not list communes, are not ruled out by it). Asked with the commune of
+    /// the versions above ([`AskedParcel`]), it changes no answer and lets the PostGIS store
+    /// read only the blocks of that commune.
+    pub communes: Option<Vec<u32>>,
     /// Entries after this sequence number (paging).
     pub after: i64,
     pub limit: i64,
@@ -40,6 +46,30 @@ impl AuditQuery {
             && self.until.is_none_or(|t| e.event.at < t)
             && self.disclosed.as_ref().is_none_or(|vs| e.event.personal.iter().any(|v| vs.contains(v)))
             && self.received.as_ref().is_none_or(|vs| e.event.received().any(|v| vs.contains(&v)))
+            && self
+                .communes
+                .as_ref()
+                .is_none_or(|cs| e.form < Form::ByCommune || e.event.communes.iter().any(|c| cs.contains(c)))
+    }
+}
+
+/// A parcel as a question of the audit log names it: every version of its natural key, and the
+/// commune of that key (what blocks of entries are indexed by).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AskedParcel {
+    pub versions: Vec<i64>,
+    pub communes: Option<Vec<u32>>,
+}
+
+impl AskedParcel {
+    /// The parcel that `version` is a version of. A version the store no longer holds is asked
+    /// for alone: the entries naming it are still on record, found without the commune index.
+    pub async fn of(store: &impl crate::ParcelStore, version: i64) -> Result<AskedParcel> {
+        let Some(v) = store.version(landdb_model::VersionId(version)).await? else {
+            return Ok(AskedParcel { versions: vec![version], communes: None });
+        };
+        let versions = store.history(&v.parcel.key).await?.iter().map(|v| v.id.0).collect();
+        Ok(AskedParcel { versions, communes: Some(vec![v.parcel.key.commune.number()]) })
     }
 }
 
@@ -95,14 +125,21 @@ pub(crate) fn personal_text(event: &AuditEvent) -> std::borrow::Cow<'static, str
 }
 
 /// Every version an entry disclosed, as the embedded store keeps it: a JSON array, sorted; `None`
-/// for an entry of the older form, which did not list them.
+/// for an entry of the oldest form, which did not list them.
 pub(crate) fn versions_text(entry: &AuditEntry) -> Option<String> {
-    match entry.form {
-        landdb_access::audit::Form::PersonalOnly => None,
-        landdb_access::audit::Form::EveryVersion => {
-            Some(serde_json::to_string(&entry.event.versions).unwrap_or_else(|_| "[]".to_owned()))
-        }
-    }
+    (entry.form >= Form::EveryVersion)
+        .then(|| serde_json::to_string(&entry.event.versions).unwrap_or_else(|_| "[]".to_owned()))
+}
+
+/// The communes of what an entry disclosed, as the embedded store keeps them: a JSON array,
+/// sorted; `None` for an entry of an older form, which did not list them.
+pub(crate) fn communes_text(entry: &AuditEntry) -> Option<String> {
+    (entry.form >= Form::ByCommune)
+        .then(|| serde_json::to_string(&entry.event.communes).unwrap_or_else(|_| "[]".to_owned()))
+}
+
+pub(crate) fn communes_from(raw: &str) -> Result<Vec<u32>> {
+    serde_json::from_str(raw).map_err(|e| crate::StoreError::Corrupt(format!("audit commune list {raw:?}: {e}")))
 }
 
 pub(crate) fn personal_from(raw: &str) -> Result<Vec<i64>> {

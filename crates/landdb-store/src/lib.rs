@@ -26,7 +26,7 @@ use landdb_model::{
 };
 use serde::{Deserialize, Serialize};
 
-pub use access::{AccessStore, AuditQuery};
+pub use access::{AccessStore, AskedParcel, AuditQuery};
 pub use any::{AnyBatch, AnyStore, AnyWaiter};
 pub use database_url::DatabaseUrl;
 pub use error::{Result, StoreError};

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use chrono::{DateTime, Utc};
 use landdb_access::{Agency, Area, Limits, Operation, Policy, Role};
 use landdb_api::admin;
-use landdb_store::{AccessStore, AnyStore, AuditQuery};
+use landdb_store::{AccessStore, AnyStore, AskedParcel, AuditQuery};
 
 #[derive(Debug, clap::Subcommand)]
 pub enum AgencyCommand {
@@ -233,8 +233,19 @@ pub async fn audit(context: &crate::Context, command: AuditCommand) -> anyhow::R
             }
         }
         AuditCommand::Show { agency, since, until, parcel: Some(parcel), limit } => {
-            let received = Some(versions_of_parcel(&store, &parcel).await?);
-            let query = AuditQuery { agency, since, until, received, after: 0, limit, ..AuditQuery::default() };
+            let id =
+                parcel.parse::<i64>().map_err(|_| anyhow::anyhow!("--parcel {parcel}: give a parcel version ID"))?;
+            let asked = AskedParcel::of(&store, id).await?;
+            let query = AuditQuery {
+                agency,
+                since,
+                until,
+                received: Some(asked.versions),
+                communes: asked.communes,
+                after: 0,
+                limit,
+                ..AuditQuery::default()
+            };
             for e in store.audit_entries(&query).await? {
                 let personal =
                     query.received.as_ref().is_some_and(|vs| e.event.personal.iter().any(|v| vs.contains(v)));
@@ -297,15 +308,4 @@ async fn verify(store: &AnyStore, checkpoints: Option<(PathBuf, String)>) -> any
     };
     println!("audit log intact: {} entries, head {}{witnessed}", verified.entries, verified.head);
     Ok(())
-}
-
-/// Every version of the parcel that `raw` (a version ID) is a version of.
-async fn versions_of_parcel(store: &AnyStore, raw: &str) -> anyhow::Result<Vec<i64>> {
-    use landdb_store::ParcelStore;
-    let id = raw.parse::<i64>().map_err(|_| anyhow::anyhow!("--parcel {raw}: give a parcel version ID"))?;
-    let Some(v) = store.version(landdb_model::VersionId(id)).await? else {
-        // Not (or no longer) in the store: the entries naming that version are still on record.
-        return Ok(vec![id]);
-    };
-    Ok(store.history(&v.parcel.key).await?.iter().map(|v| v.id.0).collect())
 }

@@ -129,7 +129,9 @@ impl AccessStore for PgStore {
         let first_seq = seq + 1;
         let mut lines = Vec::with_capacity(events.len() * 320);
         let mut agencies: Vec<&str> = Vec::new();
-        let mut disclosed: Vec<i64> = Vec::new();
+        // The block's index of who received what: the communes of what its entries disclosed
+        // (see migrations/postgres/0009_audit_by_commune.sql); `disclosed` stays empty.
+        let mut communes: Vec<i32> = Vec::new();
         let (mut min_at, mut max_at) = (first.at, last.at);
         for e in events {
             seq += 1;
@@ -137,23 +139,23 @@ impl AccessStore for PgStore {
             if !agencies.contains(&&*e.agency) {
                 agencies.push(&e.agency);
             }
-            disclosed.extend(e.received());
+            communes.extend(e.communes.iter().map(|&c| i32::try_from(c).unwrap_or(i32::MAX)));
             (min_at, max_at) = (min_at.min(e.at), max_at.max(e.at));
         }
         lines.pop(); // the last line's newline
-        disclosed.sort_unstable();
-        disclosed.dedup();
+        communes.sort_unstable();
+        communes.dedup();
         let entries = String::from_utf8(lines).map_err(|e| StoreError::Corrupt(format!("an audit line: {e}")))?;
         sqlx::query(
-            "INSERT INTO audit_block (last_seq, first_seq, min_at, max_at, agencies, disclosed, entries)
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            "INSERT INTO audit_block (last_seq, first_seq, min_at, max_at, agencies, disclosed, communes, entries)
+             VALUES ($1, $2, $3, $4, $5, '{}', $6, $7)",
         )
         .bind(seq)
         .bind(first_seq)
         .bind(min_at)
         .bind(max_at)
         .bind(&agencies)
-        .bind(&disclosed)
+        .bind(&communes)
         .bind(&entries)
         .execute(&mut *tx)
         .await?;
@@ -170,20 +172,26 @@ impl AccessStore for PgStore {
 
     async fn audit_entries(&self, q: &AuditQuery) -> Result<Vec<AuditEntry>> {
         // The blocks that may hold matching entries, in order; their entries are then read and
-        // picked until the page is full.
+        // picked until the page is full. A question about versions reads the blocks of older
+        // forms that list one of them and the newer blocks of their communes (every block that
+        // lists no version, when the communes are not known).
+        let versions = q.disclosed.as_ref().or(q.received.as_ref());
+        let communes: Option<Vec<i32>> =
+            q.communes.as_ref().map(|cs| cs.iter().map(|&c| i32::try_from(c).unwrap_or(i32::MAX)).collect());
         let mut blocks = sqlx::query(
             "SELECT entries FROM audit_block
              WHERE last_seq > $1 AND ($2::text IS NULL OR $2 = ANY (agencies))
                AND ($3::timestamptz IS NULL OR max_at >= $3) AND ($4::timestamptz IS NULL OR min_at < $4)
-               AND ($5::bigint[] IS NULL OR disclosed && $5) AND ($6::bigint[] IS NULL OR disclosed && $6)
+               AND ($5::bigint[] IS NULL OR disclosed && $5
+                    OR ($6::integer[] IS NULL AND disclosed = '{}') OR communes && $6)
              ORDER BY last_seq",
         )
         .bind(q.after)
         .bind(&q.agency)
         .bind(q.since)
         .bind(q.until)
-        .bind(&q.disclosed)
-        .bind(&q.received)
+        .bind(versions)
+        .bind(&communes)
         .fetch(&self.pool);
         let mut page = Vec::new();
         while let Some(block) = blocks.try_next().await? {
@@ -212,7 +220,7 @@ impl AccessStore for PgStore {
         let mut chain = Chain::default();
         // Every block of the table, whatever the head says: rows added after it are found.
         let mut blocks = sqlx::query(
-            "SELECT last_seq, first_seq, min_at, max_at, agencies, disclosed, entries FROM audit_block ORDER BY last_seq",
+            "SELECT last_seq, first_seq, min_at, max_at, agencies, disclosed, communes, entries FROM audit_block ORDER BY last_seq",
         )
         .fetch(&mut *tx);
         while let Some(block) = blocks.try_next().await? {
@@ -237,6 +245,12 @@ impl AccessStore for PgStore {
                 max_at: block.try_get("max_at")?,
                 agencies: block.try_get::<Vec<String>, _>("agencies")?.into_iter().collect(),
                 disclosed: block.try_get::<Vec<i64>, _>("disclosed")?.into_iter().collect(),
+                // A negative number is no commune: kept as one that no entry names, so it is found.
+                communes: block
+                    .try_get::<Vec<i32>, _>("communes")?
+                    .into_iter()
+                    .map(|c| u32::try_from(c).unwrap_or(u32::MAX))
+                    .collect(),
             };
             if let Err(broken) = stored.check(&entries) {
                 return Ok(Err(broken));

@@ -36,6 +36,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (6, "every version disclosed", include_str!("../../../../migrations/postgres/0006_every_version_disclosed.sql")),
     (7, "quota days", include_str!("../../../../migrations/postgres/0007_quota_days.sql")),
     (8, "audit index pending list", include_str!("../../../../migrations/postgres/0008_audit_index_pending_list.sql")),
+    (9, "audit by commune", include_str!("../../../../migrations/postgres/0009_audit_by_commune.sql")),
 ];
 
 const VERSION_COLUMNS: &str = "v.id, v.national_id, v.commune_code, v.sheet, v.parcel_no, v.commune_code_received, \

@@ -11,7 +11,10 @@ use sqlx::sqlite::SqliteRow;
 
 use super::{SqliteStore, parse_timestamp, timestamp};
 use crate::Result;
-use crate::access::{AccessStore, AuditQuery, personal_from, personal_text, policy_from, role_from, versions_text};
+use crate::access::{
+    AccessStore, AuditQuery, communes_from, communes_text, personal_from, personal_text, policy_from, role_from,
+    versions_text,
+};
 
 const BUMP: &str = "UPDATE access_generation SET generation = generation + 1 WHERE id = 1";
 
@@ -31,11 +34,14 @@ fn key_from_row(r: &SqliteRow) -> Result<KeyRecord> {
 }
 
 fn entry_from_row(r: &SqliteRow) -> Result<AuditEntry> {
-    // No list of versions: an entry written before they were listed (migration 4).
-    let (versions, form) = match r.try_get::<Option<&str>, _>("versions")? {
-        Some(raw) => (personal_from(raw)?, Form::EveryVersion),
-        None => (Vec::new(), Form::PersonalOnly),
-    };
+    // No list of versions: an entry written before they were listed (migration 4); no list of
+    // communes: before those were (migration 6).
+    let (versions, communes, form) =
+        match (r.try_get::<Option<&str>, _>("versions")?, r.try_get::<Option<&str>, _>("communes")?) {
+            (Some(v), Some(c)) => (personal_from(v)?, communes_from(c)?, Form::ByCommune),
+            (Some(v), None) => (personal_from(v)?, Vec::new(), Form::EveryVersion),
+            (None, _) => (Vec::new(), Vec::new(), Form::PersonalOnly),
+        };
     Ok(AuditEntry {
         seq: r.try_get("seq")?,
         event: AuditEvent {
@@ -50,6 +56,7 @@ fn entry_from_row(r: &SqliteRow) -> Result<AuditEntry> {
             parcels: u64::try_from(r.try_get::<i64, _>("parcels")?).unwrap_or(0),
             personal: personal_from(r.try_get("personal")?)?,
             versions,
+            communes,
         },
         prev_hash: r.try_get("prev_hash")?,
         hash: r.try_get("hash")?,
@@ -165,8 +172,8 @@ impl AccessStore for SqliteStore {
             let entry = event.clone().chain(seq, &prev);
             let e = &entry.event;
             sqlx::query(
-                "INSERT INTO audit_entry (seq, at, agency, key_id, method, endpoint, params, purpose, status, parcels, personal, versions, prev_hash, hash)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+                "INSERT INTO audit_entry (seq, at, agency, key_id, method, endpoint, params, purpose, status, parcels, personal, versions, communes, prev_hash, hash)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
             )
             .bind(seq)
             .bind(timestamp(e.at))
@@ -180,6 +187,7 @@ impl AccessStore for SqliteStore {
             .bind(i64::try_from(e.parcels).unwrap_or(i64::MAX))
             .bind(personal_text(e))
             .bind(versions_text(&entry))
+            .bind(communes_text(&entry))
             .bind(&entry.prev_hash)
             .bind(&entry.hash)
             .execute(&mut *tx)
@@ -218,6 +226,8 @@ impl AccessStore for SqliteStore {
                AND (?5 IS NULL OR (seq IN (SELECT d.seq FROM audit_disclosure d WHERE d.version_id IN (SELECT value FROM json_each(?5)))
                     AND EXISTS (SELECT 1 FROM json_each(e.personal) p WHERE p.value IN (SELECT value FROM json_each(?5)))))
                AND (?6 IS NULL OR seq IN (SELECT d.seq FROM audit_disclosure d WHERE d.version_id IN (SELECT value FROM json_each(?6))))
+               AND (?8 IS NULL OR e.communes IS NULL
+                    OR EXISTS (SELECT 1 FROM json_each(e.communes) c WHERE c.value IN (SELECT value FROM json_each(?8))))
              ORDER BY seq LIMIT ?7",
         )
         .bind(q.after)
@@ -227,6 +237,7 @@ impl AccessStore for SqliteStore {
         .bind(list(&q.disclosed))
         .bind(list(&q.received))
         .bind(q.limit)
+        .bind(q.communes.as_ref().map(|c| serde_json::to_string(c).unwrap_or_else(|_| "[]".to_owned())))
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(entry_from_row).collect()

@@ -30,6 +30,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (3, "access", include_str!("../../../../migrations/sqlite/0003_access.sql")),
     (4, "every version disclosed", include_str!("../../../../migrations/sqlite/0004_every_version_disclosed.sql")),
     (5, "quota days", include_str!("../../../../migrations/sqlite/0005_quota_days.sql")),
+    (6, "audit communes", include_str!("../../../../migrations/sqlite/0006_audit_communes.sql")),
 ];
 
 /// How often a follower of the embedded store looks for new changes.
