@@ -87,8 +87,8 @@ impl AuditEvent {
     /// The entry this event becomes after `prev` (hash) at `seq` (its versions and communes
     /// sorted, each once).
     pub fn chain(mut self, seq: i64, prev_hash: &str) -> AuditEntry {
-        self.versions = sorted_versions(&self.versions).into_owned();
-        self.communes = sorted_communes(&self.communes).into_owned();
+        self.versions = sorted(&self.versions).into_owned();
+        self.communes = sorted(&self.communes).into_owned();
         let hash = entry_hash(seq, &self, prev_hash, Form::ByCommune);
         AuditEntry { seq, event: self, prev_hash: prev_hash.to_owned(), hash, form: Form::ByCommune }
     }
@@ -100,26 +100,16 @@ impl AuditEvent {
     }
 }
 
-/// `versions` sorted, each once (borrowed when it already is: the writer's usual case).
-fn sorted_versions(versions: &[i64]) -> Cow<'_, [i64]> {
-    if versions.windows(2).all(|w| w[0] < w[1]) {
-        return Cow::Borrowed(versions);
+/// Versions or communes sorted, each once (borrowed when they already are: the writer's usual
+/// case).
+fn sorted<T: Ord + Clone>(items: &[T]) -> Cow<'_, [T]> {
+    if items.windows(2).all(|w| w[0] < w[1]) {
+        return Cow::Borrowed(items);
     }
-    let mut v = versions.to_vec();
+    let mut v = items.to_vec();
     v.sort_unstable();
     v.dedup();
     Cow::Owned(v)
-}
-
-/// `communes` sorted, each once (borrowed when it already is).
-fn sorted_communes(communes: &[u32]) -> Cow<'_, [u32]> {
-    if communes.windows(2).all(|w| w[0] < w[1]) {
-        return Cow::Borrowed(communes);
-    }
-    let mut c = communes.to_vec();
-    c.sort_unstable();
-    c.dedup();
-    Cow::Owned(c)
 }
 
 /// Sorted versions written as their first value and then the differences: an answer's versions
@@ -178,10 +168,10 @@ impl Serialize for Preimage<'_> {
         a.serialize_element(&e.parcels)?;
         a.serialize_element(&e.personal)?;
         if self.form >= Form::EveryVersion {
-            a.serialize_element(&Deltas(&sorted_versions(&e.versions)))?;
+            a.serialize_element(&Deltas(&sorted(&e.versions)))?;
         }
         if self.form >= Form::ByCommune {
-            a.serialize_element(&*sorted_communes(&e.communes))?;
+            a.serialize_element(&*sorted(&e.communes))?;
         }
         a.serialize_element(self.prev_hash)?;
         a.end()
