@@ -66,8 +66,18 @@ async fn the_ogc_api_answers_and_pages_through_every_parcel() {
     assert!(in_20194 > 0);
     let (_, _, codes) = get(&format!("{}/collections/land-use-codes/items?limit=10000", s.base)).await;
     assert!(codes["features"].as_array().expect("codes").iter().any(|f| f["properties"]["code"] == "ODT"));
-    let (status, _, _) = get(&format!("{}/collections/communes/items?bbox=1,2,3,4", s.base)).await;
-    assert_eq!(status, 400, "communes take no bbox");
+    // A box selects the communes whose parcels meet it; a filter, by their properties.
+    let (status, _, boxed) = get(&format!("{}/collections/communes/items?bbox=107,15,109,17", s.base)).await;
+    assert_eq!(status, 200, "{boxed}");
+    let boxed: BTreeSet<&str> =
+        boxed["features"].as_array().expect("features").iter().filter_map(|f| f["id"].as_str()).collect();
+    assert!(boxed.contains("20194") && boxed.len() < 10, "the communes of the samples: {boxed:?}");
+    let (_, _, far) = get(&format!("{}/collections/communes/items?bbox=1,2,3,4", s.base)).await;
+    assert_eq!(far["numberMatched"], 0, "{far}");
+    let (_, _, held) = get(&format!("{}/collections/communes/items?filter=parcels%20%3E%200", s.base)).await;
+    let held: BTreeSet<&str> =
+        held["features"].as_array().expect("features").iter().filter_map(|f| f["id"].as_str()).collect();
+    assert_eq!(held, boxed, "the communes holding parcels are those in the box");
 
     // Every parcel once, in pages, following the next links.
     let mut url = format!("{}/collections/parcels/items?limit=700", s.base);

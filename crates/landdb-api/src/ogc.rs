@@ -46,6 +46,60 @@ impl Link {
     }
 }
 
+/// The most bytes of `Link` headers an answer carries: a long filter repeated in self, next and
+/// prev could otherwise pass what proxies take in headers (nginx's default is 4–8 KB). Links
+/// past it are in the body only.
+const LINK_HEADER_BUDGET: usize = 6 * 1024;
+
+/// Completes an answer's links and publishes them, the one place every JSON answer's links pass:
+/// the answer's HTML page is added beside `self` as `alternate` (the HTML layer renders every
+/// JSON answer, OGC API – Features `/req/html`), and every link goes into a `Link` header as well
+/// (RFC 8288: `<href>; rel="…"; type="…"`, titles left out), so that a client reading headers
+/// finds what the body says.
+pub fn publish_links(links: &mut Vec<serde_json::Value>, headers: &mut axum::http::HeaderMap) {
+    let has = |links: &[serde_json::Value], rel: &str, media: &str| {
+        links.iter().any(|l| l["rel"] == rel && l["type"] == media)
+    };
+    let page = links
+        .iter()
+        .position(|l| l["rel"] == "self")
+        .filter(|_| !has(links, "alternate", "text/html"))
+        .and_then(|i| Some((i, html_page(links[i]["href"].as_str()?)?)));
+    if let Some((i, href)) = page {
+        let title = "this document as HTML";
+        links.insert(
+            i + 1,
+            serde_json::json!({ "href": href, "rel": "alternate", "type": "text/html", "title": title }),
+        );
+    }
+    let mut spent = 0;
+    for link in links.iter() {
+        let (Some(href), Some(rel)) = (link["href"].as_str(), link["rel"].as_str()) else { continue };
+        let mut value = format!("<{href}>; rel=\"{rel}\"");
+        if let Some(media) = link["type"].as_str() {
+            value.push_str(&format!("; type=\"{media}\""));
+        }
+        if spent + value.len() > LINK_HEADER_BUDGET {
+            continue;
+        }
+        // A href that is not visible ASCII (a Host header the server was reached by) stays in
+        // the body only.
+        if let Ok(v) = HeaderValue::from_str(&value) {
+            spent += value.len();
+            headers.append(header::LINK, v);
+        }
+    }
+}
+
+/// The address of the HTML page of the answer at `href`: the same query with `f=html`.
+fn html_page(href: &str) -> Option<String> {
+    let mut url = url::Url::parse(href).ok()?;
+    let kept: Vec<(String, String)> =
+        url.query_pairs().filter(|(k, _)| k != "f").map(|(k, v)| (k.into_owned(), v.into_owned())).collect();
+    url.query_pairs_mut().clear().extend_pairs(kept).append_pair("f", "html");
+    Some(url.into())
+}
+
 /// An error answer. The description names the parameter or resource and what to change.
 #[derive(Debug, thiserror::Error)]
 #[error("{description}")]
@@ -138,6 +192,18 @@ impl IntoResponse for ApiError {
         }
         response
     }
+}
+
+/// A JSON document with links, as an answer: its links completed and in `Link` headers too
+/// ([`publish_links`]).
+pub fn linked_json(status: StatusCode, media_type: &'static str, mut body: serde_json::Value) -> Response {
+    let mut headers = axum::http::HeaderMap::new();
+    if let Some(links) = body.get_mut("links").and_then(serde_json::Value::as_array_mut) {
+        publish_links(links, &mut headers);
+    }
+    let mut response = json_response(status, media_type, body.to_string());
+    response.headers_mut().extend(headers);
+    response
 }
 
 /// A JSON body with its media type.

@@ -19,19 +19,20 @@ fn parameters(list: &[(&str, &str)], path: &[(&str, &str)]) -> Value {
             }
             "after" => json!({ "type": "string" }),
             "lon" | "lat" | "x" | "y" => json!({ "type": "number" }),
-            "bbox" => json!({ "type": "array", "minItems": 4, "maxItems": 4, "items": { "type": "number" } }),
+            // Four numbers, or six with heights (which parcels, being flat, ignore).
+            "bbox" => json!({ "type": "array", "minItems": 4, "maxItems": 6, "items": { "type": "number" } }),
+            "filter-lang" => json!({ "type": "string", "enum": ["cql2-text", "cql2-json"], "default": "cql2-text" }),
+            "bbox-crs" | "filter-crs" | "crs" => json!({ "type": "string", "format": "uri" }),
             "f" if list.len() == 1 && list[0].1.contains("html") => {
                 json!({ "type": "string", "enum": ["json", "html"] })
             }
             "f" => json!({ "type": "string", "enum": ["json", "geojson"] }),
             _ => json!({ "type": "string" }),
         };
-        let mut p = json!({ "name": name, "in": "query", "required": matches!(*name, "lon" | "lat"), "description": description, "schema": schema });
-        if *name == "bbox" {
-            p["style"] = json!("form");
-            p["explode"] = json!(false);
-        }
-        out.push(p);
+        // Form style, not exploded, for every query parameter: `bbox=1,2,3,4` (what OGC API –
+        // Features requires of limit, bbox and datetime, and true of the rest).
+        let required = matches!(*name, "lon" | "lat");
+        out.push(json!({ "name": name, "in": "query", "required": required, "style": "form", "explode": false, "description": description, "schema": schema }));
     }
     Value::Array(out)
 }
@@ -135,7 +136,7 @@ fn untagged(base: &str, max_limit: usize) -> Value {
             "/collections/{collectionId}/export": get("every selected parcel in one file: GeoJSON (streamed), GeoPackage, zipped Shapefile or DXF", parameters(EXPORT, &[("collectionId", "the collection: parcels")]), "application/geo+json"),
             "/collections/{collectionId}/items/{featureId}/history": get("every version the parcel ever had, with lineage", parameters(COMMON, &[("collectionId", "the collection: parcels"), ("featureId", "a parcel version")]), "application/json"),
             "/parcels/at": get("the parcels at a point", parameters(AT_POINT, &[]), "application/geo+json"),
-            "/collections/{collectionId}/queryables": get("what filter and sortby can name, as a JSON Schema", parameters(COMMON, &[("collectionId", "the collection: parcels")]), "application/schema+json"),
+            "/collections/{collectionId}/queryables": get("what filter and sortby can name, as a JSON Schema", parameters(COMMON, &[("collectionId", "the collection: parcels, communes or land-use-codes")]), "application/schema+json"),
             "/parcels/key/{commune}/{sheet}/{number}": get("the current parcel with a natural key", parameters(BY_KEY, &[("commune", "the 5-digit commune code"), ("sheet", "the map sheet number"), ("number", "the parcel number on the sheet")]), "application/geo+json"),
             "/parcels/national-id/{nationalId}": get("the current parcels with a national ID", parameters(ITEM, &[("nationalId", "the 12-character national parcel ID")]), "application/geo+json"),
             "/collections/{collectionId}/tiles": get("the tile sets of the collection", parameters(COMMON, &[("collectionId", "the collection: parcels")]), "application/json"),

@@ -71,7 +71,7 @@ impl Params {
     /// `bbox`, in longitude and latitude: given in CRS84 (the default) or in the CRS `bbox-crs`
     /// names (EPSG:4326 and VN-2000 geographic latitude first, as EPSG orders them; a VN-2000 TM-3
     /// zone or UTM in metres, easting first).
-    pub fn bbox(&self, reference: &ReferenceData) -> Result<Option<Rect<f64>>, ApiError> {
+    pub fn bbox(&self, reference: &ReferenceData) -> Result<Option<BoxQuery>, ApiError> {
         let crs = match self.get("bbox-crs") {
             None => None,
             Some(raw) => Some(OutputCrs::parse(raw, reference).map_err(|_| {
@@ -90,7 +90,7 @@ impl Params {
             None => parse_bbox(raw).map(Some),
             Some(c) if c.uri == CRS84 => parse_bbox(raw).map(Some),
             Some(c) => {
-                let [a, b, cc, d] = four_numbers(raw)?;
+                let [a, b, cc, d] = box_numbers(raw)?;
                 if a > cc || b > d {
                     return Err(ApiError::bad_parameter(format!(
                         "bbox={raw}: give the lower corner first, then the upper one, in the axis order of {}",
@@ -99,7 +99,7 @@ impl Params {
                 }
                 let rect = c.box_to_wgs84([a, b, cc, d])?;
                 let (min, max) = (rect.min(), rect.max());
-                parse_bbox(&format!("{},{},{},{}", min.x, min.y, max.x, max.y))
+                checked_box(raw, [min.x, min.y, max.x, max.y])
                     .map_err(|e| ApiError::bad_parameter(format!("bbox={raw} in {}: {}", c.uri, e.description)))
                     .map(Some)
             }
@@ -116,24 +116,68 @@ impl Params {
     }
 }
 
-/// Four numbers, comma-separated.
-fn four_numbers(raw: &str) -> Result<[f64; 4], ApiError> {
+/// A box's corners, comma-separated: `west,south,east,north`, or the six numbers of a box with
+/// heights (`west,south,min height,east,north,max height`, as OGC API – Features allows), whose
+/// heights are dropped: parcels are flat.
+fn box_numbers(raw: &str) -> Result<[f64; 4], ApiError> {
     let numbers: Result<Vec<f64>, _> = raw.split(',').map(|n| n.trim().parse::<f64>()).collect();
     let bad = |why: &str| ApiError::bad_parameter(format!("bbox={raw}: {why}"));
-    let n = numbers.map_err(|_| bad("give four numbers: west,south,east,north"))?;
+    let n = numbers.map_err(|_| bad("give four numbers (west,south,east,north) or six (with heights)"))?;
     match n[..] {
-        [w, s, e, n] => Ok([w, s, e, n]),
-        _ => Err(bad(if n.len() == 6 {
-            "three-dimensional boxes are not supported; give west,south,east,north"
-        } else {
-            "give four numbers: west,south,east,north"
-        })),
+        [w, s, e, n] | [w, s, _, e, n, _] => Ok([w, s, e, n]),
+        _ => Err(bad("give four numbers (west,south,east,north) or six (with heights)")),
     }
 }
 
-/// A bounding box in longitude and latitude: `west,south,east,north`.
-pub fn parse_bbox(raw: &str) -> Result<Rect<f64>, ApiError> {
-    let [w, s, e, n] = four_numbers(raw)?;
+/// A `bbox` in longitude and latitude. A box whose west edge lies east of its east edge crosses
+/// the antimeridian (OGC API – Features: `177,65,-177,70` is the band from 177°E across 180° to
+/// 177°W): it is the two boxes either side.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BoxQuery {
+    /// The box, or both boxes of one across the antimeridian.
+    parts: [Option<Rect<f64>>; 2],
+}
+
+impl BoxQuery {
+    /// One box that holds every part: what an index is asked first (for a box across the
+    /// antimeridian, the band of its latitudes).
+    pub fn hull(&self) -> Rect<f64> {
+        match self.parts {
+            [Some(a), Some(b)] => crate::filter::union(a, b),
+            [Some(a), None] | [None, Some(a)] => a,
+            [None, None] => crate::filter::nowhere(),
+        }
+    }
+
+    /// Whether the hull is all there is: no parcel inside it lies outside the box.
+    pub fn is_one_box(&self) -> bool {
+        self.parts[1].is_none()
+    }
+
+    /// Whether `geometry` meets the box (what is checked beyond the hull when the box is two).
+    pub fn meets(&self, geometry: &geo::MultiPolygon<f64>) -> bool {
+        use geo::Intersects;
+        self.parts.iter().flatten().any(|r| geometry.intersects(r))
+    }
+
+    pub fn parts(&self) -> impl Iterator<Item = Rect<f64>> + '_ {
+        self.parts.iter().flatten().copied()
+    }
+}
+
+impl From<Rect<f64>> for BoxQuery {
+    fn from(r: Rect<f64>) -> Self {
+        BoxQuery { parts: [Some(r), None] }
+    }
+}
+
+/// A bounding box in longitude and latitude: `west,south,east,north` (or six numbers with
+/// heights).
+pub fn parse_bbox(raw: &str) -> Result<BoxQuery, ApiError> {
+    checked_box(raw, box_numbers(raw)?)
+}
+
+fn checked_box(raw: &str, [w, s, e, n]: [f64; 4]) -> Result<BoxQuery, ApiError> {
     let bad = |why: &str| ApiError::bad_parameter(format!("bbox={raw}: {why}"));
     if [w, s, e, n].iter().any(|v| !v.is_finite()) {
         return Err(bad("every number must be finite"));
@@ -148,9 +192,10 @@ pub fn parse_bbox(raw: &str) -> Result<Rect<f64>, ApiError> {
         return Err(bad("south is above north"));
     }
     if w > e {
-        return Err(bad("west is east of east (boxes across the antimeridian are not supported)"));
+        // Across the antimeridian: from the west edge to 180°, and from -180° to the east edge.
+        return Ok(BoxQuery { parts: [Some(Rect::new((w, s), (180.0, n))), Some(Rect::new((-180.0, s), (e, n)))] });
     }
-    Ok(Rect::new((w, s), (e, n)))
+    Ok(Rect::new((w, s), (e, n)).into())
 }
 
 #[cfg(test)]
@@ -167,9 +212,8 @@ mod tests {
         for (bbox, why) in [
             ("1,2,3", "four numbers"),
             ("1,2,3,x", "four numbers"),
-            ("1,2,3,4,5,6", "three-dimensional"),
+            ("1,2,3,4,5", "four numbers"),
             ("1,5,3,4", "south is above north"),
-            ("3,2,1,4", "west is east"),
             ("1,2,200,4", "longitudes"),
             ("1,-91,3,4", "latitudes"),
             ("1,2,inf,4", "finite"),
@@ -178,12 +222,28 @@ mod tests {
             let e = p.bbox(&reference).expect_err(bbox);
             assert!(e.description.contains(why), "{bbox}: {e}");
         }
+        let one = Some(BoxQuery::from(Rect::new((108.1, 16.0), (108.2, 16.1))));
         let p = Params::parse(Some("bbox=108.1,16.0,108.2,16.1"), &["bbox"]).expect("parsed");
-        assert_eq!(p.bbox(&reference).expect("box"), Some(Rect::new((108.1, 16.0), (108.2, 16.1))));
+        assert_eq!(p.bbox(&reference).expect("box"), one);
+        // Six numbers: the heights are dropped.
+        let p = Params::parse(Some("bbox=108.1,16.0,-5,108.2,16.1,100"), &["bbox"]).expect("parsed");
+        assert_eq!(p.bbox(&reference).expect("box"), one);
         // EPSG:4326 is latitude first.
         let p = Params::parse(Some("bbox=16.0,108.1,16.1,108.2&bbox-crs=EPSG:4326"), &["bbox", "bbox-crs"])
             .expect("parsed");
-        assert_eq!(p.bbox(&reference).expect("box"), Some(Rect::new((108.1, 16.0), (108.2, 16.1))));
+        assert_eq!(p.bbox(&reference).expect("box"), one);
+        // Across the antimeridian: two boxes, one either side, and the band of their latitudes
+        // as what an index is asked.
+        let p = Params::parse(Some("bbox=177,65,-177,70"), &["bbox"]).expect("parsed");
+        let across = p.bbox(&reference).expect("box").expect("a box");
+        assert!(!across.is_one_box());
+        assert_eq!(
+            across.parts().collect::<Vec<_>>(),
+            vec![Rect::new((177.0, 65.0), (180.0, 70.0)), Rect::new((-180.0, 65.0), (-177.0, 70.0))]
+        );
+        assert_eq!(across.hull(), Rect::new((-180.0, 65.0), (180.0, 70.0)));
+        let square = |x: f64| geo::MultiPolygon::new(vec![geo::Rect::new((x, 66.0), (x + 0.5, 67.0)).to_polygon()]);
+        assert!(across.meets(&square(178.0)) && across.meets(&square(-178.0)) && !across.meets(&square(0.0)));
         for (query, why) in [
             ("bbox-crs=EPSG:4326", "without bbox"),
             ("bbox=1,2,3,4&bbox-crs=EPSG:3857", "bbox-crs=EPSG:3857"),

@@ -1,10 +1,15 @@
 //! The collections beside the parcels: the 2025 communes (with how many of the caller's current
 //! parcels each holds and their extent) and the land-use codes of both official lists. Reference data,
-//! served as features without geometry, a keyset page at a time by code.
+//! served as features without geometry, a keyset page at a time by code, selected by `bbox` (a
+//! commune by the extent of the caller's parcels in it; a land-use code has none), `datetime` (a
+//! land-use code by the period its list was in force; a commune has none) and CQL2 `filter` over
+//! their properties, as OGC API – Features asks of every collection.
 
 use landdb_model::{CommuneCode, ReferenceData};
 use serde_json::{Value, json};
 
+use crate::ogc::ApiError;
+use crate::params::BoxQuery;
 use crate::scope::Scoped;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -91,6 +96,51 @@ impl ReferenceCollection {
         features
     }
 
+    /// What `filter` can name, with its JSON Schema (the queryables document).
+    pub fn queryables(self) -> Vec<(&'static str, Value)> {
+        let text = |title: &str| json!({ "type": "string", "title": title });
+        match self {
+            ReferenceCollection::Communes => vec![
+                ("code", text("the 5-digit commune code (mã xã)")),
+                ("name", text("the commune's name")),
+                ("province", text("the 2-digit province code")),
+                ("parcels", json!({ "type": "integer", "title": "the caller's current parcels in the commune" })),
+            ],
+            ReferenceCollection::LandUseCodes => vec![
+                ("code", text("the land-use code")),
+                ("list", text("the list: legacy (2014–2024) or 2024 (Circular 08/2024)")),
+                ("name", text("what the code means")),
+                ("group", text("agricultural, non-agricultural or unused land")),
+                (
+                    "valid_from",
+                    json!({ "type": "string", "format": "date", "title": "when the list came into force", "x-ogc-role": "primary-instant" }),
+                ),
+                (
+                    "valid_to",
+                    json!({ "type": ["string", "null"], "format": "date", "title": "when the list ceased to be in force" }),
+                ),
+            ],
+        }
+    }
+
+    /// Whether the collection's features have a place (only communes: the extent of the
+    /// caller's parcels in them).
+    fn spatial(self) -> bool {
+        self == ReferenceCollection::Communes
+    }
+
+    /// The period a feature is about, when it has one (a land-use code: its list's validity).
+    fn period(self, feature: &Value) -> Option<(chrono::NaiveDate, Option<chrono::NaiveDate>)> {
+        let date = |v: &Value| v.as_str().and_then(|s| s.parse::<chrono::NaiveDate>().ok());
+        match self {
+            ReferenceCollection::Communes => None,
+            ReferenceCollection::LandUseCodes => {
+                let p = &feature["properties"];
+                Some((date(&p["valid_from"])?, date(&p["valid_to"])))
+            }
+        }
+    }
+
     /// A commune's feature with how many of the caller's parcels it holds (those filed under
     /// the codes merged into it included) and their extent: counted over the caller's area only,
     /// so a commune outside it shows none.
@@ -104,5 +154,79 @@ impl ReferenceCollection {
             feature["bbox"] = json!([e.min().x, e.min().y, e.max().x, e.max().y]);
         }
         feature
+    }
+}
+
+/// What a page of a reference collection is selected by, read and checked first.
+#[derive(Debug, Default)]
+pub struct Selection {
+    pub bbox: Option<BoxQuery>,
+    pub datetime: Option<landdb_store::Period>,
+    pub filter: Option<cql2::Expr>,
+}
+
+impl Selection {
+    /// Checks that `filter` names only the collection's queryables.
+    pub fn check(&self, c: ReferenceCollection) -> Result<(), ApiError> {
+        let Some(expr) = &self.filter else { return Ok(()) };
+        let names: Vec<&str> = c.queryables().iter().map(|(n, _)| *n).collect();
+        let mut named = Vec::new();
+        properties(&serde_json::to_value(expr).unwrap_or_default(), &mut named);
+        if let Some(unknown) = named.iter().find(|n| !names.contains(&n.as_str())) {
+            return Err(ApiError::bad_parameter(format!(
+                "filter: `{unknown}` is not a queryable of {}; its queryables are {} (/collections/{}/queryables)",
+                c.id(),
+                names.join(", "),
+                c.id()
+            )));
+        }
+        Ok(())
+    }
+
+    /// Whether anything selects: without, every feature is in the answer.
+    pub fn is_empty(&self) -> bool {
+        self.bbox.is_none() && self.datetime.is_none() && self.filter.is_none()
+    }
+
+    /// Whether `feature` (of collection `c`, with its parcels when a commune) is selected. A
+    /// feature without a place is outside every box, one without a period outside every
+    /// `datetime` (OGC API – Features: only features whose geometry or time meets them).
+    pub fn admits(&self, c: ReferenceCollection, feature: &Value) -> bool {
+        if let Some(b) = &self.bbox {
+            let extent = feature["bbox"].as_array().and_then(|v| {
+                let n: Vec<f64> = v.iter().filter_map(Value::as_f64).collect();
+                (n.len() == 4).then(|| geo::Rect::new((n[0], n[1]), (n[2], n[3])))
+            });
+            let meets =
+                c.spatial() && extent.is_some_and(|e| b.parts().any(|p| crate::filter::overlap(p, e).is_some()));
+            if !meets {
+                return false;
+            }
+        }
+        if let Some(asked) = &self.datetime {
+            let Some((from, to)) = c.period(feature) else { return false };
+            let starts = from.and_time(chrono::NaiveTime::MIN).and_utc();
+            let ends = to.map(|t| t.and_time(chrono::NaiveTime::MIN).and_utc());
+            let after_end = asked.start.zip(ends).is_some_and(|(s, e)| s >= e);
+            let before_start = asked.end.is_some_and(|e| e < starts);
+            if after_end || before_start {
+                return false;
+            }
+        }
+        self.filter.as_ref().is_none_or(|f| f.clone().matches(Some(feature)).unwrap_or(false))
+    }
+}
+
+/// Every property a CQL2 JSON expression names.
+fn properties(expr: &Value, out: &mut Vec<String>) {
+    match expr {
+        Value::Object(o) => {
+            if let Some(Value::String(p)) = o.get("property") {
+                out.push(p.clone());
+            }
+            o.values().for_each(|v| properties(v, out));
+        }
+        Value::Array(a) => a.iter().for_each(|v| properties(v, out)),
+        _ => {}
     }
 }

@@ -22,7 +22,7 @@ use crate::features::{Field, Output, write_features};
 use crate::filter::{Filter, Language, Queryable, SortBy, Validity};
 use crate::formats::Format;
 use crate::ogc::{ApiError, CONFORMANCE, CRS84, GEOJSON, JSON, Link, OPENAPI, json_response};
-use crate::params::{MAX_LIMIT, Params};
+use crate::params::{BoxQuery, MAX_LIMIT, Params};
 use crate::reference::ReferenceCollection;
 use crate::scope::{Release, ReleasedSelection, Scoped};
 
@@ -142,7 +142,7 @@ impl FromRequestParts<Arc<AppState>> for Call {
 }
 
 fn ok_json(media_type: &'static str, body: serde_json::Value) -> Response {
-    json_response(StatusCode::OK, media_type, body.to_string())
+    crate::ogc::linked_json(StatusCode::OK, media_type, body)
 }
 
 pub const LANDING: &[(&str, &str)] =
@@ -171,7 +171,14 @@ pub async fn landing(call: Call) -> Result<Response, ApiError> {
 
 pub async fn conformance(call: Call) -> Result<Response, ApiError> {
     call.params(COMMON)?;
-    Ok(ok_json(JSON, json!({ "conformsTo": CONFORMANCE })))
+    let base = &call.base;
+    Ok(ok_json(
+        JSON,
+        json!({
+            "links": [Link::new(format!("{base}/conformance"), "self", JSON, "the conformance classes")],
+            "conformsTo": CONFORMANCE,
+        }),
+    ))
 }
 
 /// The parcels collection as the caller sees it: its extent is the box around the caller's
@@ -258,6 +265,12 @@ fn reference_collection(base: &str, c: ReferenceCollection) -> serde_json::Value
         "links": [
             Link::new(format!("{base}/collections/{id}"), "self", JSON, "this collection"),
             Link::new(format!("{base}/collections/{id}/items"), "items", GEOJSON, "its features"),
+            Link::new(
+                format!("{base}/collections/{id}/queryables"),
+                "http://www.opengis.net/def/rel/ogc/1.0/queryables",
+                "application/schema+json",
+                "what filter can name",
+            ),
         ],
     })
 }
@@ -266,42 +279,93 @@ pub const REFERENCE_ITEMS: &[(&str, &str)] = &[
     ("f", "the format of the answer: `json` (the only one so far)"),
     ("limit", "features a page, 1 to 10000 (larger values are lowered to 10000); 100 when absent"),
     ("after", "the id after which the page starts (the `next` link carries it)"),
+    (
+        "bbox",
+        "west,south,east,north (in bbox-crs): communes whose parcels (those the caller sees) meet the box; land-use codes have no place and meet none",
+    ),
+    ("bbox-crs", "the coordinate system of bbox, as for parcels"),
+    (
+        "datetime",
+        "an instant or an interval: land-use codes whose list was in force at some moment of it; communes have no time and meet none",
+    ),
+    ("filter", "a CQL2 condition over the collection's queryables (/collections/{collectionId}/queryables)"),
+    ("filter-lang", "the language of filter: cql2-text (the default; cql-text is accepted too) or cql2-json"),
+    ("filter-crs", "the coordinate system of geometries in filter: CRS84 (the only one)"),
 ];
+
+/// `filter-crs`: only CRS84.
+fn filter_crs(params: &Params) -> Result<(), ApiError> {
+    match params.get("filter-crs") {
+        Some(c) if c != CRS84 && !c.eq_ignore_ascii_case("CRS84") => {
+            Err(ApiError::bad_parameter(format!("filter-crs={c}: geometries in filter are read in {CRS84} only")))
+        }
+        _ => Ok(()),
+    }
+}
 
 /// A page of a reference collection, by id.
 fn reference_items(app: &AppState, c: ReferenceCollection, call: &Call, access: &Access) -> Result<Response, ApiError> {
     let params = call.params(REFERENCE_ITEMS)?;
     let limit = params.limit()?;
+    filter_crs(&params)?;
+    let language = Language::parse(params.get("filter-lang"))?;
+    let selection = crate::reference::Selection {
+        bbox: params.bbox(&app.reference)?,
+        datetime: params.get("datetime").map(period).transpose()?,
+        filter: params.get("filter").map(|f| crate::filter::parse_expression(f, language)).transpose()?,
+    };
+    selection.check(c)?;
     let scoped = app.sources.scoped(access);
     let all = c.features(&app.reference);
     let start = params.get("after").map_or(0, |a| all.partition_point(|(id, _)| id.as_str() <= a));
-    // Parcel counts and extents for the page alone, over the caller's parcels.
-    let page: Vec<serde_json::Value> = all
-        .iter()
-        .skip(start)
-        .take(limit)
-        .map(|(id, f)| c.with_parcels(id, f.clone(), &scoped, &app.reference))
-        .collect();
+    // Parcel counts and extents over the caller's parcels: for the page alone, or for every
+    // feature when the selection may depend on them.
+    let with_parcels = |(id, f): &(String, serde_json::Value)| c.with_parcels(id, f.clone(), &scoped, &app.reference);
+    let (matched, page, more): (usize, Vec<serde_json::Value>, bool) = if selection.is_empty() {
+        let page: Vec<_> = all.iter().skip(start).take(limit).map(with_parcels).collect();
+        let more = start + page.len() < all.len();
+        (all.len(), page, more)
+    } else {
+        let chosen: Vec<(usize, serde_json::Value)> =
+            all.iter().enumerate().map(|(i, f)| (i, with_parcels(f))).filter(|(_, f)| selection.admits(c, f)).collect();
+        let from = chosen.partition_point(|(i, _)| *i < start);
+        let matched = chosen.len();
+        let page: Vec<_> = chosen.into_iter().skip(from).take(limit).map(|(_, f)| f).collect();
+        (matched, page, from + limit < matched)
+    };
     let base = &call.base;
     let id = c.id();
-    let mut links = vec![Link::new(format!("{base}/collections/{id}"), "collection", JSON, "the collection")];
-    let more = start + page.len() < all.len();
-    if let (true, Some((last, _))) = (more, all.get((start + page.len()).saturating_sub(1))) {
-        let mut next = url::form_urlencoded::Serializer::new(String::new());
-        next.append_pair("limit", &limit.to_string()).append_pair("after", last);
-        links.push(Link::new(
-            format!("{base}/collections/{id}/items?{}", next.finish()),
-            "next",
-            GEOJSON,
-            "the next page",
-        ));
+    // The query as links repeat it: every parameter but the cursor.
+    let repeated = |after: Option<&str>| {
+        let mut q = url::form_urlencoded::Serializer::new(String::new());
+        for (name, _) in REFERENCE_ITEMS {
+            if let (true, Some(v)) = (*name != "after", params.get(name)) {
+                q.append_pair(name, v);
+            }
+        }
+        if let Some(a) = after {
+            q.append_pair("after", a);
+        }
+        let q = q.finish();
+        if q.is_empty() {
+            format!("{base}/collections/{id}/items")
+        } else {
+            format!("{base}/collections/{id}/items?{q}")
+        }
+    };
+    let mut links = vec![
+        Link::new(repeated(params.get("after")), "self", GEOJSON, "this page"),
+        Link::new(format!("{base}/collections/{id}"), "collection", JSON, "the collection"),
+    ];
+    if let (true, Some(last)) = (more, page.last().and_then(|f| f["id"].as_str())) {
+        links.push(Link::new(repeated(Some(last)), "next", GEOJSON, "the next page"));
     }
     Ok(ok_json(
         GEOJSON,
         json!({
             "type": "FeatureCollection",
             "features": page,
-            "numberMatched": all.len(),
+            "numberMatched": matched,
             "numberReturned": page.len(),
             "links": links,
         }),
@@ -318,11 +382,20 @@ fn reference_item(
 ) -> Result<Response, ApiError> {
     call.params(COMMON)?;
     let scoped = app.sources.scoped(access);
-    c.features(&app.reference)
+    let base = &call.base;
+    let collection = c.id();
+    let (i, f) = c
+        .features(&app.reference)
         .into_iter()
         .find(|(i, _)| i == id)
-        .map(|(i, f)| ok_json(GEOJSON, c.with_parcels(&i, f, &scoped, &app.reference)))
-        .ok_or_else(|| ApiError::not_found(format!("there is no `{id}` in {}", c.id())))
+        .ok_or_else(|| ApiError::not_found(format!("there is no `{id}` in {collection}")))?;
+    let mut feature = c.with_parcels(&i, f, &scoped, &app.reference);
+    let own = url::form_urlencoded::byte_serialize(i.as_bytes()).collect::<String>();
+    feature["links"] = json!([
+        Link::new(format!("{base}/collections/{collection}/items/{own}"), "self", GEOJSON, "this feature"),
+        Link::new(format!("{base}/collections/{collection}"), "collection", JSON, "the collection"),
+    ]);
+    Ok(ok_json(GEOJSON, feature))
 }
 
 /// A feature collection of `parcels` with the envelope OGC API asks for.
@@ -342,15 +415,23 @@ fn feature_collection(
     if let Some(n) = matched {
         out.extend_from_slice(format!("\"numberMatched\":{n},").as_bytes());
     }
+    let (links, headers) = published(links);
     out.extend_from_slice(
-        format!(
-            "\"numberReturned\":{},\"links\":{}}}",
-            release.parcels().len(),
-            serde_json::to_value(links).unwrap_or_default()
-        )
-        .as_bytes(),
+        format!("\"numberReturned\":{},\"links\":{}}}", release.parcels().len(), serde_json::Value::Array(links))
+            .as_bytes(),
     );
-    Ok(release.disclosure().on(with_crs(json_response(StatusCode::OK, GEOJSON, out), crs)))
+    let mut response = json_response(StatusCode::OK, GEOJSON, out);
+    response.headers_mut().extend(headers);
+    Ok(release.disclosure().on(with_crs(response, crs)))
+}
+
+/// `links` completed and as `Link` headers ([`crate::ogc::publish_links`]), for the writers that
+/// write their bodies themselves.
+fn published(links: Vec<Link>) -> (Vec<serde_json::Value>, axum::http::HeaderMap) {
+    let mut links: Vec<serde_json::Value> = links.iter().filter_map(|l| serde_json::to_value(l).ok()).collect();
+    let mut headers = axum::http::HeaderMap::new();
+    crate::ogc::publish_links(&mut links, &mut headers);
+    (links, headers)
 }
 
 /// Says which CRS the coordinates are in (OGC API – Features Part 2).
@@ -367,7 +448,7 @@ fn output_crs(app: &AppState, params: &Params) -> Result<OutputCrs, ApiError> {
 }
 
 /// A query over a collection: its parameters, its box, and the properties the caller may see.
-type CollectionQuery = (Params, Option<geo::Rect<f64>>, Vec<Field>);
+type CollectionQuery = (Params, Option<BoxQuery>, Vec<Field>);
 
 /// What a query over a collection reads first, the collection checked.
 fn collection_query(
@@ -424,12 +505,13 @@ fn period(raw: &str) -> Result<Period, ApiError> {
     }
 }
 
-/// Every parameter of an items query but its cursor, in one order: what links repeat and
-/// cursors are sealed to.
+/// Every parameter of an items query but its cursor and page size, in one order: what links
+/// repeat and cursors are sealed to. A cursor opens with any `limit` (clients, the OGC test
+/// suites among them, follow `next` with a page size of their own).
 fn canonical_query(params: &Params) -> String {
     let mut q = url::form_urlencoded::Serializer::new(String::new());
     for (name, _) in ITEMS {
-        if let (true, Some(v)) = (!matches!(*name, "after" | "before"), params.get(name)) {
+        if let (true, Some(v)) = (!matches!(*name, "after" | "before" | "limit"), params.get(name)) {
             q.append_pair(name, v);
         }
     }
@@ -438,7 +520,7 @@ fn canonical_query(params: &Params) -> String {
 
 /// What an items request asks, read and checked before anything is looked up.
 struct ItemsQuery {
-    bbox: Option<geo::Rect<f64>>,
+    bbox: Option<BoxQuery>,
     fields: Vec<Field>,
     limit: usize,
     crs: OutputCrs,
@@ -447,8 +529,10 @@ struct ItemsQuery {
     datetime: Option<Period>,
     after: Option<VersionId>,
     before: Option<VersionId>,
-    /// The query as its cursors are sealed to: every parameter but the cursor.
+    /// The query as its cursors are sealed to: every parameter but the cursor and `limit`.
     canonical: String,
+    /// `limit` as asked, repeated by links.
+    asked_limit: Option<String>,
     /// The caller's agency, which its cursors are sealed to.
     agency: String,
 }
@@ -460,14 +544,7 @@ impl ItemsQuery {
         let limit = params.limit()?;
         let crs = output_crs(app, &params)?;
         let language = Language::parse(params.get("filter-lang"))?;
-        if let Some(c) = params.get("filter-crs")
-            && c != CRS84
-            && !c.eq_ignore_ascii_case("CRS84")
-        {
-            return Err(ApiError::bad_parameter(format!(
-                "filter-crs={c}: geometries in filter are read in {CRS84} only"
-            )));
-        }
+        filter_crs(&params)?;
         let filter = params.get("filter").map(|f| Filter::parse(f, language, access)).transpose()?;
         let sortby = SortBy::parse(params.get("sortby"), access)?;
         let datetime = params.get("datetime").map(period).transpose()?;
@@ -480,12 +557,26 @@ impl ItemsQuery {
             ));
         }
         let canonical = canonical_query(&params);
+        let asked_limit = params.get("limit").map(str::to_owned);
         let agency = access.agency().to_owned();
         let open = |direction: Direction| {
             params.get(direction.name()).map(|c| app.gate.cursors.open(&agency, &canonical, direction, c)).transpose()
         };
         let (after, before) = (open(Direction::After)?, open(Direction::Before)?);
-        Ok(ItemsQuery { bbox, fields, limit, crs, filter, sortby, datetime, after, before, canonical, agency })
+        Ok(ItemsQuery {
+            bbox,
+            fields,
+            limit,
+            crs,
+            filter,
+            sortby,
+            datetime,
+            after,
+            before,
+            canonical,
+            asked_limit,
+            agency,
+        })
     }
 
     /// The cursor of a page boundary at `version`.
@@ -502,6 +593,12 @@ impl ItemsQuery {
     /// link cannot widen the query.
     fn link(&self, base: &str, cursor: Option<String>) -> String {
         let mut q = self.canonical.clone();
+        if let Some(limit) = &self.asked_limit {
+            if !q.is_empty() {
+                q.push('&');
+            }
+            q.push_str(&url::form_urlencoded::Serializer::new(String::new()).append_pair("limit", limit).finish());
+        }
         if let Some(c) = cursor {
             if !q.is_empty() {
                 q.push('&');
@@ -589,13 +686,16 @@ pub async fn items(
             _ => {
                 // Candidates from the R-tree when a box bounds the query, the caller's parcels
                 // otherwise; then the filter, the order, and the page around the cursor.
-                let region = both(query.bbox, query.filter.as_ref().and_then(|f| f.bound));
+                let region = both(query.bbox.map(|b| b.hull()), query.filter.as_ref().and_then(|f| f.bound));
                 let mut found: Vec<Parcel<'_>> = match region {
                     Some(r) => scoped.in_box(r),
                     None => scoped.all(),
                 };
                 if let Some(f) = &query.filter {
                     found.retain(|p| f.matches(p, None));
+                }
+                if let Some(b) = query.bbox.filter(|b| !b.is_one_box()) {
+                    found.retain(|p| b.meets(&p.geometry()));
                 }
                 match &query.sortby {
                     Some(s) => found.sort_unstable_by(|a, b| s.compare(a, b)),
@@ -655,7 +755,8 @@ async fn historical_items(
         ));
     }
     let period = query.datetime.unwrap_or_default();
-    let region = both(query.bbox, query.filter.as_ref().and_then(|f| f.bound));
+    let region = both(query.bbox.map(|b| b.hull()), query.filter.as_ref().and_then(|f| f.bound));
+    let two_boxes = query.bbox.filter(|b| !b.is_one_box());
     let position = scoped.position();
     let mut kept: Vec<ParcelRecord> = Vec::with_capacity(limit + 1);
     let mut from = query.after;
@@ -670,7 +771,9 @@ async fn historical_items(
             if kept.len() > limit {
                 break;
             }
-            if query.filter.as_ref().is_none_or(|f| f.matches(&p, validity.get(&p.version()).copied())) {
+            if query.filter.as_ref().is_none_or(|f| f.matches(&p, validity.get(&p.version()).copied()))
+                && two_boxes.is_none_or(|b| b.meets(&p.geometry()))
+            {
                 kept.push(p.record());
             }
         }
@@ -718,14 +821,16 @@ pub async fn item(
     let release = scoped.release(vec![parcel], &fields).await?;
     let mut out = Vec::new();
     write_features(&mut out, &release, &fields, &Output { crs: &OutputCrs::crs84(), transformer: None });
-    let links = [
+    let (links, headers) = published(vec![
         Link::new(format!("{base}/collections/parcels/items/{id}"), "self", GEOJSON, "this parcel"),
         Link::new(format!("{base}/collections/parcels"), "collection", JSON, "the collection"),
-    ];
+    ]);
     // Drop the closing brace, add the links, close again.
     out.pop();
-    out.extend_from_slice(format!(",\"links\":{}}}", serde_json::to_string(&links).unwrap_or_default()).as_bytes());
-    Ok(release.disclosure().on(json_response(StatusCode::OK, GEOJSON, out)))
+    out.extend_from_slice(format!(",\"links\":{}}}", serde_json::Value::Array(links)).as_bytes());
+    let mut response = json_response(StatusCode::OK, GEOJSON, out);
+    response.headers_mut().extend(headers);
+    Ok(release.disclosure().on(response))
 }
 
 /// The whole selection as one file: GeoJSON streamed with constant memory whatever its size, or
@@ -1080,17 +1185,22 @@ pub async fn tile(
 /// The queryables of parcels (OGC API – Features Part 3): what `filter` and `sortby` can name,
 /// as a JSON Schema; only those the caller may see.
 pub async fn queryables(access: Access, Path(id): Path<String>, call: Call) -> Result<Response, ApiError> {
-    known_collection(&id)?;
     call.params(COMMON)?;
-    let properties: serde_json::Map<String, serde_json::Value> =
-        Queryable::visible(&access).into_iter().map(|q| (q.name().to_owned(), q.schema())).collect();
+    let (title, properties): (&str, serde_json::Map<String, serde_json::Value>) = match ReferenceCollection::of(&id) {
+        Some(c) => (c.title(), c.queryables().into_iter().map(|(n, s)| (n.to_owned(), s)).collect()),
+        None => {
+            known_collection(&id)?;
+            let visible = Queryable::visible(&access).into_iter().map(|q| (q.name().to_owned(), q.schema()));
+            ("Cadastral parcels", visible.collect())
+        }
+    };
     Ok(ok_json(
         "application/schema+json",
         json!({
             "$schema": "https://json-schema.org/draft/2020-12/schema",
-            "$id": format!("{}/collections/parcels/queryables", call.base),
+            "$id": format!("{}/collections/{id}/queryables", call.base),
             "type": "object",
-            "title": "Cadastral parcels",
+            "title": title,
             "properties": properties,
             "additionalProperties": false,
         }),
@@ -1118,7 +1228,7 @@ pub async fn submit_job(
     let received = crate::upload::receive(request, &slot.dir, &limits).await?;
     let id = slot.id;
     let job = app.jobs.start(slot, received, &target)?;
-    let mut response = json_response(StatusCode::ACCEPTED, JSON, job.status(&call.base).to_string());
+    let mut response = crate::ogc::linked_json(StatusCode::ACCEPTED, JSON, job.status(&call.base));
     if let Ok(location) = axum::http::HeaderValue::from_str(&format!("{}/jobs/{id}", call.base)) {
         response.headers_mut().insert(header::LOCATION, location);
     }

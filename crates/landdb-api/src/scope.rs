@@ -31,6 +31,7 @@ use crate::export::Selection;
 use crate::features::Field;
 use crate::filter::{Filter, union};
 use crate::ogc::ApiError;
+use crate::params::BoxQuery;
 
 /// Where parcels come from: the engine (current parcels) and the store (the history). Only
 /// [`Sources::scoped`] opens them, for one caller.
@@ -391,10 +392,10 @@ impl<'s> Scoped<'s> {
 
     /// The parcels an export holds: of a commune (by its code as filed), in a box, matching a
     /// filter (a polygon is a spatial filter), or all of these; in version order.
-    pub fn select(&self, commune: Option<&CommuneCode>, bbox: Option<Rect<f64>>, filter: Option<&Filter>) -> Selection {
+    pub fn select(&self, commune: Option<&CommuneCode>, bbox: Option<BoxQuery>, filter: Option<&Filter>) -> Selection {
         // The box the selection lies in: the request's, the filter's, or the part they share
         // (`disjoint` when they share nothing).
-        let (region, disjoint) = match (bbox, filter.and_then(|f| f.bound)) {
+        let (region, disjoint) = match (bbox.map(|b| b.hull()), filter.and_then(|f| f.bound)) {
             (Some(a), Some(b)) => {
                 let shared = crate::filter::overlap(a, b);
                 (shared, shared.is_none())
@@ -404,8 +405,13 @@ impl<'s> Scoped<'s> {
         if disjoint {
             return Selection::Versions(Vec::new());
         }
-        let keep =
-            |p: &Parcel<'_>| commune.is_none_or(|c| p.commune() == c) && filter.is_none_or(|f| f.matches(p, None));
+        // A box across the antimeridian is two: its hull is asked first, then each parcel.
+        let two_boxes = bbox.filter(|b| !b.is_one_box());
+        let keep = |p: &Parcel<'_>| {
+            commune.is_none_or(|c| p.commune() == c)
+                && filter.is_none_or(|f| f.matches(p, None))
+                && two_boxes.is_none_or(|b| b.meets(&p.geometry()))
+        };
         let mut versions: Vec<VersionId> = match (commune, region) {
             (None, None) if filter.is_none() && self.everything() => return Selection::All,
             // A commune outside a scope of communes holds nothing for the caller, at no cost.
