@@ -28,20 +28,21 @@ async fn ask(url: &str) -> Answer {
     Answer { status, media, headers, body }
 }
 
-/// `Link` headers, each `<href>; rel="…"; type="…"`, read the way the Part 3 suite reads them
-/// (split on `,`, then `;`, then `=`): a header that only a full RFC 8288 parser could read
-/// fails here.
+/// `Link` headers, each `<href>; rel="…"; type="…"`. Read as the Part 3 suite reads those of
+/// items pages (split on `,`, then `;`, then `=`), quoted values aside: a media type such as the
+/// OpenAPI one holds `;` and `=` inside its quotes.
 fn link_headers(headers: &reqwest::header::HeaderMap) -> BTreeSet<Triple> {
     let mut out = BTreeSet::new();
     for value in headers.get_all("link") {
         let text = value.to_str().expect("a Link header of visible ASCII");
         for link in text.split(',') {
-            let mut parts = link.split(';');
-            let href = parts.next().expect("href").trim().trim_start_matches('<').trim_end_matches('>').to_owned();
+            let (href, rest) = link.split_once(';').expect("href; parameters");
+            let href = href.trim().trim_start_matches('<').trim_end_matches('>').to_owned();
             let (mut rel, mut media) = (String::new(), String::new());
-            for part in parts {
+            for part in unquoted_split(rest) {
                 let (k, v) = part.split_once('=').expect("name=value");
-                assert!(!v.contains('='), "a value with `=` breaks simple readers: {text}");
+                let quoted = v.trim().starts_with('"');
+                assert!(quoted || !v.contains('='), "an unquoted value with `=`: {text}");
                 let v = v.trim().trim_matches('"').to_owned();
                 match k.trim() {
                     "rel" => rel = v,
@@ -53,6 +54,23 @@ fn link_headers(headers: &reqwest::header::HeaderMap) -> BTreeSet<Triple> {
         }
     }
     out
+}
+
+/// `text` split at each `;` outside double quotes.
+fn unquoted_split(text: &str) -> Vec<&str> {
+    let (mut parts, mut start, mut quoted) = (Vec::new(), 0, false);
+    for (i, c) in text.char_indices() {
+        match c {
+            '"' => quoted = !quoted,
+            ';' if !quoted => {
+                parts.push(&text[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    parts.push(&text[start..]);
+    parts.into_iter().filter(|p| !p.trim().is_empty()).collect()
 }
 
 /// The body's links as triples.

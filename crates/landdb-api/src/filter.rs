@@ -617,6 +617,18 @@ fn compile(expr: &Expr, access: &Access) -> Result<Node, ApiError> {
                     let geometry = Geometry::<f64>::try_from(literal.clone()).map_err(|_| {
                         bad(format!("`{}` is not a geometry (give WKT, GeoJSON or BBOX in CRS84)", text(literal)))
                     })?;
+                    // CRS84: a coordinate past ±180° or ±90° is a mistake (metres given as
+                    // degrees, the axes swapped), not a place.
+                    use geo::CoordsIter;
+                    if geometry
+                        .coords_iter()
+                        .any(|c| !(-180.0..=180.0).contains(&c.x) || !(-90.0..=90.0).contains(&c.y))
+                    {
+                        return Err(bad(format!(
+                            "`{}` lies outside longitude -180 to 180 and latitude -90 to 90: geometries in filter are in CRS84 (longitude first)",
+                            text(literal)
+                        )));
+                    }
                     Ok(Node::Spatial { op: spatial, geometry })
                 }
                 op if op.starts_with("t_") => {
