@@ -54,6 +54,8 @@ fn help_lists_the_subcommands() {
     }
 }
 
+/// `landdb demo` loads the samples and changes one parcel (a second version, nothing retired)
+/// once; run again, it changes nothing. It ends with commands that run when pasted into a shell.
 #[test]
 fn demo_works_with_no_database_and_only_once() {
     let dir = scratch_dir("demo");
@@ -63,12 +65,30 @@ fn demo_works_with_no_database_and_only_once() {
     assert!(first.status.success(), "{}", stderr(&first));
     let n = sample_feature_count();
     assert!(stdout(&first).contains(&format!("{n} of {n} records imported, 0 quarantined")), "{}", stdout(&first));
+    assert!(stdout(&first).contains("1 updated") && stdout(&first).contains("0 retired"), "{}", stdout(&first));
     assert!(stdout(&first).contains(&format!("current parcels: {n}")), "{}", stdout(&first));
     assert!(dir.join("landdb.sqlite").exists(), "the embedded store is the default");
+    // The samples' changes, and one parcel superseded (two changes).
+    let feed = |out: &Output| stdout(out).lines().find(|l| l.starts_with("feed position:")).map(str::to_owned);
+    assert_eq!(feed(&first), Some(format!("feed position:   {}", n + 2)), "{}", stdout(&first));
 
     let again = landdb(&dir, &["demo", "--samples", samples]);
     assert!(again.status.success());
     assert!(stdout(&again).contains("already loaded") && stdout(&again).contains(&format!("current parcels: {n}")));
+    assert!(!stdout(&again).contains("committed"), "{}", stdout(&again));
+    assert_eq!(feed(&again), feed(&first), "nothing changed");
+
+    let out = stdout(&again);
+    let tries: Vec<&str> = out.lines().skip_while(|l| *l != "try this:").skip(1).map(str::trim).collect();
+    assert!(tries.iter().any(|l| l.contains(" demo --serve")), "{out}");
+    let exported = tries.iter().find(|l| l.contains(" export ")).unwrap_or_else(|| panic!("no export in {out}"));
+    for line in tries.iter().filter(|l| !l.contains("--serve")) {
+        let ran =
+            Command::new("sh").args(["-c", line]).current_dir(&dir).env_remove("DATABASE_URL").output().expect("sh");
+        assert!(ran.status.success(), "{line}: {}", stderr(&ran));
+    }
+    let file = exported.split_whitespace().skip_while(|w| *w != "--out").nth(1).expect("--out FILE");
+    assert!(std::fs::metadata(dir.join(file)).is_ok_and(|m| m.len() > 0), "{exported} wrote nothing");
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -86,8 +106,8 @@ fn http_get(address: &str, path: &str, key: &str) -> (String, String) {
 type Lines = std::io::Lines<std::io::BufReader<std::process::ChildStdout>>;
 
 /// `landdb demo --serve` in `dir` on a free port with `args`: the process, the rest of its
-/// output, its address and the demo key it printed.
-fn demo_server(dir: &Path, args: &[&std::ffi::OsStr]) -> (std::process::Child, Lines, String, String) {
+/// output, and everything it printed up to the line that says it is serving.
+fn demo_server_printing(dir: &Path, args: &[&std::ffi::OsStr]) -> (std::process::Child, Lines, Vec<String>) {
     use std::io::BufRead;
     let mut child = Command::new(env!("CARGO_BIN_EXE_landdb"))
         .args(["demo", "--serve", "--listen", "127.0.0.1:0"])
@@ -98,18 +118,32 @@ fn demo_server(dir: &Path, args: &[&std::ffi::OsStr]) -> (std::process::Child, L
         .spawn()
         .expect("landdb runs");
     let mut lines = std::io::BufReader::new(child.stdout.take().expect("stdout")).lines();
-    let landing = lines
-        .by_ref()
-        .map_while(Result::ok)
-        .find_map(|l| l.trim().strip_prefix("landing page:").map(|u| u.trim().to_owned()))
-        .expect("the landing page's address is printed");
-    let address = landing.trim_start_matches("http://").trim_end_matches('/').to_owned();
-    let key = lines
-        .by_ref()
-        .map_while(Result::ok)
-        .find_map(|l| l.trim().strip_prefix("demo key:").map(|k| k.trim().to_owned()))
-        .expect("the demo key is printed");
+    let mut printed = Vec::new();
+    for line in lines.by_ref().map_while(Result::ok) {
+        let serving = line.starts_with("stop with Ctrl-C");
+        printed.push(line);
+        if serving {
+            break;
+        }
+    }
+    (child, lines, printed)
+}
+
+/// `landdb demo --serve` in `dir` on a free port with `args`: the process, the rest of its
+/// output, its address and the demo key it printed.
+fn demo_server(dir: &Path, args: &[&std::ffi::OsStr]) -> (std::process::Child, Lines, String, String) {
+    let (child, lines, printed) = demo_server_printing(dir, args);
+    let (address, key) = address_and_key(&printed);
     (child, lines, address, key)
+}
+
+/// The server's address (host:port) and the demo key, from what `landdb demo --serve` printed.
+fn address_and_key(printed: &[String]) -> (String, String) {
+    let printed_as =
+        |label: &str| printed.iter().find_map(|l| l.trim().strip_prefix(label).map(|v| v.trim().to_owned()));
+    let landing = printed_as("landing page:").unwrap_or_else(|| panic!("no landing page address in {printed:#?}"));
+    let key = printed_as("demo key:").unwrap_or_else(|| panic!("no demo key in {printed:#?}"));
+    (landing.trim_start_matches("http://").trim_end_matches('/').to_owned(), key)
 }
 
 /// The quick start: `landdb demo --serve` on a machine with no database server serves the
@@ -160,6 +194,82 @@ fn demo_serves_the_samples_from_the_embedded_store_and_stops_cleanly() {
     assert!(!broken.status.success());
     assert!(stderr(&broken).contains("audit entry 1: its content does not match its hash"), "{}", stderr(&broken));
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Every address `landdb demo --serve` prints answers 200 to the key it prints, and every one that
+/// asks for parcels finds some: the lookups (a point in WGS84 and in the samples' TM-3 zone, a
+/// national ID, a natural key) find the parcel whose history is printed, the history has two
+/// versions, the "try this" lines are ones a shell takes as they are.
+#[test]
+fn every_address_the_demo_prints_answers_with_parcels() {
+    let dir = scratch_dir("addresses");
+    let samples = samples();
+    let (child, _lines, printed) = demo_server_printing(&dir, &["--samples".as_ref(), samples.as_os_str()]);
+    let mut server = Server(child);
+    let (address, key) = address_and_key(&printed);
+    // Every http:// address on every line, as a shell would read it (quotes are not part of it).
+    let urls: Vec<&str> = printed
+        .iter()
+        .flat_map(|l| l.match_indices("http://").map(move |(at, _)| &l[at..]))
+        .map(|from| from.split(|c: char| c.is_whitespace() || c == '\'').next().unwrap_or(from))
+        .collect();
+    for wanted in ["/parcels/at?lon=", "/parcels/at?x=", "/parcels/national-id/", "/parcels/key/", "/history"] {
+        assert!(urls.iter().any(|u| u.contains(wanted)), "no {wanted} address in {printed:#?}");
+    }
+    // The "try this" lines as a shell reads them: the key in curl's header, an address printed.
+    let tries: Vec<&str> = printed.iter().filter_map(|l| l.trim_start().strip_prefix("curl ")).collect();
+    assert!(!tries.is_empty(), "no curl line in {printed:#?}");
+    for args in tries {
+        let words = Command::new("sh").args(["-c", &format!("printf '%s\\n' {args}")]).output().expect("sh runs");
+        let words: Vec<String> = stdout(&words).lines().map(str::to_owned).collect();
+        let header = format!("Authorization: Bearer {key}");
+        assert!(words.windows(2).any(|w| w[0] == "-H" && w[1] == header), "curl {args}: {words:?}");
+        assert!(words.iter().any(|w| urls.contains(&w.as_str())), "curl {args}: {words:?}");
+    }
+
+    let mut parcel_of_history = None;
+    let mut found_by_lookups = Vec::new();
+    for url in &urls {
+        let path = url.strip_prefix(&format!("http://{address}")).unwrap_or_else(|| panic!("{url} is not {address}"));
+        // The fragment stays in the browser (the map keeps the key from it).
+        let path = path.split('#').next().unwrap_or(path);
+        let (status, body) = http_get(&address, path, &key);
+        assert!(status.contains("200"), "{url}: {status}: {body}");
+        if ["/", "/map", "/upload", "/api"].contains(&path) {
+            continue;
+        }
+        let answer: serde_json::Value = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{url}: {e}: {body}"));
+        if path.ends_with("/history") {
+            let versions = answer["versions"].as_array().map_or(0, Vec::len);
+            assert!(versions >= 2, "{url}: {versions} versions: {answer}");
+            parcel_of_history = path.split('/').nth(4).and_then(|v| v.parse::<u64>().ok());
+            continue;
+        }
+        let features = answer["features"].as_array().cloned().unwrap_or_default();
+        assert!(!features.is_empty(), "{url} answers no feature: {answer}");
+        if path.starts_with("/parcels/") {
+            found_by_lookups.push((url, features.iter().filter_map(|f| f["id"].as_u64()).collect::<Vec<_>>()));
+        }
+    }
+    let parcel = parcel_of_history.expect("the history was read");
+    for (url, found) in &found_by_lookups {
+        assert!(found.contains(&parcel), "{url} finds {found:?}, not version {parcel} whose history is printed");
+    }
+
+    let stopped = Command::new("kill").args(["-TERM", &server.0.id().to_string()]).status().expect("kill");
+    assert!(stopped.success());
+    assert!(server.0.wait().expect("exits").success());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A server process, killed when dropped: a failing test leaves none running.
+struct Server(std::process::Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 /// A multipart upload (HTTP/1.0, so the server closes the connection): status line and body.

@@ -107,14 +107,14 @@ pub async fn run(context: &crate::Context, args: &ServerArgs) -> anyhow::Result<
     serve(context, context.store().await?, context.reference()?, args, None).await
 }
 
-/// Serves until interrupted; `demo_key` (from `landdb demo --serve`) is printed with the
-/// addresses, and the map's address carries it.
+/// Serves until interrupted; `tour` (from `landdb demo --serve`) is printed with the addresses,
+/// and the map's address carries its key.
 pub async fn serve(
     context: &crate::Context,
     store: AnyStore,
     reference: ReferenceData,
     args: &ServerArgs,
-    demo_key: Option<String>,
+    tour: Option<&super::demo::Tour>,
 ) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
     // The signer first: a key or checkpoint file that does not hold stops the server before it
@@ -175,18 +175,13 @@ pub async fn serve(
     let base = args.public_url.clone().unwrap_or_else(|| format!("http://{address}"));
     println!("landdb is serving {} parcels", engine.snapshot().len());
     println!("  landing page:     {base}/");
-    let fragment = demo_key.as_ref().map(|k| format!("#key={k}")).unwrap_or_default();
+    let fragment = tour.map(|t| format!("#key={}", t.key)).unwrap_or_default();
     println!("  parcel map:       {base}/map{fragment}");
     println!("  upload page:      {base}/upload");
     println!("  parcels:          {base}/collections/parcels/items");
-    println!("  parcel at point:  {base}/parcels/at?lon=108.2208&lat=16.0678");
     println!("  API definition:   {base}/api");
-    match &demo_key {
-        Some(key) => {
-            println!("every request but the landing page needs a key (Authorization: Bearer <key>); the demo key:");
-            println!("  curl -H 'Authorization: Bearer {key}' {base}/collections/parcels/items");
-            println!("  demo key:         {key}");
-        }
+    match tour {
+        Some(tour) => tour.print(&base),
         None => println!("every request but the landing page needs a key: `landdb key create <agency>` makes one"),
     }
     println!("stop with Ctrl-C");
