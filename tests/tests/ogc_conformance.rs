@@ -231,6 +231,21 @@ async fn every_collection_meets_ogc_api_features_core_crs_and_filtering() {
             let feature = ask(&format!("{base}/collections/{id}/items/{fid}")).await;
             linked(&what("a feature"), &feature, "application/geo+json");
             assert!(href(&feature.body, "collection", "application/json").is_some(), "{}", what("feature collection"));
+            // Part 2: the feature and the items in every CRS the collection lists, each saying
+            // which in Content-Crs.
+            for crs in entry["crs"].as_array().into_iter().flatten().take(20) {
+                let crs = crs.as_str().expect("a CRS URI");
+                let asked = url::form_urlencoded::byte_serialize(crs.as_bytes()).collect::<String>();
+                for url in [
+                    format!("{base}/collections/{id}/items/{fid}?crs={asked}"),
+                    format!("{items_url}?crs={asked}&limit=1"),
+                ] {
+                    let response = client().get(&url).send().await.expect("request");
+                    assert_eq!(response.status(), 200, "{url}");
+                    let said = response.headers().get("content-crs").and_then(|v| v.to_str().ok()).map(str::to_owned);
+                    assert_eq!(said, Some(format!("<{crs}>")), "{url}");
+                }
+            }
         }
 
         // Part 3: queryables, and a filter over one of them; an unknown one is a 400.

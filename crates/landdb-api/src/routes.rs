@@ -62,6 +62,7 @@ pub const ITEMS: &[(&str, &str)] = &[
 pub const ITEM: &[(&str, &str)] = &[
     ("f", "the format of the answer: `json` (the only one so far)"),
     ("properties", "comma-separated property names to include"),
+    ("crs", "the coordinate system of the answer, as for items"),
 ];
 pub const EXPORT: &[(&str, &str)] = &[
     (
@@ -818,9 +819,11 @@ pub async fn item(
             past.parcels().next().ok_or_else(missing)?
         }
     };
+    let crs = output_crs(&app, &params)?;
+    let transformer = crs.transformer()?;
     let release = scoped.release(vec![parcel], &fields).await?;
     let mut out = Vec::new();
-    write_features(&mut out, &release, &fields, &Output { crs: &OutputCrs::crs84(), transformer: None });
+    write_features(&mut out, &release, &fields, &Output { crs: &crs, transformer: transformer.as_ref() });
     let (links, headers) = published(vec![
         Link::new(format!("{base}/collections/parcels/items/{id}"), "self", GEOJSON, "this parcel"),
         Link::new(format!("{base}/collections/parcels"), "collection", JSON, "the collection"),
@@ -830,7 +833,7 @@ pub async fn item(
     out.extend_from_slice(format!(",\"links\":{}}}", serde_json::Value::Array(links)).as_bytes());
     let mut response = json_response(StatusCode::OK, GEOJSON, out);
     response.headers_mut().extend(headers);
-    Ok(release.disclosure().on(response))
+    Ok(release.disclosure().on(with_crs(response, &crs)))
 }
 
 /// The whole selection as one file: GeoJSON streamed with constant memory whatever its size, or
@@ -1119,8 +1122,9 @@ pub async fn by_national_id(
     }
     let base = &call.base;
     let links = vec![Link::new(format!("{base}/parcels/national-id/{national_id}"), "self", GEOJSON, "this lookup")];
+    let crs = output_crs(&app, &params)?;
     let release = scoped.release(found, &fields).await?;
-    feature_collection(&release, &fields, Some(release.parcels().len()), links, &OutputCrs::crs84())
+    feature_collection(&release, &fields, Some(release.parcels().len()), links, &crs)
 }
 
 /// The tile sets of parcels (OGC API – Tiles): one, vector tiles in WebMercatorQuad.
