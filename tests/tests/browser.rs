@@ -252,3 +252,33 @@ async fn the_upload_page_runs_a_job_and_shows_its_report() {
     }
     session.end().await;
 }
+
+/// The landing page shows what the store holds for the caller's key, on a desktop and on a phone
+/// (nothing wider than the screen), with a link to browse each collection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_landing_page_shows_what_the_key_sees_on_a_desktop_and_a_phone() {
+    let s = server(&[samples().join("20194.geojson")]).await;
+    let (_, _, page) = get(&format!("{}/collections/parcels/items?limit=1", s.base)).await;
+    let parcels = page["numberMatched"].as_u64().expect("numberMatched");
+    let driver = driver().await;
+    let session = Session::start(&driver).await;
+    let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/browser");
+    std::fs::create_dir_all(&dir).expect("dir");
+    for (width, height, name) in [(1280, 800, "landing.png"), (390, 844, "landing-phone.png")] {
+        session.command("window/rect", json!({ "width": width, "height": height })).await;
+        session.open(&format!("{}/#key={}", s.base, landdb_tests::http::OPERATOR_KEY)).await;
+        session.until("return document.getElementById('holdings').dataset.ready === 'true'", "the holdings").await;
+        let figure = session
+            .script(
+                "return document.querySelector('[data-collection=parcels] .figure').textContent.replace(/\\D/g, '')",
+            )
+            .await;
+        assert_eq!(figure.as_str(), Some(parcels.to_string().as_str()), "the parcels the key sees");
+        let browse = session.script("return document.querySelector('[data-collection=communes] nav a').href").await;
+        assert!(browse.as_str().is_some_and(|h| h.ends_with("/collections/communes/items?f=html")), "{browse}");
+        let overflow = session.script("return document.documentElement.scrollWidth - window.innerWidth").await;
+        assert!(overflow.as_i64().expect("pixels") <= 0, "{name}: wider than the screen by {overflow} px");
+        std::fs::write(dir.join(name), session.screenshot().await).expect("screenshot written");
+    }
+    session.end().await;
+}

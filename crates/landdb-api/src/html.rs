@@ -206,7 +206,7 @@ pub fn render(path: &str, doc: &Value) -> String {
         body.push_str("</ul>\n");
     }
     format!(
-        "<!doctype html>\n<html lang=\"vi\"><head><meta charset=\"utf-8\"><title>{} — landdb</title>\n\
+        "<!doctype html>\n<html lang=\"vi\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>{} — landdb</title>\n\
          <link rel=\"icon\" href=\"data:,\"><link rel=\"stylesheet\" href=\"/assets/landdb.css\"></head>\n\
          <body class=\"landing\"><main>\n<p><a href=\"/\">landdb</a> · <a href=\"/collections\">collections</a> · \
          <a href=\"/map\">bản đồ (map)</a> · <a href=\"/upload\">tải lên (upload)</a> · <a href=\"{}?f=json\">JSON</a></p>\n{body}</main></body></html>\n",

@@ -17,6 +17,7 @@ const ASSETS: &[(&str, &[u8], &str)] = &[
     ("common.js", include_bytes!("../assets/common.js"), "text/javascript; charset=utf-8"),
     ("map.js", include_bytes!("../assets/map.js"), "text/javascript; charset=utf-8"),
     ("upload.js", include_bytes!("../assets/upload.js"), "text/javascript; charset=utf-8"),
+    ("landing.js", include_bytes!("../assets/landing.js"), "text/javascript; charset=utf-8"),
     ("landdb.css", include_bytes!("../assets/landdb.css"), "text/css; charset=utf-8"),
 ];
 
@@ -58,22 +59,34 @@ pub async fn asset(Path(name): Path<String>) -> Result<Response, ApiError> {
     Ok(response)
 }
 
-/// The landing page for a person: what there is and where.
+/// The landing page for a person: what the store holds for the key the browser keeps (figures
+/// filled in by `landing.js` from `/collections`: the page itself is public and names no
+/// figure), and where everything is. Readable on a phone.
 pub fn landing_html(base: &str) -> Response {
     let body = format!(
         r#"<!doctype html>
-<html lang="vi"><head><meta charset="utf-8"><title>landdb</title>
-<link rel="icon" href="data:,"><link rel="stylesheet" href="/assets/landdb.css"></head>
-<body class="landing"><main>
+<html lang="vi"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<title>landdb</title><link rel="icon" href="data:,"><link rel="stylesheet" href="/assets/landdb.css"></head>
+<body class="landing">
+<header class="top">
 <h1>landdb — Cơ sở dữ liệu đất đai quốc gia (national land database)</h1>
+<nav><a href="{base}/map">Bản đồ (map)</a><a href="{base}/upload">Tải lên (upload)</a></nav>
+<label class="key">Khóa API (API key)
+<input id="api-key" type="password" autocomplete="off" spellcheck="false" placeholder="—"></label>
+</header>
+<main class="page">
+<h2>Dữ liệu (what the store holds for your key)</h2>
+<p id="holdings-status" class="muted"></p>
+<section id="holdings"></section>
+<h2>Cho lập trình viên (for developers)</h2>
 <ul>
-<li><a href="{base}/map">Bản đồ thửa đất (parcel map)</a></li>
-<li><a href="{base}/upload">Tải lên dữ liệu địa chính (upload cadastral data)</a></li>
-<li><a href="{base}/collections?f=json">Collections (OGC API – Features, JSON)</a></li>
+<li><a href="{base}/collections?f=html">Collections (OGC API – Features)</a></li>
 <li><a href="{base}/api">API definition (OpenAPI 3.0)</a></li>
-<li><a href="{base}/conformance?f=json">Conformance classes</a></li>
+<li><a href="{base}/conformance?f=html">Conformance classes</a></li>
 </ul>
-</main></body></html>"#
+</main>
+<script src="/assets/common.js"></script><script src="/assets/landing.js"></script>
+</body></html>"#
     );
     let mut response = (StatusCode::OK, body).into_response();
     response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
