@@ -70,14 +70,17 @@
   const info = document.getElementById('parcel-info');
   const hint = document.getElementById('zoom-hint');
 
-  // Where to start: a vertex of the first parcel (the centre of the collection's extent can fall
-  // between two clusters of data, on nothing), or null when there are no parcels.
-  async function extentCentre() {
-    const page = await landdb.fetchJson('/collections/parcels/items?limit=1&properties=commune');
-    let c = page?.features?.[0]?.geometry?.coordinates;
-    while (Array.isArray(c) && Array.isArray(c[0])) c = c[0];
-    return Array.isArray(c) && c.length >= 2 ? [c[0], c[1]] : null;
+  // Where to start: the extent of the parcels the key sees (the collection's extent is the
+  // caller's scope), or null when it sees none (the extent is then the whole world).
+  async function extentBounds() {
+    const collection = await landdb.fetchJson('/collections/parcels');
+    const b = collection?.extent?.spatial?.bbox?.[0];
+    if (!Array.isArray(b) || b.length < 4 || (b[0] <= -180 && b[2] >= 180)) return null;
+    return [[b[0], b[1]], [b[2], b[3]]];
   }
+
+  // The view that fits `bounds`, kept clear of the map's edges and controls.
+  const FIT = { padding: 40, maxZoom: 18 };
 
   function showMessage(text, cls = 'error') {
     info.replaceChildren(Object.assign(document.createElement('p'), { className: cls, textContent: text }));
@@ -86,10 +89,10 @@
   // Find the starting view before creating the map, so no tiles are fetched
   // for a view we are about to leave. A URL hash (#zoom/lat/lon) wins.
   const startedWithHash = Boolean(location.hash);
-  let centre = null;
+  let bounds = null;
   if (!startedWithHash) {
     try {
-      centre = await extentCentre();
+      bounds = await extentBounds();
     } catch (err) {
       showMessage(`Không đọc được phạm vi dữ liệu (could not read the data extent): ${err.message}`);
     }
@@ -98,8 +101,8 @@
   const map = new maplibregl.Map({
     container: 'map',
     style,
-    center: centre || [106.0, 16.0], // fallback: all of Viet Nam
-    zoom: centre ? 16 : 5,
+    // Fitted to the data in the key's scope; all of Viet Nam without one.
+    ...(bounds ? { bounds, fitBoundsOptions: FIT } : { center: [106.0, 16.0], zoom: 5 }),
     hash: true,
     // Send the key with every same-origin request MapLibre makes (the tiles).
     transformRequest: (url) =>
@@ -171,14 +174,14 @@
   }
 
   // A new key: refetch the tiles with it (setTiles reloads the source), and
-  // centre on the data if that failed before for want of a key.
+  // fit the view to the data if that failed before for want of a key.
   landdb.setupKeyInput(async () => {
     map.getSource('parcels')?.setTiles([TILES]);
-    if (!centre && !startedWithHash) {
+    if (!bounds && !startedWithHash) {
       try {
-        centre = await extentCentre();
-        if (centre) {
-          map.jumpTo({ center: centre, zoom: 16 });
+        bounds = await extentBounds();
+        if (bounds) {
+          map.fitBounds(bounds, { ...FIT, animate: false });
           showMessage('Nhấp vào một thửa đất để xem thông tin (click a parcel to see its details).', 'muted');
         }
       } catch (err) {
