@@ -282,3 +282,74 @@ async fn the_landing_page_shows_what_the_key_sees_on_a_desktop_and_a_phone() {
     }
     session.end().await;
 }
+
+/// The map opens on the data the key sees, and its search finds a parcel by key, by national ID
+/// and by a point in WGS84 and in its VN-2000 zone: drawn under the middle of the map, with the
+/// details panel beside or below the map and never over it, on a desktop and on a phone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_map_search_flies_to_the_parcel_and_the_panel_stays_off_the_map() {
+    let s = server(&[samples().join("20194.geojson")]).await;
+    let (_, _, page) = get(&format!("{}/collections/parcels/items?limit=1&sortby=-area_m2", s.base)).await;
+    let feature = &page["features"][0];
+    let id = feature["id"].as_i64().expect("id");
+    let p = &feature["properties"];
+    let key = format!(
+        "{}/{}/{}",
+        p["commune"].as_str().expect("c"),
+        p["sheet"].as_str().expect("s"),
+        p["number"].as_str().expect("n")
+    );
+    let national_id = p["national_id"].as_str().expect("national id").to_owned();
+    // A point inside it: the centre of a tiny box around its first vertex that the API says is
+    // inside, found by asking.
+    let ring = feature["geometry"]["coordinates"][0][0].as_array().expect("ring").clone();
+    let (mut lon, mut lat) = (0.0, 0.0);
+    for c in &ring[..ring.len() - 1] {
+        lon += c[0].as_f64().expect("x") / (ring.len() - 1) as f64;
+        lat += c[1].as_f64().expect("y") / (ring.len() - 1) as f64;
+    }
+    let (_, _, at) = get(&format!("{}/parcels/at?lon={lon}&lat={lat}", s.base)).await;
+    let point = if at["features"][0]["id"].as_i64() == Some(id) { Some(format!("{lon:.7},{lat:.7}")) } else { None };
+
+    let driver = driver().await;
+    let session = Session::start(&driver).await;
+    let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/browser");
+    std::fs::create_dir_all(&dir).expect("dir");
+    for (width, height, name) in [(1280, 800, "search.png"), (390, 844, "search-phone.png")] {
+        session.command("window/rect", json!({ "width": width, "height": height })).await;
+        session.open(&format!("{}/map#key={}", s.base, landdb_tests::http::OPERATOR_KEY)).await;
+        session.until("return document.body.dataset.mapReady === '1'", "the map").await;
+        let drawn =
+            session.script("return window.landdbMap.queryRenderedFeatures({ layers: ['parcels-fill'] }).length").await;
+        assert!(drawn.as_u64().expect("count") > 10, "{name}: opened on the data ({drawn} parcels drawn)");
+        let mut searches = vec![key.clone(), national_id.clone()];
+        searches.extend(point.clone());
+        for text in &searches {
+            session
+                .script(&format!(
+                    "document.getElementById('search-text').value = {text:?};
+                     document.getElementById('search').requestSubmit(); return true;"
+                ))
+                .await;
+            let found = session.until("return document.body.dataset.searchDone || null", "the search").await;
+            assert_eq!(found.as_str(), Some(id.to_string().as_str()), "{name}: {text}");
+            let under = session
+                .script(&format!(
+                    "const m = window.landdbMap; const r = m.getCanvas().getBoundingClientRect();
+                     const hit = m.queryRenderedFeatures([r.width / 2, r.height / 2], {{ layers: ['parcels-fill'] }});
+                     const p = document.getElementById('parcel-panel').getBoundingClientRect();
+                     const apart = p.right <= r.left || p.left >= r.right || p.bottom <= r.top || p.top >= r.bottom;
+                     return [hit.some((f) => f.properties.id === {id}), apart,
+                             document.getElementById('parcel-info').innerText.includes({national_id:?})];"
+                ))
+                .await;
+            assert_eq!(
+                under,
+                json!([true, true, true]),
+                "{name}: {text}: parcel under the middle, panel apart, details shown"
+            );
+        }
+        std::fs::write(dir.join(name), session.screenshot().await).expect("screenshot written");
+    }
+    session.end().await;
+}

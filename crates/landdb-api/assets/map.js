@@ -162,6 +162,66 @@
     info.replaceChildren(title, table);
   }
 
+  // Search: a natural key (commune/sheet/number), a national ID, a point in WGS84 (lon,lat) or
+  // in a VN-2000 zone (x y EPSG:code), or address text (agencies granted personal data). The
+  // first parcel found is flown to, highlighted and shown.
+  function searchUrl(text) {
+    const t = text.trim();
+    const key = /^(\d{5})\/([^/]+)\/([^/]+)$/.exec(t);
+    if (key) return `/parcels/key/${key.slice(1).map(encodeURIComponent).join('/')}`;
+    if (/^[0-9a-z]{12}$/i.test(t)) return `/parcels/national-id/${t.toLowerCase()}`;
+    const numbers = /^(-?\d+(?:\.\d+)?)[\s,;]+(-?\d+(?:\.\d+)?)(?:[\s,;]+(?:EPSG:)?(\d{4,5}))?$/i.exec(t);
+    if (numbers) {
+      const [a, b, zone] = [Number(numbers[1]), Number(numbers[2]), numbers[3]];
+      if (zone) return `/parcels/at?x=${a}&y=${b}&point-crs=EPSG:${zone}`;
+      // Longitude first, as GeoJSON; a latitude-first pair in Viet Nam is told by its size.
+      const [lon, lat] = Math.abs(a) <= 90 && Math.abs(b) > 90 ? [b, a] : [a, b];
+      if (Math.abs(lon) <= 180 && Math.abs(lat) <= 90) return `/parcels/at?lon=${lon}&lat=${lat}`;
+      return null; // metres without a zone: which of the TM-3 zones is not known
+    }
+    const like = `%${t.replace(/'/g, "''")}%`;
+    return `/collections/parcels/items?limit=1&filter=${encodeURIComponent(`casei(address) LIKE casei('${like}')`)}`;
+  }
+
+  // The box around a GeoJSON geometry's coordinates.
+  function boundsOf(geometry) {
+    let [w, s, e, n] = [Infinity, Infinity, -Infinity, -Infinity];
+    const visit = (c) => {
+      if (typeof c[0] === 'number') {
+        [w, s, e, n] = [Math.min(w, c[0]), Math.min(s, c[1]), Math.max(e, c[0]), Math.max(n, c[1])];
+      } else c.forEach(visit);
+    };
+    visit(geometry.coordinates);
+    return [[w, s], [e, n]];
+  }
+
+  document.getElementById('search').addEventListener('submit', async (event) => {
+    event.preventDefault();
+    const text = document.getElementById('search-text').value;
+    const url = searchUrl(text);
+    delete document.body.dataset.searchDone;
+    if (!url) {
+      showMessage('Tọa độ mét cần mã vùng, ví dụ "544763 1771845 EPSG:5899" (metres need their zone).');
+      return;
+    }
+    try {
+      const found = await landdb.fetchJson(url);
+      const feature = found.type === 'FeatureCollection' ? found.features?.[0] : found;
+      if (!feature) {
+        showMessage(`Không tìm thấy thửa đất (no parcel found): ${text}`, 'muted');
+        return;
+      }
+      const filter = ['==', ['get', 'id'], feature.id];
+      map.setFilter('highlight-fill', filter);
+      map.setFilter('highlight-line', filter);
+      renderParcel(feature);
+      map.fitBounds(boundsOf(feature.geometry), { ...FIT, animate: false });
+      map.once('idle', () => { document.body.dataset.searchDone = String(feature.id); });
+    } catch (err) {
+      showMessage(`Tìm không được (search failed): ${err.message}`);
+    }
+  });
+
   // Legend from the same colour table.
   const legend = document.getElementById('legend');
   for (const [code, colour, label] of [...LAND_USE_COLOURS, ['…', DEFAULT_COLOUR, 'Khác (other)']]) {
