@@ -89,6 +89,7 @@ pub async fn run(context: &crate::Context, args: &Args) -> anyhow::Result<()> {
     if format != Format::GeoJson {
         anyhow::ensure!(args.out.as_os_str() != "-", "--format {format:?} is written to a file: give --out FILE");
         let scratch = tempfile_dir(&args.out)?;
+        let bar = spinner(&format!("writing {count} parcels as {format:?}"));
         let written =
             landdb_api::formats::write(&released, &fields, &crs, format, &scratch).map_err(|e| anyhow::anyhow!("{e}"));
         let moved = written.and_then(|path| {
@@ -96,6 +97,7 @@ pub async fn run(context: &crate::Context, args: &Args) -> anyhow::Result<()> {
                 .or_else(|_| std::fs::copy(&path, &args.out).map(|_| ()))
                 .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", args.out.display()))
         });
+        bar.finish_and_clear();
         let _ = std::fs::remove_dir_all(&scratch);
         moved?;
         println!("{count} parcels written to {} ({format:?})", args.out.display());
@@ -110,15 +112,30 @@ pub async fn run(context: &crate::Context, args: &Args) -> anyhow::Result<()> {
     };
     let mut stream = Box::pin(geojson_stream(released, fields, crs));
     let mut bytes = 0;
+    let bar = spinner(&format!("{count} parcels"));
     while let Some(Ok(chunk)) = stream.next().await {
         out.write_all(&chunk).map_err(|e| anyhow::anyhow!("cannot write {}: {e}", args.out.display()))?;
         bytes += chunk.len();
+        bar.set_position(bytes as u64);
     }
+    bar.finish_and_clear();
     out.flush()?;
     if args.out.as_os_str() != "-" {
         println!("{count} parcels, {bytes} bytes of GeoJSON written to {}", args.out.display());
     }
     Ok(())
+}
+
+/// A spinner on standard error (drawn only on a terminal: quiet in scripts and pipes) with the
+/// bytes written so far and their rate.
+fn spinner(what: &str) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new_spinner().with_message(what.to_owned());
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{spinner} {msg}: {bytes} written {bytes_per_sec}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+    );
+    bar.enable_steady_tick(std::time::Duration::from_millis(120));
+    bar
 }
 
 /// A scratch directory beside the output (same file system, so the result is moved, not copied).
