@@ -89,7 +89,7 @@ pub async fn run(context: &crate::Context, args: &Args) -> anyhow::Result<()> {
     if format != Format::GeoJson {
         anyhow::ensure!(args.out.as_os_str() != "-", "--format {format:?} is written to a file: give --out FILE");
         let scratch = tempfile_dir(&args.out)?;
-        let bar = spinner(&format!("writing {count} parcels as {format:?}"));
+        let bar = spinner(&format!("writing {count} parcels as {format:?}"), "{spinner} {msg} ({elapsed})");
         let written =
             landdb_api::formats::write(&released, &fields, &crs, format, &scratch).map_err(|e| anyhow::anyhow!("{e}"));
         let moved = written.and_then(|path| {
@@ -112,7 +112,7 @@ pub async fn run(context: &crate::Context, args: &Args) -> anyhow::Result<()> {
     };
     let mut stream = Box::pin(geojson_stream(released, fields, crs));
     let mut bytes = 0;
-    let bar = spinner(&format!("{count} parcels"));
+    let bar = spinner(&format!("{count} parcels"), "{spinner} {msg}: {bytes} written {bytes_per_sec}");
     while let Some(Ok(chunk)) = stream.next().await {
         out.write_all(&chunk).map_err(|e| anyhow::anyhow!("cannot write {}: {e}", args.out.display()))?;
         bytes += chunk.len();
@@ -126,12 +126,12 @@ pub async fn run(context: &crate::Context, args: &Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A spinner on standard error (drawn only on a terminal: quiet in scripts and pipes) with the
-/// bytes written so far and their rate.
-fn spinner(what: &str) -> indicatif::ProgressBar {
+/// A spinner on standard error, drawn only on a terminal (quiet in scripts and pipes), in
+/// indicatif's `template`.
+fn spinner(what: &str, template: &str) -> indicatif::ProgressBar {
     let bar = indicatif::ProgressBar::new_spinner().with_message(what.to_owned());
     bar.set_style(
-        indicatif::ProgressStyle::with_template("{spinner} {msg}: {bytes} written {bytes_per_sec}")
+        indicatif::ProgressStyle::with_template(template)
             .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
     );
     bar.enable_steady_tick(std::time::Duration::from_millis(120));
