@@ -820,8 +820,11 @@ pub async fn item(
         }
     };
     let crs = output_crs(&app, &params)?;
-    let transformer = crs.transformer()?;
+    // A CRS PROJ cannot handle fails before anything is taken from the caller's limits; the
+    // transformer itself is not Send, so it is made again after the release.
+    crs.transformer()?;
     let release = scoped.release(vec![parcel], &fields).await?;
+    let transformer = crs.transformer()?;
     let mut out = Vec::new();
     write_features(&mut out, &release, &fields, &Output { crs: &crs, transformer: transformer.as_ref() });
     let (links, headers) = published(vec![
