@@ -99,7 +99,15 @@ async fn answer(c: &reqwest::Client, url: &str, asked: &Target) -> (u16, BTreeMa
         if ["date", "content-length"].contains(&name.as_str()) {
             continue;
         }
-        let value = if name == "etag" { "(present)".to_owned() } else { value.to_str().unwrap_or_default().to_owned() };
+        let text = value.to_str().unwrap_or_default();
+        // Links repeat the request's address (which names what was asked): compared by their
+        // relations, in order, as the body's links are.
+        if name == "link" {
+            let rel = text.split(';').find_map(|p| p.trim().strip_prefix("rel=")).unwrap_or_default();
+            headers.entry("link".to_owned()).or_insert_with(String::new).push_str(&format!("{rel} "));
+            continue;
+        }
+        let value = if name == "etag" { "(present)".to_owned() } else { text.to_owned() };
         headers.insert(name.as_str().to_owned(), value);
     }
     let body = r.bytes().await.expect("body");

@@ -109,6 +109,8 @@
       url.startsWith(location.origin) ? { url, headers: landdb.authHeaders() } : { url },
   });
   window.landdbMap = map;
+  // The canvas follows its box (the layout changes with the screen and the panel).
+  new ResizeObserver(() => map.resize()).observe(document.getElementById('map'));
   map.addControl(new maplibregl.NavigationControl(), 'top-left');
   map.addControl(new maplibregl.ScaleControl({ unit: 'metric' }), 'bottom-left');
 
