@@ -23,10 +23,29 @@ pub fn wants_html(request: &Request) -> bool {
     match f.as_deref() {
         Some("html") => true,
         Some(_) => false,
-        None => {
-            request.headers().get(header::ACCEPT).and_then(|a| a.to_str().ok()).is_some_and(|a| a.contains("text/html"))
-        }
+        None => request.headers().get(header::ACCEPT).and_then(|a| a.to_str().ok()).is_some_and(prefers_html),
     }
+}
+
+/// Whether an `Accept` header prefers HTML to JSON (RFC 9110 quality values): a browser's
+/// `text/html,…,*/*;q=0.8` does; `application/geo+json, text/html;q=0.1` does not; a tie goes
+/// to JSON, the API's own form.
+pub fn prefers_html(accept: &str) -> bool {
+    let quality = |wanted: &[&str]| -> f32 {
+        accept
+            .split(',')
+            .filter_map(|range| {
+                let mut parts = range.split(';');
+                let media = parts.next()?.trim().to_ascii_lowercase();
+                let q = parts
+                    .find_map(|p| p.trim().strip_prefix("q=").and_then(|q| q.trim().parse::<f32>().ok()))
+                    .unwrap_or(1.0);
+                wanted.contains(&media.as_str()).then_some(q)
+            })
+            .fold(0.0, f32::max)
+    };
+    let html = quality(&["text/html"]);
+    html > 0.0 && html > quality(&["application/json", "application/geo+json", "application/*", "*/*"])
 }
 
 /// The middleware: takes `f=html` off the query (the handlers answer JSON), and turns a JSON
@@ -217,6 +236,24 @@ pub fn render(path: &str, doc: &Value) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn quality_values_decide_between_a_page_and_json() {
+        use super::prefers_html;
+        let browser = "text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,*/*;q=0.8";
+        assert!(prefers_html(browser));
+        assert!(prefers_html("text/html"));
+        for json in [
+            "application/geo+json, text/html;q=0.1",
+            "application/json",
+            "*/*",
+            "text/html;q=0.5, application/json;q=0.5",
+            "text/html;q=0",
+            "",
+        ] {
+            assert!(!prefers_html(json), "{json}");
+        }
+    }
+
     use super::*;
 
     #[test]

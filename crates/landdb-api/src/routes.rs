@@ -137,7 +137,7 @@ impl FromRequestParts<Arc<AppState>> for Call {
             }
         };
         let wants_html =
-            parts.headers.get(header::ACCEPT).and_then(|a| a.to_str().ok()).is_some_and(|a| a.contains("text/html"));
+            parts.headers.get(header::ACCEPT).and_then(|a| a.to_str().ok()).is_some_and(crate::html::prefers_html);
         Ok(Call { base, query: parts.uri.query().map(str::to_owned), wants_html })
     }
 }
