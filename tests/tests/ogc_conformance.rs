@@ -290,4 +290,11 @@ async fn every_collection_meets_ogc_api_features_core_crs_and_filtering() {
     let head = client().head(format!("{base}/collections/parcels/items?limit=1")).send().await.expect("HEAD");
     assert_eq!(head.status(), 200);
     assert!(link_headers(head.headers()).iter().any(|(rel, _, _)| rel == "self"), "HEAD has the Link headers");
+    // HEAD of an export says what it would be, checked like the GET, without writing it.
+    let head = client().head(format!("{base}/collections/parcels/export?f=gpkg")).send().await.expect("HEAD");
+    assert_eq!(head.status(), 200);
+    assert_eq!(head.headers()["content-type"], "application/geopackage+sqlite3");
+    assert!(head.headers()["content-disposition"].to_str().is_ok_and(|d| d.contains("attachment")));
+    let bad = client().head(format!("{base}/collections/parcels/export?f=kml")).send().await.expect("HEAD");
+    assert_eq!(bad.status(), 400);
 }

@@ -843,6 +843,7 @@ pub async fn item(
 /// a GeoPackage, zipped Shapefile or DXF written through GDAL and then sent.
 pub async fn export(
     State(app): State<Arc<AppState>>,
+    method: axum::http::Method,
     access: Access,
     Path(id): Path<String>,
     call: Call,
@@ -890,13 +891,22 @@ pub async fn export(
     let crs = output_crs(&app, &params)?;
     // Built once here so that a CRS PROJ cannot handle fails before the answer starts.
     crs.transformer()?;
+    let disposition = format!("attachment; filename=\"{}\"", format.file_name());
+    // HEAD: what the export would be (checked as above), without selecting, taking from the
+    // quota or writing a file; nothing is disclosed, so nothing is put on record.
+    if method == axum::http::Method::HEAD {
+        let mut response = json_response(StatusCode::OK, format.media_type(), axum::body::Body::empty());
+        if let Ok(v) = axum::http::HeaderValue::from_str(&disposition) {
+            response.headers_mut().insert(header::CONTENT_DISPOSITION, v);
+        }
+        return Ok(with_crs(response, &crs));
+    }
     let scoped = app.sources.scoped(&access);
     let selection = scoped.select(commune.as_ref(), bbox, filter.as_ref());
     // Taken from the caller's limits whole, before a byte is sent (an agency granted bulk export
     // may pass the response limit, never its daily quota).
     let mut released = scoped.release_selection(selection, &fields).await?;
     let disclosed = released.take_disclosure();
-    let disposition = format!("attachment; filename=\"{}\"", format.file_name());
     let mut response = if format == Format::GeoJson {
         let body = axum::body::Body::from_stream(geojson_stream(released, fields, crs.clone()));
         with_crs(json_response(StatusCode::OK, GEOJSON, body), &crs)
