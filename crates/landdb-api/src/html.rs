@@ -236,9 +236,10 @@ pub fn render(path: &str, doc: &Value) -> String {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     #[test]
     fn quality_values_decide_between_a_page_and_json() {
-        use super::prefers_html;
         let browser = "text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,*/*;q=0.8";
         assert!(prefers_html(browser));
         assert!(prefers_html("text/html"));
@@ -253,8 +254,6 @@ mod tests {
             assert!(!prefers_html(json), "{json}");
         }
     }
-
-    use super::*;
 
     #[test]
     fn pages_escape_what_they_show() {

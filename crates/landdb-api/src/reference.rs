@@ -166,13 +166,19 @@ pub struct Selection {
 }
 
 impl Selection {
+    /// Every property `filter` names.
+    fn named(&self) -> Vec<String> {
+        let mut named = Vec::new();
+        if let Some(expr) = &self.filter {
+            properties(&serde_json::to_value(expr).unwrap_or_default(), &mut named);
+        }
+        named
+    }
+
     /// Checks that `filter` names only the collection's queryables.
     pub fn check(&self, c: ReferenceCollection) -> Result<(), ApiError> {
-        let Some(expr) = &self.filter else { return Ok(()) };
         let names: Vec<&str> = c.queryables().iter().map(|(n, _)| *n).collect();
-        let mut named = Vec::new();
-        properties(&serde_json::to_value(expr).unwrap_or_default(), &mut named);
-        if let Some(unknown) = named.iter().find(|n| !names.contains(&n.as_str())) {
+        if let Some(unknown) = self.named().iter().find(|n| !names.contains(&n.as_str())) {
             return Err(ApiError::bad_parameter(format!(
                 "filter: `{unknown}` is not a queryable of {}; its queryables are {} (/collections/{}/queryables)",
                 c.id(),
@@ -181,6 +187,13 @@ impl Selection {
             )));
         }
         Ok(())
+    }
+
+    /// Whether a feature must carry the caller's parcels (their count and extent, see
+    /// [`ReferenceCollection::with_parcels`]) before it is judged: a commune, asked by a box or by
+    /// a filter naming `parcels`.
+    pub fn needs_parcels(&self, c: ReferenceCollection) -> bool {
+        c == ReferenceCollection::Communes && (self.bbox.is_some() || self.named().iter().any(|n| n == "parcels"))
     }
 
     /// Whether anything selects: without, every feature is in the answer.

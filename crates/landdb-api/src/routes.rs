@@ -294,6 +294,13 @@ pub const REFERENCE_ITEMS: &[(&str, &str)] = &[
     ("filter-crs", "the coordinate system of geometries in filter: CRS84 (the only one)"),
 ];
 
+/// `path` with a query of `parts` (each already encoded, `name=value&…`; empty ones left out),
+/// without a `?` when there is none.
+fn with_query<'a>(path: String, parts: impl IntoIterator<Item = &'a str>) -> String {
+    let query: Vec<&str> = parts.into_iter().filter(|p| !p.is_empty()).collect();
+    if query.is_empty() { path } else { format!("{path}?{}", query.join("&")) }
+}
+
 /// `filter-crs`: only CRS84.
 fn filter_crs(params: &Params) -> Result<(), ApiError> {
     match params.get("filter-crs") {
@@ -327,12 +334,17 @@ fn reference_items(app: &AppState, c: ReferenceCollection, call: &Call, access: 
         let more = start + page.len() < all.len();
         (all.len(), page, more)
     } else {
-        let chosen: Vec<(usize, serde_json::Value)> =
-            all.iter().enumerate().map(|(i, f)| (i, with_parcels(f))).filter(|(_, f)| selection.admits(c, f)).collect();
-        let from = chosen.partition_point(|(i, _)| *i < start);
-        let matched = chosen.len();
-        let page: Vec<_> = chosen.into_iter().skip(from).take(limit).map(|(_, f)| f).collect();
-        (matched, page, from + limit < matched)
+        // Counting every commune's parcels is the costly part: only when the selection reads
+        // the counts or extents; otherwise only the page's features get them.
+        let needs_parcels = selection.needs_parcels(c);
+        let chosen: Vec<usize> = (0..all.len())
+            .filter(|&i| {
+                if needs_parcels { selection.admits(c, &with_parcels(&all[i])) } else { selection.admits(c, &all[i].1) }
+            })
+            .collect();
+        let from = chosen.partition_point(|&i| i < start);
+        let page: Vec<_> = chosen[from..].iter().take(limit).map(|&i| with_parcels(&all[i])).collect();
+        (chosen.len(), page, from + limit < chosen.len())
     };
     let base = &call.base;
     let id = c.id();
@@ -347,12 +359,7 @@ fn reference_items(app: &AppState, c: ReferenceCollection, call: &Call, access: 
         if let Some(a) = after {
             q.append_pair("after", a);
         }
-        let q = q.finish();
-        if q.is_empty() {
-            format!("{base}/collections/{id}/items")
-        } else {
-            format!("{base}/collections/{id}/items?{q}")
-        }
+        with_query(format!("{base}/collections/{id}/items"), [q.finish().as_str()])
     };
     let mut links = vec![
         Link::new(repeated(params.get("after")), "self", GEOJSON, "this page"),
@@ -593,24 +600,12 @@ impl ItemsQuery {
     /// The link to a page of this query: every parameter but the cursor is repeated, so that a
     /// link cannot widen the query.
     fn link(&self, base: &str, cursor: Option<String>) -> String {
-        let mut q = self.canonical.clone();
-        if let Some(limit) = &self.asked_limit {
-            if !q.is_empty() {
-                q.push('&');
-            }
-            q.push_str(&url::form_urlencoded::Serializer::new(String::new()).append_pair("limit", limit).finish());
-        }
-        if let Some(c) = cursor {
-            if !q.is_empty() {
-                q.push('&');
-            }
-            q.push_str(&c);
-        }
-        if q.is_empty() {
-            format!("{base}/collections/parcels/items")
-        } else {
-            format!("{base}/collections/parcels/items?{q}")
-        }
+        let limit = self
+            .asked_limit
+            .as_ref()
+            .map(|l| url::form_urlencoded::Serializer::new(String::new()).append_pair("limit", l).finish());
+        let parts = [Some(self.canonical.as_str()), limit.as_deref(), cursor.as_deref()];
+        with_query(format!("{base}/collections/parcels/items"), parts.into_iter().flatten())
     }
 
     fn links(&self, app: &AppState, base: &str, page: &[Parcel<'_>], earlier: bool, later: bool) -> Vec<Link> {
