@@ -6,7 +6,9 @@
 # national operator's and a province reader's (area check, personal data). Prints each round's
 # throughput and CPU per request (the server and every PostgreSQL process, from /proc), then
 # the median ratios to the baseline.
-#   BASELINE_BIN=<build without access control, e.g. issue 6's> [OTHER_BIN=<another build>] \
+# With PIN=1 the servers run on the first core and wrk on the second: the throughput is then the
+# server's own (and PostgreSQL's), without wrk's share of the same cores in it.
+#   BASELINE_BIN=<build without access control, e.g. issue 6's> [OTHER_BIN=<another build>] [PIN=1] \
 #     benches/access_ab.sh [rounds] [seconds]      (needs tools/setup, ../shared/data/danang, wrk)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,6 +19,8 @@ work=$(mktemp -d /tmp/landdb-access-ab.XXXXXX)
 command -v wrk > /dev/null || sudo apt-get install -y -q wrk
 cargo build --release -q -p landdb
 base="postgres://landdb:landdb@127.0.0.1:5432"
+server_cpu=() load_cpu=() load_threads=2
+if [ -n "${PIN:-}" ]; then server_cpu=(taskset -c 0) load_cpu=(taskset -c 1) load_threads=1; fi
 # The servers: the baseline build, this one and, when given, another. Each has its own database.
 builds=(baseline this)
 bins=("$BASELINE_BIN" target/release/landdb)
@@ -44,7 +48,7 @@ for i in "${!builds[@]}"; do
       --provinces 48 --personal-data --purpose "benchmark" > /dev/null 2>&1
     "$bin" --database "$base/$db" key create bench-province 2> /dev/null | tail -1 > "$work/this.province.key"
   fi
-  "$bin" serve --database "$base/$db" --listen "127.0.0.1:$((8190 + i))" > "$work/${builds[$i]}.log" 2>&1 &
+  "${server_cpu[@]}" "$bin" serve --database "$base/$db" --listen "127.0.0.1:$((8190 + i))" > "$work/${builds[$i]}.log" 2>&1 &
   pids+=($!)
 done
 trap 'kill "${pids[@]}" 2> /dev/null || true' EXIT
@@ -64,15 +68,15 @@ psql -h 127.0.0.1 -U landdb -d landdb_access_ab_this -Atc "SELECT ST_X(p), ST_Y(
   ST_PointOnSurface(geom) p FROM current_parcel ORDER BY md5(id::text) LIMIT 20000) q" | tr '|' ' ' > "$work/points.txt"
 export POINTS="$work/points.txt"
 for c in "${!callers[@]}"; do # warm-up
-  LANDDB_KEY=$(key "$c") wrk -t2 -c64 -d2s -s benches/wrk/points.lua "http://127.0.0.1:$((8190 + server[c]))" > /dev/null
+  LANDDB_KEY=$(key "$c") "${load_cpu[@]}" wrk -t$load_threads -c64 -d2s -s benches/wrk/points.lua "http://127.0.0.1:$((8190 + server[c]))" > /dev/null
 done
 
-ticks() { # CPU ticks of the server $1 and of every PostgreSQL process
-  local t=0
-  for p in "$1" $(pgrep -x postgres); do t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat" 2> /dev/null || echo 0))); done
-  echo "$t"
+ticks() { # CPU ticks of the server $1, then of every PostgreSQL process
+  local pg=0
+  for p in $(pgrep -x postgres); do pg=$((pg + $(awk '{print $14 + $15}' "/proc/$p/stat" 2> /dev/null || echo 0))); done
+  echo "$(awk '{print $14 + $15}' "/proc/$1/stat") $pg"
 }
-echo "round, then for each caller: requests/s and CPU µs a request (${callers[*]})"
+echo "round, then for each caller: requests/s and CPU µs a request (the server's + PostgreSQL's) (${callers[*]})"
 for round in $(seq "$rounds"); do
   line="round $round:"
   # Each round starts with the next caller: a server's audit writes finish after its run, so the
@@ -81,21 +85,25 @@ for round in $(seq "$rounds"); do
   for k in $(seq 0 $((n - 1))); do
     c=$(((k + round) % n))
     pid=${pids[${server[$c]}]}
-    t0=$(ticks "$pid")
-    rps=$(LANDDB_KEY=$(key "$c") wrk -t2 -c64 -d"${seconds}s" -s benches/wrk/points.lua \
+    read -r s0 p0 < <(ticks "$pid")
+    rps=$(LANDDB_KEY=$(key "$c") "${load_cpu[@]}" wrk -t$load_threads -c64 -d"${seconds}s" -s benches/wrk/points.lua \
       "http://127.0.0.1:$((8190 + server[c]))" | awk '/Requests\/sec/ {print $2}')
-    t1=$(ticks "$pid")
-    cpu=$(echo "scale=1; ($t1 - $t0) * 1000000 / $(getconf CLK_TCK) / ($rps * $seconds)" | bc)
-    line="$line ${callers[$c]} $rps ${cpu}µs"
+    read -r s1 p1 < <(ticks "$pid")
+    per_request() { echo "scale=1; $1 * 1000000 / $(getconf CLK_TCK) / ($rps * $seconds)" | bc; }
+    line="$line ${callers[$c]} $rps $(per_request $((s1 - s0 + p1 - p0)))µs ($(per_request $((s1 - s0))) + $(per_request $((p1 - p0))))"
   done
   echo "$line" | tee -a "$work/rounds.txt"
 done
 python3 - "$work/rounds.txt" <<'EOF'
 import re, statistics, sys
-runs = [{n: (float(r), float(c)) for n, r, c in re.findall(r'(\w+) ([\d.]+) ([\d.]+)µs', l)} for l in open(sys.argv[1])]
+runs = [{n: (float(r), float(c), float(s), float(p)) for n, r, c, s, p in
+         re.findall(r'(\w+) ([\d.]+) ([\d.]+)µs \(([\d.]+) \+ ([\d.]+)\)', l)} for l in open(sys.argv[1])]
 for name in [n for n in runs[0] if n != 'baseline']:
     ratios = [r[name][0] / r['baseline'][0] for r in runs]
     cpu = [r[name][1] / r['baseline'][1] for r in runs]
+    extra = [(r[name][2] - r['baseline'][2], r[name][3] - r['baseline'][3]) for r in runs]
     print(f"{name} / baseline: throughput median {statistics.median(ratios):.3f} (mean {statistics.mean(ratios):.3f}, "
-          f"{min(ratios):.3f}-{max(ratios):.3f}), CPU a request median {statistics.median(cpu):.3f}, over {len(runs)} rounds")
+          f"{min(ratios):.3f}-{max(ratios):.3f}), CPU a request median {statistics.median(cpu):.3f} "
+          f"(extra µs a request: server {statistics.median(e[0] for e in extra):.1f}, "
+          f"PostgreSQL {statistics.median(e[1] for e in extra):.1f}), over {len(runs)} rounds")
 EOF

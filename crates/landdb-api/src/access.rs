@@ -448,8 +448,9 @@ pub struct Pass {
 impl Pass {
     /// The enforcement point after the handler: what the answer disclosed ([`Disclosure`], made
     /// when its parcels were released and taken from the quota) goes into the audit log.
-    pub fn record(self, app: &AppState, response: &Response) {
-        let disclosed = response.extensions().get::<Disclosure>().cloned().unwrap_or_default();
+    pub fn record(self, app: &AppState, response: &mut Response) {
+        // Taken off the response: it is for the log, not for the layers outside.
+        let disclosed = response.extensions_mut().remove::<Disclosure>().unwrap_or_default();
         if let Some(line) = self.line {
             app.gate.audit.record(line.event(&self.caller, self.now, response.status(), disclosed));
         }

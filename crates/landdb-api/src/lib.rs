@@ -126,7 +126,7 @@ async fn gateway(
         Ok(pass) => {
             // Every request has a time budget but an upload, which takes as long as the file
             // takes to arrive (its import runs as a job, outside the request).
-            let response = if is_upload {
+            let mut response = if is_upload {
                 tagged(request, next).await
             } else {
                 match tokio::time::timeout(REQUEST_BUDGET, tagged(request, next)).await {
@@ -142,7 +142,7 @@ async fn gateway(
                 }
             };
             if let Some(pass) = pass {
-                pass.record(&app, &response);
+                pass.record(&app, &mut response);
             }
             response
         }

@@ -408,7 +408,7 @@ fn reference_item(
 
 /// A feature collection of `parcels` with the envelope OGC API asks for.
 fn feature_collection(
-    release: &Release<'_>,
+    release: Release<'_>,
     fields: &[Field],
     matched: Option<usize>,
     links: Vec<Link>,
@@ -418,28 +418,26 @@ fn feature_collection(
     let output = Output { crs, transformer: transformer.as_ref() };
     let mut out: Vec<u8> = Vec::with_capacity(512 + release.parcels().len() * 1_200);
     out.extend_from_slice(b"{\"type\":\"FeatureCollection\",\"features\":[");
-    write_features(&mut out, release, fields, &output);
+    write_features(&mut out, &release, fields, &output);
     out.extend_from_slice(b"],");
     if let Some(n) = matched {
         out.extend_from_slice(format!("\"numberMatched\":{n},").as_bytes());
     }
-    let (links, headers) = published(links);
-    out.extend_from_slice(
-        format!("\"numberReturned\":{},\"links\":{}}}", release.parcels().len(), serde_json::Value::Array(links))
-            .as_bytes(),
-    );
+    out.extend_from_slice(format!("\"numberReturned\":{},\"links\":", release.parcels().len()).as_bytes());
+    let headers = published(links, &mut out);
+    out.push(b'}');
     let mut response = json_response(StatusCode::OK, GEOJSON, out);
     response.headers_mut().extend(headers);
-    Ok(release.disclosure().on(with_crs(response, crs)))
+    Ok(release.into_disclosure().on(with_crs(response, crs)))
 }
 
-/// `links` completed and as `Link` headers ([`crate::ogc::publish_links`]), for the writers that
-/// write their bodies themselves.
-fn published(links: Vec<Link>) -> (Vec<serde_json::Value>, axum::http::HeaderMap) {
-    let mut links: Vec<serde_json::Value> = links.iter().filter_map(|l| serde_json::to_value(l).ok()).collect();
+/// `links` completed, written to `out` as a JSON array, and returned as `Link` headers
+/// ([`crate::ogc::publish_links`]), for the writers that write their bodies themselves.
+fn published(mut links: Vec<Link>, out: &mut Vec<u8>) -> axum::http::HeaderMap {
     let mut headers = axum::http::HeaderMap::new();
     crate::ogc::publish_links(&mut links, &mut headers);
-    (links, headers)
+    Link::write_all(out, &links);
+    headers
 }
 
 /// Says which CRS the coordinates are in (OGC API – Features Part 2).
@@ -728,7 +726,7 @@ pub async fn items(
         };
     let links = query.links(&app, &call.base, &page, earlier, later);
     let release = scoped.release(page, &query.fields).await?;
-    feature_collection(&release, &query.fields, Some(matched), links, &query.crs)
+    feature_collection(release, &query.fields, Some(matched), links, &query.crs)
 }
 
 /// Items from the history: the versions valid during `datetime` (all time when only the filter
@@ -783,7 +781,7 @@ async fn historical_items(
     let page: Vec<Parcel<'_>> = found.parcels().collect();
     let links = query.links(app, base, &page, false, later);
     let release = scoped.release(page, &query.fields).await?;
-    feature_collection(&release, &query.fields, None, links, &query.crs)
+    feature_collection(release, &query.fields, None, links, &query.crs)
 }
 
 pub async fn item(
@@ -822,16 +820,20 @@ pub async fn item(
     let transformer = crs.transformer()?;
     let mut out = Vec::new();
     write_features(&mut out, &release, &fields, &Output { crs: &crs, transformer: transformer.as_ref() });
-    let (links, headers) = published(vec![
-        Link::new(format!("{base}/collections/parcels/items/{id}"), "self", GEOJSON, "this parcel"),
-        Link::new(format!("{base}/collections/parcels"), "collection", JSON, "the collection"),
-    ]);
     // Drop the closing brace, add the links, close again.
     out.pop();
-    out.extend_from_slice(format!(",\"links\":{}}}", serde_json::Value::Array(links)).as_bytes());
+    out.extend_from_slice(b",\"links\":");
+    let headers = published(
+        vec![
+            Link::new(format!("{base}/collections/parcels/items/{id}"), "self", GEOJSON, "this parcel"),
+            Link::new(format!("{base}/collections/parcels"), "collection", JSON, "the collection"),
+        ],
+        &mut out,
+    );
+    out.push(b'}');
     let mut response = json_response(StatusCode::OK, GEOJSON, out);
     response.headers_mut().extend(headers);
-    Ok(release.disclosure().on(with_crs(response, &crs)))
+    Ok(release.into_disclosure().on(with_crs(response, &crs)))
 }
 
 /// The whole selection as one file: GeoJSON streamed with constant memory whatever its size, or
@@ -1009,10 +1011,16 @@ pub async fn at_point(State(app): State<Arc<AppState>>, access: Access, call: Ca
         let versions = scoped.at_point_on(lon, lat, when).await?;
         let then = Snapshot::build(versions.into_iter().map(ParcelRecord::from), scoped.position());
         let release = scoped.release(then.parcels().collect(), &fields).await?;
-        return feature_collection(&release, &fields, Some(release.parcels().len()), links, &crs);
+        return {
+            let n = release.parcels().len();
+            feature_collection(release, &fields, Some(n), links, &crs)
+        };
     }
     let release = scoped.release(scoped.at_point(lon, lat), &fields).await?;
-    feature_collection(&release, &fields, Some(release.parcels().len()), links, &crs)
+    {
+        let n = release.parcels().len();
+        feature_collection(release, &fields, Some(n), links, &crs)
+    }
 }
 
 /// The current parcel with a natural key: commune, map sheet, parcel number.
@@ -1044,7 +1052,7 @@ pub async fn by_key(
         "this lookup",
     )];
     let release = scoped.release(found, &fields).await?;
-    feature_collection(&release, &fields, Some(1), links, &crs)
+    feature_collection(release, &fields, Some(1), links, &crs)
 }
 
 /// An instant: RFC 3339, or a date (its midnight, UTC).
@@ -1132,7 +1140,10 @@ pub async fn by_national_id(
     let links = vec![Link::new(format!("{base}/parcels/national-id/{national_id}"), "self", GEOJSON, "this lookup")];
     let crs = output_crs(&app, &params)?;
     let release = scoped.release(found, &fields).await?;
-    feature_collection(&release, &fields, Some(release.parcels().len()), links, &crs)
+    {
+        let n = release.parcels().len();
+        feature_collection(release, &fields, Some(n), links, &crs)
+    }
 }
 
 /// The tile sets of parcels (OGC API – Tiles): one, vector tiles in WebMercatorQuad.
@@ -1189,7 +1200,7 @@ pub async fn tile(
     // A tile is an answer like any other: within the caller's limits, or refused whole.
     let release = scoped.release(parcels, &[]).await?;
     let bytes = crate::tiles::tile(&release, id)?;
-    let mut response = release.disclosure().on(axum::response::IntoResponse::into_response(bytes));
+    let mut response = release.into_disclosure().on(axum::response::IntoResponse::into_response(bytes));
     response.headers_mut().insert(header::CONTENT_TYPE, axum::http::HeaderValue::from_static(crate::tiles::MEDIA_TYPE));
     Ok(response)
 }

@@ -564,9 +564,9 @@ impl<'a> Release<'a> {
         &self.parcels
     }
 
-    /// What the answer discloses, to put on the response.
-    pub fn disclosure(&self) -> Disclosure {
-        self.disclosure.clone()
+    /// What the answer discloses, to put on the response once the parcels are written.
+    pub fn into_disclosure(self) -> Disclosure {
+        self.disclosure
     }
 }
 
