@@ -25,7 +25,7 @@ use landdb_access::{Agency, AuditEvent, KeyRecord, Operation, Role, Scope};
 use landdb_engine::Parcel;
 use landdb_model::ReferenceData;
 use landdb_store::{AccessStore, AnyStore};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
 use crate::AppState;
 use crate::ogc::ApiError;
@@ -181,7 +181,8 @@ impl<S: Send + Sync> FromRequestParts<S> for Access {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        parts.extensions.get::<Access>().cloned().ok_or_else(unauthorized)
+        // Moved out, not cloned (a handler takes its caller once).
+        parts.extensions.remove::<Access>().ok_or_else(unauthorized)
     }
 }
 
@@ -374,8 +375,11 @@ impl Gate {
     }
 
     fn caller(&self, token: &str, now: chrono::DateTime<Utc>) -> Option<Arc<Caller>> {
-        let keys = Arc::clone(&self.keys.read().unwrap_or_else(std::sync::PoisonError::into_inner));
-        let caller = keys.by_digest.get(&landdb_access::key::digest(token)).cloned()?;
+        let digest = landdb_access::key::digest(token);
+        // Looked up under the read lock, the key set not cloned: every request passes here, on
+        // every core, and each shared counter it touches is a cache line the cores pass around.
+        let caller =
+            self.keys.read().unwrap_or_else(std::sync::PoisonError::into_inner).by_digest.get(&digest).cloned()?;
         caller.key.usable(now).then_some(caller)
     }
 }
@@ -427,12 +431,13 @@ pub fn admit(app: &AppState, request: &mut Request) -> Result<Option<Pass>, Box<
         Ok(remaining) => remaining,
         Err(refusal) => {
             if let Some(line) = line {
-                app.gate.audit.record(line.event(&caller, now, refusal.status(), Disclosure::default()));
+                app.gate.audit.record(&caller, now, &line, refusal.status(), Disclosure::default());
             }
             return Err(refusal);
         }
     };
-    let quota = Some(Arc::clone(&app.gate.quota));
+    // Only a caller with a daily quota reserves from it (see Access::take).
+    let quota = caller.agency.policy.limits.features_per_day.map(|_| Arc::clone(&app.gate.quota));
     request.extensions_mut().insert(Access { caller: Arc::clone(&caller), remaining_today, quota });
     Ok(Some(Pass { caller, now, line }))
 }
@@ -452,7 +457,7 @@ impl Pass {
         // Taken off the response: it is for the log, not for the layers outside.
         let disclosed = response.extensions_mut().remove::<Disclosure>().unwrap_or_default();
         if let Some(line) = self.line {
-            app.gate.audit.record(line.event(&self.caller, self.now, response.status(), disclosed));
+            app.gate.audit.record(&self.caller, self.now, &line, response.status(), disclosed);
         }
     }
 }
@@ -463,32 +468,6 @@ struct RequestLine {
     method: String,
     endpoint: String,
     params: String,
-}
-
-impl RequestLine {
-    fn event(
-        self,
-        caller: &Caller,
-        now: chrono::DateTime<Utc>,
-        status: StatusCode,
-        disclosed: Disclosure,
-    ) -> AuditEvent {
-        let (parcels, personal, versions, communes) = disclosed.into_parts();
-        AuditEvent {
-            at: AuditEvent::new_at(now),
-            agency: Arc::clone(&caller.on_record.agency),
-            key_id: Arc::clone(&caller.on_record.key_id),
-            method: self.method,
-            endpoint: self.endpoint,
-            params: self.params,
-            purpose: Arc::clone(&caller.on_record.purpose),
-            status: status.as_u16(),
-            parcels,
-            personal,
-            versions,
-            communes,
-        }
-    }
 }
 
 /// Whether the caller may make this request now: the policy in force, the operation or role the
@@ -544,21 +523,124 @@ fn check_policy(
     }
 }
 
-/// The audit log's writer: requests hand their entries over a queue and go on; a task appends
-/// them to the chain in batches. [`AuditLog::flush`] waits until everything handed over is
-/// written (at shutdown, and for tests).
+/// The audit log's writer: requests put their entries in a shared batch and go on; a task
+/// appends the batch to the chain. [`AuditLog::flush`] waits until everything recorded before it
+/// is written (at shutdown, and for tests). A mutex over a vector rather than a channel: a
+/// request takes one lock and wakes the writer only when the batch was empty, where a channel
+/// send touched several shared counters and woke the writer's task.
 #[derive(Debug)]
 pub struct AuditLog {
-    queue: mpsc::UnboundedSender<Message>,
+    batch: Arc<Batch>,
 }
 
-/// Nearly every message is an event, sent on every request: kept inline, not boxed (an
-/// allocation a request), though a flush is smaller.
+#[derive(Debug, Default)]
+struct Batch {
+    queued: std::sync::Mutex<Queued>,
+    /// Rung when the first entry (or a flush) arrives in an empty batch.
+    arrived: tokio::sync::Notify,
+}
+
+/// The entries recorded since the last batch was taken. An entry's strings and numbers go into
+/// buffers of the batch, not into allocations of its own: what a request allocates, the request
+/// frees, and the writer (on whichever thread) frees only its own. Under load, entries freed on
+/// another thread than the one that made them cost the allocator about 4 µs of CPU a request
+/// (five allocations an entry, measured with `perf` on point lookups).
+#[derive(Debug, Default)]
+struct Queued {
+    entries: Vec<Recorded>,
+    /// Each entry's method, endpoint and parameters, one after another.
+    text: String,
+    /// Each entry's personal-data versions, versions and communes, one after another.
+    numbers: Vec<i64>,
+    /// Flushes waiting for every entry queued before them.
+    flushes: Vec<oneshot::Sender<()>>,
+}
+
+/// An entry as recorded: where its text and numbers end in the batch's buffers (they start where
+/// the entry before it ends).
 #[derive(Debug)]
-#[allow(clippy::large_enum_variant)]
-enum Message {
-    Event(AuditEvent),
-    Flush(oneshot::Sender<()>),
+struct Recorded {
+    at: chrono::DateTime<Utc>,
+    caller: Arc<Caller>,
+    status: u16,
+    parcels: u64,
+    /// The ends of the method, endpoint and parameters in [`Queued::text`].
+    text: [usize; 3],
+    /// The ends of the personal-data versions, versions and communes in [`Queued::numbers`].
+    numbers: [usize; 3],
+}
+
+impl Queued {
+    fn push(
+        &mut self,
+        caller: &Arc<Caller>,
+        at: chrono::DateTime<Utc>,
+        line: &RequestLine,
+        status: u16,
+        d: Disclosure,
+    ) {
+        let (parcels, personal, versions, communes) = d.into_parts();
+        let mut text = [0; 3];
+        for (end, part) in text.iter_mut().zip([&line.method, &line.endpoint, &line.params]) {
+            self.text.push_str(part);
+            *end = self.text.len();
+        }
+        let mut numbers = [0; 3];
+        self.numbers.extend_from_slice(&personal);
+        numbers[0] = self.numbers.len();
+        self.numbers.extend_from_slice(&versions);
+        numbers[1] = self.numbers.len();
+        self.numbers.extend(communes.iter().map(|&c| i64::from(c)));
+        numbers[2] = self.numbers.len();
+        self.entries.push(Recorded {
+            at: AuditEvent::new_at(at),
+            caller: Arc::clone(caller),
+            status,
+            parcels,
+            text,
+            numbers,
+        });
+    }
+
+    /// The entries as the store takes them, made on the writer's side.
+    fn events(&self) -> Vec<AuditEvent> {
+        let (mut text_at, mut number_at) = (0, 0);
+        let mut events = Vec::with_capacity(self.entries.len());
+        for e in &self.entries {
+            let [method, endpoint, params] = e.text.map(|end| {
+                let part = self.text[text_at..end].to_owned();
+                text_at = end;
+                part
+            });
+            let [personal, versions, communes] = e.numbers.map(|end| {
+                let part = &self.numbers[number_at..end];
+                number_at = end;
+                part
+            });
+            let on_record = &e.caller.on_record;
+            events.push(AuditEvent {
+                at: e.at,
+                agency: Arc::clone(&on_record.agency),
+                key_id: Arc::clone(&on_record.key_id),
+                method,
+                endpoint,
+                params,
+                purpose: Arc::clone(&on_record.purpose),
+                status: e.status,
+                parcels: e.parcels,
+                personal: personal.to_vec(),
+                versions: versions.to_vec(),
+                communes: communes.iter().map(|&c| u32::try_from(c).unwrap_or(u32::MAX)).collect(),
+            });
+        }
+        events
+    }
+}
+
+impl Batch {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Queued> {
+        self.queued.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
 }
 
 /// How long the writer lets entries gather before it writes them.
@@ -569,54 +651,102 @@ const AUDIT_BATCH: usize = 10_000;
 
 impl AuditLog {
     fn start(store: AnyStore) -> AuditLog {
-        let (queue, mut rx) = mpsc::unbounded_channel::<Message>();
+        let batch = Arc::new(Batch::default());
+        let queue = Arc::clone(&batch);
         tokio::spawn(async move {
-            let mut pending: Vec<AuditEvent> = Vec::new();
-            let mut waiting: Vec<oneshot::Sender<()>> = Vec::new();
             loop {
                 // Wait for something, let more arrive for a moment (one transaction for many
                 // entries: under load a commit a request would cost more than the requests),
-                // then take whatever is queued.
-                let Some(first) = rx.recv().await else { break };
+                // then take the batch, swapped for an empty one in the lock (the requests wait
+                // for a swap, not for a copy).
+                queue.arrived.notified().await;
                 tokio::time::sleep(AUDIT_LINGER).await;
-                let mut next = Some(first);
-                while let Some(m) = next {
-                    match m {
-                        Message::Event(e) => pending.push(e),
-                        Message::Flush(done) => waiting.push(done),
-                    }
-                    next = if pending.len() < AUDIT_BATCH { rx.try_recv().ok() } else { None };
-                }
-                // Written, or kept and tried again: an entry is never dropped.
-                while !pending.is_empty() {
-                    match store.append_audit(&pending).await {
-                        Ok(()) => pending.clear(),
-                        Err(e) => {
-                            tracing::error!(error = %e, entries = pending.len(), "cannot write the audit log; retrying");
-                            tokio::time::sleep(Duration::from_millis(500)).await;
+                let taken = std::mem::take(&mut *queue.lock());
+                for mut pending in taken.events().chunks(AUDIT_BATCH) {
+                    // Written, or kept and tried again: an entry is never dropped.
+                    while !pending.is_empty() {
+                        match store.append_audit(pending).await {
+                            Ok(()) => pending = &[],
+                            Err(e) => {
+                                tracing::error!(error = %e, entries = pending.len(), "cannot write the audit log; retrying");
+                                tokio::time::sleep(Duration::from_millis(500)).await;
+                            }
                         }
                     }
                 }
-                // Every entry queued before these flushes was taken before them, and is written.
-                for done in waiting.drain(..) {
-                    let _ = done.send(());
+                // Every entry queued before these flushes was in the batch, and is written.
+                for flush in taken.flushes {
+                    let _ = flush.send(());
                 }
             }
         });
-        AuditLog { queue }
+        AuditLog { batch }
     }
 
-    pub fn record(&self, event: AuditEvent) {
-        if self.queue.send(Message::Event(event)).is_err() {
-            tracing::error!("the audit writer has stopped");
+    fn record(
+        &self,
+        caller: &Arc<Caller>,
+        at: chrono::DateTime<Utc>,
+        line: &RequestLine,
+        status: StatusCode,
+        d: Disclosure,
+    ) {
+        let first = {
+            let mut q = self.batch.lock();
+            q.push(caller, at, line, status.as_u16(), d);
+            q.entries.len() == 1
+        };
+        if first {
+            self.batch.arrived.notify_one();
         }
     }
 
     /// Waits until every entry recorded before the call is in the store.
     pub async fn flush(&self) {
         let (done, wait) = oneshot::channel();
-        if self.queue.send(Message::Flush(done)).is_ok() {
-            let _ = wait.await;
+        self.batch.lock().flushes.push(done);
+        self.batch.arrived.notify_one();
+        let _ = wait.await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Entries kept in the batch's shared buffers come out as the events they were: each its
+    /// own text and numbers, none shifted into its neighbour's, empty parts included.
+    #[test]
+    fn entries_come_out_of_the_batch_as_recorded() {
+        let caller = Arc::clone(&Access::nation(true).caller);
+        let now = Utc::now();
+        let mut queued = Queued::default();
+        let lines = [
+            RequestLine { method: "GET".into(), endpoint: "/parcels/at".into(), params: "lon=108.2&lat=16.1".into() },
+            RequestLine {
+                method: "HEAD".into(),
+                endpoint: "/collections/parcels/export".into(),
+                params: String::new(),
+            },
+            RequestLine { method: "GET".into(), endpoint: "/".into(), params: "f=thửa".into() },
+        ];
+        let disclosures = [
+            Disclosure::of_parts(2, vec![7], vec![7, 9], vec![20227, 20194]),
+            Disclosure::default(),
+            Disclosure::of_parts(1, Vec::new(), vec![3], vec![20227]),
+        ];
+        for (i, (line, d)) in lines.iter().zip(disclosures.clone()).enumerate() {
+            queued.push(&caller, now, line, 200 + i as u16, d);
+        }
+        let events = queued.events();
+        assert_eq!(events.len(), 3);
+        for (i, ((e, line), d)) in events.iter().zip(&lines).zip(disclosures).enumerate() {
+            assert_eq!((&e.method, &e.endpoint, &e.params), (&line.method, &line.endpoint, &line.params));
+            let (parcels, personal, versions, communes) = d.into_parts();
+            assert_eq!((e.parcels, &e.personal, &e.versions, &e.communes), (parcels, &personal, &versions, &communes));
+            assert_eq!(e.status, 200 + i as u16);
+            assert_eq!(e.at, AuditEvent::new_at(now));
+            assert_eq!((&*e.agency, &*e.key_id), ("operator", "local"));
         }
     }
 }

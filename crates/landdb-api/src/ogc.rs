@@ -312,8 +312,8 @@ mod tests {
         ];
         let mut out = Vec::new();
         Link::write_all(&mut out, &links);
-        let read: serde_json::Value = serde_json::from_slice(&out).unwrap();
-        assert_eq!(read, serde_json::to_value(&links).unwrap());
+        let read: serde_json::Value = serde_json::from_slice(&out).expect("the links are JSON");
+        assert_eq!(read, serde_json::to_value(&links).expect("links serialise"));
         let mut none = Vec::new();
         Link::write_all(&mut none, &[]);
         assert_eq!(none, b"[]");
@@ -327,14 +327,15 @@ mod tests {
             Link::new("http://h/c/items?limit=2&f=json".to_owned(), "self", "application/geo+json", "this page"),
             Link::new("http://h/c".to_owned(), "collection", "application/json", "the collection"),
         ];
-        let mut json: Vec<serde_json::Value> = typed.iter().map(|l| serde_json::to_value(l).unwrap()).collect();
+        let mut json: Vec<serde_json::Value> =
+            typed.iter().map(|l| serde_json::to_value(l).expect("links serialise")).collect();
         let mut typed = typed;
         let (mut a, mut b) = (axum::http::HeaderMap::new(), axum::http::HeaderMap::new());
         publish_links(&mut typed, &mut a);
         publish_links(&mut json, &mut b);
-        assert_eq!(serde_json::to_value(&typed).unwrap(), serde_json::Value::Array(json));
+        assert_eq!(serde_json::to_value(&typed).expect("links serialise"), serde_json::Value::Array(json));
         assert_eq!(a, b);
-        let headers: Vec<&str> = a.get_all(header::LINK).iter().map(|v| v.to_str().unwrap()).collect();
+        let headers: Vec<&str> = a.get_all(header::LINK).iter().map(|v| v.to_str().expect("ASCII headers")).collect();
         assert_eq!(
             headers,
             [

@@ -655,6 +655,12 @@ impl Disclosure {
         &self.versions
     }
 
+    /// A disclosure as a release would make it, for the audit writer's tests.
+    #[cfg(test)]
+    pub(crate) fn of_parts(parcels: u64, personal: Vec<i64>, versions: Vec<i64>, communes: Vec<u32>) -> Disclosure {
+        Disclosure { parcels, personal, versions, communes }
+    }
+
     pub(crate) fn into_parts(mut self) -> (u64, Vec<i64>, Vec<i64>, Vec<u32>) {
         if self.communes.len() > 1 {
             self.communes.sort_unstable();
