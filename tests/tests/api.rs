@@ -222,10 +222,11 @@ async fn boxes_and_points_answer_what_postgis_answers() {
         assert!(versions(&by_id).contains(&parcel.version().0));
         // By natural key, and at the point as a surveyor reads it in the province's TM-3 zone.
         let key = parcel.key();
-        let (status, _, by_key) =
-            get(&format!("{}/parcels/key/{}/{}/{}", s.base, key.commune, key.sheet, key.number)).await;
+        let path = landdb_api::routes::key_path(&key);
+        let (status, _, by_key) = get(&format!("{}{path}", s.base)).await;
         assert_eq!(status, 200, "{by_key}");
         assert_eq!(versions(&by_key), [parcel.version().0]);
+        assert_eq!(by_key["links"][0]["href"], format!("{}{path}", s.base), "{by_key}");
         let zone = reference.zone_of_commune(&key.commune).expect("zone");
         let local = landdb_crs::Transformer::wgs84_to_zone(&zone).expect("transformer");
         let c = local.coord(geo::Coord { x: inside.x(), y: inside.y() }).expect("to zone");

@@ -1023,6 +1023,32 @@ pub async fn at_point(State(app): State<Arc<AppState>>, access: Access, call: Ca
     }
 }
 
+/// The path of the lookup by natural key, each part percent-encoded as a path segment: a map
+/// sheet or parcel number may hold a space, `/`, `?` or `#`.
+pub fn key_path(key: &landdb_model::ParcelKey) -> String {
+    use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
+    /// What a path segment cannot hold as it is (RFC 3986: `pchar`), and `%` itself.
+    const SEGMENT: &AsciiSet = &CONTROLS
+        .add(b' ')
+        .add(b'"')
+        .add(b'#')
+        .add(b'%')
+        .add(b'/')
+        .add(b'<')
+        .add(b'>')
+        .add(b'?')
+        .add(b'`')
+        .add(b'{')
+        .add(b'}')
+        .add(b'\\')
+        .add(b'^')
+        .add(b'|')
+        .add(b'[')
+        .add(b']');
+    let part = |s: &str| utf8_percent_encode(s, SEGMENT).to_string();
+    format!("/parcels/key/{}/{}/{}", key.commune, part(&key.sheet), part(&key.number))
+}
+
 /// The current parcel with a natural key: commune, map sheet, parcel number.
 pub async fn by_key(
     State(app): State<Arc<AppState>>,
@@ -1045,12 +1071,7 @@ pub async fn by_key(
         )));
     }
     let base = &call.base;
-    let links = vec![Link::new(
-        format!("{base}/parcels/key/{}/{}/{}", key.commune, key.sheet, key.number),
-        "self",
-        GEOJSON,
-        "this lookup",
-    )];
+    let links = vec![Link::new(format!("{base}{}", key_path(&key)), "self", GEOJSON, "this lookup")];
     let release = scoped.release(found, &fields).await?;
     feature_collection(release, &fields, Some(1), links, &crs)
 }
@@ -1366,4 +1387,24 @@ pub async fn openapi(call: Call) -> Result<Response, ApiError> {
 
 pub async fn not_found() -> ApiError {
     ApiError::not_found("no such resource; the landing page at / lists what there is")
+}
+
+#[cfg(test)]
+mod tests {
+    use landdb_model::{CommuneCode, ParcelKey};
+
+    /// Each part of the key is one path segment whatever it holds, and reads back as it was.
+    #[test]
+    fn a_key_path_keeps_each_part_in_its_segment() {
+        let commune = CommuneCode::parse("20227").expect("a commune code");
+        let key = ParcelKey::new(commune, "F-48 / 7".to_owned(), "12a?#%ả".to_owned());
+        let path = super::key_path(&key);
+        assert_eq!(path, "/parcels/key/20227/F-48%20%2F%207/12a%3F%23%25%E1%BA%A3");
+        let parts: Vec<String> = path
+            .split('/')
+            .skip(3)
+            .map(|p| percent_encoding::percent_decode_str(p).decode_utf8().expect("UTF-8").into_owned())
+            .collect();
+        assert_eq!(parts, ["20227", "F-48 / 7", "12a?#%ả"]);
+    }
 }

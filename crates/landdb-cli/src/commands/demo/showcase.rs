@@ -68,7 +68,7 @@ impl Showcase {
             lookups.push(lookup("at a TM-3 point", path, false));
         }
         lookups.push(lookup("by national ID", format!("/parcels/national-id/{}", self.national_id.as_str()), false));
-        lookups.push(lookup("by key", format!("/parcels/key/{}/{}/{}", key.commune, key.sheet, key.number), false));
+        lookups.push(lookup("by key", landdb_api::routes::key_path(key), false));
         if let Some(version) = self.with_history {
             lookups.push(lookup("its history", format!("/collections/parcels/items/{version}/history"), true));
         }
