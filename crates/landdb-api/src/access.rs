@@ -300,6 +300,10 @@ impl Quotas {
 pub struct Gate {
     keys: RwLock<Arc<Keys>>,
     generation: AtomicI64,
+    /// Held through a reload: two at once (the poller's and one after an admin change) could
+    /// otherwise end with the older read written last, a revoked key working again or a new
+    /// one refused until the next poll.
+    reloading: tokio::sync::Mutex<()>,
     limiter: RateLimiter,
     pub quota: Arc<Quotas>,
     pub audit: AuditLog,
@@ -315,6 +319,7 @@ impl Gate {
         let gate = Gate {
             keys: RwLock::new(Arc::new(Keys::default())),
             generation: AtomicI64::new(i64::MIN),
+            reloading: tokio::sync::Mutex::new(()),
             limiter: RateLimiter::default(),
             quota: Arc::new(Quotas::new(store.clone())),
             audit: AuditLog::start(store.clone()),
@@ -336,6 +341,7 @@ impl Gate {
 
     /// Reads agencies and keys again when they changed since the last read.
     pub async fn reload(&self, reference: &ReferenceData) -> Result<(), landdb_store::StoreError> {
+        let _one_at_a_time = self.reloading.lock().await;
         let store = &self.store;
         let generation = store.access_generation().await?;
         if generation == self.generation.load(Ordering::Acquire) {
