@@ -14,8 +14,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 requests=${1:-2000}
 shift || true
-callers=("${@:-baseline operator province}")
-read -r -a callers <<< "${callers[*]}"
+callers=("$@")
+[ ${#callers[@]} -gt 0 ] || callers=(baseline operator province)
 : "${BASELINE_BIN:?set BASELINE_BIN to a landdb build without access control}"
 command -v valgrind > /dev/null || sudo apt-get install -y -q valgrind
 command -v perf > /dev/null || sudo apt-get install -y -q linux-perf

@@ -398,7 +398,7 @@ fn reference_item(
         .find(|(i, _)| i == id)
         .ok_or_else(|| ApiError::not_found(format!("there is no `{id}` in {collection}")))?;
     let mut feature = c.with_parcels(&i, f, &scoped, &app.reference);
-    let own = url::form_urlencoded::byte_serialize(i.as_bytes()).collect::<String>();
+    let own = path_segment(&i);
     feature["links"] = json!([
         Link::new(format!("{base}/collections/{collection}/items/{own}"), "self", GEOJSON, "this feature"),
         Link::new(format!("{base}/collections/{collection}"), "collection", JSON, "the collection"),
@@ -429,6 +429,18 @@ fn feature_collection(
     let mut response = json_response(StatusCode::OK, GEOJSON, out);
     response.headers_mut().extend(headers);
     Ok(release.into_disclosure().on(with_crs(response, crs)))
+}
+
+/// A feature collection that holds every parcel the request matched (a lookup): `numberMatched`
+/// is what it returns.
+fn whole_collection(
+    release: Release<'_>,
+    fields: &[Field],
+    links: Vec<Link>,
+    crs: &OutputCrs,
+) -> Result<Response, ApiError> {
+    let matched = release.parcels().len();
+    feature_collection(release, fields, Some(matched), links, crs)
 }
 
 /// `links` completed, written to `out` as a JSON array, and returned as `Link` headers
@@ -1011,23 +1023,22 @@ pub async fn at_point(State(app): State<Arc<AppState>>, access: Access, call: Ca
         let versions = scoped.at_point_on(lon, lat, when).await?;
         let then = Snapshot::build(versions.into_iter().map(ParcelRecord::from), scoped.position());
         let release = scoped.release(then.parcels().collect(), &fields).await?;
-        return {
-            let n = release.parcels().len();
-            feature_collection(release, &fields, Some(n), links, &crs)
-        };
+        return whole_collection(release, &fields, links, &crs);
     }
     let release = scoped.release(scoped.at_point(lon, lat), &fields).await?;
-    {
-        let n = release.parcels().len();
-        feature_collection(release, &fields, Some(n), links, &crs)
-    }
+    whole_collection(release, &fields, links, &crs)
 }
 
-/// The path of the lookup by natural key, each part percent-encoded as a path segment: a map
+/// The path of the lookup by natural key, each part one path segment ([`path_segment`]): a map
 /// sheet or parcel number may hold a space, `/`, `?` or `#`.
 pub fn key_path(key: &landdb_model::ParcelKey) -> String {
+    format!("/parcels/key/{}/{}/{}", key.commune, path_segment(&key.sheet), path_segment(&key.number))
+}
+
+/// `s` percent-encoded as one path segment: what a segment cannot hold as it is (RFC 3986
+/// `pchar`), `/` and `%` itself.
+fn path_segment(s: &str) -> String {
     use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
-    /// What a path segment cannot hold as it is (RFC 3986: `pchar`), and `%` itself.
     const SEGMENT: &AsciiSet = &CONTROLS
         .add(b' ')
         .add(b'"')
@@ -1045,8 +1056,7 @@ pub fn key_path(key: &landdb_model::ParcelKey) -> String {
         .add(b'|')
         .add(b'[')
         .add(b']');
-    let part = |s: &str| utf8_percent_encode(s, SEGMENT).to_string();
-    format!("/parcels/key/{}/{}/{}", key.commune, part(&key.sheet), part(&key.number))
+    utf8_percent_encode(s, SEGMENT).to_string()
 }
 
 /// The current parcel with a natural key: commune, map sheet, parcel number.
@@ -1161,10 +1171,7 @@ pub async fn by_national_id(
     let links = vec![Link::new(format!("{base}/parcels/national-id/{national_id}"), "self", GEOJSON, "this lookup")];
     let crs = output_crs(&app, &params)?;
     let release = scoped.release(found, &fields).await?;
-    {
-        let n = release.parcels().len();
-        feature_collection(release, &fields, Some(n), links, &crs)
-    }
+    whole_collection(release, &fields, links, &crs)
 }
 
 /// The tile sets of parcels (OGC API – Tiles): one, vector tiles in WebMercatorQuad.
