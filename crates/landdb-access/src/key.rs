@@ -75,12 +75,13 @@ pub fn id_of(token: &str) -> Option<&str> {
 
 pub(crate) fn hex(bytes: &[u8]) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        s.push(char::from(DIGITS[usize::from(b >> 4)]));
-        s.push(char::from(DIGITS[usize::from(b & 0xf)]));
+    // Bytes first, then one UTF-8 check: `String::push` checks each character as it goes.
+    let mut digits = vec![0u8; bytes.len() * 2];
+    for (pair, b) in digits.chunks_exact_mut(2).zip(bytes) {
+        pair[0] = DIGITS[usize::from(b >> 4)];
+        pair[1] = DIGITS[usize::from(b & 0xf)];
     }
-    s
+    String::from_utf8(digits).unwrap_or_default()
 }
 
 #[cfg(test)]

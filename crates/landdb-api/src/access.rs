@@ -428,11 +428,8 @@ pub fn admit(app: &AppState, request: &mut Request) -> Result<Option<Pass>, Box<
         return Err(Box::new(response));
     };
     // What the audit entry says of the request (metadata routes are not audited).
-    let line = (!matches!(need, Requirement::Key)).then(|| RequestLine {
-        method: request.method().to_string(),
-        endpoint: request.uri().path().to_owned(),
-        params: request.uri().query().unwrap_or_default().to_owned(),
-    });
+    let line = (!matches!(need, Requirement::Key))
+        .then(|| RequestLine { method: request.method().clone(), uri: request.uri().clone() });
     let remaining_today = match check_policy(&app.gate, &caller, need, route, now) {
         Ok(remaining) => remaining,
         Err(refusal) => {
@@ -468,12 +465,18 @@ impl Pass {
     }
 }
 
-/// The request as its audit entry records it.
+/// The request as its audit entry records it: its method, path (the endpoint) and query (the
+/// parameters). Kept as the request had them (a shared buffer, no copy) until the entry is queued.
 #[derive(Debug)]
 struct RequestLine {
-    method: String,
-    endpoint: String,
-    params: String,
+    method: axum::http::Method,
+    uri: axum::http::Uri,
+}
+
+impl RequestLine {
+    fn parts(&self) -> [&str; 3] {
+        [self.method.as_str(), self.uri.path(), self.uri.query().unwrap_or_default()]
+    }
 }
 
 /// Whether the caller may make this request now: the policy in force, the operation or role the
@@ -587,7 +590,7 @@ impl Queued {
     ) {
         let (parcels, personal, versions, communes) = d.into_parts();
         let mut text = [0; 3];
-        for (end, part) in text.iter_mut().zip([&line.method, &line.endpoint, &line.params]) {
+        for (end, part) in text.iter_mut().zip(line.parts()) {
             self.text.push_str(part);
             *end = self.text.len();
         }
@@ -727,14 +730,14 @@ mod tests {
         let caller = Arc::clone(&Access::nation(true).caller);
         let now = Utc::now();
         let mut queued = Queued::default();
+        let line = |method: &str, uri: &str| RequestLine {
+            method: method.parse().expect("a method"),
+            uri: uri.parse().expect("a request target"),
+        };
         let lines = [
-            RequestLine { method: "GET".into(), endpoint: "/parcels/at".into(), params: "lon=108.2&lat=16.1".into() },
-            RequestLine {
-                method: "HEAD".into(),
-                endpoint: "/collections/parcels/export".into(),
-                params: String::new(),
-            },
-            RequestLine { method: "GET".into(), endpoint: "/".into(), params: "f=thửa".into() },
+            line("GET", "/parcels/at?lon=108.2&lat=16.1"),
+            line("HEAD", "/collections/parcels/export"),
+            line("GET", "/?f=th%E1%BB%ADa&q=a%20b"),
         ];
         let disclosures = [
             Disclosure::of_parts(2, vec![7], vec![7, 9], vec![20227, 20194]),
@@ -747,7 +750,7 @@ mod tests {
         let events = queued.events();
         assert_eq!(events.len(), 3);
         for (i, ((e, line), d)) in events.iter().zip(&lines).zip(disclosures).enumerate() {
-            assert_eq!((&e.method, &e.endpoint, &e.params), (&line.method, &line.endpoint, &line.params));
+            assert_eq!([e.method.as_str(), &e.endpoint, &e.params], line.parts());
             let (parcels, personal, versions, communes) = d.into_parts();
             assert_eq!((e.parcels, &e.personal, &e.versions, &e.communes), (parcels, &personal, &versions, &communes));
             assert_eq!(e.status, 200 + i as u16);

@@ -31,16 +31,20 @@ pub fn wants_html(request: &Request) -> bool {
 /// `text/html,…,*/*;q=0.8` does; `application/geo+json, text/html;q=0.1` does not; a tie goes
 /// to JSON, the API's own form.
 pub fn prefers_html(accept: &str) -> bool {
+    // Most callers (scripts, GIS clients, `*/*`) name no HTML at all: asked on every request.
+    if !accept.as_bytes().windows(9).any(|w| w.eq_ignore_ascii_case(b"text/html")) {
+        return false;
+    }
     let quality = |wanted: &[&str]| -> f32 {
         accept
             .split(',')
             .filter_map(|range| {
                 let mut parts = range.split(';');
-                let media = parts.next()?.trim().to_ascii_lowercase();
+                let media = parts.next()?.trim();
                 let q = parts
                     .find_map(|p| p.trim().strip_prefix("q=").and_then(|q| q.trim().parse::<f32>().ok()))
                     .unwrap_or(1.0);
-                wanted.contains(&media.as_str()).then_some(q)
+                wanted.iter().any(|w| media.eq_ignore_ascii_case(w)).then_some(q)
             })
             .fold(0.0, f32::max)
     };

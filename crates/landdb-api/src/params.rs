@@ -38,9 +38,12 @@ impl Params {
                     "unknown parameter `{name}`: this endpoint accepts {accepted}"
                 )));
             }
-            if values.insert(name.to_string(), value.to_string()).is_some() {
+            // `into_owned`, not `to_string`: the latter goes through `fmt`, on every parameter.
+            let name = name.into_owned();
+            if values.contains_key(&name) {
                 return Err(ApiError::bad_parameter(format!("parameter `{name}` is given more than once")));
             }
+            values.insert(name, value.into_owned());
         }
         let params = Params { values };
         match params.get("f") {

@@ -133,7 +133,7 @@ impl FromRequestParts<Arc<AppState>> for Call {
             Some(url) => url.trim_end_matches('/').to_owned(),
             None => {
                 let host = parts.headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("localhost");
-                format!("http://{host}")
+                ["http://", host].concat()
             }
         };
         let wants_html =
@@ -420,10 +420,15 @@ fn feature_collection(
     out.extend_from_slice(b"{\"type\":\"FeatureCollection\",\"features\":[");
     write_features(&mut out, &release, fields, &output);
     out.extend_from_slice(b"],");
+    let mut digits = itoa::Buffer::new();
     if let Some(n) = matched {
-        out.extend_from_slice(format!("\"numberMatched\":{n},").as_bytes());
+        out.extend_from_slice(b"\"numberMatched\":");
+        out.extend_from_slice(digits.format(n).as_bytes());
+        out.push(b',');
     }
-    out.extend_from_slice(format!("\"numberReturned\":{},\"links\":", release.parcels().len()).as_bytes());
+    out.extend_from_slice(b"\"numberReturned\":");
+    out.extend_from_slice(digits.format(release.parcels().len()).as_bytes());
+    out.extend_from_slice(b",\"links\":");
     let headers = published(links, &mut out);
     out.push(b'}');
     let mut response = json_response(StatusCode::OK, GEOJSON, out);
@@ -452,9 +457,17 @@ fn published(mut links: Vec<Link>, out: &mut Vec<u8>) -> axum::http::HeaderMap {
     headers
 }
 
+/// `Content-Crs` for CRS84, the usual answer's, made once.
+const CRS84_HEADER: &str = "<http://www.opengis.net/def/crs/OGC/1.3/CRS84>";
+
 /// Says which CRS the coordinates are in (OGC API – Features Part 2).
 fn with_crs(mut response: Response, crs: &OutputCrs) -> Response {
-    if let Ok(v) = axum::http::HeaderValue::from_str(&format!("<{}>", crs.uri)) {
+    let value = if crs.uri == crate::ogc::CRS84 {
+        Ok(axum::http::HeaderValue::from_static(CRS84_HEADER))
+    } else {
+        axum::http::HeaderValue::from_str(&["<", &crs.uri, ">"].concat())
+    };
+    if let Ok(v) = value {
         response.headers_mut().insert("content-crs", v);
     }
     response
@@ -904,7 +917,8 @@ pub async fn export(
     // HEAD: what the export would be (checked as above), without selecting, taking from the
     // quota or writing a file; nothing is disclosed, so nothing is put on record.
     if method == axum::http::Method::HEAD {
-        let mut response = json_response(StatusCode::OK, format.media_type(), axum::body::Body::empty());
+        let mut response =
+            crate::ogc::streamed_response(StatusCode::OK, format.media_type(), axum::body::Body::empty());
         if let Ok(v) = axum::http::HeaderValue::from_str(&disposition) {
             response.headers_mut().insert(header::CONTENT_DISPOSITION, v);
         }
@@ -918,7 +932,7 @@ pub async fn export(
     let disclosed = released.take_disclosure();
     let mut response = if format == Format::GeoJson {
         let body = axum::body::Body::from_stream(geojson_stream(released, fields, crs.clone()));
-        with_crs(json_response(StatusCode::OK, GEOJSON, body), &crs)
+        with_crs(crate::ogc::streamed_response(StatusCode::OK, GEOJSON, body), &crs)
     } else {
         file_response(released, fields, crs, format).await?
     };
@@ -1016,7 +1030,10 @@ pub async fn at_point(State(app): State<Arc<AppState>>, access: Access, call: Ca
     let crs = output_crs(&app, &params)?;
     let scoped = app.sources.scoped(&access);
     let base = &call.base;
-    let links = vec![Link::new(format!("{base}/parcels/at?lon={lon}&lat={lat}"), "self", GEOJSON, "this lookup")];
+    // ryu, not `Display`: formatting two doubles through `fmt` cost more than the audit entry.
+    let (mut x, mut y) = (ryu::Buffer::new(), ryu::Buffer::new());
+    let href = [base.as_str(), "/parcels/at?lon=", x.format(lon), "&lat=", y.format(lat)].concat();
+    let links = vec![Link::new(href, "self", GEOJSON, "this lookup")];
     if let Some(raw) = params.get("datetime") {
         // On a past date: from the store's history (rarer, and not in memory).
         let when = instant(raw)?;
@@ -1399,6 +1416,11 @@ pub async fn not_found() -> ApiError {
 #[cfg(test)]
 mod tests {
     use landdb_model::{CommuneCode, ParcelKey};
+
+    #[test]
+    fn the_crs84_header_names_crs84() {
+        assert_eq!(super::CRS84_HEADER, format!("<{}>", crate::ogc::CRS84));
+    }
 
     /// Each part of the key is one path segment whatever it holds, and reads back as it was.
     #[test]
