@@ -46,9 +46,10 @@ profile() {
     "$bin" serve --database "$base/$db" --listen "127.0.0.1:$port" > "$work/$name.log" 2>&1 &
   local pid=$!
   until curl -sf "http://127.0.0.1:$port/ready" > /dev/null; do sleep 1; done
-  # The requests' URLs, as a curl config: one connection, one request after another.
+  # The requests' URLs, as a curl config: one connection, one request after another. The same
+  # parcels in every run (by national ID: row ids follow the import's parallel order).
   psql -h 127.0.0.1 -U landdb -d $db -Atc "SELECT ST_X(p), ST_Y(p) FROM (SELECT ST_PointOnSurface(geom) p \
-    FROM current_parcel ORDER BY md5(id::text) LIMIT $requests) q" |
+    FROM current_parcel ORDER BY md5(national_id), id LIMIT $requests) q" |
     awk -F'|' -v port=$port '{printf "url = \"http://127.0.0.1:%s/parcels/at?lon=%s&lat=%s\"\noutput = /dev/null\n", port, $1, $2}' \
       > "$work/urls.conf"
   local auth=()

@@ -18,13 +18,26 @@ pub fn wants_html(request: &Request) -> bool {
     if request.extensions().get::<Page>().is_some() {
         return true;
     }
-    let query = request.uri().query().unwrap_or_default();
-    let f = url::form_urlencoded::parse(query.as_bytes()).find(|(k, _)| k == "f").map(|(_, v)| v.into_owned());
+    let f = format_parameter(request.uri().query().unwrap_or_default());
     match f.as_deref() {
         Some("html") => true,
         Some(_) => false,
         None => request.headers().get(header::ACCEPT).and_then(|a| a.to_str().ok()).is_some_and(prefers_html),
     }
+}
+
+/// The `f` parameter of a query, decoded. Only the pairs whose name is `f` or is encoded are
+/// decoded: every request passes here, and most name no format (a point lookup's coordinates
+/// need no decoding to be passed over).
+fn format_parameter(query: &str) -> Option<std::borrow::Cow<'_, str>> {
+    query.split('&').find_map(|pair| {
+        let name = pair.split_once('=').map_or(pair, |(name, _)| name);
+        if name != "f" && !name.contains(['%', '+']) {
+            return None;
+        }
+        let (name, value) = url::form_urlencoded::parse(pair.as_bytes()).next()?;
+        (name == "f").then_some(value)
+    })
 }
 
 /// Whether an `Accept` header prefers HTML to JSON (RFC 9110 quality values): a browser's
@@ -241,11 +254,29 @@ pub fn render(path: &str, doc: &Value) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// The shortcut reads `f` as a full decoding of the query would, whatever the encoding.
+        #[test]
+        fn the_format_parameter_is_read_as_decoded(query in "[fgFh=&%6+2xtml0-9]{0,24}") {
+            let full = url::form_urlencoded::parse(query.as_bytes()).find(|(k, _)| k == "f").map(|(_, v)| v);
+            prop_assert_eq!(format_parameter(&query), full);
+        }
+    }
+
+    #[test]
+    fn an_encoded_format_parameter_is_found() {
+        assert_eq!(format_parameter("lon=1&%66=html").as_deref(), Some("html"));
+        assert_eq!(format_parameter("lon=1&f=json&f=html").as_deref(), Some("json"));
+        assert_eq!(format_parameter("lon=1&ff=html"), None);
+    }
 
     #[test]
     fn quality_values_decide_between_a_page_and_json() {
         let browser = "text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,*/*;q=0.8";
         assert!(prefers_html(browser));
+        assert!(prefers_html("TEXT/HTML"));
         assert!(prefers_html("text/html"));
         for json in [
             "application/geo+json, text/html;q=0.1",
