@@ -795,6 +795,43 @@ async fn filters_and_sorts_answer_what_postgis_answers() {
     .await;
     assert!(versions(&page).contains(&some.version().0), "{page}");
 
+    // filter-crs: the polygon drawn in the zone (as a surveyor would) selects what PostGIS selects
+    // for it, and the same polygon latitude first in EPSG:4326 what it selects in CRS84.
+    let corners: Vec<geo::Coord> = [(w, s_), (e, s_), (e, n), (w, n), (w, s_)]
+        .iter()
+        .map(|&(x, y)| local.coord(geo::Coord { x, y }).expect("to zone"))
+        .collect();
+    let in_zone =
+        format!("POLYGON(({}))", corners.iter().map(|c| format!("{} {}", c.x, c.y)).collect::<Vec<_>>().join(", "));
+    let ours = all_pages(&format!(
+        "{}/collections/parcels/items?limit=400&filter-crs=EPSG:{}&filter={}",
+        s.base,
+        zone.epsg,
+        encoded(&format!("S_INTERSECTS(geometry, {in_zone})"))
+    ))
+    .await
+    .0;
+    let theirs: Vec<i64> = sqlx::query_scalar(&format!(
+        "SELECT id FROM current_parcel WHERE ST_Intersects(geom, ST_GeomFromText('{}', 4326)) ORDER BY id",
+        polygon
+    ))
+    .fetch_all(&mut conn)
+    .await
+    .expect("query");
+    assert!(!theirs.is_empty());
+    // Vertices taken back from the zone land within micrometres of where they were drawn.
+    assert_eq!(ours, theirs, "the polygon in EPSG:{}", zone.epsg);
+    let lat_first = format!("POLYGON(({s_} {w}, {s_} {e}, {n} {e}, {n} {w}, {s_} {w}))");
+    let ours = all_pages(&format!(
+        "{}/collections/parcels/items?limit=400&filter-crs={}&filter={}",
+        s.base,
+        encoded("http://www.opengis.net/def/crs/EPSG/0/4326"),
+        encoded(&format!("S_INTERSECTS(geometry, {lat_first})"))
+    ))
+    .await
+    .0;
+    assert_eq!(ours, theirs, "the polygon latitude first in EPSG:4326");
+
     // Queryables: what filter and sortby take, personal data left out for this caller.
     let (status, media, queryables) = get(&format!("{}/collections/parcels/queryables", s.base)).await;
     assert_eq!((status, media.as_str()), (200, "application/schema+json"));

@@ -13,6 +13,8 @@ use std::cmp::Ordering;
 use chrono::{DateTime, Utc};
 use cql2::Expr;
 use geo::{BoundingRect, Geometry, Intersects, Rect, Relate};
+
+use crate::crs::OutputCrs;
 use landdb_engine::Parcel;
 use serde_json::{Value, json};
 
@@ -216,6 +218,27 @@ impl Validity {
     }
 }
 
+/// A geometry given in `crs` (in its axis order), in CRS84. A box becomes the polygon of its
+/// corners first: in a projection its edges need not follow meridians and parallels.
+fn in_crs84(geometry: Geometry<f64>, crs: &OutputCrs) -> Result<Geometry<f64>, String> {
+    use geo::MapCoords;
+    if crs.uri == crate::ogc::CRS84 {
+        return Ok(geometry);
+    }
+    let geometry = match geometry {
+        Geometry::Rect(r) => Geometry::Polygon(r.to_polygon()),
+        other => other,
+    };
+    let transformer = crs.to_wgs84().map_err(|e| e.description)?;
+    geometry.try_map_coords(|c| {
+        let (x, y) = if crs.latitude_first { (c.y, c.x) } else { (c.x, c.y) };
+        match &transformer {
+            None => Ok(geo::coord! { x: x, y: y }),
+            Some(t) => t.coord(geo::coord! { x: x, y: y }).map_err(|e| e.to_string()),
+        }
+    })
+}
+
 /// A compiled filter.
 #[derive(Debug, Clone)]
 pub struct Filter {
@@ -339,8 +362,15 @@ impl Language {
 impl Filter {
     /// Parses and compiles `raw`.
     pub fn parse(raw: &str, language: Language, access: &Access) -> Result<Filter, ApiError> {
+        Filter::parse_in(raw, language, access, &OutputCrs::crs84())
+    }
+
+    /// Parses and compiles `raw`, whose geometries are in `crs` (`filter-crs`): they are taken
+    /// into CRS84 once, here, vertex by vertex (a parcel-sized polygon's straight edges stay
+    /// within millimetres of straight in a VN-2000 zone).
+    pub fn parse_in(raw: &str, language: Language, access: &Access, crs: &OutputCrs) -> Result<Filter, ApiError> {
         let expr = parse_expression(raw, language)?;
-        let root = compile(&expr, access)?;
+        let root = compile(&expr, access, crs)?;
         let bound = bound(&root);
         let temporal = is_temporal(&root);
         Ok(Filter { root, bound, temporal })
@@ -513,7 +543,7 @@ fn like(text: &str, pattern: &str) -> bool {
     p[pi.min(p.len())..].iter().all(|c| *c == '%')
 }
 
-fn compile(expr: &Expr, access: &Access) -> Result<Node, ApiError> {
+fn compile(expr: &Expr, access: &Access, crs: &OutputCrs) -> Result<Node, ApiError> {
     let bad = |why: String| ApiError::bad_parameter(format!("filter: {why}"));
     let text = |e: &Expr| e.to_text().unwrap_or_else(|_| format!("{e:?}"));
     match expr {
@@ -528,11 +558,11 @@ fn compile(expr: &Expr, access: &Access) -> Result<Node, ApiError> {
                 }
             };
             match op.as_str() {
-                "and" => Ok(Node::And(args.iter().map(|a| compile(a, access)).collect::<Result<_, _>>()?)),
-                "or" => Ok(Node::Or(args.iter().map(|a| compile(a, access)).collect::<Result<_, _>>()?)),
+                "and" => Ok(Node::And(args.iter().map(|a| compile(a, access, crs)).collect::<Result<_, _>>()?)),
+                "or" => Ok(Node::Or(args.iter().map(|a| compile(a, access, crs)).collect::<Result<_, _>>()?)),
                 "not" => {
                     arity(1)?;
-                    Ok(Node::Not(Box::new(compile(args[0], access)?)))
+                    Ok(Node::Not(Box::new(compile(args[0], access, crs)?)))
                 }
                 "=" | "<>" | "<" | "<=" | ">" | ">=" => {
                     arity(2)?;
@@ -615,8 +645,10 @@ fn compile(expr: &Expr, access: &Access) -> Result<Node, ApiError> {
                         )));
                     };
                     let geometry = Geometry::<f64>::try_from(literal.clone()).map_err(|_| {
-                        bad(format!("`{}` is not a geometry (give WKT, GeoJSON or BBOX in CRS84)", text(literal)))
+                        bad(format!("`{}` is not a geometry (give WKT, GeoJSON or BBOX in {})", text(literal), crs.uri))
                     })?;
+                    let geometry = in_crs84(geometry, crs)
+                        .map_err(|e| bad(format!("`{}` cannot be taken from {}: {e}", text(literal), crs.uri)))?;
                     // CRS84: a coordinate past ±180° or ±90° is a mistake (metres given as
                     // degrees, the axes swapped), not a place.
                     use geo::CoordsIter;
@@ -1055,6 +1087,45 @@ mod tests {
                 assert_eq!(allen(Intersects, a, b), !allen(Disjoint, a, b));
             }
         }
+    }
+
+    /// A polygon given in a VN-2000 zone (`filter-crs`), or latitude first in EPSG:4326, is
+    /// the same place as in CRS84.
+    #[test]
+    fn geometries_in_another_crs_are_taken_into_crs84() {
+        let reference = landdb_model::ReferenceData::embedded().expect("reference data");
+        let access = Access::nation(false);
+        let ring = [(108.20, 16.05), (108.23, 16.05), (108.23, 16.08), (108.20, 16.08), (108.20, 16.05)];
+        let zone = reference.zones().into_iter().find(|z| z.central_meridian == 107.75).expect("Đà Nẵng's zone");
+        let crs = OutputCrs::parse(&format!("EPSG:{}", zone.epsg), &reference).expect("the zone");
+        let to_zone = crs.transformer().expect("PROJ").expect("a projection");
+        let vertices: Vec<String> = ring
+            .iter()
+            .map(|&(x, y)| {
+                let c = to_zone.coord(geo::coord! { x: x, y: y }).expect("in the zone");
+                format!("{} {}", c.x, c.y)
+            })
+            .collect();
+        let in_zone = format!("S_INTERSECTS(geometry, POLYGON(({})))", vertices.join(", "));
+        let f = Filter::parse_in(&in_zone, Language::Text, &access, &crs).expect("parsed");
+        let bound = f.bound.expect("a bound");
+        for (got, want) in
+            [(bound.min().x, 108.20), (bound.min().y, 16.05), (bound.max().x, 108.23), (bound.max().y, 16.08)]
+        {
+            assert!((got - want).abs() < 1e-8, "{got} against {want}");
+        }
+        // The same polygon in metres but read as CRS84 is refused as out of range.
+        assert!(Filter::parse(&in_zone, Language::Text, &access).is_err());
+        let wgs84 = OutputCrs::parse("EPSG:4326", &reference).expect("EPSG:4326");
+        let f = Filter::parse_in(
+            "S_INTERSECTS(geometry, BBOX(16.05, 108.2, 16.08, 108.23))",
+            Language::Text,
+            &access,
+            &wgs84,
+        )
+        .expect("parsed");
+        let bound = f.bound.expect("a bound");
+        assert_eq!((bound.min().x, bound.min().y, bound.max().x, bound.max().y), (108.2, 16.05, 108.23, 16.08));
     }
 
     #[test]

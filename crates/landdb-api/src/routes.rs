@@ -49,7 +49,7 @@ pub const ITEMS: &[(&str, &str)] = &[
         "a CQL2 condition over the queryables (/collections/parcels/queryables): comparisons, LIKE, BETWEEN, IN, IS NULL, AND/OR/NOT, casei(); s_intersects and the other spatial operators on `geometry`; t_intersects and the other temporal operators on valid_from, valid_to or INTERVAL(valid_from, valid_to)",
     ),
     ("filter-lang", "the language of filter: cql2-text (the default; cql-text is accepted too) or cql2-json"),
-    ("filter-crs", "the coordinate system of geometries in filter: CRS84 (the only one)"),
+    ("filter-crs", "the coordinate system of geometries in filter, one of the collection's `crs` list (default CRS84)"),
     (
         "sortby",
         "the order of the parcels: comma-separated queryables, each optionally prefixed + (ascending) or - (descending), as sortby=-area_m2,number; the version breaks ties",
@@ -72,9 +72,10 @@ pub const EXPORT: &[(&str, &str)] = &[
     ("commune", "only the parcels of this commune (5-digit code)"),
     ("bbox", "only the parcels intersecting west,south,east,north (in bbox-crs)"),
     ("bbox-crs", "the coordinate system of bbox, as for items"),
-    ("polygon", "only the parcels intersecting this polygon (WKT, longitude/latitude)"),
+    ("polygon", "only the parcels intersecting this polygon (WKT, in filter-crs: longitude/latitude by default)"),
     ("filter", "only the parcels matching this CQL2 condition, as for items"),
     ("filter-lang", "the language of filter: cql2-text (the default; cql-text is accepted too) or cql2-json"),
+    ("filter-crs", "the coordinate system of geometries in filter and polygon, as for items (default CRS84)"),
     ("properties", "comma-separated property names to include"),
     (
         "crs",
@@ -291,7 +292,7 @@ pub const REFERENCE_ITEMS: &[(&str, &str)] = &[
     ),
     ("filter", "a CQL2 condition over the collection's queryables (/collections/{collectionId}/queryables)"),
     ("filter-lang", "the language of filter: cql2-text (the default; cql-text is accepted too) or cql2-json"),
-    ("filter-crs", "the coordinate system of geometries in filter: CRS84 (the only one)"),
+    ("filter-crs", "the coordinate system of geometries in filter, one of the collection's `crs` list (default CRS84)"),
 ];
 
 /// `path` with a query of `parts` (each already encoded, `name=value&…`; empty ones left out),
@@ -301,13 +302,16 @@ fn with_query<'a>(path: String, parts: impl IntoIterator<Item = &'a str>) -> Str
     if query.is_empty() { path } else { format!("{path}?{}", query.join("&")) }
 }
 
-/// `filter-crs`: only CRS84.
-fn filter_crs(params: &Params) -> Result<(), ApiError> {
+/// `filter-crs`: the coordinate system of the geometries in `filter`, any the server answers in
+/// (the collection's `crs` list); CRS84 when not given.
+fn filter_crs(app: &AppState, params: &Params) -> Result<OutputCrs, ApiError> {
     match params.get("filter-crs") {
-        Some(c) if c != CRS84 && !c.eq_ignore_ascii_case("CRS84") => {
-            Err(ApiError::bad_parameter(format!("filter-crs={c}: geometries in filter are read in {CRS84} only")))
-        }
-        _ => Ok(()),
+        None => Ok(OutputCrs::crs84()),
+        Some(raw) => OutputCrs::parse(raw, &app.reference).map_err(|_| {
+            ApiError::bad_parameter(format!(
+                "filter-crs={raw}: not a coordinate system this server knows; the collection's `crs` list names them"
+            ))
+        }),
     }
 }
 
@@ -315,7 +319,8 @@ fn filter_crs(params: &Params) -> Result<(), ApiError> {
 fn reference_items(app: &AppState, c: ReferenceCollection, call: &Call, access: &Access) -> Result<Response, ApiError> {
     let params = call.params(REFERENCE_ITEMS)?;
     let limit = params.limit()?;
-    filter_crs(&params)?;
+    // Reference collections have no geometry to filter on: the CRS is checked, nothing more.
+    filter_crs(app, &params)?;
     let language = Language::parse(params.get("filter-lang"))?;
     let selection = crate::reference::Selection {
         bbox: params.bbox(&app.reference)?,
@@ -575,8 +580,8 @@ impl ItemsQuery {
         let limit = params.limit()?;
         let crs = output_crs(app, &params)?;
         let language = Language::parse(params.get("filter-lang"))?;
-        filter_crs(&params)?;
-        let filter = params.get("filter").map(|f| Filter::parse(f, language, access)).transpose()?;
+        let in_crs = filter_crs(app, &params)?;
+        let filter = params.get("filter").map(|f| Filter::parse_in(f, language, access, &in_crs)).transpose()?;
         let sortby = SortBy::parse(params.get("sortby"), access)?;
         let datetime = params.get("datetime").map(period).transpose()?;
         if params.get("after").is_some() && params.get("before").is_some() {
@@ -885,22 +890,22 @@ pub async fn export(
         })
         .transpose()?;
     let language = Language::parse(params.get("filter-lang"))?;
+    let in_crs = filter_crs(&app, &params)?;
     let filter = match (params.get("filter"), params.get("polygon")) {
         (Some(_), Some(_)) => {
             return Err(ApiError::bad_parameter(
                 "give polygon or filter, not both (a filter can hold S_INTERSECTS(geometry, POLYGON(…)))",
             ));
         }
-        (Some(f), None) => Some(Filter::parse(f, language, &access)?),
+        (Some(f), None) => Some(Filter::parse_in(f, language, &access, &in_crs)?),
         (None, Some(p)) => {
             if !p.trim_start().to_ascii_uppercase().starts_with("POLYGON")
                 && !p.trim_start().to_ascii_uppercase().starts_with("MULTIPOLYGON")
             {
                 return Err(ApiError::bad_parameter(format!("polygon={p}: give a POLYGON or MULTIPOLYGON in WKT")));
             }
-            let f = Filter::parse(&format!("S_INTERSECTS(geometry, {p})"), Language::Text, &access).map_err(|_| {
-                ApiError::bad_parameter(format!("polygon={p}: not a WKT polygon in longitude/latitude"))
-            })?;
+            let f = Filter::parse_in(&format!("S_INTERSECTS(geometry, {p})"), Language::Text, &access, &in_crs)
+                .map_err(|_| ApiError::bad_parameter(format!("polygon={p}: not a WKT polygon in {}", in_crs.uri)))?;
             Some(f)
         }
         (None, None) => None,

@@ -24,12 +24,17 @@ pub struct Args {
     /// Only the parcels intersecting west,south,east,north (longitude, latitude).
     #[arg(long, allow_hyphen_values = true)]
     pub bbox: Option<String>,
-    /// Only the parcels intersecting this polygon (WKT, longitude/latitude).
+    /// Only the parcels intersecting this polygon (WKT, in --filter-crs: longitude/latitude by
+    /// default).
     #[arg(long)]
     pub polygon: Option<String>,
     /// Only the parcels matching this CQL2 text condition (as the API's `filter`).
     #[arg(long)]
     pub filter: Option<String>,
+    /// The coordinate system of the geometries in --polygon and --filter, as --crs names them
+    /// (a surveyor's polygon in a VN-2000 TM-3 zone, say); CRS84 without it.
+    #[arg(long)]
+    pub filter_crs: Option<String>,
     /// geojson, gpkg, shp (a zip) or dxf; from the extension of --out when not given.
     #[arg(long)]
     pub format: Option<String>,
@@ -51,19 +56,20 @@ pub async fn run(context: &crate::Context, args: &Args) -> anyhow::Result<()> {
         .map(|b| landdb_api::params::parse_bbox(b).map_err(|e| anyhow::anyhow!("--{e}")))
         .transpose()?;
     let access = landdb_api::access::Access::nation(false);
+    let in_crs = match &args.filter_crs {
+        Some(raw) => landdb_api::crs::OutputCrs::parse(raw, &context.reference()?)
+            .map_err(|e| anyhow::anyhow!("--filter-{e}"))?,
+        None => landdb_api::crs::OutputCrs::crs84(),
+    };
+    let text = landdb_api::filter::Language::Text;
     let filter = match (&args.filter, &args.polygon) {
         (Some(_), Some(_)) => anyhow::bail!("give --polygon or --filter, not both"),
         (Some(f), None) => Some(
-            landdb_api::filter::Filter::parse(f, landdb_api::filter::Language::Text, &access)
-                .map_err(|e| anyhow::anyhow!("--{e}"))?,
+            landdb_api::filter::Filter::parse_in(f, text, &access, &in_crs).map_err(|e| anyhow::anyhow!("--{e}"))?,
         ),
         (None, Some(p)) => Some(
-            landdb_api::filter::Filter::parse(
-                &format!("S_INTERSECTS(geometry, {p})"),
-                landdb_api::filter::Language::Text,
-                &access,
-            )
-            .map_err(|_| anyhow::anyhow!("--polygon {p}: not a WKT polygon in longitude/latitude"))?,
+            landdb_api::filter::Filter::parse_in(&format!("S_INTERSECTS(geometry, {p})"), text, &access, &in_crs)
+                .map_err(|_| anyhow::anyhow!("--polygon {p}: not a WKT polygon in {}", in_crs.uri))?,
         ),
         (None, None) => None,
     };
