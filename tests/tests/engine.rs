@@ -313,7 +313,17 @@ async fn a_snapshot_file_restarts_the_engine_and_the_feed_catches_it_up() {
     let dir = std::env::temp_dir().join(format!("landdb-snapshot-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("dir");
     let file = dir.join("engine.snap");
-    Engine::load(&store).await.expect("load").save(&file).expect("saved");
+    // Progress is told in rising byte counts that end at the file's size.
+    let told = std::sync::Mutex::new(Vec::new());
+    let size = Engine::load(&store)
+        .await
+        .expect("load")
+        .save_reporting(&file, &|n| told.lock().expect("lock").push(n))
+        .expect("saved");
+    let told = told.into_inner().expect("lock");
+    assert!(told.windows(2).all(|w| w[0] < w[1]) && !told.is_empty(), "{told:?}");
+    assert_eq!(std::fs::metadata(&file).expect("written").len(), size);
+    assert_eq!(told.last().copied(), Some(size));
 
     let reference = ReferenceData::embedded().expect("reference");
     let options = Options { crs_override: None, mapping: FieldMapping::builtin().expect("profile"), area: None };

@@ -46,15 +46,23 @@ impl Checksum {
     }
 }
 
-struct Writer<W: Write> {
+struct Writer<'p, W: Write> {
     out: W,
     sum: Checksum,
+    /// Bytes written so far, told to `progress` as they go (a national snapshot is gigabytes).
+    written: u64,
+    progress: &'p dyn Fn(u64),
 }
 
-impl<W: Write> Writer<W> {
+impl<W: Write> Writer<'_, W> {
     fn bytes(&mut self, b: &[u8]) -> std::io::Result<()> {
         self.sum.add(b);
-        self.out.write_all(b)
+        for chunk in b.chunks(4 << 20) {
+            self.out.write_all(chunk)?;
+            self.written += chunk.len() as u64;
+            (self.progress)(self.written);
+        }
+        Ok(())
     }
 
     fn u64(&mut self, v: u64) -> std::io::Result<()> {
@@ -100,10 +108,15 @@ impl<W: Write> Writer<W> {
 
 /// Writes `view` to `path` (through a temporary file, renamed when complete).
 pub fn write(path: &Path, view: &View) -> Result<(), FileError> {
+    write_reporting(path, view, &|_| {}).map(|_| ())
+}
+
+/// [`write`], telling `progress` the bytes written as they go; returns the file's size.
+pub fn write_reporting(path: &Path, view: &View, progress: &dyn Fn(u64)) -> Result<u64, FileError> {
     let io = |source| FileError::Io { path: path.display().to_string(), source };
     let partial = path.with_extension("partial");
     let out = BufWriter::with_capacity(1 << 20, std::fs::File::create(&partial).map_err(io)?);
-    let mut w = Writer { out, sum: Checksum::new() };
+    let mut w = Writer { out, sum: Checksum::new(), written: 0, progress };
     (|| -> std::io::Result<()> {
         w.bytes(MAGIC)?;
         w.snapshot(&view.base)?;
@@ -115,8 +128,11 @@ pub fn write(path: &Path, view: &View) -> Result<(), FileError> {
         w.out.flush()
     })()
     .map_err(io)?;
+    let size = w.written + 8;
+    (w.progress)(size);
     drop(w);
-    std::fs::rename(&partial, path).map_err(io)
+    std::fs::rename(&partial, path).map_err(io)?;
+    Ok(size)
 }
 
 /// Reads a view written by [`write`].

@@ -104,6 +104,11 @@ impl Engine {
         Ok(())
     }
 
+    /// [`Engine::save`], telling `progress` the bytes written as they go; returns the file's size.
+    pub fn save_reporting(&self, path: &std::path::Path, progress: &dyn Fn(u64)) -> Result<u64, EngineError> {
+        Ok(file::write_reporting(path, &self.snapshot(), progress)?)
+    }
+
     /// The view to answer from; it stays valid however the engine moves on.
     pub fn snapshot(&self) -> Arc<View> {
         match self.current.read() {

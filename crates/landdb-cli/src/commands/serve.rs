@@ -201,8 +201,22 @@ pub async fn serve(
         sign(&mut *signer.lock().await, &store).await;
     }
     if let Some(path) = &args.snapshot {
-        engine.save(path)?;
-        println!("snapshot written to {}", path.display());
+        // A spinner on a terminal (indicatif draws nothing otherwise), then one line either way.
+        let started = std::time::Instant::now();
+        let bar = indicatif::ProgressBar::new_spinner();
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("{spinner} writing the snapshot: {bytes} ({binary_bytes_per_sec})")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+        );
+        let size = engine.save_reporting(path, &|n| bar.set_position(n))?;
+        bar.finish_and_clear();
+        println!(
+            "snapshot written to {} ({} parcels, {:.1} MB in {:.1} s)",
+            path.display(),
+            engine.snapshot().len(),
+            size as f64 / 1e6,
+            started.elapsed().as_secs_f64()
+        );
     }
     Ok(())
 }
