@@ -512,3 +512,60 @@ async fn lineage_names_no_relative_outside_the_scope() {
     let (_, _, all) = get_with(&client(), &history(whole)).await;
     assert_eq!(all["versions"][0]["went_to"], serde_json::json!([inside.0, outside.0]), "{all}");
 }
+
+/// The rules reload (an agency added or changed) and every caller is made anew; a new caller may
+/// be given the memory of one that is gone. What was cached for the old caller (its parcels by
+/// box) must never answer for the new one: each agency's extent and boxes stay its own through
+/// many reloads, asked in turn.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_never_hands_one_callers_parcels_to_another() {
+    let s = server(&[samples()]).await;
+    let scoped = |commune: &str| policy(Role::Reader, Area::Communes { codes: vec![commune.into()] }, false);
+    let own = client_with(&agency(&s, "own-commune", Role::Reader, scoped(OWN)).await);
+    let other = client_with(&agency(&s, "other-commune", Role::Reader, scoped(OTHER)).await);
+    let view = s.engine.snapshot();
+    let extent_of = |commune: &str| {
+        let parcels = view.in_commune(&CommuneCode::parse(commune).expect("code"));
+        let e = parcels.iter().filter_map(landdb_engine::Parcel::bounds).reduce(|a, b| {
+            geo::Rect::new(
+                (a.min().x.min(b.min().x), a.min().y.min(b.min().y)),
+                (a.max().x.max(b.max().x), a.max().y.max(b.max().y)),
+            )
+        });
+        e.expect("parcels")
+    };
+    let (own_extent, other_extent) = (extent_of(OWN), extent_of(OTHER));
+    for round in 0..12 {
+        for (client, commune, extent) in [(&own, OWN, own_extent), (&other, OTHER, other_extent)] {
+            let (status, _, collection) = get_with(client, &format!("{}/collections/parcels", s.base)).await;
+            assert_eq!(status, 200);
+            let bbox = &collection["extent"]["spatial"]["bbox"][0];
+            let got: Vec<f64> = bbox.as_array().expect("bbox").iter().filter_map(Value::as_f64).collect();
+            let want = [extent.min().x, extent.min().y, extent.max().x, extent.max().y];
+            for (g, w) in got.iter().zip(want) {
+                assert!((g - w).abs() < 1e-9, "round {round}: {commune}'s agency was given the extent {got:?}");
+            }
+            // A box over both communes: only the caller's own parcels.
+            let (w, so, e, n) = (
+                own_extent.min().x.min(other_extent.min().x),
+                own_extent.min().y.min(other_extent.min().y),
+                own_extent.max().x.max(other_extent.max().x),
+                own_extent.max().y.max(other_extent.max().y),
+            );
+            let (_, _, page) = get_with(
+                client,
+                &format!("{}/collections/parcels/items?limit=10000&bbox={w},{so},{e},{n}&properties=commune", s.base),
+            )
+            .await;
+            let communes: BTreeSet<&str> = page["features"]
+                .as_array()
+                .expect("features")
+                .iter()
+                .filter_map(|f| f["properties"]["commune"].as_str())
+                .collect();
+            assert_eq!(communes, BTreeSet::from([commune]), "round {round}");
+        }
+        // Another agency changes: the rules reload and every caller is made anew.
+        agency(&s, &format!("bystander-{round}"), Role::Reader, scoped(OWN)).await;
+    }
+}

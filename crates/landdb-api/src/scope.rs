@@ -45,9 +45,14 @@ pub struct Sources {
     /// Set while the health watcher finds the store unreachable: what needs it is answered 503 at
     /// once rather than after the pool has waited for a connection (`health.rs`).
     store_away: AtomicBool,
-    /// Each scoped caller's parcels by box, at a feed position (see [`Scoped::in_box`]).
-    indexes: Mutex<HashMap<usize, (FeedPosition, Arc<ScopeIndex>)>>,
+    /// Each scoped caller's parcels by box, at a feed position (see [`Scoped::in_box`]). Found
+    /// by the caller's address, and kept with the caller itself: while the entry holds it, no
+    /// other caller (after the rules reload) can be given that address and find this index.
+    indexes: Mutex<HashMap<usize, CachedIndex>>,
 }
+
+/// A caller's index as cached: the caller it was built for, at which feed position.
+type CachedIndex = (Arc<crate::access::Caller>, FeedPosition, Arc<ScopeIndex>);
 
 /// A scoped caller's parcels by box: built from the caller's parcels alone (once a feed position),
 /// so that what a box query costs depends on the caller's parcels in it, never on the parcels
@@ -282,7 +287,8 @@ impl<'s> Scoped<'s> {
         let id = Arc::as_ptr(&self.access.caller) as usize;
         let position = self.view.position();
         let lock = || self.sources.indexes.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some((at, index)) = lock().get(&id)
+        if let Some((caller, at, index)) = lock().get(&id)
+            && Arc::ptr_eq(caller, &self.access.caller)
             && *at == position
         {
             return Some(Arc::clone(index));
@@ -306,7 +312,7 @@ impl<'s> Scoped<'s> {
         if indexes.len() > 1_000 {
             indexes.clear();
         }
-        indexes.insert(id, (position, Arc::clone(&index)));
+        indexes.insert(id, (Arc::clone(&self.access.caller), position, Arc::clone(&index)));
         Some(index)
     }
 
