@@ -7,7 +7,7 @@ use std::time::Duration;
 use landdb_ingest::import::{Mode, import};
 use landdb_ingest::pipeline::Options;
 use landdb_ingest::profiles::FieldMapping;
-use landdb_model::ReferenceData;
+use landdb_model::{CommuneCode, ReferenceData};
 use landdb_store::ParcelStore;
 use landdb_tests::http::{get, import_files, link, samples, server, versions};
 use serde_json::Value;
@@ -78,6 +78,39 @@ async fn the_ogc_api_answers_and_pages_through_every_parcel() {
     let held: BTreeSet<&str> =
         held["features"].as_array().expect("features").iter().filter_map(|f| f["id"].as_str()).collect();
     assert_eq!(held, boxed, "the communes holding parcels are those in the box");
+    // A commune holding parcels is outlined by them (the map's background layer): its polygon
+    // holds its parcels (the corners of their boxes, up to the metre it is simplified to).
+    let (_, _, outlined) = get(&format!("{}/collections/communes/items?bbox=107,15,109,17", s.base)).await;
+    let view = s.engine.snapshot();
+    for f in outlined["features"].as_array().expect("features") {
+        let code = CommuneCode::parse(f["id"].as_str().expect("id")).expect("code");
+        assert_eq!(f["geometry"]["type"], "Polygon", "{code}: {f}");
+        let ring: Vec<(f64, f64)> = f["geometry"]["coordinates"][0]
+            .as_array()
+            .expect("a ring")
+            .iter()
+            .map(|c| (c[0].as_f64().expect("x"), c[1].as_f64().expect("y")))
+            .collect();
+        let outline = geo::Polygon::new(geo::LineString::from(ring), Vec::new());
+        use geo::{Contains, Distance, Euclidean};
+        for p in view.in_commune(&code) {
+            let b = p.bounds().expect("a box");
+            for corner in [
+                b.min(),
+                b.max(),
+                geo::coord! { x: b.min().x, y: b.max().y },
+                geo::coord! { x: b.max().x, y: b.min().y },
+            ] {
+                let corner = geo::Point::from(corner);
+                let away = Euclidean.distance(&corner, outline.exterior());
+                assert!(
+                    outline.contains(&corner) || away < 2e-5,
+                    "{code}: a corner of parcel {}'s box lies {away}° outside the outline",
+                    p.version().0
+                );
+            }
+        }
+    }
 
     // Every parcel once, in pages, following the next links.
     let mut url = format!("{}/collections/parcels/items?limit=700", s.base);

@@ -192,6 +192,15 @@ async fn the_map_draws_parcels_from_vector_tiles_and_shows_a_clicked_one() {
     let drawn =
         session.script("return window.landdbMap.queryRenderedFeatures({ layers: ['parcels-fill'] }).length").await;
     assert!(drawn.as_u64().expect("count") > 10, "parcels on screen: {drawn}");
+    // The commune's outline, served by landdb, drawn beneath them.
+    let outlined = session
+        .until(
+            "const f = window.landdbMap.queryRenderedFeatures({ layers: ['communes-line'] });
+             return f.length ? f.map(x => x.properties.code) : null;",
+            "the commune's outline drawn",
+        )
+        .await;
+    assert!(outlined.to_string().contains("20194"), "outlines drawn: {outlined}");
 
     // A real click on it shows its attributes, as the API has them.
     session.click(x, y).await;

@@ -196,8 +196,10 @@ async fn an_agency_learns_nothing_about_parcels_outside_its_area_by_any_route() 
         let count = f["properties"]["parcels"].as_u64().unwrap_or(0);
         if code == OWN {
             assert_eq!(count as usize, own.len(), "its own commune, counted");
+            assert_eq!(f["geometry"]["type"], "Polygon", "its own commune, outlined: {f}");
         } else {
             assert_eq!((count, f.get("bbox")), (0, None), "commune {code} is outside the area: {f}");
+            assert!(f["geometry"].is_null(), "commune {code} is outside the area, and has no outline: {f}");
         }
     }
     let (_, _, ready) = get_with(&reqwest::Client::new(), &format!("{}/ready", s.base)).await;

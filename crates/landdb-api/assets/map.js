@@ -98,6 +98,23 @@
     }
   }
 
+  // The communes in view, outlined by the parcels the key sees (served by landdb, no internet
+  // needed): a background that shows where the data lie, under the parcels, which appear from
+  // MIN_ZOOM on. Asked for the view once it is a few communes wide (OUTLINE_ZOOM), not for a
+  // whole country's.
+  const OUTLINE_ZOOM = 10;
+  const EMPTY = { type: 'FeatureCollection', features: [] };
+  style.sources.communes = { type: 'geojson', data: EMPTY };
+  style.layers.splice(1, 0,
+    {
+      id: 'communes-fill', type: 'fill', source: 'communes', maxzoom: MIN_ZOOM,
+      paint: { 'fill-color': '#5e35b1', 'fill-opacity': 0.08 },
+    },
+    {
+      id: 'communes-line', type: 'line', source: 'communes',
+      paint: { 'line-color': '#5e35b1', 'line-width': 1.5, 'line-dasharray': [3, 2] },
+    });
+
   const map = new maplibregl.Map({
     container: 'map',
     style,
@@ -117,6 +134,23 @@
   // `idle` fires only once the style and all visible tiles have loaded (or
   // failed): the browser test waits for this flag.
   map.once('idle', () => { document.body.dataset.mapReady = '1'; });
+
+  let outlined = null; // the box whose outlines are shown
+  const outlineView = () => {
+    const source = map.getSource('communes');
+    if (!source) return;
+    if (map.getZoom() < OUTLINE_ZOOM) {
+      if (outlined !== null) { source.setData(EMPTY); outlined = null; }
+      return;
+    }
+    const b = map.getBounds();
+    const box = [b.getWest(), b.getSouth(), b.getEast(), b.getNorth()].map((v) => v.toFixed(5)).join(',');
+    if (box === outlined) return;
+    outlined = box;
+    source.setData(`${location.origin}/collections/communes/items?limit=10000&bbox=${box}`);
+  };
+  map.on('load', outlineView);
+  map.on('moveend', outlineView);
 
   // "Zoom in" hint below the tiles' minimum zoom.
   const updateHint = () => { hint.hidden = map.getZoom() >= MIN_ZOOM; };

@@ -157,6 +157,23 @@ impl ReferenceCollection {
     }
 }
 
+impl ReferenceCollection {
+    /// A commune `feature` with the outline of the caller's parcels in it as its geometry
+    /// ([`Scoped::outline`]); others as they are. For the features that are answered, not
+    /// for those a selection only judges.
+    pub fn with_outline(self, mut feature: Value, scoped: &Scoped<'_>, reference: &ReferenceData) -> Value {
+        let ReferenceCollection::Communes = self else { return feature };
+        let Some(code) = feature["id"].as_str().and_then(|id| CommuneCode::parse(id).ok()) else { return feature };
+        if let Some(outline) = scoped.outline(&code, reference) {
+            let ring = |r: &geo::LineString<f64>| -> Vec<[f64; 2]> { r.coords().map(|c| [c.x, c.y]).collect() };
+            let rings: Vec<Vec<[f64; 2]>> =
+                std::iter::once(outline.exterior()).chain(outline.interiors()).map(ring).collect();
+            feature["geometry"] = json!({ "type": "Polygon", "coordinates": rings });
+        }
+        feature
+    }
+}
+
 /// What a page of a reference collection is selected by, read and checked first.
 #[derive(Debug, Default)]
 pub struct Selection {

@@ -351,6 +351,8 @@ fn reference_items(app: &AppState, c: ReferenceCollection, call: &Call, access: 
         let page: Vec<_> = chosen[from..].iter().take(limit).map(|&i| with_parcels(&all[i])).collect();
         (chosen.len(), page, from + limit < chosen.len())
     };
+    // The outlines of the caller's parcels, for the features answered only.
+    let page: Vec<serde_json::Value> = page.into_iter().map(|f| c.with_outline(f, &scoped, &app.reference)).collect();
     let base = &call.base;
     let id = c.id();
     // The query as links repeat it: every parameter but the cursor.
@@ -402,7 +404,7 @@ fn reference_item(
         .into_iter()
         .find(|(i, _)| i == id)
         .ok_or_else(|| ApiError::not_found(format!("there is no `{id}` in {collection}")))?;
-    let mut feature = c.with_parcels(&i, f, &scoped, &app.reference);
+    let mut feature = c.with_outline(c.with_parcels(&i, f, &scoped, &app.reference), &scoped, &app.reference);
     let own = path_segment(&i);
     feature["links"] = json!([
         Link::new(format!("{base}/collections/{collection}/items/{own}"), "self", GEOJSON, "this feature"),

@@ -49,6 +49,27 @@ pub struct Sources {
     /// by the caller's address, and kept with the caller itself: while the entry holds it, no
     /// other caller (after the rules reload) can be given that address and find this index.
     indexes: Mutex<HashMap<usize, CachedIndex>>,
+    /// Each caller's commune outlines (see [`Scoped::outline`]), held the same way.
+    outlines: Mutex<HashMap<(usize, CommuneCode), CachedOutline>>,
+}
+
+/// A commune's outline as cached: for which caller, at which feed position.
+type CachedOutline = (Arc<crate::access::Caller>, FeedPosition, Option<Arc<geo::Polygon<f64>>>);
+
+/// The concave hull of the corners of the parcels' bounding boxes (kept in the engine: no
+/// geometry is decoded), simplified to 0.00001° (about a metre).
+fn outline_of(parcels: &[Parcel<'_>]) -> Option<geo::Polygon<f64>> {
+    use geo::{ConcaveHull, Simplify};
+    let points: geo::MultiPoint<f64> = parcels
+        .iter()
+        .filter_map(Parcel::bounds)
+        .flat_map(|b| {
+            let (min, max) = (b.min(), b.max());
+            [(min.x, min.y), (max.x, min.y), (max.x, max.y), (min.x, max.y)]
+        })
+        .map(geo::Point::from)
+        .collect();
+    (points.0.len() >= 3).then(|| points.concave_hull().simplify(1e-5))
 }
 
 /// A caller's index as cached: the caller it was built for, at which feed position.
@@ -71,6 +92,7 @@ impl Sources {
             store_url: None,
             store_away: AtomicBool::new(false),
             indexes: Mutex::new(HashMap::new()),
+            outlines: Mutex::new(HashMap::new()),
         }
     }
 
@@ -394,6 +416,29 @@ impl<'s> Scoped<'s> {
             found.retain(|p| self.sees(p));
         }
         found
+    }
+
+    /// The outline of the caller's parcels of a commune: the concave hull of their boxes' corners,
+    /// simplified to about a metre; `None` when the caller sees none there. The reference data
+    /// hold no commune boundaries: this is what the map draws for them, a picture of where the
+    /// parcels lie, not a legal boundary. Cached for the caller until the feed moves.
+    pub fn outline(&self, commune: &CommuneCode, reference: &ReferenceData) -> Option<Arc<geo::Polygon<f64>>> {
+        let key = (Arc::as_ptr(&self.access.caller) as usize, commune.clone());
+        let position = self.view.position();
+        let lock = || self.sources.outlines.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some((caller, at, outline)) = lock().get(&key)
+            && Arc::ptr_eq(caller, &self.access.caller)
+            && *at == position
+        {
+            return outline.clone();
+        }
+        let outline = outline_of(&self.in_commune(commune, reference)).map(Arc::new);
+        let mut outlines = lock();
+        if outlines.len() > 10_000 {
+            outlines.clear();
+        }
+        outlines.insert(key, (Arc::clone(&self.access.caller), position, outline.clone()));
+        outline
     }
 
     /// The parcels an export holds: of a commune (by its code as filed), in a box, matching a
