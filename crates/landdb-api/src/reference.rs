@@ -147,9 +147,8 @@ impl ReferenceCollection {
     pub fn with_parcels(self, id: &str, mut feature: Value, scoped: &Scoped<'_>, reference: &ReferenceData) -> Value {
         let ReferenceCollection::Communes = self else { return feature };
         let Ok(code) = CommuneCode::parse(id) else { return feature };
-        let parcels = scoped.in_commune(&code, reference);
-        feature["properties"]["parcels"] = json!(parcels.len());
-        let extent = parcels.iter().filter_map(landdb_engine::Parcel::bounds).reduce(crate::filter::union);
+        let (count, extent) = scoped.commune_summary(&code, reference);
+        feature["properties"]["parcels"] = json!(count);
         if let Some(e) = extent {
             feature["bbox"] = json!([e.min().x, e.min().y, e.max().x, e.max().y]);
         }

@@ -45,16 +45,63 @@ pub struct Sources {
     /// Set while the health watcher finds the store unreachable: what needs it is answered 503 at
     /// once rather than after the pool has waited for a connection (`health.rs`).
     store_away: AtomicBool,
-    /// Each scoped caller's parcels by box, at a feed position (see [`Scoped::in_box`]). Found
-    /// by the caller's address, and kept with the caller itself: while the entry holds it, no
-    /// other caller (after the rules reload) can be given that address and find this index.
-    indexes: Mutex<HashMap<usize, CachedIndex>>,
-    /// Each caller's commune outlines (see [`Scoped::outline`]), held the same way.
-    outlines: Mutex<HashMap<(usize, CommuneCode), CachedOutline>>,
+    /// Each scoped caller's parcels by box (see [`Scoped::in_box`]).
+    indexes: CallerCache<(), Arc<ScopeIndex>>,
+    /// Each caller's commune outlines (see [`Scoped::outline`]).
+    outlines: CallerCache<CommuneCode, Option<Arc<geo::Polygon<f64>>>>,
+    /// Each caller's parcels of each commune, counted and boxed (see [`Scoped::commune_summary`]).
+    summaries: CallerCache<CommuneCode, (usize, Option<Rect<f64>>)>,
 }
 
-/// A commune's outline as cached: for which caller, at which feed position.
-type CachedOutline = (Arc<crate::access::Caller>, FeedPosition, Option<Arc<geo::Polygon<f64>>>);
+/// What was worked out for a caller at a feed position, found by the caller's address and kept
+/// with the caller itself: while an entry holds it, no other caller (made when the rules reload)
+/// can be given that address and be answered from the entry. Callers are replaced when the
+/// rules reload: past `limit` entries, all are forgotten.
+struct CallerCache<K, V> {
+    entries: Mutex<HashMap<(usize, K), Held<V>>>,
+    limit: usize,
+}
+
+/// A cached value with the caller it is for and the feed position it was worked out at.
+type Held<V> = (Arc<crate::access::Caller>, FeedPosition, V);
+
+impl<K, V> std::fmt::Debug for CallerCache<K, V> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let held = self.entries.lock().map_or(0, |e| e.len());
+        f.debug_struct("CallerCache").field("entries", &held).field("limit", &self.limit).finish()
+    }
+}
+
+impl<K: Eq + std::hash::Hash, V: Clone> CallerCache<K, V> {
+    fn new(limit: usize) -> Self {
+        CallerCache { entries: Mutex::new(HashMap::new()), limit }
+    }
+
+    /// The value for `caller` and `key` at `position`, worked out by `make` when there is none.
+    fn get_or(
+        &self,
+        caller: &Arc<crate::access::Caller>,
+        key: K,
+        position: FeedPosition,
+        make: impl FnOnce() -> V,
+    ) -> V {
+        let key = (Arc::as_ptr(caller) as usize, key);
+        let lock = || self.entries.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some((held, at, value)) = lock().get(&key)
+            && Arc::ptr_eq(held, caller)
+            && *at == position
+        {
+            return value.clone();
+        }
+        let value = make();
+        let mut entries = lock();
+        if entries.len() > self.limit {
+            entries.clear();
+        }
+        entries.insert(key, (Arc::clone(caller), position, value.clone()));
+        value
+    }
+}
 
 /// The concave hull of the corners of the parcels' bounding boxes (kept in the engine: no
 /// geometry is decoded), simplified to 0.00001° (about a metre).
@@ -72,9 +119,6 @@ fn outline_of(parcels: &[Parcel<'_>]) -> Option<geo::Polygon<f64>> {
     (points.0.len() >= 3).then(|| points.concave_hull().simplify(1e-5))
 }
 
-/// A caller's index as cached: the caller it was built for, at which feed position.
-type CachedIndex = (Arc<crate::access::Caller>, FeedPosition, Arc<ScopeIndex>);
-
 /// A scoped caller's parcels by box: built from the caller's parcels alone (once a feed position),
 /// so that what a box query costs depends on the caller's parcels in it, never on the parcels
 /// of others that lie there.
@@ -91,8 +135,9 @@ impl Sources {
             store,
             store_url: None,
             store_away: AtomicBool::new(false),
-            indexes: Mutex::new(HashMap::new()),
-            outlines: Mutex::new(HashMap::new()),
+            indexes: CallerCache::new(1_000),
+            outlines: CallerCache::new(10_000),
+            summaries: CallerCache::new(100_000),
         }
     }
 
@@ -306,35 +351,22 @@ impl<'s> Scoped<'s> {
         if self.everything() {
             return None;
         }
-        let id = Arc::as_ptr(&self.access.caller) as usize;
-        let position = self.view.position();
-        let lock = || self.sources.indexes.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some((caller, at, index)) = lock().get(&id)
-            && Arc::ptr_eq(caller, &self.access.caller)
-            && *at == position
-        {
-            return Some(Arc::clone(index));
-        }
-        let mut extent = None;
-        let entries: Vec<GeomWithData<Rectangle<[f64; 2]>, i64>> = self
-            .all()
-            .into_iter()
-            .filter_map(|p| {
-                let b = p.bounds()?;
-                extent = Some(extent.map_or(b, |e| union(e, b)));
-                Some(GeomWithData::new(
-                    Rectangle::from_corners([b.min().x, b.min().y], [b.max().x, b.max().y]),
-                    p.version().0,
-                ))
-            })
-            .collect();
-        let index = Arc::new(ScopeIndex { extent, tree: RTree::bulk_load(entries) });
-        let mut indexes = lock();
-        // Callers are replaced when the rules reload: forget the old ones now and then.
-        if indexes.len() > 1_000 {
-            indexes.clear();
-        }
-        indexes.insert(id, (Arc::clone(&self.access.caller), position, Arc::clone(&index)));
+        let index = self.sources.indexes.get_or(&self.access.caller, (), self.view.position(), || {
+            let mut extent = None;
+            let entries: Vec<GeomWithData<Rectangle<[f64; 2]>, i64>> = self
+                .all()
+                .into_iter()
+                .filter_map(|p| {
+                    let b = p.bounds()?;
+                    extent = Some(extent.map_or(b, |e| union(e, b)));
+                    Some(GeomWithData::new(
+                        Rectangle::from_corners([b.min().x, b.min().y], [b.max().x, b.max().y]),
+                        p.version().0,
+                    ))
+                })
+                .collect();
+            Arc::new(ScopeIndex { extent, tree: RTree::bulk_load(entries) })
+        });
         Some(index)
     }
 
@@ -418,27 +450,24 @@ impl<'s> Scoped<'s> {
         found
     }
 
+    /// How many of the caller's parcels a commune holds, and the box around them: what the
+    /// communes collection shows and selects by. Cached for the caller until the feed moves (a
+    /// box over the communes asks this of every commune in the country).
+    pub fn commune_summary(&self, commune: &CommuneCode, reference: &ReferenceData) -> (usize, Option<Rect<f64>>) {
+        self.sources.summaries.get_or(&self.access.caller, commune.clone(), self.view.position(), || {
+            let parcels = self.in_commune(commune, reference);
+            (parcels.len(), parcels.iter().filter_map(Parcel::bounds).reduce(union))
+        })
+    }
+
     /// The outline of the caller's parcels of a commune: the concave hull of their boxes' corners,
     /// simplified to about a metre; `None` when the caller sees none there. The reference data
     /// hold no commune boundaries: this is what the map draws for them, a picture of where the
     /// parcels lie, not a legal boundary. Cached for the caller until the feed moves.
     pub fn outline(&self, commune: &CommuneCode, reference: &ReferenceData) -> Option<Arc<geo::Polygon<f64>>> {
-        let key = (Arc::as_ptr(&self.access.caller) as usize, commune.clone());
-        let position = self.view.position();
-        let lock = || self.sources.outlines.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some((caller, at, outline)) = lock().get(&key)
-            && Arc::ptr_eq(caller, &self.access.caller)
-            && *at == position
-        {
-            return outline.clone();
-        }
-        let outline = outline_of(&self.in_commune(commune, reference)).map(Arc::new);
-        let mut outlines = lock();
-        if outlines.len() > 10_000 {
-            outlines.clear();
-        }
-        outlines.insert(key, (Arc::clone(&self.access.caller), position, outline.clone()));
-        outline
+        self.sources.outlines.get_or(&self.access.caller, commune.clone(), self.view.position(), || {
+            outline_of(&self.in_commune(commune, reference)).map(Arc::new)
+        })
     }
 
     /// The parcels an export holds: of a commune (by its code as filed), in a box, matching a
