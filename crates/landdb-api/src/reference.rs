@@ -42,7 +42,8 @@ impl ReferenceCollection {
     pub fn description(self) -> &'static str {
         match self {
             ReferenceCollection::Communes => {
-                "The communes after 1 July 2025 (mã xã), their province, how many current parcels each holds and their extent; no boundaries."
+                "The communes after 1 July 2025 (mã xã), their province, how many of your current parcels each holds and their extent. \
+                 No legal boundaries: a commune's geometry is the outline of your parcels in it, on pages of up to 100 communes."
             }
             ReferenceCollection::LandUseCodes => {
                 "The land-use codes (mục đích sử dụng đất) of the 2014–2024 list and of Circular 08/2024, with the period each list was in force."
@@ -155,6 +156,10 @@ impl ReferenceCollection {
         feature
     }
 }
+
+/// The largest page of communes whose features carry their outlines (a map's view holds a few
+/// dozen): larger pages carry none, so that no request outlines a whole country's communes.
+pub const OUTLINED_PAGE: usize = 100;
 
 impl ReferenceCollection {
     /// A commune `feature` with the outline of the caller's parcels in it as its geometry

@@ -351,8 +351,13 @@ fn reference_items(app: &AppState, c: ReferenceCollection, call: &Call, access: 
         let page: Vec<_> = chosen[from..].iter().take(limit).map(|&i| with_parcels(&all[i])).collect();
         (chosen.len(), page, from + limit < chosen.len())
     };
-    // The outlines of the caller's parcels, for the features answered only.
-    let page: Vec<serde_json::Value> = page.into_iter().map(|f| c.with_outline(f, &scoped, &app.reference)).collect();
+    // The outlines of the caller's parcels, for the features answered only, and on pages small
+    // enough for a map's view (each outline is a hull over a commune's parcels).
+    let page: Vec<serde_json::Value> = if page.len() <= crate::reference::OUTLINED_PAGE {
+        page.into_iter().map(|f| c.with_outline(f, &scoped, &app.reference)).collect()
+    } else {
+        page
+    };
     let base = &call.base;
     let id = c.id();
     // The query as links repeat it: every parameter but the cursor.
@@ -674,7 +679,11 @@ pub async fn items(
     call: Call,
 ) -> Result<Response, ApiError> {
     if let Some(c) = ReferenceCollection::of(&id) {
-        return reference_items(&app, c, &call, &access);
+        // Counting and outlining communes' parcels is CPU work of up to seconds on a national
+        // store: on the blocking pool, not on a worker that other requests wait for.
+        return tokio::task::spawn_blocking(move || reference_items(&app, c, &call, &access))
+            .await
+            .map_err(|e| ApiError::internal(&e))?;
     }
     known_collection(&id)?;
     let query = ItemsQuery::read(&app, &call, &access)?;
