@@ -538,15 +538,12 @@ async fn a_reload_never_hands_one_callers_parcels_to_another() {
     let view = s.engine.snapshot();
     let extent_of = |commune: &str| {
         let parcels = view.in_commune(&CommuneCode::parse(commune).expect("code"));
-        let e = parcels.iter().filter_map(landdb_engine::Parcel::bounds).reduce(|a, b| {
-            geo::Rect::new(
-                (a.min().x.min(b.min().x), a.min().y.min(b.min().y)),
-                (a.max().x.max(b.max().x), a.max().y.max(b.max().y)),
-            )
-        });
-        e.expect("parcels")
+        parcels.iter().filter_map(landdb_engine::Parcel::bounds).reduce(landdb_api::filter::union).expect("parcels")
     };
     let (own_extent, other_extent) = (extent_of(OWN), extent_of(OTHER));
+    // A box over both communes.
+    let both = landdb_api::filter::union(own_extent, other_extent);
+    let (w, so, e, n) = (both.min().x, both.min().y, both.max().x, both.max().y);
     for round in 0..12 {
         for (client, commune, extent) in [(&own, OWN, own_extent), (&other, OTHER, other_extent)] {
             let (status, _, collection) = get_with(client, &format!("{}/collections/parcels", s.base)).await;
@@ -554,16 +551,11 @@ async fn a_reload_never_hands_one_callers_parcels_to_another() {
             let bbox = &collection["extent"]["spatial"]["bbox"][0];
             let got: Vec<f64> = bbox.as_array().expect("bbox").iter().filter_map(Value::as_f64).collect();
             let want = [extent.min().x, extent.min().y, extent.max().x, extent.max().y];
-            for (g, w) in got.iter().zip(want) {
-                assert!((g - w).abs() < 1e-9, "round {round}: {commune}'s agency was given the extent {got:?}");
+            assert_eq!(got.len(), 4, "round {round}: {collection}");
+            for (g, want) in got.iter().zip(want) {
+                assert!((g - want).abs() < 1e-9, "round {round}: {commune}'s agency was given the extent {got:?}");
             }
-            // A box over both communes: only the caller's own parcels.
-            let (w, so, e, n) = (
-                own_extent.min().x.min(other_extent.min().x),
-                own_extent.min().y.min(other_extent.min().y),
-                own_extent.max().x.max(other_extent.max().x),
-                own_extent.max().y.max(other_extent.max().y),
-            );
+            // The box over both communes: only the caller's own parcels.
             let (_, _, page) = get_with(
                 client,
                 &format!("{}/collections/parcels/items?limit=10000&bbox={w},{so},{e},{n}&properties=commune", s.base),

@@ -97,18 +97,14 @@ impl OutputCrs {
 
     /// A position given in this CRS (in its axis order), as WGS84 longitude and latitude.
     pub fn position_to_wgs84(&self, first: f64, second: f64) -> Result<(f64, f64), ApiError> {
-        let (x, y) = if self.latitude_first { (second, first) } else { (first, second) };
-        match self.to_wgs84()? {
-            None => Ok((x, y)),
-            Some(t) => {
-                let c = t.coord(geo::coord! { x: x, y: y }).map_err(|e| {
-                    ApiError::bad_parameter(format!("({first}, {second}) cannot be taken from {}: {e}", self.uri))
-                })?;
-                Ok((c.x, c.y))
-            }
-        }
+        self.reader()?.position(first, second)
     }
 
+    /// What reads positions given in this CRS, its transformer made once for all of them (a
+    /// PROJ transformer costs far more to make than a position to take through it).
+    pub fn reader(&self) -> Result<PositionReader<'_>, ApiError> {
+        Ok(PositionReader { crs: self, to_wgs84: self.to_wgs84()? })
+    }
     /// A box given in this CRS (`bbox` with `bbox-crs`) as the WGS84 box that covers it: its
     /// edges are followed, not only its corners, since a straight edge in a projection bends in
     /// longitude and latitude.
@@ -120,6 +116,7 @@ impl OutputCrs {
             return Ok(geo::Rect::new(min, max));
         }
         const STEPS: usize = 16;
+        let reader = self.reader()?;
         let mut bounds: Option<geo::Rect<f64>> = None;
         for i in 0..=STEPS {
             let t = i as f64 / STEPS as f64;
@@ -130,7 +127,7 @@ impl OutputCrs {
                 (min.0, along(min.1, max.1)),
                 (max.0, along(min.1, max.1)),
             ] {
-                let (x, y) = self.position_to_wgs84(p, q)?;
+                let (x, y) = reader.position(p, q)?;
                 bounds = Some(match bounds {
                     None => geo::Rect::new((x, y), (x, y)),
                     Some(r) => {
@@ -140,5 +137,28 @@ impl OutputCrs {
             }
         }
         bounds.ok_or_else(|| ApiError::bad_parameter("bbox: empty"))
+    }
+}
+
+/// Reads positions given in a CRS ([`OutputCrs::reader`]) as WGS84 longitude and latitude.
+#[derive(Debug)]
+pub struct PositionReader<'c> {
+    crs: &'c OutputCrs,
+    to_wgs84: Option<Transformer>,
+}
+
+impl PositionReader<'_> {
+    /// A position in the CRS's axis order, as WGS84 longitude and latitude.
+    pub fn position(&self, first: f64, second: f64) -> Result<(f64, f64), ApiError> {
+        let (x, y) = if self.crs.latitude_first { (second, first) } else { (first, second) };
+        match &self.to_wgs84 {
+            None => Ok((x, y)),
+            Some(t) => {
+                let c = t.coord(geo::coord! { x: x, y: y }).map_err(|e| {
+                    ApiError::bad_parameter(format!("({first}, {second}) cannot be taken from {}: {e}", self.crs.uri))
+                })?;
+                Ok((c.x, c.y))
+            }
+        }
     }
 }

@@ -220,7 +220,7 @@ impl Validity {
 
 /// A geometry given in `crs` (in its axis order), in CRS84. A box becomes the polygon of its
 /// corners first: in a projection its edges need not follow meridians and parallels.
-fn in_crs84(geometry: Geometry<f64>, crs: &OutputCrs) -> Result<Geometry<f64>, String> {
+fn in_crs84(geometry: Geometry<f64>, crs: &OutputCrs) -> Result<Geometry<f64>, ApiError> {
     use geo::MapCoords;
     if crs.uri == crate::ogc::CRS84 {
         return Ok(geometry);
@@ -229,14 +229,8 @@ fn in_crs84(geometry: Geometry<f64>, crs: &OutputCrs) -> Result<Geometry<f64>, S
         Geometry::Rect(r) => Geometry::Polygon(r.to_polygon()),
         other => other,
     };
-    let transformer = crs.to_wgs84().map_err(|e| e.description)?;
-    geometry.try_map_coords(|c| {
-        let (x, y) = if crs.latitude_first { (c.y, c.x) } else { (c.x, c.y) };
-        match &transformer {
-            None => Ok(geo::coord! { x: x, y: y }),
-            Some(t) => t.coord(geo::coord! { x: x, y: y }).map_err(|e| e.to_string()),
-        }
-    })
+    let reader = crs.reader()?;
+    geometry.try_map_coords(|c| reader.position(c.x, c.y).map(|(x, y)| geo::coord! { x: x, y: y }))
 }
 
 /// A compiled filter.
@@ -374,6 +368,11 @@ impl Filter {
         let bound = bound(&root);
         let temporal = is_temporal(&root);
         Ok(Filter { root, bound, temporal })
+    }
+
+    /// The parcels meeting `polygon` (WKT, in `crs`): an export's `polygon`.
+    pub fn intersecting(polygon: &str, access: &Access, crs: &OutputCrs) -> Result<Filter, ApiError> {
+        Filter::parse_in(&format!("S_INTERSECTS(geometry, {polygon})"), Language::Text, access, crs)
     }
 
     /// Whether the parcel matches; `validity` is known for versions read from the history.
@@ -647,8 +646,8 @@ fn compile(expr: &Expr, access: &Access, crs: &OutputCrs) -> Result<Node, ApiErr
                     let geometry = Geometry::<f64>::try_from(literal.clone()).map_err(|_| {
                         bad(format!("`{}` is not a geometry (give WKT, GeoJSON or BBOX in {})", text(literal), crs.uri))
                     })?;
-                    let geometry = in_crs84(geometry, crs)
-                        .map_err(|e| bad(format!("`{}` cannot be taken from {}: {e}", text(literal), crs.uri)))?;
+                    let geometry =
+                        in_crs84(geometry, crs).map_err(|e| bad(format!("`{}`: {}", text(literal), e.description)))?;
                     // CRS84: a coordinate past ±180° or ±90° is a mistake (metres given as
                     // degrees, the axes swapped), not a place.
                     use geo::CoordsIter;

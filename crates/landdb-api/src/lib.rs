@@ -202,7 +202,7 @@ async fn tagged(request: axum::extract::Request, next: axum::middleware::Next) -
         }
     };
     let media = parts.headers.get(header::CONTENT_TYPE).map(HeaderValue::as_bytes);
-    let hash = foldhash::quality::FixedState::with_seed(0x6c61_6e64_6462).hash_one((body_hash.0, media, page));
+    let hash = ogc::BodyHash::hasher().hash_one((body_hash.0, media, page));
     let tag = weak_tag(hash);
     let Ok(tag_value) = HeaderValue::from_str(&tag) else {
         return axum::response::Response::from_parts(parts, body);

@@ -305,11 +305,16 @@ pub fn streamed_response(status: StatusCode, media_type: &'static str, body: axu
 pub struct BodyHash(pub u64);
 
 impl BodyHash {
-    /// foldhash, not SipHash: every answer is hashed (a point lookup's 2 KB took SipHash about a
-    /// microsecond, a few per cent of the request); a fixed seed keeps tags stable across restarts.
     pub fn of(body: &[u8]) -> BodyHash {
         use std::hash::BuildHasher;
-        BodyHash(foldhash::quality::FixedState::with_seed(0x6c61_6e64_6462).hash_one(body))
+        BodyHash(BodyHash::hasher().hash_one(body))
+    }
+
+    /// What bodies and tags are hashed with: foldhash, not SipHash (every answer is hashed; a
+    /// point lookup's 2 KB took SipHash about a microsecond, a few per cent of the request), with
+    /// a fixed seed so that tags stay the same across restarts.
+    pub fn hasher() -> foldhash::quality::FixedState {
+        foldhash::quality::FixedState::with_seed(0x6c61_6e64_6462)
     }
 }
 

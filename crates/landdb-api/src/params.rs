@@ -39,11 +39,14 @@ impl Params {
                 )));
             }
             // `into_owned`, not `to_string`: the latter goes through `fmt`, on every parameter.
-            let name = name.into_owned();
-            if values.contains_key(&name) {
-                return Err(ApiError::bad_parameter(format!("parameter `{name}` is given more than once")));
+            match values.entry(name.into_owned()) {
+                std::collections::btree_map::Entry::Occupied(e) => {
+                    return Err(ApiError::bad_parameter(format!("parameter `{}` is given more than once", e.key())));
+                }
+                std::collections::btree_map::Entry::Vacant(e) => {
+                    e.insert(value.into_owned());
+                }
             }
-            values.insert(name, value.into_owned());
         }
         let params = Params { values };
         match params.get("f") {

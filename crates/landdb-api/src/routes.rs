@@ -915,7 +915,7 @@ pub async fn export(
             {
                 return Err(ApiError::bad_parameter(format!("polygon={p}: give a POLYGON or MULTIPOLYGON in WKT")));
             }
-            let f = Filter::parse_in(&format!("S_INTERSECTS(geometry, {p})"), Language::Text, &access, &in_crs)
+            let f = Filter::intersecting(p, &access, &in_crs)
                 .map_err(|_| ApiError::bad_parameter(format!("polygon={p}: not a WKT polygon in {}", in_crs.uri)))?;
             Some(f)
         }

@@ -13,6 +13,8 @@ use landdb_api::formats::Format;
 use landdb_engine::Engine;
 use landdb_model::CommuneCode;
 
+use super::spinner;
+
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// The file to write (`-` for standard output).
@@ -68,7 +70,7 @@ pub async fn run(context: &crate::Context, args: &Args) -> anyhow::Result<()> {
             landdb_api::filter::Filter::parse_in(f, text, &access, &in_crs).map_err(|e| anyhow::anyhow!("--{e}"))?,
         ),
         (None, Some(p)) => Some(
-            landdb_api::filter::Filter::parse_in(&format!("S_INTERSECTS(geometry, {p})"), text, &access, &in_crs)
+            landdb_api::filter::Filter::intersecting(p, &access, &in_crs)
                 .map_err(|_| anyhow::anyhow!("--polygon {p}: not a WKT polygon in {}", in_crs.uri))?,
         ),
         (None, None) => None,
@@ -130,18 +132,6 @@ pub async fn run(context: &crate::Context, args: &Args) -> anyhow::Result<()> {
         println!("{count} parcels, {bytes} bytes of GeoJSON written to {}", args.out.display());
     }
     Ok(())
-}
-
-/// A spinner on standard error, drawn only on a terminal (quiet in scripts and pipes), in
-/// indicatif's `template`.
-fn spinner(what: &str, template: &str) -> indicatif::ProgressBar {
-    let bar = indicatif::ProgressBar::new_spinner().with_message(what.to_owned());
-    bar.set_style(
-        indicatif::ProgressStyle::with_template(template)
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
-    );
-    bar.enable_steady_tick(std::time::Duration::from_millis(120));
-    bar
 }
 
 /// A scratch directory beside the output (same file system, so the result is moved, not copied).

@@ -203,11 +203,7 @@ pub async fn serve(
     if let Some(path) = &args.snapshot {
         // A spinner on a terminal (indicatif draws nothing otherwise), then one line either way.
         let started = std::time::Instant::now();
-        let bar = indicatif::ProgressBar::new_spinner();
-        bar.set_style(
-            indicatif::ProgressStyle::with_template("{spinner} writing the snapshot: {bytes} ({binary_bytes_per_sec})")
-                .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
-        );
+        let bar = super::spinner("writing the snapshot", "{spinner} {msg}: {bytes} ({binary_bytes_per_sec})");
         let size = engine.save_reporting(path, &|n| bar.set_position(n))?;
         bar.finish_and_clear();
         println!(
