@@ -212,6 +212,23 @@ async fn an_agency_learns_nothing_about_parcels_outside_its_area_by_any_route() 
         let outlined = !f["geometry"].is_null();
         assert_eq!(outlined, f["id"] == OWN, "{f}");
     }
+    // The change feed: a snapshot of the agency's parcels, every one, and nothing else.
+    let mut url = format!("{}/collections/parcels/changes?limit=10000", s.base);
+    let mut shown = BTreeSet::new();
+    loop {
+        let (status, _, doc) = get_with(&tax, &url).await;
+        assert_eq!(status, 200, "{doc}");
+        for c in doc["changes"].as_array().expect("changes") {
+            assert_eq!(c["feature"]["properties"]["commune"], OWN, "{c}");
+            shown.insert(c["id"].as_i64().expect("id"));
+        }
+        if doc["phase"] == "changes" {
+            break;
+        }
+        url =
+            format!("{}/collections/parcels/changes?limit=10000&after={}", s.base, doc["next"].as_str().expect("next"));
+    }
+    assert_eq!(shown.len(), own.len(), "the feed's snapshot is the agency's parcels");
     let (_, _, ready) = get_with(&reqwest::Client::new(), &format!("{}/ready", s.base)).await;
     assert_eq!(ready, serde_json::json!({ "ready": true }), "an open route says nothing of what the store holds");
 
@@ -238,6 +255,8 @@ async fn an_agency_learns_nothing_about_parcels_outside_its_area_by_any_route() 
         "/collections/{id}",
         "/collections/{id}/queryables",
         "/collections/{id}/tiles",
+        // The change feed, checked above (and in change_feed.rs).
+        "/collections/{id}/changes",
         // Reference collections: counts over the caller's parcels, checked above.
         "/collections/communes/items",
         "/collections/communes/items/{id}",

@@ -205,9 +205,9 @@ pub fn requirement(method: &Method, route: &str) -> Requirement {
     match route {
         "/" | "/conformance" | "/api" | "/health" | "/ready" | "/map" | "/upload" | "/assets/{name}" => Public,
         "/collections" | "/collections/{id}" | "/collections/{id}/queryables" | "/collections/{id}/tiles" => Key,
-        "/collections/{id}/items" | "/collections/{collection}/tiles/{set}/{z}/{y}/{x}" => {
-            Operation(self::Operation::Items)
-        }
+        "/collections/{id}/items"
+        | "/collections/{id}/changes"
+        | "/collections/{collection}/tiles/{set}/{z}/{y}/{x}" => Operation(self::Operation::Items),
         "/collections/{collection}/items/{id}"
         | "/parcels/at"
         | "/parcels/national-id/{id}"

@@ -11,6 +11,7 @@ pub mod admin;
 pub mod answer;
 pub mod crs;
 pub mod cursor;
+pub mod feed;
 pub mod filter;
 pub mod health;
 pub mod html;
@@ -67,6 +68,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/collections/{collection}/items/{id}", get(routes::item))
         .route("/collections/{collection}/items/{id}/history", get(routes::history))
         .route("/collections/{id}/export", get(routes::export))
+        .route("/collections/{id}/changes", get(feed::changes))
         .route("/parcels/at", get(routes::at_point))
         .route("/parcels/national-id/{id}", get(routes::by_national_id))
         .route("/parcels/key/{commune}/{sheet}/{number}", get(routes::by_key))

@@ -121,7 +121,7 @@ pub struct Call {
 }
 
 impl Call {
-    fn params(&self, allowed: &[(&'static str, &str)]) -> Result<Params, ApiError> {
+    pub(crate) fn params(&self, allowed: &[(&'static str, &str)]) -> Result<Params, ApiError> {
         Params::parse(self.query.as_deref(), &names(allowed))
     }
 }
@@ -247,7 +247,7 @@ pub async fn collection(
     Ok(ok_json(JSON, parcels_collection(&call.base, &app.sources.scoped(&access), &app.reference)))
 }
 
-fn known_collection(id: &str) -> Result<(), ApiError> {
+pub(crate) fn known_collection(id: &str) -> Result<(), ApiError> {
     if id == "parcels" {
         Ok(())
     } else {

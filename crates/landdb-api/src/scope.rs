@@ -33,6 +33,9 @@ use crate::filter::{Filter, union};
 use crate::ogc::ApiError;
 use crate::params::BoxQuery;
 
+mod feed;
+pub use feed::{ChangePage, SnapshotGap, SnapshotPage};
+
 /// Where parcels come from: the engine (current parcels) and the store (the history). Only
 /// [`Sources::scoped`] opens them, for one caller.
 #[derive(Debug)]
@@ -51,6 +54,8 @@ pub struct Sources {
     outlines: CallerCache<CommuneCode, Option<Arc<geo::Polygon<f64>>>>,
     /// Each caller's parcels of each commune, counted and boxed (see [`Scoped::commune_summary`]).
     summaries: CallerCache<CommuneCode, (usize, Option<Rect<f64>>)>,
+    /// The key of the change feed's tokens, read from the store when first needed.
+    feed_key: tokio::sync::OnceCell<crate::feed::FeedKey>,
 }
 
 /// What was worked out for a caller at a feed position, found by the caller's address and kept
@@ -138,6 +143,7 @@ impl Sources {
             indexes: CallerCache::new(1_000),
             outlines: CallerCache::new(10_000),
             summaries: CallerCache::new(100_000),
+            feed_key: tokio::sync::OnceCell::new(),
         }
     }
 
@@ -149,6 +155,21 @@ impl Sources {
     /// The store, unless it is known to be away (503).
     fn store(&self) -> Result<&AnyStore, ApiError> {
         if self.store_away.load(Ordering::Relaxed) { Err(ApiError::store_unavailable()) } else { Ok(&self.store) }
+    }
+
+    /// The key that seals change-feed tokens: the store's, made by the first server to ask, so
+    /// that a token holds across restarts and across the servers of one database.
+    pub async fn feed_key(&self) -> Result<&crate::feed::FeedKey, ApiError> {
+        self.feed_key
+            .get_or_try_init(|| async {
+                let mut fresh = [0u8; 32];
+                rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut fresh);
+                let secret = landdb_store::AccessStore::secret(self.store()?, crate::feed::token::KEY_PURPOSE, fresh)
+                    .await
+                    .map_err(|e| internal(&e))?;
+                Ok(crate::feed::FeedKey::new(secret))
+            })
+            .await
     }
 
     /// Uploads go to the store at `url` (the one this process opened), written by import workers.

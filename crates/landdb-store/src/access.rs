@@ -113,6 +113,10 @@ pub trait AccessStore: Send + Sync {
     fn lease_quota(&self, lease: &QuotaLease) -> impl Future<Output = Result<Leased>> + Send;
     /// Gives back to the shared count what a process leased and did not send.
     fn return_quota(&self, agency: &str, day: NaiveDate, features: u64) -> impl Future<Output = Result<()>> + Send;
+    /// The secret of this database for `purpose`: `fresh` (32 random bytes), stored, the first
+    /// time any server asks; what was stored first, ever after. What every server of one
+    /// database must share, such as the key that seals change-feed tokens.
+    fn secret(&self, purpose: &str, fresh: [u8; 32]) -> impl Future<Output = Result<[u8; 32]>> + Send;
 }
 
 /// The personal-data versions of an entry, as stored (a JSON array; most entries disclose none,

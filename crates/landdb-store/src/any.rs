@@ -103,6 +103,9 @@ impl ParcelStore for AnyStore {
     async fn successors(&self, id: VersionId) -> Result<Vec<VersionId>> {
         dispatch!(self, s => s.successors(id).await)
     }
+    async fn children_of(&self, parents: &[VersionId]) -> Result<Vec<(VersionId, VersionId)>> {
+        dispatch!(self, s => s.children_of(parents).await)
+    }
     async fn right_holders(&self, id: VersionId) -> Result<Vec<RightHolder>> {
         dispatch!(self, s => s.right_holders(id).await)
     }
@@ -221,5 +224,8 @@ impl crate::AccessStore for AnyStore {
     }
     async fn return_quota(&self, agency: &str, day: chrono::NaiveDate, features: u64) -> Result<()> {
         dispatch!(self, s => s.return_quota(agency, day, features).await)
+    }
+    async fn secret(&self, purpose: &str, fresh: [u8; 32]) -> Result<[u8; 32]> {
+        dispatch!(self, s => s.secret(purpose, fresh).await)
     }
 }

@@ -165,6 +165,9 @@ pub trait ParcelStore: Send + Sync {
     fn history(&self, key: &ParcelKey) -> impl Future<Output = Result<Vec<ParcelVersion>>> + Send;
     /// The versions that came from this one (its successors after an update, split or merge).
     fn successors(&self, id: VersionId) -> impl Future<Output = Result<Vec<VersionId>>> + Send;
+    /// The versions made from any of `parents`, as (parent, child) pairs: lineage read forwards
+    /// for many versions at once.
+    fn children_of(&self, parents: &[VersionId]) -> impl Future<Output = Result<Vec<(VersionId, VersionId)>>> + Send;
     fn right_holders(&self, id: VersionId) -> impl Future<Output = Result<Vec<RightHolder>>> + Send;
     /// Current versions in ID order after `after`, at most `limit`: keyset paging, for loading
     /// every current parcel in bounded memory.

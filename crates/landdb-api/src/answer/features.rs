@@ -4,6 +4,7 @@
 
 use landdb_crs::Transformer;
 use landdb_engine::Parcel;
+use landdb_model::VersionId;
 
 use crate::crs::OutputCrs;
 
@@ -95,6 +96,22 @@ pub fn write_features(out: &mut Vec<u8>, release: &Release<'_>, fields: &[Field]
             out.push(b',');
         }
         write_feature(out, p, fields, &mut buf, output);
+    }
+}
+
+/// Each released parcel as a GeoJSON feature of its own, handed to `each` with its version (the
+/// change feed puts each inside its event).
+pub fn each_feature(
+    release: &Release<'_>,
+    fields: &[Field],
+    output: &Output<'_>,
+    mut each: impl FnMut(VersionId, &[u8]),
+) {
+    let (mut buf, mut out) = (Vec::new(), Vec::new());
+    for p in release.parcels() {
+        out.clear();
+        write_feature(&mut out, p, fields, &mut buf, output);
+        each(p.version(), &out);
     }
 }
 

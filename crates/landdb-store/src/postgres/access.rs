@@ -312,6 +312,20 @@ impl AccessStore for PgStore {
             .await?;
         Ok(())
     }
+
+    async fn secret(&self, purpose: &str, fresh: [u8; 32]) -> Result<[u8; 32]> {
+        // The first server to ask makes it; every later one (and a racing one) reads it.
+        sqlx::query("INSERT INTO server_secret (purpose, secret) VALUES ($1, $2) ON CONFLICT (purpose) DO NOTHING")
+            .bind(purpose)
+            .bind(fresh.as_slice())
+            .execute(&self.pool)
+            .await?;
+        let secret: Vec<u8> = sqlx::query_scalar("SELECT secret FROM server_secret WHERE purpose = $1")
+            .bind(purpose)
+            .fetch_one(&self.pool)
+            .await?;
+        secret.try_into().map_err(|_| StoreError::Corrupt(format!("the server secret {purpose} is not 32 bytes")))
+    }
 }
 
 /// The entries of an audit block, in order.

@@ -37,6 +37,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (7, "quota days", include_str!("../../../../migrations/postgres/0007_quota_days.sql")),
     (8, "audit index pending list", include_str!("../../../../migrations/postgres/0008_audit_index_pending_list.sql")),
     (9, "audit by commune", include_str!("../../../../migrations/postgres/0009_audit_by_commune.sql")),
+    (10, "server secrets", include_str!("../../../../migrations/postgres/0010_server_secrets.sql")),
 ];
 
 const VERSION_COLUMNS: &str = "v.id, v.national_id, v.commune_code, v.sheet, v.parcel_no, v.commune_code_received, \
@@ -299,6 +300,17 @@ impl ParcelStore for PgStore {
                 .fetch_all(&self.pool)
                 .await?;
         Ok(ids.into_iter().map(VersionId).collect())
+    }
+
+    async fn children_of(&self, parents: &[VersionId]) -> Result<Vec<(VersionId, VersionId)>> {
+        let raw: Vec<i64> = parents.iter().map(|v| v.0).collect();
+        let rows: Vec<(i64, i64)> = sqlx::query_as(
+            "SELECT parent_id, version_id FROM parcel_lineage WHERE parent_id = ANY($1) ORDER BY parent_id, version_id",
+        )
+        .bind(raw)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(|(p, c)| (VersionId(p), VersionId(c))).collect())
     }
 
     async fn right_holders(&self, id: VersionId) -> Result<Vec<RightHolder>> {

@@ -361,4 +361,20 @@ impl AccessStore for SqliteStore {
             .await?;
         Ok(())
     }
+
+    async fn secret(&self, purpose: &str, fresh: [u8; 32]) -> Result<[u8; 32]> {
+        let _writer = Arc::clone(&self.writer).lock_owned().await;
+        sqlx::query("INSERT INTO server_secret (purpose, secret) VALUES (?, ?) ON CONFLICT (purpose) DO NOTHING")
+            .bind(purpose)
+            .bind(fresh.as_slice())
+            .execute(&self.pool)
+            .await?;
+        let secret: Vec<u8> = sqlx::query_scalar("SELECT secret FROM server_secret WHERE purpose = ?")
+            .bind(purpose)
+            .fetch_one(&self.pool)
+            .await?;
+        secret
+            .try_into()
+            .map_err(|_| crate::StoreError::Corrupt(format!("the server secret {purpose} is not 32 bytes")))
+    }
 }

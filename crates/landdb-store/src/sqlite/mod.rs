@@ -31,6 +31,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (4, "every version disclosed", include_str!("../../../../migrations/sqlite/0004_every_version_disclosed.sql")),
     (5, "quota days", include_str!("../../../../migrations/sqlite/0005_quota_days.sql")),
     (6, "audit communes", include_str!("../../../../migrations/sqlite/0006_audit_communes.sql")),
+    (7, "server secrets", include_str!("../../../../migrations/sqlite/0007_server_secrets.sql")),
 ];
 
 /// How often a follower of the embedded store looks for new changes.
@@ -306,6 +307,20 @@ impl ParcelStore for SqliteStore {
                 .fetch_all(&self.pool)
                 .await?;
         Ok(ids.into_iter().map(VersionId).collect())
+    }
+
+    async fn children_of(&self, parents: &[VersionId]) -> Result<Vec<(VersionId, VersionId)>> {
+        // The ids as one JSON array: no limit on how many a statement may bind.
+        let raw = serde_json::to_string(&parents.iter().map(|v| v.0).collect::<Vec<i64>>())
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let rows: Vec<(i64, i64)> = sqlx::query_as(
+            "SELECT parent_id, version_id FROM parcel_lineage \
+             WHERE parent_id IN (SELECT value FROM json_each(?)) ORDER BY parent_id, version_id",
+        )
+        .bind(raw)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(|(p, c)| (VersionId(p), VersionId(c))).collect())
     }
 
     async fn right_holders(&self, id: VersionId) -> Result<Vec<RightHolder>> {

@@ -1,0 +1,227 @@
+//! The scoped change feed, `GET /collections/parcels/changes`: how an agency keeps a copy of the
+//! parcels it may see without crawling pages or exporting everything again.
+//!
+//! A follower starts with no token and reads a snapshot of its scope, page by page, all pages of
+//! one moment of the feed; then the changes after that moment, in commit order, as events
+//! (`created`, `updated`, `entered`, `retired`, `left`: [`events::Kind`]). Each answer ends with
+//! the token to ask with next. With `wait`, an answer that would be empty waits for a change
+//! (long polling). When the agency's area or personal-data grant changes, its next answer starts
+//! a new snapshot, marked `reset`: the follower keeps what the snapshot sends and drops the rest.
+//!
+//! Everything goes through the caller's [`crate::scope::Scoped`] view and leaves through its release, so the
+//! feed answers under the same rules as `items`: area, fields, limits, quota and audit.
+
+pub mod events;
+pub mod token;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use landdb_model::FeedPosition;
+
+pub use token::{FeedKey, Phase, Token};
+
+use crate::AppState;
+use crate::access::Access;
+use crate::crs::OutputCrs;
+use crate::features::{Field, Output, each_feature, json_string};
+use crate::ogc::{ApiError, json_response};
+use crate::routes::Call;
+use crate::scope::SnapshotGap;
+
+/// The parameters of the feed.
+pub const CHANGES: &[(&str, &str)] = &[
+    (
+        "after",
+        "where to go on from: the `next` token of the previous answer (none: start with a snapshot of the agency's parcels)",
+    ),
+    ("limit", "events an answer, 1 to 10000 (larger values are lowered to 10000); 1000 when absent"),
+    (
+        "wait",
+        "seconds to wait, when there is nothing new, for something to happen (long polling), 0 to 50; 0 when absent",
+    ),
+];
+
+/// The longest wait: below the request's time budget.
+const MAX_WAIT: u64 = 50;
+/// Events an answer when `limit` is not given.
+const DEFAULT_LIMIT: usize = 1_000;
+/// How often a waiting follower looks whether the engine has moved.
+const WAIT_STEP: Duration = Duration::from_millis(50);
+
+pub async fn changes(
+    State(app): State<Arc<AppState>>,
+    access: Access,
+    Path(collection): Path<String>,
+    call: Call,
+) -> Result<Response, ApiError> {
+    crate::routes::known_collection(&collection)?;
+    let params = call.params(CHANGES)?;
+    let limit = match params.get("limit") {
+        None => DEFAULT_LIMIT,
+        Some(_) => params.limit()?,
+    };
+    let limit = access.page_limit(limit);
+    let wait =
+        match params.get("wait") {
+            None => 0,
+            Some(raw) => raw.parse::<u64>().ok().filter(|w| *w <= MAX_WAIT).ok_or_else(|| {
+                ApiError::bad_parameter(format!("wait={raw}: give whole seconds from 0 to {MAX_WAIT}"))
+            })?,
+        };
+    let deadline = Instant::now() + Duration::from_secs(wait);
+    let key = app.sources.feed_key().await?;
+    let agency = access.caller.agency.name.clone();
+    let scope = token::scope_of(&access);
+    // No token, or a token of another scope (the agency's policy changed): a new snapshot, at the
+    // engine's position.
+    let (mut phase, reset) = match params.get("after") {
+        Some(raw) => {
+            let token = key.open(&agency, raw)?;
+            if token.scope == scope { (token.phase, false) } else { (fresh(&app, &access), true) }
+        }
+        None => (fresh(&app, &access), true),
+    };
+    let fields = Field::visible(&access);
+    let crs84 = OutputCrs::crs84();
+    // Made where features are written, after the last await (a PROJ transformer is not Send).
+    let output = || Output { crs: &crs84, transformer: None };
+    let mut out = Vec::with_capacity(4096);
+    out.extend_from_slice(b"{\"changes\":[");
+    let mut first = true;
+    let mut event = |out: &mut Vec<u8>, kind: &str, version: i64| {
+        if !std::mem::take(&mut first) {
+            out.push(b',');
+        }
+        out.extend_from_slice(b"{\"kind\":\"");
+        out.extend_from_slice(kind.as_bytes());
+        out.extend_from_slice(b"\",\"id\":");
+        out.extend_from_slice(itoa::Buffer::new().format(version).as_bytes());
+    };
+    let disclosure;
+    let mut caught_up = false;
+    let mut complete = false;
+    loop {
+        let scoped = app.sources.scoped(&access);
+        match phase {
+            Phase::Snapshot { at, after } => {
+                let page = match scoped.snapshot(at, after, limit).await? {
+                    Ok(page) => page,
+                    Err(SnapshotGap::Behind) if Instant::now() < deadline.max(Instant::now() + WAIT_STEP * 20) => {
+                        tokio::time::sleep(WAIT_STEP).await;
+                        continue;
+                    }
+                    Err(SnapshotGap::Behind) => return Err(behind()),
+                    Err(SnapshotGap::Expired) => return Err(expired()),
+                };
+                let parcels = scoped.snapshot_parcels(&page);
+                let last = parcels.last().map(|p| p.version());
+                let release = scoped.release(parcels, &fields).await?;
+                each_feature(&release, &fields, &output(), |version, feature| {
+                    event(&mut out, "snapshot", version.0);
+                    out.extend_from_slice(b",\"feature\":");
+                    out.extend_from_slice(feature);
+                    out.push(b'}');
+                });
+                disclosure = release.into_disclosure();
+                complete = !page.more;
+                phase = if page.more {
+                    Phase::Snapshot { at, after: last.or(after) }
+                } else {
+                    Phase::Changes { after: at }
+                };
+                break;
+            }
+            Phase::Changes { after } => {
+                let page = scoped.changes(after, limit).await?;
+                if page.events.is_empty() && page.caught_up && Instant::now() < deadline {
+                    // Nothing new: wait for the engine (which follows the store) to move on.
+                    phase = Phase::Changes { after: page.position };
+                    wait_past(&app, &access, page.position, deadline).await;
+                    continue;
+                }
+                caught_up = page.caught_up;
+                let added: Vec<_> = page.added.parcels().collect();
+                let release = scoped.release(added, &fields).await?;
+                let mut features = std::collections::HashMap::new();
+                each_feature(&release, &fields, &output(), |version, feature| {
+                    features.insert(version, feature.to_vec());
+                });
+                for e in &page.events {
+                    event(&mut out, e.kind.name(), e.version.0);
+                    if let Some(batch) = e.batch {
+                        out.extend_from_slice(b",\"batch\":");
+                        out.extend_from_slice(itoa::Buffer::new().format(batch.0).as_bytes());
+                    }
+                    for (name, list) in [("came_from", &e.came_from), ("went_to", &e.went_to)] {
+                        if !list.is_empty() {
+                            out.extend_from_slice(format!(",\"{name}\":").as_bytes());
+                            out.extend_from_slice(
+                                serde_json::to_string(&list.iter().map(|v| v.0).collect::<Vec<_>>())
+                                    .unwrap_or_default()
+                                    .as_bytes(),
+                            );
+                        }
+                    }
+                    if let Some(r) = e.replaces {
+                        out.extend_from_slice(b",\"replaces\":");
+                        out.extend_from_slice(itoa::Buffer::new().format(r.0).as_bytes());
+                    }
+                    if let Some(feature) = features.get(&e.version) {
+                        out.extend_from_slice(b",\"feature\":");
+                        out.extend_from_slice(feature);
+                    }
+                    out.push(b'}');
+                }
+                disclosure = release.into_disclosure();
+                phase = Phase::Changes { after: page.position };
+                break;
+            }
+        }
+    }
+    let next = key.seal(&agency, Token { phase, scope });
+    out.extend_from_slice(b"],\"next\":");
+    json_string(&mut out, &next);
+    let phase_name = if matches!(phase, Phase::Snapshot { .. }) || complete { "snapshot" } else { "changes" };
+    out.extend_from_slice(format!(",\"phase\":\"{phase_name}\",\"reset\":{reset}").as_bytes());
+    if phase_name == "snapshot" {
+        out.extend_from_slice(format!(",\"snapshotComplete\":{complete}").as_bytes());
+    } else {
+        out.extend_from_slice(format!(",\"caughtUp\":{caught_up}").as_bytes());
+    }
+    out.extend_from_slice(b",\"links\":[{\"href\":");
+    json_string(&mut out, &format!("{}/collections/parcels/changes?after={next}", call.base));
+    out.extend_from_slice(b",\"rel\":\"next\",\"type\":\"application/json\",\"title\":\"what comes next\"}]}");
+    Ok(disclosure.on(json_response(StatusCode::OK, "application/json", out)))
+}
+
+/// The start of a new snapshot: the caller's parcels at the engine's position.
+fn fresh(app: &AppState, access: &Access) -> Phase {
+    Phase::Snapshot { at: app.sources.scoped(access).position(), after: None }
+}
+
+/// Waits until the engine has applied changes after `position`, or `deadline`.
+async fn wait_past(app: &AppState, access: &Access, position: FeedPosition, deadline: Instant) {
+    while Instant::now() < deadline && app.sources.scoped(access).position() <= position {
+        tokio::time::sleep(WAIT_STEP.min(deadline.saturating_duration_since(Instant::now()))).await;
+    }
+}
+
+fn behind() -> ApiError {
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "Behind",
+        "this server has not yet caught up with the snapshot this token began on another server; ask again in a moment",
+    )
+}
+
+fn expired() -> ApiError {
+    ApiError::new(
+        StatusCode::GONE,
+        "SnapshotExpired",
+        "too much has changed since this snapshot began: start again without `after` (and read snapshots faster than the country changes)",
+    )
+}

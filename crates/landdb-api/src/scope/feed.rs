@@ -1,0 +1,193 @@
+//! The change feed as one caller sees it: the national feed read from the store and turned into
+//! the caller's events ([`crate::feed::events`]), and snapshots of the caller's parcels at a
+//! fixed feed position. Like every method of [`Scoped`], nothing here yields a parcel, a version
+//! or a lineage link outside the caller's area.
+
+use std::collections::HashSet;
+
+use landdb_engine::{ParcelRecord, Snapshot};
+use landdb_store::{ChangeKind, ParcelChange};
+
+use super::*;
+use crate::feed::events::{Event, Facts, classify};
+
+/// Changes read from the store at a time.
+const READ: usize = 2_000;
+/// Changes of the national feed one answer reads at most, seen by the caller or not: a follower
+/// far behind catches up over several answers, none of which takes long.
+const SCAN: usize = 50_000;
+/// Changes a snapshot page undoes at most (those committed since the snapshot's position): a
+/// snapshot read more slowly than the country changes starts again.
+const UNDO: usize = 500_000;
+
+/// A page of a caller's events.
+#[derive(Debug)]
+pub struct ChangePage {
+    pub events: Vec<Event>,
+    /// The versions the events add, as the engine holds parcels (for the answer writers).
+    pub added: Snapshot,
+    /// The last change of the national feed read: where the next page starts.
+    pub position: FeedPosition,
+    /// Whether the page reached the end of the feed.
+    pub caught_up: bool,
+}
+
+/// A page of a caller's snapshot: versions the engine holds and versions read from the store
+/// (current at the snapshot's position, retired since), in version order.
+#[derive(Debug)]
+pub struct SnapshotPage {
+    held: Vec<VersionId>,
+    stored: Snapshot,
+    /// Whether the snapshot has more after this page.
+    pub more: bool,
+}
+
+/// Why a snapshot page cannot be read here.
+#[derive(Debug)]
+pub enum SnapshotGap {
+    /// This server's engine has not yet reached the snapshot's position (another server, ahead
+    /// of it, began the snapshot).
+    Behind,
+    /// Too much changed since the snapshot's position.
+    Expired,
+}
+
+impl Scoped<'_> {
+    /// The caller's events after `after`, at most `limit` of them.
+    pub async fn changes(&self, after: FeedPosition, limit: usize) -> Result<ChangePage, ApiError> {
+        let store = self.sources.store()?;
+        let mut page =
+            ChangePage { events: Vec::new(), added: Snapshot::build([], after), position: after, caught_up: false };
+        let mut added = Vec::new();
+        let mut scanned = 0;
+        'read: while scanned < SCAN {
+            let changes = store.changes_since(page.position, READ).await.map_err(|e| internal(&e))?;
+            let facts = self.facts(&changes).await?;
+            for change in &changes {
+                page.position = change.position;
+                if let Some(event) = classify(change, &facts, &|v: &ParcelVersion| self.sees_version(v)) {
+                    if event.kind.adds()
+                        && let Some(v) = facts.versions.get(&event.version)
+                    {
+                        added.push(ParcelRecord::from(v.clone()));
+                    }
+                    page.events.push(event);
+                    if page.events.len() >= limit {
+                        break 'read;
+                    }
+                }
+            }
+            if changes.len() < READ {
+                page.caught_up = true;
+                break;
+            }
+            scanned += changes.len();
+        }
+        page.added = Snapshot::build(added, page.position);
+        Ok(page)
+    }
+
+    /// What the store says of the versions `changes` name: them, their parents and children.
+    async fn facts(&self, changes: &[ParcelChange]) -> Result<Facts, ApiError> {
+        let store = self.sources.store()?;
+        let named: Vec<VersionId> = changes.iter().map(|c| c.version).collect();
+        let retired: Vec<VersionId> =
+            changes.iter().filter(|c| c.kind == ChangeKind::Retired).map(|c| c.version).collect();
+        let mut facts = Facts::default();
+        for v in store.versions(&named).await.map_err(|e| internal(&e))? {
+            facts.versions.insert(v.id, v);
+        }
+        for (parent, child) in store.children_of(&retired).await.map_err(|e| internal(&e))? {
+            facts.children.entry(parent).or_default().push(child);
+        }
+        let related: HashSet<VersionId> = facts
+            .versions
+            .values()
+            .flat_map(|v| v.lineage.iter().copied())
+            .chain(facts.children.values().flatten().copied())
+            .filter(|v| !facts.versions.contains_key(v))
+            .collect();
+        let related: Vec<VersionId> = related.into_iter().collect();
+        for v in store.versions(&related).await.map_err(|e| internal(&e))? {
+            facts.versions.insert(v.id, v);
+        }
+        Ok(facts)
+    }
+
+    /// The caller's parcels as they were at feed position `at`, in version order after `after`,
+    /// at most `limit`. The engine holds them as they are now: what changed since `at` is undone
+    /// (versions made since are left out, versions retired since are read back from the store),
+    /// so that every page of one snapshot is of the same moment, however long it takes to read.
+    pub async fn snapshot(
+        &self,
+        at: FeedPosition,
+        after: Option<VersionId>,
+        limit: usize,
+    ) -> Result<Result<SnapshotPage, SnapshotGap>, ApiError> {
+        let here = self.position();
+        if here < at {
+            return Ok(Err(SnapshotGap::Behind));
+        }
+        let store = self.sources.store()?;
+        // The changes since `at`, up to the engine's position.
+        let (mut made, mut unmade) = (HashSet::new(), Vec::new());
+        let mut read = at;
+        while read < here {
+            let changes = store.changes_since(read, 10_000).await.map_err(|e| internal(&e))?;
+            let Some(last) = changes.last() else { break };
+            read = last.position;
+            for c in changes.iter().filter(|c| c.position <= here) {
+                match c.kind {
+                    ChangeKind::Created => made.insert(c.version),
+                    ChangeKind::Retired => {
+                        unmade.push(c.version);
+                        true
+                    }
+                };
+            }
+            if made.len() + unmade.len() > UNDO {
+                return Ok(Err(SnapshotGap::Expired));
+            }
+        }
+        // Retired since `at` and current at it (not made since): back from the store.
+        unmade.retain(|v| !made.contains(v) && after.is_none_or(|a| *v > a));
+        let mut restored: Vec<ParcelVersion> = store.versions(&unmade).await.map_err(|e| internal(&e))?;
+        restored.retain(|v| self.sees_version(v));
+        restored.sort_by_key(|v| v.id);
+        // The engine's parcels after `after`, less those made since `at`; merged with the
+        // restored ones in version order, until the page and one more are found.
+        let mut held: Vec<VersionId> = match self.everything_after(after) {
+            Some(all) => all.map(|p| p.version()).filter(|v| !made.contains(v)).take(limit + 1).collect(),
+            None => {
+                let mut mine: Vec<VersionId> = self
+                    .all()
+                    .iter()
+                    .map(|p| p.version())
+                    .filter(|v| after.is_none_or(|a| *v > a) && !made.contains(v))
+                    .collect();
+                mine.sort_unstable();
+                mine.truncate(limit + 1);
+                mine
+            }
+        };
+        let mut stored: Vec<VersionId> = restored.iter().map(|v| v.id).collect();
+        let mut merged: Vec<(VersionId, bool)> =
+            held.iter().map(|v| (*v, false)).chain(stored.iter().map(|v| (*v, true))).collect();
+        merged.sort_unstable();
+        let more = merged.len() > limit;
+        merged.truncate(limit);
+        held = merged.iter().filter(|(_, s)| !s).map(|(v, _)| *v).collect();
+        stored = merged.iter().filter(|(_, s)| *s).map(|(v, _)| *v).collect();
+        let keep: HashSet<VersionId> = stored.into_iter().collect();
+        let stored = Snapshot::build(restored.into_iter().filter(|v| keep.contains(&v.id)).map(ParcelRecord::from), at);
+        Ok(Ok(SnapshotPage { held, stored, more }))
+    }
+
+    /// The parcels of a snapshot page, in version order.
+    pub fn snapshot_parcels<'p>(&'p self, page: &'p SnapshotPage) -> Vec<Parcel<'p>> {
+        let mut parcels: Vec<Parcel<'p>> =
+            page.held.iter().filter_map(|v| self.view.by_version(*v)).chain(page.stored.parcels()).collect();
+        parcels.sort_unstable_by_key(|p| p.version());
+        parcels
+    }
+}

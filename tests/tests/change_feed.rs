@@ -1,0 +1,344 @@
+//! The scoped change feed, followed as an agency follows it: random sequences of imports (new
+//! parcels, updates, moves between communes, splits, merges, retirements) and policy changes,
+//! with followers of different scopes reading in small pages, sometimes asking twice with the
+//! same token (a follower killed before it kept an answer), and continuing on another server of
+//! the same database. At the end each follower's copy equals, parcel for parcel and field for
+//! field, what its agency sees through `items`; and no event ever names a version outside the
+//! agency's area.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use landdb_access::{Area, Role};
+use landdb_model::{ParcelVersion, VersionId};
+use landdb_store::{AnyStore, BatchWriter, NewBatch, ParcelStore};
+use landdb_tests::fixtures::parcel;
+use landdb_tests::http::{OPERATOR_KEY, Server, agency, client_with, get_with, policy, replica, samples, server};
+use rand::{Rng, SeedableRng};
+use serde_json::Value;
+
+const COMMUNES: [&str; 3] = ["20194", "20197", "20200"];
+
+/// A follower: its key, its token and its copy (version → feature), and, during a snapshot that
+/// reset it, the versions it held before that the snapshot has not sent again.
+struct Follower {
+    name: &'static str,
+    client: reqwest::Client,
+    token: Option<String>,
+    copy: BTreeMap<i64, Value>,
+    unconfirmed: Option<BTreeSet<i64>>,
+    /// The communes its agency sees now.
+    area: Vec<&'static str>,
+}
+
+impl Follower {
+    /// Reads the feed until it has caught up, in pages of `limit`; with `replay`, asks for some
+    /// pages twice and keeps only the second answer. Checks that every event is in its area.
+    async fn follow(&mut self, base: &str, store: &AnyStore, limit: usize, rng: &mut impl Rng, replay: bool) {
+        for _ in 0..10_000 {
+            let mut url = format!("{base}/collections/parcels/changes?limit={limit}");
+            if let Some(t) = &self.token {
+                url.push_str(&format!("&after={t}"));
+            }
+            if replay && rng.gen_bool(0.2) {
+                let (status, _, _) = get_with(&self.client, &url).await; // lost with the follower
+                assert_eq!(status, 200);
+            }
+            let (status, _, doc) = get_with(&self.client, &url).await;
+            assert_eq!(status, 200, "{}: {doc}", self.name);
+            if doc["reset"] == true {
+                self.unconfirmed = Some(self.copy.keys().copied().collect());
+            }
+            let changes = doc["changes"].as_array().expect("changes");
+            assert!(changes.len() <= limit, "a page holds at most its limit");
+            let mut named = Vec::new();
+            for c in changes {
+                let id = c["id"].as_i64().expect("id");
+                named.push(id);
+                for list in ["came_from", "went_to"] {
+                    named.extend(c[list].as_array().into_iter().flatten().map(|v| v.as_i64().expect("id")));
+                }
+                named.extend(c["replaces"].as_i64());
+                match c["kind"].as_str().expect("kind") {
+                    "snapshot" | "created" | "updated" | "entered" => {
+                        if let Some(r) = c["replaces"].as_i64() {
+                            self.copy.remove(&r);
+                        }
+                        assert_eq!(c["feature"]["id"].as_i64(), Some(id), "{c}");
+                        self.copy.insert(id, c["feature"].clone());
+                        if let Some(u) = &mut self.unconfirmed {
+                            u.remove(&id);
+                        }
+                    }
+                    "retired" | "left" => {
+                        assert!(c.get("feature").is_none(), "a removal carries no parcel: {c}");
+                        self.copy.remove(&id);
+                    }
+                    other => panic!("unknown kind {other}"),
+                }
+            }
+            for id in named {
+                let v: ParcelVersion = store.version(VersionId(id)).await.expect("store").expect("a version");
+                assert!(
+                    self.area.contains(&v.parcel.key.commune.as_str()),
+                    "{} was told of version {id} of commune {}, outside its area {:?}",
+                    self.name,
+                    v.parcel.key.commune,
+                    self.area
+                );
+            }
+            if doc["snapshotComplete"] == true
+                && let Some(gone) = self.unconfirmed.take()
+            {
+                for id in gone {
+                    self.copy.remove(&id);
+                }
+            }
+            self.token = Some(doc["next"].as_str().expect("next").to_owned());
+            if doc["phase"] == "changes" && doc["caughtUp"] == true {
+                return;
+            }
+        }
+        panic!("{} never caught up", self.name);
+    }
+
+    /// What the agency sees through `items`, every page.
+    async fn items(&self, base: &str) -> BTreeMap<i64, Value> {
+        let mut all = BTreeMap::new();
+        let mut url = format!("{base}/collections/parcels/items?limit=1000");
+        loop {
+            let (status, _, doc) = get_with(&self.client, &url).await;
+            assert_eq!(status, 200, "{doc}");
+            for f in doc["features"].as_array().expect("features") {
+                all.insert(f["id"].as_i64().expect("id"), f.clone());
+            }
+            match landdb_tests::http::link(&doc, "next") {
+                Some(next) => url = next.to_owned(),
+                None => return all,
+            }
+        }
+    }
+}
+
+fn batch(name: &str) -> NewBatch {
+    NewBatch { source: name.into(), province_code: Some("48".into()), content_hash: None, mode: "append".into() }
+}
+
+/// One random import: new parcels, an update, a move to another commune, a split, a merge or a
+/// retirement, committed as a batch.
+async fn random_import<R: Rng>(store: &AnyStore, rng: &mut R, serial: &mut u32) {
+    let current = store.current_page(None, 100_000).await.expect("current");
+    let pick = |rng: &mut R| current[rng.gen_range(0..current.len())].clone();
+    let mut b = store.begin_batch(batch("random")).await.expect("begin");
+    let lon = 108.2 + f64::from(*serial % 50) * 0.0003;
+    let mut next = || {
+        *serial += 1;
+        serial.to_string()
+    };
+    match rng.gen_range(0..6) {
+        0 => {
+            let n = rng.gen_range(1..4);
+            let parcels: Vec<_> = (0..n).map(|i| parcel(COMMUNES[i % 3], "900", &next(), lon, 16.05)).collect();
+            b.insert(&parcels).await.expect("insert");
+        }
+        1 => {
+            let p = pick(rng);
+            let mut q = parcel(p.parcel.key.commune.as_str(), &p.parcel.key.sheet, &p.parcel.key.number, lon, 16.06);
+            q.address = Some(format!("sửa {}", next()));
+            b.supersede(&q, &[p.id]).await.expect("update");
+        }
+        2 => {
+            let p = pick(rng);
+            let other = COMMUNES.iter().find(|c| **c != p.parcel.key.commune.as_str()).expect("another commune");
+            b.supersede(&parcel(other, "901", &next(), lon, 16.07), &[p.id]).await.expect("move");
+        }
+        3 => {
+            let p = pick(rng);
+            let commune = p.parcel.key.commune.as_str().to_owned();
+            b.supersede(&parcel(&commune, "902", &next(), lon, 16.08), &[p.id]).await.expect("split");
+            let elsewhere = if rng.gen_bool(0.5) { COMMUNES[rng.gen_range(0..3)] } else { &commune };
+            b.supersede(&parcel(elsewhere, "902", &next(), lon + 0.0002, 16.08), &[p.id]).await.expect("split");
+        }
+        4 => {
+            let (p, q) = (pick(rng), pick(rng));
+            if p.id != q.id {
+                let commune = COMMUNES[rng.gen_range(0..3)];
+                b.supersede(&parcel(commune, "903", &next(), lon, 16.09), &[p.id, q.id]).await.expect("merge");
+            }
+        }
+        _ => {
+            let p = pick(rng);
+            b.retire(&[p.id]).await.expect("retire");
+        }
+    }
+    b.commit(serde_json::json!({})).await.expect("commit");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_follower_ends_equal_to_what_it_sees_through_items() {
+    let s = server(&COMMUNES.map(|c| samples().join(format!("{c}.geojson")))).await;
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(20);
+    let one = agency(
+        &s,
+        "one-commune",
+        Role::Reader,
+        policy(Role::Reader, Area::Communes { codes: vec![COMMUNES[0].into()] }, false),
+    )
+    .await;
+    let two = agency(
+        &s,
+        "two-communes",
+        Role::Reader,
+        policy(Role::Reader, Area::Communes { codes: vec![COMMUNES[1].into(), COMMUNES[2].into()] }, true),
+    )
+    .await;
+    let mut followers = vec![
+        Follower {
+            name: "one-commune",
+            client: client_with(&one),
+            token: None,
+            copy: BTreeMap::new(),
+            unconfirmed: None,
+            area: vec![COMMUNES[0]],
+        },
+        Follower {
+            name: "two-communes",
+            client: client_with(&two),
+            token: None,
+            copy: BTreeMap::new(),
+            unconfirmed: None,
+            area: vec![COMMUNES[1], COMMUNES[2]],
+        },
+        Follower {
+            name: "operator",
+            client: client_with(OPERATOR_KEY),
+            token: None,
+            copy: BTreeMap::new(),
+            unconfirmed: None,
+            area: COMMUNES.to_vec(),
+        },
+    ];
+    let mut serial = 0;
+    for round in 0..40 {
+        random_import(&s.store, &mut rng, &mut serial).await;
+        // Now and then the first agency's area grows or shrinks.
+        if round % 13 == 6 {
+            let grown = followers[0].area.len() == 1;
+            let area: Vec<&'static str> = if grown { vec![COMMUNES[0], COMMUNES[1]] } else { vec![COMMUNES[0]] };
+            let codes = area.iter().map(|c| (*c).to_owned()).collect();
+            agency(&s, "one-commune", Role::Reader, policy(Role::Reader, Area::Communes { codes }, false)).await;
+            followers[0].area = area;
+        }
+        for f in &mut followers {
+            if rng.gen_bool(0.5) {
+                caught_up(&s).await;
+                let limit = rng.gen_range(1..40);
+                f.follow(&s.base, &s.store, limit, &mut rng, true).await;
+            }
+        }
+    }
+    caught_up(&s).await;
+    for f in &mut followers {
+        f.follow(&s.base, &s.store, 500, &mut rng, false).await;
+        let seen = f.items(&s.base).await;
+        let (held, shown): (BTreeSet<&i64>, BTreeSet<&i64>) = (f.copy.keys().collect(), seen.keys().collect());
+        assert!(
+            held == shown,
+            "{}: held and not shown {:?}, shown and not held {:?}",
+            f.name,
+            held.difference(&shown).collect::<Vec<_>>(),
+            shown.difference(&held).collect::<Vec<_>>()
+        );
+        assert_eq!(f.copy, seen, "{}: features", f.name);
+    }
+
+    // Another server of the same database takes the tokens (the key is the database's).
+    let other = replica(&s).await;
+    random_import(&s.store, &mut rng, &mut serial).await;
+    for f in &mut followers {
+        f.follow(&other.base, &s.store, 50, &mut rng, false).await;
+        // The other server's engine may be a moment behind the feed the follower read.
+        let mut seen = f.items(&other.base).await;
+        for _ in 0..50 {
+            if seen == f.copy {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            seen = f.items(&other.base).await;
+        }
+        assert_eq!(f.copy, seen, "{} on the other server", f.name);
+    }
+}
+
+/// Waits until the server's engine has applied everything committed.
+async fn caught_up(s: &Server) {
+    let head = s.store.feed_head().await.expect("head");
+    while s.engine.snapshot().position() < head {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+/// A token is the agency's own: another agency, an edited token or a made-up one get the same
+/// 400, which says nothing of what the token held.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_works_only_for_its_agency() {
+    let s = server(&[samples().join("20194.geojson")]).await;
+    let one = client_with(
+        &agency(&s, "one", Role::Reader, policy(Role::Reader, Area::Communes { codes: vec!["20194".into()] }, false))
+            .await,
+    );
+    let two = client_with(
+        &agency(&s, "two", Role::Reader, policy(Role::Reader, Area::Communes { codes: vec!["20194".into()] }, false))
+            .await,
+    );
+    let url = format!("{}/collections/parcels/changes?limit=5", s.base);
+    let (status, _, doc) = get_with(&one, &url).await;
+    assert_eq!(status, 200, "{doc}");
+    assert_eq!(doc["reset"], true);
+    assert_eq!(doc["changes"].as_array().map(Vec::len), Some(5));
+    let token = doc["next"].as_str().expect("next").to_owned();
+    let (status, _, own) = get_with(&one, &format!("{url}&after={token}")).await;
+    assert_eq!(status, 200, "{own}");
+    let mut edited = token.clone().into_bytes();
+    edited[30] = if edited[30] == b'0' { b'1' } else { b'0' };
+    let edited = String::from_utf8(edited).expect("hex");
+    let refusals = [
+        get_with(&two, &format!("{url}&after={token}")).await,
+        get_with(&one, &format!("{url}&after={edited}")).await,
+        get_with(&one, &format!("{url}&after=00")).await,
+        get_with(&one, &format!("{url}&after=zz")).await,
+    ];
+    for (status, _, body) in &refusals {
+        assert_eq!(*status, 400, "{body}");
+        assert_eq!(body, &refusals[0].2, "every bad token gets the same answer");
+    }
+    // Long polling: nothing new, and the answer waits about as long as asked.
+    let mut token = own["next"].as_str().expect("next").to_owned();
+    loop {
+        let (_, _, doc) = get_with(&one, &format!("{url}&after={token}")).await;
+        token = doc["next"].as_str().expect("next").to_owned();
+        if doc["phase"] == "changes" && doc["caughtUp"] == true {
+            break;
+        }
+    }
+    let started = std::time::Instant::now();
+    let (status, _, doc) = get_with(&one, &format!("{url}&after={token}&wait=1")).await;
+    assert_eq!(status, 200);
+    assert_eq!(doc["changes"], serde_json::json!([]));
+    assert!(started.elapsed() >= std::time::Duration::from_millis(900), "{:?}", started.elapsed());
+    // A change arriving during the wait ends it at once.
+    let waiting = tokio::spawn({
+        let (one, url) = (one.clone(), format!("{url}&after={}&wait=20", doc["next"].as_str().expect("next")));
+        async move {
+            let started = std::time::Instant::now();
+            (get_with(&one, &url).await, started.elapsed())
+        }
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let mut b = s.store.begin_batch(batch("during the wait")).await.expect("begin");
+    b.insert(&[parcel("20194", "904", "1", 108.21, 16.05)]).await.expect("insert");
+    b.commit(serde_json::json!({})).await.expect("commit");
+    let ((status, _, doc), waited) = waiting.await.expect("the waiting request");
+    assert_eq!(status, 200, "{doc}");
+    assert_eq!(doc["changes"][0]["kind"], "created", "{doc}");
+    assert!(waited < std::time::Duration::from_secs(10), "{waited:?}");
+}
