@@ -342,3 +342,120 @@ async fn a_token_works_only_for_its_agency() {
     assert_eq!(doc["changes"][0]["kind"], "created", "{doc}");
     assert!(waited < std::time::Duration::from_secs(10), "{waited:?}");
 }
+
+/// `landdb sync` into a PostGIS database and a GeoPackage, killed at random moments while it
+/// reads a backlog of random imports and started again: each copy ends equal to what the agency
+/// sees through `items`, parcel for parcel, property for property, boundary for boundary.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sync_keeps_a_copy_equal_to_items_through_kills() {
+    use landdb_sync::{Copy, Options, Source};
+    let s = server(&COMMUNES.map(|c| samples().join(format!("{c}.geojson")))).await;
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+    let key = agency(
+        &s,
+        "notary",
+        Role::Reader,
+        policy(Role::Reader, Area::Communes { codes: vec![COMMUNES[0].into(), COMMUNES[2].into()] }, true),
+    )
+    .await;
+    let reader = Follower {
+        name: "notary",
+        client: client_with(&key),
+        token: None,
+        copy: BTreeMap::new(),
+        unconfirmed: None,
+        area: vec![COMMUNES[0], COMMUNES[2]],
+    };
+    let target = landdb_tests::PostgisDb::create().await.expect("a target database");
+    let gpkg = std::env::temp_dir().join(format!("landdb-sync-test-{}.gpkg", std::process::id()));
+    let _ = std::fs::remove_file(&gpkg);
+    let gpkg = gpkg.to_string_lossy().into_owned();
+    let source = Source { url: s.base.clone(), key };
+    let once = Options { once: true, limit: 37, wait: 0 };
+    let mut serial = 0;
+    for round in 0..6 {
+        for _ in 0..5 {
+            random_import(&s.store, &mut rng, &mut serial).await;
+        }
+        caught_up(&s).await;
+        for into in [target.url.as_str(), gpkg.as_str()] {
+            // Killed after a random moment, then started again until it has caught up.
+            let copy = Copy::open(into, "parcels").await.expect("the copy");
+            let run = landdb_sync::sync(&source, &copy, once, &|_| {});
+            let killed = tokio::time::timeout(std::time::Duration::from_millis(rng.gen_range(5..200)), run).await;
+            if let Ok(done) = killed {
+                done.expect("a run");
+            }
+            drop(copy);
+            let copy = Copy::open(into, "parcels").await.expect("the copy, again");
+            landdb_sync::sync(&source, &copy, once, &|_| {}).await.expect("a run to the end");
+        }
+        let seen = reader.items(&s.base).await;
+        let held = postgis_copy(&target.url).await;
+        assert_eq!(held.keys().collect::<Vec<_>>(), seen.keys().collect::<Vec<_>>(), "round {round}: PostGIS versions");
+        for (v, f) in &seen {
+            let (properties, geometry) = &held[v];
+            assert_eq!(properties, &f["properties"], "version {v}: properties");
+            assert_same_boundary(geometry, &f["geometry"], *v);
+        }
+        let held = geopackage_copy(&gpkg);
+        assert_eq!(
+            held.keys().collect::<Vec<_>>(),
+            seen.keys().collect::<Vec<_>>(),
+            "round {round}: GeoPackage versions"
+        );
+        for (v, f) in &seen {
+            assert_eq!(&held[v], &f["properties"], "version {v}: GeoPackage properties");
+        }
+    }
+    let _ = std::fs::remove_file(&gpkg);
+}
+
+/// The PostGIS copy: version → (properties, boundary as GeoJSON).
+async fn postgis_copy(url: &str) -> BTreeMap<i64, (Value, Value)> {
+    use sqlx::Row;
+    let pool = sqlx::PgPool::connect(url).await.expect("the copy's database");
+    let rows = sqlx::query("SELECT version, properties, ST_AsGeoJSON(geom, 15)::jsonb AS g FROM parcels")
+        .fetch_all(&pool)
+        .await
+        .expect("the copy");
+    rows.iter()
+        .map(|r| (r.get::<i64, _>("version"), (r.get::<Value, _>("properties"), r.get::<Value, _>("g"))))
+        .collect()
+}
+
+/// The GeoPackage copy: version → properties.
+fn geopackage_copy(path: &str) -> BTreeMap<i64, Value> {
+    use gdal::vector::LayerAccess;
+    let dataset = gdal::Dataset::open(path).expect("the GeoPackage");
+    let mut layer = dataset.layer_by_name("parcels").expect("its layer");
+    layer
+        .features()
+        .map(|f| {
+            let version =
+                f.field_as_integer64(f.field_index("version").expect("version")).expect("read").expect("a version");
+            let text =
+                f.field_as_string(f.field_index("properties").expect("properties")).expect("read").expect("properties");
+            (version, serde_json::from_str(&text).expect("JSON"))
+        })
+        .collect()
+}
+
+/// Two GeoJSON MultiPolygons with the same coordinates (to a nanodegree).
+fn assert_same_boundary(a: &Value, b: &Value, version: i64) {
+    let flat = |g: &Value| -> Vec<f64> {
+        g["coordinates"]
+            .as_array()
+            .expect("polygons")
+            .iter()
+            .flat_map(|p| p.as_array().expect("rings").clone())
+            .flat_map(|r| r.as_array().expect("points").clone())
+            .flat_map(|pt| {
+                pt.as_array().expect("a point").iter().map(|c| c.as_f64().expect("a number")).collect::<Vec<_>>()
+            })
+            .collect()
+    };
+    let (x, y) = (flat(a), flat(b));
+    assert_eq!(x.len(), y.len(), "version {version}: {a} vs {b}");
+    assert!(x.iter().zip(&y).all(|(p, q)| (p - q).abs() < 1e-9), "version {version}: {a} vs {b}");
+}

@@ -54,6 +54,9 @@ enum Command {
     /// Share the parcels over HTTP: OGC API – Features and parcel lookups, answered from the
     /// in-memory engine, which follows the store's change feed.
     Serve(commands::serve::ServerArgs),
+    /// Keep a copy of the parcels an agency may see, from a landdb server's change feed, in a
+    /// GeoPackage or a PostGIS database: resumable after a kill at any point, --once for cron.
+    Sync(commands::sync::Args),
     /// Agencies and their policies (area, personal data, operations, limits, purpose).
     #[command(subcommand)]
     Agency(commands::access::AgencyCommand),
@@ -137,6 +140,7 @@ fn main() -> ExitCode {
             Command::Reference => commands::reference::run(&context),
             Command::Export(args) => commands::export::run(&context, &args).await,
             Command::Serve(args) => commands::serve::run(&context, &args).await,
+            Command::Sync(args) => commands::sync::run(&args).await,
             Command::Agency(c) => commands::access::agency(&context, c).await,
             Command::Key(c) => commands::access::key(&context, c).await,
             Command::Audit(c) => commands::access::audit(&context, c).await,

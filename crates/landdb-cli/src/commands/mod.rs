@@ -7,6 +7,7 @@ pub mod import;
 pub mod reference;
 pub mod serve;
 pub mod status;
+pub mod sync;
 pub mod validate;
 
 /// A spinner on standard error, drawn only on a terminal (quiet in scripts and pipes), in
