@@ -54,6 +54,8 @@ pub struct Sources {
     outlines: CallerCache<CommuneCode, Option<Arc<geo::Polygon<f64>>>>,
     /// Each caller's parcels of each commune, counted and boxed (see [`Scoped::commune_summary`]).
     summaries: CallerCache<CommuneCode, (usize, Option<Rect<f64>>)>,
+    /// Each scoped caller's current versions in order (see [`Scoped::snapshot`]).
+    orders: CallerCache<(), Arc<Vec<VersionId>>>,
     /// The key of the change feed's tokens, read from the store when first needed.
     feed_key: tokio::sync::OnceCell<crate::feed::FeedKey>,
 }
@@ -143,6 +145,7 @@ impl Sources {
             indexes: CallerCache::new(1_000),
             outlines: CallerCache::new(10_000),
             summaries: CallerCache::new(100_000),
+            orders: CallerCache::new(1_000),
             feed_key: tokio::sync::OnceCell::new(),
         }
     }

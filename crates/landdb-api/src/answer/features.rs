@@ -99,19 +99,19 @@ pub fn write_features(out: &mut Vec<u8>, release: &Release<'_>, fields: &[Field]
     }
 }
 
-/// Each released parcel as a GeoJSON feature of its own, handed to `each` with its version (the
-/// change feed puts each inside its event).
+/// Each released parcel as a GeoJSON feature of its own, appended to `out` after what `before`
+/// writes for it (the change feed puts each inside its event).
 pub fn each_feature(
+    out: &mut Vec<u8>,
     release: &Release<'_>,
     fields: &[Field],
     output: &Output<'_>,
-    mut each: impl FnMut(VersionId, &[u8]),
+    mut before: impl FnMut(&mut Vec<u8>, VersionId),
 ) {
-    let (mut buf, mut out) = (Vec::new(), Vec::new());
+    let mut buf = Vec::new();
     for p in release.parcels() {
-        out.clear();
-        write_feature(&mut out, p, fields, &mut buf, output);
-        each(p.version(), &out);
+        before(out, p.version());
+        write_feature(out, p, fields, &mut buf, output);
     }
 }
 

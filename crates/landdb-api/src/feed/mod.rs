@@ -120,12 +120,19 @@ pub async fn changes(
                 let parcels = scoped.snapshot_parcels(&page);
                 let last = parcels.last().map(|p| p.version());
                 let release = scoped.release(parcels, &fields).await?;
-                each_feature(&release, &fields, &output(), |version, feature| {
-                    event(&mut out, "snapshot", version.0);
+                // About 600 bytes a parcel: written once, without the buffer growing.
+                out.reserve(release.parcels().len() * 600);
+                let mut started = false;
+                each_feature(&mut out, &release, &fields, &output(), |out, version| {
+                    if std::mem::replace(&mut started, true) {
+                        out.push(b'}');
+                    }
+                    event(out, "snapshot", version.0);
                     out.extend_from_slice(b",\"feature\":");
-                    out.extend_from_slice(feature);
-                    out.push(b'}');
                 });
+                if started {
+                    out.push(b'}');
+                }
                 disclosure = release.into_disclosure();
                 complete = !page.more;
                 phase = if page.more {
@@ -146,10 +153,15 @@ pub async fn changes(
                 caught_up = page.caught_up;
                 let added: Vec<_> = page.added.parcels().collect();
                 let release = scoped.release(added, &fields).await?;
+                // Each feature written apart, then placed in its event.
+                let mut written = Vec::new();
+                let mut starts = Vec::new();
+                each_feature(&mut written, &release, &fields, &output(), |w, version| starts.push((version, w.len())));
                 let mut features = std::collections::HashMap::new();
-                each_feature(&release, &fields, &output(), |version, feature| {
-                    features.insert(version, feature.to_vec());
-                });
+                for (i, (version, start)) in starts.iter().enumerate() {
+                    let end = starts.get(i + 1).map_or(written.len(), |(_, e)| *e);
+                    features.insert(*version, &written[*start..end]);
+                }
                 for e in &page.events {
                     event(&mut out, e.kind.name(), e.version.0);
                     if let Some(batch) = e.batch {

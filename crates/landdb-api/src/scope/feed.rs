@@ -35,8 +35,8 @@ pub struct ChangePage {
 /// A page of a caller's snapshot: versions the engine holds and versions read from the store
 /// (current at the snapshot's position, retired since), in version order.
 #[derive(Debug)]
-pub struct SnapshotPage {
-    held: Vec<VersionId>,
+pub struct SnapshotPage<'v> {
+    held: Vec<Parcel<'v>>,
     stored: Snapshot,
     /// Whether the snapshot has more after this page.
     pub more: bool,
@@ -123,7 +123,7 @@ impl Scoped<'_> {
         at: FeedPosition,
         after: Option<VersionId>,
         limit: usize,
-    ) -> Result<Result<SnapshotPage, SnapshotGap>, ApiError> {
+    ) -> Result<Result<SnapshotPage<'_>, SnapshotGap>, ApiError> {
         let here = self.position();
         if here < at {
             return Ok(Err(SnapshotGap::Behind));
@@ -156,37 +156,46 @@ impl Scoped<'_> {
         restored.sort_by_key(|v| v.id);
         // The engine's parcels after `after`, less those made since `at`; merged with the
         // restored ones in version order, until the page and one more are found.
-        let mut held: Vec<VersionId> = match self.everything_after(after) {
-            Some(all) => all.map(|p| p.version()).filter(|v| !made.contains(v)).take(limit + 1).collect(),
+        let unmade_since = |p: &Parcel<'_>| !made.contains(&p.version());
+        let held: Vec<Parcel<'_>> = match self.everything_after(after) {
+            Some(all) => all.filter(unmade_since).take(limit + 1).collect(),
             None => {
-                let mut mine: Vec<VersionId> = self
-                    .all()
+                // The caller's versions in order, worked out once a feed position (a snapshot's
+                // pages are read one after another at the same position, as a rule).
+                let order = self.sources.orders.get_or(&self.access.caller, (), self.view.position(), || {
+                    let mut versions: Vec<VersionId> = self.all().iter().map(|p| p.version()).collect();
+                    versions.sort_unstable();
+                    Arc::new(versions)
+                });
+                let start = after.map_or(0, |a| order.partition_point(|v| *v <= a));
+                order[start..]
                     .iter()
-                    .map(|p| p.version())
-                    .filter(|v| after.is_none_or(|a| *v > a) && !made.contains(v))
-                    .collect();
-                mine.sort_unstable();
-                mine.truncate(limit + 1);
-                mine
+                    .filter(|v| !made.contains(v))
+                    .filter_map(|v| self.view.by_version(*v))
+                    .take(limit + 1)
+                    .collect()
             }
         };
-        let mut stored: Vec<VersionId> = restored.iter().map(|v| v.id).collect();
-        let mut merged: Vec<(VersionId, bool)> =
-            held.iter().map(|v| (*v, false)).chain(stored.iter().map(|v| (*v, true))).collect();
-        merged.sort_unstable();
-        let more = merged.len() > limit;
-        merged.truncate(limit);
-        held = merged.iter().filter(|(_, s)| !s).map(|(v, _)| *v).collect();
-        stored = merged.iter().filter(|(_, s)| *s).map(|(v, _)| *v).collect();
-        let keep: HashSet<VersionId> = stored.into_iter().collect();
-        let stored = Snapshot::build(restored.into_iter().filter(|v| keep.contains(&v.id)).map(ParcelRecord::from), at);
+        // How many of each make the page: the first `limit` of both, in version order.
+        let (mut h, mut r) = (0, 0);
+        while h + r < limit && (h < held.len() || r < restored.len()) {
+            let take_held = r >= restored.len() || (h < held.len() && held[h].version() < restored[r].id);
+            if take_held { h += 1 } else { r += 1 }
+        }
+        let more = h < held.len() || r < restored.len();
+        let mut held = held;
+        held.truncate(h);
+        restored.truncate(r);
+        let stored = Snapshot::build(restored.into_iter().map(ParcelRecord::from), at);
         Ok(Ok(SnapshotPage { held, stored, more }))
     }
 
     /// The parcels of a snapshot page, in version order.
-    pub fn snapshot_parcels<'p>(&'p self, page: &'p SnapshotPage) -> Vec<Parcel<'p>> {
-        let mut parcels: Vec<Parcel<'p>> =
-            page.held.iter().filter_map(|v| self.view.by_version(*v)).chain(page.stored.parcels()).collect();
+    pub fn snapshot_parcels<'p>(&'p self, page: &'p SnapshotPage<'p>) -> Vec<Parcel<'p>> {
+        if page.stored.parcels().next().is_none() {
+            return page.held.clone();
+        }
+        let mut parcels: Vec<Parcel<'p>> = page.held.iter().cloned().chain(page.stored.parcels()).collect();
         parcels.sort_unstable_by_key(|p| p.version());
         parcels
     }
