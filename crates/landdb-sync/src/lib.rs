@@ -44,6 +44,10 @@ impl Default for Options {
 pub struct Summary {
     pub pages: u64,
     pub events: Counts,
+    /// The last page's events.
+    pub last: Counts,
+    /// Whether the copy has caught up with the feed at least once (what comes after is live).
+    pub caught_up: bool,
 }
 
 /// How often a failed request is tried again before the run gives up (about a minute).
@@ -71,9 +75,11 @@ pub async fn sync(source: &Source, copy: &Copy, options: Options, progress: &dyn
         copy.apply(base, &plan, &page.next).await?;
         summary.pages += 1;
         summary.events.add(plan.counts);
+        summary.last = plan.counts;
         progress(&summary);
         token = Some(page.next);
         caught_up = page.phase == "changes" && page.caught_up;
+        summary.caught_up |= caught_up;
         if caught_up && options.once {
             return Ok(summary);
         }

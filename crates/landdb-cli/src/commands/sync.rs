@@ -32,7 +32,23 @@ pub async fn run(args: &Args) -> Result<()> {
     let options = Options { once: args.once, limit: args.limit, ..Options::default() };
     let bar = super::spinner("following", "{spinner} {msg} {elapsed}");
     let started = std::time::Instant::now();
-    let show = |s: &Summary| bar.set_message(describe(s));
+    let show = |s: &Summary| {
+        bar.set_message(describe(s));
+        // Once caught up, each page that changed something gets a line of its own.
+        let e = &s.last;
+        if s.caught_up && e.changes() > 0 {
+            let line = format!(
+                "{} {} created, {} updated, {} entered, {} retired, {} left",
+                chrono::Local::now().format("%H:%M:%S"),
+                e.created,
+                e.updated,
+                e.entered,
+                e.retired,
+                e.left
+            );
+            if bar.is_hidden() { println!("{line}") } else { bar.println(line) }
+        }
+    };
     let summary = landdb_sync::sync(&source, &copy, options, &show).await;
     bar.finish_and_clear();
     let summary = summary?;
