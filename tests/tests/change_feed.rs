@@ -459,3 +459,84 @@ fn assert_same_boundary(a: &Value, b: &Value, version: i64) {
     assert_eq!(x.len(), y.len(), "version {version}: {a} vs {b}");
     assert!(x.iter().zip(&y).all(|(p, q)| (p - q).abs() < 1e-9), "version {version}: {a} vs {b}");
 }
+
+/// The feed as Server-Sent Events: the snapshot's events each with an id, the snapshot's end,
+/// then a change as it is committed; a stream started again from an event's id (as
+/// `Last-Event-ID`) goes on after that event.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_feed_streams_as_server_sent_events_and_resumes_from_an_event_id() {
+    let s = server(&[samples().join("20194.geojson"), samples().join("20197.geojson")]).await;
+    let key =
+        agency(&s, "stream", Role::Reader, policy(Role::Reader, Area::Communes { codes: vec!["20194".into()] }, false))
+            .await;
+    let client = client_with(&key);
+    let url = format!("{}/collections/parcels/changes?limit=100", s.base);
+    let own = s.engine.snapshot().in_commune(&landdb_model::CommuneCode::parse("20194").expect("code")).len();
+
+    /// Reads events from a stream until `until` says stop: (id, event, data) each.
+    async fn read_events(
+        response: &mut reqwest::Response,
+        mut until: impl FnMut(&[(String, String, Value)]) -> bool,
+    ) -> Vec<(String, String, Value)> {
+        let (mut text, mut events) = (String::new(), Vec::new());
+        while !until(&events) {
+            let chunk = tokio::time::timeout(std::time::Duration::from_secs(30), response.chunk())
+                .await
+                .expect("the stream goes on")
+                .expect("a chunk")
+                .expect("not the end");
+            text.push_str(std::str::from_utf8(&chunk).expect("UTF-8"));
+            while let Some(end) = text.find("\n\n") {
+                let block: String = text.drain(..end + 2).collect();
+                let (mut id, mut event, mut data) = (String::new(), String::new(), Value::Null);
+                for line in block.lines() {
+                    if let Some(v) = line.strip_prefix("id: ") {
+                        id = v.to_owned()
+                    }
+                    if let Some(v) = line.strip_prefix("event: ") {
+                        event = v.to_owned()
+                    }
+                    if let Some(v) = line.strip_prefix("data: ") {
+                        data = serde_json::from_str(v).expect("JSON data")
+                    }
+                }
+                if !event.is_empty() {
+                    events.push((id, event, data));
+                }
+            }
+        }
+        events
+    }
+
+    let mut stream = client.get(&url).header("accept", "text/event-stream").send().await.expect("a stream");
+    assert_eq!(stream.status(), 200);
+    assert_eq!(stream.headers()["content-type"], "text/event-stream");
+    let events = read_events(&mut stream, |e| e.last().is_some_and(|(_, kind, _)| kind == "snapshot-complete")).await;
+    assert_eq!(events[0].1, "reset");
+    let snapshot: Vec<_> = events.iter().filter(|(_, kind, _)| kind == "snapshot").collect();
+    assert_eq!(snapshot.len(), own, "every parcel of the commune, once");
+    assert!(snapshot.iter().all(|(id, _, d)| !id.is_empty() && d["feature"]["properties"]["commune"] == "20194"));
+    // A change committed while the stream waits arrives on it.
+    let mut b = s.store.begin_batch(batch("streamed")).await.expect("begin");
+    let made = b.insert(&[parcel("20194", "905", "1", 108.21, 16.05)]).await.expect("insert")[0];
+    b.commit(serde_json::json!({})).await.expect("commit");
+    let live = read_events(&mut stream, |e| !e.is_empty()).await;
+    assert_eq!((live[0].1.as_str(), live[0].2["id"].as_i64()), ("created", Some(made.0)), "{live:?}");
+    drop(stream);
+
+    // From the id of the tenth snapshot event: the events after it, none before.
+    let tenth = &snapshot[9];
+    let mut again = client
+        .get(&url)
+        .header("accept", "text/event-stream")
+        .header("last-event-id", &tenth.0)
+        .send()
+        .await
+        .expect("a stream");
+    let resumed = read_events(&mut again, |e| e.iter().any(|(_, kind, _)| kind == "created")).await;
+    let versions: Vec<i64> =
+        resumed.iter().filter(|(_, k, _)| k == "snapshot").map(|(_, _, d)| d["id"].as_i64().expect("id")).collect();
+    let expected: Vec<i64> = snapshot[10..].iter().map(|(_, _, d)| d["id"].as_i64().expect("id")).collect();
+    assert_eq!(versions, expected, "the snapshot goes on after the tenth parcel");
+    assert!(resumed.iter().all(|(_, k, _)| k != "reset"), "a resumed stream is no new snapshot");
+}

@@ -710,6 +710,13 @@ impl AuditLog {
         }
     }
 
+    /// Puts on record what a part of a streamed answer disclosed as it is sent (a page of the
+    /// change feed's event stream): an entry of its own, as for a request to `uri`.
+    pub fn record_streamed(&self, access: &Access, uri: &axum::http::Uri, d: Disclosure) {
+        let line = RequestLine { method: axum::http::Method::GET, uri: uri.clone() };
+        self.record(&access.caller, Utc::now(), &line, StatusCode::OK, d);
+    }
+
     /// Waits until every entry recorded before the call is in the store.
     pub async fn flush(&self) {
         let (done, wait) = oneshot::channel();

@@ -7,11 +7,13 @@
 //! the token to ask with next. With `wait`, an answer that would be empty waits for a change
 //! (long polling). When the agency's area or personal-data grant changes, its next answer starts
 //! a new snapshot, marked `reset`: the follower keeps what the snapshot sends and drops the rest.
+//! With `Accept: text/event-stream` the same pages go out as Server-Sent Events ([`stream`]).
 //!
 //! Everything goes through the caller's [`crate::scope::Scoped`] view and leaves through its release, so the
 //! feed answers under the same rules as `items`: area, fields, limits, quota and audit.
 
 pub mod events;
+mod stream;
 pub mod token;
 
 use std::sync::Arc;
@@ -56,6 +58,7 @@ pub async fn changes(
     State(app): State<Arc<AppState>>,
     access: Access,
     Path(collection): Path<String>,
+    headers: axum::http::HeaderMap,
     call: Call,
 ) -> Result<Response, ApiError> {
     crate::routes::known_collection(&collection)?;
@@ -72,45 +75,88 @@ pub async fn changes(
                 ApiError::bad_parameter(format!("wait={raw}: give whole seconds from 0 to {MAX_WAIT}"))
             })?,
         };
-    let deadline = Instant::now() + Duration::from_secs(wait);
     let key = app.sources.feed_key().await?;
-    let agency = access.caller.agency.name.clone();
     let scope = token::scope_of(&access);
+    // A stream resumes from the id of the last event it received (`Last-Event-ID`).
+    let resume = headers.get("last-event-id").and_then(|v| v.to_str().ok()).or(params.get("after"));
     // No token, or a token of another scope (the agency's policy changed): a new snapshot, at the
     // engine's position.
-    let (mut phase, reset) = match params.get("after") {
+    let (phase, reset) = match resume {
         Some(raw) => {
-            let token = key.open(&agency, raw)?;
+            let token = key.open(&access.caller.agency.name, raw)?;
             if token.scope == scope { (token.phase, false) } else { (fresh(&app, &access), true) }
         }
         None => (fresh(&app, &access), true),
     };
-    let fields = Field::visible(&access);
+    let streamed = headers
+        .get(axum::http::header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.contains("text/event-stream"));
+    if streamed {
+        return Ok(stream::events(app, access, phase, reset, limit));
+    }
+    let deadline = Instant::now() + Duration::from_secs(wait);
+    let page = read_page(&app, &access, phase, limit, deadline).await?;
+    let next = key.seal(&access.caller.agency.name, Token { phase: page.next, scope });
+    let mut out = Vec::with_capacity(page.written.len() + 1024);
+    out.extend_from_slice(b"{\"changes\":[");
+    // The events, each written with a comma after it: all but the last.
+    out.extend_from_slice(page.written.strip_suffix(b",").unwrap_or(&page.written));
+    out.extend_from_slice(b"],\"next\":");
+    json_string(&mut out, &next);
+    let phase_name = if matches!(page.next, Phase::Snapshot { .. }) || page.complete { "snapshot" } else { "changes" };
+    out.extend_from_slice(format!(",\"phase\":\"{phase_name}\",\"reset\":{reset}").as_bytes());
+    if phase_name == "snapshot" {
+        out.extend_from_slice(format!(",\"snapshotComplete\":{}", page.complete).as_bytes());
+    } else {
+        out.extend_from_slice(format!(",\"caughtUp\":{}", page.caught_up).as_bytes());
+    }
+    out.extend_from_slice(b",\"links\":[{\"href\":");
+    json_string(&mut out, &format!("{}/collections/parcels/changes?after={next}", call.base));
+    out.extend_from_slice(b",\"rel\":\"next\",\"type\":\"application/json\",\"title\":\"what comes next\"}]}");
+    Ok(page.disclosure.on(json_response(StatusCode::OK, "application/json", out)))
+}
+
+/// A page of a caller's feed, written: its events one after another, each followed by a comma,
+/// and where a follower goes on from after each.
+struct WrittenPage {
+    written: Vec<u8>,
+    /// Each event's end in `written` (before its comma), and the place after it.
+    events: Vec<(usize, Phase)>,
+    next: Phase,
+    /// The page ends a snapshot.
+    complete: bool,
+    caught_up: bool,
+    disclosure: crate::scope::Disclosure,
+}
+
+/// The caller's page from `phase`: its parcels released (limits, quota, what goes on record),
+/// its events written. A page of changes with nothing in it waits until `deadline` for one.
+async fn read_page(
+    app: &AppState,
+    access: &Access,
+    mut phase: Phase,
+    limit: usize,
+    deadline: Instant,
+) -> Result<WrittenPage, ApiError> {
+    let fields = Field::visible(access);
     let crs84 = OutputCrs::crs84();
     // Made where features are written, after the last await (a PROJ transformer is not Send).
     let output = || Output { crs: &crs84, transformer: None };
-    let mut out = Vec::with_capacity(4096);
-    out.extend_from_slice(b"{\"changes\":[");
-    let mut first = true;
-    let mut event = |out: &mut Vec<u8>, kind: &str, version: i64| {
-        if !std::mem::take(&mut first) {
-            out.push(b',');
-        }
+    let begin = |out: &mut Vec<u8>, kind: &str, version: i64| {
         out.extend_from_slice(b"{\"kind\":\"");
         out.extend_from_slice(kind.as_bytes());
         out.extend_from_slice(b"\",\"id\":");
         out.extend_from_slice(itoa::Buffer::new().format(version).as_bytes());
     };
-    let disclosure;
-    let mut caught_up = false;
-    let mut complete = false;
+    let behind_until = Instant::now() + WAIT_STEP * 100;
     loop {
-        let scoped = app.sources.scoped(&access);
+        let scoped = app.sources.scoped(access);
         match phase {
             Phase::Snapshot { at, after } => {
                 let page = match scoped.snapshot(at, after, limit).await? {
                     Ok(page) => page,
-                    Err(SnapshotGap::Behind) if Instant::now() < deadline.max(Instant::now() + WAIT_STEP * 20) => {
+                    Err(SnapshotGap::Behind) if Instant::now() < behind_until => {
                         tokio::time::sleep(WAIT_STEP).await;
                         continue;
                     }
@@ -118,52 +164,61 @@ pub async fn changes(
                     Err(SnapshotGap::Expired) => return Err(expired()),
                 };
                 let parcels = scoped.snapshot_parcels(&page);
-                let last = parcels.last().map(|p| p.version());
                 let release = scoped.release(parcels, &fields).await?;
                 // About 600 bytes a parcel: written once, without the buffer growing.
-                out.reserve(release.parcels().len() * 600);
-                let mut started = false;
-                each_feature(&mut out, &release, &fields, &output(), |out, version| {
-                    if std::mem::replace(&mut started, true) {
+                let mut written = Vec::with_capacity(release.parcels().len() * 600);
+                let mut events: Vec<(usize, Phase)> = Vec::with_capacity(release.parcels().len());
+                each_feature(&mut written, &release, &fields, &output(), |out, version| {
+                    if let Some((end, _)) = events.last_mut() {
                         out.push(b'}');
+                        *end = out.len();
+                        out.push(b',');
                     }
-                    event(out, "snapshot", version.0);
+                    begin(out, "snapshot", version.0);
                     out.extend_from_slice(b",\"feature\":");
+                    events.push((0, Phase::Snapshot { at, after: Some(version) }));
                 });
-                if started {
-                    out.push(b'}');
+                if let Some((end, _)) = events.last_mut() {
+                    written.push(b'}');
+                    *end = written.len();
+                    written.push(b',');
                 }
-                disclosure = release.into_disclosure();
-                complete = !page.more;
-                phase = if page.more {
-                    Phase::Snapshot { at, after: last.or(after) }
-                } else {
-                    Phase::Changes { after: at }
+                let next = match events.last() {
+                    Some((_, p)) if page.more => *p,
+                    None if page.more => Phase::Snapshot { at, after },
+                    _ => Phase::Changes { after: at },
                 };
-                break;
+                if let Some((_, last)) = events.last_mut() {
+                    *last = next;
+                }
+                let disclosure = release.into_disclosure();
+                return Ok(WrittenPage { written, events, next, complete: !page.more, caught_up: false, disclosure });
             }
             Phase::Changes { after } => {
                 let page = scoped.changes(after, limit).await?;
                 if page.events.is_empty() && page.caught_up && Instant::now() < deadline {
                     // Nothing new: wait for the engine (which follows the store) to move on.
                     phase = Phase::Changes { after: page.position };
-                    wait_past(&app, &access, page.position, deadline).await;
+                    wait_past(app, access, page.position, deadline).await;
                     continue;
                 }
-                caught_up = page.caught_up;
                 let added: Vec<_> = page.added.parcels().collect();
                 let release = scoped.release(added, &fields).await?;
                 // Each feature written apart, then placed in its event.
-                let mut written = Vec::new();
+                let mut features_written = Vec::new();
                 let mut starts = Vec::new();
-                each_feature(&mut written, &release, &fields, &output(), |w, version| starts.push((version, w.len())));
+                each_feature(&mut features_written, &release, &fields, &output(), |w, version| {
+                    starts.push((version, w.len()))
+                });
                 let mut features = std::collections::HashMap::new();
                 for (i, (version, start)) in starts.iter().enumerate() {
-                    let end = starts.get(i + 1).map_or(written.len(), |(_, e)| *e);
-                    features.insert(*version, &written[*start..end]);
+                    let end = starts.get(i + 1).map_or(features_written.len(), |(_, e)| *e);
+                    features.insert(*version, &features_written[*start..end]);
                 }
-                for e in &page.events {
-                    event(&mut out, e.kind.name(), e.version.0);
+                let mut out = Vec::with_capacity(features_written.len() + page.events.len() * 64);
+                let mut events = Vec::with_capacity(page.events.len());
+                for (i, e) in page.events.iter().enumerate() {
+                    begin(&mut out, e.kind.name(), e.version.0);
                     if let Some(batch) = e.batch {
                         out.extend_from_slice(b",\"batch\":");
                         out.extend_from_slice(itoa::Buffer::new().format(batch.0).as_bytes());
@@ -187,27 +242,24 @@ pub async fn changes(
                         out.extend_from_slice(feature);
                     }
                     out.push(b'}');
+                    // After the page's last event, the page's end (changes after it that the
+                    // caller does not see are passed over too).
+                    let place = if i + 1 == page.events.len() { page.position } else { e.position };
+                    events.push((out.len(), Phase::Changes { after: place }));
+                    out.push(b',');
                 }
-                disclosure = release.into_disclosure();
-                phase = Phase::Changes { after: page.position };
-                break;
+                let disclosure = release.into_disclosure();
+                return Ok(WrittenPage {
+                    written: out,
+                    events,
+                    next: Phase::Changes { after: page.position },
+                    complete: false,
+                    caught_up: page.caught_up,
+                    disclosure,
+                });
             }
         }
     }
-    let next = key.seal(&agency, Token { phase, scope });
-    out.extend_from_slice(b"],\"next\":");
-    json_string(&mut out, &next);
-    let phase_name = if matches!(phase, Phase::Snapshot { .. }) || complete { "snapshot" } else { "changes" };
-    out.extend_from_slice(format!(",\"phase\":\"{phase_name}\",\"reset\":{reset}").as_bytes());
-    if phase_name == "snapshot" {
-        out.extend_from_slice(format!(",\"snapshotComplete\":{complete}").as_bytes());
-    } else {
-        out.extend_from_slice(format!(",\"caughtUp\":{caught_up}").as_bytes());
-    }
-    out.extend_from_slice(b",\"links\":[{\"href\":");
-    json_string(&mut out, &format!("{}/collections/parcels/changes?after={next}", call.base));
-    out.extend_from_slice(b",\"rel\":\"next\",\"type\":\"application/json\",\"title\":\"what comes next\"}]}");
-    Ok(disclosure.on(json_response(StatusCode::OK, "application/json", out)))
 }
 
 /// The start of a new snapshot: the caller's parcels at the engine's position.
