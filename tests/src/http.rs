@@ -179,7 +179,13 @@ async fn serve(store: AnyStore, url: DatabaseUrl, setup: Setup) -> (String, Arc<
         metrics: landdb_api::metrics::Metrics::default(),
         gate,
         health: landdb_api::health::Health::new(setup.max_feed_lag.unwrap_or(std::time::Duration::from_secs(30))),
+        // The tests' receivers listen on the loopback; deliveries are tried again quickly.
+        webhooks: landdb_api::webhooks::Webhooks {
+            allowed_hosts: vec!["127.0.0.1".to_owned()],
+            backoff: vec![std::time::Duration::from_millis(50), std::time::Duration::from_millis(100)],
+        },
     });
+    tokio::spawn(landdb_api::webhooks::deliver::run(Arc::clone(&state)));
     tokio::spawn(landdb_api::access::follow_access(Arc::clone(&state)));
     tokio::spawn(landdb_api::health::watch(Arc::clone(&state)));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");

@@ -255,6 +255,11 @@ async fn an_agency_learns_nothing_about_parcels_outside_its_area_by_any_route() 
         "/collections/{id}",
         "/collections/{id}/queryables",
         "/collections/{id}/tiles",
+        // Webhook subscriptions: an agency's own, other agencies' as missing (webhooks.rs).
+        "/subscriptions",
+        "/subscriptions/{id}",
+        "/subscriptions/{id}/dead-letters",
+        "/subscriptions/{id}/replay",
         // The change feed, checked above (and in change_feed.rs).
         "/collections/{id}/changes",
         // Reference collections: counts over the caller's parcels, checked above.

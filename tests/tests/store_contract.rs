@@ -63,7 +63,99 @@ contract!(
     which_parcel_was_here_on_a_date,
     agencies_keys_and_the_audit_chain_are_kept,
     a_quota_is_one_count_for_every_process,
+    webhook_subscriptions_leases_and_dead_letters_are_kept,
+    the_server_secret_is_made_once,
+    children_are_found_for_many_parents_at_once,
 );
+
+/// Subscriptions are kept whole; one holder at a time has a lease until it lapses; a deleted
+/// subscription is not brought back by the worker's update; dead letters are kept and marked.
+async fn webhook_subscriptions_leases_and_dead_letters_are_kept(store: AnyStore) {
+    use landdb_access::webhook::{DeadLetter, State, Subscription, new_secret};
+    use landdb_store::AccessStore;
+    let now = chrono::Utc::now();
+    let mut sub = Subscription {
+        id: "a1".into(),
+        agency: "tax".into(),
+        key_id: "k1".into(),
+        callback: "http://127.0.0.1:9/hook".into(),
+        communes: vec!["20194".into()],
+        land_use: vec!["ODT".into()],
+        secret: new_secret(),
+        token: None,
+        state: State::Active,
+        failures: 0,
+        created_at: now,
+    };
+    store.put_subscription(&sub).await.expect("put");
+    assert_eq!(store.subscriptions().await.expect("read"), vec![sub.clone()]);
+    sub.token = Some("t".into());
+    sub.failures = 2;
+    assert!(store.update_subscription(&sub).await.expect("update"));
+    assert_eq!(store.subscriptions().await.expect("read"), vec![sub.clone()]);
+    let later = |s: i64| now + chrono::Duration::seconds(s);
+    assert!(store.lease_subscription("a1", "one", now, later(30)).await.expect("lease"));
+    assert!(!store.lease_subscription("a1", "two", later(1), later(31)).await.expect("lease"), "held by another");
+    assert!(store.lease_subscription("a1", "one", later(1), later(31)).await.expect("lease"), "kept by its holder");
+    assert!(store.lease_subscription("a1", "two", later(32), later(62)).await.expect("lease"), "taken once lapsed");
+    let letter = |delivery: &str| DeadLetter {
+        id: 0,
+        subscription: "a1".into(),
+        delivery: delivery.into(),
+        body: "{\"changes\":[]}".into(),
+        attempts: 5,
+        error: "refused".into(),
+        failed_at: now,
+        replayed_at: None,
+    };
+    let first = store.add_dead_letter(&letter("d1")).await.expect("dead letter");
+    let second = store.add_dead_letter(&letter("d2")).await.expect("dead letter");
+    assert!(second > first);
+    store.mark_replayed(first, later(5)).await.expect("replayed");
+    let kept = store.dead_letters("a1").await.expect("read");
+    assert_eq!(
+        kept.iter().map(|d| (d.id, d.delivery.as_str())).collect::<Vec<_>>(),
+        vec![(first, "d1"), (second, "d2")]
+    );
+    assert!(kept[0].replayed_at.is_some() && kept[1].replayed_at.is_none());
+    assert!(store.delete_subscription("a1").await.expect("delete"));
+    assert!(!store.update_subscription(&sub).await.expect("update"), "a deleted subscription stays deleted");
+    assert!(store.subscriptions().await.expect("read").is_empty());
+}
+
+/// The first secret asked for is kept; later asks (with other fresh bytes) get it.
+async fn the_server_secret_is_made_once(store: AnyStore) {
+    use landdb_store::AccessStore;
+    let first = store.secret("feed-token", [1; 32]).await.expect("secret");
+    assert_eq!(first, [1; 32]);
+    assert_eq!(store.secret("feed-token", [2; 32]).await.expect("secret"), first);
+    assert_eq!(store.secret("other", [3; 32]).await.expect("secret"), [3; 32]);
+}
+
+/// Lineage read forwards for several parents in one call: a split's two children, a merge's one.
+async fn children_are_found_for_many_parents_at_once(store: AnyStore) {
+    let mut b = store.begin_batch(batch("parents")).await.expect("begin");
+    let ids = b
+        .insert(&[
+            parcel("20194", "1", "1", 108.2, 16.0),
+            parcel("20194", "1", "2", 108.21, 16.0),
+            parcel("20194", "1", "3", 108.22, 16.0),
+        ])
+        .await
+        .expect("insert");
+    b.commit(serde_json::json!({})).await.expect("commit");
+    let mut b = store.begin_batch(batch("split and merge")).await.expect("begin");
+    let a = b.supersede(&parcel("20194", "1", "1a", 108.2, 16.0), &[ids[0]]).await.expect("split");
+    let c = b.supersede(&parcel("20194", "1", "1b", 108.2001, 16.0), &[ids[0]]).await.expect("split");
+    let m = b.supersede(&parcel("20194", "1", "23", 108.21, 16.0), &[ids[1], ids[2]]).await.expect("merge");
+    b.commit(serde_json::json!({})).await.expect("commit");
+    let mut found = store.children_of(&ids).await.expect("children");
+    found.sort();
+    let mut expected = vec![(ids[0], a), (ids[0], c), (ids[1], m), (ids[2], m)];
+    expected.sort();
+    assert_eq!(found, expected);
+    assert!(store.children_of(&[]).await.expect("none").is_empty());
+}
 
 /// Every current version, read page by page.
 async fn all_current(store: &AnyStore, page_size: usize) -> Vec<landdb_model::ParcelVersion> {

@@ -11,6 +11,7 @@ pub mod checkpoint;
 pub mod key;
 pub mod limits;
 pub mod policy;
+pub mod webhook;
 
 pub use audit::{AuditEntry, AuditEvent, Broken, Verified};
 pub use key::{KeyRecord, NewKey};

@@ -215,6 +215,11 @@ pub fn requirement(method: &Method, route: &str) -> Requirement {
         "/collections/{collection}/items/{id}/history" => Operation(self::Operation::History),
         "/collections/{id}/export" => Operation(self::Operation::Export),
         "/jobs" if method == Method::POST => Operation(self::Operation::Upload),
+        // Webhooks deliver the change feed: whoever may follow it may subscribe.
+        "/subscriptions"
+        | "/subscriptions/{id}"
+        | "/subscriptions/{id}/dead-letters"
+        | "/subscriptions/{id}/replay" => Operation(self::Operation::Items),
         "/jobs/{id}" | "/jobs/{id}/report" | "/jobs/{id}/quarantine" => Operation(self::Operation::Upload),
         // The admin API, metrics, and anything new until it is placed here: deny by default.
         _ => Operator,
@@ -378,6 +383,23 @@ impl Gate {
     /// The generation of the rules in force (part of every ETag).
     pub fn generation(&self) -> i64 {
         self.generation.load(Ordering::Acquire)
+    }
+
+    /// The access of the key `key_id` for a webhook delivery, as a request with that key to
+    /// the change feed would be admitted (usable key, policy in force, the `items` operation,
+    /// rate and quota); `None` when such a request would be refused.
+    pub fn delivery_access(&self, key_id: &str, now: chrono::DateTime<Utc>) -> Option<Access> {
+        let caller = {
+            let keys = self.keys.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+            keys.by_digest.values().find(|c| c.key.id == key_id).cloned()?
+        };
+        if !caller.key.usable(now) {
+            return None;
+        }
+        let need = Requirement::Operation(Operation::Items);
+        let remaining_today = check_policy(self, &caller, need, "/subscriptions", now).ok()?;
+        let quota = caller.agency.policy.limits.features_per_day.map(|_| Arc::clone(&self.quota));
+        Some(Access { caller, remaining_today, quota })
     }
 
     fn caller(&self, token: &str, now: chrono::DateTime<Utc>) -> Option<Arc<Caller>> {

@@ -25,6 +25,7 @@ pub mod reference;
 pub mod routes;
 pub mod scope;
 pub mod upload;
+pub mod webhooks;
 
 pub use answer::{export, features, formats, tiles};
 
@@ -54,6 +55,8 @@ pub struct AppState {
     pub gate: access::Gate,
     /// The store's reachability and the engine's lag, for `/ready` and `/health`.
     pub health: health::Health,
+    /// Where webhook callbacks may go.
+    pub webhooks: webhooks::Webhooks,
 }
 
 pub fn router(state: Arc<AppState>) -> Router {
@@ -69,6 +72,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/collections/{collection}/items/{id}/history", get(routes::history))
         .route("/collections/{id}/export", get(routes::export))
         .route("/collections/{id}/changes", get(feed::changes))
+        .route("/subscriptions", get(webhooks::list).post(webhooks::create))
+        .route("/subscriptions/{id}", get(webhooks::one).delete(webhooks::delete))
+        .route("/subscriptions/{id}/dead-letters", get(webhooks::dead_letters))
+        .route("/subscriptions/{id}/replay", axum::routing::post(webhooks::replay))
         .route("/parcels/at", get(routes::at_point))
         .route("/parcels/national-id/{id}", get(routes::by_national_id))
         .route("/parcels/key/{commune}/{sheet}/{number}", get(routes::by_key))

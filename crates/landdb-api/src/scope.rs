@@ -175,6 +175,12 @@ impl Sources {
             .await
     }
 
+    /// Where webhook subscriptions and their dead letters are kept (no parcel is reached
+    /// through it: deliveries read parcels through [`Sources::scoped`] like any request).
+    pub fn webhook_store(&self) -> Result<&AnyStore, ApiError> {
+        self.store()
+    }
+
     /// Uploads go to the store at `url` (the one this process opened), written by import workers.
     #[must_use]
     pub fn taking_uploads(mut self, url: DatabaseUrl) -> Sources {

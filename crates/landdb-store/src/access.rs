@@ -11,6 +11,7 @@ use std::future::Future;
 use chrono::{DateTime, NaiveDate, Utc};
 use landdb_access::audit::Form;
 use landdb_access::limits::{Leased, QuotaLease};
+use landdb_access::webhook::{DeadLetter, Subscription};
 use landdb_access::{Agency, AuditEntry, AuditEvent, Broken, KeyRecord, Verified};
 
 use crate::Result;
@@ -117,6 +118,50 @@ pub trait AccessStore: Send + Sync {
     /// time any server asks; what was stored first, ever after. What every server of one
     /// database must share, such as the key that seals change-feed tokens.
     fn secret(&self, purpose: &str, fresh: [u8; 32]) -> impl Future<Output = Result<[u8; 32]>> + Send;
+
+    /// Creates the webhook subscription or replaces it (same id).
+    fn put_subscription(&self, s: &Subscription) -> impl Future<Output = Result<()>> + Send;
+    /// Replaces a subscription that still exists (the delivery worker's progress): false when it
+    /// was deleted meanwhile, which stays deleted.
+    fn update_subscription(&self, s: &Subscription) -> impl Future<Output = Result<bool>> + Send;
+    fn subscriptions(&self) -> impl Future<Output = Result<Vec<Subscription>>> + Send;
+    /// False when there was no such subscription.
+    fn delete_subscription(&self, id: &str) -> impl Future<Output = Result<bool>> + Send;
+    /// Takes (or keeps) the right to deliver the subscription until `until`, unless another
+    /// holder has it beyond `now`: one server of several delivers each subscription.
+    fn lease_subscription(
+        &self,
+        id: &str,
+        holder: &str,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> impl Future<Output = Result<bool>> + Send;
+    /// Keeps a failed delivery; returns its id.
+    fn add_dead_letter(&self, d: &DeadLetter) -> impl Future<Output = Result<i64>> + Send;
+    fn dead_letters(&self, subscription: &str) -> impl Future<Output = Result<Vec<DeadLetter>>> + Send;
+    fn mark_replayed(&self, id: i64, at: DateTime<Utc>) -> impl Future<Output = Result<()>> + Send;
+}
+
+/// A subscription as a stored document.
+pub(crate) fn subscription_doc(s: &Subscription) -> Result<String> {
+    serde_json::to_string(s).map_err(|e| crate::StoreError::Corrupt(format!("a subscription: {e}")))
+}
+
+pub(crate) fn subscription_from(doc: &str) -> Result<Subscription> {
+    serde_json::from_str(doc).map_err(|e| crate::StoreError::Corrupt(format!("a stored subscription: {e}")))
+}
+
+/// A dead letter's document (its id is the row's).
+pub(crate) fn dead_letter_doc(d: &DeadLetter) -> Result<String> {
+    serde_json::to_string(d).map_err(|e| crate::StoreError::Corrupt(format!("a dead letter: {e}")))
+}
+
+pub(crate) fn dead_letter_from(id: i64, doc: &str, replayed_at: Option<DateTime<Utc>>) -> Result<DeadLetter> {
+    let mut d: DeadLetter =
+        serde_json::from_str(doc).map_err(|e| crate::StoreError::Corrupt(format!("a stored dead letter: {e}")))?;
+    d.id = id;
+    d.replayed_at = replayed_at;
+    Ok(d)
 }
 
 /// The personal-data versions of an entry, as stored (a JSON array; most entries disclose none,

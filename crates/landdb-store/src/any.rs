@@ -7,6 +7,8 @@ use landdb_model::{
     BatchId, CommuneCode, FeedPosition, NationalParcelId, Parcel, ParcelKey, ParcelVersion, RightHolder, VersionId,
 };
 
+use landdb_access::webhook::{DeadLetter, Subscription};
+
 use crate::postgres::{PgBatch, PgStore, PgWaiter};
 use crate::sqlite::{PollingWaiter, SqliteBatch, SqliteStore};
 use crate::{
@@ -227,5 +229,35 @@ impl crate::AccessStore for AnyStore {
     }
     async fn secret(&self, purpose: &str, fresh: [u8; 32]) -> Result<[u8; 32]> {
         dispatch!(self, s => s.secret(purpose, fresh).await)
+    }
+    async fn put_subscription(&self, sub: &Subscription) -> Result<()> {
+        dispatch!(self, s => s.put_subscription(sub).await)
+    }
+    async fn update_subscription(&self, sub: &Subscription) -> Result<bool> {
+        dispatch!(self, s => s.update_subscription(sub).await)
+    }
+    async fn subscriptions(&self) -> Result<Vec<Subscription>> {
+        dispatch!(self, s => s.subscriptions().await)
+    }
+    async fn delete_subscription(&self, id: &str) -> Result<bool> {
+        dispatch!(self, s => s.delete_subscription(id).await)
+    }
+    async fn lease_subscription(
+        &self,
+        id: &str,
+        holder: &str,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<bool> {
+        dispatch!(self, s => s.lease_subscription(id, holder, now, until).await)
+    }
+    async fn add_dead_letter(&self, d: &DeadLetter) -> Result<i64> {
+        dispatch!(self, s => s.add_dead_letter(d).await)
+    }
+    async fn dead_letters(&self, subscription: &str) -> Result<Vec<DeadLetter>> {
+        dispatch!(self, s => s.dead_letters(subscription).await)
+    }
+    async fn mark_replayed(&self, id: i64, at: DateTime<Utc>) -> Result<()> {
+        dispatch!(self, s => s.mark_replayed(id, at).await)
     }
 }

@@ -119,20 +119,20 @@ pub async fn changes(
 
 /// A page of a caller's feed, written: its events one after another, each followed by a comma,
 /// and where a follower goes on from after each.
-struct WrittenPage {
-    written: Vec<u8>,
+pub(crate) struct WrittenPage {
+    pub(crate) written: Vec<u8>,
     /// Each event's end in `written` (before its comma), and the place after it.
-    events: Vec<(usize, Phase)>,
-    next: Phase,
+    pub(crate) events: Vec<(usize, Phase)>,
+    pub(crate) next: Phase,
     /// The page ends a snapshot.
-    complete: bool,
-    caught_up: bool,
-    disclosure: crate::scope::Disclosure,
+    pub(crate) complete: bool,
+    pub(crate) caught_up: bool,
+    pub(crate) disclosure: crate::scope::Disclosure,
 }
 
 /// The caller's page from `phase`: its parcels released (limits, quota, what goes on record),
 /// its events written. A page of changes with nothing in it waits until `deadline` for one.
-async fn read_page(
+pub(crate) async fn read_page(
     app: &AppState,
     access: &Access,
     mut phase: Phase,

@@ -38,6 +38,10 @@ pub struct ServerArgs {
     /// Seconds the engine may stay behind the store's change feed before `/ready` says 503.
     #[arg(long, default_value_t = 30, env = "LANDDB_MAX_FEED_LAG_SECONDS")]
     pub max_feed_lag_seconds: u64,
+    /// Hosts (host or host:port, comma-separated) webhook callbacks may point at; none unless
+    /// given, so that no subscription can make the server call into its own network.
+    #[arg(long, env = "LANDDB_WEBHOOK_HOSTS", value_delimiter = ',')]
+    pub webhook_hosts: Vec<String>,
     #[command(flatten)]
     pub jobs: JobArgs,
 }
@@ -163,7 +167,9 @@ pub async fn serve(
         metrics: landdb_api::metrics::Metrics::default(),
         gate,
         health: landdb_api::health::Health::new(std::time::Duration::from_secs(args.max_feed_lag_seconds)),
+        webhooks: landdb_api::webhooks::Webhooks::new(args.webhook_hosts.clone()),
     });
+    let deliveries = tokio::spawn(landdb_api::webhooks::deliver::run(Arc::clone(&state)));
     let watcher = tokio::spawn(landdb_api::health::watch(Arc::clone(&state)));
     let access_follower = tokio::spawn(landdb_api::access::follow_access(Arc::clone(&state)));
     let every = std::time::Duration::from_secs(args.checkpoint_every.max(1));
@@ -189,6 +195,7 @@ pub async fn serve(
     follower.abort();
     access_follower.abort();
     watcher.abort();
+    deliveries.abort();
     // Every audit entry of the requests answered is written before the process ends, and
     // witnessed by a last checkpoint.
     state.gate.audit.flush().await;

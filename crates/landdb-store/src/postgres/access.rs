@@ -10,8 +10,12 @@ use sqlx::Row;
 use sqlx::postgres::PgRow;
 
 use super::PgStore;
-use crate::access::{AccessStore, AuditQuery, policy_from, role_from};
+use crate::access::{
+    AccessStore, AuditQuery, dead_letter_doc, dead_letter_from, policy_from, role_from, subscription_doc,
+    subscription_from,
+};
 use crate::{Result, StoreError};
+use landdb_access::webhook::{DeadLetter, Subscription};
 
 /// The advisory lock that serialises appends to the audit chain across processes.
 const AUDIT_LOCK: i64 = 0x6c61_6e64_6462_0a01;
@@ -325,6 +329,86 @@ impl AccessStore for PgStore {
             .fetch_one(&self.pool)
             .await?;
         secret.try_into().map_err(|_| StoreError::Corrupt(format!("the server secret {purpose} is not 32 bytes")))
+    }
+
+    async fn put_subscription(&self, sub: &Subscription) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO subscription (id, agency, doc) VALUES ($1, $2, $3::jsonb)
+             ON CONFLICT (id) DO UPDATE SET agency = EXCLUDED.agency, doc = EXCLUDED.doc",
+        )
+        .bind(&sub.id)
+        .bind(&sub.agency)
+        .bind(subscription_doc(sub)?)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn update_subscription(&self, sub: &Subscription) -> Result<bool> {
+        let n = sqlx::query("UPDATE subscription SET doc = $2::jsonb WHERE id = $1")
+            .bind(&sub.id)
+            .bind(subscription_doc(sub)?)
+            .execute(&self.pool)
+            .await?;
+        Ok(n.rows_affected() > 0)
+    }
+
+    async fn subscriptions(&self) -> Result<Vec<Subscription>> {
+        let docs: Vec<String> =
+            sqlx::query_scalar("SELECT doc::text FROM subscription ORDER BY id").fetch_all(&self.pool).await?;
+        docs.iter().map(|d| subscription_from(d)).collect()
+    }
+
+    async fn delete_subscription(&self, id: &str) -> Result<bool> {
+        let n = sqlx::query("DELETE FROM subscription WHERE id = $1").bind(id).execute(&self.pool).await?;
+        Ok(n.rows_affected() > 0)
+    }
+
+    async fn lease_subscription(
+        &self,
+        id: &str,
+        holder: &str,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<bool> {
+        let n = sqlx::query(
+            "UPDATE subscription SET leased_by = $2, leased_until = $4
+             WHERE id = $1 AND (leased_by IS NULL OR leased_by = $2 OR leased_until < $3)",
+        )
+        .bind(id)
+        .bind(holder)
+        .bind(now)
+        .bind(until)
+        .execute(&self.pool)
+        .await?;
+        Ok(n.rows_affected() > 0)
+    }
+
+    async fn add_dead_letter(&self, d: &DeadLetter) -> Result<i64> {
+        Ok(sqlx::query_scalar("INSERT INTO dead_letter (subscription, doc) VALUES ($1, $2::jsonb) RETURNING id")
+            .bind(&d.subscription)
+            .bind(dead_letter_doc(d)?)
+            .fetch_one(&self.pool)
+            .await?)
+    }
+
+    async fn dead_letters(&self, subscription: &str) -> Result<Vec<DeadLetter>> {
+        let rows = sqlx::query(
+            "SELECT id, doc::text AS doc, replayed_at FROM dead_letter WHERE subscription = $1 ORDER BY id",
+        )
+        .bind(subscription)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(|r| dead_letter_from(r.try_get("id")?, r.try_get("doc")?, r.try_get("replayed_at")?)).collect()
+    }
+
+    async fn mark_replayed(&self, id: i64, at: DateTime<Utc>) -> Result<()> {
+        sqlx::query("UPDATE dead_letter SET replayed_at = $2 WHERE id = $1")
+            .bind(id)
+            .bind(at)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
     }
 }
 

@@ -38,6 +38,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (8, "audit index pending list", include_str!("../../../../migrations/postgres/0008_audit_index_pending_list.sql")),
     (9, "audit by commune", include_str!("../../../../migrations/postgres/0009_audit_by_commune.sql")),
     (10, "server secrets", include_str!("../../../../migrations/postgres/0010_server_secrets.sql")),
+    (11, "webhooks", include_str!("../../../../migrations/postgres/0011_webhooks.sql")),
 ];
 
 const VERSION_COLUMNS: &str = "v.id, v.national_id, v.commune_code, v.sheet, v.parcel_no, v.commune_code_received, \

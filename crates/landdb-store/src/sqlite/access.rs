@@ -5,6 +5,7 @@ use std::sync::Arc;
 use chrono::{DateTime, NaiveDate, Utc};
 use landdb_access::audit::{Chain, Form, GENESIS};
 use landdb_access::limits::{Leased, QuotaLease};
+use landdb_access::webhook::{DeadLetter, Subscription};
 use landdb_access::{Agency, AuditEntry, AuditEvent, Broken, KeyRecord, Verified};
 use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
@@ -376,5 +377,96 @@ impl AccessStore for SqliteStore {
         secret
             .try_into()
             .map_err(|_| crate::StoreError::Corrupt(format!("the server secret {purpose} is not 32 bytes")))
+    }
+
+    async fn put_subscription(&self, sub: &Subscription) -> Result<()> {
+        let _writer = Arc::clone(&self.writer).lock_owned().await;
+        sqlx::query(
+            "INSERT INTO subscription (id, agency, doc) VALUES (?1, ?2, ?3)
+             ON CONFLICT (id) DO UPDATE SET agency = excluded.agency, doc = excluded.doc",
+        )
+        .bind(&sub.id)
+        .bind(&sub.agency)
+        .bind(crate::access::subscription_doc(sub)?)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn update_subscription(&self, sub: &Subscription) -> Result<bool> {
+        let _writer = Arc::clone(&self.writer).lock_owned().await;
+        let n = sqlx::query("UPDATE subscription SET doc = ? WHERE id = ?")
+            .bind(crate::access::subscription_doc(sub)?)
+            .bind(&sub.id)
+            .execute(&self.pool)
+            .await?;
+        Ok(n.rows_affected() > 0)
+    }
+
+    async fn subscriptions(&self) -> Result<Vec<Subscription>> {
+        let docs: Vec<String> =
+            sqlx::query_scalar("SELECT doc FROM subscription ORDER BY id").fetch_all(&self.pool).await?;
+        docs.iter().map(|d| crate::access::subscription_from(d)).collect()
+    }
+
+    async fn delete_subscription(&self, id: &str) -> Result<bool> {
+        let _writer = Arc::clone(&self.writer).lock_owned().await;
+        let n = sqlx::query("DELETE FROM subscription WHERE id = ?").bind(id).execute(&self.pool).await?;
+        Ok(n.rows_affected() > 0)
+    }
+
+    async fn lease_subscription(
+        &self,
+        id: &str,
+        holder: &str,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<bool> {
+        let _writer = Arc::clone(&self.writer).lock_owned().await;
+        let n = sqlx::query(
+            "UPDATE subscription SET leased_by = ?2, leased_until = ?4
+             WHERE id = ?1 AND (leased_by IS NULL OR leased_by = ?2 OR leased_until < ?3)",
+        )
+        .bind(id)
+        .bind(holder)
+        .bind(timestamp(now))
+        .bind(timestamp(until))
+        .execute(&self.pool)
+        .await?;
+        Ok(n.rows_affected() > 0)
+    }
+
+    async fn add_dead_letter(&self, d: &DeadLetter) -> Result<i64> {
+        let _writer = Arc::clone(&self.writer).lock_owned().await;
+        let done = sqlx::query("INSERT INTO dead_letter (subscription, doc) VALUES (?, ?)")
+            .bind(&d.subscription)
+            .bind(crate::access::dead_letter_doc(d)?)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.last_insert_rowid())
+    }
+
+    async fn dead_letters(&self, subscription: &str) -> Result<Vec<DeadLetter>> {
+        let rows = sqlx::query("SELECT id, doc, replayed_at FROM dead_letter WHERE subscription = ? ORDER BY id")
+            .bind(subscription)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                let replayed: Option<String> = r.try_get("replayed_at")?;
+                let replayed = replayed.map(|t| parse_timestamp(&t)).transpose()?;
+                crate::access::dead_letter_from(r.try_get("id")?, r.try_get("doc")?, replayed)
+            })
+            .collect()
+    }
+
+    async fn mark_replayed(&self, id: i64, at: DateTime<Utc>) -> Result<()> {
+        let _writer = Arc::clone(&self.writer).lock_owned().await;
+        sqlx::query("UPDATE dead_letter SET replayed_at = ? WHERE id = ?")
+            .bind(timestamp(at))
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
     }
 }

@@ -32,6 +32,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (5, "quota days", include_str!("../../../../migrations/sqlite/0005_quota_days.sql")),
     (6, "audit communes", include_str!("../../../../migrations/sqlite/0006_audit_communes.sql")),
     (7, "server secrets", include_str!("../../../../migrations/sqlite/0007_server_secrets.sql")),
+    (8, "webhooks", include_str!("../../../../migrations/sqlite/0008_webhooks.sql")),
 ];
 
 /// How often a follower of the embedded store looks for new changes.
