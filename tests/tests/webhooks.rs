@@ -250,3 +250,45 @@ async fn deliveries_survive_a_receiver_down_failing_and_slow() {
     assert_eq!(status, 200, "{audit}");
     assert!(audit.to_string().contains(&format!("/subscriptions/{id}")), "deliveries are audited: {audit}");
 }
+
+/// A subscription's land-use filter: only parcels with one of its codes go out, all of them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscription_gets_only_the_land_use_it_asked_for() {
+    let s = server(&[samples().join("20194.geojson")]).await;
+    let key = agency(
+        &s,
+        "farm-office",
+        Role::Reader,
+        policy(Role::Reader, Area::Communes { codes: vec!["20194".into()] }, false),
+    )
+    .await;
+    let office = client_with(&key);
+    let wanted: BTreeSet<i64> = s
+        .engine
+        .snapshot()
+        .in_commune(&landdb_model::CommuneCode::parse("20194").expect("code"))
+        .iter()
+        .filter(|p| p.land_use().iter().any(|u| u.as_str() == "ODT"))
+        .map(|p| p.version().0)
+        .collect();
+    assert!(!wanted.is_empty());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("a port");
+    let port = listener.local_addr().expect("address").port();
+    let state = Arc::new(Mutex::new(Receiver::default()));
+    receive(listener, Arc::clone(&state));
+    let made = office
+        .post(format!("{}/subscriptions", s.base))
+        .json(&serde_json::json!({ "callback": format!("http://127.0.0.1:{port}/hook"), "land_use": ["ODT"] }))
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(made.status(), 201);
+    until("every ODT parcel delivered", || received(&state).0 == wanted).await;
+    for d in &state.lock().expect("state").received {
+        let body: Value = serde_json::from_str(&d.body).expect("JSON");
+        for c in body["changes"].as_array().expect("changes") {
+            let uses = c["feature"]["properties"]["land_use"].to_string();
+            assert!(uses.contains("\"ODT\""), "only what was asked for: {c}");
+        }
+    }
+}

@@ -96,7 +96,7 @@ pub async fn changes(
         return Ok(stream::events(app, access, phase, reset, limit));
     }
     let deadline = Instant::now() + Duration::from_secs(wait);
-    let page = read_page(&app, &access, phase, limit, deadline).await?;
+    let page = read_page(&app, &access, phase, limit, deadline, None).await?;
     let next = key.seal(&access.caller.agency.name, Token { phase: page.next, scope });
     let mut out = Vec::with_capacity(page.written.len() + 1024);
     out.extend_from_slice(b"{\"changes\":[");
@@ -132,13 +132,19 @@ pub(crate) struct WrittenPage {
 
 /// The caller's page from `phase`: its parcels released (limits, quota, what goes on record),
 /// its events written. A page of changes with nothing in it waits until `deadline` for one.
+/// Which parcels of a page go out (a webhook's communes and land-use codes); the rest are passed
+/// over before the release, so that neither the quota nor the audit log counts them.
+pub(crate) type Wanted<'w> = Option<&'w (dyn Fn(&landdb_engine::Parcel<'_>) -> bool + Sync)>;
+
 pub(crate) async fn read_page(
     app: &AppState,
     access: &Access,
     mut phase: Phase,
     limit: usize,
     deadline: Instant,
+    wanted: Wanted<'_>,
 ) -> Result<WrittenPage, ApiError> {
+    let wanted = |p: &landdb_engine::Parcel<'_>| wanted.is_none_or(|w| w(p));
     let fields = Field::visible(access);
     let crs84 = OutputCrs::crs84();
     // Made where features are written, after the last await (a PROJ transformer is not Send).
@@ -163,7 +169,9 @@ pub(crate) async fn read_page(
                     Err(SnapshotGap::Behind) => return Err(behind()),
                     Err(SnapshotGap::Expired) => return Err(expired()),
                 };
-                let parcels = scoped.snapshot_parcels(&page);
+                let mut parcels = scoped.snapshot_parcels(&page);
+                let last_read = parcels.last().map(|p| p.version());
+                parcels.retain(|p| wanted(p));
                 let release = scoped.release(parcels, &fields).await?;
                 // About 600 bytes a parcel: written once, without the buffer growing.
                 let mut written = Vec::with_capacity(release.parcels().len() * 600);
@@ -183,10 +191,11 @@ pub(crate) async fn read_page(
                     *end = written.len();
                     written.push(b',');
                 }
-                let next = match events.last() {
-                    Some((_, p)) if page.more => *p,
-                    None if page.more => Phase::Snapshot { at, after },
-                    _ => Phase::Changes { after: at },
+                // After the last parcel read (wanted or not).
+                let next = if page.more {
+                    Phase::Snapshot { at, after: last_read.or(after) }
+                } else {
+                    Phase::Changes { after: at }
                 };
                 if let Some((_, last)) = events.last_mut() {
                     *last = next;
@@ -202,7 +211,8 @@ pub(crate) async fn read_page(
                     wait_past(app, access, page.position, deadline).await;
                     continue;
                 }
-                let added: Vec<_> = page.added.parcels().collect();
+                let added: Vec<_> = page.added.parcels().filter(|p| wanted(p)).collect();
+                let kept: std::collections::HashSet<_> = added.iter().map(|p| p.version()).collect();
                 let release = scoped.release(added, &fields).await?;
                 // Each feature written apart, then placed in its event.
                 let mut features_written = Vec::new();
@@ -217,7 +227,10 @@ pub(crate) async fn read_page(
                 }
                 let mut out = Vec::with_capacity(features_written.len() + page.events.len() * 64);
                 let mut events = Vec::with_capacity(page.events.len());
-                for (i, e) in page.events.iter().enumerate() {
+                // Removals always go out (the receiver may hold the version); additions when wanted.
+                let events_out: Vec<_> =
+                    page.events.iter().filter(|e| !e.kind.adds() || kept.contains(&e.version)).collect();
+                for (i, e) in events_out.iter().enumerate() {
                     begin(&mut out, e.kind.name(), e.version.0);
                     if let Some(batch) = e.batch {
                         out.extend_from_slice(b",\"batch\":");
@@ -244,7 +257,7 @@ pub(crate) async fn read_page(
                     out.push(b'}');
                     // After the page's last event, the page's end (changes after it that the
                     // caller does not see are passed over too).
-                    let place = if i + 1 == page.events.len() { page.position } else { e.position };
+                    let place = if i + 1 == events_out.len() { page.position } else { e.position };
                     events.push((out.len(), Phase::Changes { after: place }));
                     out.push(b',');
                 }

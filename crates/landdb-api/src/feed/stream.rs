@@ -49,7 +49,7 @@ pub fn events(app: Arc<AppState>, access: Access, phase: Phase, reset: bool, lim
                 Ok(k) => k,
                 Err(e) => return Some((Ok::<_, Infallible>(Bytes::from(failed(&e))), State { ended: true, ..s })),
             };
-            let page = match read_page(&s.app, &s.access, s.phase, s.limit, Instant::now() + KEEP_ALIVE).await {
+            let page = match read_page(&s.app, &s.access, s.phase, s.limit, Instant::now() + KEEP_ALIVE, None).await {
                 Ok(page) => page,
                 Err(e) => return Some((Ok(Bytes::from(failed(&e))), State { ended: true, ..s })),
             };

@@ -63,26 +63,16 @@ async fn deliver_next(app: &Arc<AppState>, mut s: Subscription) -> Result<(), Ap
         Some(Ok(t)) if t.scope == scope => (t.phase, false),
         _ => (fresh(), true),
     };
-    let page = read_page(app, &access, phase, LIMIT, Instant::now()).await?;
-    // The events the subscription wants: removals always (the receiver may hold the version),
-    // parcels of its communes and land-use codes.
-    let mut kept = Vec::new();
-    let mut start = 0;
-    for (end, _) in &page.events {
-        let event: serde_json::Value = serde_json::from_slice(&page.written[start..*end]).unwrap_or_default();
-        start = end + 1;
-        let properties = &event["feature"]["properties"];
-        let wanted = event.get("feature").is_none() || {
-            let uses: Vec<&str> =
-                properties["land_use"].as_array().into_iter().flatten().filter_map(|u| u.as_str()).collect();
-            s.wants(properties["commune"].as_str().unwrap_or_default(), &uses)
-        };
-        if wanted {
-            kept.push(event);
-        }
-    }
+    // Only the parcels of the subscription's communes and land-use codes go out (and only they
+    // are taken from the quota and put on record).
+    let wants = |p: &landdb_engine::Parcel<'_>| {
+        let codes = p.land_use();
+        let uses: Vec<&str> = codes.iter().map(|u| u.as_str()).collect();
+        s.wants(p.commune().as_str(), &uses)
+    };
+    let page = read_page(app, &access, phase, LIMIT, Instant::now(), Some(&wants)).await?;
     let next = key.seal(&s.agency, Token { phase: page.next, scope });
-    if kept.is_empty() && !reset && !page.complete {
+    if page.events.is_empty() && !reset && !page.complete {
         if page.next != phase {
             s.token = Some(next);
             app.sources.webhook_store()?.update_subscription(&s).await.map_err(|e| ApiError::store(&e))?;
@@ -92,14 +82,14 @@ async fn deliver_next(app: &Arc<AppState>, mut s: Subscription) -> Result<(), Ap
     // The same page from the same place has the same id, whichever server delivers it.
     let place = s.token.clone().unwrap_or_default();
     let delivery = hex::encode(&Sha256::digest(format!("{}:{place}", s.id))[..16]);
-    let body = serde_json::json!({
-        "subscription": s.id,
-        "delivery": delivery,
-        "reset": reset,
-        "snapshotComplete": page.complete,
-        "changes": kept,
-    })
-    .to_string();
+    let mut body = format!(
+        "{{\"subscription\":\"{}\",\"delivery\":\"{delivery}\",\"reset\":{reset},\"snapshotComplete\":{},\"changes\":[",
+        s.id, page.complete
+    )
+    .into_bytes();
+    body.extend_from_slice(page.written.strip_suffix(b",").unwrap_or(&page.written));
+    body.extend_from_slice(b"]}");
+    let body = String::from_utf8(body).map_err(|e| ApiError::internal(&e))?;
     // Sent is disclosed, whatever the receiver answers.
     let uri: axum::http::Uri = format!("/subscriptions/{}", s.id).parse().unwrap_or_default();
     app.gate.audit.record_streamed(&access, &uri, page.disclosure);
