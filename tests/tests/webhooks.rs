@@ -292,3 +292,64 @@ async fn a_subscription_gets_only_the_land_use_it_asked_for() {
         }
     }
 }
+
+/// A receiver on an allowed host that redirects elsewhere is not followed (the server would
+/// otherwise call wherever it is sent): the delivery fails and is kept as a dead letter. And an
+/// agency may hold only so many subscriptions.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redirects_are_not_followed_and_subscriptions_are_bounded() {
+    use axum::http::{StatusCode, header};
+    let s = server(&[samples().join("20194.geojson")]).await;
+    let key = agency(
+        &s,
+        "redirected",
+        Role::Reader,
+        policy(Role::Reader, Area::Communes { codes: vec!["20194".into()] }, false),
+    )
+    .await;
+    let client = client_with(&key);
+    // Where a redirect would lead: it must never be called.
+    let elsewhere = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("a port");
+    let target = format!("http://{}/hook", elsewhere.local_addr().expect("address"));
+    let reached = Arc::new(Mutex::new(Receiver::default()));
+    receive(elsewhere, Arc::clone(&reached));
+    let redirecting = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("a port");
+    let port = redirecting.local_addr().expect("address").port();
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move || {
+            let target = target.clone();
+            async move { (StatusCode::TEMPORARY_REDIRECT, [(header::LOCATION, target)]) }
+        }),
+    );
+    tokio::spawn(async move { axum::serve(redirecting, app).await });
+    let made: Value = client
+        .post(format!("{}/subscriptions", s.base))
+        .json(&serde_json::json!({ "callback": format!("http://127.0.0.1:{port}/hook") }))
+        .send()
+        .await
+        .expect("answer")
+        .json()
+        .await
+        .expect("JSON");
+    let id = made["id"].as_str().expect("id").to_owned();
+    wait_for_dead_letters(&client, &s.base, &id, 1).await;
+    assert!(reached.lock().expect("state").received.is_empty(), "the redirect was not followed");
+
+    for n in 1..landdb_api::webhooks::MAX_SUBSCRIPTIONS {
+        let answer = client
+            .post(format!("{}/subscriptions", s.base))
+            .json(&serde_json::json!({ "callback": format!("http://127.0.0.1:{port}/hook{n}") }))
+            .send()
+            .await
+            .expect("answer");
+        assert_eq!(answer.status(), 201);
+    }
+    let refused = client
+        .post(format!("{}/subscriptions", s.base))
+        .json(&serde_json::json!({ "callback": format!("http://127.0.0.1:{port}/one-too-many") }))
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(refused.status(), 400, "the most subscriptions an agency may have");
+}

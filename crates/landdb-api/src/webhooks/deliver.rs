@@ -132,7 +132,12 @@ async fn deliver_next(app: &Arc<AppState>, mut s: Subscription) -> Result<(), Ap
 /// One try of a delivery: POSTed, signed; a 2xx answer is delivered.
 pub async fn post(s: &Subscription, delivery: &str, body: &[u8]) -> Result<(), String> {
     let timestamp = Utc::now().timestamp();
-    let client = reqwest::Client::builder().timeout(TIMEOUT).build().map_err(|e| e.to_string())?;
+    // No redirect is followed: an allowed host could otherwise send the server anywhere.
+    let client = reqwest::Client::builder()
+        .timeout(TIMEOUT)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .map_err(|e| e.to_string())?;
     let answer = client
         .post(&s.callback)
         .header("content-type", "application/json")

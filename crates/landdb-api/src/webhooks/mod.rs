@@ -24,6 +24,9 @@ use crate::AppState;
 use crate::access::Access;
 use crate::ogc::{ApiError, json_response};
 
+/// Subscriptions an agency may hold at once (every server's worker looks at each of them).
+pub const MAX_SUBSCRIPTIONS: usize = 10;
+
 /// The webhook settings of a server.
 #[derive(Debug, Clone)]
 pub struct Webhooks {
@@ -99,6 +102,14 @@ pub async fn create(
     Json(new): Json<NewSubscription>,
 ) -> Result<Response, ApiError> {
     check_callback(&new.callback, &app.webhooks)?;
+    let store = app.sources.webhook_store()?;
+    let held = landdb_store::AccessStore::subscriptions(store).await.map_err(|e| ApiError::store(&e))?;
+    if held.iter().filter(|s| s.agency == access.caller.agency.name).count() >= MAX_SUBSCRIPTIONS {
+        return Err(ApiError::bad_parameter(format!(
+            "agency {} has {MAX_SUBSCRIPTIONS} subscriptions, the most it may have: delete one first",
+            access.caller.agency.name
+        )));
+    }
     let mut id = [0u8; 8];
     rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut id);
     let subscription = Subscription {
@@ -114,7 +125,6 @@ pub async fn create(
         failures: 0,
         created_at: chrono::Utc::now(),
     };
-    let store = app.sources.webhook_store()?;
     landdb_store::AccessStore::put_subscription(store, &subscription).await.map_err(|e| ApiError::store(&e))?;
     let mut body = shown(&subscription, &call.base);
     body["secret"] = json!(subscription.secret);
