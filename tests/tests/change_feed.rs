@@ -343,42 +343,55 @@ async fn a_token_works_only_for_its_agency() {
     assert!(waited < std::time::Duration::from_secs(10), "{waited:?}");
 }
 
-/// `landdb sync` into a PostGIS database and a GeoPackage, killed at random moments while it
-/// reads a backlog of random imports (and, twice, a change of the agency's area) and started
-/// again: each copy ends equal to what the agency sees through `items`, parcel for parcel,
-/// property for property, boundary for boundary.
+/// `landdb sync` of two agencies into a PostGIS database and into GeoPackages, killed at random
+/// moments while it reads a backlog of random imports (and, twice, a change of one agency's
+/// area) and started again: each copy ends equal to what its agency sees through `items`,
+/// parcel for parcel, property for property, boundary for boundary.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sync_keeps_a_copy_equal_to_items_through_kills() {
     use landdb_sync::{Copy, Options, Source};
     let s = server(&COMMUNES.map(|c| samples().join(format!("{c}.geojson")))).await;
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
-    let key = agency(
-        &s,
-        "notary",
-        Role::Reader,
-        policy(Role::Reader, Area::Communes { codes: vec![COMMUNES[0].into(), COMMUNES[2].into()] }, true),
-    )
-    .await;
-    let reader = Follower {
-        name: "notary",
-        client: client_with(&key),
-        token: None,
-        copy: BTreeMap::new(),
-        unconfirmed: None,
-        area: vec![COMMUNES[0], COMMUNES[2]],
-    };
     let target = landdb_tests::PostgisDb::create().await.expect("a target database");
-    let gpkg = std::env::temp_dir().join(format!("landdb-sync-test-{}.gpkg", std::process::id()));
-    let _ = std::fs::remove_file(&gpkg);
-    let gpkg = gpkg.to_string_lossy().into_owned();
-    let source = Source { url: s.base.clone(), key };
     let once = Options { once: true, limit: 37, wait: 0 };
+    // Two agencies, each with a copy in its own table of one PostGIS database and in its own
+    // GeoPackage: a notary (two communes, personal data) and a tax office (the third commune).
+    struct Mirror {
+        name: &'static str,
+        reader: Follower,
+        source: Source,
+        table: String,
+        gpkg: String,
+    }
+    let mut mirrors = Vec::new();
+    for (name, communes, personal) in
+        [("notary", vec![COMMUNES[0], COMMUNES[2]], true), ("tax", vec![COMMUNES[1]], false)]
+    {
+        let codes = communes.iter().map(|c| (*c).to_owned()).collect();
+        let key = agency(&s, name, Role::Reader, policy(Role::Reader, Area::Communes { codes }, personal)).await;
+        let gpkg = std::env::temp_dir().join(format!("landdb-sync-test-{}-{name}.gpkg", std::process::id()));
+        let _ = std::fs::remove_file(&gpkg);
+        mirrors.push(Mirror {
+            name,
+            reader: Follower {
+                name,
+                client: client_with(&key),
+                token: None,
+                copy: BTreeMap::new(),
+                unconfirmed: None,
+                area: communes,
+            },
+            source: Source { url: s.base.clone(), key },
+            table: format!("parcels_{name}"),
+            gpkg: gpkg.to_string_lossy().into_owned(),
+        });
+    }
     let mut serial = 0;
     for round in 0..6 {
         for _ in 0..5 {
             random_import(&s.store, &mut rng, &mut serial).await;
         }
-        // In rounds 2 and 4 the agency's area shrinks to one commune and grows back: the copies
+        // In rounds 2 and 4 the notary's area shrinks to one commune and grows back: its copies
         // get a reset snapshot, and drop what it no longer sends.
         if round == 2 || round == 4 {
             let codes =
@@ -386,44 +399,53 @@ async fn sync_keeps_a_copy_equal_to_items_through_kills() {
             agency(&s, "notary", Role::Reader, policy(Role::Reader, Area::Communes { codes }, true)).await;
         }
         caught_up(&s).await;
-        for into in [target.url.as_str(), gpkg.as_str()] {
-            // Killed after a random moment, then started again until it has caught up.
-            let copy = Copy::open(into, "parcels").await.expect("the copy");
-            let run = landdb_sync::sync(&source, &copy, once, &|_| {});
-            let killed = tokio::time::timeout(std::time::Duration::from_millis(rng.gen_range(5..200)), run).await;
-            if let Ok(done) = killed {
-                done.expect("a run");
+        for m in &mirrors {
+            for into in [target.url.as_str(), m.gpkg.as_str()] {
+                // Killed after a random moment, then started again until it has caught up.
+                let copy = Copy::open(into, &m.table).await.expect("the copy");
+                let run = landdb_sync::sync(&m.source, &copy, once, &|_| {});
+                let killed = tokio::time::timeout(std::time::Duration::from_millis(rng.gen_range(5..200)), run).await;
+                if let Ok(done) = killed {
+                    done.expect("a run");
+                }
+                drop(copy);
+                let copy = Copy::open(into, &m.table).await.expect("the copy, again");
+                landdb_sync::sync(&m.source, &copy, once, &|_| {}).await.expect("a run to the end");
             }
-            drop(copy);
-            let copy = Copy::open(into, "parcels").await.expect("the copy, again");
-            landdb_sync::sync(&source, &copy, once, &|_| {}).await.expect("a run to the end");
-        }
-        let seen = reader.items(&s.base).await;
-        let held = postgis_copy(&target.url).await;
-        assert_eq!(held.keys().collect::<Vec<_>>(), seen.keys().collect::<Vec<_>>(), "round {round}: PostGIS versions");
-        for (v, f) in &seen {
-            let (properties, geometry) = &held[v];
-            assert_eq!(properties, &f["properties"], "version {v}: properties");
-            assert_same_boundary(geometry, &f["geometry"], *v);
-        }
-        let held = geopackage_copy(&gpkg);
-        assert_eq!(
-            held.keys().collect::<Vec<_>>(),
-            seen.keys().collect::<Vec<_>>(),
-            "round {round}: GeoPackage versions"
-        );
-        for (v, f) in &seen {
-            assert_eq!(&held[v], &f["properties"], "version {v}: GeoPackage properties");
+            let seen = m.reader.items(&s.base).await;
+            let held = postgis_copy(&target.url, &m.table).await;
+            let name = m.name;
+            assert_eq!(
+                held.keys().collect::<Vec<_>>(),
+                seen.keys().collect::<Vec<_>>(),
+                "{name}, round {round}: PostGIS"
+            );
+            for (v, f) in &seen {
+                let (properties, geometry) = &held[v];
+                assert_eq!(properties, &f["properties"], "{name}: version {v}: properties");
+                assert_same_boundary(geometry, &f["geometry"], *v);
+            }
+            let held = geopackage_copy(&m.gpkg);
+            assert_eq!(
+                held.keys().collect::<Vec<_>>(),
+                seen.keys().collect::<Vec<_>>(),
+                "{name}, round {round}: GeoPackage"
+            );
+            for (v, f) in &seen {
+                assert_eq!(&held[v], &f["properties"], "{name}: version {v}: GeoPackage properties");
+            }
         }
     }
-    let _ = std::fs::remove_file(&gpkg);
+    for m in &mirrors {
+        let _ = std::fs::remove_file(&m.gpkg);
+    }
 }
 
 /// The PostGIS copy: version → (properties, boundary as GeoJSON).
-async fn postgis_copy(url: &str) -> BTreeMap<i64, (Value, Value)> {
+async fn postgis_copy(url: &str, table: &str) -> BTreeMap<i64, (Value, Value)> {
     use sqlx::Row;
     let pool = sqlx::PgPool::connect(url).await.expect("the copy's database");
-    let rows = sqlx::query("SELECT version, properties, ST_AsGeoJSON(geom, 15)::jsonb AS g FROM parcels")
+    let rows = sqlx::query(&format!("SELECT version, properties, ST_AsGeoJSON(geom, 15)::jsonb AS g FROM {table}"))
         .fetch_all(&pool)
         .await
         .expect("the copy");
