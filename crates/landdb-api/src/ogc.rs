@@ -258,10 +258,16 @@ impl ApiError {
     }
 }
 
+impl ApiError {
+    /// The JSON an answer carries: what went wrong, for the client.
+    pub fn body(&self) -> serde_json::Value {
+        serde_json::json!({ "code": self.code, "description": self.description })
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = serde_json::json!({ "code": self.code, "description": self.description });
-        let mut response = json_response(self.status, JSON, body.to_string());
+        let mut response = json_response(self.status, JSON, self.body().to_string());
         if let Some(wait) = self.retry_after {
             let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
             response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds.max(1)));

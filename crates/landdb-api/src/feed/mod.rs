@@ -76,32 +76,24 @@ pub async fn changes(
             })?,
         };
     let key = app.sources.feed_key().await?;
-    let scope = token::scope_of(&access);
     // A stream resumes from the id of the last event it received (`Last-Event-ID`).
     let resume = headers.get("last-event-id").and_then(|v| v.to_str().ok()).or(params.get("after"));
-    // No token, or a token of another scope (the agency's policy changed): a new snapshot, at the
-    // engine's position.
-    let (phase, reset) = match resume {
-        Some(raw) => {
-            let token = key.open(&access.caller.agency.name, raw)?;
-            if token.scope == scope { (token.phase, false) } else { (fresh(&app, &access), true) }
-        }
-        None => (fresh(&app, &access), true),
-    };
+    let opened = resume.map(|raw| key.open(&access.caller.agency.name, raw)).transpose()?;
+    let scope = token::scope_of(&access);
+    let (phase, reset) = place(&app, &access, scope, opened);
     let streamed = headers
         .get(axum::http::header::ACCEPT)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|a| a.contains("text/event-stream"));
     if streamed {
-        return Ok(stream::events(app, access, phase, reset, limit));
+        return Ok(stream::events(app, access, scope, phase, reset, limit));
     }
     let deadline = Instant::now() + Duration::from_secs(wait);
     let page = read_page(&app, &access, phase, limit, deadline, None).await?;
     let next = key.seal(&access.caller.agency.name, Token { phase: page.next, scope });
     let mut out = Vec::with_capacity(page.written.len() + 1024);
     out.extend_from_slice(b"{\"changes\":[");
-    // The events, each written with a comma after it: all but the last.
-    out.extend_from_slice(page.written.strip_suffix(b",").unwrap_or(&page.written));
+    out.extend_from_slice(page.array());
     out.extend_from_slice(b"],\"next\":");
     json_string(&mut out, &next);
     let phase_name = if matches!(page.next, Phase::Snapshot { .. }) || page.complete { "snapshot" } else { "changes" };
@@ -130,12 +122,40 @@ pub(crate) struct WrittenPage {
     pub(crate) disclosure: crate::scope::Disclosure,
 }
 
-/// The caller's page from `phase`: its parcels released (limits, quota, what goes on record),
-/// its events written. A page of changes with nothing in it waits until `deadline` for one.
+impl WrittenPage {
+    /// The events as the elements of a JSON array (without the brackets).
+    pub(crate) fn array(&self) -> &[u8] {
+        self.written.strip_suffix(b",").unwrap_or(&self.written)
+    }
+
+    /// Each event's JSON, with the place after it.
+    pub(crate) fn each_event(&self) -> impl Iterator<Item = (&[u8], Phase)> {
+        let mut start = 0;
+        self.events.iter().map(move |(end, after)| {
+            let json = &self.written[start..*end];
+            start = end + 1;
+            (json, *after)
+        })
+    }
+}
+
+/// Where a follower goes on from: the place its token holds, or, with no token or a token of
+/// another scope (the agency's policy changed), a new snapshot at the engine's position (then
+/// `true`: the follower drops what the snapshot does not send again).
+/// `scope` is the caller's ([`token::scope_of`]).
+pub(crate) fn place(app: &AppState, access: &Access, scope: u64, opened: Option<Token>) -> (Phase, bool) {
+    match opened {
+        Some(t) if t.scope == scope => (t.phase, false),
+        _ => (Phase::Snapshot { at: app.sources.scoped(access).position(), after: None }, true),
+    }
+}
+
 /// Which parcels of a page go out (a webhook's communes and land-use codes); the rest are passed
 /// over before the release, so that neither the quota nor the audit log counts them.
 pub(crate) type Wanted<'w> = Option<&'w (dyn Fn(&landdb_engine::Parcel<'_>) -> bool + Sync)>;
 
+/// The caller's page from `phase`: its parcels released (limits, quota, what goes on record),
+/// its events written. A page of changes with nothing in it waits until `deadline` for one.
 pub(crate) async fn read_page(
     app: &AppState,
     access: &Access,
@@ -182,7 +202,7 @@ pub(crate) async fn read_page(
                         *end = out.len();
                         out.push(b',');
                     }
-                    begin(out, "snapshot", version.0);
+                    begin(out, events::Kind::Snapshot.name(), version.0);
                     out.extend_from_slice(b",\"feature\":");
                     events.push((0, Phase::Snapshot { at, after: Some(version) }));
                 });
@@ -273,11 +293,6 @@ pub(crate) async fn read_page(
             }
         }
     }
-}
-
-/// The start of a new snapshot: the caller's parcels at the engine's position.
-fn fresh(app: &AppState, access: &Access) -> Phase {
-    Phase::Snapshot { at: app.sources.scoped(access).position(), after: None }
 }
 
 /// Waits until the engine has applied changes after `position`, or `deadline`.

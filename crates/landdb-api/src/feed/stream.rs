@@ -11,7 +11,7 @@ use axum::body::{Body, Bytes};
 use axum::http::StatusCode;
 use axum::response::Response;
 
-use super::{Phase, Token, read_page, token};
+use super::{Phase, Token, read_page};
 use crate::AppState;
 use crate::access::Access;
 use crate::ogc::streamed_response;
@@ -30,11 +30,10 @@ struct State {
     ended: bool,
 }
 
-/// The event stream from `phase`.
-pub fn events(app: Arc<AppState>, access: Access, phase: Phase, reset: bool, limit: usize) -> Response {
-    let scope = token::scope_of(&access);
+/// The event stream from `phase`, for a caller of `scope` ([`super::token::scope_of`]).
+pub fn events(app: Arc<AppState>, access: Access, scope: u64, phase: Phase, reset: bool, limit: usize) -> Response {
     let state = State { app, access, phase, reset, limit, scope, ended: false };
-    let uri: axum::http::Uri = "/collections/parcels/changes".parse().unwrap_or_default();
+    let uri = axum::http::Uri::from_static("/collections/parcels/changes");
     let stream = futures::stream::unfold(state, move |mut s| {
         let uri = uri.clone();
         async move {
@@ -54,16 +53,13 @@ pub fn events(app: Arc<AppState>, access: Access, phase: Phase, reset: bool, lim
                 Err(e) => return Some((Ok(Bytes::from(failed(&e))), State { ended: true, ..s })),
             };
             let agency = &s.access.caller.agency.name;
-            let mut start = 0;
-            for (end, after) in &page.events {
-                let json = &page.written[start..*end];
-                start = end + 1;
+            for (json, after) in page.each_event() {
                 let kind = json
                     .strip_prefix(b"{\"kind\":\"")
                     .and_then(|rest| rest.split(|b| *b == b'"').next())
                     .unwrap_or(b"change");
                 out.extend_from_slice(b"id: ");
-                out.extend_from_slice(key.seal(agency, Token { phase: *after, scope: s.scope }).as_bytes());
+                out.extend_from_slice(key.seal(agency, Token { phase: after, scope: s.scope }).as_bytes());
                 out.extend_from_slice(b"\nevent: ");
                 out.extend_from_slice(kind);
                 out.extend_from_slice(b"\ndata: ");
@@ -91,6 +87,8 @@ pub fn events(app: Arc<AppState>, access: Access, phase: Phase, reset: bool, lim
 /// The event that ends a stream that cannot go on (the quota spent, the store away), with the
 /// answer a request would have had.
 fn failed(e: &crate::ogc::ApiError) -> Vec<u8> {
-    let body = serde_json::json!({ "status": e.status.as_u16(), "code": e.code, "description": e.description });
+    // With the status the answer would have had: a stream has sent its own already.
+    let mut body = e.body();
+    body["status"] = e.status.as_u16().into();
     format!("event: error\ndata: {body}\n\n").into_bytes()
 }

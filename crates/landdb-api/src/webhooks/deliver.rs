@@ -11,7 +11,7 @@ use landdb_store::AccessStore;
 use sha2::{Digest, Sha256};
 
 use crate::AppState;
-use crate::feed::{Phase, Token, read_page, token};
+use crate::feed::{Token, place, read_page, token};
 use crate::ogc::ApiError;
 
 /// How often the worker looks at the subscriptions.
@@ -57,12 +57,10 @@ async fn deliver_next(app: &Arc<AppState>, mut s: Subscription) -> Result<(), Ap
     // A key that no longer works, a policy out of force or an agency at its limits: not now.
     let Some(access) = app.gate.delivery_access(&s.key_id, Utc::now()) else { return Ok(()) };
     let key = app.sources.feed_key().await?;
+    // A token that no longer opens (the key of the database changed) starts again too.
+    let opened = s.token.as_deref().and_then(|t| key.open(&s.agency, t).ok());
     let scope = token::scope_of(&access);
-    let fresh = || Phase::Snapshot { at: app.sources.scoped(&access).position(), after: None };
-    let (phase, reset) = match s.token.as_deref().map(|t| key.open(&s.agency, t)) {
-        Some(Ok(t)) if t.scope == scope => (t.phase, false),
-        _ => (fresh(), true),
-    };
+    let (phase, reset) = place(app, &access, scope, opened);
     // Only the parcels of the subscription's communes and land-use codes go out (and only they
     // are taken from the quota and put on record).
     let wants = |p: &landdb_engine::Parcel<'_>| {
@@ -87,7 +85,7 @@ async fn deliver_next(app: &Arc<AppState>, mut s: Subscription) -> Result<(), Ap
         s.id, page.complete
     )
     .into_bytes();
-    body.extend_from_slice(page.written.strip_suffix(b",").unwrap_or(&page.written));
+    body.extend_from_slice(page.array());
     body.extend_from_slice(b"]}");
     let body = String::from_utf8(body).map_err(|e| ApiError::internal(&e))?;
     // Sent is disclosed, whatever the receiver answers.
@@ -129,16 +127,26 @@ async fn deliver_next(app: &Arc<AppState>, mut s: Subscription) -> Result<(), Ap
     Ok(())
 }
 
+/// The client every delivery goes out through (its connections kept between deliveries).
+fn client() -> Result<&'static reqwest::Client, String> {
+    static CLIENT: std::sync::OnceLock<Result<reqwest::Client, String>> = std::sync::OnceLock::new();
+    CLIENT
+        .get_or_init(|| {
+            // No redirect is followed: an allowed host could otherwise send the server anywhere.
+            reqwest::Client::builder()
+                .timeout(TIMEOUT)
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .map_err(|e| e.to_string())
+        })
+        .as_ref()
+        .map_err(Clone::clone)
+}
+
 /// One try of a delivery: POSTed, signed; a 2xx answer is delivered.
 pub async fn post(s: &Subscription, delivery: &str, body: &[u8]) -> Result<(), String> {
     let timestamp = Utc::now().timestamp();
-    // No redirect is followed: an allowed host could otherwise send the server anywhere.
-    let client = reqwest::Client::builder()
-        .timeout(TIMEOUT)
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .map_err(|e| e.to_string())?;
-    let answer = client
+    let answer = client()?
         .post(&s.callback)
         .header("content-type", "application/json")
         .header("x-landdb-delivery", delivery)
