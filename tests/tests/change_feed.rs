@@ -28,9 +28,30 @@ struct Follower {
     unconfirmed: Option<BTreeSet<i64>>,
     /// The communes its agency sees now.
     area: Vec<&'static str>,
+    /// The communes it saw before its area last changed, until it has followed since: what
+    /// `left` the copy is named then.
+    before: Vec<&'static str>,
+    /// Snapshots it was sent (the first, and one a change of its personal-data grant).
+    resets: usize,
+    /// The events it was sent, by kind.
+    counted: BTreeMap<String, usize>,
 }
 
 impl Follower {
+    fn new(name: &'static str, key: &str, area: Vec<&'static str>) -> Follower {
+        Follower {
+            name,
+            client: client_with(key),
+            token: None,
+            copy: BTreeMap::new(),
+            unconfirmed: None,
+            area,
+            before: Vec::new(),
+            resets: 0,
+            counted: BTreeMap::new(),
+        }
+    }
+
     /// Reads the feed until it has caught up, in pages of `limit`; with `replay`, asks for some
     /// pages twice and keeps only the second answer. Checks that every event is in its area.
     async fn follow(&mut self, base: &str, store: &AnyStore, limit: usize, rng: &mut impl Rng, replay: bool) {
@@ -47,6 +68,7 @@ impl Follower {
             assert_eq!(status, 200, "{}: {doc}", self.name);
             if doc["reset"] == true {
                 self.unconfirmed = Some(self.copy.keys().copied().collect());
+                self.resets += 1;
             }
             let changes = doc["changes"].as_array().expect("changes");
             assert!(changes.len() <= limit, "a page holds at most its limit");
@@ -58,6 +80,7 @@ impl Follower {
                     named.extend(c[list].as_array().into_iter().flatten().map(|v| v.as_i64().expect("id")));
                 }
                 named.extend(c["replaces"].as_i64());
+                *self.counted.entry(c["kind"].as_str().expect("kind").to_owned()).or_default() += 1;
                 match c["kind"].as_str().expect("kind") {
                     "snapshot" | "created" | "updated" | "entered" => {
                         if let Some(r) = c["replaces"].as_i64() {
@@ -78,8 +101,9 @@ impl Follower {
             }
             for id in named {
                 let v: ParcelVersion = store.version(VersionId(id)).await.expect("store").expect("a version");
+                let commune = v.parcel.key.commune.as_str();
                 assert!(
-                    self.area.contains(&v.parcel.key.commune.as_str()),
+                    self.area.contains(&commune) || self.before.contains(&commune),
                     "{} was told of version {id} of commune {}, outside its area {:?}",
                     self.name,
                     v.parcel.key.commune,
@@ -95,6 +119,7 @@ impl Follower {
             }
             self.token = Some(doc["next"].as_str().expect("next").to_owned());
             if doc["phase"] == "changes" && doc["caughtUp"] == true {
+                self.before.clear();
                 return;
             }
         }
@@ -192,30 +217,9 @@ async fn every_follower_ends_equal_to_what_it_sees_through_items() {
     )
     .await;
     let mut followers = vec![
-        Follower {
-            name: "one-commune",
-            client: client_with(&one),
-            token: None,
-            copy: BTreeMap::new(),
-            unconfirmed: None,
-            area: vec![COMMUNES[0]],
-        },
-        Follower {
-            name: "two-communes",
-            client: client_with(&two),
-            token: None,
-            copy: BTreeMap::new(),
-            unconfirmed: None,
-            area: vec![COMMUNES[1], COMMUNES[2]],
-        },
-        Follower {
-            name: "operator",
-            client: client_with(OPERATOR_KEY),
-            token: None,
-            copy: BTreeMap::new(),
-            unconfirmed: None,
-            area: COMMUNES.to_vec(),
-        },
+        Follower::new("one-commune", &one, vec![COMMUNES[0]]),
+        Follower::new("two-communes", &two, vec![COMMUNES[1], COMMUNES[2]]),
+        Follower::new("operator", OPERATOR_KEY, COMMUNES.to_vec()),
     ];
     let mut serial = 0;
     for round in 0..40 {
@@ -226,7 +230,14 @@ async fn every_follower_ends_equal_to_what_it_sees_through_items() {
             let area: Vec<&'static str> = if grown { vec![COMMUNES[0], COMMUNES[1]] } else { vec![COMMUNES[0]] };
             let codes = area.iter().map(|c| (*c).to_owned()).collect();
             agency(&s, "one-commune", Role::Reader, policy(Role::Reader, Area::Communes { codes }, false)).await;
-            followers[0].area = area;
+            let before = std::mem::replace(&mut followers[0].area, area);
+            followers[0].before.extend(before);
+        }
+        // And the second agency's personal-data grant comes and goes.
+        if round % 11 == 4 {
+            let codes = vec![COMMUNES[1].into(), COMMUNES[2].into()];
+            let personal = round % 22 != 4;
+            agency(&s, "two-communes", Role::Reader, policy(Role::Reader, Area::Communes { codes }, personal)).await;
         }
         for f in &mut followers {
             if rng.gen_bool(0.5) {
@@ -250,6 +261,8 @@ async fn every_follower_ends_equal_to_what_it_sees_through_items() {
         );
         assert_eq!(f.copy, seen, "{}: features", f.name);
     }
+    // A change of area moves a copy by what entered and left it, never by a new snapshot.
+    assert_eq!(followers[0].resets, 1, "the first agency's area changes sent it a new snapshot");
 
     // Another server of the same database takes the tokens (the key is the database's).
     let other = replica(&s).await;
@@ -373,14 +386,7 @@ async fn sync_keeps_a_copy_equal_to_items_through_kills() {
         let _ = std::fs::remove_file(&gpkg);
         mirrors.push(Mirror {
             name,
-            reader: Follower {
-                name,
-                client: client_with(&key),
-                token: None,
-                copy: BTreeMap::new(),
-                unconfirmed: None,
-                area: communes,
-            },
+            reader: Follower::new(name, &key, communes),
             source: Source { url: s.base.clone(), key },
             table: format!("parcels_{name}"),
             gpkg: gpkg.to_string_lossy().into_owned(),
@@ -569,4 +575,88 @@ async fn the_feed_streams_as_server_sent_events_and_resumes_from_an_event_id() {
     let expected: Vec<i64> = snapshot[10..].iter().map(|(_, _, d)| d["id"].as_i64().expect("id")).collect();
     assert_eq!(versions, expected, "the snapshot goes on after the tenth parcel");
     assert!(resumed.iter().all(|(_, k, _)| k != "reset"), "a resumed stream is no new snapshot");
+}
+
+/// A change of an agency's area moves its copy by what entered and left: one `left` for each
+/// parcel it no longer sees and one `entered` for each it now sees, with no new snapshot, from
+/// communes to communes and to a polygon; a change of its personal-data grant sends the scope
+/// again (every parcel reads differently). Each time the copy ends equal to `items`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_policy_change_moves_a_copy_by_what_entered_and_left() {
+    let s = server(&[samples().join("20194.geojson"), samples().join("20197.geojson")]).await;
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+    let communes = |codes: &[&str]| Area::Communes { codes: codes.iter().map(|c| (*c).to_owned()).collect() };
+    let key = agency(&s, "mover", Role::Reader, policy(Role::Reader, communes(&["20194"]), false)).await;
+    let mut f = Follower::new("mover", &key, vec!["20194"]);
+    f.follow(&s.base, &s.store, 100, &mut rng, false).await;
+    assert_eq!(f.copy, f.items(&s.base).await);
+    let first: BTreeSet<i64> = f.copy.keys().copied().collect();
+    assert!(!first.is_empty());
+
+    // The kinds of the events of the next pages, up to caught up.
+    async fn kinds(f: &mut Follower, base: &str, store: &AnyStore) -> BTreeMap<String, BTreeSet<i64>> {
+        let before: BTreeSet<i64> = f.copy.keys().copied().collect();
+        let resets = f.resets;
+        let counted = std::mem::take(&mut f.counted);
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
+        f.follow(base, store, 37, &mut rng, false).await;
+        assert_eq!(f.resets, resets, "a change of area is no new snapshot");
+        let after: BTreeSet<i64> = f.copy.keys().copied().collect();
+        let sent = std::mem::replace(&mut f.counted, counted);
+        let (left, entered) = (before.difference(&after).count(), after.difference(&before).count());
+        // One event a parcel that left or entered (and the parcel imported meanwhile, created).
+        assert_eq!(sent.get("left").copied().unwrap_or(0), left, "{sent:?}");
+        assert_eq!(
+            sent.get("entered").copied().unwrap_or(0) + sent.get("created").copied().unwrap_or(0),
+            entered,
+            "{sent:?}"
+        );
+        BTreeMap::from([
+            ("left".to_owned(), before.difference(&after).copied().collect()),
+            ("entered".to_owned(), after.difference(&before).copied().collect()),
+        ])
+    }
+
+    // To another commune: every parcel of the first leaves, every one of the second enters.
+    agency(&s, "mover", Role::Reader, policy(Role::Reader, communes(&["20197"]), false)).await;
+    f.before = std::mem::replace(&mut f.area, vec!["20197"]);
+    let moved = kinds(&mut f, &s.base, &s.store).await;
+    let seen = f.items(&s.base).await;
+    assert_eq!(f.copy, seen, "the copy after its area moved");
+    assert_eq!(moved["left"], first);
+    assert_eq!(moved["entered"], seen.keys().copied().collect::<BTreeSet<_>>());
+
+    // To a polygon around part of the second commune (and a parcel imported meanwhile).
+    let corner = seen.values().next().expect("a parcel")["geometry"]["coordinates"][0][0][0].clone();
+    let (x, y) = (corner[0].as_f64().expect("x"), corner[1].as_f64().expect("y"));
+    let wkt = format!(
+        "POLYGON(({} {}, {} {}, {} {}, {} {}, {} {}))",
+        x - 0.002,
+        y - 0.002,
+        x + 0.002,
+        y - 0.002,
+        x + 0.002,
+        y + 0.002,
+        x - 0.002,
+        y + 0.002,
+        x - 0.002,
+        y - 0.002
+    );
+    let mut b = s.store.begin_batch(batch("while the area changes")).await.expect("begin");
+    b.insert(&[parcel("20197", "905", "1", x, y)]).await.expect("insert");
+    b.commit(serde_json::json!({})).await.expect("commit");
+    caught_up(&s).await;
+    agency(&s, "mover", Role::Reader, policy(Role::Reader, Area::Polygon { wkt }, false)).await;
+    f.before = f.area.clone();
+    let moved = kinds(&mut f, &s.base, &s.store).await;
+    let seen = f.items(&s.base).await;
+    assert_eq!(f.copy, seen, "the copy after its area became a polygon");
+    assert!(!moved["left"].is_empty() && !seen.is_empty(), "the polygon holds some of the commune, not all");
+
+    // Personal data granted: the scope is sent again.
+    let resets = f.resets;
+    agency(&s, "mover", Role::Reader, policy(Role::Reader, communes(&["20197"]), true)).await;
+    f.follow(&s.base, &s.store, 100, &mut rng, false).await;
+    assert_eq!(f.resets, resets + 1, "a change of the personal-data grant sends the scope again");
+    assert_eq!(f.copy, f.items(&s.base).await, "the copy after personal data was granted");
 }

@@ -65,6 +65,7 @@ contract!(
     a_quota_is_one_count_for_every_process,
     webhook_subscriptions_leases_and_dead_letters_are_kept,
     the_server_secret_is_made_once,
+    followed_scopes_are_kept_by_agency_and_fingerprint,
     children_are_found_for_many_parents_at_once,
 );
 
@@ -81,6 +82,8 @@ async fn webhook_subscriptions_leases_and_dead_letters_are_kept(store: AnyStore)
         callback: "http://127.0.0.1:9/hook".into(),
         communes: vec!["20194".into()],
         land_use: vec!["ODT".into()],
+        filter: Some("area_m2 > 100".into()),
+        note: None,
         secret: new_secret(),
         token: None,
         state: State::Active,
@@ -121,6 +124,37 @@ async fn webhook_subscriptions_leases_and_dead_letters_are_kept(store: AnyStore)
     assert!(store.delete_subscription("a1").await.expect("delete"));
     assert!(!store.update_subscription(&sub).await.expect("update"), "a deleted subscription stays deleted");
     assert!(store.subscriptions().await.expect("read").is_empty());
+}
+
+/// A followed scope is read back whole by its agency and fingerprint, by no other agency, and
+/// kept once (remembering it again changes nothing).
+async fn followed_scopes_are_kept_by_agency_and_fingerprint(store: AnyStore) {
+    use landdb_access::{Area, FollowedScope};
+    use landdb_store::AccessStore;
+    let communes = FollowedScope { area: Area::Communes { codes: vec!["20194".into()] }, personal_data: true };
+    let polygon = FollowedScope {
+        area: Area::Polygon { wkt: "POLYGON((108 16, 108.1 16, 108.1 16.1, 108 16))".into() },
+        personal_data: false,
+    };
+    assert_ne!(communes.fingerprint(), polygon.fingerprint());
+    for s in [&communes, &polygon, &communes] {
+        store.remember_scope("tax", s).await.expect("remember");
+    }
+    assert_eq!(store.remembered_scope("tax", communes.fingerprint()).await.expect("read"), Some(communes.clone()));
+    assert_eq!(store.remembered_scope("tax", polygon.fingerprint()).await.expect("read"), Some(polygon.clone()));
+    assert_eq!(store.remembered_scope("police", communes.fingerprint()).await.expect("read"), None);
+    assert_eq!(store.remembered_scope("tax", 7).await.expect("read"), None);
+    // Fingerprints use all 64 bits: the top one too.
+    let mut high = communes.clone();
+    for n in 0..64 {
+        high.area = Area::Communes { codes: vec![format!("{:05}", 20_000 + n)] };
+        if high.fingerprint() >= 1 << 63 {
+            break;
+        }
+    }
+    assert!(high.fingerprint() >= 1 << 63);
+    store.remember_scope("tax", &high).await.expect("remember");
+    assert_eq!(store.remembered_scope("tax", high.fingerprint()).await.expect("read"), Some(high));
 }
 
 /// The first secret asked for is kept; later asks (with other fresh bytes) get it.

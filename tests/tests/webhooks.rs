@@ -66,6 +66,23 @@ fn receive(listener: tokio::net::TcpListener, state: Arc<Mutex<Receiver>>) {
     tokio::spawn(async move { axum::serve(listener, app).await });
 }
 
+/// A server with commune 20194, and a client of the reader agency `name` that sees it.
+async fn reader_of_20194(name: &str) -> (landdb_tests::http::Server, reqwest::Client) {
+    let s = server(&[samples().join("20194.geojson")]).await;
+    let area = Area::Communes { codes: vec!["20194".into()] };
+    let key = agency(&s, name, Role::Reader, policy(Role::Reader, area, false)).await;
+    (s, client_with(&key))
+}
+
+/// A receiver listening on a port of its own: the port, and what it receives.
+async fn listening() -> (u16, Arc<Mutex<Receiver>>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("a port");
+    let port = listener.local_addr().expect("address").port();
+    let state = Arc::new(Mutex::new(Receiver::default()));
+    receive(listener, Arc::clone(&state));
+    (port, state)
+}
+
 /// The versions the receiver has been sent (added), and every event's commune.
 fn received(state: &Mutex<Receiver>) -> (BTreeSet<i64>, BTreeSet<String>) {
     let (mut versions, mut communes) = (BTreeSet::new(), BTreeSet::new());
@@ -254,15 +271,7 @@ async fn deliveries_survive_a_receiver_down_failing_and_slow() {
 /// A subscription's land-use filter: only parcels with one of its codes go out, all of them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_subscription_gets_only_the_land_use_it_asked_for() {
-    let s = server(&[samples().join("20194.geojson")]).await;
-    let key = agency(
-        &s,
-        "farm-office",
-        Role::Reader,
-        policy(Role::Reader, Area::Communes { codes: vec!["20194".into()] }, false),
-    )
-    .await;
-    let office = client_with(&key);
+    let (s, office) = reader_of_20194("farm-office").await;
     let wanted: BTreeSet<i64> = s
         .engine
         .snapshot()
@@ -272,10 +281,7 @@ async fn a_subscription_gets_only_the_land_use_it_asked_for() {
         .map(|p| p.version().0)
         .collect();
     assert!(!wanted.is_empty());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("a port");
-    let port = listener.local_addr().expect("address").port();
-    let state = Arc::new(Mutex::new(Receiver::default()));
-    receive(listener, Arc::clone(&state));
+    let (port, state) = listening().await;
     let made = office
         .post(format!("{}/subscriptions", s.base))
         .json(&serde_json::json!({ "callback": format!("http://127.0.0.1:{port}/hook"), "land_use": ["ODT"] }))
@@ -299,20 +305,10 @@ async fn a_subscription_gets_only_the_land_use_it_asked_for() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redirects_are_not_followed_and_subscriptions_are_bounded() {
     use axum::http::{StatusCode, header};
-    let s = server(&[samples().join("20194.geojson")]).await;
-    let key = agency(
-        &s,
-        "redirected",
-        Role::Reader,
-        policy(Role::Reader, Area::Communes { codes: vec!["20194".into()] }, false),
-    )
-    .await;
-    let client = client_with(&key);
+    let (s, client) = reader_of_20194("redirected").await;
     // Where a redirect would lead: it must never be called.
-    let elsewhere = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("a port");
-    let target = format!("http://{}/hook", elsewhere.local_addr().expect("address"));
-    let reached = Arc::new(Mutex::new(Receiver::default()));
-    receive(elsewhere, Arc::clone(&reached));
+    let (elsewhere, reached) = listening().await;
+    let target = format!("http://127.0.0.1:{elsewhere}/hook");
     let redirecting = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("a port");
     let port = redirecting.local_addr().expect("address").port();
     let app = axum::Router::new().route(
@@ -352,4 +348,63 @@ async fn redirects_are_not_followed_and_subscriptions_are_bounded() {
         .await
         .expect("answer");
     assert_eq!(refused.status(), 400, "the most subscriptions an agency may have");
+}
+
+/// A subscription's CQL2 filter: it may name only what the agency may query (personal data it
+/// does not see is as unknown as a made-up field) and not validity; what goes out is what
+/// `items` answers with the same filter, all of it; and a parcel updated into something the
+/// filter does not want leaves the receiver's copy (a `left` of the version it held).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscription_gets_what_its_cql2_filter_matches() {
+    let (s, office) = reader_of_20194("big-parcels").await;
+    let (port, state) = listening().await;
+    let subscribe = |filter: &str| {
+        office
+            .post(format!("{}/subscriptions", s.base))
+            .json(&serde_json::json!({ "callback": format!("http://127.0.0.1:{port}/hook"), "filter": filter }))
+            .send()
+    };
+    for refused in
+        ["address LIKE '%Hải%'", "valid_from > TIMESTAMP('2020-01-01T00:00:00Z')", "area_m2 >", "owner = 'x'"]
+    {
+        let answer = subscribe(refused).await.expect("answer");
+        assert_eq!(answer.status(), 400, "{refused}");
+        let body: Value = answer.json().await.expect("JSON");
+        assert!(body["description"].as_str().is_some_and(|d| d.contains("filter")), "{refused}: {body}");
+    }
+    let filter = "area_m2 > 1000";
+    let (status, _, items) =
+        get_with(&office, &format!("{}/collections/parcels/items?limit=10000&filter={}", s.base, urlencoding(filter)))
+            .await;
+    assert_eq!(status, 200, "{items}");
+    let wanted: BTreeSet<i64> =
+        items["features"].as_array().expect("features").iter().map(|f| f["id"].as_i64().expect("id")).collect();
+    assert!(!wanted.is_empty());
+    let made = subscribe(filter).await.expect("answer");
+    assert_eq!(made.status(), 201);
+    let made: Value = made.json().await.expect("JSON");
+    assert_eq!(made["filter"], filter);
+    until("every parcel the filter matches delivered", || received(&state).0 == wanted).await;
+
+    // One of them updated to a small parcel: its old version leaves the receiver's copy.
+    let old = *wanted.iter().next().expect("one");
+    let held = s.store.version(landdb_model::VersionId(old)).await.expect("store").expect("the version");
+    let key = &held.parcel.key;
+    // The fixture's parcel: about 400 m².
+    let small = parcel(key.commune.as_str(), &key.sheet, &key.number, 108.2, 16.05);
+    let mut b = s.store.begin_batch(batch("made small")).await.expect("begin");
+    b.supersede(&small, &[landdb_model::VersionId(old)]).await.expect("supersede");
+    b.commit(serde_json::json!({})).await.expect("commit");
+    let left = || {
+        state.lock().expect("state").received.iter().any(|d| {
+            let body: Value = serde_json::from_str(&d.body).expect("JSON");
+            body["changes"].as_array().expect("changes").iter().any(|c| c["kind"] == "left" && c["id"] == old)
+        })
+    };
+    until("the old version left", left).await;
+    assert!(!received(&state).0.iter().any(|v| !wanted.contains(v)), "nothing the filter does not want went out");
+}
+
+fn urlencoding(raw: &str) -> String {
+    url::form_urlencoded::byte_serialize(raw.as_bytes()).collect()
 }

@@ -15,7 +15,7 @@ pub mod webhook;
 
 pub use audit::{AuditEntry, AuditEvent, Broken, Verified};
 pub use key::{KeyRecord, NewKey};
-pub use policy::{Agency, Area, Limits, Operation, Policy, Role, Scope};
+pub use policy::{Agency, Area, FollowedScope, Limits, Operation, Policy, Role, Scope};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AccessError {

@@ -154,6 +154,30 @@ impl Policy {
     }
 }
 
+/// What a change-feed follower's copy is made under: the area and whether it holds personal data.
+/// Its fingerprint goes in the follower's tokens; when the agency's policy changes either, the
+/// next page compares the two (see the API's `feed`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FollowedScope {
+    pub area: Area,
+    pub personal_data: bool,
+}
+
+impl FollowedScope {
+    pub fn of(policy: &Policy) -> FollowedScope {
+        FollowedScope { area: policy.area.clone(), personal_data: policy.personal_data }
+    }
+
+    /// A hash of the area and the grant: equal scopes, equal fingerprints.
+    pub fn fingerprint(&self) -> u64 {
+        use sha2::{Digest, Sha256};
+        let mut hash = Sha256::new();
+        hash.update(serde_json::to_vec(&self.area).unwrap_or_default());
+        hash.update([u8::from(self.personal_data)]);
+        u64::from_be_bytes(hash.finalize()[..8].try_into().unwrap_or_default())
+    }
+}
+
 /// An organisation with its policy.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Agency {

@@ -32,6 +32,13 @@ pub struct Subscription {
     /// Only parcels with one of these land-use codes (all when empty).
     #[serde(default)]
     pub land_use: Vec<String>,
+    /// Only parcels matching this CQL2 text filter (over the fields the agency may query).
+    #[serde(default)]
+    pub filter: Option<String>,
+    /// Why deliveries stopped, when they stopped for something other than failed deliveries
+    /// (a filter the agency's policy no longer allows).
+    #[serde(default)]
+    pub note: Option<String>,
     /// The HMAC-SHA256 key of the signatures (hex), shown to the agency once.
     pub secret: String,
     /// Where deliveries go on from in the agency's change feed (none: from a snapshot).
@@ -108,6 +115,8 @@ mod tests {
             callback: "http://127.0.0.1/".into(),
             communes: Vec::new(),
             land_use: Vec::new(),
+            filter: None,
+            note: None,
             secret: new_secret(),
             token: None,
             state: State::Active,

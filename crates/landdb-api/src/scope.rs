@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use geo::Rect;
-use landdb_access::{Operation, Scope};
+use landdb_access::{FollowedScope, Operation, Scope};
 use landdb_engine::{Engine, Parcel, View};
 use landdb_model::{CommuneCode, FeedPosition, NationalParcelId, ParcelKey, ParcelVersion, ReferenceData, VersionId};
 use landdb_store::{AnyStore, DatabaseUrl, ParcelStore, Period};
@@ -58,7 +58,14 @@ pub struct Sources {
     orders: CallerCache<(), Arc<Vec<VersionId>>>,
     /// The key of the change feed's tokens, read from the store when first needed.
     feed_key: tokio::sync::OnceCell<crate::feed::FeedKey>,
+    /// The scopes change-feed tokens were sealed under, by agency and fingerprint, compiled:
+    /// each one this process knows the store keeps (see [`Sources::follow_scope`]).
+    followed: Mutex<HashMap<(String, u64), FollowedAt>>,
 }
+
+/// A scope a follower's copy was made under, and the scope compiled (none when its area no
+/// longer compiles: a commune code no longer in the reference data).
+pub type FollowedAt = Arc<(FollowedScope, Option<Scope>)>;
 
 /// What was worked out for a caller at a feed position, found by the caller's address and kept
 /// with the caller itself: while an entry holds it, no other caller (made when the rules reload)
@@ -110,6 +117,19 @@ impl<K: Eq + std::hash::Hash, V: Clone> CallerCache<K, V> {
     }
 }
 
+/// Every parcel of `view` that `scope` sees, in no particular order.
+fn in_scope<'v>(view: &'v View, scope: &Scope) -> Vec<Parcel<'v>> {
+    match scope {
+        Scope::Nation => view.parcels().collect(),
+        Scope::Communes(set) => set.iter().flat_map(|c| view.in_commune(c)).collect(),
+        Scope::Polygon { bounds, .. } => {
+            let mut found = view.in_box(*bounds);
+            found.retain(|p| scope.sees(p.commune(), || p.geometry()));
+            found
+        }
+    }
+}
+
 /// The concave hull of the corners of the parcels' bounding boxes (kept in the engine: no
 /// geometry is decoded), simplified to 0.00001° (about a metre).
 fn outline_of(parcels: &[Parcel<'_>]) -> Option<geo::Polygon<f64>> {
@@ -147,6 +167,7 @@ impl Sources {
             summaries: CallerCache::new(100_000),
             orders: CallerCache::new(1_000),
             feed_key: tokio::sync::OnceCell::new(),
+            followed: Mutex::new(HashMap::new()),
         }
     }
 
@@ -173,6 +194,62 @@ impl Sources {
                 Ok(crate::feed::FeedKey::new(secret))
             })
             .await
+    }
+
+    /// The fingerprint of the caller's scope, which its change-feed tokens carry; the scope is
+    /// kept in the store first (once a process), so that when the agency's policy changes, any
+    /// server can move its followers' copies from it to the new one.
+    pub async fn follow_scope(&self, access: &Access) -> Result<u64, ApiError> {
+        let agency = &access.caller.agency;
+        let scope = FollowedScope::of(&agency.policy);
+        let fingerprint = scope.fingerprint();
+        let key = (agency.name.clone(), fingerprint);
+        if self.followed_lock().contains_key(&key) {
+            return Ok(fingerprint);
+        }
+        landdb_store::AccessStore::remember_scope(self.store()?, &agency.name, &scope)
+            .await
+            .map_err(|e| internal(&e))?;
+        self.keep_followed(key, Arc::new((scope, Some(access.caller.scope.clone()))));
+        Ok(fingerprint)
+    }
+
+    /// The scope `agency`'s tokens fingerprinted `fingerprint` were sealed under, with it
+    /// compiled; none when the store does not keep it or it no longer compiles.
+    pub async fn followed_scope(
+        &self,
+        agency: &str,
+        fingerprint: u64,
+        reference: &ReferenceData,
+    ) -> Result<Option<FollowedAt>, ApiError> {
+        let key = (agency.to_owned(), fingerprint);
+        let held = self.followed_lock().get(&key).cloned();
+        let followed = match held {
+            Some(f) => f,
+            None => {
+                let kept = landdb_store::AccessStore::remembered_scope(self.store()?, agency, fingerprint)
+                    .await
+                    .map_err(|e| internal(&e))?;
+                let Some(kept) = kept else { return Ok(None) };
+                let compiled = Scope::compile(&kept.area, reference).ok();
+                let followed = Arc::new((kept, compiled));
+                self.keep_followed(key, Arc::clone(&followed));
+                followed
+            }
+        };
+        Ok(followed.1.is_some().then_some(followed))
+    }
+
+    fn followed_lock(&self) -> std::sync::MutexGuard<'_, HashMap<(String, u64), FollowedAt>> {
+        self.followed.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn keep_followed(&self, key: (String, u64), followed: FollowedAt) {
+        let mut held = self.followed_lock();
+        if held.len() > 10_000 {
+            held.clear();
+        }
+        held.insert(key, followed);
     }
 
     /// Where webhook subscriptions and their dead letters are kept (no parcel is reached
@@ -404,15 +481,7 @@ impl<'s> Scoped<'s> {
     /// commune index (its cost is the scope's size, whatever lies around it), a polygon's through
     /// the R-tree.
     pub fn all(&self) -> Vec<Parcel<'_>> {
-        match self.scope() {
-            Scope::Nation => self.view.parcels().collect(),
-            Scope::Communes(set) => set.iter().flat_map(|c| self.view.in_commune(c)).collect(),
-            Scope::Polygon { bounds, .. } => {
-                let mut found = self.view.in_box(*bounds);
-                found.retain(|p| self.sees(p));
-                found
-            }
-        }
+        in_scope(&self.view, self.scope())
     }
 
     /// Every parcel in version order after `after`, when the caller sees everything (the

@@ -12,7 +12,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use landdb_access::audit::Form;
 use landdb_access::limits::{Leased, QuotaLease};
 use landdb_access::webhook::{DeadLetter, Subscription};
-use landdb_access::{Agency, AuditEntry, AuditEvent, Broken, KeyRecord, Verified};
+use landdb_access::{Agency, AuditEntry, AuditEvent, Broken, FollowedScope, KeyRecord, Verified};
 
 use crate::Result;
 
@@ -119,6 +119,17 @@ pub trait AccessStore: Send + Sync {
     /// database must share, such as the key that seals change-feed tokens.
     fn secret(&self, purpose: &str, fresh: [u8; 32]) -> impl Future<Output = Result<[u8; 32]>> + Send;
 
+    /// Keeps the scope an agency's change-feed tokens are sealed under, by its fingerprint
+    /// (kept once; the same fingerprint is the same scope).
+    fn remember_scope(&self, agency: &str, scope: &FollowedScope) -> impl Future<Output = Result<()>> + Send;
+
+    /// The scope of `agency` with this fingerprint, if one was kept.
+    fn remembered_scope(
+        &self,
+        agency: &str,
+        fingerprint: u64,
+    ) -> impl Future<Output = Result<Option<FollowedScope>>> + Send;
+
     /// Creates the webhook subscription or replaces it (same id).
     fn put_subscription(&self, s: &Subscription) -> impl Future<Output = Result<()>> + Send;
     /// Replaces a subscription that still exists (the delivery worker's progress): false when it
@@ -149,6 +160,15 @@ pub(crate) fn subscription_doc(s: &Subscription) -> Result<String> {
 
 pub(crate) fn subscription_from(doc: &str) -> Result<Subscription> {
     serde_json::from_str(doc).map_err(|e| crate::StoreError::Corrupt(format!("a stored subscription: {e}")))
+}
+
+/// A followed scope as a stored document.
+pub(crate) fn scope_doc(s: &FollowedScope) -> Result<String> {
+    serde_json::to_string(s).map_err(|e| crate::StoreError::Corrupt(format!("a followed scope: {e}")))
+}
+
+pub(crate) fn read_scope_doc(doc: &str) -> Result<FollowedScope> {
+    serde_json::from_str(doc).map_err(|e| crate::StoreError::Corrupt(format!("a stored followed scope: {e}")))
 }
 
 /// A dead letter's document (its id is the row's).

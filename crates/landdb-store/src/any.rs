@@ -7,6 +7,7 @@ use landdb_model::{
     BatchId, CommuneCode, FeedPosition, NationalParcelId, Parcel, ParcelKey, ParcelVersion, RightHolder, VersionId,
 };
 
+use landdb_access::FollowedScope;
 use landdb_access::webhook::{DeadLetter, Subscription};
 
 use crate::postgres::{PgBatch, PgStore, PgWaiter};
@@ -230,6 +231,14 @@ impl crate::AccessStore for AnyStore {
     async fn secret(&self, purpose: &str, fresh: [u8; 32]) -> Result<[u8; 32]> {
         dispatch!(self, s => s.secret(purpose, fresh).await)
     }
+    async fn remember_scope(&self, agency: &str, scope: &FollowedScope) -> Result<()> {
+        dispatch!(self, s => s.remember_scope(agency, scope).await)
+    }
+
+    async fn remembered_scope(&self, agency: &str, fingerprint: u64) -> Result<Option<FollowedScope>> {
+        dispatch!(self, s => s.remembered_scope(agency, fingerprint).await)
+    }
+
     async fn put_subscription(&self, sub: &Subscription) -> Result<()> {
         dispatch!(self, s => s.put_subscription(sub).await)
     }

@@ -20,11 +20,14 @@ pub enum Kind {
     Created,
     /// A new version in scope that replaces one version in scope (`replaces`).
     Updated,
-    /// A new version in scope from versions outside it: the parcel moved in.
+    /// A new version in scope from versions outside it (the parcel moved in), or a current
+    /// parcel the follower's scope grew over (its policy changed).
     Entered,
     /// A version in scope stopped being current.
     Retired,
-    /// A version in scope was replaced by versions outside it: the parcel moved out.
+    /// A version in scope was replaced by versions outside it (the parcel moved out), a
+    /// current parcel the follower's scope no longer covers (its policy changed), or, to a
+    /// webhook, a version replaced by one its filter does not want.
     Left,
 }
 
@@ -61,6 +64,14 @@ pub struct Event {
     pub came_from: Vec<VersionId>,
     /// `retired`: the versions in scope it went to.
     pub went_to: Vec<VersionId>,
+}
+
+impl Event {
+    /// An event of `kind` about `version` alone (no batch, no lineage): a snapshot's parcel, or
+    /// one that entered or left when the follower's scope changed, at feed position `position`.
+    pub fn plain(kind: Kind, version: VersionId, position: FeedPosition) -> Event {
+        Event { kind, version, batch: None, position, replaces: None, came_from: Vec::new(), went_to: Vec::new() }
+    }
 }
 
 /// What the store says of the versions a page of changes involves.

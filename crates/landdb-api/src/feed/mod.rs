@@ -5,8 +5,11 @@
 //! one moment of the feed; then the changes after that moment, in commit order, as events
 //! (`created`, `updated`, `entered`, `retired`, `left`: [`events::Kind`]). Each answer ends with
 //! the token to ask with next. With `wait`, an answer that would be empty waits for a change
-//! (long polling). When the agency's area or personal-data grant changes, its next answer starts
-//! a new snapshot, marked `reset`: the follower keeps what the snapshot sends and drops the rest.
+//! (long polling). When the agency's area changes, the next answers move the follower's copy to
+//! the new area: an `entered` for each parcel it now sees, a `left` for each it no longer sees
+//! (the area its tokens were made under is kept in the store, by the fingerprint they carry).
+//! When its personal-data grant changes, every parcel reads differently: the next answer starts
+//! a new snapshot, marked `reset`; the follower keeps what the snapshot sends and drops the rest.
 //! With `Accept: text/event-stream` the same pages go out as Server-Sent Events ([`stream`]).
 //!
 //! Everything goes through the caller's [`crate::scope::Scoped`] view and leaves through its release, so the
@@ -33,6 +36,7 @@ use crate::features::{Field, Output, each_feature, json_string};
 use crate::ogc::{ApiError, json_response};
 use crate::routes::Call;
 use crate::scope::SnapshotGap;
+use events::Event;
 
 /// The parameters of the feed.
 pub const CHANGES: &[(&str, &str)] = &[
@@ -79,8 +83,8 @@ pub async fn changes(
     // A stream resumes from the id of the last event it received (`Last-Event-ID`).
     let resume = headers.get("last-event-id").and_then(|v| v.to_str().ok()).or(params.get("after"));
     let opened = resume.map(|raw| key.open(&access.caller.agency.name, raw)).transpose()?;
-    let scope = token::scope_of(&access);
-    let (phase, reset) = place(&app, &access, scope, opened);
+    let scope = app.sources.follow_scope(&access).await?;
+    let (phase, reset) = place(&app, &access, scope, opened).await?;
     let streamed = headers
         .get(axum::http::header::ACCEPT)
         .and_then(|v| v.to_str().ok())
@@ -139,19 +143,35 @@ impl WrittenPage {
     }
 }
 
-/// Where a follower goes on from: the place its token holds, or, with no token or a token of
-/// another scope (the agency's policy changed), a new snapshot at the engine's position (then
-/// `true`: the follower drops what the snapshot does not send again).
+/// Where a follower goes on from: the place its token holds; with no token, a new snapshot at
+/// the engine's position (then `true`: the follower drops what the snapshot does not send again).
+/// A token of another scope (the agency's policy changed) moves an up-to-date copy to the new
+/// scope by the parcels that entered or left it, when only the area changed; a copy of the
+/// personal-data grant that changed, or in the middle of a snapshot, starts again.
 /// `scope` is the caller's ([`token::scope_of`]).
-pub(crate) fn place(app: &AppState, access: &Access, scope: u64, opened: Option<Token>) -> (Phase, bool) {
-    match opened {
-        Some(t) if t.scope == scope => (t.phase, false),
-        _ => (Phase::Snapshot { at: app.sources.scoped(access).position(), after: None }, true),
+pub(crate) async fn place(
+    app: &AppState,
+    access: &Access,
+    scope: u64,
+    opened: Option<Token>,
+) -> Result<(Phase, bool), ApiError> {
+    let again = || (Phase::Snapshot { at: app.sources.scoped(access).position(), after: None }, true);
+    let Some(token) = opened else { return Ok(again()) };
+    if token.scope == scope {
+        return Ok((token.phase, false));
     }
+    let agency = &access.caller.agency;
+    if let Phase::Changes { after } = token.phase
+        && let Some(before) = app.sources.followed_scope(&agency.name, token.scope, &app.reference).await?
+        && before.0.personal_data == agency.policy.personal_data
+    {
+        return Ok((Phase::Rescope { at: after, after: None, from: token.scope }, false));
+    }
+    Ok(again())
 }
 
-/// Which parcels of a page go out (a webhook's communes and land-use codes); the rest are passed
-/// over before the release, so that neither the quota nor the audit log counts them.
+/// Which parcels of a page go out (a webhook's communes, land-use codes and filter); the rest are
+/// passed over before the release, so that neither the quota nor the audit log counts them.
 pub(crate) type Wanted<'w> = Option<&'w (dyn Fn(&landdb_engine::Parcel<'_>) -> bool + Sync)>;
 
 /// The caller's page from `phase`: its parcels released (limits, quota, what goes on record),
@@ -166,62 +186,68 @@ pub(crate) async fn read_page(
 ) -> Result<WrittenPage, ApiError> {
     let wanted = |p: &landdb_engine::Parcel<'_>| wanted.is_none_or(|w| w(p));
     let fields = Field::visible(access);
-    let crs84 = OutputCrs::crs84();
-    // Made where features are written, after the last await (a PROJ transformer is not Send).
-    let output = || Output { crs: &crs84, transformer: None };
-    let begin = |out: &mut Vec<u8>, kind: &str, version: i64| {
-        out.extend_from_slice(b"{\"kind\":\"");
-        out.extend_from_slice(kind.as_bytes());
-        out.extend_from_slice(b"\",\"id\":");
-        out.extend_from_slice(itoa::Buffer::new().format(version).as_bytes());
-    };
     let behind_until = Instant::now() + WAIT_STEP * 100;
+    // A page of a snapshot or a rescope cannot be read while the engine is behind its position.
+    macro_rules! or_behind {
+        ($read:expr) => {
+            match $read {
+                Ok(page) => page,
+                Err(SnapshotGap::Behind) if Instant::now() < behind_until => {
+                    tokio::time::sleep(WAIT_STEP).await;
+                    continue;
+                }
+                Err(SnapshotGap::Behind) => return Err(behind()),
+                Err(SnapshotGap::Expired) => return Err(expired()),
+            }
+        };
+    }
     loop {
         let scoped = app.sources.scoped(access);
+        // The events of the page, the parcels they add, and where the page ends.
+        let (events, added, next, complete, caught_up): (
+            Vec<Event>,
+            Vec<landdb_engine::Parcel<'_>>,
+            Phase,
+            bool,
+            bool,
+        );
+        // What the added parcels are read from.
+        let snapshot_page;
+        let changes_added;
         match phase {
             Phase::Snapshot { at, after } => {
-                let page = match scoped.snapshot(at, after, limit).await? {
-                    Ok(page) => page,
-                    Err(SnapshotGap::Behind) if Instant::now() < behind_until => {
-                        tokio::time::sleep(WAIT_STEP).await;
-                        continue;
-                    }
-                    Err(SnapshotGap::Behind) => return Err(behind()),
-                    Err(SnapshotGap::Expired) => return Err(expired()),
-                };
-                let mut parcels = scoped.snapshot_parcels(&page);
-                let last_read = parcels.last().map(|p| p.version());
-                parcels.retain(|p| wanted(p));
-                let release = scoped.release(parcels, &fields).await?;
-                // About 600 bytes a parcel: written once, without the buffer growing.
-                let mut written = Vec::with_capacity(release.parcels().len() * 600);
-                let mut events: Vec<(usize, Phase)> = Vec::with_capacity(release.parcels().len());
-                each_feature(&mut written, &release, &fields, &output(), |out, version| {
-                    if let Some((end, _)) = events.last_mut() {
-                        out.push(b'}');
-                        *end = out.len();
-                        out.push(b',');
-                    }
-                    begin(out, events::Kind::Snapshot.name(), version.0);
-                    out.extend_from_slice(b",\"feature\":");
-                    events.push((0, Phase::Snapshot { at, after: Some(version) }));
-                });
-                if let Some((end, _)) = events.last_mut() {
-                    written.push(b'}');
-                    *end = written.len();
-                    written.push(b',');
-                }
+                snapshot_page = or_behind!(scoped.snapshot(at, after, limit).await?);
+                let parcels = scoped.snapshot_parcels(&snapshot_page);
                 // After the last parcel read (wanted or not).
-                let next = if page.more {
+                let last_read = parcels.last().map(|p| p.version());
+                next = if snapshot_page.more {
                     Phase::Snapshot { at, after: last_read.or(after) }
                 } else {
                     Phase::Changes { after: at }
                 };
-                if let Some((_, last)) = events.last_mut() {
-                    *last = next;
-                }
-                let disclosure = release.into_disclosure();
-                return Ok(WrittenPage { written, events, next, complete: !page.more, caught_up: false, disclosure });
+                events = parcels.iter().map(|p| Event::plain(events::Kind::Snapshot, p.version(), at)).collect();
+                added = parcels;
+                (complete, caught_up) = (!snapshot_page.more, false);
+            }
+            Phase::Rescope { at, after, from } => {
+                let before = app.sources.followed_scope(&access.caller.agency.name, from, &app.reference).await?;
+                let Some(before) = before.as_ref().and_then(|b| b.1.as_ref()) else { return Err(unknown_scope()) };
+                let (page, moves) = or_behind!(scoped.rescope(at, after, before, limit).await?);
+                snapshot_page = page;
+                next = if snapshot_page.more {
+                    Phase::Rescope { at, after: moves.last().map(|(v, _)| *v).or(after), from }
+                } else {
+                    Phase::Changes { after: at }
+                };
+                events = moves
+                    .iter()
+                    .map(|(v, entered)| {
+                        let kind = if *entered { events::Kind::Entered } else { events::Kind::Left };
+                        Event::plain(kind, *v, at)
+                    })
+                    .collect();
+                added = scoped.snapshot_parcels(&snapshot_page);
+                (complete, caught_up) = (false, false);
             }
             Phase::Changes { after } => {
                 let page = scoped.changes(after, limit).await?;
@@ -231,68 +257,91 @@ pub(crate) async fn read_page(
                     wait_past(app, access, page.position, deadline).await;
                     continue;
                 }
-                let added: Vec<_> = page.added.parcels().filter(|p| wanted(p)).collect();
-                let kept: std::collections::HashSet<_> = added.iter().map(|p| p.version()).collect();
-                let release = scoped.release(added, &fields).await?;
-                // Each feature written apart, then placed in its event.
-                let mut features_written = Vec::new();
-                let mut starts = Vec::new();
-                each_feature(&mut features_written, &release, &fields, &output(), |w, version| {
-                    starts.push((version, w.len()))
-                });
-                let mut features = std::collections::HashMap::new();
-                for (i, (version, start)) in starts.iter().enumerate() {
-                    let end = starts.get(i + 1).map_or(features_written.len(), |(_, e)| *e);
-                    features.insert(*version, &features_written[*start..end]);
-                }
-                let mut out = Vec::with_capacity(features_written.len() + page.events.len() * 64);
-                let mut events = Vec::with_capacity(page.events.len());
-                // Removals always go out (the receiver may hold the version); additions when wanted.
-                let events_out: Vec<_> =
-                    page.events.iter().filter(|e| !e.kind.adds() || kept.contains(&e.version)).collect();
-                for (i, e) in events_out.iter().enumerate() {
-                    begin(&mut out, e.kind.name(), e.version.0);
-                    if let Some(batch) = e.batch {
-                        out.extend_from_slice(b",\"batch\":");
-                        out.extend_from_slice(itoa::Buffer::new().format(batch.0).as_bytes());
-                    }
-                    for (name, list) in [("came_from", &e.came_from), ("went_to", &e.went_to)] {
-                        if !list.is_empty() {
-                            out.extend_from_slice(format!(",\"{name}\":").as_bytes());
-                            out.extend_from_slice(
-                                serde_json::to_string(&list.iter().map(|v| v.0).collect::<Vec<_>>())
-                                    .unwrap_or_default()
-                                    .as_bytes(),
-                            );
-                        }
-                    }
-                    if let Some(r) = e.replaces {
-                        out.extend_from_slice(b",\"replaces\":");
-                        out.extend_from_slice(itoa::Buffer::new().format(r.0).as_bytes());
-                    }
-                    if let Some(feature) = features.get(&e.version) {
-                        out.extend_from_slice(b",\"feature\":");
-                        out.extend_from_slice(feature);
-                    }
-                    out.push(b'}');
-                    // After the page's last event, the page's end (changes after it that the
-                    // caller does not see are passed over too).
-                    let place = if i + 1 == events_out.len() { page.position } else { e.position };
-                    events.push((out.len(), Phase::Changes { after: place }));
-                    out.push(b',');
-                }
-                let disclosure = release.into_disclosure();
-                return Ok(WrittenPage {
-                    written: out,
-                    events,
-                    next: Phase::Changes { after: page.position },
-                    complete: false,
-                    caught_up: page.caught_up,
-                    disclosure,
-                });
+                next = Phase::Changes { after: page.position };
+                (complete, caught_up) = (false, page.caught_up);
+                events = page.events;
+                changes_added = page.added;
+                added = changes_added.parcels().collect();
             }
         }
+        let added: Vec<_> = added.into_iter().filter(|p| wanted(p)).collect();
+        let release = scoped.release(added, &fields).await?;
+        let (written, events) = write_events(&events, &release, &fields, next, |e| match phase {
+            Phase::Snapshot { at, .. } => Phase::Snapshot { at, after: Some(e.version) },
+            Phase::Rescope { at, from, .. } => Phase::Rescope { at, after: Some(e.version), from },
+            Phase::Changes { .. } => Phase::Changes { after: e.position },
+        });
+        let disclosure = release.into_disclosure();
+        return Ok(WrittenPage { written, events, next, complete, caught_up, disclosure });
     }
+}
+
+/// Writes `events` with the parcels `release` hands over, each event followed by a comma, and
+/// says where a follower goes on from after each (`after` of the event; `next` after the last,
+/// so that what the caller does not see after it is passed over too). An event that adds a
+/// version not handed over (not wanted) goes out only when it replaces a version, as that
+/// version's `left`: the receiver may hold it.
+fn write_events(
+    events: &[Event],
+    release: &crate::scope::Release<'_>,
+    fields: &[Field],
+    next: Phase,
+    after: impl Fn(&Event) -> Phase,
+) -> (Vec<u8>, Vec<(usize, Phase)>) {
+    let crs84 = OutputCrs::crs84();
+    let output = Output { crs: &crs84, transformer: None };
+    // Each feature written apart, then placed in its event.
+    let mut features_written = Vec::with_capacity(release.parcels().len() * 600);
+    let mut starts = Vec::with_capacity(release.parcels().len());
+    each_feature(&mut features_written, release, fields, &output, |w, version| starts.push((version, w.len())));
+    let mut features = std::collections::HashMap::with_capacity(starts.len());
+    for (i, (version, start)) in starts.iter().enumerate() {
+        let end = starts.get(i + 1).map_or(features_written.len(), |(_, e)| *e);
+        features.insert(*version, &features_written[*start..end]);
+    }
+    let going_out: Vec<Event> = events
+        .iter()
+        .filter_map(|e| {
+            if !e.kind.adds() || features.contains_key(&e.version) {
+                return Some(e.clone());
+            }
+            let replaced = e.replaces?;
+            Some(Event { kind: events::Kind::Left, version: replaced, replaces: None, ..e.clone() })
+        })
+        .collect();
+    let mut out = Vec::with_capacity(features_written.len() + going_out.len() * 64);
+    let mut places = Vec::with_capacity(going_out.len());
+    for (i, e) in going_out.iter().enumerate() {
+        out.extend_from_slice(b"{\"kind\":\"");
+        out.extend_from_slice(e.kind.name().as_bytes());
+        out.extend_from_slice(b"\",\"id\":");
+        out.extend_from_slice(itoa::Buffer::new().format(e.version.0).as_bytes());
+        if let Some(batch) = e.batch {
+            out.extend_from_slice(b",\"batch\":");
+            out.extend_from_slice(itoa::Buffer::new().format(batch.0).as_bytes());
+        }
+        for (name, list) in [("came_from", &e.came_from), ("went_to", &e.went_to)] {
+            if !list.is_empty() {
+                out.extend_from_slice(format!(",\"{name}\":").as_bytes());
+                let ids: Vec<i64> = list.iter().map(|v| v.0).collect();
+                out.extend_from_slice(serde_json::to_string(&ids).unwrap_or_default().as_bytes());
+            }
+        }
+        if let Some(r) = e.replaces {
+            out.extend_from_slice(b",\"replaces\":");
+            out.extend_from_slice(itoa::Buffer::new().format(r.0).as_bytes());
+        }
+        if e.kind.adds()
+            && let Some(feature) = features.get(&e.version)
+        {
+            out.extend_from_slice(b",\"feature\":");
+            out.extend_from_slice(feature);
+        }
+        out.push(b'}');
+        places.push((out.len(), if i + 1 == going_out.len() { next } else { after(e) }));
+        out.push(b',');
+    }
+    (out, places)
 }
 
 /// Waits until the engine has applied changes after `position`, or `deadline`.
@@ -307,6 +356,12 @@ fn behind() -> ApiError {
         StatusCode::SERVICE_UNAVAILABLE,
         "Behind",
         "this server has not yet caught up with the snapshot this token began on another server; ask again in a moment",
+    )
+}
+
+fn unknown_scope() -> ApiError {
+    ApiError::bad_parameter(
+        "after: this token moves a copy from a scope this server cannot read back: start again without `after`",
     )
 }
 

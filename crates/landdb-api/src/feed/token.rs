@@ -7,9 +7,8 @@
 
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{ChaCha20Poly1305, Nonce};
-use landdb_access::Area;
+use landdb_access::FollowedScope;
 use landdb_model::{FeedPosition, VersionId};
-use sha2::{Digest, Sha256};
 
 use crate::access::Access;
 use crate::ogc::ApiError;
@@ -22,6 +21,10 @@ pub enum Phase {
     Snapshot { at: FeedPosition, after: Option<VersionId> },
     /// Reading the changes committed after `after`.
     Changes { after: FeedPosition },
+    /// Moving a copy from the scope fingerprinted `from` to the token's: the parcels of feed
+    /// position `at` that entered or left, in version order after `after`; then the changes
+    /// after `at`.
+    Rescope { at: FeedPosition, after: Option<VersionId>, from: u64 },
 }
 
 /// A follower's place: its phase, and the scope it follows (a fingerprint of its policy's area
@@ -35,9 +38,12 @@ pub struct Token {
 /// The purpose the store keeps the feed's key under.
 pub const KEY_PURPOSE: &str = "feed-token";
 
-const FORM: u8 = 1;
+/// The layout of a token's plain text: form, phase, position, version, scope, and the scope a
+/// rescope comes from. Tokens of form 1 (before rescoping, without the last) still open.
+const FORM: u8 = 2;
 const NONCE: usize = 12;
-const PLAIN: usize = 26;
+const PLAIN: usize = 34;
+const PLAIN_FORM_1: usize = 26;
 
 /// The key tokens are sealed with.
 pub struct FeedKey(ChaCha20Poly1305);
@@ -71,14 +77,16 @@ impl FeedKey {
     pub fn seal(&self, agency: &str, token: Token) -> String {
         let mut plain = [0u8; PLAIN];
         plain[0] = FORM;
-        let (phase, position, after) = match token.phase {
-            Phase::Snapshot { at, after } => (0, at.0, after.map_or(0, |v| v.0)),
-            Phase::Changes { after } => (1, after.0, 0),
+        let (phase, position, after, from) = match token.phase {
+            Phase::Snapshot { at, after } => (0, at.0, after.map_or(0, |v| v.0), 0),
+            Phase::Changes { after } => (1, after.0, 0, 0),
+            Phase::Rescope { at, after, from } => (2, at.0, after.map_or(0, |v| v.0), from),
         };
         plain[1] = phase;
         plain[2..10].copy_from_slice(&position.to_be_bytes());
         plain[10..18].copy_from_slice(&after.to_be_bytes());
         plain[18..26].copy_from_slice(&token.scope.to_be_bytes());
+        plain[26..34].copy_from_slice(&from.to_be_bytes());
         let mut nonce = [0u8; NONCE];
         rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut nonce);
         let aad = bound_to(agency);
@@ -101,14 +109,16 @@ impl FeedKey {
         let aad = bound_to(agency);
         let plain =
             self.0.decrypt(Nonce::from_slice(nonce), Payload { msg: sealed, aad: &aad }).map_err(|_| invalid())?;
-        if plain.len() != PLAIN || plain[0] != FORM {
+        if !matches!((plain.len(), plain.first()), (PLAIN, Some(&FORM)) | (PLAIN_FORM_1, Some(1))) {
             return Err(invalid());
         }
         let number = |at: usize| i64::from_be_bytes(plain[at..at + 8].try_into().unwrap_or_default());
         let (position, after) = (FeedPosition(number(2)), number(10));
+        let after = (after != 0).then_some(VersionId(after));
         let phase = match plain[1] {
-            0 => Phase::Snapshot { at: position, after: (after != 0).then_some(VersionId(after)) },
+            0 => Phase::Snapshot { at: position, after },
             1 => Phase::Changes { after: position },
+            2 if plain.len() == PLAIN => Phase::Rescope { at: position, after, from: number(26).cast_unsigned() },
             _ => return Err(invalid()),
         };
         Ok(Token { phase, scope: u64::from_be_bytes(plain[18..26].try_into().unwrap_or_default()) })
@@ -116,14 +126,10 @@ impl FeedKey {
 }
 
 /// The fingerprint of what the caller may see: its area and whether it sees personal data.
-/// When its policy changes either, its followers' tokens no longer match, and they start again.
+/// When its policy changes either, its followers' tokens no longer match, and they move to the
+/// new scope (see [`super::place`]).
 pub fn scope_of(access: &Access) -> u64 {
-    let policy = &access.caller.agency.policy;
-    let area: &Area = &policy.area;
-    let mut hash = Sha256::new();
-    hash.update(serde_json::to_vec(area).unwrap_or_default());
-    hash.update([u8::from(policy.personal_data)]);
-    u64::from_be_bytes(hash.finalize()[..8].try_into().unwrap_or_default())
+    FollowedScope::of(&access.caller.agency.policy).fingerprint()
 }
 
 #[cfg(test)]
@@ -140,6 +146,9 @@ mod tests {
             (0i64..i64::MAX, proptest::option::of(1i64..i64::MAX))
                 .prop_map(|(at, after)| Phase::Snapshot { at: FeedPosition(at), after: after.map(VersionId) }),
             (0i64..i64::MAX).prop_map(|after| Phase::Changes { after: FeedPosition(after) }),
+            (0i64..i64::MAX, proptest::option::of(1i64..i64::MAX), any::<u64>()).prop_map(|(at, after, from)| {
+                Phase::Rescope { at: FeedPosition(at), after: after.map(VersionId), from }
+            }),
         ]
     }
 

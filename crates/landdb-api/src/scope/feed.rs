@@ -42,6 +42,26 @@ pub struct SnapshotPage<'v> {
     pub more: bool,
 }
 
+/// What a snapshot undoes: see [`Scoped::undo_since`].
+struct Undone {
+    made: HashSet<VersionId>,
+    restored: Vec<ParcelVersion>,
+}
+
+/// Keeps the first `limit` of `held` and `restored` (both in version order) taken together, in
+/// version order; whether either had more.
+fn first_of_both(held: &mut Vec<Parcel<'_>>, restored: &mut Vec<ParcelVersion>, limit: usize) -> bool {
+    let (mut h, mut r) = (0, 0);
+    while h + r < limit && (h < held.len() || r < restored.len()) {
+        let take_held = r >= restored.len() || (h < held.len() && held[h].version() < restored[r].id);
+        if take_held { h += 1 } else { r += 1 }
+    }
+    let more = h < held.len() || r < restored.len();
+    held.truncate(h);
+    restored.truncate(r);
+    more
+}
+
 /// Why a snapshot page cannot be read here.
 #[derive(Debug)]
 pub enum SnapshotGap {
@@ -124,36 +144,10 @@ impl Scoped<'_> {
         after: Option<VersionId>,
         limit: usize,
     ) -> Result<Result<SnapshotPage<'_>, SnapshotGap>, ApiError> {
-        let here = self.position();
-        if here < at {
-            return Ok(Err(SnapshotGap::Behind));
-        }
-        let store = self.sources.store()?;
-        // The changes since `at`, up to the engine's position.
-        let (mut made, mut unmade) = (HashSet::new(), Vec::new());
-        let mut read = at;
-        while read < here {
-            let changes = store.changes_since(read, 10_000).await.map_err(|e| internal(&e))?;
-            let Some(last) = changes.last() else { break };
-            read = last.position;
-            for c in changes.iter().filter(|c| c.position <= here) {
-                match c.kind {
-                    ChangeKind::Created => made.insert(c.version),
-                    ChangeKind::Retired => {
-                        unmade.push(c.version);
-                        true
-                    }
-                };
-            }
-            if made.len() + unmade.len() > UNDO {
-                return Ok(Err(SnapshotGap::Expired));
-            }
-        }
-        // Retired since `at` and current at it (not made since): back from the store.
-        unmade.retain(|v| !made.contains(v) && after.is_none_or(|a| *v > a));
-        let mut restored: Vec<ParcelVersion> = store.versions(&unmade).await.map_err(|e| internal(&e))?;
-        restored.retain(|v| self.sees_version(v));
-        restored.sort_by_key(|v| v.id);
+        let Undone { made, mut restored } = match self.undo_since(at, after, &|v| self.sees_version(v)).await? {
+            Ok(undone) => undone,
+            Err(gap) => return Ok(Err(gap)),
+        };
         // The engine's parcels after `after`, less those made since `at`; merged with the
         // restored ones in version order, until the page and one more are found.
         let unmade_since = |p: &Parcel<'_>| !made.contains(&p.version());
@@ -176,18 +170,96 @@ impl Scoped<'_> {
                     .collect()
             }
         };
-        // How many of each make the page: the first `limit` of both, in version order.
-        let (mut h, mut r) = (0, 0);
-        while h + r < limit && (h < held.len() || r < restored.len()) {
-            let take_held = r >= restored.len() || (h < held.len() && held[h].version() < restored[r].id);
-            if take_held { h += 1 } else { r += 1 }
-        }
-        let more = h < held.len() || r < restored.len();
         let mut held = held;
-        held.truncate(h);
-        restored.truncate(r);
+        let more = first_of_both(&mut held, &mut restored, limit);
         let stored = Snapshot::build(restored.into_iter().map(ParcelRecord::from), at);
         Ok(Ok(SnapshotPage { held, stored, more }))
+    }
+
+    /// What changed between feed position `at` and the engine's: the versions made since (to
+    /// leave out of what the engine holds), and the versions current at `at` and retired since,
+    /// after `after`, that `wanted` (read back from the store, in version order).
+    async fn undo_since(
+        &self,
+        at: FeedPosition,
+        after: Option<VersionId>,
+        wanted: &(dyn Fn(&ParcelVersion) -> bool + Sync),
+    ) -> Result<Result<Undone, SnapshotGap>, ApiError> {
+        let here = self.position();
+        if here < at {
+            return Ok(Err(SnapshotGap::Behind));
+        }
+        let store = self.sources.store()?;
+        let (mut made, mut unmade) = (HashSet::new(), Vec::new());
+        let mut read = at;
+        while read < here {
+            let changes = store.changes_since(read, 10_000).await.map_err(|e| internal(&e))?;
+            let Some(last) = changes.last() else { break };
+            read = last.position;
+            for c in changes.iter().filter(|c| c.position <= here) {
+                match c.kind {
+                    ChangeKind::Created => made.insert(c.version),
+                    ChangeKind::Retired => {
+                        unmade.push(c.version);
+                        true
+                    }
+                };
+            }
+            if made.len() + unmade.len() > UNDO {
+                return Ok(Err(SnapshotGap::Expired));
+            }
+        }
+        unmade.retain(|v| !made.contains(v) && after.is_none_or(|a| *v > a));
+        let mut restored: Vec<ParcelVersion> = store.versions(&unmade).await.map_err(|e| internal(&e))?;
+        restored.retain(|v| wanted(v));
+        restored.sort_by_key(|v| v.id);
+        Ok(Ok(Undone { made, restored }))
+    }
+
+    /// The parcels of feed position `at` that a copy made under the scope `before` gains or loses
+    /// on moving to the caller's: in version order after `after`, at most `limit`, each with
+    /// whether it entered (then it is among the page's parcels) or left. Read like a snapshot
+    /// (what changed since `at` undone), over the parcels of either scope.
+    pub async fn rescope(
+        &self,
+        at: FeedPosition,
+        after: Option<VersionId>,
+        before: &Scope,
+        limit: usize,
+    ) -> Result<Result<(SnapshotPage<'_>, Vec<(VersionId, bool)>), SnapshotGap>, ApiError> {
+        let moved_version = |v: &ParcelVersion| {
+            before.sees(&v.parcel.key.commune, || v.parcel.geometry.clone()) != self.sees_version(v)
+        };
+        let Undone { made, mut restored } = match self.undo_since(at, after, &moved_version).await? {
+            Ok(undone) => undone,
+            Err(gap) => return Ok(Err(gap)),
+        };
+        let moved = |p: &Parcel<'_>| {
+            after.is_none_or(|a| p.version() > a)
+                && !made.contains(&p.version())
+                && before.sees(p.commune(), || p.geometry()) != self.sees(p)
+        };
+        let mut held: Vec<Parcel<'_>> = if self.everything() || before.is_nation() {
+            self.view.parcels_after(after).filter(|p| moved(p)).take(limit + 1).collect()
+        } else {
+            let mut either = self.all();
+            either.extend(in_scope(&self.view, before));
+            either.retain(|p| moved(p));
+            either.sort_unstable_by_key(Parcel::version);
+            either.dedup_by_key(|p| p.version());
+            either
+        };
+        let more = first_of_both(&mut held, &mut restored, limit);
+        let mut moves: Vec<(VersionId, bool)> = held
+            .iter()
+            .map(|p| (p.version(), self.sees(p)))
+            .chain(restored.iter().map(|v| (v.id, self.sees_version(v))))
+            .collect();
+        moves.sort_unstable();
+        held.retain(|p| self.sees(p));
+        restored.retain(|v| self.sees_version(v));
+        let stored = Snapshot::build(restored.into_iter().map(ParcelRecord::from), at);
+        Ok(Ok((SnapshotPage { held, stored, more }, moves)))
     }
 
     /// The parcels of a snapshot page, in version order.

@@ -11,7 +11,7 @@ use landdb_store::AccessStore;
 use sha2::{Digest, Sha256};
 
 use crate::AppState;
-use crate::feed::{Token, place, read_page, token};
+use crate::feed::{Token, place, read_page};
 use crate::ogc::ApiError;
 
 /// How often the worker looks at the subscriptions.
@@ -59,14 +59,25 @@ async fn deliver_next(app: &Arc<AppState>, mut s: Subscription) -> Result<(), Ap
     let key = app.sources.feed_key().await?;
     // A token that no longer opens (the key of the database changed) starts again too.
     let opened = s.token.as_deref().and_then(|t| key.open(&s.agency, t).ok());
-    let scope = token::scope_of(&access);
-    let (phase, reset) = place(app, &access, scope, opened);
-    // Only the parcels of the subscription's communes and land-use codes go out (and only they
-    // are taken from the quota and put on record).
+    let scope = app.sources.follow_scope(&access).await?;
+    let (phase, reset) = place(app, &access, scope, opened).await?;
+    // A filter the agency's policy no longer allows (it asks about personal data the agency no
+    // longer sees) stops the deliveries, saying why, until the agency replaces the subscription.
+    let filter = match super::compile_filter(s.filter.as_deref(), &access) {
+        Ok(f) => f,
+        Err(e) => {
+            s.state = State::Paused;
+            s.note = Some(format!("paused: {}", e.description));
+            app.sources.webhook_store()?.update_subscription(&s).await.map_err(|e| ApiError::store(&e))?;
+            return Ok(());
+        }
+    };
+    // Only the parcels of the subscription's communes, land-use codes and filter go out (and
+    // only they are taken from the quota and put on record).
     let wants = |p: &landdb_engine::Parcel<'_>| {
         let codes = p.land_use();
         let uses: Vec<&str> = codes.iter().map(|u| u.as_str()).collect();
-        s.wants(p.commune().as_str(), &uses)
+        s.wants(p.commune().as_str(), &uses) && filter.as_ref().is_none_or(|f| f.matches(p, None))
     };
     let page = read_page(app, &access, phase, LIMIT, Instant::now(), Some(&wants)).await?;
     let next = key.seal(&s.agency, Token { phase: page.next, scope });

@@ -1,5 +1,5 @@
 //! Webhooks: an agency's change feed pushed to its callback. `POST /subscriptions` names the
-//! callback (and optionally communes and land-use codes); the answer shows the signing secret
+//! callback (and optionally communes, land-use codes and a CQL2 filter); the answer shows the signing secret
 //! once. A delivery worker in every server follows each subscription's feed as the subscribing
 //! key would (the same page reader, release, quota and audit as `/collections/parcels/changes`),
 //! and POSTs each page of events, signed (HMAC-SHA256 over the timestamp and the body), retried
@@ -22,6 +22,7 @@ use serde_json::json;
 
 use crate::AppState;
 use crate::access::Access;
+use crate::filter::{Filter, Language};
 use crate::ogc::{ApiError, json_response};
 
 /// Subscriptions an agency may hold at once (every server's worker looks at each of them).
@@ -53,6 +54,23 @@ pub struct NewSubscription {
     pub communes: Vec<String>,
     #[serde(default)]
     pub land_use: Vec<String>,
+    /// A CQL2 text filter over the fields the agency may query (`queryables`).
+    #[serde(default)]
+    pub filter: Option<String>,
+}
+
+/// The subscription's CQL2 filter, compiled for `access` (the subscribing key's view: a filter
+/// may only ask about what the agency may query). A filter about validity is refused: every
+/// delivered version is current when delivered.
+pub(crate) fn compile_filter(raw: Option<&str>, access: &Access) -> Result<Option<Filter>, ApiError> {
+    let Some(raw) = raw else { return Ok(None) };
+    let filter = Filter::parse(raw, Language::Text, access)?;
+    if filter.temporal {
+        return Err(ApiError::bad_parameter(
+            "filter: a subscription's filter cannot ask about validity (every delivered version is current)",
+        ));
+    }
+    Ok(Some(filter))
 }
 
 fn answer(status: StatusCode, body: serde_json::Value) -> Response {
@@ -66,7 +84,9 @@ fn shown(s: &Subscription, base: &str) -> serde_json::Value {
         "callback": s.callback,
         "communes": s.communes,
         "land_use": s.land_use,
+        "filter": s.filter,
         "state": s.state,
+        "note": s.note,
         "failures": s.failures,
         "created_at": s.created_at,
         "links": [
@@ -102,6 +122,7 @@ pub async fn create(
     Json(new): Json<NewSubscription>,
 ) -> Result<Response, ApiError> {
     check_callback(&new.callback, &app.webhooks)?;
+    compile_filter(new.filter.as_deref(), &access)?;
     let store = app.sources.webhook_store()?;
     let held = landdb_store::AccessStore::subscriptions(store).await.map_err(|e| ApiError::store(&e))?;
     if held.iter().filter(|s| s.agency == access.caller.agency.name).count() >= MAX_SUBSCRIPTIONS {
@@ -119,6 +140,8 @@ pub async fn create(
         callback: new.callback,
         communes: new.communes,
         land_use: new.land_use,
+        filter: new.filter,
+        note: None,
         secret: webhook::new_secret(),
         token: None,
         state: SubscriptionState::Active,
@@ -230,6 +253,7 @@ pub async fn replay(
     }
     subscription.state = SubscriptionState::Active;
     subscription.failures = 0;
+    subscription.note = None;
     landdb_store::AccessStore::update_subscription(store, &subscription).await.map_err(|e| ApiError::store(&e))?;
     Ok(answer(StatusCode::OK, json!({ "replayed": delivered, "failed": failed, "state": subscription.state })))
 }

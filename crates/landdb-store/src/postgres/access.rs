@@ -5,14 +5,14 @@ use futures::TryStreamExt;
 use landdb_access::audit::{Chain, GENESIS};
 use landdb_access::audit_block::BlockColumns;
 use landdb_access::limits::{Leased, QuotaLease};
-use landdb_access::{Agency, AuditEntry, AuditEvent, Broken, KeyRecord, Verified};
+use landdb_access::{Agency, AuditEntry, AuditEvent, Broken, FollowedScope, KeyRecord, Verified};
 use sqlx::Row;
 use sqlx::postgres::PgRow;
 
 use super::PgStore;
 use crate::access::{
-    AccessStore, AuditQuery, dead_letter_doc, dead_letter_from, policy_from, role_from, subscription_doc,
-    subscription_from,
+    AccessStore, AuditQuery, dead_letter_doc, dead_letter_from, policy_from, read_scope_doc, role_from, scope_doc,
+    subscription_doc, subscription_from,
 };
 use crate::{Result, StoreError};
 use landdb_access::webhook::{DeadLetter, Subscription};
@@ -329,6 +329,29 @@ impl AccessStore for PgStore {
             .fetch_one(&self.pool)
             .await?;
         secret.try_into().map_err(|_| StoreError::Corrupt(format!("the server secret {purpose} is not 32 bytes")))
+    }
+
+    async fn remember_scope(&self, agency: &str, scope: &FollowedScope) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO feed_scope (agency, fingerprint, doc) VALUES ($1, $2, $3::jsonb)
+             ON CONFLICT (agency, fingerprint) DO NOTHING",
+        )
+        .bind(agency)
+        .bind(scope.fingerprint().cast_signed())
+        .bind(scope_doc(scope)?)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn remembered_scope(&self, agency: &str, fingerprint: u64) -> Result<Option<FollowedScope>> {
+        let doc: Option<String> =
+            sqlx::query_scalar("SELECT doc::text FROM feed_scope WHERE agency = $1 AND fingerprint = $2")
+                .bind(agency)
+                .bind(fingerprint.cast_signed())
+                .fetch_optional(&self.pool)
+                .await?;
+        doc.map(|d| read_scope_doc(&d)).transpose()
     }
 
     async fn put_subscription(&self, sub: &Subscription) -> Result<()> {

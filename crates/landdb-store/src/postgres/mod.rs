@@ -39,6 +39,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (9, "audit by commune", include_str!("../../../../migrations/postgres/0009_audit_by_commune.sql")),
     (10, "server secrets", include_str!("../../../../migrations/postgres/0010_server_secrets.sql")),
     (11, "webhooks", include_str!("../../../../migrations/postgres/0011_webhooks.sql")),
+    (12, "feed scopes", include_str!("../../../../migrations/postgres/0012_feed_scopes.sql")),
 ];
 
 const VERSION_COLUMNS: &str = "v.id, v.national_id, v.commune_code, v.sheet, v.parcel_no, v.commune_code_received, \

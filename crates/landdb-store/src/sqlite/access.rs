@@ -6,7 +6,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use landdb_access::audit::{Chain, Form, GENESIS};
 use landdb_access::limits::{Leased, QuotaLease};
 use landdb_access::webhook::{DeadLetter, Subscription};
-use landdb_access::{Agency, AuditEntry, AuditEvent, Broken, KeyRecord, Verified};
+use landdb_access::{Agency, AuditEntry, AuditEvent, Broken, FollowedScope, KeyRecord, Verified};
 use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
 
@@ -377,6 +377,26 @@ impl AccessStore for SqliteStore {
         secret
             .try_into()
             .map_err(|_| crate::StoreError::Corrupt(format!("the server secret {purpose} is not 32 bytes")))
+    }
+
+    async fn remember_scope(&self, agency: &str, scope: &FollowedScope) -> Result<()> {
+        let _writer = Arc::clone(&self.writer).lock_owned().await;
+        sqlx::query("INSERT INTO feed_scope (agency, fingerprint, doc) VALUES (?, ?, ?) ON CONFLICT DO NOTHING")
+            .bind(agency)
+            .bind(scope.fingerprint().cast_signed())
+            .bind(crate::access::scope_doc(scope)?)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn remembered_scope(&self, agency: &str, fingerprint: u64) -> Result<Option<FollowedScope>> {
+        let doc: Option<String> = sqlx::query_scalar("SELECT doc FROM feed_scope WHERE agency = ? AND fingerprint = ?")
+            .bind(agency)
+            .bind(fingerprint.cast_signed())
+            .fetch_optional(&self.pool)
+            .await?;
+        doc.map(|d| crate::access::read_scope_doc(&d)).transpose()
     }
 
     async fn put_subscription(&self, sub: &Subscription) -> Result<()> {

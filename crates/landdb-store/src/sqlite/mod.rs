@@ -33,6 +33,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (6, "audit communes", include_str!("../../../../migrations/sqlite/0006_audit_communes.sql")),
     (7, "server secrets", include_str!("../../../../migrations/sqlite/0007_server_secrets.sql")),
     (8, "webhooks", include_str!("../../../../migrations/sqlite/0008_webhooks.sql")),
+    (9, "feed scopes", include_str!("../../../../migrations/sqlite/0009_feed_scopes.sql")),
 ];
 
 /// How often a follower of the embedded store looks for new changes.
