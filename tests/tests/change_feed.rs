@@ -367,14 +367,16 @@ async fn sync_keeps_a_copy_equal_to_items_through_kills() {
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
     let target = landdb_tests::PostgisDb::create().await.expect("a target database");
     let once = Options { once: true, limit: 37, wait: 0 };
-    // Two agencies, each with a copy in its own table of one PostGIS database and in its own
-    // GeoPackage: a notary (two communes, personal data) and a tax office (the third commune).
+    // Two agencies, each with a copy in its own table of one PostGIS database, in its own
+    // GeoPackage and in its own embedded store: a notary (two communes, personal data) and a tax
+    // office (the third commune).
     struct Mirror {
         name: &'static str,
         reader: Follower,
         source: Source,
         table: String,
         gpkg: String,
+        embedded: String,
     }
     let mut mirrors = Vec::new();
     for (name, communes, personal) in
@@ -382,14 +384,18 @@ async fn sync_keeps_a_copy_equal_to_items_through_kills() {
     {
         let codes = communes.iter().map(|c| (*c).to_owned()).collect();
         let key = agency(&s, name, Role::Reader, policy(Role::Reader, Area::Communes { codes }, personal)).await;
-        let gpkg = std::env::temp_dir().join(format!("landdb-sync-test-{}-{name}.gpkg", std::process::id()));
-        let _ = std::fs::remove_file(&gpkg);
+        let file = |extension: &str| {
+            let path = std::env::temp_dir().join(format!("landdb-sync-test-{}-{name}.{extension}", std::process::id()));
+            let _ = std::fs::remove_file(&path);
+            path.to_string_lossy().into_owned()
+        };
         mirrors.push(Mirror {
             name,
             reader: Follower::new(name, &key, communes),
             source: Source { url: s.base.clone(), key },
             table: format!("parcels_{name}"),
-            gpkg: gpkg.to_string_lossy().into_owned(),
+            gpkg: file("gpkg"),
+            embedded: file("sqlite"),
         });
     }
     let mut serial = 0;
@@ -398,15 +404,21 @@ async fn sync_keeps_a_copy_equal_to_items_through_kills() {
             random_import(&s.store, &mut rng, &mut serial).await;
         }
         // In rounds 2 and 4 the notary's area shrinks to one commune and grows back: its copies
-        // get a reset snapshot, and drop what it no longer sends.
+        // are told what left and what entered. In rounds 3 and 5 the tax office is granted
+        // personal data and loses it again: its copies get a reset snapshot, and drop what it
+        // does not send again.
         if round == 2 || round == 4 {
             let codes =
                 if round == 2 { vec![COMMUNES[0].into()] } else { vec![COMMUNES[0].into(), COMMUNES[2].into()] };
             agency(&s, "notary", Role::Reader, policy(Role::Reader, Area::Communes { codes }, true)).await;
         }
+        if round == 3 || round == 5 {
+            let codes = vec![COMMUNES[1].into()];
+            agency(&s, "tax", Role::Reader, policy(Role::Reader, Area::Communes { codes }, round == 3)).await;
+        }
         caught_up(&s).await;
         for m in &mirrors {
-            for into in [target.url.as_str(), m.gpkg.as_str()] {
+            for into in [target.url.as_str(), m.gpkg.as_str(), m.embedded.as_str()] {
                 // Killed after a random moment, then started again until it has caught up.
                 let copy = Copy::open(into, &m.table).await.expect("the copy");
                 let run = landdb_sync::sync(&m.source, &copy, once, &|_| {});
@@ -419,31 +431,65 @@ async fn sync_keeps_a_copy_equal_to_items_through_kills() {
                 landdb_sync::sync(&m.source, &copy, once, &|_| {}).await.expect("a run to the end");
             }
             let seen = m.reader.items(&s.base).await;
-            let held = postgis_copy(&target.url, &m.table).await;
             let name = m.name;
-            assert_eq!(
-                held.keys().collect::<Vec<_>>(),
-                seen.keys().collect::<Vec<_>>(),
-                "{name}, round {round}: PostGIS"
-            );
+            let same_versions = |held: Vec<&i64>, copy: &str| {
+                assert_eq!(held, seen.keys().collect::<Vec<_>>(), "{name}, round {round}: {copy}");
+            };
+            let held = postgis_copy(&target.url, &m.table).await;
+            same_versions(held.keys().collect(), "PostGIS");
             for (v, f) in &seen {
                 let (properties, geometry) = &held[v];
                 assert_eq!(properties, &f["properties"], "{name}: version {v}: properties");
                 assert_same_boundary(geometry, &f["geometry"], *v);
             }
             let held = geopackage_copy(&m.gpkg);
-            assert_eq!(
-                held.keys().collect::<Vec<_>>(),
-                seen.keys().collect::<Vec<_>>(),
-                "{name}, round {round}: GeoPackage"
-            );
+            same_versions(held.keys().collect(), "GeoPackage");
             for (v, f) in &seen {
                 assert_eq!(&held[v], &f["properties"], "{name}: version {v}: GeoPackage properties");
+            }
+            let held = embedded_copy(&m.embedded).await;
+            same_versions(held.keys().collect(), "embedded store");
+            for (v, f) in &seen {
+                let (parcel, geometry) = &held[v];
+                for (field, value) in f["properties"].as_object().expect("properties") {
+                    if field != "version" {
+                        assert_eq!(&parcel[field], value, "{name}: version {v}: {field} in the embedded store");
+                    }
+                }
+                assert_same_boundary(geometry, &f["geometry"], *v);
             }
         }
     }
     for m in &mirrors {
         let _ = std::fs::remove_file(&m.gpkg);
+        let _ = std::fs::remove_file(&m.embedded);
+    }
+}
+
+/// The copy in an embedded store: the server's version → (the parcel's fields under the feed's
+/// names, boundary as GeoJSON).
+async fn embedded_copy(path: &str) -> BTreeMap<i64, (Value, Value)> {
+    let store = AnyStore::open(&landdb_store::DatabaseUrl::Sqlite(path.into())).await.expect("the embedded store");
+    let mut copy = BTreeMap::new();
+    let mut after = None;
+    loop {
+        let page = store.current_page(after, 1_000).await.expect("a page");
+        let Some(last) = page.last() else { return copy };
+        after = Some(last.id);
+        for v in page {
+            let p = &v.parcel;
+            let fields = serde_json::json!({
+                "national_id": p.national_id.as_str(),
+                "commune": p.key.commune.as_str(),
+                "sheet": p.key.sheet,
+                "number": p.key.number,
+                "land_use": p.land_use.iter().map(|u| u.as_str()).collect::<Vec<_>>(),
+                "area_m2": p.geometry_area_m2,
+                "address": p.address,
+            });
+            let geometry = serde_json::to_value(geojson::Geometry::from(&p.geometry)).expect("GeoJSON");
+            copy.insert(p.extra["source_version"].as_i64().expect("the server's version"), (fields, geometry));
+        }
     }
 }
 

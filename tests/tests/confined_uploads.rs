@@ -197,7 +197,8 @@ async fn the_same_bytes_from_two_agencies_are_two_batches() {
         assert_eq!(b_again.batch.id, b.batch.id, "B finds its own batch, not A's");
         assert!(a.batch.source.contains("agency-a") && a.batch.source.contains("20194.geojson"), "{}", a.batch.source);
         let reference = ReferenceData::embedded().expect("reference");
-        let operator = import(&store, &[file.clone()], &reference, &hai_van, Mode::Append, &|_| {}).await.expect("op");
+        let operator =
+            import(&store, std::slice::from_ref(&file), &reference, &hai_van, Mode::Append, &|_| {}).await.expect("op");
         assert!(!operator.already_imported);
         let ids: HashSet<i64> = [a.batch.id.0, b.batch.id.0, operator.batch.id.0].into_iter().collect();
         assert_eq!(ids.len(), 3);

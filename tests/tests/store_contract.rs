@@ -57,6 +57,7 @@ contract!(
     only_current_versions_can_be_superseded,
     paging_visits_every_current_parcel_once,
     re_upload_is_recognised_by_content_hash,
+    the_latest_batch_of_a_source_is_found,
     feed_waiter_wakes_after_a_commit,
     migrations_are_idempotent,
     withdrawn_versions_leave_no_trace,
@@ -484,6 +485,22 @@ async fn re_upload_is_recognised_by_content_hash(store: AnyStore) {
     assert_eq!(found, info);
     assert!(found.committed_at.is_some_and(|t| t >= found.started_at));
     assert!(store.batch_by_content_hash("sha256:other").await.expect("read").is_none());
+}
+
+/// The latest committed batch of a source: not another source's, not one still open.
+async fn the_latest_batch_of_a_source_is_found(store: AnyStore) {
+    assert!(store.latest_batch_of("landdb sync").await.expect("read").is_none());
+    let first = store.begin_batch(batch("landdb sync")).await.expect("begin");
+    let first = first.commit(serde_json::json!({ "page": 1 })).await.expect("commit");
+    let second = store.begin_batch(batch("landdb sync")).await.expect("begin");
+    let second = second.commit(serde_json::json!({ "page": 2 })).await.expect("commit");
+    let other = store.begin_batch(batch("an upload")).await.expect("begin");
+    other.commit(serde_json::json!({})).await.expect("commit");
+    let open = store.begin_batch(batch("landdb sync")).await.expect("begin");
+    let found = store.latest_batch_of("landdb sync").await.expect("read").expect("found");
+    assert_eq!(found, second);
+    assert!(second.id > first.id);
+    open.rollback().await.expect("rollback");
 }
 
 async fn feed_waiter_wakes_after_a_commit(store: AnyStore) {

@@ -127,6 +127,10 @@ impl ParcelStore for AnyStore {
     async fn batch(&self, id: BatchId) -> Result<Option<BatchInfo>> {
         dispatch!(self, s => s.batch(id).await)
     }
+    async fn latest_batch_of(&self, source: &str) -> Result<Option<BatchInfo>> {
+        dispatch!(self, s => s.latest_batch_of(source).await)
+    }
+
     async fn batch_by_content_hash(&self, hash: &str) -> Result<Option<BatchInfo>> {
         dispatch!(self, s => s.batch_by_content_hash(hash).await)
     }

@@ -184,6 +184,8 @@ pub trait ParcelStore: Send + Sync {
 
     fn batch(&self, id: BatchId) -> impl Future<Output = Result<Option<BatchInfo>>> + Send;
     fn batch_by_content_hash(&self, hash: &str) -> impl Future<Output = Result<Option<BatchInfo>>> + Send;
+    /// The last committed batch whose source is `source`.
+    fn latest_batch_of(&self, source: &str) -> impl Future<Output = Result<Option<BatchInfo>>> + Send;
 
     /// Changes after `after`, in feed order, at most `limit`.
     fn changes_since(

@@ -1,5 +1,5 @@
 //! `landdb sync`: keep a copy of what an agency may see, following a landdb server's change feed
-//! into a GeoPackage or a PostGIS database (see `landdb-sync`).
+//! into a GeoPackage, a PostGIS database or landdb's embedded store (see `landdb-sync`).
 
 use anyhow::Result;
 use landdb_sync::{Copy, Options, Source, Summary};
@@ -11,8 +11,9 @@ pub struct Args {
     /// The agency's API key.
     #[arg(long, env = "LANDDB_KEY", hide_env_values = true)]
     pub key: String,
-    /// Where the copy is kept: a GeoPackage (a path ending in .gpkg, made if absent) or a
-    /// PostGIS database (postgres://…).
+    /// Where the copy is kept: a GeoPackage (a path ending in .gpkg, made if absent), a
+    /// PostGIS database (postgres://…), or landdb's embedded store (sqlite:FILE or a path ending
+    /// in .sqlite; `landdb serve --database FILE` then serves the copy).
     #[arg(long)]
     pub into: String,
     /// The copy's table in a PostGIS database.

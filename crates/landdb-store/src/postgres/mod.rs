@@ -393,6 +393,13 @@ impl ParcelStore for PgStore {
         sqlx::query(&sql).bind(hash).fetch_optional(&self.pool).await?.as_ref().map(batch_from_row).transpose()
     }
 
+    async fn latest_batch_of(&self, source: &str) -> Result<Option<BatchInfo>> {
+        let sql = format!(
+            "SELECT {BATCH_COLUMNS} FROM import_batch WHERE source = $1 AND committed_at IS NOT NULL ORDER BY id DESC LIMIT 1"
+        );
+        sqlx::query(&sql).bind(source).fetch_optional(&self.pool).await?.as_ref().map(batch_from_row).transpose()
+    }
+
     async fn changes_since(&self, after: FeedPosition, limit: usize) -> Result<Vec<ParcelChange>> {
         let rows = sqlx::query(
             "SELECT seq, batch_id, kind, version_id, national_id, commune_code FROM parcel_change \
