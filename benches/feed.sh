@@ -4,9 +4,10 @@
 #     GeoJSON export of the same scope with the same key (target: at least half its speed; the
 #     scope here is the province, about 80,000 parcels);
 #  2. `landdb sync --once` of that snapshot into PostGIS, beside ogr2ogr loading the export file
-#     into the same database (the peer);
+#     into the same database (the peer), and into landdb's embedded store;
 #  3. 10,000 changes end to end: landdb-gen parcels imported into communes of the scope, then
-#     `landdb sync --once` from the copy's token (target: within 2 s);
+#     `landdb sync --once` from the copy's token (target: within 2 s), into PostGIS and into the
+#     embedded store;
 #  4. point lookups with and without 100 followers long-polling the feed (target: at most 10 %
 #     fewer lookups a second).
 #   benches/feed.sh      (needs tools/setup, ../shared/data/danang, wrk, ogr2ogr)
@@ -58,6 +59,10 @@ ogr2ogr -f PostgreSQL "PG:host=127.0.0.1 user=landdb password=landdb dbname=$cop
 t2=$(now)
 printf 'landdb sync, first snapshot into PostGIS: %.2f s (%s); ogr2ogr of the export into PostGIS: %.2f s\n' \
   "$(echo "$t1 - $t0" | bc -l)" "$(tail -1 "$work/sync1.txt" | sed 's/.*; //')" "$(echo "$t2 - $t1" | bc -l)"
+t0=$(now)
+"$bin" sync "$url" --key "$key" --into "$work/copy.sqlite" --once --limit 5000 > "$work/sync1e.txt"
+t1=$(now)
+printf 'landdb sync, first snapshot into the embedded store: %.2f s\n' "$(echo "$t1 - $t0" | bc -l)"
 
 # 3. 10,000 changes end to end: imported, then followed into the copy.
 "$bin" import --database "$base/$db" "$work/new" > "$work/import.txt" 2>&1 || true
@@ -67,6 +72,10 @@ t0=$(now)
 "$bin" sync "$url" --key "$key" --into "$base/$copy" --once --limit 5000 > "$work/sync2.txt"
 t1=$(now)
 printf '10,000 changes end to end (feed → landdb sync → PostGIS): %.2f s: %s\n' "$(echo "$t1 - $t0" | bc -l)" "$(tail -1 "$work/sync2.txt")"
+t0=$(now)
+"$bin" sync "$url" --key "$key" --into "$work/copy.sqlite" --once --limit 5000 > "$work/sync2e.txt"
+t1=$(now)
+printf '10,000 changes end to end (feed → landdb sync → embedded store): %.2f s: %s\n' "$(echo "$t1 - $t0" | bc -l)" "$(tail -1 "$work/sync2e.txt")"
 
 # 4. Point lookups, alone and beside 100 followers long-polling.
 psql -h 127.0.0.1 -U landdb -d $db -Atc "SELECT ST_X(p), ST_Y(p) FROM (SELECT ST_PointOnSurface(geom) p FROM current_parcel ORDER BY md5(id::text) LIMIT 20000) q" | tr '|' ' ' > "$work/points.txt"
