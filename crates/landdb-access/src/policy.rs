@@ -7,7 +7,7 @@ use std::collections::{BTreeSet, HashSet};
 
 use chrono::{DateTime, Utc};
 use geo::{BoundingRect, Intersects, MultiPolygon, Rect};
-use landdb_model::{CommuneCode, ProvinceCode, ReferenceData};
+use landdb_model::{CommuneCode, ProvinceCode, ReferenceData, reference::CommuneResolution};
 use serde::{Deserialize, Serialize};
 
 use crate::AccessError;
@@ -250,10 +250,22 @@ impl Scope {
                 let parsed = codes
                     .iter()
                     .map(|raw| {
-                        CommuneCode::parse(raw)
-                            .ok()
-                            .filter(|c| reference.commune(c).is_some())
-                            .ok_or_else(|| AccessError::Invalid(format!("commune `{raw}`: not a commune code")))
+                        let code = CommuneCode::parse(raw)
+                            .map_err(|_| AccessError::Invalid(format!("commune `{raw}`: not a commune code")))?;
+                        if reference.commune(&code).is_some() {
+                            return Ok(code);
+                        }
+                        // An old code: name the 2025 commune(s) it went into.
+                        Err(AccessError::Invalid(match reference.resolve_commune(&code) {
+                            CommuneResolution::MergedInto(c) => format!(
+                                "commune `{raw}`: merged into {c} in 2025; give {c} (its area holds the parcels still coded {raw})"
+                            ),
+                            CommuneResolution::SplitAmong(cs) => {
+                                let cs: Vec<&str> = cs.iter().map(CommuneCode::as_str).collect();
+                                format!("commune `{raw}`: split among {} in 2025; give those", cs.join(", "))
+                            }
+                            _ => format!("commune `{raw}`: not a commune code"),
+                        }))
                     })
                     .collect::<Result<Vec<_>, _>>()?;
                 Scope::Communes(with_merged(parsed))
@@ -341,6 +353,20 @@ mod tests {
         assert!(e.to_string().contains("99999"));
         assert!(Scope::compile(&Area::Provinces { codes: vec!["xx".into()] }, &r).is_err());
         assert!(Scope::compile(&Area::Polygon { wkt: "POINT(1 2)".into() }, &r).is_err());
+    }
+
+    /// A pre-2025 code (Đà Nẵng's parcels still carry 20203) is refused with the 2025 commune
+    /// to give instead, and that one is taken.
+    #[test]
+    fn an_old_commune_code_is_refused_naming_the_commune_it_went_into() {
+        let r = reference();
+        let e = Scope::compile(&Area::Communes { codes: vec!["20203".into()] }, &r).expect_err("an old code");
+        let e = e.to_string();
+        let named = e.split("give ").nth(1).and_then(|rest| rest.get(..5)).expect("a code to give");
+        assert!(e.contains("20203") && e.contains("merged into"), "{e}");
+        let scope = Scope::compile(&Area::Communes { codes: vec![named.into()] }, &r).expect("the named commune");
+        let Scope::Communes(set) = scope else { panic!("a commune set") };
+        assert!(set.contains(&CommuneCode::parse("20203").expect("code")), "its area holds the old code");
     }
 
     #[test]

@@ -114,7 +114,8 @@ impl EmbeddedCopy {
         let addresses: HashMap<VersionId, Option<String>> =
             self.store.versions(&again).await?.into_iter().map(|v| (v.id, v.parcel.address)).collect();
         for (version, feature) in &plan.upserts {
-            let parcel = self.parcel(*version, feature).with_context(|| format!("version {version} of the page"))?;
+            let parcel = parcel_of(*version, feature, &self.reference)
+                .with_context(|| format!("version {version} of the page"))?;
             if let Some((local, _)) = held.versions.get(version)
                 && addresses.get(local).is_some_and(|a| *a == parcel.address)
             {
@@ -198,53 +199,95 @@ impl EmbeddedCopy {
     pub async fn count(&self) -> Result<u64> {
         Ok(self.store.count_current().await?)
     }
+}
 
-    /// The parcel a feature of the feed describes, as the store keeps parcels: the fields the
-    /// agency sees (the rest empty), the boundary, and the server's version in `extra`.
-    fn parcel(&self, version: i64, feature: &Value) -> Result<Parcel> {
-        let properties = &feature["properties"];
-        let text = |name: &str| {
-            properties[name].as_str().ok_or_else(|| {
-                anyhow!("the feature has no `{name}` (is the agency's policy narrower than a copy needs?)")
-            })
-        };
-        let commune = CommuneCode::parse(text("commune")?)?;
-        let province = self
-            .reference
-            .commune(&commune)
-            .map(|c| c.province_code.clone())
-            .ok_or_else(|| anyhow!("commune {commune} is not in the reference data"))?;
-        let land_use = properties["land_use"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(Value::as_str)
-            .map(LandUseCode::parse)
-            .collect::<Result<Vec<_>, _>>()?;
-        let geometry: geojson::Geometry = serde_json::from_value(feature["geometry"].clone())?;
-        let geometry: geo::Geometry<f64> = geometry.try_into().context("the boundary")?;
-        let geometry = match geometry {
-            geo::Geometry::MultiPolygon(m) => m,
-            geo::Geometry::Polygon(p) => geo::MultiPolygon(vec![p]),
-            _ => bail!("the boundary is not a polygon"),
-        };
-        let mut extra = serde_json::Map::new();
-        extra.insert(SOURCE_VERSION.to_owned(), version.into());
-        Ok(Parcel {
-            national_id: NationalParcelId::parse(text("national_id")?)?,
-            key: ParcelKey::new(commune.clone(), text("sheet")?, text("number")?),
-            commune_code_received: commune.as_str().to_owned(),
-            province,
-            land_use,
-            legal_area_m2: None,
-            measured_area_m2: None,
-            geometry_area_m2: properties["area_m2"].as_f64().unwrap_or_default(),
-            address: properties["address"].as_str().map(str::to_owned),
-            certificate_no: None,
-            geometry,
-            source_crs: None,
-            extra,
-            right_holders: Vec::new(),
+/// The parcel a feature of the feed describes, as the store keeps parcels: the fields the agency
+/// sees (the rest empty), the boundary, and the server's version in `extra`.
+fn parcel_of(version: i64, feature: &Value, reference: &ReferenceData) -> Result<Parcel> {
+    let properties = &feature["properties"];
+    let text = |name: &str| {
+        properties[name]
+            .as_str()
+            .ok_or_else(|| anyhow!("the feature has no `{name}` (is the agency's policy narrower than a copy needs?)"))
+    };
+    let commune = CommuneCode::parse(text("commune")?)?;
+    // A commune code as received (a pre-2025 code kept on older parcels) is of the province
+    // that owned its number.
+    let province = reference
+        .province_of(&commune)
+        .ok_or_else(|| anyhow!("commune {commune} is in no province of the reference data"))?;
+    let land_use = properties["land_use"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .map(LandUseCode::parse)
+        .collect::<Result<Vec<_>, _>>()?;
+    let geometry: geojson::Geometry = serde_json::from_value(feature["geometry"].clone())?;
+    let geometry: geo::Geometry<f64> = geometry.try_into().context("the boundary")?;
+    let geometry = match geometry {
+        geo::Geometry::MultiPolygon(m) => m,
+        geo::Geometry::Polygon(p) => geo::MultiPolygon(vec![p]),
+        _ => bail!("the boundary is not a polygon"),
+    };
+    let mut extra = serde_json::Map::new();
+    extra.insert(SOURCE_VERSION.to_owned(), version.into());
+    Ok(Parcel {
+        national_id: NationalParcelId::parse(text("national_id")?)?,
+        key: ParcelKey::new(commune.clone(), text("sheet")?, text("number")?),
+        commune_code_received: commune.as_str().to_owned(),
+        province,
+        land_use,
+        legal_area_m2: None,
+        measured_area_m2: None,
+        geometry_area_m2: properties["area_m2"].as_f64().unwrap_or_default(),
+        address: properties["address"].as_str().map(str::to_owned),
+        certificate_no: None,
+        geometry,
+        source_crs: None,
+        extra,
+        right_holders: Vec::new(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn feature(commune: &str) -> Value {
+        json!({
+            "type": "Feature",
+            "id": 7,
+            "geometry": { "type": "Polygon", "coordinates": [[[108.2, 16.0], [108.201, 16.0], [108.201, 16.001], [108.2, 16.0]]] },
+            "properties": {
+                "version": 7, "national_id": "w6ugjkr525ux", "commune": commune, "sheet": "12", "number": "34",
+                "land_use": ["ODT", "CLN"], "area_m2": 5234.5, "address": "Số 1 Hải Phòng"
+            }
         })
+    }
+
+    /// A feature reads back as the parcel it describes; a pre-2025 commune code (Đà Nẵng's
+    /// parcels carry 20203) is of the province that owned its number.
+    #[test]
+    fn a_feature_becomes_the_parcel_it_describes() {
+        let reference = ReferenceData::embedded().expect("reference");
+        for commune in ["20194", "20203"] {
+            let p = parcel_of(7, &feature(commune), &reference).expect("a parcel");
+            assert_eq!(p.key.commune.as_str(), commune);
+            assert_eq!(p.province.as_str(), "48");
+            assert_eq!((p.key.sheet.as_str(), p.key.number.as_str()), ("12", "34"));
+            assert_eq!(p.land_use.iter().map(|u| u.as_str()).collect::<Vec<_>>(), ["ODT", "CLN"]);
+            assert_eq!(p.geometry_area_m2, 5234.5);
+            assert_eq!(p.address.as_deref(), Some("Số 1 Hải Phòng"));
+            assert_eq!(p.geometry.0.len(), 1);
+            assert_eq!(p.extra[SOURCE_VERSION], 7);
+        }
+        let mut hidden = feature("20194");
+        hidden["properties"].as_object_mut().expect("properties").remove("address");
+        assert_eq!(parcel_of(7, &hidden, &reference).expect("a parcel").address, None);
+        let mut broken = feature("20194");
+        broken["properties"]["commune"] = json!(null);
+        let e = parcel_of(7, &broken, &reference).expect_err("no commune");
+        assert!(e.to_string().contains("commune"), "{e}");
     }
 }
