@@ -104,6 +104,8 @@ pub struct Setup {
     pub max_feed_lag: Option<std::time::Duration>,
     /// No task keeps the engine following the feed (as when the follower has died).
     pub without_feed_follower: bool,
+    /// Serve HTTPS with these files (the base URL is then `https://localhost:…`).
+    pub tls: Option<landdb_api::tls::TlsFiles>,
 }
 
 pub async fn server(files: &[PathBuf]) -> Server {
@@ -189,9 +191,14 @@ async fn serve(store: AnyStore, url: DatabaseUrl, setup: Setup) -> (String, Arc<
     tokio::spawn(landdb_api::access::follow_access(Arc::clone(&state)));
     tokio::spawn(landdb_api::health::watch(Arc::clone(&state)));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let base = format!("http://{}", listener.local_addr().expect("address"));
+    let port = listener.local_addr().expect("address").port();
+    let base = match setup.tls {
+        Some(_) => format!("https://localhost:{port}"),
+        None => format!("http://127.0.0.1:{port}"),
+    };
     let app = Arc::clone(&state);
-    tokio::spawn(async move { axum::serve(listener, landdb_api::router(state)).await });
+    let router = landdb_api::router(state);
+    tokio::spawn(landdb_api::tls::serve(listener, router, setup.tls, std::future::pending()));
     (base, app, engine)
 }
 

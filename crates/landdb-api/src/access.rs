@@ -3,7 +3,8 @@
 //! [`admit`] runs in front of every route. It knows what each route needs ([`requirement`]):
 //! nothing (the landing page, conformance, the OpenAPI document, health, the static pages), any
 //! valid key (collection metadata), an operation of the caller's policy, or the operator role.
-//! It reads `Authorization: Bearer <key>`, finds the key's agency, checks the policy's validity,
+//! It reads `Authorization: Bearer <key>` (or, over mutual TLS without one, the client
+//! certificate's credential: [`crate::tls`]), finds the key's agency, checks the policy's validity,
 //! operations, rate and daily quota, and hands the handler an [`Access`]: the agency's area
 //! ([`Access::sees`], which every parcel passes before it leaves), its fields
 //! ([`Access::personal_data`]) and its response limit. After the handler, [`Pass::record`] puts
@@ -444,7 +445,17 @@ pub fn admit(app: &AppState, request: &mut Request) -> Result<Option<Pass>, Box<
         return Ok(None);
     }
     let now = Utc::now();
-    let Some(caller) = bearer(request.headers()).and_then(|t| app.gate.caller(t, now)) else {
+    // A key if the request sends one; else the client certificate its connection showed (mutual
+    // TLS), whose credential the store keeps as it keeps a key's.
+    let caller = match bearer(request.headers()) {
+        Some(token) => app.gate.caller(token, now),
+        None => request
+            .extensions()
+            .get::<axum::extract::ConnectInfo<crate::tls::Peer>>()
+            .and_then(|peer| peer.0.certificate.as_ref())
+            .and_then(|certificate| app.gate.caller(&certificate.credential(), now)),
+    };
+    let Some(caller) = caller else {
         let mut response = unauthorized().into_response();
         response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"landdb\""));
         return Err(Box::new(response));

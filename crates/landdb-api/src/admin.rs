@@ -57,6 +57,37 @@ pub async fn new_key(store: &AnyStore, agency: &str, expires_at: Option<DateTime
     Ok(key)
 }
 
+/// Lets the client certificate whose public key has SHA-256 `spki_sha256` (hex) identify
+/// `agency` over mutual TLS: kept as a key is (its id `cert-` and the fingerprint's first 16
+/// digits; revoked, listed and audited like any key). No secret to show: the certificate's
+/// private key is the client's.
+pub async fn certificate_key(
+    store: &AnyStore,
+    agency: &str,
+    spki_sha256: &str,
+    expires_at: Option<DateTime<Utc>>,
+) -> Result<KeyRecord, AdminError> {
+    let spki = spki_sha256.to_ascii_lowercase();
+    if spki.len() != 64 || !spki.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(AdminError::Invalid(format!(
+            "{spki_sha256}: not a SHA-256 in hex (64 digits) of a certificate's public key"
+        )));
+    }
+    if !store.agencies().await?.iter().any(|a| a.name == agency) {
+        return Err(AdminError::NotFound(format!("there is no agency `{agency}` (`landdb agency list` shows them)")));
+    }
+    let record = KeyRecord {
+        id: format!("cert-{}", &spki[..16]),
+        agency: agency.to_owned(),
+        hash: landdb_access::key::hash(&crate::tls::credential(&spki)),
+        created_at: Utc::now(),
+        expires_at,
+        revoked_at: None,
+    };
+    store.put_key(&record).await?;
+    Ok(record)
+}
+
 /// Revokes a key at once, on every running server (within their reload interval).
 pub async fn revoke(store: &AnyStore, id: &str) -> Result<(), AdminError> {
     if store.end_key(id, Some(Utc::now()), None).await? {

@@ -24,6 +24,7 @@ pub mod params;
 pub mod reference;
 pub mod routes;
 pub mod scope;
+pub mod tls;
 pub mod upload;
 pub mod webhooks;
 

@@ -56,6 +56,28 @@ pub enum TlsError {
     Config(#[from] rustls::Error),
     #[error("the client CA: {0}")]
     ClientCa(String),
+    #[error("serving: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Serves `router` on `tcp` until `shutdown` (then lets the requests under way finish): over
+/// TLS with `tls`, each request knowing its [`Peer`]; plainly without.
+pub async fn serve(
+    tcp: TcpListener,
+    router: axum::Router,
+    tls: Option<TlsFiles>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), TlsError> {
+    match tls {
+        None => axum::serve(tcp, router).with_graceful_shutdown(shutdown).await?,
+        Some(files) => {
+            let listener = TlsListener::new(tcp, files)?;
+            axum::serve(listener, router.into_make_service_with_connect_info::<Peer>())
+                .with_graceful_shutdown(shutdown)
+                .await?;
+        }
+    }
+    Ok(())
 }
 
 fn file_error(path: &Path, why: impl std::fmt::Display) -> TlsError {
@@ -147,6 +169,7 @@ impl Connected<IncomingStream<'_, TlsListener>> for Peer {
 }
 
 /// A listener whose connections come out of their TLS handshake.
+#[derive(Debug)]
 pub struct TlsListener {
     ready: mpsc::Receiver<(TlsStream<TcpStream>, Peer)>,
     local: SocketAddr,
@@ -207,8 +230,12 @@ async fn accept(
             let handshake = TlsAcceptor::from(config).accept(stream);
             match tokio::time::timeout(HANDSHAKE, handshake).await {
                 Ok(Ok(tls)) => {
-                    let certificate =
-                        tls.get_ref().1.peer_certificates().and_then(|c| c.first()).and_then(|c| ClientCertificate::of(c));
+                    let certificate = tls
+                        .get_ref()
+                        .1
+                        .peer_certificates()
+                        .and_then(|c| c.first())
+                        .and_then(|c| ClientCertificate::of(c));
                     let _ = done.send((tls, Peer { address, certificate })).await;
                 }
                 Ok(Err(e)) => tracing::debug!(client = %address, error = %e, "a TLS handshake failed"),

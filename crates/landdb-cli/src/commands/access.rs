@@ -79,6 +79,21 @@ pub enum KeyCommand {
         #[arg(long, default_value_t = 24)]
         overlap_hours: i64,
     },
+    /// Let a client certificate identify an agency over mutual TLS (`serve --tls-client-ca`):
+    /// by its public key, kept as a key (`cert-…`), revoked like one.
+    AddCert {
+        agency: String,
+        /// The client's certificate (PEM).
+        #[arg(long, conflicts_with = "spki_sha256", required_unless_present = "spki_sha256")]
+        cert: Option<std::path::PathBuf>,
+        /// Or the SHA-256 of its public key, in hex (`openssl x509 -pubkey -noout | openssl pkey
+        /// -pubin -outform der | sha256sum`).
+        #[arg(long)]
+        spki_sha256: Option<String>,
+        /// Days until it expires (no expiry when absent).
+        #[arg(long)]
+        expires_in_days: Option<i64>,
+    },
     /// Revoke a key at once.
     Revoke { id: String },
     /// List keys (never their secrets).
@@ -201,6 +216,19 @@ pub async fn key(context: &crate::Context, command: KeyCommand) -> anyhow::Resul
             let key = admin::rotate(&store, &id, chrono::Duration::hours(overlap_hours)).await?;
             eprintln!("key {} replaces {id}, which works for {overlap_hours} more hours:", key.record.id);
             println!("{}", key.token);
+        }
+        KeyCommand::AddCert { agency, cert, spki_sha256, expires_in_days } => {
+            let spki = match (cert, spki_sha256) {
+                (Some(path), _) => landdb_api::tls::ClientCertificate::from_pem_file(&path)?.spki_sha256,
+                (None, Some(spki)) => spki,
+                (None, None) => anyhow::bail!("give --cert or --spki-sha256"),
+            };
+            let expires = expires_in_days.map(|d| Utc::now() + chrono::Duration::days(d));
+            let record = admin::certificate_key(&store, &agency, &spki, expires).await?;
+            println!(
+                "key {} for agency {agency}: the client certificate whose public key has SHA-256 {spki}",
+                record.id
+            );
         }
         KeyCommand::Revoke { id } => {
             admin::revoke(&store, &id).await?;

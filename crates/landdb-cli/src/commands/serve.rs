@@ -42,8 +42,30 @@ pub struct ServerArgs {
     /// given, so that no subscription can make the server call into its own network.
     #[arg(long, env = "LANDDB_WEBHOOK_HOSTS", value_delimiter = ',')]
     pub webhook_hosts: Vec<String>,
+    /// Serve HTTPS with this certificate chain (PEM, the server's first); read again when it
+    /// changes, without a restart.
+    #[arg(long, env = "LANDDB_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The certificate's private key (PEM).
+    #[arg(long, env = "LANDDB_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Ask clients for a certificate issued by this CA (PEM): one registered with `landdb key
+    /// add-cert` identifies its agency without a key (mutual TLS).
+    #[arg(long, env = "LANDDB_TLS_CLIENT_CA", requires = "tls_cert")]
+    pub tls_client_ca: Option<PathBuf>,
     #[command(flatten)]
     pub jobs: JobArgs,
+}
+
+impl ServerArgs {
+    /// The TLS files, when HTTPS is asked for.
+    fn tls(&self) -> Option<landdb_api::tls::TlsFiles> {
+        Some(landdb_api::tls::TlsFiles {
+            cert: self.tls_cert.clone()?,
+            key: self.tls_key.clone()?,
+            client_ca: self.tls_client_ca.clone(),
+        })
+    }
 }
 
 /// Limits of uploads and of the worker processes that import them.
@@ -178,7 +200,13 @@ pub async fn serve(
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", args.listen))?;
     let address = listener.local_addr()?;
-    let base = args.public_url.clone().unwrap_or_else(|| format!("http://{address}"));
+    let tls = args.tls();
+    // The TLS files are read now, so that a bad one stops the start with its reason.
+    if let Some(files) = &tls {
+        landdb_api::tls::server_config(files)?;
+    }
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let base = args.public_url.clone().unwrap_or_else(|| format!("{scheme}://{address}"));
     println!("landdb is serving {} parcels", engine.snapshot().len());
     println!("  landing page:     {base}/");
     let fragment = tour.map(|t| format!("#key={}", t.key)).unwrap_or_default();
@@ -191,7 +219,7 @@ pub async fn serve(
         None => println!("every request but the landing page needs a key: `landdb key create <agency>` makes one"),
     }
     println!("stop with Ctrl-C");
-    axum::serve(listener, landdb_api::router(Arc::clone(&state))).with_graceful_shutdown(shutdown_signal()).await?;
+    landdb_api::tls::serve(listener, landdb_api::router(Arc::clone(&state)), tls, shutdown_signal()).await?;
     follower.abort();
     access_follower.abort();
     watcher.abort();
