@@ -106,6 +106,8 @@ pub struct Setup {
     pub without_feed_follower: bool,
     /// Serve HTTPS with these files (the base URL is then `https://localhost:…`).
     pub tls: Option<landdb_api::tls::TlsFiles>,
+    /// Take OAuth2 tokens of this identity provider.
+    pub oauth: Option<landdb_api::oauth::OAuthSettings>,
 }
 
 pub async fn server(files: &[PathBuf]) -> Server {
@@ -185,6 +187,12 @@ async fn serve(store: AnyStore, url: DatabaseUrl, setup: Setup) -> (String, Arc<
         webhooks: landdb_api::webhooks::Webhooks {
             allowed_hosts: vec!["127.0.0.1".to_owned()],
             backoff: vec![std::time::Duration::from_millis(50), std::time::Duration::from_millis(100)],
+        },
+        oauth: match setup.oauth {
+            Some(settings) => {
+                Some(landdb_api::oauth::OAuth::new(settings).await.expect("the identity provider's keys"))
+            }
+            None => None,
         },
     });
     tokio::spawn(landdb_api::webhooks::deliver::run(Arc::clone(&state)));

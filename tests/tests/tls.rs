@@ -182,6 +182,9 @@ async fn a_client_certificate_identifies_its_agency() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(audit.contains(&record.id), "the audit log names the credential {}: {audit}", record.id);
+    // The credential's text sent as a key is nobody's: only the connection proves a certificate.
+    let posing = client(&ca, None).get(&items).bearer_auth(format!("client-certificate:spki-sha256:{spki}"));
+    assert_eq!(posing.send().await.expect("an answer").status(), 401, "a certificate's credential sent as a key");
     // A key on the same connection still decides who asks.
     let answer = with_cert.get(&items).bearer_auth(&key).send().await.expect("an answer");
     assert_eq!(answer.status(), 200);

@@ -65,6 +65,13 @@ pub fn digest_of_hash(hash: &str) -> Option<[u8; 32]> {
     Some(digest)
 }
 
+/// Whether `token` is a key's (its prefix): what a request's bearer token must be to be looked up
+/// as a key. Other credentials (a client certificate's, a platform client's) are kept the same
+/// way but never start so, so no request text can pose as one.
+pub fn is_key(token: &str) -> bool {
+    token.starts_with(PREFIX)
+}
+
 /// The id part of a token, when it has the shape of one (for messages that must not echo the
 /// secret).
 pub fn id_of(token: &str) -> Option<&str> {

@@ -403,7 +403,17 @@ impl Gate {
         Some(Access { caller, remaining_today, quota })
     }
 
+    /// The caller of the key `token` (a bearer token that is not a key's is nobody's).
     fn caller(&self, token: &str, now: chrono::DateTime<Utc>) -> Option<Arc<Caller>> {
+        landdb_access::key::is_key(token).then(|| self.holder(token, now))?
+    }
+
+    /// The caller of a credential the connection or a verified token proved.
+    fn caller_by(&self, credential: &Credential, now: chrono::DateTime<Utc>) -> Option<Arc<Caller>> {
+        self.holder(&credential.0, now)
+    }
+
+    fn holder(&self, token: &str, now: chrono::DateTime<Utc>) -> Option<Arc<Caller>> {
         let digest = landdb_access::key::digest(token);
         // Looked up under the read lock, the key set not cloned: every request passes here, on
         // every core, and each shared counter it touches is a cache line the cores pass around.
@@ -427,8 +437,20 @@ pub async fn follow_access(app: Arc<AppState>) {
 /// How often running servers look for changed agencies and keys.
 pub const RELOAD_INTERVAL: Duration = Duration::from_millis(200);
 
+/// A credential other than a key, proven by the connection (a client certificate) or by a
+/// verified token (a platform's client): only [`crate::tls`] and [`crate::oauth`] make one, so
+/// no text a request sends can pose as one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Credential(String);
+
+impl Credential {
+    pub(crate) fn proven(text: String) -> Credential {
+        Credential(text)
+    }
+}
+
 /// The bearer token of a request, if it carries one.
-fn bearer(parts: &axum::http::HeaderMap) -> Option<&str> {
+pub(crate) fn bearer(parts: &axum::http::HeaderMap) -> Option<&str> {
     let value = parts.get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = value.split_once(' ')?;
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
@@ -448,12 +470,16 @@ pub fn admit(app: &AppState, request: &mut Request) -> Result<Option<Pass>, Box<
     // A key if the request sends one; else the client certificate its connection showed (mutual
     // TLS), whose credential the store keeps as it keeps a key's.
     let caller = match bearer(request.headers()) {
-        Some(token) => app.gate.caller(token, now),
+        // A platform's token, verified by the gateway: its client's credential.
+        Some(token) => match request.extensions().get::<crate::oauth::Verified>() {
+            Some(verified) => app.gate.caller_by(&verified.0, now),
+            None => app.gate.caller(token, now),
+        },
         None => request
             .extensions()
             .get::<axum::extract::ConnectInfo<crate::tls::Peer>>()
             .and_then(|peer| peer.0.certificate.as_ref())
-            .and_then(|certificate| app.gate.caller(&certificate.credential(), now)),
+            .and_then(|certificate| app.gate.caller_by(&certificate.credential(), now)),
     };
     let Some(caller) = caller else {
         let mut response = unauthorized().into_response();

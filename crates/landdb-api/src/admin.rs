@@ -58,8 +58,8 @@ pub async fn new_key(store: &AnyStore, agency: &str, expires_at: Option<DateTime
 }
 
 /// Lets the client certificate whose public key has SHA-256 `spki_sha256` (hex) identify
-/// `agency` over mutual TLS: kept as a key is (its id `cert-` and the fingerprint's first 16
-/// digits; revoked, listed and audited like any key). No secret to show: the certificate's
+/// `agency` over mutual TLS: kept as a key is (its id `cert-…`; revoked, listed and audited like
+/// any key). No secret to show: the certificate's
 /// private key is the client's.
 pub async fn certificate_key(
     store: &AnyStore,
@@ -73,19 +73,48 @@ pub async fn certificate_key(
             "{spki_sha256}: not a SHA-256 in hex (64 digits) of a certificate's public key"
         )));
     }
+    credential_key(store, agency, "cert", &crate::tls::credential(&spki), expires_at).await
+}
+
+/// Keeps a credential other than a key (a client certificate's, a platform client's) as a key
+/// of `agency`: its hash, and an id of `kind` and 16 digits of the hash.
+async fn credential_key(
+    store: &AnyStore,
+    agency: &str,
+    kind: &str,
+    credential: &str,
+    expires_at: Option<DateTime<Utc>>,
+) -> Result<KeyRecord, AdminError> {
     if !store.agencies().await?.iter().any(|a| a.name == agency) {
         return Err(AdminError::NotFound(format!("there is no agency `{agency}` (`landdb agency list` shows them)")));
     }
+    let hash = landdb_access::key::hash(credential);
     let record = KeyRecord {
-        id: format!("cert-{}", &spki[..16]),
+        id: format!("{kind}-{}", &hash[..16]),
         agency: agency.to_owned(),
-        hash: landdb_access::key::hash(&crate::tls::credential(&spki)),
+        hash,
         created_at: Utc::now(),
         expires_at,
         revoked_at: None,
     };
     store.put_key(&record).await?;
     Ok(record)
+}
+
+/// Lets the OAuth2 client `client` of the identity provider `issuer` identify `agency`: its
+/// tokens (`serve --oauth-…`) are then the agency's. Kept as a key is (its id `oauth-…`),
+/// revoked, listed and audited like one.
+pub async fn oauth_key(
+    store: &AnyStore,
+    agency: &str,
+    issuer: &str,
+    client: &str,
+    expires_at: Option<DateTime<Utc>>,
+) -> Result<KeyRecord, AdminError> {
+    if issuer.is_empty() || client.is_empty() {
+        return Err(AdminError::Invalid("give the identity provider's issuer and the client's id".to_owned()));
+    }
+    credential_key(store, agency, "oauth", &crate::oauth::credential(issuer, client), expires_at).await
 }
 
 /// Revokes a key at once, on every running server (within their reload interval).

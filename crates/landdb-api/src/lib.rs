@@ -17,6 +17,7 @@ pub mod health;
 pub mod html;
 pub mod jobs;
 pub mod metrics;
+pub mod oauth;
 pub mod ogc;
 pub mod openapi;
 pub mod pages;
@@ -58,6 +59,8 @@ pub struct AppState {
     pub health: health::Health,
     /// Where webhook callbacks may go.
     pub webhooks: webhooks::Webhooks,
+    /// OAuth2 bearer tokens of the platform's identity provider, when it is configured.
+    pub oauth: Option<oauth::OAuth>,
 }
 
 pub fn router(state: Arc<AppState>) -> Router {
@@ -131,6 +134,14 @@ async fn gateway(
     // A shared string: cloning it costs no allocation.
     let route = request.extensions().get::<axum::extract::MatchedPath>().cloned();
     let is_upload = request.method() == axum::http::Method::POST;
+    // A platform's token is verified here (its keys may have to be fetched); the enforcement
+    // point then finds its client's credential as it finds a key.
+    if let Some(oauth) = &app.oauth
+        && let Some(token) = access::bearer(request.headers()).filter(|t| oauth::is_jwt(t))
+        && let Some(credential) = oauth.verify(token).await
+    {
+        request.extensions_mut().insert(oauth::Verified(credential));
+    }
     let response = match access::admit(&app, &mut request) {
         Err(refusal) => *refusal,
         Ok(pass) => {

@@ -144,8 +144,8 @@ impl ClientCertificate {
 
     /// The credential the store keeps for it (as it keeps a key's hash): what `landdb key
     /// add-cert` records and the gate looks up.
-    pub fn credential(&self) -> String {
-        credential(&self.spki_sha256)
+    pub fn credential(&self) -> crate::access::Credential {
+        crate::access::Credential::proven(credential(&self.spki_sha256))
     }
 }
 

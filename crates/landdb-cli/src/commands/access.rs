@@ -94,6 +94,20 @@ pub enum KeyCommand {
         #[arg(long)]
         expires_in_days: Option<i64>,
     },
+    /// Let an OAuth2 client of the platform's identity provider identify an agency (`serve
+    /// --oauth-issuer`): its tokens are then the agency's; kept as a key (`oauth-…`).
+    AddOauth {
+        agency: String,
+        /// The provider's issuer (`iss`), as `serve --oauth-issuer` names it.
+        #[arg(long)]
+        issuer: String,
+        /// The client's id (the claim `serve --oauth-client-claim` reads).
+        #[arg(long)]
+        client_id: String,
+        /// Days until it expires (no expiry when absent).
+        #[arg(long)]
+        expires_in_days: Option<i64>,
+    },
     /// Revoke a key at once.
     Revoke { id: String },
     /// List keys (never their secrets).
@@ -229,6 +243,11 @@ pub async fn key(context: &crate::Context, command: KeyCommand) -> anyhow::Resul
                 "key {} for agency {agency}: the client certificate whose public key has SHA-256 {spki}",
                 record.id
             );
+        }
+        KeyCommand::AddOauth { agency, issuer, client_id, expires_in_days } => {
+            let expires = expires_in_days.map(|d| Utc::now() + chrono::Duration::days(d));
+            let record = admin::oauth_key(&store, &agency, &issuer, &client_id, expires).await?;
+            println!("key {} for agency {agency}: client {client_id} of {issuer}", record.id);
         }
         KeyCommand::Revoke { id } => {
             admin::revoke(&store, &id).await?;

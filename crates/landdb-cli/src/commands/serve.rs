@@ -53,11 +53,34 @@ pub struct ServerArgs {
     /// add-cert` identifies its agency without a key (mutual TLS).
     #[arg(long, env = "LANDDB_TLS_CLIENT_CA", requires = "tls_cert")]
     pub tls_client_ca: Option<PathBuf>,
+    /// Take OAuth2 bearer tokens (JWT) of this identity provider (its `iss`), beside keys.
+    #[arg(long, env = "LANDDB_OAUTH_ISSUER", requires_all = ["oauth_audience", "oauth_jwks"])]
+    pub oauth_issuer: Option<String>,
+    /// The audience (`aud`) the tokens must be for.
+    #[arg(long, env = "LANDDB_OAUTH_AUDIENCE", requires = "oauth_issuer")]
+    pub oauth_audience: Option<String>,
+    /// The provider's signing keys: a JWKS file, or its https:// address (fetched again when a
+    /// token names a key it does not hold).
+    #[arg(long, env = "LANDDB_OAUTH_JWKS", requires = "oauth_issuer")]
+    pub oauth_jwks: Option<String>,
+    /// The claim naming the client (`landdb key add-oauth` registers it for an agency).
+    #[arg(long, env = "LANDDB_OAUTH_CLIENT_CLAIM", default_value = "client_id")]
+    pub oauth_client_claim: String,
     #[command(flatten)]
     pub jobs: JobArgs,
 }
 
 impl ServerArgs {
+    /// The OAuth2 settings, when a provider is given.
+    fn oauth(&self) -> Option<landdb_api::oauth::OAuthSettings> {
+        Some(landdb_api::oauth::OAuthSettings {
+            issuer: self.oauth_issuer.clone()?,
+            audience: self.oauth_audience.clone()?,
+            jwks: landdb_api::oauth::Jwks::parse(self.oauth_jwks.as_deref()?),
+            client_claim: self.oauth_client_claim.clone(),
+        })
+    }
+
     /// The TLS files, when HTTPS is asked for.
     fn tls(&self) -> Option<landdb_api::tls::TlsFiles> {
         Some(landdb_api::tls::TlsFiles {
@@ -190,6 +213,10 @@ pub async fn serve(
         gate,
         health: landdb_api::health::Health::new(std::time::Duration::from_secs(args.max_feed_lag_seconds)),
         webhooks: landdb_api::webhooks::Webhooks::new(args.webhook_hosts.clone()),
+        oauth: match args.oauth() {
+            Some(settings) => Some(landdb_api::oauth::OAuth::new(settings).await.map_err(anyhow::Error::msg)?),
+            None => None,
+        },
     });
     let deliveries = tokio::spawn(landdb_api::webhooks::deliver::run(Arc::clone(&state)));
     let watcher = tokio::spawn(landdb_api::health::watch(Arc::clone(&state)));
