@@ -108,6 +108,8 @@ pub struct Setup {
     pub tls: Option<landdb_api::tls::TlsFiles>,
     /// Take OAuth2 tokens of this identity provider.
     pub oauth: Option<landdb_api::oauth::OAuthSettings>,
+    /// Write security events there.
+    pub security_events: Option<landdb_api::security::Sink>,
 }
 
 pub async fn server(files: &[PathBuf]) -> Server {
@@ -187,6 +189,10 @@ async fn serve(store: AnyStore, url: DatabaseUrl, setup: Setup) -> (String, Arc<
         webhooks: landdb_api::webhooks::Webhooks {
             allowed_hosts: vec!["127.0.0.1".to_owned()],
             backoff: vec![std::time::Duration::from_millis(50), std::time::Duration::from_millis(100)],
+        },
+        security: match setup.security_events {
+            Some(sink) => landdb_api::security::SecurityEvents::to(sink).await.expect("a security event sink"),
+            None => landdb_api::security::SecurityEvents::off(),
         },
         oauth: match setup.oauth {
             Some(settings) => {

@@ -243,6 +243,16 @@ fn too_many(why: String, wait: Duration) -> Response {
 #[derive(Debug, Default)]
 struct Keys {
     by_digest: HashMap<[u8; 32], Arc<Caller>>,
+    /// Revoked and expired keys, never admitted: only to say so in a security event.
+    ended: HashMap<[u8; 32], Ended>,
+}
+
+/// A key that no longer works, as a security event names it.
+#[derive(Debug, Clone)]
+struct Ended {
+    agency: String,
+    id: String,
+    revoked: bool,
 }
 
 /// Daily quotas: counted in the store, which every server process shares, and leased from it in
@@ -359,6 +369,10 @@ impl Gate {
         let now = Utc::now();
         for key in store.keys().await? {
             if !key.usable(now) {
+                if let Some(digest) = landdb_access::key::digest_of_hash(&key.hash) {
+                    let revoked = key.revoked_at.is_some_and(|r| r <= now);
+                    keys.ended.insert(digest, Ended { agency: key.agency, id: key.id, revoked });
+                }
                 continue;
             }
             let Some(agency) = agencies.get(&key.agency) else { continue };
@@ -413,6 +427,23 @@ impl Gate {
         self.holder(&credential.0, now)
     }
 
+    /// The key or credential `token` was, if it no longer works (to say why a request was
+    /// refused).
+    fn ended(&self, token: &str, now: chrono::DateTime<Utc>) -> Option<Ended> {
+        let digest = landdb_access::key::digest(token);
+        let keys = self.keys.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(c) = keys.by_digest.get(&digest) {
+            // Ended since the rules were loaded.
+            let revoked = c.key.revoked_at.is_some_and(|r| r <= now);
+            return (!c.key.usable(now)).then(|| Ended {
+                agency: c.agency.name.clone(),
+                id: c.key.id.clone(),
+                revoked,
+            });
+        }
+        keys.ended.get(&digest).cloned()
+    }
+
     fn holder(&self, token: &str, now: chrono::DateTime<Utc>) -> Option<Arc<Caller>> {
         let digest = landdb_access::key::digest(token);
         // Looked up under the read lock, the key set not cloned: every request passes here, on
@@ -436,6 +467,59 @@ pub async fn follow_access(app: Arc<AppState>) {
 
 /// How often running servers look for changed agencies and keys.
 pub const RELOAD_INTERVAL: Duration = Duration::from_millis(200);
+
+/// The client certificate the request's connection showed (mutual TLS), verified against the
+/// client CA.
+fn client_certificate(request: &Request) -> Option<&crate::tls::ClientCertificate> {
+    request.extensions().get::<axum::extract::ConnectInfo<crate::tls::Peer>>()?.0.certificate.as_ref()
+}
+
+/// The security event of a request refused with 401: a revoked or expired credential when it
+/// was one of those (its agency named), a failed authentication otherwise.
+fn refused_credential(app: &AppState, request: &Request, now: chrono::DateTime<Utc>) -> crate::security::Event {
+    use crate::security::{Event, Kind};
+    let known = match bearer(request.headers()) {
+        Some(token) => match request.extensions().get::<crate::oauth::Verified>() {
+            Some(verified) => app.gate.ended(&verified.0.0, now),
+            None if landdb_access::key::is_key(token) => app.gate.ended(token, now),
+            None => None,
+        },
+        None => client_certificate(request).and_then(|certificate| app.gate.ended(&certificate.credential().0, now)),
+    };
+    let mut event = match &known {
+        Some(e) if e.revoked => Event::new(Kind::CredentialRevoked, format!("credential {} was revoked", e.id)),
+        Some(e) => Event::new(Kind::CredentialExpired, format!("credential {} has expired", e.id)),
+        None if bearer(request.headers()).is_some() => {
+            Event::new(Kind::AuthenticationFailed, "a credential that is nobody's")
+        }
+        None if client_certificate(request).is_some() => {
+            Event::new(Kind::AuthenticationFailed, "a client certificate that is nobody's")
+        }
+        None => Event::new(Kind::AuthenticationFailed, "no credential"),
+    };
+    if let Some(e) = known {
+        event.agency = Some(e.agency);
+        event.credential = Some(e.id);
+    }
+    event.request = Some(format!("{} {}", request.method(), request.uri().path()));
+    event.status = Some(401);
+    event
+}
+
+/// The security event of a known caller's refused request.
+fn security_event(
+    kind: crate::security::Kind,
+    caller: &Caller,
+    request: &Request,
+    status: StatusCode,
+) -> crate::security::Event {
+    let mut event = crate::security::Event::new(kind, format!("refused with {status}"));
+    event.agency = Some(caller.agency.name.clone());
+    event.credential = Some(caller.key.id.clone());
+    event.request = Some(format!("{} {}", request.method(), request.uri().path()));
+    event.status = Some(status.as_u16());
+    event
+}
 
 /// A credential other than a key, proven by the connection (a client certificate) or by a
 /// verified token (a platform's client): only [`crate::tls`] and [`crate::oauth`] make one, so
@@ -475,13 +559,10 @@ pub fn admit(app: &AppState, request: &mut Request) -> Result<Option<Pass>, Box<
             Some(verified) => app.gate.caller_by(&verified.0, now),
             None => app.gate.caller(token, now),
         },
-        None => request
-            .extensions()
-            .get::<axum::extract::ConnectInfo<crate::tls::Peer>>()
-            .and_then(|peer| peer.0.certificate.as_ref())
-            .and_then(|certificate| app.gate.caller_by(&certificate.credential(), now)),
+        None => client_certificate(request).and_then(|certificate| app.gate.caller_by(&certificate.credential(), now)),
     };
     let Some(caller) = caller else {
+        app.security.record(refused_credential(app, request, now));
         let mut response = unauthorized().into_response();
         response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"landdb\""));
         return Err(Box::new(response));
@@ -492,9 +573,15 @@ pub fn admit(app: &AppState, request: &mut Request) -> Result<Option<Pass>, Box<
     let remaining_today = match check_policy(&app.gate, &caller, need, route, now) {
         Ok(remaining) => remaining,
         Err(refusal) => {
-            if let Some(line) = line {
-                app.gate.audit.record(&caller, now, &line, refusal.status(), Disclosure::default());
+            if let Some(line) = &line {
+                app.gate.audit.record(&caller, now, line, refusal.status(), Disclosure::default());
             }
+            let kind = if refusal.status() == StatusCode::TOO_MANY_REQUESTS {
+                crate::security::Kind::LimitReached
+            } else {
+                crate::security::Kind::Forbidden
+            };
+            app.security.record(security_event(kind, &caller, request, refusal.status()));
             return Err(refusal);
         }
     };
@@ -518,6 +605,15 @@ impl Pass {
     pub fn record(self, app: &AppState, response: &mut Response) {
         // Taken off the response: it is for the log, not for the layers outside.
         let disclosed = response.extensions_mut().remove::<Disclosure>().unwrap_or_default();
+        app.security.taken(&self.caller.agency.name, disclosed.parcels(), self.now);
+        if response.status() == StatusCode::TOO_MANY_REQUESTS {
+            // The day's quota ran out while the answer was made.
+            let mut event = crate::security::Event::new(crate::security::Kind::LimitReached, "the daily quota ran out");
+            event.agency = Some(self.caller.agency.name.clone());
+            event.credential = Some(self.caller.key.id.clone());
+            event.status = Some(429);
+            app.security.record(event);
+        }
         if let Some(line) = self.line {
             app.gate.audit.record(&self.caller, self.now, &line, response.status(), disclosed);
         }

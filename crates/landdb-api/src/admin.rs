@@ -315,6 +315,14 @@ pub async fn verify_audit(State(app): State<Arc<AppState>>, access: Access) -> R
     app.gate.audit.flush().await;
     Ok(match verify(app.sources.operator_store(&access)?).await? {
         Ok(v) => ok(StatusCode::OK, json!({ "intact": true, "entries": v.entries, "head": v.head })),
-        Err(b) => ok(StatusCode::OK, json!({ "intact": false, "broken_at": b.seq, "why": b.why })),
+        Err(b) => {
+            let mut event = crate::security::Event::new(
+                crate::security::Kind::TamperFound,
+                format!("the audit log is broken at entry {}: {}", b.seq, b.why),
+            );
+            event.agency = Some(access.caller.agency.name.clone());
+            app.security.record(event);
+            ok(StatusCode::OK, json!({ "intact": false, "broken_at": b.seq, "why": b.why }))
+        }
     })
 }

@@ -25,6 +25,7 @@ pub mod params;
 pub mod reference;
 pub mod routes;
 pub mod scope;
+pub mod security;
 pub mod tls;
 pub mod upload;
 pub mod webhooks;
@@ -61,6 +62,8 @@ pub struct AppState {
     pub webhooks: webhooks::Webhooks,
     /// OAuth2 bearer tokens of the platform's identity provider, when it is configured.
     pub oauth: Option<oauth::OAuth>,
+    /// Security events for the operations centre (off unless a sink is configured).
+    pub security: security::SecurityEvents,
 }
 
 pub fn router(state: Arc<AppState>) -> Router {

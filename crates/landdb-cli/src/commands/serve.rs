@@ -66,6 +66,11 @@ pub struct ServerArgs {
     /// The claim naming the client (`landdb key add-oauth` registers it for an agency).
     #[arg(long, env = "LANDDB_OAUTH_CLIENT_CLAIM", default_value = "client_id")]
     pub oauth_client_claim: String,
+    /// Where security events go (failed authentication, revoked or expired credentials,
+    /// refusals, limits, tamper, anomalies): a JSON-lines file, or syslog://HOST:PORT (RFC 5424
+    /// over UDP).
+    #[arg(long, env = "LANDDB_SECURITY_EVENTS")]
+    pub security_events: Option<String>,
     #[command(flatten)]
     pub jobs: JobArgs,
 }
@@ -213,6 +218,13 @@ pub async fn serve(
         gate,
         health: landdb_api::health::Health::new(std::time::Duration::from_secs(args.max_feed_lag_seconds)),
         webhooks: landdb_api::webhooks::Webhooks::new(args.webhook_hosts.clone()),
+        security: match &args.security_events {
+            Some(sink) => {
+                let sink = landdb_api::security::Sink::parse(sink).map_err(anyhow::Error::msg)?;
+                landdb_api::security::SecurityEvents::to(sink).await.map_err(anyhow::Error::msg)?
+            }
+            None => landdb_api::security::SecurityEvents::off(),
+        },
         oauth: match args.oauth() {
             Some(settings) => Some(landdb_api::oauth::OAuth::new(settings).await.map_err(anyhow::Error::msg)?),
             None => None,
