@@ -392,7 +392,7 @@ async fn sync_keeps_a_copy_equal_to_items_through_kills() {
         mirrors.push(Mirror {
             name,
             reader: Follower::new(name, &key, communes),
-            source: Source { url: s.base.clone(), key },
+            source: Source { url: s.base.clone(), key, ca_cert: None },
             table: format!("parcels_{name}"),
             gpkg: file("gpkg"),
             embedded: file("sqlite"),

@@ -266,3 +266,25 @@ async fn a_renewed_certificate_is_served_without_a_restart() {
     assert!(ask(&first).await.is_err(), "the old one no longer");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `landdb sync` follows an HTTPS server whose certificate a private CA issued (`--ca-cert`),
+/// and refuses one it has no reason to trust.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sync_follows_an_https_server_of_a_private_ca() {
+    use landdb_sync::{Copy, Options, Source};
+    let dir = dir("sync");
+    let ca = Authority::new("platform CA");
+    let s = https_server(&dir, &ca, None).await;
+    let ca_file = write(&dir, "ca.pem", &ca.pem);
+    let copy_path = dir.join("copy.sqlite").to_string_lossy().into_owned();
+    let copy = Copy::open(&copy_path, "parcels").await.expect("a copy");
+    let once = Options { once: true, limit: 500, wait: 0 };
+    let untrusted = Source { url: s.base.clone(), key: OPERATOR_KEY.to_owned(), ca_cert: None };
+    let refused = landdb_sync::sync(&untrusted, &copy, Options { limit: 1, ..once }, &|_| {});
+    assert!(tokio::time::timeout(Duration::from_secs(120), refused).await.expect("ends").is_err(), "an unknown CA");
+    let trusted = Source { ca_cert: Some(ca_file), ..untrusted };
+    let summary = landdb_sync::sync(&trusted, &copy, once, &|_| {}).await.expect("followed over HTTPS");
+    assert_eq!(copy.count().await.expect("count"), s.engine.snapshot().len() as u64);
+    assert!(summary.caught_up);
+    let _ = std::fs::remove_dir_all(&dir);
+}

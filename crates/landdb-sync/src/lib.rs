@@ -20,6 +20,9 @@ pub struct Source {
     /// The server's address, as `http://host:port` (a trailing slash is ignored).
     pub url: String,
     pub key: String,
+    /// A CA (PEM) to trust besides the system's, for a server whose certificate a private CA
+    /// issued (a platform's).
+    pub ca_cert: Option<std::path::PathBuf>,
 }
 
 /// How to follow.
@@ -56,10 +59,14 @@ const RETRIES: u32 = 12;
 /// Follows `source` into `copy`, telling `progress` the summary so far after every page.
 pub async fn sync(source: &Source, copy: &Copy, options: Options, progress: &dyn Fn(&Summary)) -> Result<Summary> {
     let base = source.url.trim_end_matches('/');
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(options.wait + 60))
-        .build()
-        .context("cannot make an HTTP client")?;
+    let mut client = reqwest::Client::builder().timeout(Duration::from_secs(options.wait + 60));
+    if let Some(path) = &source.ca_cert {
+        let pem = std::fs::read(path).with_context(|| format!("--ca-cert {}", path.display()))?;
+        let ca = reqwest::Certificate::from_pem(&pem)
+            .with_context(|| format!("--ca-cert {}: not a PEM certificate", path.display()))?;
+        client = client.add_root_certificate(ca);
+    }
+    let client = client.build().context("cannot make an HTTP client")?;
     let mut token = copy.resume(base).await?;
     let mut summary = Summary::default();
     let mut caught_up = false;
@@ -110,7 +117,19 @@ async fn fetch(client: &reqwest::Client, url: &str, key: &str) -> Result<Page> {
                 let why = body["description"].as_str().unwrap_or("no description");
                 bail!("the server refused the feed: {status}: {why}");
             }
-            Err(e) => e.to_string(),
+            Err(e) => {
+                // A certificate that is not trusted does not become so by asking again.
+                let mut why = e.to_string();
+                let mut source = std::error::Error::source(&e);
+                while let Some(s) = source {
+                    why = format!("{why}: {s}");
+                    source = s.source();
+                }
+                if why.contains("certificate") {
+                    bail!("the server's certificate is not trusted ({why}); give its CA with --ca-cert");
+                }
+                why
+            }
         };
         if attempt == RETRIES {
             bail!("the server did not answer after {RETRIES} tries: {retry}");

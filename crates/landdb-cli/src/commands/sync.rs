@@ -19,6 +19,10 @@ pub struct Args {
     /// The copy's table in a PostGIS database.
     #[arg(long, default_value = "parcels")]
     pub table: String,
+    /// A CA (PEM) to trust besides the system's, for an https:// server whose certificate a
+    /// private CA issued.
+    #[arg(long)]
+    pub ca_cert: Option<std::path::PathBuf>,
     /// Stop once the copy has caught up (for cron); without it, follow live.
     #[arg(long)]
     pub once: bool,
@@ -29,7 +33,7 @@ pub struct Args {
 
 pub async fn run(args: &Args) -> Result<()> {
     let copy = Copy::open(&args.into, &args.table).await?;
-    let source = Source { url: args.url.clone(), key: args.key.clone() };
+    let source = Source { url: args.url.clone(), key: args.key.clone(), ca_cert: args.ca_cert.clone() };
     let options = Options { once: args.once, limit: args.limit, ..Options::default() };
     let bar = super::spinner("following", "{spinner} {msg} {elapsed}");
     let started = std::time::Instant::now();
