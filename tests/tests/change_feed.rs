@@ -640,12 +640,12 @@ async fn a_policy_change_moves_a_copy_by_what_entered_and_left() {
     assert!(!first.is_empty());
 
     // The kinds of the events of the next pages, up to caught up.
-    async fn kinds(f: &mut Follower, base: &str, store: &AnyStore) -> BTreeMap<String, BTreeSet<i64>> {
+    async fn kinds(f: &mut Follower, base: &str, store: &AnyStore, limit: usize) -> BTreeMap<String, BTreeSet<i64>> {
         let before: BTreeSet<i64> = f.copy.keys().copied().collect();
         let resets = f.resets;
         let counted = std::mem::take(&mut f.counted);
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
-        f.follow(base, store, 37, &mut rng, false).await;
+        f.follow(base, store, limit, &mut rng, false).await;
         assert_eq!(f.resets, resets, "a change of area is no new snapshot");
         let after: BTreeSet<i64> = f.copy.keys().copied().collect();
         let sent = std::mem::replace(&mut f.counted, counted);
@@ -666,7 +666,7 @@ async fn a_policy_change_moves_a_copy_by_what_entered_and_left() {
     // To another commune: every parcel of the first leaves, every one of the second enters.
     agency(&s, "mover", Role::Reader, policy(Role::Reader, communes(&["20197"]), false)).await;
     f.before = std::mem::replace(&mut f.area, vec!["20197"]);
-    let moved = kinds(&mut f, &s.base, &s.store).await;
+    let moved = kinds(&mut f, &s.base, &s.store, 37).await;
     let seen = f.items(&s.base).await;
     assert_eq!(f.copy, seen, "the copy after its area moved");
     assert_eq!(moved["left"], first);
@@ -694,10 +694,24 @@ async fn a_policy_change_moves_a_copy_by_what_entered_and_left() {
     caught_up(&s).await;
     agency(&s, "mover", Role::Reader, policy(Role::Reader, Area::Polygon { wkt }, false)).await;
     f.before = f.area.clone();
-    let moved = kinds(&mut f, &s.base, &s.store).await;
+    let moved = kinds(&mut f, &s.base, &s.store, 37).await;
     let seen = f.items(&s.base).await;
     assert_eq!(f.copy, seen, "the copy after its area became a polygon");
     assert!(!moved["left"].is_empty() && !seen.is_empty(), "the polygon holds some of the commune, not all");
+
+    // To the whole country and back to a commune, in small pages: a page looks at a bounded
+    // number of parcels, and the moves still all arrive, once.
+    agency(&s, "mover", Role::Reader, policy(Role::Reader, Area::Nation, false)).await;
+    f.before = std::mem::replace(&mut f.area, vec!["20194", "20197"]);
+    let moved = kinds(&mut f, &s.base, &s.store, 3).await;
+    let seen = f.items(&s.base).await;
+    assert_eq!(f.copy, seen, "the copy after its area became the nation");
+    assert!(moved["left"].is_empty() && !moved["entered"].is_empty());
+    agency(&s, "mover", Role::Reader, policy(Role::Reader, communes(&["20197"]), false)).await;
+    f.before = std::mem::replace(&mut f.area, vec!["20197"]);
+    let moved = kinds(&mut f, &s.base, &s.store, 2).await;
+    assert_eq!(f.copy, f.items(&s.base).await, "the copy after the nation became a commune again");
+    assert!(moved["entered"].is_empty() && !moved["left"].is_empty());
 
     // Personal data granted: the scope is sent again.
     let resets = f.resets;

@@ -232,10 +232,10 @@ pub(crate) async fn read_page(
             Phase::Rescope { at, after, from } => {
                 let before = app.sources.followed_scope(&access.caller.agency.name, from, &app.reference).await?;
                 let Some(before) = before.as_ref().and_then(|b| b.1.as_ref()) else { return Err(unknown_scope()) };
-                let (page, moves) = or_behind!(scoped.rescope(at, after, before, limit).await?);
+                let (page, moves, through) = or_behind!(scoped.rescope(at, after, before, limit).await?);
                 snapshot_page = page;
                 next = if snapshot_page.more {
-                    Phase::Rescope { at, after: moves.last().map(|(v, _)| *v).or(after), from }
+                    Phase::Rescope { at, after: through, from }
                 } else {
                     Phase::Changes { after: at }
                 };

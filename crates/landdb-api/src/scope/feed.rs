@@ -19,6 +19,10 @@ const SCAN: usize = 50_000;
 /// Changes a snapshot page undoes at most (those committed since the snapshot's position): a
 /// snapshot read more slowly than the country changes starts again.
 const UNDO: usize = 500_000;
+/// Parcels a page of a move between scopes looks at, at most, when one of them is the nation:
+/// so many for each event the page may hold, and no more than `RESCOPE_SCAN`.
+const RESCOPE_SCAN_A_MOVE: usize = 200;
+const RESCOPE_SCAN: usize = 200_000;
 
 /// A page of a caller's events.
 #[derive(Debug)]
@@ -226,7 +230,7 @@ impl Scoped<'_> {
         after: Option<VersionId>,
         before: &Scope,
         limit: usize,
-    ) -> Result<Result<(SnapshotPage<'_>, Vec<(VersionId, bool)>), SnapshotGap>, ApiError> {
+    ) -> Result<Result<(SnapshotPage<'_>, Vec<(VersionId, bool)>, Option<VersionId>), SnapshotGap>, ApiError> {
         let moved_version = |v: &ParcelVersion| {
             before.sees(&v.parcel.key.commune, || v.parcel.geometry.clone()) != self.sees_version(v)
         };
@@ -239,8 +243,26 @@ impl Scoped<'_> {
                 && !made.contains(&p.version())
                 && before.sees(p.commune(), || p.geometry()) != self.sees(p)
         };
+        // Over the whole country, a page looks at no more than `RESCOPE_SCAN_A_MOVE` parcels a
+        // move asked for, `RESCOPE_SCAN` in all (a move between two large areas that differ
+        // little finds few): then it ends where it stopped.
+        let mut stopped_at = None;
         let mut held: Vec<Parcel<'_>> = if self.everything() || before.is_nation() {
-            self.view.parcels_after(after).filter(|p| moved(p)).take(limit + 1).collect()
+            let mut found = Vec::new();
+            let most = limit.saturating_mul(RESCOPE_SCAN_A_MOVE).min(RESCOPE_SCAN);
+            for (looked, p) in self.view.parcels_after(after).enumerate() {
+                if looked == most {
+                    stopped_at = Some(p.version());
+                    break;
+                }
+                if moved(&p) {
+                    found.push(p);
+                    if found.len() > limit {
+                        break;
+                    }
+                }
+            }
+            found
         } else {
             let mut either = self.all();
             either.extend(in_scope(&self.view, before));
@@ -249,7 +271,11 @@ impl Scoped<'_> {
             either.dedup_by_key(|p| p.version());
             either
         };
-        let more = first_of_both(&mut held, &mut restored, limit);
+        if let Some(stop) = stopped_at {
+            // Versions read back from the store lie between those looked at, or after.
+            restored.retain(|v| v.id < stop);
+        }
+        let more = first_of_both(&mut held, &mut restored, limit) || stopped_at.is_some();
         let mut moves: Vec<(VersionId, bool)> = held
             .iter()
             .map(|p| (p.version(), self.sees(p)))
@@ -259,7 +285,13 @@ impl Scoped<'_> {
         held.retain(|p| self.sees(p));
         restored.retain(|v| self.sees_version(v));
         let stored = Snapshot::build(restored.into_iter().map(ParcelRecord::from), at);
-        Ok(Ok((SnapshotPage { held, stored, more }, moves)))
+        // The next page goes on after the last move, or after what this page looked at.
+        let through = match (moves.last(), stopped_at) {
+            (_, Some(stop)) if moves.len() < limit => Some(VersionId(stop.0 - 1)),
+            (Some((last, _)), _) => Some(*last),
+            (None, _) => after,
+        };
+        Ok(Ok((SnapshotPage { held, stored, more }, moves, through)))
     }
 
     /// The parcels of a snapshot page, in version order.
