@@ -49,15 +49,20 @@ async fn each_attempt_leaves_its_event() {
     assert_eq!(get_with(&client_with(&expired.token), &items).await.0, 401);
     let export = format!("{}/collections/parcels/export?f=geojson", s.base);
     assert_eq!(get_with(&client_with(&reader), &export).await.0, 403, "a reader may not export");
+    // A long path is named by its route, not copied into the event.
+    let long = format!("{}/collections/{}", s.base, "x".repeat(5_000));
+    assert_eq!(reqwest::get(&long).await.expect("answer").status(), 401);
     let slow = client_with(&slow);
     assert_eq!(get_with(&slow, &items).await.0, 200);
     assert_eq!(get_with(&slow, &items).await.0, 429);
 
-    let events = events_of(&path, 6).await;
+    let events = events_of(&path, 7).await;
     let of = |kind: &str| events.iter().filter(|e| e["kind"] == kind).cloned().collect::<Vec<_>>();
     let failed = of("authentication-failed");
-    assert_eq!(failed.len(), 2, "{events:?}");
-    assert!(failed.iter().all(|e| e["request"] == "GET /collections/parcels/items" && e["status"] == 401));
+    assert_eq!(failed.len(), 3, "{events:?}");
+    assert!(failed.iter().any(|e| e["request"] == "GET /collections/{id}"), "{events:?}");
+    assert!(events.iter().all(|e| e.to_string().len() < 1_000), "no event copies what a client sent");
+    assert!(failed.iter().all(|e| e["status"] == 401));
     assert!(failed.iter().all(|e| !e.to_string().contains("filter")), "no query (it may hold personal data)");
     assert!(!events.iter().any(|e| e.to_string().contains("nothing")), "no secret of a key");
     let r = &of("credential-revoked")[0];
@@ -76,7 +81,7 @@ async fn each_attempt_leaves_its_event() {
     sqlx::query("UPDATE audit_block SET entries = ''").execute(&db).await.expect("an edit");
     let (status, _, verdict) = get_with(&client(), &format!("{}/admin/audit/verify", s.base)).await;
     assert_eq!((status, verdict["intact"].as_bool()), (200, Some(false)), "{verdict}");
-    let events = events_of(&path, 7).await;
+    let events = events_of(&path, 8).await;
     assert!(events.iter().any(|e| e["kind"] == "tamper-found"), "{events:?}");
     let _ = std::fs::remove_file(&path);
 }

@@ -501,9 +501,16 @@ fn refused_credential(app: &AppState, request: &Request, now: chrono::DateTime<U
         event.agency = Some(e.agency);
         event.credential = Some(e.id);
     }
-    event.request = Some(format!("{} {}", request.method(), request.uri().path()));
+    event.request = Some(route_of(request));
     event.status = Some(401);
     event
+}
+
+/// A request as a security event names it: its method and route template (never the path a
+/// client sent: it may be long, and it may name a parcel).
+fn route_of(request: &Request) -> String {
+    let route = request.extensions().get::<MatchedPath>().map_or("(no route)", MatchedPath::as_str);
+    format!("{} {route}", request.method())
 }
 
 /// The security event of a known caller's refused request.
@@ -516,7 +523,7 @@ fn security_event(
     let mut event = crate::security::Event::new(kind, format!("refused with {status}"));
     event.agency = Some(caller.agency.name.clone());
     event.credential = Some(caller.key.id.clone());
-    event.request = Some(format!("{} {}", request.method(), request.uri().path()));
+    event.request = Some(route_of(request));
     event.status = Some(status.as_u16());
     event
 }
@@ -607,8 +614,9 @@ impl Pass {
         let disclosed = response.extensions_mut().remove::<Disclosure>().unwrap_or_default();
         app.security.taken(&self.caller.agency.name, disclosed.parcels(), self.now);
         if response.status() == StatusCode::TOO_MANY_REQUESTS {
-            // The day's quota ran out while the answer was made.
-            let mut event = crate::security::Event::new(crate::security::Kind::LimitReached, "the daily quota ran out");
+            // A limit reached while the answer was made (the day's quota, uploads at once).
+            let mut event =
+                crate::security::Event::new(crate::security::Kind::LimitReached, "refused with 429 while answering");
             event.agency = Some(self.caller.agency.name.clone());
             event.credential = Some(self.caller.key.id.clone());
             event.status = Some(429);

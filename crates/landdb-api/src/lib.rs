@@ -141,6 +141,9 @@ async fn gateway(
     // point then finds its client's credential as it finds a key.
     if let Some(oauth) = &app.oauth
         && let Some(token) = access::bearer(request.headers()).filter(|t| oauth::is_jwt(t))
+        && route
+            .as_ref()
+            .is_some_and(|r| access::requirement(request.method(), r.as_str()) != access::Requirement::Public)
         && let Some(credential) = oauth.verify(token).await
     {
         request.extensions_mut().insert(oauth::Verified(credential));

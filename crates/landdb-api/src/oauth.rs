@@ -32,12 +32,15 @@ pub enum Jwks {
 }
 
 impl Jwks {
-    /// An `https://` address, or a file.
-    pub fn parse(raw: &str) -> Jwks {
-        if raw.starts_with("https://") || raw.starts_with("http://") {
-            Jwks::Url(raw.to_owned())
+    /// An `https://` address, or a file. Plain `http://` is refused: whoever sits on the path
+    /// could hand the server keys of their own and sign any token.
+    pub fn parse(raw: &str) -> Result<Jwks, String> {
+        if raw.starts_with("https://") {
+            Ok(Jwks::Url(raw.to_owned()))
+        } else if raw.contains("://") {
+            Err(format!("--oauth-jwks {raw}: give an https:// address or a file"))
         } else {
-            Jwks::File(PathBuf::from(raw))
+            Ok(Jwks::File(PathBuf::from(raw)))
         }
     }
 }
@@ -150,6 +153,11 @@ impl OAuth {
             return;
         }
         match read(&self.settings.jwks).await {
+            // A JWKS answered empty (a provider's hiccup) would refuse every token: the keys held stay.
+            Ok(keys) if keys.is_empty() => {
+                tracing::warn!("the JWKS was read again with no usable key; the keys held stay");
+                self.keys.write().unwrap_or_else(std::sync::PoisonError::into_inner).read_at = Some(Instant::now());
+            }
             Ok(keys) => {
                 *self.keys.write().unwrap_or_else(std::sync::PoisonError::into_inner) =
                     Keys { by_id: keys, read_at: Some(Instant::now()) };
@@ -169,7 +177,13 @@ async fn read(jwks: &Jwks) -> Result<HashMap<String, (DecodingKey, Algorithm)>, 
             tokio::fs::read_to_string(path).await.map_err(|e| format!("the JWKS {}: {e}", path.display()))?
         }
         Jwks::Url(url) => {
-            let client = reqwest::Client::builder().timeout(FETCH).build().map_err(|e| e.to_string())?;
+            // HTTPS only, and no redirect: a redirect could lead to plain HTTP or elsewhere.
+            let client = reqwest::Client::builder()
+                .timeout(FETCH)
+                .https_only(true)
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .map_err(|e| e.to_string())?;
             let answer = client.get(url).send().await.map_err(|e| format!("the JWKS {url}: {e}"))?;
             answer
                 .error_for_status()
@@ -186,6 +200,10 @@ async fn read(jwks: &Jwks) -> Result<HashMap<String, (DecodingKey, Algorithm)>, 
 /// A key and the one algorithm it verifies: RSA (RS256, or what its `alg` says of RS/PS), EC
 /// P-256 (ES256) or P-384 (ES384). Symmetric keys are never taken: a JWKS is public.
 fn usable(jwk: &Jwk) -> Option<(DecodingKey, Algorithm)> {
+    // A key published for encryption is not a signing key.
+    if jwk.common.public_key_use.as_ref().is_some_and(|u| *u != jsonwebtoken::jwk::PublicKeyUse::Signature) {
+        return None;
+    }
     let algorithm = match &jwk.algorithm {
         AlgorithmParameters::RSA(_) => match jwk.common.key_algorithm.map(|a| a.to_string()).as_deref() {
             None | Some("RS256") => Algorithm::RS256,
@@ -204,4 +222,34 @@ fn usable(jwk: &Jwk) -> Option<(DecodingKey, Algorithm)> {
         _ => return None,
     };
     Some((DecodingKey::from_jwk(jwk).ok()?, algorithm))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_jwks_comes_from_a_file_or_https_only() {
+        assert_eq!(Jwks::parse("https://id.example/jwks"), Ok(Jwks::Url("https://id.example/jwks".into())));
+        assert_eq!(Jwks::parse("/etc/landdb/jwks.json"), Ok(Jwks::File("/etc/landdb/jwks.json".into())));
+        assert!(Jwks::parse("http://id.example/jwks").is_err(), "plain HTTP lets the path hand over keys");
+        assert!(Jwks::parse("ftp://id.example/jwks").is_err());
+    }
+
+    /// Only signing keys with a key id and an asymmetric algorithm are taken.
+    #[test]
+    fn only_asymmetric_signing_keys_are_taken() {
+        let ec = |extra: serde_json::Value| {
+            let mut jwk = serde_json::json!({ "kty": "EC", "crv": "P-256", "kid": "k",
+                "x": "MKBCTNIcKUSDii11ySs3526iDZ8AiTo7Tu6KPAqv7D4", "y": "4Etl6SRW2YiLUrN5vfvVHuhp7x8PxltmWWlbbM4IFyM" });
+            jwk.as_object_mut().expect("object").extend(extra.as_object().expect("object").clone());
+            serde_json::from_value::<Jwk>(jwk).expect("a JWK")
+        };
+        assert_eq!(usable(&ec(serde_json::json!({}))).map(|(_, a)| a), Some(Algorithm::ES256));
+        assert_eq!(usable(&ec(serde_json::json!({ "use": "sig" }))).map(|(_, a)| a), Some(Algorithm::ES256));
+        assert!(usable(&ec(serde_json::json!({ "use": "enc" }))).is_none(), "an encryption key");
+        let secret: Jwk =
+            serde_json::from_value(serde_json::json!({ "kty": "oct", "kid": "s", "k": "c2VjcmV0" })).expect("a JWK");
+        assert!(usable(&secret).is_none(), "a symmetric key in a public JWKS");
+    }
 }

@@ -14,9 +14,12 @@
 //! | `anomaly` | an agency took, in a minute, far more parcels than its own norm | warning |
 //! | `events-suppressed` | events dropped by the rate limit in the last second, counted | warning |
 //!
-//! Events are rate-limited (a burst of 200, then 100 a second): a flood of bad requests cannot
-//! fill the disk or drown the collector; what is dropped is counted in an `events-suppressed`
-//! event. Writing happens in a task of its own: a slow disk or collector never holds a request.
+//! Events are rate-limited (a burst of 200, then 100 a second; failed authentications, which
+//! anyone can cause, on a budget of their own; tamper and anomalies never dropped): a flood of
+//! bad requests cannot fill the disk, drown the collector or hide the other events; what is
+//! dropped is counted in an `events-suppressed` event. A request is named by its route's
+//! template (`GET /parcels/key/{commune}/{sheet}/{number}`), never its path: nothing a client
+//! sends goes into an event but the method, and no parcel is named. Writing happens in a task of its own: a slow disk or collector never holds a request.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -135,7 +138,9 @@ const ANOMALY_FLOOR: u64 = 10_000;
 #[derive(Debug)]
 pub struct SecurityEvents {
     out: Option<mpsc::Sender<Event>>,
+    /// The rate limit of events about known callers, and of failed authentications.
     bucket: Mutex<(f64, Instant)>,
+    anonymous: Mutex<(f64, Instant)>,
     dropped: AtomicU64,
     volumes: Mutex<HashMap<String, Volume>>,
 }
@@ -168,6 +173,7 @@ impl SecurityEvents {
         SecurityEvents {
             out,
             bucket: Mutex::new((BURST, Instant::now())),
+            anonymous: Mutex::new((BURST, Instant::now())),
             dropped: AtomicU64::new(0),
             volumes: Mutex::new(HashMap::new()),
         }
@@ -177,8 +183,15 @@ impl SecurityEvents {
     /// out with the next event let through).
     pub fn record(&self, event: Event) {
         let Some(out) = &self.out else { return };
-        let allowed = {
-            let mut bucket = self.bucket.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        // Tamper and anomalies are never dropped; failed authentications (which anyone can cause)
+        // have a budget of their own, so that a flood of them cannot hide the rest.
+        let bucket = match event.kind {
+            Kind::TamperFound | Kind::Anomaly => None,
+            Kind::AuthenticationFailed => Some(&self.anonymous),
+            _ => Some(&self.bucket),
+        };
+        let allowed = bucket.is_none_or(|bucket| {
+            let mut bucket = bucket.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
             let now = Instant::now();
             bucket.0 = (bucket.0 + now.duration_since(bucket.1).as_secs_f64() * RATE).min(BURST);
             bucket.1 = now;
@@ -187,7 +200,7 @@ impl SecurityEvents {
                 bucket.0 -= 1.0;
             }
             allowed
-        };
+        });
         if !allowed {
             self.dropped.fetch_add(1, Ordering::Relaxed);
             return;
@@ -212,7 +225,10 @@ impl SecurityEvents {
         }
         let minute = now.timestamp() / 60;
         let mut volumes = self.volumes.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let v = volumes.entry(agency.to_owned()).or_default();
+        if !volumes.contains_key(agency) {
+            volumes.insert(agency.to_owned(), Volume::default());
+        }
+        let Some(v) = volumes.get_mut(agency) else { return };
         if v.minute != minute {
             if v.minute != 0 {
                 // The minutes with nothing taken between count as nothing.
@@ -340,6 +356,11 @@ mod tests {
         for _ in 0..5_000 {
             events.record(Event::new(Kind::AuthenticationFailed, "no key"));
         }
+        // Beside the flood, the other events still go out, and tamper is never dropped.
+        events.record(Event::new(Kind::Forbidden, "refused"));
+        for _ in 0..300 {
+            events.record(Event::new(Kind::TamperFound, "broken"));
+        }
         tokio::time::sleep(Duration::from_millis(1_100)).await;
         events.record(Event::new(Kind::AuthenticationFailed, "no key"));
         tokio::time::sleep(Duration::from_millis(300)).await;
@@ -349,6 +370,8 @@ mod tests {
         assert!((200..=320).contains(&failed), "{failed} let through of 5,001");
         let suppressed: Vec<_> = lines.iter().filter(|l| l["kind"] == "events-suppressed").collect();
         assert_eq!(suppressed.len(), 1, "one count of what was dropped");
+        assert_eq!(lines.iter().filter(|l| l["kind"] == "forbidden").count(), 1);
+        assert_eq!(lines.iter().filter(|l| l["kind"] == "tamper-found").count(), 300);
         let _ = std::fs::remove_file(&path);
     }
 

@@ -77,13 +77,17 @@ pub struct ServerArgs {
 
 impl ServerArgs {
     /// The OAuth2 settings, when a provider is given.
-    fn oauth(&self) -> Option<landdb_api::oauth::OAuthSettings> {
-        Some(landdb_api::oauth::OAuthSettings {
-            issuer: self.oauth_issuer.clone()?,
-            audience: self.oauth_audience.clone()?,
-            jwks: landdb_api::oauth::Jwks::parse(self.oauth_jwks.as_deref()?),
+    fn oauth(&self) -> anyhow::Result<Option<landdb_api::oauth::OAuthSettings>> {
+        let (Some(issuer), Some(audience), Some(jwks)) = (&self.oauth_issuer, &self.oauth_audience, &self.oauth_jwks)
+        else {
+            return Ok(None);
+        };
+        Ok(Some(landdb_api::oauth::OAuthSettings {
+            issuer: issuer.clone(),
+            audience: audience.clone(),
+            jwks: landdb_api::oauth::Jwks::parse(jwks).map_err(anyhow::Error::msg)?,
             client_claim: self.oauth_client_claim.clone(),
-        })
+        }))
     }
 
     /// The TLS files, when HTTPS is asked for.
@@ -225,7 +229,7 @@ pub async fn serve(
             }
             None => landdb_api::security::SecurityEvents::off(),
         },
-        oauth: match args.oauth() {
+        oauth: match args.oauth()? {
             Some(settings) => Some(landdb_api::oauth::OAuth::new(settings).await.map_err(anyhow::Error::msg)?),
             None => None,
         },
