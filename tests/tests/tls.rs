@@ -288,3 +288,40 @@ async fn sync_follows_an_https_server_of_a_private_ca() {
     assert!(summary.caught_up);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Silent connections from one address hold at most its share of the handshake slots: past it,
+/// its new connections are closed at once, and clients elsewhere are served all along.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_address_cannot_hold_every_handshake() {
+    use tokio::io::AsyncReadExt;
+    let dir = dir("slots");
+    let ca = Authority::new("landdb test CA");
+    let s = https_server(&dir, &ca, None).await;
+    let port: u16 = s.base.rsplit(':').next().and_then(|p| p.parse().ok()).expect("a port");
+    let from = |ip: [u8; 4]| async move {
+        let socket = tokio::net::TcpSocket::new_v4().expect("a socket");
+        socket.bind((std::net::Ipv4Addr::from(ip), 0).into()).expect("bind");
+        socket.connect(([127, 0, 0, 1], port).into()).await.expect("connected")
+    };
+    // 32 silent connections from 127.0.0.2: each holds a slot (the server waits for a hello).
+    let mut silent = Vec::new();
+    for _ in 0..32 {
+        silent.push(from([127, 0, 0, 2]).await);
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // The 33rd is closed at once.
+    let mut extra = from([127, 0, 0, 2]).await;
+    let mut byte = [0u8; 1];
+    let closed = tokio::time::timeout(Duration::from_secs(2), extra.read(&mut byte)).await;
+    assert!(matches!(closed, Ok(Ok(0)) | Ok(Err(_))), "the 33rd silent connection is closed: {closed:?}");
+    // Another address is served.
+    let answer = client(&ca, None)
+        .get(format!("{}/collections", s.base))
+        .bearer_auth(OPERATOR_KEY)
+        .send()
+        .await
+        .expect("an answer");
+    assert_eq!(answer.status(), 200);
+    drop(silent);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -6,11 +6,12 @@
 //! credential `landdb key add-cert` made of its public key (see [`ClientCertificate`]); a client
 //! without one still connects, and must then send a key.
 //!
-//! Handshakes run in tasks of their own, each bounded in time, so that a slow or silent client
-//! holds up nobody else's; the connections they complete are served by `axum::serve` like plain
+//! Handshakes run in tasks of their own, each bounded in time (and at most 32 at once from one
+//! address), so that a slow or silent client holds up nobody else's; the connections they complete are served by `axum::serve` like plain
 //! ones (the same graceful shutdown).
 
-use std::net::SocketAddr;
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime};
@@ -35,6 +36,9 @@ const RELOAD: Duration = Duration::from_secs(2);
 const READY: usize = 256;
 /// Handshakes under way at once (more wait for the next accept).
 const HANDSHAKING: usize = 1024;
+/// Handshakes under way at once from one address: past them, its new connections are closed at
+/// once, so that one host cannot hold every slot with silent connections.
+const HANDSHAKING_FROM_ONE: usize = 32;
 
 /// Where the server's TLS material is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -211,6 +215,7 @@ async fn accept(
     done: mpsc::Sender<(TlsStream<TcpStream>, Peer)>,
 ) {
     let handshaking = Arc::new(tokio::sync::Semaphore::new(HANDSHAKING));
+    let from: Arc<std::sync::Mutex<HashMap<IpAddr, usize>>> = Arc::default();
     loop {
         let Ok(permit) = Arc::clone(&handshaking).acquire_owned().await else { return };
         let (stream, address) = match tcp.accept().await {
@@ -222,11 +227,15 @@ async fn accept(
                 continue;
             }
         };
+        let Some(slot) = Slot::take(&from, address.ip()) else {
+            tracing::debug!(client = %address, "too many TLS handshakes under way from one address");
+            continue; // dropped: closed
+        };
         let _ = stream.set_nodelay(true);
         let config = Arc::clone(&current.read().unwrap_or_else(std::sync::PoisonError::into_inner));
         let done = done.clone();
         tokio::spawn(async move {
-            let _permit = permit;
+            let (_permit, _slot) = (permit, slot);
             let handshake = TlsAcceptor::from(config).accept(stream);
             match tokio::time::timeout(HANDSHAKE, handshake).await {
                 Ok(Ok(tls)) => {
@@ -242,6 +251,36 @@ async fn accept(
                 Err(_) => tracing::debug!(client = %address, "a TLS handshake took too long"),
             }
         });
+    }
+}
+
+/// One of an address's handshake slots, given back when dropped.
+struct Slot {
+    from: Arc<std::sync::Mutex<HashMap<IpAddr, usize>>>,
+    ip: IpAddr,
+}
+
+impl Slot {
+    fn take(from: &Arc<std::sync::Mutex<HashMap<IpAddr, usize>>>, ip: IpAddr) -> Option<Slot> {
+        let mut held = from.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let n = held.entry(ip).or_default();
+        if *n >= HANDSHAKING_FROM_ONE {
+            return None;
+        }
+        *n += 1;
+        Some(Slot { from: Arc::clone(from), ip })
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut held = self.from.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(n) = held.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                held.remove(&self.ip);
+            }
+        }
     }
 }
 
