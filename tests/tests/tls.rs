@@ -86,17 +86,18 @@ fn client(ca: &Authority, identity: Option<&(String, String)>) -> reqwest::Clien
     builder.build().expect("a client")
 }
 
+/// `/collections` asked with the operator's key by a client trusting `ca`.
+async fn operator_asks(ca: &Authority, base: &str) -> reqwest::Response {
+    let asked = client(ca, None).get(format!("{base}/collections")).bearer_auth(OPERATOR_KEY).send();
+    asked.await.expect("an answer over HTTPS")
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn https_speaks_http2_and_tls_1_2_or_1_3_only() {
     let dir = dir("versions");
     let ca = Authority::new("landdb test CA");
     let s = https_server(&dir, &ca, None).await;
-    let answer = client(&ca, None)
-        .get(format!("{}/collections", s.base))
-        .bearer_auth(OPERATOR_KEY)
-        .send()
-        .await
-        .expect("an answer over HTTPS");
+    let answer = operator_asks(&ca, &s.base).await;
     assert_eq!(answer.status(), 200);
     assert_eq!(answer.version(), reqwest::Version::HTTP_2, "HTTP/2 by ALPN");
     // Plain HTTP to the HTTPS port gets no answer.
@@ -315,13 +316,7 @@ async fn one_address_cannot_hold_every_handshake() {
     let closed = tokio::time::timeout(Duration::from_secs(2), extra.read(&mut byte)).await;
     assert!(matches!(closed, Ok(Ok(0)) | Ok(Err(_))), "the 33rd silent connection is closed: {closed:?}");
     // Another address is served.
-    let answer = client(&ca, None)
-        .get(format!("{}/collections", s.base))
-        .bearer_auth(OPERATOR_KEY)
-        .send()
-        .await
-        .expect("an answer");
-    assert_eq!(answer.status(), 200);
+    assert_eq!(operator_asks(&ca, &s.base).await.status(), 200);
     drop(silent);
     let _ = std::fs::remove_dir_all(&dir);
 }

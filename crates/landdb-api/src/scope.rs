@@ -496,6 +496,11 @@ impl<'s> Scoped<'s> {
         self.everything().then(|| self.view.parcels_before(before))
     }
 
+    /// Whether the caller sees no parcel.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     /// How many parcels the caller sees.
     pub fn len(&self) -> usize {
         match self.scope() {
