@@ -60,12 +60,20 @@ pub struct Sources {
     feed_key: tokio::sync::OnceCell<crate::feed::FeedKey>,
     /// The scopes change-feed tokens were sealed under, by agency and fingerprint, compiled:
     /// each one this process knows the store keeps (see [`Sources::follow_scope`]).
-    followed: Mutex<HashMap<(String, u64), FollowedAt>>,
+    /// None: kept, but its area no longer compiles (a commune code no longer in the reference
+    /// data).
+    followed: Mutex<FollowedScopes>,
 }
 
-/// A scope a follower's copy was made under, and the scope compiled (none when its area no
-/// longer compiles: a commune code no longer in the reference data).
-pub type FollowedAt = Arc<(FollowedScope, Option<Scope>)>;
+/// Followed scopes by agency and fingerprint (see [`Sources::followed_scope`]).
+type FollowedScopes = HashMap<(String, u64), Option<Arc<Followed>>>;
+
+/// A scope a follower's copy was made under, as a move from it needs it.
+#[derive(Debug)]
+pub struct Followed {
+    pub personal_data: bool,
+    pub scope: Scope,
+}
 
 /// What was worked out for a caller at a feed position, found by the caller's address and kept
 /// with the caller itself: while an entry holds it, no other caller (made when the rules reload)
@@ -210,7 +218,8 @@ impl Sources {
         landdb_store::AccessStore::remember_scope(self.store()?, &agency.name, &scope)
             .await
             .map_err(|e| internal(&e))?;
-        self.keep_followed(key, Arc::new((scope, Some(access.caller.scope.clone()))));
+        let followed = Followed { personal_data: scope.personal_data, scope: access.caller.scope.clone() };
+        self.keep_followed(key, Some(Arc::new(followed)));
         Ok(fingerprint)
     }
 
@@ -221,30 +230,27 @@ impl Sources {
         agency: &str,
         fingerprint: u64,
         reference: &ReferenceData,
-    ) -> Result<Option<FollowedAt>, ApiError> {
+    ) -> Result<Option<Arc<Followed>>, ApiError> {
         let key = (agency.to_owned(), fingerprint);
-        let held = self.followed_lock().get(&key).cloned();
-        let followed = match held {
-            Some(f) => f,
-            None => {
-                let kept = landdb_store::AccessStore::remembered_scope(self.store()?, agency, fingerprint)
-                    .await
-                    .map_err(|e| internal(&e))?;
-                let Some(kept) = kept else { return Ok(None) };
-                let compiled = Scope::compile(&kept.area, reference).ok();
-                let followed = Arc::new((kept, compiled));
-                self.keep_followed(key, Arc::clone(&followed));
-                followed
-            }
-        };
-        Ok(followed.1.is_some().then_some(followed))
+        if let Some(held) = self.followed_lock().get(&key).cloned() {
+            return Ok(held);
+        }
+        let kept = landdb_store::AccessStore::remembered_scope(self.store()?, agency, fingerprint)
+            .await
+            .map_err(|e| internal(&e))?;
+        let Some(kept) = kept else { return Ok(None) };
+        let followed = Scope::compile(&kept.area, reference)
+            .ok()
+            .map(|scope| Arc::new(Followed { personal_data: kept.personal_data, scope }));
+        self.keep_followed(key, followed.clone());
+        Ok(followed)
     }
 
-    fn followed_lock(&self) -> std::sync::MutexGuard<'_, HashMap<(String, u64), FollowedAt>> {
+    fn followed_lock(&self) -> std::sync::MutexGuard<'_, FollowedScopes> {
         self.followed.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    fn keep_followed(&self, key: (String, u64), followed: FollowedAt) {
+    fn keep_followed(&self, key: (String, u64), followed: Option<Arc<Followed>>) {
         let mut held = self.followed_lock();
         if held.len() > 10_000 {
             held.clear();

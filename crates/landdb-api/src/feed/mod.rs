@@ -148,7 +148,7 @@ impl WrittenPage {
 /// A token of another scope (the agency's policy changed) moves an up-to-date copy to the new
 /// scope by the parcels that entered or left it, when only the area changed; a copy of the
 /// personal-data grant that changed, or in the middle of a snapshot, starts again.
-/// `scope` is the caller's ([`token::scope_of`]).
+/// `scope` is the caller's ([`crate::scope::Sources::follow_scope`]).
 pub(crate) async fn place(
     app: &AppState,
     access: &Access,
@@ -163,7 +163,7 @@ pub(crate) async fn place(
     let agency = &access.caller.agency;
     if let Phase::Changes { after } = token.phase
         && let Some(before) = app.sources.followed_scope(&agency.name, token.scope, &app.reference).await?
-        && before.0.personal_data == agency.policy.personal_data
+        && before.personal_data == agency.policy.personal_data
     {
         return Ok((Phase::Rescope { at: after, after: None, from: token.scope }, false));
     }
@@ -231,8 +231,8 @@ pub(crate) async fn read_page(
             }
             Phase::Rescope { at, after, from } => {
                 let before = app.sources.followed_scope(&access.caller.agency.name, from, &app.reference).await?;
-                let Some(before) = before.as_ref().and_then(|b| b.1.as_ref()) else { return Err(unknown_scope()) };
-                let (page, moves, through) = or_behind!(scoped.rescope(at, after, before, limit).await?);
+                let Some(before) = before else { return Err(unknown_scope()) };
+                let (page, moves, through) = or_behind!(scoped.rescope(at, after, &before.scope, limit).await?);
                 snapshot_page = page;
                 next = if snapshot_page.more {
                     Phase::Rescope { at, after: through, from }

@@ -30,7 +30,7 @@ struct State {
     ended: bool,
 }
 
-/// The event stream from `phase`, for a caller of `scope` ([`super::token::scope_of`]).
+/// The event stream from `phase`, for a caller of `scope` ([`crate::scope::Sources::follow_scope`]).
 pub fn events(app: Arc<AppState>, access: Access, scope: u64, phase: Phase, reset: bool, limit: usize) -> Response {
     let state = State { app, access, phase, reset, limit, scope, ended: false };
     let uri = axum::http::Uri::from_static("/collections/parcels/changes");

@@ -7,10 +7,8 @@
 
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{ChaCha20Poly1305, Nonce};
-use landdb_access::FollowedScope;
 use landdb_model::{FeedPosition, VersionId};
 
-use crate::access::Access;
 use crate::ogc::ApiError;
 
 /// Where a follower is in its feed.
@@ -123,13 +121,6 @@ impl FeedKey {
         };
         Ok(Token { phase, scope: u64::from_be_bytes(plain[18..26].try_into().unwrap_or_default()) })
     }
-}
-
-/// The fingerprint of what the caller may see: its area and whether it sees personal data.
-/// When its policy changes either, its followers' tokens no longer match, and they move to the
-/// new scope (see [`super::place`]).
-pub fn scope_of(access: &Access) -> u64 {
-    FollowedScope::of(&access.caller.agency.policy).fingerprint()
 }
 
 #[cfg(test)]

@@ -155,7 +155,7 @@ impl Scoped<'_> {
         // The engine's parcels after `after`, less those made since `at`; merged with the
         // restored ones in version order, until the page and one more are found.
         let unmade_since = |p: &Parcel<'_>| !made.contains(&p.version());
-        let held: Vec<Parcel<'_>> = match self.everything_after(after) {
+        let mut held: Vec<Parcel<'_>> = match self.everything_after(after) {
             Some(all) => all.filter(unmade_since).take(limit + 1).collect(),
             None => {
                 // The caller's versions in order, worked out once a feed position (a snapshot's
@@ -174,7 +174,6 @@ impl Scoped<'_> {
                     .collect()
             }
         };
-        let mut held = held;
         let more = first_of_both(&mut held, &mut restored, limit);
         let stored = Snapshot::build(restored.into_iter().map(ParcelRecord::from), at);
         Ok(Ok(SnapshotPage { held, stored, more }))
