@@ -255,6 +255,12 @@ struct Ended {
     revoked: bool,
 }
 
+impl Ended {
+    fn of(key: &KeyRecord, now: chrono::DateTime<Utc>) -> Ended {
+        Ended { agency: key.agency.clone(), id: key.id.clone(), revoked: key.revoked_at.is_some_and(|r| r <= now) }
+    }
+}
+
 /// Daily quotas: counted in the store, which every server process shares, and leased from it in
 /// shares ([`lease_size`]) that this process hands out without a round trip. Several processes
 /// together never pass an agency's quota; what a process holds when it stops goes back
@@ -370,8 +376,7 @@ impl Gate {
         for key in store.keys().await? {
             if !key.usable(now) {
                 if let Some(digest) = landdb_access::key::digest_of_hash(&key.hash) {
-                    let revoked = key.revoked_at.is_some_and(|r| r <= now);
-                    keys.ended.insert(digest, Ended { agency: key.agency, id: key.id, revoked });
+                    keys.ended.insert(digest, Ended::of(&key, now));
                 }
                 continue;
             }
@@ -434,12 +439,7 @@ impl Gate {
         let keys = self.keys.read().unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Some(c) = keys.by_digest.get(&digest) {
             // Ended since the rules were loaded.
-            let revoked = c.key.revoked_at.is_some_and(|r| r <= now);
-            return (!c.key.usable(now)).then(|| Ended {
-                agency: c.agency.name.clone(),
-                id: c.key.id.clone(),
-                revoked,
-            });
+            return (!c.key.usable(now)).then(|| Ended::of(&c.key, now));
         }
         keys.ended.get(&digest).cloned()
     }
@@ -474,28 +474,69 @@ fn client_certificate(request: &Request) -> Option<&crate::tls::ClientCertificat
     request.extensions().get::<axum::extract::ConnectInfo<crate::tls::Peer>>()?.0.certificate.as_ref()
 }
 
+/// What a request shows to say who it is, decided once: a key; a credential its connection or
+/// a verified token proved; a bearer token that is neither; or nothing.
+enum Presented<'r> {
+    Key(&'r str),
+    Certificate(Credential),
+    Token(Credential),
+    Unknown,
+    Nothing,
+}
+
+impl<'r> Presented<'r> {
+    /// A bearer token decides (a verified platform token, else a key); without one, the
+    /// client certificate its connection showed (mutual TLS).
+    fn of(request: &'r Request) -> Presented<'r> {
+        match bearer(request.headers()) {
+            Some(token) => match request.extensions().get::<crate::oauth::Verified>() {
+                Some(verified) => Presented::Token(verified.0.clone()),
+                None if landdb_access::key::is_key(token) => Presented::Key(token),
+                None => Presented::Unknown,
+            },
+            None => match client_certificate(request) {
+                Some(certificate) => Presented::Certificate(certificate.credential()),
+                None => Presented::Nothing,
+            },
+        }
+    }
+
+    fn caller(&self, gate: &Gate, now: chrono::DateTime<Utc>) -> Option<Arc<Caller>> {
+        match self {
+            Presented::Key(token) => gate.caller(token, now),
+            Presented::Certificate(c) | Presented::Token(c) => gate.caller_by(c, now),
+            Presented::Unknown | Presented::Nothing => None,
+        }
+    }
+
+    /// What it was, if it no longer works.
+    fn ended(&self, gate: &Gate, now: chrono::DateTime<Utc>) -> Option<Ended> {
+        match self {
+            Presented::Key(token) => gate.ended(token, now),
+            Presented::Certificate(c) | Presented::Token(c) => gate.ended(&c.0, now),
+            Presented::Unknown | Presented::Nothing => None,
+        }
+    }
+}
+
 /// The security event of a request refused with 401: a revoked or expired credential when it
 /// was one of those (its agency named), a failed authentication otherwise.
-fn refused_credential(app: &AppState, request: &Request, now: chrono::DateTime<Utc>) -> crate::security::Event {
+fn refused_credential(
+    app: &AppState,
+    request: &Request,
+    presented: &Presented<'_>,
+    now: chrono::DateTime<Utc>,
+) -> crate::security::Event {
     use crate::security::{Event, Kind};
-    let known = match bearer(request.headers()) {
-        Some(token) => match request.extensions().get::<crate::oauth::Verified>() {
-            Some(verified) => app.gate.ended(&verified.0.0, now),
-            None if landdb_access::key::is_key(token) => app.gate.ended(token, now),
-            None => None,
-        },
-        None => client_certificate(request).and_then(|certificate| app.gate.ended(&certificate.credential().0, now)),
-    };
-    let mut event = match &known {
-        Some(e) if e.revoked => Event::new(Kind::CredentialRevoked, format!("credential {} was revoked", e.id)),
-        Some(e) => Event::new(Kind::CredentialExpired, format!("credential {} has expired", e.id)),
-        None if bearer(request.headers()).is_some() => {
-            Event::new(Kind::AuthenticationFailed, "a credential that is nobody's")
-        }
-        None if client_certificate(request).is_some() => {
+    let known = presented.ended(&app.gate, now);
+    let mut event = match (&known, presented) {
+        (Some(e), _) if e.revoked => Event::new(Kind::CredentialRevoked, format!("credential {} was revoked", e.id)),
+        (Some(e), _) => Event::new(Kind::CredentialExpired, format!("credential {} has expired", e.id)),
+        (None, Presented::Nothing) => Event::new(Kind::AuthenticationFailed, "no credential"),
+        (None, Presented::Certificate(_)) => {
             Event::new(Kind::AuthenticationFailed, "a client certificate that is nobody's")
         }
-        None => Event::new(Kind::AuthenticationFailed, "no credential"),
+        (None, _) => Event::new(Kind::AuthenticationFailed, "a credential that is nobody's"),
     };
     if let Some(e) = known {
         event.agency = Some(e.agency);
@@ -558,18 +599,11 @@ pub fn admit(app: &AppState, request: &mut Request) -> Result<Option<Pass>, Box<
         return Ok(None);
     }
     let now = Utc::now();
-    // A key if the request sends one; else the client certificate its connection showed (mutual
-    // TLS), whose credential the store keeps as it keeps a key's.
-    let caller = match bearer(request.headers()) {
-        // A platform's token, verified by the gateway: its client's credential.
-        Some(token) => match request.extensions().get::<crate::oauth::Verified>() {
-            Some(verified) => app.gate.caller_by(&verified.0, now),
-            None => app.gate.caller(token, now),
-        },
-        None => client_certificate(request).and_then(|certificate| app.gate.caller_by(&certificate.credential(), now)),
-    };
-    let Some(caller) = caller else {
-        app.security.record(refused_credential(app, request, now));
+    // A key, a platform's token verified by the gateway, or the client certificate the
+    // connection showed (mutual TLS): each a credential the store keeps as it keeps a key's.
+    let presented = Presented::of(request);
+    let Some(caller) = presented.caller(&app.gate, now) else {
+        app.security.record(refused_credential(app, request, &presented, now));
         let mut response = unauthorized().into_response();
         response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"landdb\""));
         return Err(Box::new(response));

@@ -49,9 +49,7 @@ pub async fn save_agency(store: &AnyStore, reference: &ReferenceData, agency: &A
 
 /// A new key for `agency`; the token is shown once and only its hash is kept.
 pub async fn new_key(store: &AnyStore, agency: &str, expires_at: Option<DateTime<Utc>>) -> Result<NewKey, AdminError> {
-    if !store.agencies().await?.iter().any(|a| a.name == agency) {
-        return Err(AdminError::NotFound(format!("there is no agency `{agency}` (`landdb agency list` shows them)")));
-    }
+    require_agency(store, agency).await?;
     let key = landdb_access::key::generate(agency, Utc::now(), expires_at);
     store.put_key(&key.record).await?;
     Ok(key)
@@ -85,9 +83,7 @@ async fn credential_key(
     credential: &str,
     expires_at: Option<DateTime<Utc>>,
 ) -> Result<KeyRecord, AdminError> {
-    if !store.agencies().await?.iter().any(|a| a.name == agency) {
-        return Err(AdminError::NotFound(format!("there is no agency `{agency}` (`landdb agency list` shows them)")));
-    }
+    require_agency(store, agency).await?;
     let hash = landdb_access::key::hash(credential);
     let record = KeyRecord {
         id: format!("{kind}-{}", &hash[..16]),
@@ -115,6 +111,15 @@ pub async fn oauth_key(
         return Err(AdminError::Invalid("give the identity provider's issuer and the client's id".to_owned()));
     }
     credential_key(store, agency, "oauth", &crate::oauth::credential(issuer, client), expires_at).await
+}
+
+/// Fails unless the store has an agency named `agency`.
+async fn require_agency(store: &AnyStore, agency: &str) -> Result<(), AdminError> {
+    if store.agencies().await?.iter().any(|a| a.name == agency) {
+        Ok(())
+    } else {
+        Err(AdminError::NotFound(format!("there is no agency `{agency}` (`landdb agency list` shows them)")))
+    }
 }
 
 /// Revokes a key at once, on every running server (within their reload interval).
