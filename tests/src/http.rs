@@ -216,6 +216,11 @@ async fn serve(store: AnyStore, url: DatabaseUrl, setup: Setup) -> (String, Arc<
     (base, app, engine)
 }
 
+/// `raw` as a query parameter's value.
+pub fn encoded(raw: &str) -> String {
+    url::form_urlencoded::byte_serialize(raw.as_bytes()).collect()
+}
+
 /// A client that sends [`OPERATOR_KEY`].
 pub fn client() -> reqwest::Client {
     client_with(OPERATOR_KEY)

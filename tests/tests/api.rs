@@ -9,7 +9,7 @@ use landdb_ingest::pipeline::Options;
 use landdb_ingest::profiles::FieldMapping;
 use landdb_model::{CommuneCode, ReferenceData};
 use landdb_store::ParcelStore;
-use landdb_tests::http::{get, import_files, link, samples, server, versions};
+use landdb_tests::http::{encoded, get, import_files, link, samples, server, versions};
 use serde_json::Value;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -712,10 +712,6 @@ async fn all_pages(first: &str) -> (Vec<i64>, Vec<Value>) {
             None => return (ids, features),
         }
     }
-}
-
-fn encoded(raw: &str) -> String {
-    url::form_urlencoded::byte_serialize(raw.as_bytes()).collect()
 }
 
 /// CQL2 filters (text and JSON) and sortby, checked against the same conditions in PostGIS.

@@ -11,7 +11,7 @@ use std::time::Duration;
 use landdb_access::{Area, Role};
 use landdb_store::{BatchWriter, NewBatch, ParcelStore};
 use landdb_tests::fixtures::parcel;
-use landdb_tests::http::{agency, client, client_with, get_with, policy, samples, server};
+use landdb_tests::http::{agency, client, client_with, encoded, get_with, policy, samples, server};
 use serde_json::Value;
 
 /// How the receiver answers.
@@ -374,7 +374,7 @@ async fn a_subscription_gets_what_its_cql2_filter_matches() {
     }
     let filter = "area_m2 > 1000";
     let (status, _, items) =
-        get_with(&office, &format!("{}/collections/parcels/items?limit=10000&filter={}", s.base, urlencoding(filter)))
+        get_with(&office, &format!("{}/collections/parcels/items?limit=10000&filter={}", s.base, encoded(filter)))
             .await;
     assert_eq!(status, 200, "{items}");
     let wanted: BTreeSet<i64> =
@@ -403,8 +403,4 @@ async fn a_subscription_gets_what_its_cql2_filter_matches() {
     };
     until("the old version left", left).await;
     assert!(!received(&state).0.iter().any(|v| !wanted.contains(v)), "nothing the filter does not want went out");
-}
-
-fn urlencoding(raw: &str) -> String {
-    url::form_urlencoded::byte_serialize(raw.as_bytes()).collect()
 }
