@@ -72,6 +72,14 @@ pub async fn agency(server: &Server, name: &str, role: Role, policy: Policy) -> 
     token
 }
 
+/// As [`agency`], or the reason the agency was refused.
+pub async fn try_agency(server: &Server, name: &str, role: Role, policy: Policy) -> Result<String, String> {
+    let reference = ReferenceData::embedded().expect("reference");
+    let agency = Agency { name: name.to_owned(), title: name.to_owned(), role, policy, created_at: chrono::Utc::now() };
+    landdb_api::admin::save_agency(&server.store, &reference, &agency).await.map_err(|e| e.to_string())?;
+    Ok(agency.name)
+}
+
 async fn save_agency(store: &AnyStore, name: &str, role: Role, policy: Policy) -> String {
     let reference = ReferenceData::embedded().expect("reference");
     let agency = Agency { name: name.to_owned(), title: name.to_owned(), role, policy, created_at: chrono::Utc::now() };
@@ -110,6 +118,8 @@ pub struct Setup {
     pub oauth: Option<landdb_api::oauth::OAuthSettings>,
     /// Write security events there.
     pub security_events: Option<landdb_api::security::Sink>,
+    /// Seal right holders under this keyring (the user's default keyring otherwise).
+    pub keyring: Option<PathBuf>,
 }
 
 pub async fn server(files: &[PathBuf]) -> Server {
@@ -126,7 +136,12 @@ pub fn job_worker() -> WorkerCommand {
 
 pub async fn server_with(files: &[PathBuf], setup: Setup) -> Server {
     let db = PostgisDb::create().await.expect("database");
-    let store = AnyStore::open(&DatabaseUrl::parse(&db.url).expect("url")).await.expect("store");
+    let keyring = match &setup.keyring {
+        Some(path) => landdb_store::data_keys::Keyring::at(path).expect("keyring"),
+        None => landdb_store::data_keys::Keyring::located().expect("keyring"),
+    };
+    let store =
+        AnyStore::open_with(&DatabaseUrl::parse(&db.url).expect("url"), Arc::clone(&keyring)).await.expect("store");
     import_files(&store, files).await;
     save_agency(&store, "operator", Role::Operator, policy(Role::Operator, Area::Nation, false)).await;
     let now = chrono::Utc::now();
@@ -147,7 +162,8 @@ pub async fn server_with(files: &[PathBuf], setup: Setup) -> Server {
         }
         None => DatabaseUrl::parse(&db.url).expect("url"),
     };
-    let store = if setup.store_port.is_some() { AnyStore::open(&url).await.expect("store") } else { store };
+    let store =
+        if setup.store_port.is_some() { AnyStore::open_with(&url, keyring).await.expect("store") } else { store };
     let (base, app, engine) = serve(store.clone(), url, setup).await;
     Server { base, db, store, engine, app }
 }
@@ -162,7 +178,7 @@ pub struct Replica {
 
 pub async fn replica(of: &Server) -> Replica {
     let url = DatabaseUrl::parse(&of.db.url).expect("url");
-    let store = AnyStore::open(&url).await.expect("store");
+    let store = AnyStore::open_with(&url, Arc::clone(of.store.keyring())).await.expect("store");
     let (base, app, _) = serve(store, url, Setup::default()).await;
     Replica { base, app }
 }

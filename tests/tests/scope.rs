@@ -22,6 +22,8 @@ struct Target {
     key: landdb_model::ParcelKey,
     national_id: String,
     point: (f64, f64),
+    /// The citizen ID of a holder of a parcel of the commune (the parcel itself may be a road).
+    holder: String,
 }
 
 fn target(s: &Server, commune: &str) -> Target {
@@ -35,7 +37,29 @@ fn target(s: &Server, commune: &str) -> Target {
         key: p.key(),
         national_id: p.national_id().to_string(),
         point: (point.x(), point.y()),
+        holder: holder_in(s, &code),
     }
+}
+
+/// The citizen ID of the first holder who has one among the commune's parcels (read from the
+/// store, where it is sealed: the samples' holders carry IDs).
+fn holder_in(s: &Server, commune: &CommuneCode) -> String {
+    let versions: Vec<VersionId> = s.engine.snapshot().in_commune(commune).iter().map(|p| p.version()).collect();
+    let store = s.store.clone();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+        rt.block_on(async {
+            for v in versions {
+                let holders = landdb_store::ParcelStore::right_holders(&store, v).await.expect("holders");
+                if let Some(id) = holders.into_iter().find_map(|h| h.citizen_id) {
+                    return id;
+                }
+            }
+            panic!("no parcel of the commune has a holder with a citizen ID")
+        })
+    })
+    .join()
+    .expect("read")
 }
 
 /// A parcel that does not exist, asked for the same ways: a version never written, a key never
@@ -46,6 +70,8 @@ fn phantom(hidden: &Target) -> Target {
         key: landdb_model::ParcelKey::new(hidden.key.commune.clone(), hidden.key.sheet.clone(), "987654".to_owned()),
         national_id: landdb_model::NationalParcelId::from_wgs84(geo::Point::new(108.9, 16.3)).expect("id").to_string(),
         point: (108.9, 16.3),
+        // A well-formed ID (the same province, century and year) nobody in the samples has.
+        holder: format!("{}999999", &hidden.holder[..6]),
     }
 }
 
@@ -62,6 +88,8 @@ fn probes(t: &Target) -> Vec<(&'static str, String)> {
         ("/parcels/national-id/{id}", format!("/parcels/national-id/{}", t.national_id)),
         ("/parcels/key/{commune}/{sheet}/{number}", format!("/parcels/key/{}/{}/{}", k.commune, k.sheet, k.number)),
         ("/parcels/at", format!("/parcels/at?lon={lon}&lat={lat}")),
+        ("/holders/{citizen_id}/parcels", format!("/holders/{}/parcels", t.holder)),
+        ("/holders/{citizen_id}/parcels", format!("/holders/{}/parcels?history=true", t.holder)),
         ("/parcels/at", format!("/parcels/at?lon={lon}&lat={lat}&datetime=2100-01-01")),
         ("/collections/{id}/items", format!("/collections/parcels/items?bbox={bbox}")),
         ("/collections/{id}/items", format!("/collections/parcels/items?filter=national_id%3D'{}'", t.national_id)),
@@ -122,9 +150,14 @@ async fn answer(c: &reqwest::Client, url: &str, asked: &Target) -> (u16, BTreeMa
         Err(_) => String::from_utf8_lossy(&body).into_owned(),
     };
     let k = &asked.key;
-    for token in
-        [asked.version.to_string(), asked.national_id.clone(), k.number.clone(), k.sheet.clone(), k.commune.to_string()]
-    {
+    for token in [
+        asked.holder.clone(),
+        asked.version.to_string(),
+        asked.national_id.clone(),
+        k.number.clone(),
+        k.sheet.clone(),
+        k.commune.to_string(),
+    ] {
         text = text.replace(&token, "<asked>");
     }
     (status, headers, text)
@@ -133,8 +166,16 @@ async fn answer(c: &reqwest::Client, url: &str, asked: &Target) -> (u16, BTreeMa
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_agency_learns_nothing_about_parcels_outside_its_area_by_any_route() {
     let s = server(&[samples()]).await;
-    let mut reader = policy(Role::Reader, Area::Communes { codes: vec![OWN.into()] }, false);
-    reader.operations.extend([Operation::History, Operation::Export, Operation::Lookup, Operation::Items]);
+    // Personal data and lookups by citizen too: what the hidden parcels' holders hold is the
+    // most personal thing to leak.
+    let mut reader = policy(Role::Reader, Area::Communes { codes: vec![OWN.into()] }, true);
+    reader.operations.extend([
+        Operation::History,
+        Operation::Export,
+        Operation::Lookup,
+        Operation::Items,
+        Operation::HolderLookup,
+    ]);
     let tax = client_with(&agency(&s, "tax-commune", Role::Reader, reader).await);
     let hidden = target(&s, OTHER);
     let nothing = phantom(&hidden);

@@ -49,7 +49,8 @@ impl Role {
     pub fn default_operations(self) -> BTreeSet<Operation> {
         use Operation::*;
         match self {
-            Role::Operator => Operation::ALL.into_iter().collect(),
+            // Lookups by citizen are asked for, never implied: not even the data centre's own.
+            Role::Operator => Operation::ALL.into_iter().filter(|o| *o != HolderLookup).collect(),
             Role::Uploader => [Lookup, Items, History, Upload].into_iter().collect(),
             Role::Reader => [Lookup, Items].into_iter().collect(),
             Role::Surveyor => [Lookup, Items, Export].into_iter().collect(),
@@ -73,16 +74,20 @@ pub enum Operation {
     History,
     /// Uploads (import jobs), their reports and quarantines.
     Upload,
+    /// The parcels a citizen holds, asked by their citizen ID (`/holders/{citizen_id}/parcels`):
+    /// personal data by its nature, so only with personal data granted.
+    HolderLookup,
 }
 
 impl Operation {
-    pub const ALL: [Operation; 6] = [
+    pub const ALL: [Operation; 7] = [
         Operation::Lookup,
         Operation::Items,
         Operation::Export,
         Operation::BulkExport,
         Operation::History,
         Operation::Upload,
+        Operation::HolderLookup,
     ];
 
     pub fn name(self) -> &'static str {
@@ -93,6 +98,7 @@ impl Operation {
             Operation::BulkExport => "bulk-export",
             Operation::History => "history",
             Operation::Upload => "upload",
+            Operation::HolderLookup => "holder-lookup",
         }
     }
 
@@ -202,6 +208,12 @@ impl Agency {
         if self.policy.purpose.trim().is_empty() {
             return Err(AccessError::Invalid(format!(
                 "agency {}: give the legal purpose of its access (it is recorded with every request)",
+                self.name
+            )));
+        }
+        if self.policy.allows(Operation::HolderLookup) && !self.policy.personal_data {
+            return Err(AccessError::Invalid(format!(
+                "agency {}: holder-lookup answers which parcels a citizen holds, which is personal data: grant personal data too, or leave holder-lookup out",
                 self.name
             )));
         }

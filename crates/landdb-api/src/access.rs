@@ -187,6 +187,21 @@ impl<S: Send + Sync> FromRequestParts<S> for Access {
     }
 }
 
+/// The lookup by citizen: its path holds a citizen ID, which no log or audit entry may hold.
+pub const HOLDER_ROUTE: &str = "/holders/{citizen_id}/parcels";
+
+/// The path as logs may show it: a citizen ID in a holder lookup's path replaced by the
+/// template's name for it.
+pub fn loggable_path(path: &str) -> std::borrow::Cow<'_, str> {
+    match path.strip_prefix("/holders/") {
+        Some(rest) => {
+            let tail = rest.find('/').map_or("", |i| &rest[i..]);
+            format!("/holders/{{citizen_id}}{tail}").into()
+        }
+        None => path.into(),
+    }
+}
+
 /// What a route needs of its caller.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Requirement {
@@ -215,6 +230,7 @@ pub fn requirement(method: &Method, route: &str) -> Requirement {
         | "/parcels/key/{commune}/{sheet}/{number}" => Operation(self::Operation::Lookup),
         "/collections/{collection}/items/{id}/history" => Operation(self::Operation::History),
         "/collections/{id}/export" => Operation(self::Operation::Export),
+        HOLDER_ROUTE => Operation(self::Operation::HolderLookup),
         "/jobs" if method == Method::POST => Operation(self::Operation::Upload),
         // Webhooks deliver the change feed: whoever may follow it may subscribe.
         "/subscriptions"
@@ -609,8 +625,7 @@ pub fn admit(app: &AppState, request: &mut Request) -> Result<Option<Pass>, Box<
         return Err(Box::new(response));
     };
     // What the audit entry says of the request (metadata routes are not audited).
-    let line = (!matches!(need, Requirement::Key))
-        .then(|| RequestLine { method: request.method().clone(), uri: request.uri().clone() });
+    let line = (!matches!(need, Requirement::Key)).then(|| RequestLine::of(app, request, route));
     let remaining_today = match check_policy(&app.gate, &caller, need, route, now) {
         Ok(remaining) => remaining,
         Err(refusal) => {
@@ -668,11 +683,32 @@ impl Pass {
 struct RequestLine {
     method: axum::http::Method,
     uri: axum::http::Uri,
+    /// The endpoint and parameters recorded instead of the path and query, for a lookup by
+    /// citizen: the route template, and the query with `subject=` the citizen's blind index
+    /// (what `landdb audit subject` finds them by; the ID itself is never on record).
+    instead: Option<(String, String)>,
 }
 
 impl RequestLine {
+    fn of(app: &AppState, request: &Request, route: &str) -> RequestLine {
+        let uri = request.uri();
+        let instead = (route == HOLDER_ROUTE).then(|| {
+            let citizen = uri.path().strip_prefix("/holders/").and_then(|r| r.split('/').next()).unwrap_or_default();
+            let subject = app.sources.subject_mark(citizen);
+            let params = match uri.query() {
+                Some(q) if !q.is_empty() => format!("{q}&subject={subject}"),
+                _ => format!("subject={subject}"),
+            };
+            (route.to_owned(), params)
+        });
+        RequestLine { method: request.method().clone(), uri: uri.clone(), instead }
+    }
+
     fn parts(&self) -> [&str; 3] {
-        [self.method.as_str(), self.uri.path(), self.uri.query().unwrap_or_default()]
+        match &self.instead {
+            Some((endpoint, params)) => [self.method.as_str(), endpoint, params],
+            None => [self.method.as_str(), self.uri.path(), self.uri.query().unwrap_or_default()],
+        }
     }
 }
 
@@ -910,7 +946,7 @@ impl AuditLog {
     /// Puts on record what a part of a streamed answer disclosed as it is sent (a page of the
     /// change feed's event stream): an entry of its own, as for a request to `uri`.
     pub fn record_streamed(&self, access: &Access, uri: &axum::http::Uri, d: Disclosure) {
-        let line = RequestLine { method: axum::http::Method::GET, uri: uri.clone() };
+        let line = RequestLine { method: axum::http::Method::GET, uri: uri.clone(), instead: None };
         self.record(&access.caller, Utc::now(), &line, StatusCode::OK, d);
     }
 
@@ -927,6 +963,14 @@ impl AuditLog {
 mod tests {
     use super::*;
 
+    #[test]
+    fn a_citizen_id_never_reaches_a_log_line() {
+        assert_eq!(loggable_path("/holders/048185000123/parcels"), "/holders/{citizen_id}/parcels");
+        assert_eq!(loggable_path("/holders/048185000123"), "/holders/{citizen_id}");
+        assert_eq!(loggable_path("/holders/"), "/holders/{citizen_id}");
+        assert_eq!(loggable_path("/parcels/at"), "/parcels/at");
+    }
+
     /// Entries kept in the batch's shared buffers come out as the events they were: each its
     /// own text and numbers, none shifted into its neighbour's, empty parts included.
     #[test]
@@ -937,6 +981,7 @@ mod tests {
         let line = |method: &str, uri: &str| RequestLine {
             method: method.parse().expect("a method"),
             uri: uri.parse().expect("a request target"),
+            instead: None,
         };
         let lines = [
             line("GET", "/parcels/at?lon=108.2&lat=16.1"),

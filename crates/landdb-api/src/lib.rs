@@ -86,6 +86,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/parcels/at", get(routes::at_point))
         .route("/parcels/national-id/{id}", get(routes::by_national_id))
         .route("/parcels/key/{commune}/{sheet}/{number}", get(routes::by_key))
+        .route(access::HOLDER_ROUTE, get(routes::holder_parcels))
         .route("/collections/{id}/tiles", get(routes::tilesets))
         .route("/collections/{collection}/tiles/{set}/{z}/{y}/{x}", get(routes::tile))
         .route("/map", get(pages::map))
@@ -117,7 +118,15 @@ pub fn router(state: Arc<AppState>) -> Router {
         .layer(tower_http::compression::CompressionLayer::new())
         .layer(
             tower_http::trace::TraceLayer::new_for_http()
-                .make_span_with(tower_http::trace::DefaultMakeSpan::new().level(tracing::Level::INFO))
+                // The path as logs may show it: never a citizen ID (`access::loggable_path`).
+                .make_span_with(|request: &axum::http::Request<axum::body::Body>| {
+                    tracing::info_span!(
+                        "request",
+                        method = %request.method(),
+                        path = %access::loggable_path(request.uri().path()),
+                        version = ?request.version(),
+                    )
+                })
                 .on_response(tower_http::trace::DefaultOnResponse::new().level(tracing::Level::INFO)),
         )
         .with_state(state)

@@ -3,7 +3,7 @@
 
 use serde_json::{Value, json};
 
-use crate::routes::{AT_POINT, BY_KEY, COMMON, EXPORT, ITEM, ITEMS, LANDING, REFERENCE_ITEMS};
+use crate::routes::{AT_POINT, BY_KEY, COMMON, EXPORT, HOLDER, ITEM, ITEMS, LANDING, REFERENCE_ITEMS};
 
 fn parameters(list: &[(&str, &str)], path: &[(&str, &str)]) -> Value {
     let mut out: Vec<Value> = path
@@ -140,6 +140,7 @@ fn untagged(base: &str, max_limit: usize) -> Value {
             "/collections/{collectionId}/queryables": get("what filter and sortby can name, as a JSON Schema", parameters(COMMON, &[("collectionId", "the collection: parcels, communes or land-use-codes")]), "application/schema+json"),
             "/parcels/key/{commune}/{sheet}/{number}": get("the current parcel with a natural key", parameters(BY_KEY, &[("commune", "the 5-digit commune code"), ("sheet", "the map sheet number"), ("number", "the parcel number on the sheet")]), "application/geo+json"),
             "/parcels/national-id/{nationalId}": get("the current parcels with a national ID", parameters(ITEM, &[("nationalId", "the 12-character national parcel ID")]), "application/geo+json"),
+            "/holders/{citizenId}/parcels": get("the parcels a citizen holds (and, with history=true, held), by their 12-digit citizen ID: for agencies granted holder-lookup, every lookup audited with its purpose; an ID not of the format (12 digits, 0 and a province code, a century-and-gender digit, a past birth year) is refused with 400", parameters(HOLDER, &[("citizenId", "the 12-digit citizen ID (số định danh cá nhân)")]), "application/geo+json"),
             "/collections/{collectionId}/tiles": get("the tile sets of the collection", parameters(COMMON, &[("collectionId", "the collection: parcels")]), "application/json"),
             "/collections/{collectionId}/tiles/{tileMatrixSetId}/{tileMatrix}/{tileRow}/{tileCol}": get("a Mapbox Vector Tile of the current parcels", parameters(&[], &[("collectionId", "the collection: parcels"), ("tileMatrixSetId", "WebMercatorQuad"), ("tileMatrix", "the zoom level, 0 to 20 (parcels from 13)"), ("tileRow", "the row (y)"), ("tileCol", "the column (x)")]), "application/vnd.mapbox-vector-tile"),
             "/map": { "get": { "summary": "the parcel map (HTML)", "responses": { "200": { "description": "the page", "content": { "text/html": { "schema": { "type": "string" } } } } } } },
@@ -229,6 +230,7 @@ mod tests {
             ("/collections/communes/items", REFERENCE_ITEMS),
             ("/parcels/at", AT_POINT),
             ("/parcels/key/{commune}/{sheet}/{number}", BY_KEY),
+            ("/holders/{citizenId}/parcels", HOLDER),
             ("/collections/{collectionId}/queryables", COMMON),
         ] {
             assert_eq!(query(path), accepted(list), "{path}");

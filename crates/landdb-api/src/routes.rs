@@ -8,8 +8,9 @@ use axum::extract::{FromRequestParts, Path, State};
 use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use axum::response::Response;
+use landdb_access::Operation;
 use landdb_engine::{Parcel, ParcelRecord, Snapshot};
-use landdb_model::{CommuneCode, NationalParcelId, ParcelVersion, VersionId};
+use landdb_model::{CitizenId, CommuneCode, NationalParcelId, ParcelVersion, VersionId};
 use landdb_store::Period;
 use serde_json::json;
 
@@ -63,6 +64,16 @@ pub const ITEM: &[(&str, &str)] = &[
     ("f", "the format of the answer: `json` (the only one so far)"),
     ("properties", "comma-separated property names to include"),
     ("crs", "the coordinate system of the answer, as for items"),
+];
+pub const HOLDER: &[(&str, &str)] = &[
+    ("f", "the format of the answer: `json` (the only one so far)"),
+    ("properties", "comma-separated property names to include"),
+    ("crs", "the coordinate system of the answer, as for items"),
+    ("history", "`true`: the parcels the citizen held earlier too, with their periods (needs the history operation)"),
+    (
+        "purpose",
+        "the case or file this lookup is made for (recorded in the audit log beside the agency's legal purpose)",
+    ),
 ];
 pub const EXPORT: &[(&str, &str)] = &[
     (
@@ -1184,6 +1195,43 @@ pub async fn history(
             ],
         }),
     )))
+}
+
+/// The parcels a citizen holds, by their 12-digit citizen ID (issue 21): for agencies granted
+/// `holder-lookup` (which needs personal data). The ID's format is checked before anything is
+/// looked up; the lookup is by the ID's blind index, and the audit entry names the citizen by
+/// that index only (see `access::RequestLine`).
+pub async fn holder_parcels(
+    State(app): State<Arc<AppState>>,
+    access: Access,
+    Path(citizen): Path<String>,
+    call: Call,
+) -> Result<Response, ApiError> {
+    let params = call.params(HOLDER)?;
+    let fields = Field::selected(params.get("properties"), &access)?;
+    let this_year = chrono::Datelike::year(&chrono::Utc::now());
+    let citizen = CitizenId::parse(&citizen, &app.reference, this_year)
+        .map_err(|e| ApiError::bad_parameter(format!("citizen ID: {e}")))?;
+    let past = match params.get("history") {
+        None | Some("false") => false,
+        Some("true") if access.allows(Operation::History) => true,
+        Some("true") => {
+            return Err(ApiError::forbidden(
+                "history=true: this agency's policy does not grant the history operation".to_owned(),
+            ));
+        }
+        Some(other) => return Err(ApiError::bad_parameter(format!("history: give true or false, not {other:?}"))),
+    };
+    let crs = output_crs(&app, &params)?;
+    crs.transformer()?;
+    let scoped = app.sources.scoped(&access);
+    let held = scoped.held_by(&citizen, past).await?;
+    let found = Snapshot::build(held.into_iter().map(ParcelRecord::from), scoped.position());
+    let parcels: Vec<Parcel<'_>> = found.parcels().collect();
+    let base = &call.base;
+    let links = vec![Link::new(format!("{base}/holders/{}/parcels", citizen.as_str()), "self", GEOJSON, "this lookup")];
+    let release = scoped.release_held(parcels, &fields).await?;
+    whole_collection(release, &fields, links, &crs)
 }
 
 pub async fn by_national_id(

@@ -21,7 +21,9 @@ use std::sync::{Arc, Mutex};
 use geo::Rect;
 use landdb_access::{FollowedScope, Operation, Scope};
 use landdb_engine::{Engine, Parcel, View};
-use landdb_model::{CommuneCode, FeedPosition, NationalParcelId, ParcelKey, ParcelVersion, ReferenceData, VersionId};
+use landdb_model::{
+    CitizenId, CommuneCode, FeedPosition, NationalParcelId, ParcelKey, ParcelVersion, ReferenceData, VersionId,
+};
 use landdb_store::{AnyStore, DatabaseUrl, ParcelStore, Period};
 use rstar::primitives::{GeomWithData, Rectangle};
 use rstar::{AABB, RTree};
@@ -266,6 +268,18 @@ impl Sources {
 
     /// Uploads go to the store at `url` (the one this process opened), written by import workers.
     #[must_use]
+    /// A citizen as the audit log names them: the blind index of `citizen_id` (as the request
+    /// gave it) under the newest data key, never the ID (see `landdb audit subject`).
+    pub fn subject_mark(&self, citizen_id: &str) -> String {
+        match self.store.keyring().newest() {
+            Ok(key) => key.subject_mark(citizen_id),
+            Err(e) => {
+                tracing::error!(error = %e, "no data key to name a citizen in the audit log with");
+                "unavailable".to_owned()
+            }
+        }
+    }
+
     pub fn taking_uploads(mut self, url: DatabaseUrl) -> Sources {
         self.store_url = Some(url);
         self
@@ -694,6 +708,16 @@ impl<'s> Scoped<'s> {
         Ok(Some(out))
     }
 
+    /// The versions whose right holders include `citizen` that the caller sees: current ones,
+    /// and earlier ones too when `past` is asked. Found by the citizen's blind index; the same
+    /// reads whether any of them is in the caller's area or not.
+    pub async fn held_by(&self, citizen: &CitizenId, past: bool) -> Result<Vec<ParcelVersion>, ApiError> {
+        let store = self.sources.store()?;
+        let ids = store.versions_held_by(citizen).await.map_err(|e| internal(&e))?;
+        let found = store.versions(&ids).await.map_err(|e| internal(&e))?;
+        Ok(found.into_iter().filter(|v| (past || v.valid_to.is_none()) && self.sees_version(v)).collect())
+    }
+
     /// The versions among `ids` the caller sees: lineage never names a version outside the area.
     async fn visible_versions(&self, ids: &[VersionId]) -> Result<Vec<VersionId>, ApiError> {
         if ids.is_empty() {
@@ -709,6 +733,15 @@ impl<'s> Scoped<'s> {
     pub async fn release<'a>(&self, parcels: Vec<Parcel<'a>>, fields: &[Field]) -> Result<Release<'a>, ApiError> {
         self.access.take(parcels.len() as u64, false).await?;
         let disclosure = Disclosure::of(&parcels, fields.iter().any(|f| f.is_personal()));
+        Ok(Release { parcels, disclosure })
+    }
+
+    /// Hands over the parcels a lookup by citizen found: as [`Scoped::release`], and every one
+    /// is a disclosure of personal data whatever the fields (it says whose parcel it is).
+    pub async fn release_held<'a>(&self, parcels: Vec<Parcel<'a>>, fields: &[Field]) -> Result<Release<'a>, ApiError> {
+        self.access.take(parcels.len() as u64, false).await?;
+        let mut disclosure = Disclosure::of(&parcels, fields.iter().any(|f| f.is_personal()));
+        disclosure.personal = disclosure.versions.clone();
         Ok(Release { parcels, disclosure })
     }
 

@@ -30,6 +30,12 @@ struct Cli {
     #[arg(long, global = true, env = "LANDDB_REFERENCE_DIR")]
     reference_dir: Option<PathBuf>,
 
+    /// The data keyring: the keys right holders' names and citizen IDs are sealed under, kept
+    /// outside the database. Without it, the user's `~/.local/share/landdb/data.keys`, made on
+    /// first use.
+    #[arg(long, global = true, env = "LANDDB_DATA_KEYS")]
+    data_keys: Option<PathBuf>,
+
     #[command(subcommand)]
     command: Command,
 }
@@ -60,8 +66,9 @@ enum Command {
     /// Agencies and their policies (area, personal data, operations, limits, purpose).
     #[command(subcommand)]
     Agency(commands::access::AgencyCommand),
-    /// API keys: create (printed once), rotate, revoke, list.
-    #[command(subcommand)]
+    /// API keys: create (printed once), rotate, revoke, list; and the data key that seals right
+    /// holders (`keys rotate-data-key`).
+    #[command(subcommand, visible_alias = "keys")]
     Key(commands::access::KeyCommand),
     /// The audit log: verify its hash chain (and signed checkpoints), show who accessed what,
     /// sign checkpoints of its head.
@@ -119,6 +126,9 @@ fn main() -> ExitCode {
         tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
     }
     let cli = Cli::parse();
+    if let Some(keyring) = &cli.data_keys {
+        landdb_store::data_keys::use_keyring(keyring.clone());
+    }
     if matches!(cli.command, Command::JobRun) {
         // Before any runtime or store: the worker sets its limits on itself first.
         return landdb_api::jobs::worker::main();

@@ -4,12 +4,15 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 
+use chrono::Datelike;
 use geo::{BoundingRect, Coord, MultiPolygon, Point};
 use landdb_crs::Transformer;
 use landdb_model::area::geodesic_area_m2;
 use landdb_model::national_id::interior_point;
 use landdb_model::reference::CommuneResolution;
-use landdb_model::{CommuneCode, LandUseCode, NationalParcelId, Parcel, ParcelKey, ReferenceData, RightHolder};
+use landdb_model::{
+    CitizenId, CommuneCode, LandUseCode, NationalParcelId, Parcel, ParcelKey, ReferenceData, RightHolder,
+};
 use serde_json::Value;
 
 use crate::crs::CrsChoice;
@@ -91,6 +94,22 @@ fn canonical_number(raw: &str) -> String {
 }
 
 impl Normalizer<'_> {
+    /// A holder's citizen ID as the file gave it, checked: one a numeric column cut its leading
+    /// zero from (11 digits) gets it back; one that is still no citizen ID is kept as given,
+    /// with a warning that never quotes it (reasons are read by people without the right to see
+    /// it), and no lookup by citizen will find it.
+    fn citizen_id(&self, raw: String, field: &str, reasons: &mut Vec<Reason>) -> String {
+        let raw = if raw.len() == 11 && raw.bytes().all(|b| b.is_ascii_digit()) { format!("0{raw}") } else { raw };
+        let this_year = chrono::Utc::now().year();
+        match CitizenId::parse(&raw, self.reference, this_year) {
+            Ok(id) => id.into(),
+            Err(e) => {
+                reasons.push(Reason::on(ReasonCode::InvalidCitizenId, field, e.to_string()));
+                raw
+            }
+        }
+    }
+
     pub fn normalize(&self, record: &SourceRecord) -> Outcome {
         let mut reasons: Vec<Reason> = self.crs_note.iter().cloned().collect();
         let fields = RecordFields::read(record, self.mapping, &mut reasons);
@@ -225,7 +244,9 @@ impl Normalizer<'_> {
         let mut holders = Vec::new();
         if let Some(name) = text(Canonical::Owner) {
             let birth_year = birth_year.filter(|y| (1850.0..=2030.0).contains(y)).map(|y| y as i16);
-            holders.push(RightHolder { name, citizen_id: None, birth_year, address: None });
+            let citizen_id = text(Canonical::OwnerCitizenId)
+                .map(|raw| self.citizen_id(raw, &field(Canonical::OwnerCitizenId, "SoDinhDanhC1"), &mut reasons));
+            holders.push(RightHolder { name, citizen_id, birth_year, address: text(Canonical::OwnerAddress) });
         }
         if let Some(name) = text(Canonical::SecondOwner) {
             holders.push(RightHolder { name, citizen_id: None, birth_year: None, address: None });

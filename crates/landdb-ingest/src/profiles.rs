@@ -19,6 +19,10 @@ pub enum Canonical {
     CertificateNo,
     Owner,
     OwnerBirthYear,
+    /// The first holder's 12-digit citizen ID (số định danh cá nhân, CCCD).
+    OwnerCitizenId,
+    /// The first holder's own address (where they live, not where the parcel is).
+    OwnerAddress,
     SecondOwner,
 }
 
@@ -39,7 +43,15 @@ impl Canonical {
         match self {
             Self::CommuneCode | Self::Sheet | Self::Number => FieldKind::Code,
             Self::MeasuredArea | Self::LegalArea | Self::OwnerBirthYear => FieldKind::Number,
-            Self::LandUse | Self::Address | Self::CertificateNo | Self::Owner | Self::SecondOwner => FieldKind::Text,
+            Self::LandUse
+            | Self::Address
+            | Self::CertificateNo
+            | Self::Owner
+            | Self::SecondOwner
+            | Self::OwnerAddress
+            // Text, never a code: a code's reasons quote the value, and a citizen ID must not be
+            // written in clear into a report (see `normalize`, which checks its format).
+            | Self::OwnerCitizenId => FieldKind::Text,
         }
     }
 
@@ -55,6 +67,8 @@ impl Canonical {
             "certificate_no" => Self::CertificateNo,
             "owner" => Self::Owner,
             "owner_birth_year" => Self::OwnerBirthYear,
+            "owner_citizen_id" => Self::OwnerCitizenId,
+            "owner_address" => Self::OwnerAddress,
             "second_owner" => Self::SecondOwner,
             _ => return None,
         })
@@ -118,6 +132,9 @@ mod tests {
         assert_eq!(m.canonical("SOHIEUTOBANDO"), Some(Canonical::Sheet));
         assert_eq!(m.canonical("Tong_dien_"), Some(Canonical::MeasuredArea));
         assert_eq!(m.canonical("Chu_SD"), Some(Canonical::Owner));
+        assert_eq!(m.canonical("SoDinhDanhC1"), Some(Canonical::OwnerCitizenId));
+        assert_eq!(m.canonical("SoDinhDanh"), Some(Canonical::OwnerCitizenId));
+        assert_eq!(m.canonical("CCCD"), Some(Canonical::OwnerCitizenId));
         assert_eq!(m.canonical("OBJECTID"), None);
     }
 }

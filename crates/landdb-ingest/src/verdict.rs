@@ -59,6 +59,9 @@ pub enum ReasonCode {
     CrsInferred,
     /// Control characters (NUL…) removed from a text field other than the key.
     ControlCharactersRemoved,
+    /// A right holder's citizen ID that is not one (12 digits, a province, a past birth year):
+    /// kept as given, but no lookup by citizen finds it. The reason never quotes the ID.
+    InvalidCitizenId,
 }
 
 impl ReasonCode {
@@ -73,7 +76,8 @@ impl ReasonCode {
             | LegacyLandUse
             | ObsoleteCommuneCode
             | CrsInferred
-            | ControlCharactersRemoved => Verdict::AcceptedWithWarnings,
+            | ControlCharactersRemoved
+            | InvalidCitizenId => Verdict::AcceptedWithWarnings,
             _ => Verdict::Rejected,
         }
     }

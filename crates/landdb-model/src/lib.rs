@@ -3,6 +3,7 @@
 //! they are checked against. Plain types and pure functions; the only I/O is reading reference files.
 
 pub mod area;
+pub mod citizen;
 pub mod codes;
 pub mod grid;
 pub mod national_id;
@@ -11,6 +12,7 @@ pub mod planar;
 pub mod reference;
 pub mod zone;
 
+pub use citizen::{CitizenId, CitizenIdError};
 pub use codes::{CodeError, CommuneCode, LandUseCode, ProvinceCode};
 pub use national_id::NationalParcelId;
 pub use parcel::{BatchId, FeedPosition, Parcel, ParcelKey, ParcelVersion, RightHolder, VersionId};

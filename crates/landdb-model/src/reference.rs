@@ -342,6 +342,12 @@ impl ReferenceData {
         codes
     }
 
+    /// The pre-2025 province with this code (`48`, Đà Nẵng): what the first digits of a
+    /// citizen ID name.
+    pub fn old_province(&self, code: &str) -> Option<&OldProvince> {
+        self.old_provinces.iter().find(|p| p.code.as_str() == code)
+    }
+
     /// The pre-2025 province whose commune numbering contains `code` (old or new code alike):
     /// an enclave if one lists it, else the province whose range holds it.
     pub fn old_province_of(&self, code: &CommuneCode) -> Option<&OldProvince> {

@@ -1,15 +1,18 @@
 //! The store chosen at run time from a database URL: PostGIS or the embedded SQLite store.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use landdb_model::{
-    BatchId, CommuneCode, FeedPosition, NationalParcelId, Parcel, ParcelKey, ParcelVersion, RightHolder, VersionId,
+    BatchId, CitizenId, CommuneCode, FeedPosition, NationalParcelId, Parcel, ParcelKey, ParcelVersion, RightHolder,
+    VersionId,
 };
 
 use landdb_access::FollowedScope;
 use landdb_access::webhook::{DeadLetter, Subscription};
 
+use crate::data_keys::{Keyring, Rotation};
 use crate::postgres::{PgBatch, PgStore, PgWaiter};
 use crate::sqlite::{PollingWaiter, SqliteBatch, SqliteStore};
 use crate::{
@@ -25,11 +28,25 @@ pub enum AnyStore {
 
 impl AnyStore {
     /// Opens the store `url` names, creating the embedded file or migrating PostGIS as needed.
+    /// Right holders are sealed under the process's keyring ([`Keyring::located`]).
     pub async fn open(url: &DatabaseUrl) -> Result<Self> {
+        AnyStore::open_with(url, Keyring::located()?).await
+    }
+
+    /// As [`AnyStore::open`], right holders sealed under `keyring`'s keys.
+    pub async fn open_with(url: &DatabaseUrl, keyring: Arc<Keyring>) -> Result<Self> {
         Ok(match url {
-            DatabaseUrl::Postgres(raw) => Self::Postgres(PgStore::connect(raw).await?),
-            DatabaseUrl::Sqlite(path) => Self::Sqlite(SqliteStore::open(path).await?),
+            DatabaseUrl::Postgres(raw) => Self::Postgres(PgStore::connect_with(raw, keyring).await?),
+            DatabaseUrl::Sqlite(path) => Self::Sqlite(SqliteStore::open_with(path, keyring).await?),
         })
+    }
+
+    /// The keyring right holders are sealed under.
+    pub fn keyring(&self) -> &Arc<Keyring> {
+        match self {
+            Self::Postgres(s) => s.keyring(),
+            Self::Sqlite(s) => s.keyring(),
+        }
     }
 
     /// `postgis` or `embedded`, for logs and health reports.
@@ -111,6 +128,12 @@ impl ParcelStore for AnyStore {
     }
     async fn right_holders(&self, id: VersionId) -> Result<Vec<RightHolder>> {
         dispatch!(self, s => s.right_holders(id).await)
+    }
+    async fn versions_held_by(&self, citizen: &CitizenId) -> Result<Vec<VersionId>> {
+        dispatch!(self, s => s.versions_held_by(citizen).await)
+    }
+    async fn rotate_data_key(&self) -> Result<Rotation> {
+        dispatch!(self, s => s.rotate_data_key().await)
     }
     async fn current_page(&self, after: Option<VersionId>, limit: usize) -> Result<Vec<ParcelVersion>> {
         dispatch!(self, s => s.current_page(after, limit).await)

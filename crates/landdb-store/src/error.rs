@@ -46,6 +46,16 @@ pub enum StoreError {
     BatchFailed(String),
     #[error("stored data is unreadable: {0}")]
     Corrupt(String),
+    #[error("cannot use the data keyring {path}: {reason}")]
+    Keyring { path: String, reason: String },
+    #[error(
+        "right holders in this database are sealed under data key {key}, which the keyring {keyring} does not hold: give the keyring they were written with (--data-keys FILE or LANDDB_DATA_KEYS)"
+    )]
+    DataKeyMissing { key: String, keyring: String },
+    #[error(
+        "data key {key} of the keyring {keyring} is not the key this database's right holders are sealed under (same id, other secret): give the keyring they were written with (--data-keys FILE or LANDDB_DATA_KEYS)"
+    )]
+    DataKeyMismatch { key: String, keyring: String },
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
 }

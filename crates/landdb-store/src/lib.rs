@@ -8,6 +8,7 @@
 
 pub mod access;
 mod any;
+pub mod data_keys;
 mod database_url;
 mod error;
 mod fingerprint;
@@ -22,7 +23,8 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use landdb_model::{
-    BatchId, CommuneCode, FeedPosition, NationalParcelId, Parcel, ParcelKey, ParcelVersion, RightHolder, VersionId,
+    BatchId, CitizenId, CommuneCode, FeedPosition, NationalParcelId, Parcel, ParcelKey, ParcelVersion, RightHolder,
+    VersionId,
 };
 use serde::{Deserialize, Serialize};
 
@@ -169,6 +171,12 @@ pub trait ParcelStore: Send + Sync {
     /// for many versions at once.
     fn children_of(&self, parents: &[VersionId]) -> impl Future<Output = Result<Vec<(VersionId, VersionId)>>> + Send;
     fn right_holders(&self, id: VersionId) -> impl Future<Output = Result<Vec<RightHolder>>> + Send;
+    /// Every version, current or past, with a right holder who carries this citizen ID: found
+    /// by its blind index (the ID itself is nowhere in the store), in ID order.
+    fn versions_held_by(&self, citizen: &CitizenId) -> impl Future<Output = Result<Vec<VersionId>>> + Send;
+    /// Makes a new data key and reseals every right holder and quarantined record under it while
+    /// the store stays in use (see [`data_keys`]).
+    fn rotate_data_key(&self) -> impl Future<Output = Result<data_keys::Rotation>> + Send;
     /// Current versions in ID order after `after`, at most `limit`: keyset paging, for loading
     /// every current parcel in bounded memory.
     fn current_page(

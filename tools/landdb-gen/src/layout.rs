@@ -40,6 +40,7 @@ pub fn fields(layout: Layout) -> &'static [(&'static str, FieldKind)] {
             ("DiaChi", Text),
             ("TenChu", Text),
             ("NamSinhC1", Integer),
+            ("SoDinhDanhC1", Text),
             ("TenChu2", Text),
             ("SoHieuGCN", Text),
         ],
@@ -52,6 +53,7 @@ pub fn fields(layout: Layout) -> &'static [(&'static str, FieldKind)] {
             ("dia_chi", Text),
             ("Chu_SD", Text),
             ("nam_sinh", Integer),
+            ("cccd", Text),
         ],
         Layout::Upper => &[
             ("MAXA", Text),
@@ -63,6 +65,7 @@ pub fn fields(layout: Layout) -> &'static [(&'static str, FieldKind)] {
             ("DIACHI", Text),
             ("TENCHU", Text),
             ("NAMSINHC1", Integer),
+            ("SODINHDANHC1", Text),
             ("SOHIEUGCN", Text),
         ],
     }
@@ -82,6 +85,7 @@ pub fn values(layout: Layout, r: &Record) -> Vec<Value> {
             opt(&r.address),
             opt(&r.owner),
             r.owner_birth_year.map_or(Value::Null, |y| json!(y)),
+            opt(&r.owner_citizen_id),
             opt(&r.second_owner),
             opt(&r.certificate),
         ],
@@ -94,6 +98,7 @@ pub fn values(layout: Layout, r: &Record) -> Vec<Value> {
             opt(&r.address),
             opt(&r.owner),
             r.owner_birth_year.map_or(Value::Null, |y| json!(y)),
+            opt(&r.owner_citizen_id),
         ],
         Layout::Upper => vec![
             json!(r.commune_code),
@@ -105,6 +110,7 @@ pub fn values(layout: Layout, r: &Record) -> Vec<Value> {
             opt(&r.address),
             opt(&r.owner),
             r.owner_birth_year.map_or(Value::Null, |y| json!(y)),
+            opt(&r.owner_citizen_id),
             opt(&r.certificate),
         ],
     }

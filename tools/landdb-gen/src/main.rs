@@ -161,6 +161,8 @@ fn generate(args: &GenerateArgs) -> anyhow::Result<()> {
     let spacing = (args.parcels_per_commune as f64 * 4_000.0).sqrt() * 1.6 + 500.0;
     std::fs::create_dir_all(&args.out).with_context(|| format!("cannot create {}", args.out.display()))?;
 
+    let old_provinces: Vec<&str> =
+        (1..100).filter_map(|n| reference.old_province(&format!("{n:02}"))).map(|p| p.code.as_str()).collect();
     let mut rng = ChaCha8Rng::seed_from_u64(args.seed);
     let mut files = Vec::new();
     let mut injected = Injected::new();
@@ -179,6 +181,8 @@ fn generate(args: &GenerateArgs) -> anyhow::Result<()> {
         let pieces = fabric::commune(&mut rng, origin, setting, args.parcels_per_commune);
         let province_name = reference.province(&commune.province_code).map_or("", |p| p.name.as_str());
         let mut records = records(&mut rng, &pieces, setting, &commune.code, &commune.name, province_name);
+        let home = reference.old_province_of(&commune.code).map_or("48", |p| p.code.as_str());
+        people::assign_citizen_ids(&mut records, args.seed, home, &old_provinces);
         let obsolete: Vec<String> = reference
             .old_codes_merged_into(&commune.code)
             .into_iter()
@@ -264,6 +268,7 @@ fn records<R: Rng>(
                 address: private.then(|| people::address(rng, commune_name, province_name)),
                 owner: private.then(|| people::name(rng)),
                 owner_birth_year: private.then(|| people::birth_year(rng)),
+                owner_citizen_id: None,
                 second_owner: (private && rng.gen_bool(0.3)).then(|| people::name(rng)),
                 certificate: (private && rng.gen_bool(0.7)).then(|| {
                     format!("C{}{:06}", if rng.gen_bool(0.5) { 'S' } else { 'D' }, rng.gen_range(0..1_000_000))

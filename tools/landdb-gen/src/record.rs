@@ -20,6 +20,8 @@ pub struct Record {
     pub address: Option<String>,
     pub owner: Option<String>,
     pub owner_birth_year: Option<i32>,
+    /// The first holder's 12-digit citizen ID.
+    pub owner_citizen_id: Option<String>,
     pub second_owner: Option<String>,
     pub certificate: Option<String>,
     /// The exterior ring as written (closed unless a defect says otherwise); `None` is a null

@@ -140,6 +140,8 @@ impl WorkerCommand {
             .args(&self.args)
             .current_dir(dir)
             .env("TMPDIR", &scratch)
+            // The keyring this server seals right holders with (a path, not a secret).
+            .env(landdb_store::data_keys::ENV, landdb_store::data_keys::keyring_path())
             // What the server keeps secret stays with it.
             .env_remove("DATABASE_URL")
             .env_remove("LANDDB_CURSOR_KEY")

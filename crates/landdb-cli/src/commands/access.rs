@@ -8,7 +8,8 @@ use std::path::PathBuf;
 use chrono::{DateTime, Utc};
 use landdb_access::{Agency, Area, Limits, Operation, Policy, Role};
 use landdb_api::admin;
-use landdb_store::{AccessStore, AnyStore, AskedParcel, AuditQuery};
+use landdb_model::CitizenId;
+use landdb_store::{AccessStore, AnyStore, AskedParcel, AuditQuery, ParcelStore};
 
 #[derive(Debug, clap::Subcommand)]
 pub enum AgencyCommand {
@@ -66,6 +67,10 @@ pub struct AgencyArgs {
 
 #[derive(Debug, clap::Subcommand)]
 pub enum KeyCommand {
+    /// Make a new data key (added to the keyring) and reseal every right holder and quarantined
+    /// record under it while the store stays in use; the old key is kept in the keyring (the
+    /// audit log's older entries name citizens under it) and marked retired in the database.
+    RotateDataKey,
     /// Make a key for an agency. The key is printed once, alone on the last line.
     Create {
         agency: String,
@@ -145,6 +150,20 @@ pub enum AuditCommand {
         parcel: Option<String>,
         #[arg(long, default_value_t = 1000)]
         limit: i64,
+    },
+    /// Every disclosure of one citizen's data: lookups by their citizen ID, and every answer
+    /// (lookup, export, feed, webhook) that held a parcel version they are a right holder of.
+    /// One JSON line each (time, agency, credential, purpose, how, whether personal data went
+    /// with it); what a land office gives a citizen who asks who processed their data.
+    Subject {
+        /// The 12-digit citizen ID.
+        citizen_id: String,
+        /// From this time (RFC 3339).
+        #[arg(long)]
+        from: Option<DateTime<Utc>>,
+        /// Until this time (RFC 3339).
+        #[arg(long)]
+        to: Option<DateTime<Utc>>,
     },
     /// Make a checkpoint signing key: the secret key goes to FILE (owner-only; keep it outside
     /// the database server, away from its administrators), the public key to FILE.pub and to
@@ -249,6 +268,19 @@ pub async fn key(context: &crate::Context, command: KeyCommand) -> anyhow::Resul
             let record = admin::oauth_key(&store, &agency, &issuer, &client_id, expires).await?;
             println!("key {} for agency {agency}: client {client_id} of {issuer}", record.id);
         }
+        KeyCommand::RotateDataKey => {
+            let started = std::time::Instant::now();
+            let done = store.rotate_data_key().await?;
+            println!(
+                "data key {} is active: {} right holders and {} quarantined records resealed (from {}) in {:.1} s; keyring {}",
+                done.to,
+                done.holders,
+                done.quarantined,
+                if done.from.is_empty() { "no key".to_owned() } else { done.from.join(", ") },
+                started.elapsed().as_secs_f64(),
+                store.keyring().path().display(),
+            );
+        }
         KeyCommand::Revoke { id } => {
             admin::revoke(&store, &id).await?;
             println!("key {id} revoked");
@@ -304,6 +336,9 @@ pub async fn audit(context: &crate::Context, command: AuditCommand) -> anyhow::R
                 println!("{line}");
             }
         }
+        AuditCommand::Subject { citizen_id, from, to } => {
+            subject(&store, &context.reference()?, &citizen_id, from, to).await?;
+        }
         AuditCommand::Show { agency, since, until, parcel: None, limit } => {
             let query = AuditQuery { agency, since, until, after: 0, limit, ..AuditQuery::default() };
             for e in store.audit_entries(&query).await? {
@@ -311,6 +346,67 @@ pub async fn audit(context: &crate::Context, command: AuditCommand) -> anyhow::R
             }
         }
     }
+    Ok(())
+}
+
+/// `landdb audit subject`: reads the log of the period once, keeping the entries that name the
+/// citizen (by their blind index under any key of the keyring: the index changes with the key)
+/// or that disclosed a version they hold.
+async fn subject(
+    store: &AnyStore,
+    reference: &landdb_model::ReferenceData,
+    raw: &str,
+    since: Option<DateTime<Utc>>,
+    until: Option<DateTime<Utc>>,
+) -> anyhow::Result<()> {
+    let this_year = chrono::Datelike::year(&Utc::now());
+    let citizen = CitizenId::parse(raw, reference, this_year).map_err(|e| anyhow::anyhow!("citizen ID: {e}"))?;
+    let held: std::collections::BTreeSet<i64> =
+        store.versions_held_by(&citizen).await?.into_iter().map(|v| v.0).collect();
+    let marks: Vec<String> =
+        store.keyring().keys()?.iter().map(|k| format!("subject={}", k.subject_mark(citizen.as_str()))).collect();
+    let named = |params: &str| params.split('&').any(|p| marks.iter().any(|m| m == p));
+    let (mut found, mut agencies) = (0usize, std::collections::BTreeSet::new());
+    let mut query = AuditQuery { since, until, after: 0, limit: 5_000, ..AuditQuery::default() };
+    loop {
+        let page = store.audit_entries(&query).await?;
+        let Some(last) = page.last() else { break };
+        query.after = last.seq;
+        for e in &page {
+            let by_id = e.event.endpoint == landdb_api::access::HOLDER_ROUTE && named(&e.event.params);
+            let parcels: Vec<i64> = e.event.received().filter(|v| held.contains(v)).collect();
+            if !by_id && parcels.is_empty() {
+                continue;
+            }
+            let mut parcels = parcels;
+            parcels.sort_unstable();
+            parcels.dedup();
+            let personal = by_id || e.event.personal.iter().any(|v| held.contains(v));
+            let how = match e.event.endpoint.as_str() {
+                _ if by_id => "lookup by citizen ID",
+                p if p.contains("/export") => "export",
+                p if p.contains("/changes") => "change feed",
+                p if p.starts_with("webhook") || p.starts_with("/subscriptions") => "webhook",
+                p if p.contains("/tiles/") => "map tile",
+                _ => "parcel request",
+            };
+            let params: Vec<&str> = e.event.params.split('&').filter(|p| !p.starts_with("subject=")).collect();
+            let line = serde_json::json!({
+                "seq": e.seq, "at": e.event.at, "agency": e.event.agency, "credential": e.event.key_id,
+                "purpose": e.event.purpose, "how": how, "method": e.event.method, "endpoint": e.event.endpoint,
+                "params": params.join("&"), "status": e.event.status, "personal_data": personal,
+                "parcel_versions": parcels,
+            });
+            println!("{line}");
+            found += 1;
+            agencies.insert(e.event.agency.to_string());
+        }
+    }
+    eprintln!(
+        "{found} disclosures to {} agencies; the citizen holds or held {} parcel versions",
+        agencies.len(),
+        held.len()
+    );
     Ok(())
 }
 

@@ -5,6 +5,7 @@ use std::fmt::Write;
 use chrono::{DateTime, Utc};
 use landdb_model::{BatchId, Parcel};
 
+use crate::data_keys::DataKey;
 use crate::geometry::{SRID_WGS84, to_ewkb};
 
 pub(super) const PARCEL_VERSION: &str = "COPY parcel_version (id, national_id, commune_code, sheet, parcel_no, \
@@ -12,7 +13,7 @@ pub(super) const PARCEL_VERSION: &str = "COPY parcel_version (id, national_id, c
     certificate_no, source_crs, extra, geom, valid_from, batch_id, fingerprint) FROM STDIN";
 
 pub(super) const RIGHT_HOLDER: &str =
-    "COPY right_holder (version_id, ordinal, name, citizen_id, birth_year, address) FROM STDIN";
+    "COPY right_holder (version_id, ordinal, key_id, sealed, citizen_index) FROM STDIN";
 
 fn text(out: &mut String, value: &str) {
     for c in value.chars() {
@@ -52,8 +53,21 @@ fn hex(out: &mut String, bytes: &[u8]) {
     }
 }
 
-/// Encodes the rows of both tables for parcels that get the version IDs `ids`.
-pub(super) fn encode(parcels: &[Parcel], ids: &[i64], valid_from: DateTime<Utc>, batch: BatchId) -> (String, String) {
+/// A bytea value in COPY's text format (`\\x` and hex: the backslash itself escaped).
+fn bytea(out: &mut String, bytes: &[u8]) {
+    out.push_str("\\\\x");
+    hex(out, bytes);
+}
+
+/// Encodes the rows of both tables for parcels that get the version IDs `ids`, right holders
+/// sealed under `key`.
+pub(super) fn encode(
+    parcels: &[Parcel],
+    ids: &[i64],
+    valid_from: DateTime<Utc>,
+    batch: BatchId,
+    key: &DataKey,
+) -> (String, String) {
     let valid_from = valid_from.to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
     let mut versions = String::with_capacity(parcels.len() * 1024);
     let mut holders = String::new();
@@ -93,15 +107,16 @@ pub(super) fn encode(parcels: &[Parcel], ids: &[i64], valid_from: DateTime<Utc>,
         let _ = writeln!(out, "\t{valid_from}\t{batch}\t{}", crate::fingerprint(parcel));
 
         for (ordinal, holder) in parcel.right_holders.iter().enumerate() {
+            let ordinal = i16::try_from(ordinal).unwrap_or(i16::MAX);
+            let sealed = key.seal_holder(*id, ordinal, holder);
             let out = &mut holders;
-            let _ = write!(out, "{id}\t{ordinal}\t");
-            text(out, &holder.name);
+            let _ = write!(out, "{id}\t{ordinal}\t{}\t", sealed.key_id);
+            bytea(out, &sealed.sealed);
             out.push('\t');
-            opt_text(out, holder.citizen_id.as_deref());
-            out.push('\t');
-            opt_num(out, holder.birth_year);
-            out.push('\t');
-            opt_text(out, holder.address.as_deref());
+            match &sealed.citizen_index {
+                Some(index) => bytea(out, index),
+                None => out.push_str("\\N"),
+            }
             out.push('\n');
         }
     }
@@ -120,5 +135,8 @@ mod tests {
         let mut out = String::new();
         opt_text(&mut out, None);
         assert_eq!(out, "\\N");
+        let mut out = String::new();
+        bytea(&mut out, &[0, 0xab]);
+        assert_eq!(out, "\\\\x00AB");
     }
 }

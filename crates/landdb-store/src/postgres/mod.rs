@@ -3,18 +3,24 @@
 
 mod access;
 mod copy;
+mod sealing;
+
+use sealing::{active_key, register_data_key, rotate, seal_clear_rows};
 
 use std::borrow::Cow;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use landdb_model::{
-    BatchId, CommuneCode, FeedPosition, NationalParcelId, Parcel, ParcelKey, ParcelVersion, RightHolder, VersionId,
+    BatchId, CitizenId, CommuneCode, FeedPosition, NationalParcelId, Parcel, ParcelKey, ParcelVersion, RightHolder,
+    VersionId,
 };
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions, PgRow};
 use sqlx::{Postgres, Row, Transaction};
 
+use crate::data_keys::{DataKey, Keyring, Rotation};
 use crate::database_url::redact;
 use crate::row::VersionRow;
 use crate::{
@@ -40,21 +46,25 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (10, "server secrets", include_str!("../../../../migrations/postgres/0010_server_secrets.sql")),
     (11, "webhooks", include_str!("../../../../migrations/postgres/0011_webhooks.sql")),
     (12, "feed scopes", include_str!("../../../../migrations/postgres/0012_feed_scopes.sql")),
+    (13, "sealed holders", include_str!("../../../../migrations/postgres/0013_sealed_holders.sql")),
+    (14, "clear holders dropped", include_str!("../../../../migrations/postgres/0014_clear_holders_dropped.sql")),
 ];
+
+/// The migration that adds the sealed columns; the clear ones go in the next, once landdb has
+/// sealed what was written before.
+const SEALED_COLUMNS_ADDED: i64 = 13;
+/// Held while rows written before migration 13 are sealed, so that one process does it.
+const SEAL_LOCK: i64 = 0x6c61_6e64_6462_5345; // "landdbSE"
 
 const VERSION_COLUMNS: &str = "v.id, v.national_id, v.commune_code, v.sheet, v.parcel_no, v.commune_code_received, \
     v.province_code, v.land_use, v.legal_area_m2, v.measured_area_m2, v.geometry_area_m2, v.address, \
     v.certificate_no, v.source_crs, v.extra, ST_AsBinary(v.geom) AS geom, v.valid_from, v.valid_to, v.batch_id, \
     (SELECT coalesce(array_agg(l.parent_id ORDER BY l.parent_id), '{}') FROM parcel_lineage l WHERE l.version_id = v.id) AS lineage";
 
-/// A `right_holder` row (name, citizen_id, birth_year, address).
-fn holder_from_row(r: &PgRow) -> Result<RightHolder> {
-    Ok(RightHolder {
-        name: r.try_get("name")?,
-        citizen_id: r.try_get("citizen_id")?,
-        birth_year: r.try_get("birth_year")?,
-        address: r.try_get("address")?,
-    })
+/// A `right_holder` row (version_id, ordinal, key_id, sealed), opened.
+fn holder_from_row(r: &PgRow, keyring: &Keyring) -> Result<RightHolder> {
+    let key = keyring.key(r.try_get("key_id")?)?;
+    key.open_holder(r.try_get("version_id")?, r.try_get("ordinal")?, r.try_get::<&[u8], _>("sealed")?)
 }
 
 fn version_from_row(row: &PgRow) -> Result<ParcelVersion> {
@@ -126,12 +136,18 @@ fn connect_error(err: sqlx::Error, url: &str, options: &PgConnectOptions) -> Sto
 #[derive(Debug, Clone)]
 pub struct PgStore {
     pool: PgPool,
+    keyring: Arc<Keyring>,
 }
 
 impl PgStore {
     /// Connects, checks PostGIS, and brings the schema up to date (idempotent; concurrent starts
     /// are serialised by the migrator's advisory lock).
     pub async fn connect(url: &str) -> Result<Self> {
+        PgStore::connect_with(url, Keyring::located()?).await
+    }
+
+    /// As [`PgStore::connect`], right holders sealed under `keyring`'s keys.
+    pub async fn connect_with(url: &str, keyring: Arc<Keyring>) -> Result<Self> {
         let options = PgConnectOptions::from_str(url).map_err(|_| StoreError::UnsupportedUrl(redact(url)))?;
         // One direct attempt first: the pool would retry a refused connection until its timeout,
         // and an operator whose server is down should hear so at once.
@@ -143,8 +159,17 @@ impl PgStore {
             .await
             .map_err(|e| connect_error(e, url, &options))?;
         ensure_postgis(&pool, url, &options).await?;
-        crate::migrations::migrator(MIGRATIONS).run(&pool).await.map_err(|e| StoreError::Migration(e.to_string()))?;
-        Ok(Self { pool })
+        let migration = |e: sqlx::migrate::MigrateError| StoreError::Migration(e.to_string());
+        crate::migrations::migrator_upto(MIGRATIONS, SEALED_COLUMNS_ADDED).run(&pool).await.map_err(migration)?;
+        register_data_key(&pool, &keyring).await?;
+        seal_clear_rows(&pool, &keyring).await?;
+        crate::migrations::migrator(MIGRATIONS).run(&pool).await.map_err(migration)?;
+        Ok(Self { pool, keyring })
+    }
+
+    /// The keyring right holders are sealed under.
+    pub fn keyring(&self) -> &Arc<Keyring> {
+        &self.keyring
     }
 
     /// The connection pool, for the few callers (benchmarks, the API's SQL queries) that need SQL.
@@ -199,7 +224,16 @@ impl ParcelStore for PgStore {
         .bind(&batch.mode)
         .fetch_one(&mut *tx)
         .await?;
-        Ok(PgBatch { tx, id: BatchId(row.try_get("id")?), started_at: row.try_get("started_at")?, failed: None })
+        // Held until the batch ends: a rotation waits for batches sealing under the old key.
+        let key = active_key(&mut tx, &self.keyring, "FOR SHARE").await?;
+        Ok(PgBatch {
+            tx,
+            id: BatchId(row.try_get("id")?),
+            started_at: row.try_get("started_at")?,
+            failed: None,
+            key,
+            keyring: Arc::clone(&self.keyring),
+        })
     }
 
     async fn version(&self, id: VersionId) -> Result<Option<ParcelVersion>> {
@@ -317,12 +351,29 @@ impl ParcelStore for PgStore {
 
     async fn right_holders(&self, id: VersionId) -> Result<Vec<RightHolder>> {
         let rows = sqlx::query(
-            "SELECT name, citizen_id, birth_year, address FROM right_holder WHERE version_id = $1 ORDER BY ordinal",
+            "SELECT version_id, ordinal, key_id, sealed FROM right_holder WHERE version_id = $1 ORDER BY ordinal",
         )
         .bind(id.0)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter().map(holder_from_row).collect()
+        rows.iter().map(|r| holder_from_row(r, &self.keyring)).collect()
+    }
+
+    async fn versions_held_by(&self, citizen: &CitizenId) -> Result<Vec<VersionId>> {
+        let in_use: Vec<i64> =
+            sqlx::query_scalar("SELECT id FROM data_key WHERE state <> 'retired'").fetch_all(&self.pool).await?;
+        let indexes = crate::data_keys::citizen_indexes(&self.keyring, &in_use, citizen.as_str())?;
+        let ids: Vec<i64> = sqlx::query_scalar(
+            "SELECT DISTINCT version_id FROM right_holder WHERE citizen_index = ANY($1) ORDER BY version_id",
+        )
+        .bind(&indexes)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(ids.into_iter().map(VersionId).collect())
+    }
+
+    async fn rotate_data_key(&self) -> Result<Rotation> {
+        rotate(&self.pool, &self.keyring).await
     }
 
     async fn current_page(&self, after: Option<VersionId>, limit: usize) -> Result<Vec<ParcelVersion>> {
@@ -364,7 +415,7 @@ impl ParcelStore for PgStore {
 
     async fn quarantined(&self, batch: BatchId) -> Result<Vec<QuarantinedRecord>> {
         let rows = sqlx::query(
-            "SELECT file, layer, feature, parcel_key, reasons, source FROM quarantine WHERE batch_id = $1 ORDER BY id",
+            "SELECT id, file, layer, feature, parcel_key, reasons, key_id, sealed_source FROM quarantine WHERE batch_id = $1 ORDER BY id",
         )
         .bind(batch.0)
         .fetch_all(&self.pool)
@@ -377,7 +428,10 @@ impl ParcelStore for PgStore {
                     feature: r.try_get("feature")?,
                     parcel_key: r.try_get("parcel_key")?,
                     reasons: r.try_get("reasons")?,
-                    source: r.try_get("source")?,
+                    source: self
+                        .keyring
+                        .key(r.try_get("key_id")?)?
+                        .open_source(r.try_get("id")?, r.try_get::<&[u8], _>("sealed_source")?)?,
                 })
             })
             .collect()
@@ -460,6 +514,9 @@ pub struct PgBatch {
     started_at: DateTime<Utc>,
     /// Set once a statement failed: PostgreSQL has aborted the transaction.
     failed: Option<String>,
+    /// The database's active data key when the batch began: what its right holders are sealed under.
+    key: DataKey,
+    keyring: Arc<Keyring>,
 }
 
 impl PgBatch {
@@ -555,7 +612,7 @@ impl BatchWriter for PgBatch {
         .fetch_all(&mut *self.tx)
         .await
         .map_err(|e| self.fail(e))?;
-        let (versions, holders) = copy::encode(parcels, &ids, self.started_at, self.id);
+        let (versions, holders) = copy::encode(parcels, &ids, self.started_at, self.id, &self.key);
         let result = async {
             let mut sink = self.tx.copy_in_raw(copy::PARCEL_VERSION).await?;
             sink.send(versions.as_bytes()).await?;
@@ -611,7 +668,7 @@ impl BatchWriter for PgBatch {
             return Err(StoreError::NotInBatch(*missing));
         }
         let holders = sqlx::query(
-            "SELECT version_id, name, citizen_id, birth_year, address FROM right_holder WHERE version_id = ANY($1) ORDER BY version_id, ordinal",
+            "SELECT version_id, ordinal, key_id, sealed FROM right_holder WHERE version_id = ANY($1) ORDER BY version_id, ordinal",
         )
         .bind(&raw)
         .fetch_all(&mut *self.tx)
@@ -620,7 +677,7 @@ impl BatchWriter for PgBatch {
         for h in &holders {
             let id = VersionId(h.try_get("version_id")?);
             if let Some(v) = found.iter_mut().find(|f| f.id == id) {
-                v.parcel.right_holders.push(holder_from_row(h)?);
+                v.parcel.right_holders.push(holder_from_row(h, &self.keyring)?);
             }
         }
         let parents: Vec<i64> = found.iter().flat_map(|v| v.lineage.iter().map(|p| p.0)).collect();
@@ -649,16 +706,24 @@ impl BatchWriter for PgBatch {
     async fn quarantine(&mut self, records: &[QuarantinedRecord]) -> Result<()> {
         self.check_usable()?;
         for r in records {
+            // The row's id first: the sealed source is bound to it.
+            let id: i64 = sqlx::query_scalar("SELECT nextval(pg_get_serial_sequence('quarantine', 'id'))")
+                .fetch_one(&mut *self.tx)
+                .await
+                .map_err(|e| self.fail(e))?;
             sqlx::query(
-                "INSERT INTO quarantine (batch_id, file, layer, feature, parcel_key, reasons, source) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                "INSERT INTO quarantine (id, batch_id, file, layer, feature, parcel_key, reasons, key_id, sealed_source) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
             )
+            .bind(id)
             .bind(self.id.0)
             .bind(&r.file)
             .bind(&r.layer)
             .bind(r.feature)
             .bind(&r.parcel_key)
             .bind(&r.reasons)
-            .bind(&r.source)
+            .bind(self.key.id())
+            .bind(self.key.seal_source(id, &r.source))
             .execute(&mut *self.tx)
             .await
             .map_err(|e| self.fail(e))?;

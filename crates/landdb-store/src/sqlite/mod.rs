@@ -3,6 +3,9 @@
 //! one writer at a time), and feed followers poll instead of listening.
 
 mod access;
+mod sealing;
+
+use sealing::{active_key, register_data_key, rotate, seal_clear_rows};
 
 use std::path::Path;
 use std::sync::Arc;
@@ -10,7 +13,8 @@ use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use landdb_model::{
-    BatchId, CommuneCode, FeedPosition, NationalParcelId, Parcel, ParcelKey, ParcelVersion, RightHolder, VersionId,
+    BatchId, CitizenId, CommuneCode, FeedPosition, NationalParcelId, Parcel, ParcelKey, ParcelVersion, RightHolder,
+    VersionId,
 };
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
@@ -18,6 +22,7 @@ use sqlx::sqlite::{
 use sqlx::{Row, Sqlite, Transaction};
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
+use crate::data_keys::{DataKey, Keyring, Rotation};
 use crate::row::VersionRow;
 use crate::{
     BatchInfo, BatchWriter, ChangeKind, CurrentEntry, FeedWaiter, NewBatch, ParcelChange, ParcelStore, Period,
@@ -34,7 +39,13 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (7, "server secrets", include_str!("../../../../migrations/sqlite/0007_server_secrets.sql")),
     (8, "webhooks", include_str!("../../../../migrations/sqlite/0008_webhooks.sql")),
     (9, "feed scopes", include_str!("../../../../migrations/sqlite/0009_feed_scopes.sql")),
+    (10, "sealed holders", include_str!("../../../../migrations/sqlite/0010_sealed_holders.sql")),
+    (11, "clear holders dropped", include_str!("../../../../migrations/sqlite/0011_clear_holders_dropped.sql")),
 ];
+
+/// The migration that adds the sealed columns; the clear ones go in the next, once landdb has
+/// sealed what was written before.
+const SEALED_COLUMNS_ADDED: i64 = 10;
 
 /// How often a follower of the embedded store looks for new changes.
 pub const POLL_INTERVAL: Duration = Duration::from_millis(200);
@@ -59,14 +70,10 @@ const VERSION_COLUMNS: &str = "v.id, v.national_id, v.commune_code, v.sheet, v.p
     v.certificate_no, v.source_crs, v.extra, v.geom, v.valid_from, v.valid_to, v.batch_id, \
     (SELECT json_group_array(parent_id) FROM (SELECT parent_id FROM parcel_lineage l WHERE l.version_id = v.id ORDER BY parent_id)) AS lineage";
 
-/// A `right_holder` row (name, citizen_id, birth_year, address).
-fn holder_from_row(r: &SqliteRow) -> Result<RightHolder> {
-    Ok(RightHolder {
-        name: r.try_get("name")?,
-        citizen_id: r.try_get("citizen_id")?,
-        birth_year: r.try_get("birth_year")?,
-        address: r.try_get("address")?,
-    })
+/// A `right_holder` row (version_id, ordinal, key_id, sealed), opened.
+fn holder_from_row(r: &SqliteRow, keyring: &Keyring) -> Result<RightHolder> {
+    let key = keyring.key(r.try_get("key_id")?)?;
+    key.open_holder(r.try_get("version_id")?, r.try_get("ordinal")?, r.try_get::<&[u8], _>("sealed")?)
 }
 
 fn version_from_row(row: &SqliteRow) -> Result<ParcelVersion> {
@@ -130,11 +137,17 @@ pub struct SqliteStore {
     /// One writing batch at a time in this process (SQLite has a single writer; waiting here is
     /// kinder than failing with "database is locked").
     writer: Arc<Mutex<()>>,
+    keyring: Arc<Keyring>,
 }
 
 impl SqliteStore {
     /// Opens (creating if needed) the store file and brings its schema up to date.
     pub async fn open(path: &Path) -> Result<Self> {
+        SqliteStore::open_with(path, Keyring::located()?).await
+    }
+
+    /// As [`SqliteStore::open`], right holders sealed under `keyring`'s keys.
+    pub async fn open_with(path: &Path, keyring: Arc<Keyring>) -> Result<Self> {
         let embedded = |reason: String| StoreError::Embedded { path: path.display().to_string(), reason };
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| embedded(e.to_string()))?;
@@ -151,8 +164,17 @@ impl SqliteStore {
             .connect_with(options)
             .await
             .map_err(|e| embedded(e.to_string()))?;
-        crate::migrations::migrator(MIGRATIONS).run(&pool).await.map_err(|e| StoreError::Migration(e.to_string()))?;
-        Ok(Self { pool, writer: Arc::new(Mutex::new(())) })
+        let migration = |e: sqlx::migrate::MigrateError| StoreError::Migration(e.to_string());
+        crate::migrations::migrator_upto(MIGRATIONS, SEALED_COLUMNS_ADDED).run(&pool).await.map_err(migration)?;
+        register_data_key(&pool, &keyring).await?;
+        seal_clear_rows(&pool, &keyring, MIGRATIONS.last().map_or(0, |m| m.0)).await?;
+        crate::migrations::migrator(MIGRATIONS).run(&pool).await.map_err(migration)?;
+        Ok(Self { pool, writer: Arc::new(Mutex::new(())), keyring })
+    }
+
+    /// The keyring right holders are sealed under.
+    pub fn keyring(&self) -> &Arc<Keyring> {
+        &self.keyring
     }
 
     pub fn pool(&self) -> &SqlitePool {
@@ -186,7 +208,16 @@ impl ParcelStore for SqliteStore {
         .bind(timestamp(started_at))
         .fetch_one(&mut *tx)
         .await?;
-        Ok(SqliteBatch { tx, _writer: guard, id: BatchId(id), started_at, failed: None })
+        let key = active_key(&mut tx, &self.keyring).await?;
+        Ok(SqliteBatch {
+            tx,
+            _writer: guard,
+            id: BatchId(id),
+            started_at,
+            failed: None,
+            key,
+            keyring: Arc::clone(&self.keyring),
+        })
     }
 
     async fn version(&self, id: VersionId) -> Result<Option<ParcelVersion>> {
@@ -327,12 +358,32 @@ impl ParcelStore for SqliteStore {
 
     async fn right_holders(&self, id: VersionId) -> Result<Vec<RightHolder>> {
         let rows = sqlx::query(
-            "SELECT name, citizen_id, birth_year, address FROM right_holder WHERE version_id = ? ORDER BY ordinal",
+            "SELECT version_id, ordinal, key_id, sealed FROM right_holder WHERE version_id = ? ORDER BY ordinal",
         )
         .bind(id.0)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter().map(holder_from_row).collect()
+        rows.iter().map(|r| holder_from_row(r, &self.keyring)).collect()
+    }
+
+    async fn versions_held_by(&self, citizen: &CitizenId) -> Result<Vec<VersionId>> {
+        let in_use: Vec<i64> =
+            sqlx::query_scalar("SELECT id FROM data_key WHERE state <> 'retired'").fetch_all(&self.pool).await?;
+        let mut ids = Vec::new();
+        for index in crate::data_keys::citizen_indexes(&self.keyring, &in_use, citizen.as_str())? {
+            let found: Vec<i64> = sqlx::query_scalar("SELECT version_id FROM right_holder WHERE citizen_index = ?")
+                .bind(index)
+                .fetch_all(&self.pool)
+                .await?;
+            ids.extend(found);
+        }
+        ids.sort_unstable();
+        ids.dedup();
+        Ok(ids.into_iter().map(VersionId).collect())
+    }
+
+    async fn rotate_data_key(&self) -> Result<Rotation> {
+        rotate(&self.pool, &self.keyring).await
     }
 
     async fn current_page(&self, after: Option<VersionId>, limit: usize) -> Result<Vec<ParcelVersion>> {
@@ -376,7 +427,7 @@ impl ParcelStore for SqliteStore {
 
     async fn quarantined(&self, batch: BatchId) -> Result<Vec<QuarantinedRecord>> {
         let rows = sqlx::query(
-            "SELECT file, layer, feature, parcel_key, reasons, source FROM quarantine WHERE batch_id = ? ORDER BY id",
+            "SELECT id, file, layer, feature, parcel_key, reasons, key_id, sealed_source FROM quarantine WHERE batch_id = ? ORDER BY id",
         )
         .bind(batch.0)
         .fetch_all(&self.pool)
@@ -389,7 +440,10 @@ impl ParcelStore for SqliteStore {
                     feature: r.try_get("feature")?,
                     parcel_key: r.try_get("parcel_key")?,
                     reasons: json(r.try_get("reasons")?)?,
-                    source: json(r.try_get("source")?)?,
+                    source: self
+                        .keyring
+                        .key(r.try_get("key_id")?)?
+                        .open_source(r.try_get("id")?, r.try_get::<&[u8], _>("sealed_source")?)?,
                 })
             })
             .collect()
@@ -468,6 +522,9 @@ pub struct SqliteBatch {
     id: BatchId,
     started_at: DateTime<Utc>,
     failed: Option<String>,
+    /// The database's active data key when the batch began: what its right holders are sealed under.
+    key: DataKey,
+    keyring: Arc<Keyring>,
 }
 
 impl SqliteBatch {
@@ -565,15 +622,16 @@ impl SqliteBatch {
             Err(e) => return Err(self.fail(e.into())),
         };
         for (ordinal, holder) in parcel.right_holders.iter().enumerate() {
+            let ordinal = i16::try_from(ordinal).unwrap_or(i16::MAX);
+            let sealed = self.key.seal_holder(id, ordinal, holder);
             sqlx::query(
-                "INSERT INTO right_holder (version_id, ordinal, name, citizen_id, birth_year, address) VALUES (?, ?, ?, ?, ?, ?)",
+                "INSERT INTO right_holder (version_id, ordinal, key_id, sealed, citizen_index) VALUES (?, ?, ?, ?, ?)",
             )
             .bind(id)
-            .bind(i64::try_from(ordinal).unwrap_or(i64::MAX))
-            .bind(&holder.name)
-            .bind(&holder.citizen_id)
-            .bind(holder.birth_year)
-            .bind(&holder.address)
+            .bind(ordinal)
+            .bind(sealed.key_id)
+            .bind(sealed.sealed)
+            .bind(sealed.citizen_index)
             .execute(&mut *self.tx)
             .await
             .map_err(|e| self.fail(e.into()))?;
@@ -636,14 +694,14 @@ impl BatchWriter for SqliteBatch {
             let Some(row) = row else { return Err(StoreError::NotInBatch(*id)) };
             let mut version = version_from_row(&row)?;
             let holders = sqlx::query(
-                "SELECT name, citizen_id, birth_year, address FROM right_holder WHERE version_id = ? ORDER BY ordinal",
+                "SELECT version_id, ordinal, key_id, sealed FROM right_holder WHERE version_id = ? ORDER BY ordinal",
             )
             .bind(id.0)
             .fetch_all(&mut *self.tx)
             .await
             .map_err(|e| self.fail(e.into()))?;
             for h in &holders {
-                version.parcel.right_holders.push(holder_from_row(h)?);
+                version.parcel.right_holders.push(holder_from_row(h, &self.keyring)?);
             }
             // The version goes before its parents come back: one key has one current version.
             for sql in [
@@ -672,8 +730,10 @@ impl BatchWriter for SqliteBatch {
     async fn quarantine(&mut self, records: &[QuarantinedRecord]) -> Result<()> {
         self.check_usable()?;
         for r in records {
-            sqlx::query(
-                "INSERT INTO quarantine (batch_id, file, layer, feature, parcel_key, reasons, source) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            // The row's id first: the sealed source is bound to it.
+            let id: i64 = sqlx::query_scalar(
+                "INSERT INTO quarantine (batch_id, file, layer, feature, parcel_key, reasons, key_id, sealed_source) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?, x'') RETURNING id",
             )
             .bind(self.id.0)
             .bind(&r.file)
@@ -681,10 +741,16 @@ impl BatchWriter for SqliteBatch {
             .bind(r.feature)
             .bind(&r.parcel_key)
             .bind(r.reasons.to_string())
-            .bind(r.source.to_string())
-            .execute(&mut *self.tx)
+            .bind(self.key.id())
+            .fetch_one(&mut *self.tx)
             .await
             .map_err(|e| self.fail(e.into()))?;
+            sqlx::query("UPDATE quarantine SET sealed_source = ? WHERE id = ?")
+                .bind(self.key.seal_source(id, &r.source))
+                .bind(id)
+                .execute(&mut *self.tx)
+                .await
+                .map_err(|e| self.fail(e.into()))?;
         }
         Ok(())
     }
