@@ -466,3 +466,81 @@ async fn rotate_and_check(
     assert_ne!(rotation.to, before.name());
     check_sealed(store, citizen, holder, batch, version).await;
 }
+
+/// A rotation while lookups by citizen and an import go on, on each store: every lookup made
+/// during it finds exactly its citizen's parcels, the import's holders end under the new key,
+/// and no row is left under the old one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotation_runs_while_lookups_and_an_import_go_on() {
+    let dir = scratch("online");
+    let first = generate(&dir.join("a"), &["--communes", "2", "--parcels-per-commune", "1200", "--seed", "31"]);
+    let both = generate(&dir.join("b"), &["--communes", "3", "--parcels-per-commune", "1200", "--seed", "32"]);
+    let taken: BTreeSet<_> = first.iter().filter_map(|f| f.file_name()).collect();
+    let later: Vec<PathBuf> = both.into_iter().filter(|f| f.file_name().is_some_and(|n| !taken.contains(n))).collect();
+    assert_eq!(later.len(), 1, "a third commune");
+    let (early, late) = (holders(&first), holders(&later));
+    let reference = landdb_model::ReferenceData::embedded().expect("reference");
+    // What each lookup may find: its parcels of the first import, and of the second once it
+    // committed (two seeds may have drawn the same ID).
+    let asked: Vec<(CitizenId, usize, usize)> = early
+        .parcels
+        .iter()
+        .map(|(id, keys)| {
+            let more = late.parcels.get(id).map_or(0, BTreeSet::len);
+            (CitizenId::parse(id, &reference, 2026).expect("an ID"), keys.len(), keys.len() + more)
+        })
+        .collect();
+    assert!(early.parcels.values().map(BTreeSet::len).sum::<usize>() > 2_000, "more holders than a resealed chunk");
+
+    let pg = PostgisDb::create().await.expect("database");
+    let embedded = EmbeddedDb::create();
+    for url in [pg.url.clone(), embedded.path.display().to_string()] {
+        let keyring = Keyring::at(&dir.join(format!("{}.keys", url.len()))).expect("keyring");
+        let store = AnyStore::open_with(&DatabaseUrl::parse(&url).expect("url"), keyring).await.expect("store");
+        landdb_tests::http::import_files(&store, &first).await;
+        let done = std::sync::atomic::AtomicBool::new(false);
+        let lookups = async {
+            let (mut made, mut wrong) = (0usize, Vec::new());
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                let (id, least, most) = &asked[made % asked.len()];
+                let found = store.versions_held_by(id).await.expect("lookup").len();
+                if found < *least || found > *most {
+                    wrong.push((id.as_str().to_owned(), found, *least));
+                }
+                made += 1;
+            }
+            (made, wrong)
+        };
+        let work = async {
+            let (rotation, ()) =
+                tokio::join!(store.rotate_data_key(), landdb_tests::http::import_files(&store, &later));
+            done.store(true, std::sync::atomic::Ordering::Relaxed);
+            rotation
+        };
+        let ((made, wrong), rotation) = tokio::join!(lookups, work);
+        let rotation = rotation.expect("rotated");
+        assert!(made > 10, "{url}: lookups ran during the rotation ({made})");
+        assert!(wrong.is_empty(), "{url}: lookups during the rotation found otherwise: {wrong:?}");
+        let active = store.keyring().keys().expect("keys").into_iter().find(|k| k.name() == rotation.to).expect("new");
+        let left: i64 = match &store {
+            AnyStore::Postgres(s) => sqlx::query_scalar("SELECT count(*) FROM right_holder WHERE key_id <> $1")
+                .bind(active.id())
+                .fetch_one(s.pool())
+                .await
+                .expect("count"),
+            AnyStore::Sqlite(s) => sqlx::query_scalar("SELECT count(*) FROM right_holder WHERE key_id <> ?")
+                .bind(active.id())
+                .fetch_one(s.pool())
+                .await
+                .expect("count"),
+        };
+        assert_eq!(left, 0, "{url}: every holder under the new key");
+        for (id, keys) in late.parcels.iter().take(200) {
+            let citizen = CitizenId::parse(id, &reference, 2026).expect("an ID");
+            // Two seeds may have drawn the same ID: then that citizen holds parcels of both.
+            let expected = keys.len() + early.parcels.get(id).map_or(0, BTreeSet::len);
+            assert_eq!(store.versions_held_by(&citizen).await.expect("lookup").len(), expected, "{url}: {id}");
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

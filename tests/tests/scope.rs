@@ -486,10 +486,9 @@ async fn hostile_requests_are_refused_and_the_server_goes_on() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hidden_parcel_and_a_missing_one_take_the_same_time() {
     let s = server(&[samples()]).await;
-    let tax = client_with(
-        &agency(&s, "tax-time", Role::Reader, policy(Role::Reader, Area::Communes { codes: vec![OWN.into()] }, false))
-            .await,
-    );
+    let mut reader = policy(Role::Reader, Area::Communes { codes: vec![OWN.into()] }, true);
+    reader.operations.insert(Operation::HolderLookup);
+    let tax = client_with(&agency(&s, "tax-time", Role::Reader, reader).await);
     let hidden = target(&s, OTHER);
     // A box over the whole other commune, and one of the same size over the sea.
     let other = s.engine.snapshot().in_commune(&CommuneCode::parse(OTHER).expect("code")).len();
@@ -502,6 +501,11 @@ async fn a_hidden_parcel_and_a_missing_one_take_the_same_time() {
         (
             format!("{}/collections/parcels/items?bbox=108.205,16.01,108.235,16.04&limit=1", s.base),
             format!("{}/collections/parcels/items?bbox=108.805,16.31,108.835,16.34&limit=1", s.base),
+        ),
+        // A citizen who holds parcels only outside the area, and one who holds none.
+        (
+            format!("{}/holders/{}/parcels", s.base, hidden.holder),
+            format!("{}/holders/{}/parcels", s.base, phantom(&hidden).holder),
         ),
     ];
     for (a, b) in pairs {

@@ -486,6 +486,29 @@ pub fn citizen_indexes(keyring: &Keyring, in_use: &[i64], citizen_id: &str) -> R
     in_use.iter().map(|id| Ok(keyring.key(*id)?.citizen_index(citizen_id))).collect()
 }
 
+/// The keys a database's rows are under, as a store last saw them: a lookup by citizen computes
+/// the blind indexes for these and reads, in the same statement, which keys are in use; when a
+/// rotation has changed them since, it asks again with the new set. One round trip, and a
+/// lookup is never answered from indexes of a set of keys the rows are not under.
+#[derive(Debug, Default)]
+pub struct KeysInUse(Mutex<Vec<i64>>);
+
+impl KeysInUse {
+    pub fn last_seen(&self) -> Vec<i64> {
+        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+    }
+
+    /// Whether `found` (read with the rows) is what the indexes were computed for; remembers it.
+    pub fn confirm(&self, asked: &[i64], mut found: Vec<i64>) -> Result<(), Vec<i64>> {
+        found.sort_unstable();
+        if found == asked {
+            return Ok(());
+        }
+        *self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = found.clone();
+        Err(found)
+    }
+}
+
 /// What a rotation did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rotation {

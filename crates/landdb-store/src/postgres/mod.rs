@@ -20,7 +20,7 @@ use landdb_model::{
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions, PgRow};
 use sqlx::{Postgres, Row, Transaction};
 
-use crate::data_keys::{DataKey, Keyring, Rotation};
+use crate::data_keys::{DataKey, Keyring, KeysInUse, Rotation};
 use crate::database_url::redact;
 use crate::row::VersionRow;
 use crate::{
@@ -137,6 +137,7 @@ fn connect_error(err: sqlx::Error, url: &str, options: &PgConnectOptions) -> Sto
 pub struct PgStore {
     pool: PgPool,
     keyring: Arc<Keyring>,
+    keys_in_use: Arc<KeysInUse>,
 }
 
 impl PgStore {
@@ -164,7 +165,7 @@ impl PgStore {
         register_data_key(&pool, &keyring).await?;
         seal_clear_rows(&pool, &keyring).await?;
         crate::migrations::migrator(MIGRATIONS).run(&pool).await.map_err(migration)?;
-        Ok(Self { pool, keyring })
+        Ok(Self { pool, keyring, keys_in_use: Arc::default() })
     }
 
     /// The keyring right holders are sealed under.
@@ -360,16 +361,22 @@ impl ParcelStore for PgStore {
     }
 
     async fn versions_held_by(&self, citizen: &CitizenId) -> Result<Vec<VersionId>> {
-        let in_use: Vec<i64> =
-            sqlx::query_scalar("SELECT id FROM data_key WHERE state <> 'retired'").fetch_all(&self.pool).await?;
-        let indexes = crate::data_keys::citizen_indexes(&self.keyring, &in_use, citizen.as_str())?;
-        let ids: Vec<i64> = sqlx::query_scalar(
-            "SELECT DISTINCT version_id FROM right_holder WHERE citizen_index = ANY($1) ORDER BY version_id",
-        )
-        .bind(&indexes)
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(ids.into_iter().map(VersionId).collect())
+        let mut in_use = self.keys_in_use.last_seen();
+        loop {
+            let indexes = crate::data_keys::citizen_indexes(&self.keyring, &in_use, citizen.as_str())?;
+            // One statement, one snapshot: the keys in use and the rows under them.
+            let (keys, ids): (Vec<i64>, Vec<i64>) = sqlx::query_as(
+                "SELECT ARRAY(SELECT id FROM data_key WHERE state <> 'retired' ORDER BY id), \
+                 ARRAY(SELECT DISTINCT version_id FROM right_holder WHERE citizen_index = ANY($1) ORDER BY version_id)",
+            )
+            .bind(&indexes)
+            .fetch_one(&self.pool)
+            .await?;
+            match self.keys_in_use.confirm(&in_use, keys) {
+                Ok(()) => return Ok(ids.into_iter().map(VersionId).collect()),
+                Err(now) => in_use = now,
+            }
+        }
     }
 
     async fn rotate_data_key(&self) -> Result<Rotation> {

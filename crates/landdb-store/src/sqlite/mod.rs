@@ -22,7 +22,7 @@ use sqlx::sqlite::{
 use sqlx::{Row, Sqlite, Transaction};
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
-use crate::data_keys::{DataKey, Keyring, Rotation};
+use crate::data_keys::{DataKey, Keyring, KeysInUse, Rotation};
 use crate::row::VersionRow;
 use crate::{
     BatchInfo, BatchWriter, ChangeKind, CurrentEntry, FeedWaiter, NewBatch, ParcelChange, ParcelStore, Period,
@@ -138,6 +138,7 @@ pub struct SqliteStore {
     /// kinder than failing with "database is locked").
     writer: Arc<Mutex<()>>,
     keyring: Arc<Keyring>,
+    keys_in_use: Arc<KeysInUse>,
 }
 
 impl SqliteStore {
@@ -169,7 +170,7 @@ impl SqliteStore {
         register_data_key(&pool, &keyring).await?;
         seal_clear_rows(&pool, &keyring, MIGRATIONS.last().map_or(0, |m| m.0)).await?;
         crate::migrations::migrator(MIGRATIONS).run(&pool).await.map_err(migration)?;
-        Ok(Self { pool, writer: Arc::new(Mutex::new(())), keyring })
+        Ok(Self { pool, writer: Arc::new(Mutex::new(())), keyring, keys_in_use: Arc::default() })
     }
 
     /// The keyring right holders are sealed under.
@@ -367,19 +368,30 @@ impl ParcelStore for SqliteStore {
     }
 
     async fn versions_held_by(&self, citizen: &CitizenId) -> Result<Vec<VersionId>> {
-        let in_use: Vec<i64> =
-            sqlx::query_scalar("SELECT id FROM data_key WHERE state <> 'retired'").fetch_all(&self.pool).await?;
-        let mut ids = Vec::new();
-        for index in crate::data_keys::citizen_indexes(&self.keyring, &in_use, citizen.as_str())? {
-            let found: Vec<i64> = sqlx::query_scalar("SELECT version_id FROM right_holder WHERE citizen_index = ?")
-                .bind(index)
-                .fetch_all(&self.pool)
-                .await?;
-            ids.extend(found);
+        let mut in_use = self.keys_in_use.last_seen();
+        loop {
+            let indexes = crate::data_keys::citizen_indexes(&self.keyring, &in_use, citizen.as_str())?;
+            // One statement, one snapshot: the keys in use and the rows under them.
+            let marks = vec!["?"; indexes.len()].join(", ");
+            let sql = format!(
+                "SELECT (SELECT json_group_array(id) FROM (SELECT id FROM data_key WHERE state <> 'retired' ORDER BY id)) AS keys, \
+                 (SELECT json_group_array(version_id) FROM (SELECT DISTINCT version_id FROM right_holder \
+                 WHERE citizen_index IN ({marks}) ORDER BY version_id)) AS versions"
+            );
+            let mut query = sqlx::query(&sql);
+            for index in &indexes {
+                query = query.bind(index);
+            }
+            let row = query.fetch_one(&self.pool).await?;
+            let list = |column: &str| -> Result<Vec<i64>> {
+                serde_json::from_value(json(row.try_get(column)?)?)
+                    .map_err(|e| StoreError::Corrupt(format!("{column}: {e}")))
+            };
+            match self.keys_in_use.confirm(&in_use, list("keys")?) {
+                Ok(()) => return Ok(list("versions")?.into_iter().map(VersionId).collect()),
+                Err(now) => in_use = now,
+            }
         }
-        ids.sort_unstable();
-        ids.dedup();
-        Ok(ids.into_iter().map(VersionId).collect())
     }
 
     async fn rotate_data_key(&self) -> Result<Rotation> {
