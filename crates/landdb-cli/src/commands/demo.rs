@@ -186,9 +186,9 @@ fn shell_word(text: &str) -> String {
 }
 
 /// A key of the `demo` agency (the national operator's role over the whole country, personal
-/// data included: the samples are synthetic), made afresh each run.
+/// data and lookups by citizen included: the samples are synthetic), made afresh each run.
 async fn demo_key(store: &landdb_store::AnyStore, reference: &landdb_model::ReferenceData) -> anyhow::Result<String> {
-    use landdb_access::{Agency, Area, Limits, Policy, Role};
+    use landdb_access::{Agency, Area, Limits, Operation, Policy, Role};
     let agency = Agency {
         name: "demo".to_owned(),
         title: "Demo (landdb demo --serve)".to_owned(),
@@ -196,7 +196,8 @@ async fn demo_key(store: &landdb_store::AnyStore, reference: &landdb_model::Refe
         policy: Policy {
             area: Area::Nation,
             personal_data: true,
-            operations: Role::Operator.default_operations(),
+            // Lookups by citizen too: the samples' holders and their IDs are made up.
+            operations: Role::Operator.default_operations().into_iter().chain([Operation::HolderLookup]).collect(),
             limits: Limits::default(),
             valid_from: None,
             valid_until: None,

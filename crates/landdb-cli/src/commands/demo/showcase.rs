@@ -17,6 +17,8 @@ pub struct Showcase {
     pub zone_point: Option<(Vn2000Zone, String, String)>,
     /// The current version, when the parcel has earlier ones.
     pub with_history: Option<VersionId>,
+    /// The citizen ID of its first right holder who has one (the samples' holders are synthetic).
+    pub holder: Option<String>,
 }
 
 impl Showcase {
@@ -54,7 +56,8 @@ impl Showcase {
             None => None,
         };
         let with_history = (store.history(&key).await?.len() > 1).then_some(version.id);
-        Ok(Some(Self { key, national_id: version.parcel.national_id.clone(), point, zone_point, with_history }))
+        let holder = store.right_holders(version.id).await?.into_iter().find_map(|h| h.citizen_id);
+        Ok(Some(Self { key, national_id: version.parcel.national_id.clone(), point, zone_point, with_history, holder }))
     }
 
     /// What to look the parcel up by, each with the path (and query) that does it.
@@ -71,6 +74,9 @@ impl Showcase {
         lookups.push(lookup("by key", landdb_api::routes::key_path(key), false));
         if let Some(version) = self.with_history {
             lookups.push(lookup("its history", format!("/collections/parcels/items/{version}/history"), true));
+        }
+        if let Some(citizen) = &self.holder {
+            lookups.push(lookup("by its holder", format!("/holders/{citizen}/parcels"), false));
         }
         lookups
     }
