@@ -5,6 +5,9 @@
 -- anyone's name or ID among them) are sealed the same way. `data_key` records which keys this
 -- database's rows are sealed under (never the keys themselves).
 --
+-- `key_id` names the key a row is sealed under without a foreign key: a per-row check would cost
+-- every bulk load, and a row under a key the keyring lacks is refused when read anyway.
+--
 -- This migration adds the sealed columns; landdb then seals the rows written before it (the
 -- keys are not SQL's to know) and migration 14 drops the clear columns.
 CREATE TABLE data_key (
@@ -16,11 +19,11 @@ CREATE TABLE data_key (
 CREATE UNIQUE INDEX data_key_one_active ON data_key (state) WHERE state = 'active';
 
 ALTER TABLE right_holder
-    ADD COLUMN key_id bigint REFERENCES data_key (id),
+    ADD COLUMN key_id bigint,
     ADD COLUMN sealed bytea,
     ADD COLUMN citizen_index bytea,
     ALTER COLUMN name DROP NOT NULL;
 ALTER TABLE quarantine
-    ADD COLUMN key_id bigint REFERENCES data_key (id),
+    ADD COLUMN key_id bigint,
     ADD COLUMN sealed_source bytea,
     ALTER COLUMN source DROP NOT NULL;

@@ -8,9 +8,7 @@ ALTER TABLE right_holder
     ALTER COLUMN key_id SET NOT NULL,
     ALTER COLUMN sealed SET NOT NULL;
 CREATE INDEX right_holder_citizen ON right_holder (citizen_index) WHERE citizen_index IS NOT NULL;
-CREATE INDEX right_holder_key ON right_holder (key_id);
 ALTER TABLE quarantine
     DROP COLUMN source,
     ALTER COLUMN key_id SET NOT NULL,
     ALTER COLUMN sealed_source SET NOT NULL;
-CREATE INDEX quarantine_key ON quarantine (key_id);

@@ -9,8 +9,8 @@ CREATE TABLE data_key (
 );
 CREATE UNIQUE INDEX data_key_one_active ON data_key (state) WHERE state = 'active';
 
-ALTER TABLE right_holder ADD COLUMN key_id INTEGER REFERENCES data_key (id);
+ALTER TABLE right_holder ADD COLUMN key_id INTEGER;
 ALTER TABLE right_holder ADD COLUMN sealed BLOB;
 ALTER TABLE right_holder ADD COLUMN citizen_index BLOB;
-ALTER TABLE quarantine ADD COLUMN key_id INTEGER REFERENCES data_key (id);
+ALTER TABLE quarantine ADD COLUMN key_id INTEGER;
 ALTER TABLE quarantine ADD COLUMN sealed_source BLOB;

@@ -5,6 +5,4 @@ ALTER TABLE right_holder DROP COLUMN citizen_id;
 ALTER TABLE right_holder DROP COLUMN birth_year;
 ALTER TABLE right_holder DROP COLUMN address;
 CREATE INDEX right_holder_citizen ON right_holder (citizen_index) WHERE citizen_index IS NOT NULL;
-CREATE INDEX right_holder_key ON right_holder (key_id);
 ALTER TABLE quarantine DROP COLUMN source;
-CREATE INDEX quarantine_key ON quarantine (key_id);

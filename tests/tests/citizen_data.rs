@@ -167,7 +167,10 @@ async fn lookups_by_citizen_find_exactly_their_parcels_and_no_identity_is_in_cle
             &server,
             "notary",
             Role::Reader,
-            holder_policy(Area::Nation, &[Operation::Lookup, Operation::History, Operation::HolderLookup]),
+            holder_policy(
+                Area::Nation,
+                &[Operation::Lookup, Operation::Items, Operation::Export, Operation::History, Operation::HolderLookup],
+            ),
         )
         .await,
     );
@@ -226,6 +229,14 @@ async fn lookups_by_citizen_find_exactly_their_parcels_and_no_identity_is_in_cle
     let key = some_parcels.iter().next().expect("a parcel");
     let (status, _, _) = get_with(&notary, &format!("{base}/parcels/key/{key}?properties=address")).await;
     assert_eq!(status, 200);
+    // And in an export of its commune, and in the change feed's snapshot.
+    let commune = key.split('/').next().expect("commune");
+    let export =
+        notary.get(format!("{base}/collections/parcels/export?commune={commune}")).send().await.expect("export");
+    assert_eq!(export.status(), 200);
+    let _ = export.bytes().await.expect("the whole export");
+    let (status, _, feed) = get_with(&notary, &format!("{base}/collections/parcels/changes?limit=10000")).await;
+    assert_eq!(status, 200, "{feed}");
 
     // The audit log names citizens by blind index only.
     server.app.gate.audit.flush().await;
@@ -251,6 +262,13 @@ async fn lookups_by_citizen_find_exactly_their_parcels_and_no_identity_is_in_cle
         "the read of one of their parcels with its address: {lines:#?}"
     );
     assert!(lines.iter().any(|l| l["params"].as_str().is_some_and(|p| p.contains("purpose=HS-2026-118"))));
+    for how in ["export", "change feed"] {
+        assert!(
+            lines.iter().any(|l| l["agency"] == "notary" && l["how"] == how && l["personal_data"] == true),
+            "the {how} that held their parcels: {lines:#?}"
+        );
+    }
+    assert!(lines.iter().all(|l| !l["params"].as_str().unwrap_or_default().contains("subject=")), "no index shown");
     let other = subject_lines(&server.db.url, &keyring, "048185999999");
     assert_eq!(other.len(), 1, "the one lookup of a citizen with no parcels: {other:#?}");
 

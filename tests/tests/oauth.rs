@@ -33,7 +33,13 @@ impl SigningKey {
     }
 
     fn sign(&self, claims: &Value) -> String {
+        self.sign_typed(claims, "JWT")
+    }
+
+    /// Signed with `typ` in the header (an access token is `JWT` or `at+jwt`, RFC 9068).
+    fn sign_typed(&self, claims: &Value, typ: &str) -> String {
         let mut header = Header::new(Algorithm::ES256);
+        header.typ = Some(typ.to_owned());
         header.kid = Some(self.kid.clone());
         let key = EncodingKey::from_ec_der(&self.pair.serialize_der());
         jsonwebtoken::encode(&header, claims, &key).expect("a token")
@@ -88,6 +94,7 @@ async fn a_platform_token_is_its_clients_agency_and_nothing_else_passes() {
     for f in doc["features"].as_array().expect("features") {
         assert_eq!(f["properties"]["commune"], "20194", "the agency's area");
     }
+    assert_eq!(ask(first.sign_typed(&good, "at+jwt")).await.0, 200, "an access token by RFC 9068's type");
 
     // Everything else is a 401.
     let stranger = SigningKey::new("k1");
@@ -109,6 +116,8 @@ async fn a_platform_token_is_its_clients_agency_and_nothing_else_passes() {
         ("signed by another key with the same kid", stranger.sign(&good)),
         ("alg none", forged(&json!({ "alg": "none", "typ": "JWT", "kid": "k1" }), &good, b"")),
         ("HS256 keyed with the public key", hs256),
+        ("a token of another type (a DPoP proof)", first.sign_typed(&good, "dpop+jwt")),
+        ("a token of another type (a logout token)", first.sign_typed(&good, "logout+jwt")),
         ("an edited body", {
             let token = first.sign(&good);
             let parts: Vec<&str> = token.split('.').collect();

@@ -92,6 +92,9 @@ pub fn is_jwt(token: &str) -> bool {
     !token.starts_with("landdb_") && token.split('.').count() == 3
 }
 
+/// The `typ` header values of an access token (compared without case).
+const ACCESS_TOKEN_TYPES: [&str; 3] = ["jwt", "at+jwt", "application/at+jwt"];
+
 impl OAuth {
     /// The verifier of `settings`, its keys read now (a JWKS that cannot be read stops the start).
     pub async fn new(settings: OAuthSettings) -> Result<OAuth, String> {
@@ -113,6 +116,11 @@ impl OAuth {
     /// (the caller then answers 401, whatever was wrong).
     pub async fn verify(&self, token: &str) -> Option<crate::access::Credential> {
         let header = jsonwebtoken::decode_header(token).ok()?;
+        // An access token says it is one, or says nothing: a DPoP proof, a logout token or any
+        // other JWT the provider signs is not a bearer credential (RFC 8725 §3.11, RFC 9068).
+        if header.typ.as_deref().is_some_and(|t| !ACCESS_TOKEN_TYPES.contains(&t.to_ascii_lowercase().as_str())) {
+            return None;
+        }
         let kid = header.kid?;
         let (key, algorithm) = match self.key(&kid) {
             Some(found) => found,

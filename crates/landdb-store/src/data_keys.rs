@@ -42,6 +42,9 @@ const RECHECK: Duration = Duration::from_secs(1);
 pub struct DataKey {
     id: u32,
     secret: [u8; 32],
+    /// The keys derived from the secret for sealing and for the blind index, made once.
+    seal: [u8; 32],
+    index: [u8; 32],
 }
 
 impl std::fmt::Debug for DataKey {
@@ -65,7 +68,13 @@ impl DataKey {
         rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut secret);
         let mut id = [0u8; 4];
         rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut id);
-        DataKey { id: u32::from_be_bytes(id).max(1), secret }
+        DataKey::new(u32::from_be_bytes(id).max(1), secret)
+    }
+
+    fn new(id: u32, secret: [u8; 32]) -> DataKey {
+        let seal = derive(&secret, "seal");
+        let index = derive(&secret, "citizen index");
+        DataKey { id, secret, seal, index }
     }
 
     pub fn id(&self) -> i64 {
@@ -77,26 +86,20 @@ impl DataKey {
         format!("{:08x}", self.id)
     }
 
-    /// A key of its own for each use, derived from the secret.
-    fn derived(&self, purpose: &str) -> [u8; 32] {
-        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.secret).expect("HMAC takes any key length");
-        mac.update(b"landdb data key/");
-        mac.update(purpose.as_bytes());
-        mac.finalize().into_bytes().into()
-    }
-
     /// What the database records to tell this key from another with the same id: a keyring
     /// that does not match is refused before anything is sealed under the wrong key.
     pub fn check_value(&self) -> String {
-        self.derived("check")[..8].iter().map(|b| format!("{b:02x}")).collect()
+        derive(&self.secret, "check")[..8].iter().map(|b| format!("{b:02x}")).collect()
     }
 
     /// `plain` sealed and bound to `context` (the row it belongs to: moved to another row, it no
     /// longer opens): a fresh 24-byte nonce, then the ciphertext and its tag.
     pub fn seal(&self, context: &[u8], plain: &[u8]) -> Vec<u8> {
-        let cipher = XChaCha20Poly1305::new(&self.derived("seal").into());
+        let cipher = XChaCha20Poly1305::new(&self.seal.into());
+        // 192 random bits (the thread's ChaCha generator, seeded from the system's): no two
+        // seals under one key share a nonce in any number of rows a country has.
         let mut nonce = [0u8; 24];
-        rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut nonce);
+        rand::RngCore::fill_bytes(&mut rand::thread_rng(), &mut nonce);
         let sealed = cipher
             .encrypt(XNonce::from_slice(&nonce), Payload { msg: plain, aad: context })
             .expect("XChaCha20-Poly1305 seals any length a row has");
@@ -117,7 +120,7 @@ impl DataKey {
         if sealed.len() < 24 + 16 {
             return Err(refused());
         }
-        let cipher = XChaCha20Poly1305::new(&self.derived("seal").into());
+        let cipher = XChaCha20Poly1305::new(&self.seal.into());
         cipher
             .decrypt(XNonce::from_slice(&sealed[..24]), Payload { msg: &sealed[24..], aad: context })
             .map_err(|_| refused())
@@ -126,8 +129,7 @@ impl DataKey {
     /// The blind index of a citizen ID: equal IDs give equal indexes under one key, and nothing
     /// about the ID can be learnt from it without the key.
     pub fn citizen_index(&self, citizen_id: &str) -> Vec<u8> {
-        let mut mac =
-            <Hmac<Sha256> as Mac>::new_from_slice(&self.derived("citizen index")).expect("HMAC takes any key length");
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.index).expect("HMAC takes any key length");
         mac.update(citizen_id.trim().as_bytes());
         mac.finalize().into_bytes().to_vec()
     }
@@ -166,6 +168,14 @@ impl DataKey {
         let plain = self.open(&source_context(id), sealed, &what)?;
         serde_json::from_slice(&plain).map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
     }
+}
+
+/// A key of its own for each use, derived from the secret.
+fn derive(secret: &[u8; 32], purpose: &str) -> [u8; 32] {
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(secret).expect("HMAC takes any key length");
+    mac.update(b"landdb data key/");
+    mac.update(purpose.as_bytes());
+    mac.finalize().into_bytes().into()
 }
 
 fn holder_context(version: i64, ordinal: i16) -> Vec<u8> {
@@ -409,7 +419,7 @@ fn parse(text: &str) -> Result<Vec<DataKey>, String> {
         if keys.iter().any(|k| k.id == id) {
             return Err(bad("a second key with this id"));
         }
-        keys.push(DataKey { id, secret: bytes });
+        keys.push(DataKey::new(id, bytes));
     }
     if keys.is_empty() {
         return Err("no key in it".into());

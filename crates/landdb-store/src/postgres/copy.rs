@@ -12,8 +12,12 @@ pub(super) const PARCEL_VERSION: &str = "COPY parcel_version (id, national_id, c
     commune_code_received, province_code, land_use, legal_area_m2, measured_area_m2, geometry_area_m2, address, \
     certificate_no, source_crs, extra, geom, valid_from, batch_id, fingerprint) FROM STDIN";
 
+/// Binary: sealed holders are bytes, which text COPY would double as hex for PostgreSQL to undo.
 pub(super) const RIGHT_HOLDER: &str =
-    "COPY right_holder (version_id, ordinal, key_id, sealed, citizen_index) FROM STDIN";
+    "COPY right_holder (version_id, ordinal, key_id, sealed, citizen_index) FROM STDIN (FORMAT binary)";
+
+/// The start of a binary COPY stream: signature, flags, header extension length.
+const BINARY_HEADER: &[u8] = b"PGCOPY\n\xff\r\n\0\0\0\0\0\0\0\0\0";
 
 fn text(out: &mut String, value: &str) {
     for c in value.chars() {
@@ -53,10 +57,15 @@ fn hex(out: &mut String, bytes: &[u8]) {
     }
 }
 
-/// A bytea value in COPY's text format (`\\x` and hex: the backslash itself escaped).
-fn bytea(out: &mut String, bytes: &[u8]) {
-    out.push_str("\\\\x");
-    hex(out, bytes);
+/// One field of a binary COPY row: its length, then its bytes (`None`: NULL).
+fn field(out: &mut Vec<u8>, value: Option<&[u8]>) {
+    match value {
+        Some(bytes) => {
+            out.extend_from_slice(&i32::try_from(bytes.len()).unwrap_or(i32::MAX).to_be_bytes());
+            out.extend_from_slice(bytes);
+        }
+        None => out.extend_from_slice(&(-1i32).to_be_bytes()),
+    }
 }
 
 /// Encodes the rows of both tables for parcels that get the version IDs `ids`, right holders
@@ -67,10 +76,10 @@ pub(super) fn encode(
     valid_from: DateTime<Utc>,
     batch: BatchId,
     key: &DataKey,
-) -> (String, String) {
+) -> (String, Vec<u8>) {
     let valid_from = valid_from.to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
     let mut versions = String::with_capacity(parcels.len() * 1024);
-    let mut holders = String::new();
+    let mut holders = BINARY_HEADER.to_vec();
     for (parcel, id) in parcels.iter().zip(ids) {
         let out = &mut versions;
         let _ = write!(out, "{id}\t");
@@ -110,15 +119,18 @@ pub(super) fn encode(
             let ordinal = i16::try_from(ordinal).unwrap_or(i16::MAX);
             let sealed = key.seal_holder(*id, ordinal, holder);
             let out = &mut holders;
-            let _ = write!(out, "{id}\t{ordinal}\t{}\t", sealed.key_id);
-            bytea(out, &sealed.sealed);
-            out.push('\t');
-            match &sealed.citizen_index {
-                Some(index) => bytea(out, index),
-                None => out.push_str("\\N"),
-            }
-            out.push('\n');
+            out.extend_from_slice(&5i16.to_be_bytes());
+            field(out, Some(&id.to_be_bytes()));
+            field(out, Some(&ordinal.to_be_bytes()));
+            field(out, Some(&sealed.key_id.to_be_bytes()));
+            field(out, Some(&sealed.sealed));
+            field(out, sealed.citizen_index.as_deref());
         }
+    }
+    if holders.len() == BINARY_HEADER.len() {
+        holders.clear();
+    } else {
+        holders.extend_from_slice(&(-1i16).to_be_bytes());
     }
     (versions, holders)
 }
@@ -135,8 +147,10 @@ mod tests {
         let mut out = String::new();
         opt_text(&mut out, None);
         assert_eq!(out, "\\N");
-        let mut out = String::new();
-        bytea(&mut out, &[0, 0xab]);
-        assert_eq!(out, "\\\\x00AB");
+        let mut out = Vec::new();
+        field(&mut out, Some(&[0, 0xab]));
+        field(&mut out, None);
+        assert_eq!(out, [0, 0, 0, 2, 0, 0xab, 0xff, 0xff, 0xff, 0xff]);
+        assert_eq!(BINARY_HEADER.len(), 19);
     }
 }

@@ -626,7 +626,7 @@ impl BatchWriter for PgBatch {
             sink.finish().await?;
             if !holders.is_empty() {
                 let mut sink = self.tx.copy_in_raw(copy::RIGHT_HOLDER).await?;
-                sink.send(holders.as_bytes()).await?;
+                sink.send(holders.as_slice()).await?;
                 sink.finish().await?;
             }
             Ok::<_, sqlx::Error>(())

@@ -2,10 +2,16 @@
 //! before they were (migration 13), and the online rotation to a new key (see
 //! [`crate::data_keys`]).
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, PoisonError};
+
 use sqlx::postgres::{PgConnection, PgPool};
 use sqlx::{Postgres, Row, Transaction};
 
 use super::{MIGRATIONS, SEAL_LOCK};
+
+/// Held by the one rotation of a database's data key that may run.
+const ROTATE_LOCK: i64 = 0x6c61_6e64_6462_524f; // "landdbRO"
 use crate::data_keys::{DataKey, KeyState, Keyring, RegisteredKey, Rotation, check_registered};
 use crate::{Result, StoreError};
 
@@ -163,6 +169,9 @@ impl HolderUpdate {
 
     /// `clear`: also empty the clear columns (before migration 14 drops them).
     async fn run(self, tx: &mut Transaction<'static, Postgres>, clear: bool) -> Result<u64> {
+        if self.versions.is_empty() {
+            return Ok(0);
+        }
         let clear = if clear { ", name = NULL, citizen_id = NULL, birth_year = NULL, address = NULL" } else { "" };
         let done = sqlx::query(&format!(
             "UPDATE right_holder r SET key_id = u.k, sealed = u.s, citizen_index = u.i{clear} \
@@ -196,6 +205,9 @@ impl SourceUpdate {
     }
 
     async fn run(self, tx: &mut Transaction<'static, Postgres>) -> Result<u64> {
+        if self.ids.is_empty() {
+            return Ok(0);
+        }
         let done = sqlx::query(
             "UPDATE quarantine q SET key_id = u.k, sealed_source = u.s \
              FROM unnest($1::bigint[], $2::bigint[], $3::bytea[]) AS u(id, k, s) WHERE q.id = u.id",
@@ -213,69 +225,107 @@ impl SourceUpdate {
 /// throughout, imports that began under the old key finish first (the new key waits for their
 /// share lock), and rows are resealed in short transactions.
 pub(super) async fn rotate(pool: &PgPool, keyring: &Keyring) -> Result<Rotation> {
-    let new = keyring.add()?;
+    // One rotation at a time: held on a connection of its own until the end.
+    let mut lock = pool.acquire().await?;
+    let alone: bool =
+        sqlx::query_scalar("SELECT pg_try_advisory_lock($1)").bind(ROTATE_LOCK).fetch_one(&mut *lock).await?;
+    if !alone {
+        return Err(StoreError::Corrupt("another rotation of this database's data key is running: wait for it".into()));
+    }
+    let result = rotate_alone(pool, keyring).await;
+    sqlx::query("SELECT pg_advisory_unlock($1)").bind(ROTATE_LOCK).execute(&mut *lock).await?;
+    result
+}
+
+async fn rotate_alone(pool: &PgPool, keyring: &Keyring) -> Result<Rotation> {
     let mut tx = pool.begin().await?;
     let before = registered(&mut tx, "FOR UPDATE").await?;
-    check_registered(keyring, &before)?;
-    sqlx::query("UPDATE data_key SET state = 'retiring' WHERE state = 'active'").execute(&mut *tx).await?;
-    sqlx::query("INSERT INTO data_key (id, check_value, state) VALUES ($1, $2, 'active')")
-        .bind(new.id())
-        .bind(new.check_value())
-        .execute(&mut *tx)
-        .await?;
-    tx.commit().await?;
+    let active = check_registered(keyring, &before)?;
     let from: Vec<String> =
         before.iter().filter(|k| k.state != KeyState::Retired).map(|k| format!("{:08x}", k.id)).collect();
+    // A rotation that was stopped half way (a key still retiring) is finished towards the key it
+    // made; otherwise a new key.
+    let new = if before.iter().any(|k| k.state == KeyState::Retiring) {
+        active
+    } else {
+        let new = keyring.add()?;
+        sqlx::query("UPDATE data_key SET state = 'retiring' WHERE state = 'active'").execute(&mut *tx).await?;
+        sqlx::query("INSERT INTO data_key (id, check_value, state) VALUES ($1, $2, 'active')")
+            .bind(new.id())
+            .bind(new.check_value())
+            .execute(&mut *tx)
+            .await?;
+        new
+    };
+    tx.commit().await?;
+    let from: Vec<String> = from.into_iter().filter(|k| *k != new.name()).collect();
 
+    // Walked in key order once, a chunk a transaction: a row written after the walk passed it
+    // is under the new key already (imports that began under the old one finished before the
+    // new key was made active: their share lock on `data_key` held it back).
     let new = &new;
-    let holders = in_chunks(
+    let (holders, at) = (AtomicU64::new(0), Mutex::new((i64::MIN, i16::MIN)));
+    in_chunks(
         pool,
         Box::new(|mut tx: Tx| {
+            let (holders, at) = (&holders, &at);
             Box::pin(async move {
+                let (version, ordinal) = *at.lock().unwrap_or_else(PoisonError::into_inner);
                 let rows = sqlx::query(
-                    "SELECT version_id, ordinal, key_id, sealed FROM right_holder WHERE key_id <> $1 \
-                     ORDER BY version_id, ordinal LIMIT $2 FOR UPDATE SKIP LOCKED",
+                    "SELECT version_id, ordinal, key_id, sealed FROM right_holder WHERE (version_id, ordinal) > ($1, $2) \
+                     ORDER BY version_id, ordinal LIMIT $3",
                 )
-                .bind(new.id())
+                .bind(version)
+                .bind(ordinal)
                 .bind(RESEAL_CHUNK)
                 .fetch_all(&mut *tx)
                 .await?;
                 let mut update = HolderUpdate::default();
                 for r in &rows {
                     let (version, ordinal) = (r.try_get("version_id")?, r.try_get("ordinal")?);
-                    let holder =
-                        keyring.key(r.try_get("key_id")?)?.open_holder(version, ordinal, r.try_get("sealed")?)?;
-                    update.push(new, version, ordinal, &holder);
+                    *at.lock().unwrap_or_else(PoisonError::into_inner) = (version, ordinal);
+                    let key: i64 = r.try_get("key_id")?;
+                    if key != new.id() {
+                        let holder = keyring.key(key)?.open_holder(version, ordinal, r.try_get("sealed")?)?;
+                        update.push(new, version, ordinal, &holder);
+                    }
                 }
-                let n = update.run(&mut tx, false).await?;
-                Ok((tx, n))
+                holders.fetch_add(update.run(&mut tx, false).await?, Ordering::Relaxed);
+                Ok((tx, rows.len() as u64))
             })
         }),
     )
     .await?;
-    let quarantined = in_chunks(
+    let (quarantined, at) = (AtomicU64::new(0), Mutex::new(i64::MIN));
+    in_chunks(
         pool,
         Box::new(|mut tx: Tx| {
+            let (quarantined, at) = (&quarantined, &at);
             Box::pin(async move {
-                let rows = sqlx::query(
-                    "SELECT id, key_id, sealed_source FROM quarantine WHERE key_id <> $1 ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED",
-                )
-                .bind(new.id())
-                .bind(RESEAL_CHUNK)
-                .fetch_all(&mut *tx)
-                .await?;
+                let after = *at.lock().unwrap_or_else(PoisonError::into_inner);
+                let rows =
+                    sqlx::query("SELECT id, key_id, sealed_source FROM quarantine WHERE id > $1 ORDER BY id LIMIT $2")
+                        .bind(after)
+                        .bind(RESEAL_CHUNK)
+                        .fetch_all(&mut *tx)
+                        .await?;
                 let mut update = SourceUpdate::default();
                 for r in &rows {
                     let id = r.try_get("id")?;
-                    let source = keyring.key(r.try_get("key_id")?)?.open_source(id, r.try_get("sealed_source")?)?;
-                    update.push(new, id, &source);
+                    *at.lock().unwrap_or_else(PoisonError::into_inner) = id;
+                    let key: i64 = r.try_get("key_id")?;
+                    if key != new.id() {
+                        let source = keyring.key(key)?.open_source(id, r.try_get("sealed_source")?)?;
+                        update.push(new, id, &source);
+                    }
                 }
-                let n = update.run(&mut tx).await?;
-                Ok((tx, n))
+                quarantined.fetch_add(update.run(&mut tx).await?, Ordering::Relaxed);
+                Ok((tx, rows.len() as u64))
             })
         }),
     )
     .await?;
+    let (holders, quarantined) = (holders.into_inner(), quarantined.into_inner());
     let left: i64 = sqlx::query_scalar(
         "SELECT (SELECT count(*) FROM right_holder WHERE key_id <> $1) + (SELECT count(*) FROM quarantine WHERE key_id <> $1)",
     )
@@ -284,7 +334,7 @@ pub(super) async fn rotate(pool: &PgPool, keyring: &Keyring) -> Result<Rotation>
     .await?;
     if left > 0 {
         return Err(StoreError::Corrupt(format!(
-            "{left} rows are still sealed under the old key (locked by another rotation?): run `landdb keys rotate-data-key` again"
+            "{left} rows are still sealed under the old key (another rotation at the same time?): run `landdb keys rotate-data-key` again"
         )));
     }
     sqlx::query("UPDATE data_key SET state = 'retired' WHERE state = 'retiring'").execute(pool).await?;

@@ -1,6 +1,9 @@
 //! The embedded store's data keys: as the PostGIS store's (`postgres/sealing.rs`), with SQLite's
 //! one writer in place of row locks (a rotation's writes wait for a running import to commit).
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, PoisonError};
+
 use sqlx::sqlite::{SqliteConnection, SqlitePool};
 use sqlx::{Row, Sqlite, Transaction};
 
@@ -120,35 +123,56 @@ async fn in_chunks(pool: &SqlitePool, mut step: Step<'_>) -> Result<u64> {
 /// Makes a new key and reseals every row under it, in short write transactions between which
 /// readers and imports go on.
 pub(super) async fn rotate(pool: &SqlitePool, keyring: &Keyring) -> Result<Rotation> {
-    let new = keyring.add()?;
     let mut tx = begin_writing(pool).await?;
     let before = registered(&mut tx).await?;
-    check_registered(keyring, &before)?;
-    sqlx::query("UPDATE data_key SET state = 'retiring' WHERE state = 'active'").execute(&mut *tx).await?;
-    sqlx::query("INSERT INTO data_key (id, check_value, state) VALUES (?, ?, 'active')")
-        .bind(new.id())
-        .bind(new.check_value())
-        .execute(&mut *tx)
-        .await?;
+    let active = check_registered(keyring, &before)?;
+    let from: Vec<String> =
+        before.iter().filter(|k| k.state != KeyState::Retired).map(|k| format!("{:08x}", k.id)).collect();
+    // A rotation that was stopped half way (a key still retiring) is finished towards the key it
+    // made (two at once walk towards the same key); otherwise a new key.
+    let new = if before.iter().any(|k| k.state == KeyState::Retiring) {
+        active
+    } else {
+        let new = keyring.add()?;
+        sqlx::query("UPDATE data_key SET state = 'retiring' WHERE state = 'active'").execute(&mut *tx).await?;
+        sqlx::query("INSERT INTO data_key (id, check_value, state) VALUES (?, ?, 'active')")
+            .bind(new.id())
+            .bind(new.check_value())
+            .execute(&mut *tx)
+            .await?;
+        new
+    };
     tx.commit().await?;
-    let from = before.iter().filter(|k| k.state != KeyState::Retired).map(|k| format!("{:08x}", k.id)).collect();
+    let from: Vec<String> = from.into_iter().filter(|k| *k != new.name()).collect();
 
+    // Walked in key order once, a chunk a write transaction: a row written after the walk
+    // passed it is under the new key already (an import holds the write lock from its start, so
+    // one that began under the old key finished before the new key was made active).
     let new = &new;
-    let holders = in_chunks(
+    let (holders, at) = (AtomicU64::new(0), Mutex::new((i64::MIN, i16::MIN)));
+    in_chunks(
         pool,
         Box::new(|mut tx: Tx| {
+            let (holders, at) = (&holders, &at);
             Box::pin(async move {
+                let (version, ordinal) = *at.lock().unwrap_or_else(PoisonError::into_inner);
                 let rows = sqlx::query(
-                    "SELECT version_id, ordinal, key_id, sealed FROM right_holder WHERE key_id <> ? ORDER BY version_id, ordinal LIMIT ?",
+                    "SELECT version_id, ordinal, key_id, sealed FROM right_holder WHERE (version_id, ordinal) > (?, ?) \
+                     ORDER BY version_id, ordinal LIMIT ?",
                 )
-                .bind(new.id())
+                .bind(version)
+                .bind(ordinal)
                 .bind(RESEAL_CHUNK)
                 .fetch_all(&mut *tx)
                 .await?;
                 for r in &rows {
                     let (version, ordinal): (i64, i16) = (r.try_get("version_id")?, r.try_get("ordinal")?);
-                    let holder =
-                        keyring.key(r.try_get("key_id")?)?.open_holder(version, ordinal, r.try_get("sealed")?)?;
+                    *at.lock().unwrap_or_else(PoisonError::into_inner) = (version, ordinal);
+                    let key: i64 = r.try_get("key_id")?;
+                    if key == new.id() {
+                        continue;
+                    }
+                    let holder = keyring.key(key)?.open_holder(version, ordinal, r.try_get("sealed")?)?;
                     let s = new.seal_holder(version, ordinal, &holder);
                     sqlx::query(
                         "UPDATE right_holder SET key_id = ?, sealed = ?, citizen_index = ? WHERE version_id = ? AND ordinal = ?",
@@ -160,38 +184,48 @@ pub(super) async fn rotate(pool: &SqlitePool, keyring: &Keyring) -> Result<Rotat
                     .bind(ordinal)
                     .execute(&mut *tx)
                     .await?;
+                    holders.fetch_add(1, Ordering::Relaxed);
                 }
                 Ok((tx, rows.len() as u64))
             })
         }),
     )
     .await?;
-    let quarantined = in_chunks(
+    let (quarantined, at) = (AtomicU64::new(0), Mutex::new(i64::MIN));
+    in_chunks(
         pool,
         Box::new(|mut tx: Tx| {
+            let (quarantined, at) = (&quarantined, &at);
             Box::pin(async move {
-                let rows = sqlx::query(
-                    "SELECT id, key_id, sealed_source FROM quarantine WHERE key_id <> ? ORDER BY id LIMIT ?",
-                )
-                .bind(new.id())
-                .bind(RESEAL_CHUNK)
-                .fetch_all(&mut *tx)
-                .await?;
+                let after = *at.lock().unwrap_or_else(PoisonError::into_inner);
+                let rows =
+                    sqlx::query("SELECT id, key_id, sealed_source FROM quarantine WHERE id > ? ORDER BY id LIMIT ?")
+                        .bind(after)
+                        .bind(RESEAL_CHUNK)
+                        .fetch_all(&mut *tx)
+                        .await?;
                 for r in &rows {
                     let id: i64 = r.try_get("id")?;
-                    let source = keyring.key(r.try_get("key_id")?)?.open_source(id, r.try_get("sealed_source")?)?;
+                    *at.lock().unwrap_or_else(PoisonError::into_inner) = id;
+                    let key: i64 = r.try_get("key_id")?;
+                    if key == new.id() {
+                        continue;
+                    }
+                    let source = keyring.key(key)?.open_source(id, r.try_get("sealed_source")?)?;
                     sqlx::query("UPDATE quarantine SET key_id = ?, sealed_source = ? WHERE id = ?")
                         .bind(new.id())
                         .bind(new.seal_source(id, &source))
                         .bind(id)
                         .execute(&mut *tx)
                         .await?;
+                    quarantined.fetch_add(1, Ordering::Relaxed);
                 }
                 Ok((tx, rows.len() as u64))
             })
         }),
     )
     .await?;
+    let (holders, quarantined) = (holders.into_inner(), quarantined.into_inner());
     let mut tx = begin_writing(pool).await?;
     let left: i64 = sqlx::query_scalar(
         "SELECT (SELECT count(*) FROM right_holder WHERE key_id <> ?1) + (SELECT count(*) FROM quarantine WHERE key_id <> ?1)",
