@@ -468,6 +468,62 @@ async fn check_sealed(
     assert_eq!(quarantined[0].source["attributes"]["TenChu"], holder.name.as_str());
 }
 
+/// A rotation stopped half way (its old key still `retiring`, a row still under it) is found
+/// by citizen in the meantime, and finished by the next run towards the key it made.
+async fn resume_a_stopped_rotation(
+    store: &AnyStore,
+    citizen: &CitizenId,
+    holder: &landdb_model::RightHolder,
+    batch: i64,
+    version: i64,
+) {
+    let keys = store.keyring().keys().expect("keys");
+    let (old, new) = (&keys[keys.len() - 2], &keys[keys.len() - 1]);
+    let sealed = old.seal_holder(version, 0, holder);
+    let index = sealed.citizen_index.clone().expect("an index");
+    match store {
+        AnyStore::Postgres(s) => {
+            sqlx::query("UPDATE right_holder SET key_id = $1, sealed = $2, citizen_index = $3 WHERE version_id = $4")
+                .bind(old.id())
+                .bind(&sealed.sealed)
+                .bind(&index)
+                .bind(version)
+                .execute(s.pool())
+                .await
+                .expect("back under the old key");
+            sqlx::query("UPDATE data_key SET state = 'retiring' WHERE id = $1")
+                .bind(old.id())
+                .execute(s.pool())
+                .await
+                .expect("retiring");
+        }
+        AnyStore::Sqlite(s) => {
+            sqlx::query("UPDATE right_holder SET key_id = ?, sealed = ?, citizen_index = ? WHERE version_id = ?")
+                .bind(old.id())
+                .bind(&sealed.sealed)
+                .bind(&index)
+                .bind(version)
+                .execute(s.pool())
+                .await
+                .expect("back under the old key");
+            sqlx::query("UPDATE data_key SET state = 'retiring' WHERE id = ?")
+                .bind(old.id())
+                .execute(s.pool())
+                .await
+                .expect("retiring");
+        }
+    }
+    check_sealed(store, citizen, holder, batch, version).await;
+    let finished = store.rotate_data_key().await.expect("finished");
+    assert_eq!(
+        (finished.to.as_str(), finished.holders, finished.quarantined),
+        (new.name().as_str(), 1, 0),
+        "{finished:?}"
+    );
+    assert_eq!(store.keyring().keys().expect("keys").len(), keys.len(), "no new key for a resumed rotation");
+    check_sealed(store, citizen, holder, batch, version).await;
+}
+
 /// A rotation reseals the one holder and the one quarantined record, which read back the same
 /// and are found by citizen under the new key.
 async fn rotate_and_check(
@@ -483,6 +539,7 @@ async fn rotate_and_check(
     assert_eq!(rotation.from, vec![before.name()]);
     assert_ne!(rotation.to, before.name());
     check_sealed(store, citizen, holder, batch, version).await;
+    resume_a_stopped_rotation(store, citizen, holder, batch, version).await;
 }
 
 /// A rotation while lookups by citizen and an import go on, on each store: every lookup made
