@@ -120,6 +120,9 @@ pub struct Setup {
     pub security_events: Option<landdb_api::security::Sink>,
     /// Seal right holders under this keyring (the user's default keyring otherwise).
     pub keyring: Option<PathBuf>,
+    /// Read parcels and the change feed from the database of this port of the host (a
+    /// streaming standby, [`crate::standby::Standby`]); write to the primary.
+    pub read_port: Option<u16>,
 }
 
 pub async fn server(files: &[PathBuf]) -> Server {
@@ -164,6 +167,15 @@ pub async fn server_with(files: &[PathBuf], setup: Setup) -> Server {
     };
     let store =
         if setup.store_port.is_some() { AnyStore::open_with(&url, keyring).await.expect("store") } else { store };
+    let store = match setup.read_port {
+        Some(port) => {
+            let mut replica = url::Url::parse(&db.url).expect("url");
+            replica.set_port(Some(port)).expect("a port");
+            let replica = DatabaseUrl::parse(replica.as_str()).expect("url");
+            AnyStore::open_with_replica(&url, &replica).await.expect("the store, reading from the replica")
+        }
+        None => store,
+    };
     let (base, app, engine) = serve(store.clone(), url, setup).await;
     Server { base, db, store, engine, app }
 }

@@ -28,6 +28,10 @@ struct Observed {
     unreachable: Option<(Instant, String)>,
     /// Since when the engine has been behind the head the store reported.
     behind_since: Option<Instant>,
+    /// Changes the read replica had still to replay, when reads go to one (for `/metrics`).
+    replica_lag: Option<i64>,
+    /// Since when the replica has been behind the primary.
+    replica_behind_since: Option<Instant>,
 }
 
 /// How often the watcher asks the store, and how long it waits for the answer.
@@ -48,6 +52,11 @@ impl Health {
         self.observed().behind_since.map_or(Duration::ZERO, |since| since.elapsed())
     }
 
+    /// Changes the read replica had still to replay when last asked (`None` without one).
+    pub fn replica_lag(&self) -> Option<i64> {
+        self.observed().replica_lag
+    }
+
     /// Why the server is not ready, if it is not.
     pub fn not_ready(&self) -> Option<String> {
         if let Some((since, _)) = &self.observed().unreachable {
@@ -65,7 +74,7 @@ impl Health {
 
     /// `/health`'s document.
     pub fn document(&self, app: &AppState) -> Value {
-        let (store, lag) = {
+        let (store, lag, replica) = {
             let o = self.observed();
             let store = match &o.unreachable {
                 None => json!({ "kind": app.sources.store_kind(), "reachable": true }),
@@ -76,15 +85,22 @@ impl Health {
                     "reason": reason,
                 }),
             };
-            (store, o.behind_since.map_or(0.0, |s| s.elapsed().as_secs_f64()))
+            let replica = o.replica_lag.map(|_| o.replica_behind_since.map_or(0.0, |s| s.elapsed().as_secs_f64()));
+            (store, o.behind_since.map_or(0.0, |s| s.elapsed().as_secs_f64()), replica)
         };
         let (queued, running) = app.jobs.in_progress();
-        json!({
+        let mut doc = json!({
             "status": if self.not_ready().is_some() { "degraded" } else { "ok" },
             "store": store,
             "feed": { "lag_seconds": (lag * 10.0).round() / 10.0, "max_lag_seconds": self.max_lag.as_secs() },
             "jobs": { "queued": queued, "running": running, "workers": app.jobs.limits().workers },
-        })
+        });
+        if let Some(seconds) = replica {
+            // Reads come from a standby: how long it has been behind the primary (in seconds,
+            // not changes: an open route tells no volumes; `/metrics` has the count).
+            doc["replica"] = json!({ "lag_seconds": (seconds * 10.0).round() / 10.0 });
+        }
+        doc
     }
 
     fn saw(&self, result: Result<bool, String>) {
@@ -128,5 +144,13 @@ pub async fn watch(app: Arc<AppState>) {
         };
         app.sources.note_store_reachable(seen.is_ok());
         app.health.saw(seen);
+        if let Ok(Ok(lag)) = tokio::time::timeout(PATIENCE, app.sources.replica_lag()).await {
+            let mut o = app.health.observed();
+            o.replica_behind_since = match (lag, o.replica_behind_since) {
+                (Some(n), since) if n > 0 => since.or_else(|| Some(Instant::now())),
+                _ => None,
+            };
+            o.replica_lag = lag;
+        }
     }
 }

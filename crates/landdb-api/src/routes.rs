@@ -1442,6 +1442,14 @@ pub async fn metrics(State(app): State<Arc<AppState>>, access: Access) -> Result
     let mut out = String::with_capacity(8 << 10);
     app.metrics.render(&mut out);
     let engine = app.sources.figures(&access)?;
+    if let Some(lag) = app.health.replica_lag() {
+        gauge(
+            &mut out,
+            "landdb_replica_lag_changes",
+            "Changes the primary committed that the read replica has not replayed.",
+            lag as f64,
+        );
+    }
     gauge(&mut out, "landdb_engine_parcels", "Current parcels the engine holds.", engine.parcels as f64);
     gauge(
         &mut out,

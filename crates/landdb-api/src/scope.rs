@@ -329,6 +329,11 @@ impl Sources {
         Ok((head, self.engine.snapshot().position()))
     }
 
+    /// How many changes the read replica has still to replay (`None` without a replica).
+    pub async fn replica_lag(&self) -> Result<Option<i64>, landdb_store::StoreError> {
+        self.store.replica_lag().await
+    }
+
     /// `postgis` or `embedded`.
     pub fn store_kind(&self) -> &'static str {
         self.store.kind()

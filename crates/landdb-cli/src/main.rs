@@ -50,6 +50,10 @@ enum Command {
     Validate(commands::validate::Args),
     /// Show the store: kind, current parcels, change-feed head, schema.
     Status,
+    /// Bring the store's schema up to date (PostGIS: against the primary; a standby is refused)
+    /// and seal what needs sealing; `serve` and `import` do it too on a primary, so this is for
+    /// deployments that migrate before starting servers.
+    Migrate,
     /// Load the bundled data samples into the store (the embedded one unless --database says
     /// otherwise) and show what is there.
     Demo(commands::demo::Args),
@@ -146,6 +150,7 @@ fn main() -> ExitCode {
             Command::Import(args) => commands::import::run(&context, &args).await,
             Command::Validate(args) => commands::validate::run(&context, &args),
             Command::Status => commands::status::run(&context).await,
+            Command::Migrate => commands::status::migrate(&context).await,
             Command::Demo(args) => commands::demo::run(&context, args).await,
             Command::Reference => commands::reference::run(&context),
             Command::Export(args) => commands::export::run(&context, &args).await,

@@ -41,6 +41,39 @@ impl AnyStore {
         })
     }
 
+    /// As [`AnyStore::open`], with parcels, history and the change feed read from `read`, a
+    /// streaming standby of the PostGIS primary `url` (see [`PgStore::with_replica`]).
+    pub async fn open_with_replica(url: &DatabaseUrl, read: &DatabaseUrl) -> Result<Self> {
+        match (AnyStore::open(url).await?, read) {
+            (Self::Postgres(primary), DatabaseUrl::Postgres(raw)) => {
+                Ok(Self::Postgres(primary.with_replica(raw).await?))
+            }
+            _ => Err(crate::StoreError::Replica {
+                url: read.to_string(),
+                reason: "a read replica is a PostgreSQL standby of a PostGIS primary; the embedded store has none"
+                    .into(),
+            }),
+        }
+    }
+
+    /// The last migration applied to the schema.
+    pub async fn schema_version(&self) -> Result<i64> {
+        let sql = "SELECT coalesce(max(version), 0) FROM _sqlx_migrations WHERE success";
+        Ok(match self {
+            Self::Postgres(s) => sqlx::query_scalar(sql).fetch_one(s.pool()).await?,
+            Self::Sqlite(s) => sqlx::query_scalar(sql).fetch_one(s.pool()).await?,
+        })
+    }
+
+    /// How far the read replica's change feed is behind the primary's, in changes; `None`
+    /// without a replica.
+    pub async fn replica_lag(&self) -> Result<Option<i64>> {
+        match self {
+            Self::Postgres(s) if s.has_replica() => s.replica_lag().await.map(Some),
+            _ => Ok(None),
+        }
+    }
+
     /// The keyring right holders are sealed under.
     pub fn keyring(&self) -> &Arc<Keyring> {
         match self {

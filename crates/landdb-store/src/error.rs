@@ -32,6 +32,12 @@ pub enum StoreError {
         "unsupported database URL {0}: use postgres://… for PostGIS, or sqlite://FILE (or a file path) for the embedded store"
     )]
     UnsupportedUrl(String),
+    #[error(
+        "PostgreSQL at {url} is a standby (read-only): give the primary as --database, and the standby as --read-database to serve reads from it (`landdb migrate` and imports run against the primary)"
+    )]
+    Standby { url: String },
+    #[error("cannot read from {url}: {reason}")]
+    Replica { url: String, reason: String },
     #[error("schema migration failed: {0}")]
     Migration(String),
     #[error(

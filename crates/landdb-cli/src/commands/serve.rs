@@ -13,6 +13,13 @@ use landdb_store::AnyStore;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct ServerArgs {
+    /// A read replica of the PostGIS primary (`--database`): a streaming standby made with
+    /// `pg_basebackup -R`. The engine loads and follows the change feed from it, and parcels and
+    /// history are read from it; everything written (audit, quotas, keys, jobs) goes to the
+    /// primary, and the primary's NOTIFY, then the standby's replay, wakes the engine. Run one
+    /// `landdb serve` per standby to spread the load.
+    #[arg(long, env = "LANDDB_READ_DATABASE", hide_env_values = true)]
+    pub read_database: Option<String>,
     /// Where to listen (host:port).
     #[arg(long, default_value = "127.0.0.1:8080", env = "LANDDB_LISTEN")]
     pub listen: String,
@@ -162,7 +169,15 @@ impl JobArgs {
 }
 
 pub async fn run(context: &crate::Context, args: &ServerArgs) -> anyhow::Result<()> {
-    serve(context, context.store().await?, context.reference()?, args, None).await
+    let store = match &args.read_database {
+        Some(read) => {
+            let (url, read) = (context.database_url()?, landdb_store::DatabaseUrl::parse(read)?);
+            tracing::info!(store = %url, replica = %read, "opening store, reading from the replica");
+            AnyStore::open_with_replica(&url, &read).await?
+        }
+        None => context.store().await?,
+    };
+    serve(context, store, context.reference()?, args, None).await
 }
 
 /// Serves until interrupted; `tour` (from `landdb demo --serve`) is printed with the addresses,

@@ -135,7 +135,13 @@ fn connect_error(err: sqlx::Error, url: &str, options: &PgConnectOptions) -> Sto
 /// The PostGIS store.
 #[derive(Debug, Clone)]
 pub struct PgStore {
+    /// The primary: every write, and the reads that writers and the access rules depend on.
     pool: PgPool,
+    /// Where parcels, history and the change feed are read: the primary, or a read replica
+    /// (a streaming standby) given with [`PgStore::with_replica`].
+    read: PgPool,
+    /// Whether `read` is a replica.
+    replica: bool,
     keyring: Arc<Keyring>,
     keys_in_use: Arc<KeysInUse>,
 }
@@ -149,23 +155,70 @@ impl PgStore {
 
     /// As [`PgStore::connect`], right holders sealed under `keyring`'s keys.
     pub async fn connect_with(url: &str, keyring: Arc<Keyring>) -> Result<Self> {
-        let options = PgConnectOptions::from_str(url).map_err(|_| StoreError::UnsupportedUrl(redact(url)))?;
-        // One direct attempt first: the pool would retry a refused connection until its timeout,
-        // and an operator whose server is down should hear so at once.
-        sqlx::ConnectOptions::connect(&options).await.map_err(|e| connect_error(e, url, &options))?;
-        let pool = PgPoolOptions::new()
-            .max_connections(16)
-            .acquire_timeout(Duration::from_secs(10))
-            .connect_with(options.clone())
-            .await
-            .map_err(|e| connect_error(e, url, &options))?;
+        let (pool, options) = pool_of(url).await?;
+        // A standby is read-only: no schema change, no audit entry, no quota could be written.
+        let standby: bool = sqlx::query_scalar("SELECT pg_is_in_recovery()").fetch_one(&pool).await?;
+        if standby {
+            return Err(StoreError::Standby { url: redact(url) });
+        }
         ensure_postgis(&pool, url, &options).await?;
         let migration = |e: sqlx::migrate::MigrateError| StoreError::Migration(e.to_string());
         crate::migrations::migrator_upto(MIGRATIONS, SEALED_COLUMNS_ADDED).run(&pool).await.map_err(migration)?;
         register_data_key(&pool, &keyring).await?;
         seal_clear_rows(&pool, &keyring).await?;
         crate::migrations::migrator(MIGRATIONS).run(&pool).await.map_err(migration)?;
-        Ok(Self { pool, keyring, keys_in_use: Arc::default() })
+        Ok(Self { read: pool.clone(), replica: false, pool, keyring, keys_in_use: Arc::default() })
+    }
+
+    /// Reads parcels, history and the change feed from `url`, a read replica of this primary (a
+    /// streaming standby, `pg_basebackup -R`); writes stay on the primary. The replica must be
+    /// a copy of this primary's cluster and database, and have replayed its schema (waited for
+    /// up to 30 s, as after a migration the primary just ran). Nothing is written to it.
+    pub async fn with_replica(mut self, url: &str) -> Result<Self> {
+        let (read, _) = pool_of(url).await?;
+        let replica = |reason: String| StoreError::Replica { url: redact(url), reason };
+        let identity = "SELECT system_identifier::text || '/' || current_database() FROM pg_control_system()";
+        let (ours, theirs): (String, String) = (
+            sqlx::query_scalar(identity).fetch_one(&self.pool).await?,
+            sqlx::query_scalar(identity).fetch_one(&read).await?,
+        );
+        if ours != theirs {
+            return Err(replica(format!(
+                "it is not a copy of the primary's database (cluster/database {theirs}, the primary's {ours}): make it with pg_basebackup -R from the primary"
+            )));
+        }
+        let want = MIGRATIONS.last().map_or(0, |m| m.0);
+        let started = std::time::Instant::now();
+        loop {
+            let has: Option<i64> =
+                sqlx::query_scalar("SELECT max(version) FROM _sqlx_migrations WHERE success").fetch_one(&read).await?;
+            if has == Some(want) {
+                break;
+            }
+            if started.elapsed() > Duration::from_secs(30) {
+                return Err(replica(format!(
+                    "its schema is at migration {}, the primary's at {want}, after 30 s: is it replaying?",
+                    has.unwrap_or(0)
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        self.read = read;
+        self.replica = true;
+        Ok(self)
+    }
+
+    /// Whether reads go to a replica.
+    pub fn has_replica(&self) -> bool {
+        self.replica
+    }
+
+    /// How far the read replica's change feed is behind the primary's (0 without a replica).
+    pub async fn replica_lag(&self) -> Result<i64> {
+        let head = "SELECT coalesce(max(seq), 0) FROM parcel_change";
+        let primary: i64 = sqlx::query_scalar(head).fetch_one(&self.pool).await?;
+        let replica: i64 = sqlx::query_scalar(head).fetch_one(&self.read).await?;
+        Ok(primary - replica)
     }
 
     /// The keyring right holders are sealed under.
@@ -179,12 +232,27 @@ impl PgStore {
     }
 
     async fn fetch_versions(&self, query: SqlQuery<'_>) -> Result<Vec<ParcelVersion>> {
-        let rows = query.fetch_all(&self.pool).await?;
+        let rows = query.fetch_all(&self.read).await?;
         rows.iter().map(version_from_row).collect()
     }
 }
 
 type SqlQuery<'q> = sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments>;
+
+/// A pool of connections to `url`, and its options.
+async fn pool_of(url: &str) -> Result<(PgPool, PgConnectOptions)> {
+    let options = PgConnectOptions::from_str(url).map_err(|_| StoreError::UnsupportedUrl(redact(url)))?;
+    // One direct attempt first: the pool would retry a refused connection until its timeout, and
+    // an operator whose server is down should hear so at once.
+    sqlx::ConnectOptions::connect(&options).await.map_err(|e| connect_error(e, url, &options))?;
+    let pool = PgPoolOptions::new()
+        .max_connections(16)
+        .acquire_timeout(Duration::from_secs(10))
+        .connect_with(options.clone())
+        .await
+        .map_err(|e| connect_error(e, url, &options))?;
+    Ok((pool, options))
+}
 
 async fn ensure_postgis(pool: &PgPool, url: &str, options: &PgConnectOptions) -> Result<()> {
     let enabled: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'postgis')")
@@ -334,7 +402,7 @@ impl ParcelStore for PgStore {
         let ids: Vec<i64> =
             sqlx::query_scalar("SELECT version_id FROM parcel_lineage WHERE parent_id = $1 ORDER BY version_id")
                 .bind(id.0)
-                .fetch_all(&self.pool)
+                .fetch_all(&self.read)
                 .await?;
         Ok(ids.into_iter().map(VersionId).collect())
     }
@@ -345,7 +413,7 @@ impl ParcelStore for PgStore {
             "SELECT parent_id, version_id FROM parcel_lineage WHERE parent_id = ANY($1) ORDER BY parent_id, version_id",
         )
         .bind(raw)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.read)
         .await?;
         Ok(rows.into_iter().map(|(p, c)| (VersionId(p), VersionId(c))).collect())
     }
@@ -355,7 +423,7 @@ impl ParcelStore for PgStore {
             "SELECT version_id, ordinal, key_id, sealed FROM right_holder WHERE version_id = $1 ORDER BY ordinal",
         )
         .bind(id.0)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.read)
         .await?;
         rows.iter().map(|r| holder_from_row(r, &self.keyring)).collect()
     }
@@ -370,7 +438,7 @@ impl ParcelStore for PgStore {
                  ARRAY(SELECT DISTINCT version_id FROM right_holder WHERE citizen_index = ANY($1) ORDER BY version_id)",
             )
             .bind(&indexes)
-            .fetch_one(&self.pool)
+            .fetch_one(&self.read)
             .await?;
             match self.keys_in_use.confirm(&in_use, keys) {
                 Ok(()) => return Ok(ids.into_iter().map(VersionId).collect()),
@@ -393,7 +461,7 @@ impl ParcelStore for PgStore {
 
     async fn count_current(&self) -> Result<u64> {
         let n: i64 = sqlx::query_scalar("SELECT count(*) FROM parcel_version WHERE valid_to IS NULL")
-            .fetch_one(&self.pool)
+            .fetch_one(&self.read)
             .await?;
         Ok(u64::try_from(n).unwrap_or_default())
     }
@@ -468,7 +536,7 @@ impl ParcelStore for PgStore {
         )
         .bind(after.0)
         .bind(i64::try_from(limit).unwrap_or(i64::MAX))
-        .fetch_all(&self.pool)
+        .fetch_all(&self.read)
         .await?;
         rows.iter()
             .map(|r| {
@@ -487,29 +555,46 @@ impl ParcelStore for PgStore {
 
     async fn feed_head(&self) -> Result<FeedPosition> {
         let seq: i64 =
-            sqlx::query_scalar("SELECT coalesce(max(seq), 0) FROM parcel_change").fetch_one(&self.pool).await?;
+            sqlx::query_scalar("SELECT coalesce(max(seq), 0) FROM parcel_change").fetch_one(&self.read).await?;
         Ok(FeedPosition(seq))
     }
 
     async fn feed_waiter(&self) -> Result<PgWaiter> {
+        // NOTIFY reaches no standby: the primary is listened to, and the replica waited for.
         let mut listener = PgListener::connect_with(&self.pool).await?;
         listener.listen(CHANGE_CHANNEL).await?;
-        Ok(PgWaiter { listener })
+        Ok(PgWaiter { listener, replica: self.replica.then(|| self.read.clone()) })
     }
 }
 
-/// Waits on `LISTEN landdb_changes`.
+/// Waits on `LISTEN landdb_changes` (on the primary), and then, when the feed is read from a
+/// replica, until the replica has replayed the position the notification announced: a follower
+/// woken by it then finds the changes there.
 #[derive(Debug)]
 pub struct PgWaiter {
     listener: PgListener,
+    replica: Option<PgPool>,
 }
 
 impl FeedWaiter for PgWaiter {
     async fn wait(&mut self, timeout: Duration) -> Result<()> {
-        match tokio::time::timeout(timeout, self.listener.recv()).await {
-            Ok(Ok(_)) | Err(_) => Ok(()),
-            Ok(Err(e)) => Err(e.into()),
+        let started = std::time::Instant::now();
+        let head = match tokio::time::timeout(timeout, self.listener.recv()).await {
+            Ok(Ok(note)) => note.payload().parse::<i64>().ok(),
+            Err(_) => None,
+            Ok(Err(e)) => return Err(e.into()),
+        };
+        if let (Some(head), Some(replica)) = (head, &self.replica) {
+            while started.elapsed() < timeout {
+                let replayed: i64 =
+                    sqlx::query_scalar("SELECT coalesce(max(seq), 0) FROM parcel_change").fetch_one(replica).await?;
+                if replayed >= head {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
         }
+        Ok(())
     }
 }
 
