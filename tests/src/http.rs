@@ -18,6 +18,9 @@ use serde_json::Value;
 
 use crate::PostgisDb;
 
+/// Numbers the test servers' spools in one process.
+static SPOOLS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
 pub fn samples() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../data-samples/geojson")
 }
@@ -120,6 +123,8 @@ pub struct Setup {
     pub security_events: Option<landdb_api::security::Sink>,
     /// Seal right holders under this keyring (the user's default keyring otherwise).
     pub keyring: Option<PathBuf>,
+    /// The audit spool's file (a fresh one in the temporary directory otherwise).
+    pub audit_spool: Option<PathBuf>,
     /// Read parcels and the change feed from the database of this port of the host (a
     /// streaming standby, [`crate::standby::Standby`]); write to the primary.
     pub read_port: Option<u16>,
@@ -199,7 +204,16 @@ pub async fn replica(of: &Server) -> Replica {
 /// state and its engine.
 async fn serve(store: AnyStore, url: DatabaseUrl, setup: Setup) -> (String, Arc<AppState>, Arc<Engine>) {
     let reference = ReferenceData::embedded().expect("reference");
-    let gate = landdb_api::access::Gate::load(&store, &reference).await.expect("access rules");
+    // Every test server has a spool of its own: audit entries wait there while the store is away.
+    let spool = std::env::temp_dir().join(format!(
+        "landdb-audit-spool-{}-{}.jsonl",
+        std::process::id(),
+        SPOOLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    ));
+    let _ = std::fs::remove_file(&spool);
+    let spool = setup.audit_spool.clone().unwrap_or(spool);
+    let spool = landdb_api::spool::Spool::open(&spool).expect("the audit spool");
+    let gate = landdb_api::access::Gate::load(&store, &reference, Some(spool)).await.expect("access rules");
     let engine = Arc::new(Engine::load(&store).await.expect("engine"));
     if !setup.without_feed_follower {
         tokio::spawn(landdb_api::follow_feed(Arc::clone(&engine), store.clone()));

@@ -254,3 +254,99 @@ async fn an_engine_behind_the_feed_is_not_ready() {
     s.engine.follow(&s.store).await.expect("follow");
     until(&s, "/ready", 200, Duration::from_secs(10)).await;
 }
+
+/// The primary away under load (issue 22): point lookups go on from the engine, and no answer
+/// leaves without its audit entry. While the primary is away, entries are fsynced into the
+/// server's spool before their answers leave; when it is back they are drained into the chain in
+/// order. Afterwards the chain verifies, and it holds one entry for every answer the agency got.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_answer_leaves_without_its_audit_entry_while_the_primary_is_away() {
+    use landdb_access::{Area, Role};
+    use landdb_store::{AccessStore, AuditQuery};
+    let proxy = Proxy::start().await;
+    let spool = std::env::temp_dir().join(format!("landdb-outage-spool-{}.jsonl", std::process::id()));
+    let _ = std::fs::remove_file(&spool);
+    let s = server_with(
+        &[samples().join("20194.geojson")],
+        Setup { store_port: Some(proxy.port), audit_spool: Some(spool.clone()), ..Setup::default() },
+    )
+    .await;
+    let token = landdb_tests::http::agency(
+        &s,
+        "police-haivan",
+        Role::Reader,
+        landdb_tests::http::policy(Role::Reader, Area::Nation, false),
+    )
+    .await;
+    let reader = landdb_tests::http::client_with(&token);
+    let view = s.engine.snapshot();
+    let points: Vec<(f64, f64)> = view
+        .parcels()
+        .take(50)
+        .filter_map(|p| landdb_model::national_id::interior_point(&p.geometry()))
+        .map(|p| (p.x(), p.y()))
+        .collect();
+    drop(view);
+
+    // Lookups all along: each answer counted, by status.
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let load = {
+        let (stop, base, reader) = (Arc::clone(&stop), s.base.clone(), reader.clone());
+        tokio::spawn(async move {
+            let mut answered: std::collections::BTreeMap<u16, usize> = std::collections::BTreeMap::new();
+            let mut i = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let (lon, lat) = points[i % points.len()];
+                i += 1;
+                let url = format!("{base}/parcels/at?lon={lon}&lat={lat}");
+                if let Ok(r) = reader.get(&url).timeout(Duration::from_secs(30)).send().await {
+                    *answered.entry(r.status().as_u16()).or_default() += 1;
+                    let _ = r.bytes().await;
+                }
+            }
+            answered
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    proxy.stop();
+    let health = loop {
+        let (_, health) = get(&format!("{}/health", s.base)).await;
+        if health["audit"]["primary"] == "away" {
+            break health;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(health["audit"]["recording"], true, "the spool takes entries: {health}");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let waiting = landdb_api::spool::Spool::open(&spool).expect("spool").depth();
+    assert!(waiting > 10, "answers were given and spooled while the primary was away ({waiting})");
+    proxy.start_again().await;
+    let started = std::time::Instant::now();
+    loop {
+        let (_, health) = get(&format!("{}/health", s.base)).await;
+        if health["audit"]["primary"] == "reachable" && health["audit"]["spool"] == "empty" {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(30), "the spool was never drained: {health}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let answered = load.await.expect("the load");
+    assert!(s.app.gate.audit.flush().await, "the last entries on record");
+
+    // Straight to PostgreSQL, past the proxy.
+    let store = AnyStore::open(&DatabaseUrl::parse(&s.db.url).expect("url")).await.expect("store");
+    let verified = store.verify_audit(&mut |_| {}).await.expect("read").expect("the chain verifies");
+    let entries = store
+        .audit_entries(&AuditQuery { agency: Some("police-haivan".into()), limit: 1_000_000, ..AuditQuery::default() })
+        .await
+        .expect("entries");
+    let total: usize = answered.values().sum();
+    assert_eq!(entries.len(), total, "one entry for every answer: {answered:?}, {} in the chain", verified.entries);
+    assert!(
+        answered.get(&200).copied().unwrap_or(0) > waiting,
+        "lookups went on while the primary was away: {answered:?}"
+    );
+    let _ = std::fs::remove_file(&spool);
+}

@@ -353,14 +353,18 @@ pub struct Gate {
 
 impl Gate {
     /// Loads every agency and key from the store and starts the audit writer.
-    pub async fn load(store: &AnyStore, reference: &ReferenceData) -> Result<Gate, landdb_store::StoreError> {
+    pub async fn load(
+        store: &AnyStore,
+        reference: &ReferenceData,
+        spool: Option<crate::spool::Spool>,
+    ) -> Result<Gate, landdb_store::StoreError> {
         let gate = Gate {
             keys: RwLock::new(Arc::new(Keys::default())),
             generation: AtomicI64::new(i64::MIN),
             reloading: tokio::sync::Mutex::new(()),
             limiter: RateLimiter::default(),
             quota: Arc::new(Quotas::new(store.clone())),
-            audit: AuditLog::start(store.clone()),
+            audit: AuditLog::start(store.clone(), spool),
             store: store.clone(),
             cursors: crate::cursor::CursorKey::from_env_or_random(),
         };
@@ -626,6 +630,11 @@ pub fn admit(app: &AppState, request: &mut Request) -> Result<Option<Pass>, Box<
     };
     // What the audit entry says of the request (metadata routes are not audited).
     let line = (!matches!(need, Requirement::Key)).then(|| RequestLine::of(app, request, route));
+    // No answer without its audit entry: when neither the primary nor the spool takes entries,
+    // audited routes are refused (and put on record once one of them does).
+    if line.is_some() && app.gate.audit.state.unrecordable() {
+        return Err(Box::new(ApiError::audit_unavailable().into_response()));
+    }
     let remaining_today = match check_policy(&app.gate, &caller, need, route, now) {
         Ok(remaining) => remaining,
         Err(refusal) => {
@@ -658,7 +667,8 @@ pub struct Pass {
 impl Pass {
     /// The enforcement point after the handler: what the answer disclosed ([`Disclosure`], made
     /// when its parcels were released and taken from the quota) goes into the audit log.
-    pub fn record(self, app: &AppState, response: &mut Response) {
+    /// Returns whether an entry was recorded (an audited route).
+    pub fn record(self, app: &AppState, response: &mut Response) -> bool {
         // Taken off the response: it is for the log, not for the layers outside.
         let disclosed = response.extensions_mut().remove::<Disclosure>().unwrap_or_default();
         app.security.taken(&self.caller.agency.name, disclosed.parcels(), self.now);
@@ -671,8 +681,12 @@ impl Pass {
             event.status = Some(429);
             app.security.record(event);
         }
-        if let Some(line) = self.line {
-            app.gate.audit.record(&self.caller, self.now, &line, response.status(), disclosed);
+        match self.line {
+            Some(line) => {
+                app.gate.audit.record(&self.caller, self.now, &line, response.status(), disclosed);
+                true
+            }
+            None => false,
         }
     }
 }
@@ -773,6 +787,31 @@ fn check_policy(
 #[derive(Debug)]
 pub struct AuditLog {
     batch: Arc<Batch>,
+    /// Whether the primary takes entries, and what waits in the spool.
+    pub state: Arc<AuditState>,
+}
+
+/// The audit writer's view of the primary, for requests, `/health` and `/metrics`.
+#[derive(Debug, Default)]
+pub struct AuditState {
+    /// The last write to the primary failed: entries go to the spool, and answers wait until
+    /// theirs are on disk there.
+    pub primary_away: std::sync::atomic::AtomicBool,
+    /// The spool could not be written either (or there is none): data-returning requests are
+    /// refused rather than answered unaudited.
+    pub unrecordable: std::sync::atomic::AtomicBool,
+    /// Entries waiting in the spool.
+    pub spooled: std::sync::atomic::AtomicU64,
+}
+
+impl AuditState {
+    pub fn away(&self) -> bool {
+        self.primary_away.load(Ordering::Relaxed)
+    }
+
+    pub fn unrecordable(&self) -> bool {
+        self.unrecordable.load(Ordering::Relaxed)
+    }
 }
 
 #[derive(Debug, Default)]
@@ -794,8 +833,9 @@ struct Queued {
     text: String,
     /// Each entry's personal-data versions, versions and communes, one after another.
     numbers: Vec<i64>,
-    /// Flushes waiting for every entry queued before them.
-    flushes: Vec<oneshot::Sender<()>>,
+    /// Flushes waiting for every entry queued before them (told whether those are on record:
+    /// in the chain or in the spool).
+    flushes: Vec<oneshot::Sender<bool>>,
 }
 
 /// An entry as recorded: where its text and numbers end in the batch's buffers (they start where
@@ -892,39 +932,38 @@ const AUDIT_LINGER: Duration = Duration::from_millis(50);
 const AUDIT_BATCH: usize = 10_000;
 
 impl AuditLog {
-    fn start(store: AnyStore) -> AuditLog {
+    /// Starts the writer. With a spool, entries the primary does not take wait there (see
+    /// [`crate::spool`]); without one they wait in memory, retried.
+    fn start(store: AnyStore, spool: Option<crate::spool::Spool>) -> AuditLog {
         let batch = Arc::new(Batch::default());
-        let queue = Arc::clone(&batch);
+        let state = Arc::new(AuditState::default());
+        let (queue, shared) = (Arc::clone(&batch), Arc::clone(&state));
+        if let Some(s) = &spool {
+            // What an earlier run left is drained first, in order.
+            shared.spooled.store(s.depth() as u64, Ordering::Relaxed);
+            shared.primary_away.store(s.depth() > 0, Ordering::Relaxed);
+        }
         tokio::spawn(async move {
+            let mut writer = Writer { store, spool, state: shared };
             loop {
                 // Wait for something, let more arrive for a moment (one transaction for many
                 // entries: under load a commit a request would cost more than the requests),
                 // then take the batch, swapped for an empty one in the lock (the requests wait
-                // for a swap, not for a copy).
-                queue.arrived.notified().await;
+                // for a swap, not for a copy). While the primary is away, look again every
+                // second to drain the spool.
+                let waited = if writer.state.away() { Duration::from_secs(1) } else { Duration::from_secs(3600) };
+                let _ = tokio::time::timeout(waited, queue.arrived.notified()).await;
                 tokio::time::sleep(AUDIT_LINGER).await;
                 let taken = std::mem::take(&mut *queue.lock());
-                for mut pending in taken.events().chunks(AUDIT_BATCH) {
-                    // Written, or kept and tried again: an entry is never dropped.
-                    while !pending.is_empty() {
-                        match store.append_audit(pending).await {
-                            Ok(()) => pending = &[],
-                            Err(e) => {
-                                tracing::error!(error = %e, entries = pending.len(), "cannot write the audit log; retrying");
-                                tokio::time::sleep(Duration::from_millis(500)).await;
-                            }
-                        }
-                    }
-                }
-                // Every entry queued before these flushes was in the batch, and is written.
+                let on_record = writer.write(taken.events()).await;
+                // Every entry queued before these flushes was in the batch.
                 for flush in taken.flushes {
-                    let _ = flush.send(());
+                    let _ = flush.send(on_record);
                 }
             }
         });
-        AuditLog { batch }
+        AuditLog { batch, state }
     }
-
     fn record(
         &self,
         caller: &Arc<Caller>,
@@ -950,12 +989,103 @@ impl AuditLog {
         self.record(&access.caller, Utc::now(), &line, StatusCode::OK, d);
     }
 
-    /// Waits until every entry recorded before the call is in the store.
-    pub async fn flush(&self) {
+    /// Waits until every entry recorded before the call is on record: in the chain, or (while
+    /// the primary is away) on disk in the spool. False when it could be neither.
+    pub async fn flush(&self) -> bool {
         let (done, wait) = oneshot::channel();
         self.batch.lock().flushes.push(done);
         self.batch.arrived.notify_one();
-        let _ = wait.await;
+        wait.await.unwrap_or(false)
+    }
+}
+
+/// The audit writer's task: entries to the primary, or to the spool while it is away.
+struct Writer {
+    store: AnyStore,
+    spool: Option<crate::spool::Spool>,
+    state: Arc<AuditState>,
+}
+
+impl Writer {
+    /// Puts `events` on record; true when they are (in the chain, or in the spool).
+    async fn write(&mut self, events: Vec<AuditEvent>) -> bool {
+        if let Some(spool) = &self.spool {
+            if self.state.away() || spool.depth() > 0 {
+                // Behind what waits: to the spool, then the spool to the primary if it is back.
+                let spooled = self.to_spool(&events);
+                self.drain().await;
+                return spooled;
+            }
+            for (i, chunk) in events.chunks(AUDIT_BATCH).enumerate() {
+                if let Err(e) = self.store.append_audit(chunk).await {
+                    tracing::error!(error = %e, "cannot write the audit log to the primary: entries go to the spool until it answers");
+                    self.state.primary_away.store(true, Ordering::Relaxed);
+                    return self.to_spool(&events[i * AUDIT_BATCH..]);
+                }
+            }
+            return true;
+        }
+        // No spool: written, or kept and tried again (an entry is never dropped).
+        for mut pending in events.chunks(AUDIT_BATCH) {
+            while !pending.is_empty() {
+                match self.store.append_audit(pending).await {
+                    Ok(()) => pending = &[],
+                    Err(e) => {
+                        tracing::error!(error = %e, entries = pending.len(), "cannot write the audit log; retrying");
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                    }
+                }
+            }
+        }
+        true
+    }
+
+    fn to_spool(&self, events: &[AuditEvent]) -> bool {
+        let Some(spool) = &self.spool else { return false };
+        if events.is_empty() {
+            return true;
+        }
+        match spool.append(events) {
+            Ok(()) => {
+                self.state.unrecordable.store(false, Ordering::Relaxed);
+                self.state.spooled.store(spool.depth() as u64, Ordering::Relaxed);
+                true
+            }
+            Err(e) => {
+                tracing::error!(error = %e, spool = %spool.path().display(), entries = events.len(),
+                    "cannot write the audit spool either: refusing data until one of them takes entries");
+                self.state.unrecordable.store(true, Ordering::Relaxed);
+                false
+            }
+        }
+    }
+
+    /// Moves what waits in the spool into the chain, oldest first, while the primary takes it.
+    async fn drain(&mut self) {
+        let Some(spool) = &self.spool else { return };
+        let waiting = match spool.read() {
+            Ok(w) => w,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read the audit spool");
+                return;
+            }
+        };
+        for chunk in waiting.chunks(AUDIT_BATCH) {
+            if self.store.append_audit(chunk).await.is_err() {
+                self.state.primary_away.store(true, Ordering::Relaxed);
+                return;
+            }
+            if let Err(e) = spool.cut(chunk.len()) {
+                // In the chain but still in the spool: stop, or the next drain repeats them.
+                tracing::error!(error = %e, "cannot cut the audit spool after draining it");
+                self.state.unrecordable.store(true, Ordering::Relaxed);
+                return;
+            }
+            self.state.spooled.store(spool.depth() as u64, Ordering::Relaxed);
+        }
+        if self.state.primary_away.swap(false, Ordering::Relaxed) {
+            tracing::info!("the primary takes audit entries again: the spool is drained");
+        }
     }
 }
 

@@ -95,6 +95,12 @@ impl Health {
             "feed": { "lag_seconds": (lag * 10.0).round() / 10.0, "max_lag_seconds": self.max_lag.as_secs() },
             "jobs": { "queued": queued, "running": running, "workers": app.jobs.limits().workers },
         });
+        let audit = &app.gate.audit.state;
+        doc["audit"] = json!({
+            "primary": if audit.away() { "away" } else { "reachable" },
+            "spool": if audit.spooled.load(std::sync::atomic::Ordering::Relaxed) > 0 { "waiting" } else { "empty" },
+            "recording": !audit.unrecordable(),
+        });
         if let Some(seconds) = replica {
             // Reads come from a standby: how long it has been behind the primary (in seconds,
             // not changes: an open route tells no volumes; `/metrics` has the count).

@@ -26,6 +26,7 @@ pub mod reference;
 pub mod routes;
 pub mod scope;
 pub mod security;
+pub mod spool;
 pub mod tls;
 pub mod upload;
 pub mod webhooks;
@@ -177,8 +178,14 @@ async fn gateway(
                     )),
                 }
             };
-            if let Some(pass) = pass {
-                pass.record(&app, &mut response);
+            // While the primary is away, an answer leaves only once its entry is on disk in
+            // the spool (otherwise the writer puts it in the chain just after).
+            if let Some(pass) = pass
+                && pass.record(&app, &mut response)
+                && app.gate.audit.state.away()
+                && !app.gate.audit.flush().await
+            {
+                response = axum::response::IntoResponse::into_response(ogc::ApiError::audit_unavailable());
             }
             response
         }

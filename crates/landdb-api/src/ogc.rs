@@ -247,6 +247,19 @@ impl ApiError {
         }
     }
 
+    /// 503: the audit log cannot take the request's entry (the primary away and the spool not
+    /// writable): nothing is answered unaudited.
+    pub fn audit_unavailable() -> Self {
+        ApiError {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            code: "AuditUnavailable",
+            description:
+                "the audit log cannot record this request at the moment, so it is not answered: try again shortly"
+                    .into(),
+            retry_after: Some(std::time::Duration::from_secs(5)),
+        }
+    }
+
     /// 429: a rate or quota reached; `wait` until it allows again (the `Retry-After` header).
     pub fn too_many(description: impl Into<String>, wait: std::time::Duration) -> Self {
         ApiError {

@@ -1442,6 +1442,19 @@ pub async fn metrics(State(app): State<Arc<AppState>>, access: Access) -> Result
     let mut out = String::with_capacity(8 << 10);
     app.metrics.render(&mut out);
     let engine = app.sources.figures(&access)?;
+    let audit = &app.gate.audit.state;
+    gauge(
+        &mut out,
+        "landdb_audit_spooled_entries",
+        "Audit entries waiting in the local spool for the primary.",
+        audit.spooled.load(std::sync::atomic::Ordering::Relaxed) as f64,
+    );
+    gauge(
+        &mut out,
+        "landdb_audit_primary_away",
+        "1 while the primary does not take audit entries (they go to the spool).",
+        f64::from(u8::from(audit.away())),
+    );
     if let Some(lag) = app.health.replica_lag() {
         gauge(
             &mut out,

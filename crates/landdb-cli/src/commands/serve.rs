@@ -20,6 +20,11 @@ pub struct ServerArgs {
     /// `landdb serve` per standby to spread the load.
     #[arg(long, env = "LANDDB_READ_DATABASE", hide_env_values = true)]
     pub read_database: Option<String>,
+    /// Where audit entries wait while the primary does not take them (fsynced before the
+    /// answers they record leave; drained into the chain, in order, when it answers again).
+    /// Without it, `~/.local/state/landdb/audit-spool-PORT.jsonl` (one server a port).
+    #[arg(long, env = "LANDDB_AUDIT_SPOOL")]
+    pub audit_spool: Option<PathBuf>,
     /// Where to listen (host:port).
     #[arg(long, default_value = "127.0.0.1:8080", env = "LANDDB_LISTEN")]
     pub listen: String,
@@ -218,7 +223,13 @@ pub async fn serve(
     );
     drop(view);
     let follower = tokio::spawn(landdb_api::follow_feed(Arc::clone(&engine), store.clone()));
-    let gate = landdb_api::access::Gate::load(&store, &reference).await?;
+    let spool_path = args.audit_spool.clone().unwrap_or_else(|| default_spool(&args.listen));
+    let spool = landdb_api::spool::Spool::open(&spool_path)
+        .map_err(|e| anyhow::anyhow!("cannot open the audit spool {}: {e}", spool_path.display()))?;
+    if spool.depth() > 0 {
+        tracing::warn!(spool = %spool_path.display(), entries = spool.depth(), "audit entries an earlier run left: drained into the chain first");
+    }
+    let gate = landdb_api::access::Gate::load(&store, &reference, Some(spool)).await?;
     let jobs_dir = args.jobs.jobs_dir.clone().unwrap_or_else(|| std::env::temp_dir().join("landdb-jobs"));
     let jobs = landdb_api::jobs::Jobs::new(
         &jobs_dir,
@@ -353,4 +364,16 @@ async fn shutdown_signal() {
         () = interrupt => {},
         () = terminate => {},
     }
+}
+
+/// `$XDG_STATE_HOME/landdb/audit-spool-PORT.jsonl` (`~/.local/state/…`): one server a port on a
+/// machine, and the same file again after a restart, so that what it held is drained.
+fn default_spool(listen: &str) -> PathBuf {
+    let port = listen.rsplit(':').next().unwrap_or("0").to_owned();
+    let state = std::env::var_os("XDG_STATE_HOME")
+        .filter(|p| !p.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/state")))
+        .unwrap_or_else(std::env::temp_dir);
+    state.join("landdb").join(format!("audit-spool-{port}.jsonl"))
 }
