@@ -350,3 +350,82 @@ async fn no_answer_leaves_without_its_audit_entry_while_the_primary_is_away() {
     );
     let _ = std::fs::remove_file(&spool);
 }
+
+/// Neither the primary nor the spool takes entries (the spool's file made a directory): audited
+/// requests are refused with 503 `AuditUnavailable` rather than answered unaudited, the refusals
+/// are held and put on record once the primary is back, and answers resume.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nothing_is_answered_when_no_audit_entry_can_be_written() {
+    use landdb_access::{Area, Role};
+    use landdb_store::{AccessStore, AuditQuery};
+    let proxy = Proxy::start().await;
+    let spool = std::env::temp_dir().join(format!("landdb-broken-spool-{}.jsonl", std::process::id()));
+    let _ = std::fs::remove_file(&spool);
+    let _ = std::fs::remove_dir_all(&spool);
+    let s = server_with(
+        &[samples().join("20194.geojson")],
+        Setup { store_port: Some(proxy.port), audit_spool: Some(spool.clone()), ..Setup::default() },
+    )
+    .await;
+    let token = landdb_tests::http::agency(
+        &s,
+        "court-haivan",
+        Role::Reader,
+        landdb_tests::http::policy(Role::Reader, Area::Nation, false),
+    )
+    .await;
+    let reader = landdb_tests::http::client_with(&token);
+    let view = s.engine.snapshot();
+    let p = landdb_model::national_id::interior_point(&view.parcels().next().expect("a parcel").geometry())
+        .expect("a point");
+    drop(view);
+    let url = format!("{}/parcels/at?lon={}&lat={}", s.base, p.x(), p.y());
+    std::fs::create_dir_all(&spool).expect("the spool's place taken by a directory");
+    proxy.stop();
+    let mut answered = std::collections::BTreeMap::<u16, usize>::new();
+    let mut refused_since = None;
+    let started = std::time::Instant::now();
+    // Until the writer finds the primary gone (answers before that were recorded in memory,
+    // held), then on: nothing but refusals.
+    while started.elapsed() < Duration::from_secs(20)
+        && refused_since.is_none_or(|_| answered.get(&503).copied().unwrap_or(0) < 50)
+    {
+        let r = reader.get(&url).send().await.expect("an answer");
+        let status = r.status().as_u16();
+        let body: Value = r.json().await.unwrap_or_default();
+        *answered.entry(status).or_default() += 1;
+        if status == 503 {
+            assert_eq!(body["code"], "AuditUnavailable", "{body}");
+            refused_since.get_or_insert(answered.values().sum::<usize>());
+        } else if refused_since.is_some() {
+            panic!("answered {status} after the audit log stopped taking entries: {answered:?}");
+        }
+    }
+    assert!(refused_since.is_some(), "refused while no entry could be written: {answered:?}");
+    let (_, health) = get(&format!("{}/health", s.base)).await;
+    assert_eq!(health["audit"]["recording"], false, "{health}");
+
+    proxy.start_again().await;
+    let started = std::time::Instant::now();
+    loop {
+        let r = reader.get(&url).send().await.expect("an answer");
+        *answered.entry(r.status().as_u16()).or_default() += 1;
+        if r.status() == 200 {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(30), "never answered again: {answered:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(s.app.gate.audit.flush().await);
+    let store = AnyStore::open(&DatabaseUrl::parse(&s.db.url).expect("url")).await.expect("store");
+    store.verify_audit(&mut |_| {}).await.expect("read").expect("the chain verifies");
+    let entries = store
+        .audit_entries(&AuditQuery { agency: Some("court-haivan".into()), limit: 1_000_000, ..AuditQuery::default() })
+        .await
+        .expect("entries");
+    // Requests refused by the enforcement point before the writer failed have no entry to hold;
+    // every answer that went through (200, or 503 after its entry could not be put anywhere) does.
+    let through = entries.len();
+    assert!(through >= answered.get(&200).copied().unwrap_or(0), "{through} entries for {answered:?}");
+    let _ = std::fs::remove_dir_all(&spool);
+}

@@ -928,6 +928,9 @@ impl Batch {
 /// How long the writer lets entries gather before it writes them.
 const AUDIT_LINGER: Duration = Duration::from_millis(50);
 
+/// How long the writer waits for the primary to take a batch before it spools it.
+const AUDIT_PATIENCE: Duration = Duration::from_secs(3);
+
 /// Entries appended in one transaction at most.
 const AUDIT_BATCH: usize = 10_000;
 
@@ -943,15 +946,20 @@ impl AuditLog {
             shared.spooled.store(s.depth() as u64, Ordering::Relaxed);
             shared.primary_away.store(s.depth() > 0, Ordering::Relaxed);
         }
+        let spool = spool.map(Arc::new);
+        if let Some(spool) = &spool {
+            let drainer = Drainer { store: store.clone(), spool: Arc::clone(spool), state: Arc::clone(&shared) };
+            tokio::spawn(drainer.run());
+        }
         tokio::spawn(async move {
-            let mut writer = Writer { store, spool, state: shared };
+            let mut writer = Writer { store, spool, state: shared, held: Vec::new() };
             loop {
                 // Wait for something, let more arrive for a moment (one transaction for many
                 // entries: under load a commit a request would cost more than the requests),
                 // then take the batch, swapped for an empty one in the lock (the requests wait
-                // for a swap, not for a copy). While the primary is away, look again every
-                // second to drain the spool.
-                let waited = if writer.state.away() { Duration::from_secs(1) } else { Duration::from_secs(3600) };
+                // for a swap, not for a copy). Entries held for want of anywhere to put them
+                // are tried again every second.
+                let waited = if writer.held.is_empty() { Duration::from_secs(3600) } else { Duration::from_secs(1) };
                 let _ = tokio::time::timeout(waited, queue.arrived.notified()).await;
                 tokio::time::sleep(AUDIT_LINGER).await;
                 let taken = std::mem::take(&mut *queue.lock());
@@ -1002,22 +1010,34 @@ impl AuditLog {
 /// The audit writer's task: entries to the primary, or to the spool while it is away.
 struct Writer {
     store: AnyStore,
-    spool: Option<crate::spool::Spool>,
+    spool: Option<Arc<crate::spool::Spool>>,
     state: Arc<AuditState>,
+    /// Entries neither the primary nor the spool took: written first next time (an entry is
+    /// never dropped; the answers they record were refused, or left before the primary failed).
+    held: Vec<AuditEvent>,
 }
 
 impl Writer {
     /// Puts `events` on record; true when they are (in the chain, or in the spool).
     async fn write(&mut self, events: Vec<AuditEvent>) -> bool {
+        let events = if self.held.is_empty() {
+            events
+        } else {
+            let mut all = std::mem::take(&mut self.held);
+            all.extend(events);
+            all
+        };
         if let Some(spool) = &self.spool {
             if self.state.away() || spool.depth() > 0 {
-                // Behind what waits: to the spool, then the spool to the primary if it is back.
-                let spooled = self.to_spool(&events);
-                self.drain().await;
-                return spooled;
+                // Behind what waits: to the spool (the drainer takes it to the primary).
+                if self.to_spool(&events) {
+                    return true;
+                }
+                // Not even the spool: perhaps the primary is back.
+                return self.to_primary().await;
             }
             for (i, chunk) in events.chunks(AUDIT_BATCH).enumerate() {
-                if let Err(e) = self.store.append_audit(chunk).await {
+                if let Err(e) = self.append(chunk).await {
                     tracing::error!(error = %e, "cannot write the audit log to the primary: entries go to the spool until it answers");
                     self.state.primary_away.store(true, Ordering::Relaxed);
                     return self.to_spool(&events[i * AUDIT_BATCH..]);
@@ -1040,7 +1060,14 @@ impl Writer {
         true
     }
 
-    fn to_spool(&self, events: &[AuditEvent]) -> bool {
+    /// Appends to the chain in the primary, giving up after [`AUDIT_PATIENCE`]: a primary that
+    /// cannot be reached is otherwise waited for as long as the pool waits for a connection,
+    /// and entries wait in memory meanwhile.
+    async fn append(&self, chunk: &[AuditEvent]) -> Result<(), String> {
+        append_patiently(&self.store, chunk).await
+    }
+
+    fn to_spool(&mut self, events: &[AuditEvent]) -> bool {
         let Some(spool) = &self.spool else { return false };
         if events.is_empty() {
             return true;
@@ -1055,14 +1082,63 @@ impl Writer {
                 tracing::error!(error = %e, spool = %spool.path().display(), entries = events.len(),
                     "cannot write the audit spool either: refusing data until one of them takes entries");
                 self.state.unrecordable.store(true, Ordering::Relaxed);
+                self.held = events.to_vec();
                 false
             }
         }
     }
 
+    /// Writes the held entries straight to the primary; true when it took them all (it is then
+    /// no longer away, and nothing is refused for want of a record).
+    async fn to_primary(&mut self) -> bool {
+        let held = std::mem::take(&mut self.held);
+        for (i, chunk) in held.chunks(AUDIT_BATCH).enumerate() {
+            if self.append(chunk).await.is_err() {
+                self.held = held[i * AUDIT_BATCH..].to_vec();
+                return false;
+            }
+        }
+        self.state.unrecordable.store(false, Ordering::Relaxed);
+        if self.spool.as_ref().is_none_or(|s| s.depth() == 0) {
+            self.state.primary_away.store(false, Ordering::Relaxed);
+        }
+        true
+    }
+}
+
+/// Appends to the chain in the primary, giving up after [`AUDIT_PATIENCE`]: a primary that
+/// cannot be reached is otherwise waited for as long as the pool waits for a connection.
+async fn append_patiently(store: &AnyStore, chunk: &[AuditEvent]) -> Result<(), String> {
+    match tokio::time::timeout(AUDIT_PATIENCE, store.append_audit(chunk)).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err(format!("no answer within {} s", AUDIT_PATIENCE.as_secs())),
+    }
+}
+
+/// Takes what waits in the spool to the primary, in a task of its own: answers never wait for
+/// a primary that does not answer, only for the spool's disk.
+struct Drainer {
+    store: AnyStore,
+    spool: Arc<crate::spool::Spool>,
+    state: Arc<AuditState>,
+}
+
+impl Drainer {
+    async fn run(self) {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            if self.spool.depth() > 0 {
+                self.drain().await;
+            }
+        }
+    }
+
     /// Moves what waits in the spool into the chain, oldest first, while the primary takes it.
-    async fn drain(&mut self) {
-        let Some(spool) = &self.spool else { return };
+    async fn drain(&self) {
+        let spool = &self.spool;
         let waiting = match spool.read() {
             Ok(w) => w,
             Err(e) => {
@@ -1071,7 +1147,7 @@ impl Writer {
             }
         };
         for chunk in waiting.chunks(AUDIT_BATCH) {
-            if self.store.append_audit(chunk).await.is_err() {
+            if append_patiently(&self.store, chunk).await.is_err() {
                 self.state.primary_away.store(true, Ordering::Relaxed);
                 return;
             }
@@ -1083,7 +1159,8 @@ impl Writer {
             }
             self.state.spooled.store(spool.depth() as u64, Ordering::Relaxed);
         }
-        if self.state.primary_away.swap(false, Ordering::Relaxed) {
+        // Drained: unless the writer spooled more meanwhile (the next tick takes them).
+        if spool.depth() == 0 && self.state.primary_away.swap(false, Ordering::Relaxed) {
             tracing::info!("the primary takes audit entries again: the spool is drained");
         }
     }
