@@ -1030,17 +1030,17 @@ impl Writer {
         if let Some(spool) = &self.spool {
             if self.state.away() || spool.depth() > 0 {
                 // Behind what waits: to the spool (the drainer takes it to the primary).
-                if self.to_spool(&events) {
+                if self.put_in_spool(&events) {
                     return true;
                 }
                 // Not even the spool: perhaps the primary is back.
-                return self.to_primary().await;
+                return self.retry_primary().await;
             }
             for (i, chunk) in events.chunks(AUDIT_BATCH).enumerate() {
                 if let Err(e) = self.append(chunk).await {
                     tracing::error!(error = %e, "cannot write the audit log to the primary: entries go to the spool until it answers");
                     self.state.primary_away.store(true, Ordering::Relaxed);
-                    return self.to_spool(&events[i * AUDIT_BATCH..]);
+                    return self.put_in_spool(&events[i * AUDIT_BATCH..]);
                 }
             }
             return true;
@@ -1067,7 +1067,7 @@ impl Writer {
         append_patiently(&self.store, chunk).await
     }
 
-    fn to_spool(&mut self, events: &[AuditEvent]) -> bool {
+    fn put_in_spool(&mut self, events: &[AuditEvent]) -> bool {
         let Some(spool) = &self.spool else { return false };
         if events.is_empty() {
             return true;
@@ -1090,7 +1090,7 @@ impl Writer {
 
     /// Writes the held entries straight to the primary; true when it took them all (it is then
     /// no longer away, and nothing is refused for want of a record).
-    async fn to_primary(&mut self) -> bool {
+    async fn retry_primary(&mut self) -> bool {
         let held = std::mem::take(&mut self.held);
         for (i, chunk) in held.chunks(AUDIT_BATCH).enumerate() {
             if self.append(chunk).await.is_err() {
