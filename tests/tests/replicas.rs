@@ -61,3 +61,102 @@ async fn a_server_on_a_standby_follows_the_primary_and_writes_only_there() {
     drop(s);
     drop(standby);
 }
+
+/// The primary cut off from a server that reads from a standby, under load: lookups and history
+/// (read from the standby) go on, every answer's audit entry waits in the spool and reaches the
+/// chain when the primary is back, and the chain verifies with one entry for every answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_primary_outage_stops_no_read_and_loses_no_audit_entry() {
+    use landdb_access::{Area, Operation, Role};
+    use landdb_tests::http::{agency, client_with, policy};
+    let standby = Standby::start().expect("a standby");
+    let proxy = landdb_tests::proxy::Proxy::start().await;
+    let spool = std::env::temp_dir().join(format!("landdb-replica-spool-{}.jsonl", std::process::id()));
+    let _ = std::fs::remove_file(&spool);
+    let s = server_with(
+        &[samples().join("20194.geojson")],
+        Setup {
+            store_port: Some(proxy.port),
+            read_port: Some(standby.port),
+            audit_spool: Some(spool.clone()),
+            ..Setup::default()
+        },
+    )
+    .await;
+    let mut notary = policy(Role::Reader, Area::Nation, false);
+    notary.operations.insert(Operation::History);
+    let reader = client_with(&agency(&s, "notary-haivan", Role::Reader, notary).await);
+    let view = s.engine.snapshot();
+    let asked: Vec<String> = view
+        .parcels()
+        .take(40)
+        .flat_map(|p| {
+            let point = landdb_model::national_id::interior_point(&p.geometry()).expect("a point");
+            [
+                format!("{}/parcels/at?lon={}&lat={}", s.base, point.x(), point.y()),
+                format!("{}/collections/parcels/items/{}/history", s.base, p.version().0),
+            ]
+        })
+        .collect();
+    drop(view);
+
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let load = {
+        let (stop, reader) = (std::sync::Arc::clone(&stop), reader.clone());
+        tokio::spawn(async move {
+            let mut answered = std::collections::BTreeMap::<(bool, u16), usize>::new();
+            let mut i = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let url = &asked[i % asked.len()];
+                i += 1;
+                if let Ok(r) = reader.get(url).timeout(Duration::from_secs(30)).send().await {
+                    *answered.entry((url.contains("/history"), r.status().as_u16())).or_default() += 1;
+                    let _ = r.bytes().await;
+                }
+            }
+            answered
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    proxy.stop();
+    let started = Instant::now();
+    loop {
+        let (_, _, health) = get_with(&client(), &format!("{}/health", s.base)).await;
+        if health["audit"]["primary"] == "away" {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(20), "the primary never seen away: {health}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let during = landdb_api::spool::Spool::open(&spool).expect("spool").depth();
+    proxy.start_again().await;
+    let started = Instant::now();
+    loop {
+        let (_, _, health) = get_with(&client(), &format!("{}/health", s.base)).await;
+        if health["audit"]["primary"] == "reachable" && health["audit"]["spool"] == "empty" {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(30), "never drained: {health}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let answered = load.await.expect("the load");
+    assert!(s.app.gate.audit.flush().await);
+    assert!(during > 20, "answers given while the primary was away, spooled: {during}; {answered:?}");
+    assert!(
+        answered.iter().all(|((_, status), _)| *status == 200),
+        "reads, history from the standby too, all answered: {answered:?}"
+    );
+
+    let primary = AnyStore::open(&DatabaseUrl::parse(&s.db.url).expect("url")).await.expect("the primary");
+    primary.verify_audit(&mut |_| {}).await.expect("read").expect("the chain verifies");
+    let entries = primary
+        .audit_entries(&AuditQuery { agency: Some("notary-haivan".into()), limit: 1_000_000, ..AuditQuery::default() })
+        .await
+        .expect("entries");
+    assert_eq!(entries.len(), answered.values().sum::<usize>(), "one entry for every answer: {answered:?}");
+    let _ = std::fs::remove_file(&spool);
+    drop(s);
+    drop(standby);
+}
