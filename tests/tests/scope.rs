@@ -452,6 +452,51 @@ async fn a_quota_holds_across_server_processes_sharing_one_database() {
     assert_eq!(status, 429, "{body}");
 }
 
+/// An agency's requests a second hold across server processes sharing one database (issue 22):
+/// each process takes its share (the rate divided among the servers live in the last 3 s, told
+/// by a heartbeat a second). Three processes asked flat out get the rate, plus the first burst
+/// (each bucket starts full: the rate between them, and at most one more a process).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rate_limit_holds_across_server_processes_sharing_one_database() {
+    let s = server(&[samples().join("20194.geojson")]).await;
+    let others = [landdb_tests::http::replica(&s).await, landdb_tests::http::replica(&s).await];
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(s.app.gate.process.live(), 3, "every server counts the three");
+    assert!(others.iter().all(|o| o.app.gate.process.live() == 3));
+    let rate = 10.0;
+    let mut limited = policy(Role::Reader, Area::Nation, false);
+    limited.limits = Limits { requests_per_second: Some(rate), features_per_response: None, features_per_day: None };
+    let limited = client_with(&agency(&s, "limited", Role::Reader, limited).await);
+    // The replicas pick the new agency up within a reload interval.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let view = s.engine.snapshot();
+    let p = landdb_model::national_id::interior_point(&view.parcels().next().expect("a parcel").geometry())
+        .expect("a point");
+    drop(view);
+    let seconds = 3.0;
+    let mut running = tokio::task::JoinSet::new();
+    for base in [s.base.clone(), others[0].base.clone(), others[1].base.clone()] {
+        let (c, url) = (limited.clone(), format!("{base}/parcels/at?lon={}&lat={}", p.x(), p.y()));
+        running.spawn(async move {
+            let started = Instant::now();
+            let mut ok = 0usize;
+            while started.elapsed().as_secs_f64() < seconds {
+                let r = c.get(&url).send().await.expect("an answer");
+                if r.status() == 200 {
+                    ok += 1;
+                } else {
+                    assert_eq!(r.status(), 429);
+                }
+            }
+            ok
+        });
+    }
+    let answered: usize = running.join_all().await.into_iter().sum();
+    let most = rate * seconds + rate + 3.0;
+    assert!(answered as f64 <= most, "{answered} answered in {seconds} s at {rate} a second across three processes");
+    assert!(answered as f64 >= rate * seconds * 0.6, "the rate is used: {answered}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_requests_are_refused_and_the_server_goes_on() {
     let s = server(&[samples().join("20194.geojson")]).await;

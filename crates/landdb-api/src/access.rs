@@ -343,6 +343,9 @@ pub struct Gate {
     /// one refused until the next poll.
     reloading: tokio::sync::Mutex<()>,
     limiter: RateLimiter,
+    /// This process among the servers sharing the database (its id, and how many are live):
+    /// an agency's requests a second are shared out among them.
+    pub process: ServerProcess,
     pub quota: Arc<Quotas>,
     pub audit: AuditLog,
     /// Where agencies and keys are read from.
@@ -363,12 +366,15 @@ impl Gate {
             generation: AtomicI64::new(i64::MIN),
             reloading: tokio::sync::Mutex::new(()),
             limiter: RateLimiter::default(),
+            process: ServerProcess::new(),
             quota: Arc::new(Quotas::new(store.clone())),
             audit: AuditLog::start(store.clone(), spool),
             store: store.clone(),
             cursors: crate::cursor::CursorKey::from_env_or_random(),
         };
         gate.reload(reference).await?;
+        // Counted among the servers at once, not a second late with the whole rate.
+        gate.process.live.store(store.heartbeat(&gate.process.id).await?.max(1), Ordering::Relaxed);
         // What each agency with a quota has left today, as the store counts it (a restart does
         // not reset a quota): pages are cut to it.
         let now = Utc::now();
@@ -475,12 +481,56 @@ impl Gate {
 }
 
 /// Keeps the rules current: polls the store's access generation (a revoked key stops working
-/// on every process within one interval). Runs until the process ends.
+/// on every process within one interval), and says once a second that this process is alive,
+/// learning how many servers share the database. Runs until the process ends.
 pub async fn follow_access(app: Arc<AppState>) {
+    let mut beat = tokio::time::Instant::now();
     loop {
         tokio::time::sleep(RELOAD_INTERVAL).await;
         if let Err(e) = app.gate.reload(&app.reference).await {
             tracing::warn!(error = %e, "cannot reload the access rules; the ones in force stay");
+        }
+        if beat.elapsed() >= HEARTBEAT {
+            beat = tokio::time::Instant::now();
+            match app.gate.store.heartbeat(&app.gate.process.id).await {
+                Ok(live) => app.gate.process.live.store(live.max(1), Ordering::Relaxed),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot tell the store this server is alive; the count of servers stays")
+                }
+            }
+        }
+    }
+}
+
+/// How often a server says it is alive.
+const HEARTBEAT: Duration = Duration::from_secs(1);
+
+/// This server process among those sharing one database.
+#[derive(Debug)]
+pub struct ServerProcess {
+    /// Random, for its row in `server_process`.
+    pub id: String,
+    live: std::sync::atomic::AtomicU64,
+}
+
+impl ServerProcess {
+    fn new() -> ServerProcess {
+        let mut id = [0u8; 8];
+        rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut id);
+        ServerProcess { id: hex::encode(id), live: std::sync::atomic::AtomicU64::new(1) }
+    }
+
+    /// How many servers were live when last asked (at least this one).
+    pub fn live(&self) -> u64 {
+        self.live.load(Ordering::Relaxed).max(1)
+    }
+}
+
+impl Gate {
+    /// This server stops: no longer counted among those sharing the rate limits.
+    pub async fn leave(&self) {
+        if let Err(e) = self.store.leave(&self.process.id).await {
+            tracing::warn!(error = %e, "cannot take this server off the list of live ones; it drops off in 3 s");
         }
     }
 }
@@ -763,8 +813,9 @@ fn check_policy(
         }
         _ => {}
     }
+    // This process's share of the rate: the servers sharing the database hold it together.
     if let Some(rate) = policy.limits.requests_per_second
-        && let Err(wait) = gate.limiter.take(name, rate, std::time::Instant::now())
+        && let Err(wait) = gate.limiter.take(name, rate / gate.process.live() as f64, std::time::Instant::now())
     {
         return Err(Box::new(too_many(format!("agency {name} may make {rate} requests a second"), wait)));
     }

@@ -119,6 +119,13 @@ pub trait AccessStore: Send + Sync {
     /// database must share, such as the key that seals change-feed tokens.
     fn secret(&self, purpose: &str, fresh: [u8; 32]) -> impl Future<Output = Result<[u8; 32]>> + Send;
 
+    /// Says that server process `id` is alive (once a second), forgets processes not seen for
+    /// 10 s, and returns how many were seen in the last 3 s (this one included): what an
+    /// agency's requests-a-second limit is shared out among.
+    fn heartbeat(&self, id: &str) -> impl Future<Output = Result<u64>> + Send;
+    /// Server process `id` stops: no longer counted.
+    fn leave(&self, id: &str) -> impl Future<Output = Result<()>> + Send;
+
     /// Keeps the scope an agency's change-feed tokens are sealed under, by its fingerprint
     /// (kept once; the same fingerprint is the same scope).
     fn remember_scope(&self, agency: &str, scope: &FollowedScope) -> impl Future<Output = Result<()>> + Send;

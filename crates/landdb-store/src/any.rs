@@ -291,6 +291,12 @@ impl crate::AccessStore for AnyStore {
     async fn secret(&self, purpose: &str, fresh: [u8; 32]) -> Result<[u8; 32]> {
         dispatch!(self, s => s.secret(purpose, fresh).await)
     }
+    async fn heartbeat(&self, id: &str) -> Result<u64> {
+        dispatch!(self, s => s.heartbeat(id).await)
+    }
+    async fn leave(&self, id: &str) -> Result<()> {
+        dispatch!(self, s => s.leave(id).await)
+    }
     async fn remember_scope(&self, agency: &str, scope: &FollowedScope) -> Result<()> {
         dispatch!(self, s => s.remember_scope(agency, scope).await)
     }

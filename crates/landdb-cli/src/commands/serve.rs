@@ -296,6 +296,7 @@ pub async fn serve(
     // Every audit entry of the requests answered is written before the process ends, and
     // witnessed by a last checkpoint.
     state.gate.audit.flush().await;
+    state.gate.leave().await;
     // What this process leased of agencies' quotas and did not send goes back to the store.
     state.gate.quota.give_back().await;
     if let Some(task) = checkpointer {

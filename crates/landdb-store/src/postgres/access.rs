@@ -331,6 +331,27 @@ impl AccessStore for PgStore {
         secret.try_into().map_err(|_| StoreError::Corrupt(format!("the server secret {purpose} is not 32 bytes")))
     }
 
+    async fn heartbeat(&self, id: &str) -> Result<u64> {
+        // The database's clock, one for every process.
+        sqlx::query("INSERT INTO server_process (id, seen_at) VALUES ($1, now()) ON CONFLICT (id) DO UPDATE SET seen_at = now()")
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        sqlx::query("DELETE FROM server_process WHERE seen_at < now() - interval '10 seconds'")
+            .execute(&self.pool)
+            .await?;
+        let live: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM server_process WHERE seen_at > now() - interval '3 seconds'")
+                .fetch_one(&self.pool)
+                .await?;
+        Ok(live.max(1).cast_unsigned())
+    }
+
+    async fn leave(&self, id: &str) -> Result<()> {
+        sqlx::query("DELETE FROM server_process WHERE id = $1").bind(id).execute(&self.pool).await?;
+        Ok(())
+    }
+
     async fn remember_scope(&self, agency: &str, scope: &FollowedScope) -> Result<()> {
         sqlx::query(
             "INSERT INTO feed_scope (agency, fingerprint, doc) VALUES ($1, $2, $3::jsonb)

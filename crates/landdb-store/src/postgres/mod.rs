@@ -48,6 +48,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (12, "feed scopes", include_str!("../../../../migrations/postgres/0012_feed_scopes.sql")),
     (13, "sealed holders", include_str!("../../../../migrations/postgres/0013_sealed_holders.sql")),
     (14, "clear holders dropped", include_str!("../../../../migrations/postgres/0014_clear_holders_dropped.sql")),
+    (15, "server processes", include_str!("../../../../migrations/postgres/0015_server_processes.sql")),
 ];
 
 /// The migration that adds the sealed columns; the clear ones go in the next, once landdb has

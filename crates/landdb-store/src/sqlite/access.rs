@@ -379,6 +379,28 @@ impl AccessStore for SqliteStore {
             .map_err(|_| crate::StoreError::Corrupt(format!("the server secret {purpose} is not 32 bytes")))
     }
 
+    async fn heartbeat(&self, id: &str) -> Result<u64> {
+        let _writer = Arc::clone(&self.writer).lock_owned().await;
+        let now = "((julianday('now') - 2440587.5) * 86400.0)";
+        sqlx::query(&format!(
+            "INSERT INTO server_process (id, seen_at) VALUES (?, {now}) ON CONFLICT (id) DO UPDATE SET seen_at = {now}"
+        ))
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        sqlx::query(&format!("DELETE FROM server_process WHERE seen_at < {now} - 10")).execute(&self.pool).await?;
+        let live: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM server_process WHERE seen_at > {now} - 3"))
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(live.max(1).cast_unsigned())
+    }
+
+    async fn leave(&self, id: &str) -> Result<()> {
+        let _writer = Arc::clone(&self.writer).lock_owned().await;
+        sqlx::query("DELETE FROM server_process WHERE id = ?").bind(id).execute(&self.pool).await?;
+        Ok(())
+    }
+
     async fn remember_scope(&self, agency: &str, scope: &FollowedScope) -> Result<()> {
         let _writer = Arc::clone(&self.writer).lock_owned().await;
         sqlx::query("INSERT INTO feed_scope (agency, fingerprint, doc) VALUES (?, ?, ?) ON CONFLICT DO NOTHING")

@@ -41,6 +41,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (9, "feed scopes", include_str!("../../../../migrations/sqlite/0009_feed_scopes.sql")),
     (10, "sealed holders", include_str!("../../../../migrations/sqlite/0010_sealed_holders.sql")),
     (11, "clear holders dropped", include_str!("../../../../migrations/sqlite/0011_clear_holders_dropped.sql")),
+    (12, "server processes", include_str!("../../../../migrations/sqlite/0012_server_processes.sql")),
 ];
 
 /// The migration that adds the sealed columns; the clear ones go in the next, once landdb has
