@@ -222,6 +222,10 @@ async fn lookups_by_citizen_find_exactly_their_parcels_and_no_identity_is_in_cle
             "{bad}: {doc}"
         );
     }
+    // Percent-encoded, the same citizen: found, and on record under the same mark.
+    let encoded: String = some_id.chars().map(|c| format!("%{:02X}", c as u32)).collect();
+    let (status, _, doc) = get_with(&notary, &lookup(&encoded)).await;
+    assert_eq!((status, keys_of(&doc)), (200, some_parcels.clone()), "{encoded}");
     let (status, _, doc) = get_with(&notary, &lookup("048185999999")).await;
     assert_eq!((status, doc["numberMatched"].as_u64()), (200, Some(0)), "a valid ID nobody in the data has");
 
@@ -254,7 +258,7 @@ async fn lookups_by_citizen_find_exactly_their_parcels_and_no_identity_is_in_cle
     // What a land office tells the citizen.
     let lines = subject_lines(&server.db.url, &keyring, some_id);
     let how = |agency: &str, how: &str| lines.iter().filter(|l| l["agency"] == agency && l["how"] == how).count();
-    assert_eq!(how("notary", "lookup by citizen ID"), 2, "{lines:#?}");
+    assert_eq!(how("notary", "lookup by citizen ID"), 3, "the percent-encoded one too: {lines:#?}");
     assert_eq!(how("police", "lookup by citizen ID"), 1, "the refused one too: {lines:#?}");
     assert!(how("tax-commune", "lookup by citizen ID") >= 1, "{lines:#?}");
     assert!(
@@ -301,7 +305,7 @@ async fn lookups_by_citizen_find_exactly_their_parcels_and_no_identity_is_in_cle
     let lines = subject_lines(&server.db.url, &keyring, some_id);
     assert_eq!(
         lines.iter().filter(|l| l["agency"] == "notary" && l["how"] == "lookup by citizen ID").count(),
-        3,
+        4,
         "lookups named under the old key and the new: {lines:#?}"
     );
     let _ = std::fs::remove_dir_all(&dir);

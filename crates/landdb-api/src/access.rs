@@ -758,7 +758,10 @@ impl RequestLine {
         let uri = request.uri();
         let instead = (route == HOLDER_ROUTE).then(|| {
             let citizen = uri.path().strip_prefix("/holders/").and_then(|r| r.split('/').next()).unwrap_or_default();
-            let subject = app.sources.subject_mark(citizen);
+            // As the handler reads it (percent-decoded): `%30%34%38…` is the same citizen as
+            // `048…`, and must be found under the same mark.
+            let citizen = percent_encoding::percent_decode_str(citizen).decode_utf8_lossy();
+            let subject = app.sources.subject_mark(&citizen);
             let params = match uri.query() {
                 Some(q) if !q.is_empty() => format!("{q}&subject={subject}"),
                 _ => format!("subject={subject}"),

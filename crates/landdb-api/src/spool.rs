@@ -50,7 +50,7 @@ impl Spool {
             serde_json::to_writer(&mut lines, e).map_err(std::io::Error::other)?;
             lines.push(b'\n');
         }
-        let mut file = std::fs::OpenOptions::new().create(true).append(true).open(&self.path)?;
+        let mut file = owner_only().create(true).append(true).open(&self.path)?;
         file.write_all(&lines)?;
         file.sync_data()?;
         *depth += events.len();
@@ -86,7 +86,7 @@ impl Spool {
         let rest = self.read()?.split_off(n.min(*depth));
         let fresh = self.path.with_extension("cut");
         {
-            let mut file = std::fs::File::create(&fresh)?;
+            let mut file = owner_only().create(true).write(true).truncate(true).open(&fresh)?;
             for e in &rest {
                 serde_json::to_writer(&mut file, e).map_err(std::io::Error::other)?;
                 file.write_all(b"\n")?;
@@ -97,6 +97,14 @@ impl Spool {
         *depth = rest.len();
         Ok(())
     }
+}
+
+/// Audit entries say who received what: the spool is its owner's alone (0600).
+fn owner_only() -> std::fs::OpenOptions {
+    let mut options = std::fs::OpenOptions::new();
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options
 }
 
 #[cfg(test)]
@@ -130,6 +138,11 @@ mod tests {
         spool.append(&[event(3)]).expect("append");
         let again = Spool::open(&path).expect("reopen");
         assert_eq!(again.depth(), 3);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            assert_eq!(std::fs::metadata(&path).expect("file").permissions().mode() & 0o777, 0o600);
+        }
         let params: Vec<String> = again.read().expect("read").into_iter().map(|e| e.params).collect();
         assert_eq!(params, ["n=1", "n=2", "n=3"]);
         again.cut(2).expect("cut");
