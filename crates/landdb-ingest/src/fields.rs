@@ -16,6 +16,9 @@ use crate::profiles::{Canonical, FieldKind, FieldMapping};
 use crate::source::{AttrValue, SourceRecord, ValueError};
 use crate::verdict::{Reason, ReasonCode};
 
+/// What a reason says instead of a right holder's value.
+const NOT_QUOTED: &str = "the value is personal data and is not repeated here";
+
 /// Longest sheet or parcel number, in characters: a key is indexed, and real ones are short.
 pub const MAX_KEY_CHARS: usize = 64;
 
@@ -45,10 +48,15 @@ impl<'r> RecordFields<'r> {
                 }
                 let values: Vec<String> =
                     record.attributes.iter().filter(|(n, _)| n == name).map(|(_, v)| v.shown()).collect();
+                let shown = if mapping.canonical(name).is_some_and(Canonical::is_personal) {
+                    NOT_QUOTED.to_owned()
+                } else {
+                    values.join(", ")
+                };
                 reasons.push(Reason::on(
                     ReasonCode::DuplicateField,
                     &without_controls(name),
-                    format!("occurs {} times ({}); which one is meant cannot be told", values.len(), values.join(", ")),
+                    format!("occurs {} times ({shown}); which one is meant cannot be told", values.len()),
                 ));
                 continue;
             }
@@ -84,7 +92,9 @@ impl<'r> RecordFields<'r> {
                 ValueError::WrongType(_) => ReasonCode::WrongType,
                 ValueError::Invalid(_) => ReasonCode::InvalidValue,
             };
-            Reason::on(code, name, e.to_string())
+            let detail =
+                if c.is_personal() { format!("not a value this field can hold ({NOT_QUOTED})") } else { e.to_string() };
+            Reason::on(code, name, detail)
         };
         match c.kind() {
             FieldKind::Code => match value.code() {
@@ -256,6 +266,31 @@ mod tests {
             assert!(reasons[0].detail.contains(shown) || shown == "inf", "{}", reasons[0].detail);
             assert!(texts.is_empty(), "{field} {value:?} became {texts:?}");
         }
+    }
+
+    /// A right holder's values are never quoted: reasons are kept in clear, read by the
+    /// uploader's staff and counted in reports.
+    #[test]
+    fn a_holders_value_is_never_quoted_in_a_reason() {
+        for (field, value) in [
+            ("TenChu", json(r#"{"ho":"Nguyễn Văn Bình"}"#)),
+            ("SoDinhDanhC1", json(r#"["048185000123"]"#)),
+            ("NamSinhC1", AttrValue::Text("một chín tám lăm".into())),
+        ] {
+            let (reasons, _, _) = read(vec![(field, value)]);
+            assert_eq!(reasons.len(), 1, "{field}: {reasons:?}");
+            let detail = &reasons[0].detail;
+            assert!(detail.contains("personal data"), "{detail}");
+            for secret in ["Bình", "048185000123", "chín"] {
+                assert!(!detail.contains(secret), "{field}: {detail}");
+            }
+        }
+        let (reasons, _, _) = read(vec![
+            ("TenChu", AttrValue::Text("Nguyễn Văn Bình".into())),
+            ("TenChu", AttrValue::Text("Trần Thị Lan".into())),
+        ]);
+        assert_eq!(reasons[0].code, ReasonCode::DuplicateField);
+        assert!(!reasons[0].detail.contains("Bình") && reasons[0].detail.contains("2 times"), "{}", reasons[0].detail);
     }
 
     #[test]

@@ -55,6 +55,15 @@ impl Canonical {
         }
     }
 
+    /// A right holder's attribute: personal data, never quoted in a reason (reasons are kept in
+    /// clear and read by people without the right to see it).
+    pub fn is_personal(self) -> bool {
+        matches!(
+            self,
+            Self::Owner | Self::OwnerBirthYear | Self::OwnerCitizenId | Self::OwnerAddress | Self::SecondOwner
+        )
+    }
+
     fn parse(raw: &str) -> Option<Self> {
         Some(match raw.trim() {
             "commune_code" => Self::CommuneCode,
