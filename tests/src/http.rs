@@ -213,7 +213,7 @@ async fn serve(store: AnyStore, url: DatabaseUrl, setup: Setup) -> (String, Arc<
     let _ = std::fs::remove_file(&spool);
     let spool = setup.audit_spool.clone().unwrap_or(spool);
     let spool = landdb_api::spool::Spool::open(&spool).expect("the audit spool");
-    let gate = landdb_api::access::Gate::load(&store, &reference, Some(spool)).await.expect("access rules");
+    let gate = landdb_api::access::Gate::load(&store, &reference, spool).await.expect("access rules");
     let engine = Arc::new(Engine::load(&store).await.expect("engine"));
     if !setup.without_feed_follower {
         tokio::spawn(landdb_api::follow_feed(Arc::clone(&engine), store.clone()));

@@ -210,24 +210,7 @@ async fn an_engine_behind_the_feed_is_not_ready() {
 /// order. Afterwards the chain verifies, and it holds one entry for every answer the agency got.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_answer_leaves_without_its_audit_entry_while_the_primary_is_away() {
-    use landdb_access::{Area, Role};
-    use landdb_store::{AccessStore, AuditQuery};
-    let proxy = Proxy::start().await;
-    let spool = std::env::temp_dir().join(format!("landdb-outage-spool-{}.jsonl", std::process::id()));
-    let _ = std::fs::remove_file(&spool);
-    let s = server_with(
-        &[samples().join("20194.geojson")],
-        Setup { store_port: Some(proxy.port), audit_spool: Some(spool.clone()), ..Setup::default() },
-    )
-    .await;
-    let token = landdb_tests::http::agency(
-        &s,
-        "police-haivan",
-        Role::Reader,
-        landdb_tests::http::policy(Role::Reader, Area::Nation, false),
-    )
-    .await;
-    let reader = landdb_tests::http::client_with(&token);
+    let (proxy, spool, s, reader) = server_behind_a_proxy("police-haivan").await;
     let view = s.engine.snapshot();
     let points: Vec<(f64, f64)> = view
         .parcels()
@@ -284,15 +267,8 @@ async fn no_answer_leaves_without_its_audit_entry_while_the_primary_is_away() {
     let answered = load.await.expect("the load");
     assert!(s.app.gate.audit.flush().await, "the last entries on record");
 
-    // Straight to PostgreSQL, past the proxy.
-    let store = AnyStore::open(&DatabaseUrl::parse(&s.db.url).expect("url")).await.expect("store");
-    let verified = store.verify_audit(&mut |_| {}).await.expect("read").expect("the chain verifies");
-    let entries = store
-        .audit_entries(&AuditQuery { agency: Some("police-haivan".into()), limit: 1_000_000, ..AuditQuery::default() })
-        .await
-        .expect("entries");
     let total: usize = answered.values().sum();
-    assert_eq!(entries.len(), total, "one entry for every answer: {answered:?}, {} in the chain", verified.entries);
+    assert_eq!(verified_entries(&s, "police-haivan").await, total, "one entry for every answer: {answered:?}");
     assert!(
         answered.get(&200).copied().unwrap_or(0) > waiting,
         "lookups went on while the primary was away: {answered:?}"
@@ -305,25 +281,7 @@ async fn no_answer_leaves_without_its_audit_entry_while_the_primary_is_away() {
 /// are held and put on record once the primary is back, and answers resume.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nothing_is_answered_when_no_audit_entry_can_be_written() {
-    use landdb_access::{Area, Role};
-    use landdb_store::{AccessStore, AuditQuery};
-    let proxy = Proxy::start().await;
-    let spool = std::env::temp_dir().join(format!("landdb-broken-spool-{}.jsonl", std::process::id()));
-    let _ = std::fs::remove_file(&spool);
-    let _ = std::fs::remove_dir_all(&spool);
-    let s = server_with(
-        &[samples().join("20194.geojson")],
-        Setup { store_port: Some(proxy.port), audit_spool: Some(spool.clone()), ..Setup::default() },
-    )
-    .await;
-    let token = landdb_tests::http::agency(
-        &s,
-        "court-haivan",
-        Role::Reader,
-        landdb_tests::http::policy(Role::Reader, Area::Nation, false),
-    )
-    .await;
-    let reader = landdb_tests::http::client_with(&token);
+    let (proxy, spool, s, reader) = server_behind_a_proxy("court-haivan").await;
     let view = s.engine.snapshot();
     let p = landdb_model::national_id::interior_point(&view.parcels().next().expect("a parcel").geometry())
         .expect("a point");
@@ -366,15 +324,38 @@ async fn nothing_is_answered_when_no_audit_entry_can_be_written() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     assert!(s.app.gate.audit.flush().await);
-    let store = AnyStore::open(&DatabaseUrl::parse(&s.db.url).expect("url")).await.expect("store");
-    store.verify_audit(&mut |_| {}).await.expect("read").expect("the chain verifies");
-    let entries = store
-        .audit_entries(&AuditQuery { agency: Some("court-haivan".into()), limit: 1_000_000, ..AuditQuery::default() })
-        .await
-        .expect("entries");
     // Requests refused by the enforcement point before the writer failed have no entry to hold;
     // every answer that went through (200, or 503 after its entry could not be put anywhere) does.
-    let through = entries.len();
+    let through = verified_entries(&s, "court-haivan").await;
     assert!(through >= answered.get(&200).copied().unwrap_or(0), "{through} entries for {answered:?}");
     let _ = std::fs::remove_dir_all(&spool);
+}
+
+/// A server that reaches its database through a proxy the test can stop, its audit spool at a
+/// path of the test's (nothing there yet), and a reader agency `agency` of the whole country:
+/// the proxy, the spool's path, the server and the agency's client.
+async fn server_behind_a_proxy(agency: &str) -> (Proxy, std::path::PathBuf, Server, reqwest::Client) {
+    use landdb_access::{Area, Role};
+    let proxy = Proxy::start().await;
+    let spool = std::env::temp_dir().join(format!("landdb-spool-{agency}-{}.jsonl", std::process::id()));
+    let _ = std::fs::remove_file(&spool);
+    let _ = std::fs::remove_dir_all(&spool);
+    let s = server_with(
+        &[samples().join("20194.geojson")],
+        Setup { store_port: Some(proxy.port), audit_spool: Some(spool.clone()), ..Setup::default() },
+    )
+    .await;
+    let policy = landdb_tests::http::policy(Role::Reader, Area::Nation, false);
+    let token = landdb_tests::http::agency(&s, agency, Role::Reader, policy).await;
+    (proxy, spool, s, landdb_tests::http::client_with(&token))
+}
+
+/// The audit chain verified straight in PostgreSQL (past the proxy), and how many of its
+/// entries are `agency`'s.
+async fn verified_entries(s: &Server, agency: &str) -> usize {
+    use landdb_store::{AccessStore, AuditQuery};
+    let store = AnyStore::open(&DatabaseUrl::parse(&s.db.url).expect("url")).await.expect("store");
+    store.verify_audit(&mut |_| {}).await.expect("read").expect("the chain verifies");
+    let query = AuditQuery { agency: Some(agency.into()), limit: 1_000_000, ..AuditQuery::default() };
+    store.audit_entries(&query).await.expect("entries").len()
 }

@@ -190,6 +190,12 @@ impl<S: Send + Sync> FromRequestParts<S> for Access {
 /// The lookup by citizen: its path holds a citizen ID, which no log or audit entry may hold.
 pub const HOLDER_ROUTE: &str = "/holders/{citizen_id}/parcels";
 
+/// The parameter a lookup by citizen's audit entry names the citizen by (`subject=` and the
+/// blind index); what `landdb audit subject` looks for.
+pub fn subject_param(mark: &str) -> String {
+    format!("subject={mark}")
+}
+
 /// The path as logs may show it: a citizen ID in a holder lookup's path replaced by the
 /// template's name for it.
 pub fn loggable_path(path: &str) -> std::borrow::Cow<'_, str> {
@@ -359,7 +365,7 @@ impl Gate {
     pub async fn load(
         store: &AnyStore,
         reference: &ReferenceData,
-        spool: Option<crate::spool::Spool>,
+        spool: crate::spool::Spool,
     ) -> Result<Gate, landdb_store::StoreError> {
         let gate = Gate {
             keys: RwLock::new(Arc::new(Keys::default())),
@@ -763,8 +769,8 @@ impl RequestLine {
             let citizen = percent_encoding::percent_decode_str(citizen).decode_utf8_lossy();
             let subject = app.sources.subject_mark(&citizen);
             let params = match uri.query() {
-                Some(q) if !q.is_empty() => format!("{q}&subject={subject}"),
-                _ => format!("subject={subject}"),
+                Some(q) if !q.is_empty() => format!("{q}&{}", subject_param(&subject)),
+                _ => subject_param(&subject),
             };
             (route.to_owned(), params)
         });
@@ -845,20 +851,25 @@ pub struct AuditLog {
     pub state: Arc<AuditState>,
 }
 
-/// The audit writer's view of the primary, for requests, `/health` and `/metrics`.
-#[derive(Debug, Default)]
+/// The audit writer's view of the primary, and its spool, for requests, `/health` and
+/// `/metrics`.
+#[derive(Debug)]
 pub struct AuditState {
     /// The last write to the primary failed: entries go to the spool, and answers wait until
     /// theirs are on disk there.
     pub primary_away: std::sync::atomic::AtomicBool,
-    /// The spool could not be written either (or there is none): data-returning requests are
-    /// refused rather than answered unaudited.
+    /// The spool could not be written either: data-returning requests are refused rather than
+    /// answered unaudited.
     pub unrecordable: std::sync::atomic::AtomicBool,
-    /// Entries waiting in the spool.
-    pub spooled: std::sync::atomic::AtomicU64,
+    spool: crate::spool::Spool,
 }
 
 impl AuditState {
+    /// Entries waiting in the spool.
+    pub fn spooled(&self) -> usize {
+        self.spool.depth()
+    }
+
     pub fn away(&self) -> bool {
         self.primary_away.load(Ordering::Relaxed)
     }
@@ -989,24 +1000,20 @@ const AUDIT_PATIENCE: Duration = Duration::from_secs(3);
 const AUDIT_BATCH: usize = 10_000;
 
 impl AuditLog {
-    /// Starts the writer. With a spool, entries the primary does not take wait there (see
-    /// [`crate::spool`]); without one they wait in memory, retried.
-    fn start(store: AnyStore, spool: Option<crate::spool::Spool>) -> AuditLog {
+    /// Starts the writer, and the drainer of `spool`, where entries the primary does not take
+    /// wait (see [`crate::spool`]).
+    fn start(store: AnyStore, spool: crate::spool::Spool) -> AuditLog {
         let batch = Arc::new(Batch::default());
-        let state = Arc::new(AuditState::default());
+        // What an earlier run left is drained first, in order.
+        let state = Arc::new(AuditState {
+            primary_away: std::sync::atomic::AtomicBool::new(spool.depth() > 0),
+            unrecordable: std::sync::atomic::AtomicBool::new(false),
+            spool,
+        });
         let (queue, shared) = (Arc::clone(&batch), Arc::clone(&state));
-        if let Some(s) = &spool {
-            // What an earlier run left is drained first, in order.
-            shared.spooled.store(s.depth() as u64, Ordering::Relaxed);
-            shared.primary_away.store(s.depth() > 0, Ordering::Relaxed);
-        }
-        let spool = spool.map(Arc::new);
-        if let Some(spool) = &spool {
-            let drainer = Drainer { store: store.clone(), spool: Arc::clone(spool), state: Arc::clone(&shared) };
-            tokio::spawn(drainer.run());
-        }
+        tokio::spawn(Drainer { store: store.clone(), state: Arc::clone(&shared) }.run());
         tokio::spawn(async move {
-            let mut writer = Writer { store, spool, state: shared, held: Vec::new() };
+            let mut writer = Writer { store, state: shared, held: Vec::new() };
             loop {
                 // Wait for something, let more arrive for a moment (one transaction for many
                 // entries: under load a commit a request would cost more than the requests),
@@ -1064,7 +1071,6 @@ impl AuditLog {
 /// The audit writer's task: entries to the primary, or to the spool while it is away.
 struct Writer {
     store: AnyStore,
-    spool: Option<Arc<crate::spool::Spool>>,
     state: Arc<AuditState>,
     /// Entries neither the primary nor the spool took: written first next time (an entry is
     /// never dropped; the answers they record were refused, or left before the primary failed).
@@ -1081,55 +1087,32 @@ impl Writer {
             all.extend(events);
             all
         };
-        if let Some(spool) = &self.spool {
-            if self.state.away() || spool.depth() > 0 {
-                // Behind what waits: to the spool (the drainer takes it to the primary).
-                if self.put_in_spool(&events) {
-                    return true;
-                }
-                // Not even the spool: perhaps the primary is back.
-                return self.retry_primary().await;
+        if self.state.away() || self.state.spooled() > 0 {
+            // Behind what waits: to the spool (the drainer takes it to the primary).
+            if self.put_in_spool(&events) {
+                return true;
             }
-            for (i, chunk) in events.chunks(AUDIT_BATCH).enumerate() {
-                if let Err(e) = self.append(chunk).await {
-                    tracing::error!(error = %e, "cannot write the audit log to the primary: entries go to the spool until it answers");
-                    self.state.primary_away.store(true, Ordering::Relaxed);
-                    return self.put_in_spool(&events[i * AUDIT_BATCH..]);
-                }
-            }
-            return true;
+            // Not even the spool: perhaps the primary is back.
+            return self.retry_primary().await;
         }
-        // No spool: written, or kept and tried again (an entry is never dropped).
-        for mut pending in events.chunks(AUDIT_BATCH) {
-            while !pending.is_empty() {
-                match self.store.append_audit(pending).await {
-                    Ok(()) => pending = &[],
-                    Err(e) => {
-                        tracing::error!(error = %e, entries = pending.len(), "cannot write the audit log; retrying");
-                        tokio::time::sleep(Duration::from_millis(500)).await;
-                    }
-                }
+        for (i, chunk) in events.chunks(AUDIT_BATCH).enumerate() {
+            if let Err(e) = append_patiently(&self.store, chunk).await {
+                tracing::error!(error = %e, "cannot write the audit log to the primary: entries go to the spool until it answers");
+                self.state.primary_away.store(true, Ordering::Relaxed);
+                return self.put_in_spool(&events[i * AUDIT_BATCH..]);
             }
         }
         true
     }
 
-    /// Appends to the chain in the primary, giving up after [`AUDIT_PATIENCE`]: a primary that
-    /// cannot be reached is otherwise waited for as long as the pool waits for a connection,
-    /// and entries wait in memory meanwhile.
-    async fn append(&self, chunk: &[AuditEvent]) -> Result<(), String> {
-        append_patiently(&self.store, chunk).await
-    }
-
     fn put_in_spool(&mut self, events: &[AuditEvent]) -> bool {
-        let Some(spool) = &self.spool else { return false };
+        let spool = &self.state.spool;
         if events.is_empty() {
             return true;
         }
         match spool.append(events) {
             Ok(()) => {
                 self.state.unrecordable.store(false, Ordering::Relaxed);
-                self.state.spooled.store(spool.depth() as u64, Ordering::Relaxed);
                 true
             }
             Err(e) => {
@@ -1147,13 +1130,13 @@ impl Writer {
     async fn retry_primary(&mut self) -> bool {
         let held = std::mem::take(&mut self.held);
         for (i, chunk) in held.chunks(AUDIT_BATCH).enumerate() {
-            if self.append(chunk).await.is_err() {
+            if append_patiently(&self.store, chunk).await.is_err() {
                 self.held = held[i * AUDIT_BATCH..].to_vec();
                 return false;
             }
         }
         self.state.unrecordable.store(false, Ordering::Relaxed);
-        if self.spool.as_ref().is_none_or(|s| s.depth() == 0) {
+        if self.state.spooled() == 0 {
             self.state.primary_away.store(false, Ordering::Relaxed);
         }
         true
@@ -1174,7 +1157,6 @@ async fn append_patiently(store: &AnyStore, chunk: &[AuditEvent]) -> Result<(), 
 /// a primary that does not answer, only for the spool's disk.
 struct Drainer {
     store: AnyStore,
-    spool: Arc<crate::spool::Spool>,
     state: Arc<AuditState>,
 }
 
@@ -1184,7 +1166,7 @@ impl Drainer {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
-            if self.spool.depth() > 0 {
+            if self.state.spooled() > 0 {
                 self.drain().await;
             }
         }
@@ -1192,7 +1174,7 @@ impl Drainer {
 
     /// Moves what waits in the spool into the chain, oldest first, while the primary takes it.
     async fn drain(&self) {
-        let spool = &self.spool;
+        let spool = &self.state.spool;
         let waiting = match spool.read() {
             Ok(w) => w,
             Err(e) => {
@@ -1211,7 +1193,6 @@ impl Drainer {
                 self.state.unrecordable.store(true, Ordering::Relaxed);
                 return;
             }
-            self.state.spooled.store(spool.depth() as u64, Ordering::Relaxed);
         }
         // Drained: unless the writer spooled more meanwhile (the next tick takes them).
         if spool.depth() == 0 && self.state.primary_away.swap(false, Ordering::Relaxed) {

@@ -98,7 +98,7 @@ impl Health {
         let audit = &app.gate.audit.state;
         doc["audit"] = json!({
             "primary": if audit.away() { "away" } else { "reachable" },
-            "spool": if audit.spooled.load(std::sync::atomic::Ordering::Relaxed) > 0 { "waiting" } else { "empty" },
+            "spool": if audit.spooled() > 0 { "waiting" } else { "empty" },
             "recording": !audit.unrecordable(),
         });
         if let Some(seconds) = replica {

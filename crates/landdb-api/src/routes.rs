@@ -1447,7 +1447,7 @@ pub async fn metrics(State(app): State<Arc<AppState>>, access: Access) -> Result
         &mut out,
         "landdb_audit_spooled_entries",
         "Audit entries waiting in the local spool for the primary.",
-        audit.spooled.load(std::sync::atomic::Ordering::Relaxed) as f64,
+        audit.spooled() as f64,
     );
     gauge(
         &mut out,

@@ -363,8 +363,12 @@ async fn subject(
     let citizen = CitizenId::parse(raw, reference, this_year).map_err(|e| anyhow::anyhow!("citizen ID: {e}"))?;
     let held: std::collections::BTreeSet<i64> =
         store.versions_held_by(&citizen).await?.into_iter().map(|v| v.0).collect();
-    let marks: Vec<String> =
-        store.keyring().keys()?.iter().map(|k| format!("subject={}", k.subject_mark(citizen.as_str()))).collect();
+    let marks: Vec<String> = store
+        .keyring()
+        .keys()?
+        .iter()
+        .map(|k| landdb_api::access::subject_param(&k.subject_mark(citizen.as_str())))
+        .collect();
     let named = |params: &str| params.split('&').any(|p| marks.iter().any(|m| m == p));
     let (mut found, mut agencies) = (0usize, std::collections::BTreeSet::new());
     let mut query = AuditQuery { since, until, after: 0, limit: 5_000, ..AuditQuery::default() };
@@ -390,7 +394,8 @@ async fn subject(
                 p if p.contains("/tiles/") => "map tile",
                 _ => "parcel request",
             };
-            let params: Vec<&str> = e.event.params.split('&').filter(|p| !p.starts_with("subject=")).collect();
+            let params: Vec<&str> =
+                e.event.params.split('&').filter(|p| !p.starts_with(&landdb_api::access::subject_param(""))).collect();
             let line = serde_json::json!({
                 "seq": e.seq, "at": e.event.at, "agency": e.event.agency, "credential": e.event.key_id,
                 "purpose": e.event.purpose, "how": how, "method": e.event.method, "endpoint": e.event.endpoint,

@@ -229,7 +229,7 @@ pub async fn serve(
     if spool.depth() > 0 {
         tracing::warn!(spool = %spool_path.display(), entries = spool.depth(), "audit entries an earlier run left: drained into the chain first");
     }
-    let gate = landdb_api::access::Gate::load(&store, &reference, Some(spool)).await?;
+    let gate = landdb_api::access::Gate::load(&store, &reference, spool).await?;
     let jobs_dir = args.jobs.jobs_dir.clone().unwrap_or_else(|| std::env::temp_dir().join("landdb-jobs"));
     let jobs = landdb_api::jobs::Jobs::new(
         &jobs_dir,
