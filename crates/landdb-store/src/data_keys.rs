@@ -519,6 +519,21 @@ impl KeysInUse {
     }
 }
 
+/// Where a rotation starts, from the keys a database records (checked against the keyring): the
+/// key to reseal towards when one was stopped half way (a key still `retiring`: finished towards
+/// the key it made, so that two at once walk towards the same key), or `None` for a new key; and
+/// the names of the keys rows may be under, other than that one.
+pub fn rotation_start(keyring: &Keyring, registered: &[RegisteredKey]) -> Result<(Option<DataKey>, Vec<String>)> {
+    let active = check_registered(keyring, registered)?;
+    let resume = registered.iter().any(|k| k.state == KeyState::Retiring).then_some(active);
+    let from = registered
+        .iter()
+        .filter(|k| k.state != KeyState::Retired && resume.as_ref().is_none_or(|r| r.id() != k.id))
+        .map(|k| format!("{:08x}", k.id))
+        .collect();
+    Ok((resume, from))
+}
+
 /// What a rotation did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rotation {
@@ -588,6 +603,15 @@ mod tests {
             RegisteredKey { id: second.id(), check_value: second.check_value(), state: KeyState::Active },
         ];
         assert_eq!(check_registered(&ring, &registered).expect("matches").id(), second.id());
+        // A rotation stopped half way resumes towards its key; otherwise a new one is made.
+        let (resume, from) = rotation_start(&ring, &registered).expect("start");
+        assert_eq!((resume.map(|k| k.id()), from), (Some(second.id()), vec![first.name()]));
+        let settled = [
+            RegisteredKey { id: first.id(), check_value: first.check_value(), state: KeyState::Retired },
+            RegisteredKey { id: second.id(), check_value: second.check_value(), state: KeyState::Active },
+        ];
+        let (resume, from) = rotation_start(&ring, &settled).expect("start");
+        assert_eq!((resume.map(|k| k.id()), from), (None, vec![second.name()]));
         let wrong = [RegisteredKey { id: first.id(), check_value: "00".into(), state: KeyState::Active }];
         assert!(matches!(check_registered(&ring, &wrong), Err(StoreError::DataKeyMismatch { .. })));
         let absent = [RegisteredKey { id: 1, check_value: "00".into(), state: KeyState::Active }];

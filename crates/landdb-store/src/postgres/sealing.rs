@@ -12,7 +12,7 @@ use super::{MIGRATIONS, SEAL_LOCK};
 
 /// Held by the one rotation of a database's data key that may run.
 const ROTATE_LOCK: i64 = 0x6c61_6e64_6462_524f; // "landdbRO"
-use crate::data_keys::{DataKey, KeyState, Keyring, RegisteredKey, Rotation, check_registered};
+use crate::data_keys::{DataKey, KeyState, Keyring, RegisteredKey, Rotation, check_registered, rotation_start};
 use crate::{Result, StoreError};
 
 /// Rows resealed in one transaction: short enough for readers and imports never to wait long.
@@ -32,6 +32,13 @@ pub(super) async fn active_key(
     keyring: &Keyring,
     lock: &str,
 ) -> Result<DataKey> {
+    let keys = registered(tx, lock).await?;
+    if keys.iter().any(|k| k.state == KeyState::Active) {
+        return check_registered(keyring, &keys);
+    }
+    // A rotation committed while this statement waited for its lock: the old key came back as
+    // retiring, and the key the rotation made active is newer than the statement's snapshot.
+    // The next statement sees it.
     check_registered(keyring, &registered(tx, lock).await?)
 }
 
@@ -239,14 +246,9 @@ pub(super) async fn rotate(pool: &PgPool, keyring: &Keyring) -> Result<Rotation>
 
 async fn rotate_alone(pool: &PgPool, keyring: &Keyring) -> Result<Rotation> {
     let mut tx = pool.begin().await?;
-    let before = registered(&mut tx, "FOR UPDATE").await?;
-    let active = check_registered(keyring, &before)?;
-    let from: Vec<String> =
-        before.iter().filter(|k| k.state != KeyState::Retired).map(|k| format!("{:08x}", k.id)).collect();
-    // A rotation that was stopped half way (a key still retiring) is finished towards the key it
-    // made; otherwise a new key.
-    let new = if before.iter().any(|k| k.state == KeyState::Retiring) {
-        active
+    let (resume, from) = rotation_start(keyring, &registered(&mut tx, "FOR UPDATE").await?)?;
+    let new = if let Some(key) = resume {
+        key
     } else {
         let new = keyring.add()?;
         sqlx::query("UPDATE data_key SET state = 'retiring' WHERE state = 'active'").execute(&mut *tx).await?;
@@ -258,7 +260,6 @@ async fn rotate_alone(pool: &PgPool, keyring: &Keyring) -> Result<Rotation> {
         new
     };
     tx.commit().await?;
-    let from: Vec<String> = from.into_iter().filter(|k| *k != new.name()).collect();
 
     // Walked in key order once, a chunk a transaction: a row written after the walk passed it
     // is under the new key already (imports that began under the old one finished before the

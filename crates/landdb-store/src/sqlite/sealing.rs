@@ -8,7 +8,7 @@ use sqlx::sqlite::{SqliteConnection, SqlitePool};
 use sqlx::{Row, Sqlite, Transaction};
 
 use super::begin_writing;
-use crate::data_keys::{DataKey, KeyState, Keyring, RegisteredKey, Rotation, check_registered};
+use crate::data_keys::{DataKey, Keyring, RegisteredKey, Rotation, check_registered, rotation_start};
 use crate::{Result, StoreError};
 
 /// Rows resealed in one transaction.
@@ -124,14 +124,9 @@ async fn in_chunks(pool: &SqlitePool, mut step: Step<'_>) -> Result<u64> {
 /// readers and imports go on.
 pub(super) async fn rotate(pool: &SqlitePool, keyring: &Keyring) -> Result<Rotation> {
     let mut tx = begin_writing(pool).await?;
-    let before = registered(&mut tx).await?;
-    let active = check_registered(keyring, &before)?;
-    let from: Vec<String> =
-        before.iter().filter(|k| k.state != KeyState::Retired).map(|k| format!("{:08x}", k.id)).collect();
-    // A rotation that was stopped half way (a key still retiring) is finished towards the key it
-    // made (two at once walk towards the same key); otherwise a new key.
-    let new = if before.iter().any(|k| k.state == KeyState::Retiring) {
-        active
+    let (resume, from) = rotation_start(keyring, &registered(&mut tx).await?)?;
+    let new = if let Some(key) = resume {
+        key
     } else {
         let new = keyring.add()?;
         sqlx::query("UPDATE data_key SET state = 'retiring' WHERE state = 'active'").execute(&mut *tx).await?;
@@ -143,7 +138,6 @@ pub(super) async fn rotate(pool: &SqlitePool, keyring: &Keyring) -> Result<Rotat
         new
     };
     tx.commit().await?;
-    let from: Vec<String> = from.into_iter().filter(|k| *k != new.name()).collect();
 
     // Walked in key order once, a chunk a write transaction: a row written after the walk
     // passed it is under the new key already (an import holds the write lock from its start, so
