@@ -16,6 +16,7 @@ pub const DEFAULT_ADMIN_URL: &str = "postgres://landdb:landdb@127.0.0.1:5432/lan
 pub const TEMPLATE: &str = "landdb_template";
 
 pub mod http;
+pub mod process;
 pub mod proxy;
 pub mod standby;
 

@@ -16,19 +16,11 @@ use landdb_model::CitizenId;
 use landdb_store::data_keys::Keyring;
 use landdb_store::{AccessStore, AnyStore, AuditQuery, DatabaseUrl, ParcelStore};
 use landdb_tests::http::{Setup, agency, client_with, get_with, policy, server_with};
+use landdb_tests::process::binary;
 use landdb_tests::{EmbeddedDb, PostgisDb};
 use serde_json::Value;
 
 const HOLDER_ROUTE: &str = "/holders/{citizen_id}/parcels";
-
-/// A binary of the workspace, built beside the test (`cargo test --workspace` builds them all).
-fn binary(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().expect("test executable");
-    let dir = exe.parent().and_then(Path::parent).expect("target directory");
-    let path = dir.join(name);
-    assert!(path.exists(), "{} is not built: run `cargo build -p {name}` (tools/test builds it)", path.display());
-    path
-}
 
 fn scratch(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("landdb-citizen-{name}-{}", std::process::id()));
@@ -39,22 +31,7 @@ fn scratch(name: &str) -> PathBuf {
 
 /// The generator's GeoJSON files in `dir`.
 fn generate(dir: &Path, args: &[&str]) -> Vec<PathBuf> {
-    let status = Command::new(binary("landdb-gen"))
-        .arg("generate")
-        .args(args)
-        .args(["--format", "geojson", "--out"])
-        .arg(dir)
-        .stderr(std::process::Stdio::null())
-        .status()
-        .expect("landdb-gen runs");
-    assert!(status.success());
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .expect("dir")
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "geojson"))
-        .collect();
-    files.sort();
-    files
+    landdb_tests::process::generate(dir, args)
 }
 
 /// What the generator wrote of right holders, read from its files without landdb: each citizen

@@ -379,6 +379,72 @@ impl<S: ParcelStore> Loader<'_, S> {
     }
 }
 
+/// One province's part of a national load: imported as a batch of its own.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    /// The province its records are in; `None` for the files whose first record names no known
+    /// commune (they go together, and their records are judged as any).
+    pub province: Option<landdb_model::ProvinceCode>,
+    pub paths: Vec<PathBuf>,
+}
+
+/// Splits `paths` into one delivery a province, by the commune each file's first record names
+/// (folders walked: each file or archive in them is placed on its own). Paths of one province
+/// only come back as given, one delivery: a batch exactly as `landdb import` of them always was.
+pub fn deliveries(paths: &[PathBuf], reference: &ReferenceData, options: &Options) -> Vec<Delivery> {
+    fn walk(path: &Path, units: &mut Vec<PathBuf>) {
+        if path.is_dir() {
+            let Ok(entries) = std::fs::read_dir(path) else { return units.push(path.to_owned()) };
+            let mut inside: Vec<PathBuf> = entries
+                .filter_map(|e| e.ok())
+                .filter(|e| !(e.file_type().is_ok_and(|t| t.is_symlink()) && e.path().is_dir()))
+                .map(|e| e.path())
+                .collect();
+            inside.sort();
+            for inner in inside {
+                walk(&inner, units);
+            }
+        } else {
+            let readable = path
+                .extension()
+                .and_then(|e| e.to_str())
+                .is_some_and(|e| crate::source::EXTENSIONS.iter().any(|x| e.eq_ignore_ascii_case(x)));
+            if readable && path.file_name().is_some_and(|n| n != "manifest.json") {
+                units.push(path.to_owned());
+            }
+        }
+    }
+    let mut units = Vec::new();
+    for path in paths {
+        walk(path, &mut units);
+    }
+    static PEEKS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let scratch = std::env::temp_dir().join(format!(
+        "landdb-deliveries-{}-{}",
+        std::process::id(),
+        PEEKS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    ));
+    let provinces: Vec<Option<landdb_model::ProvinceCode>> = {
+        use rayon::prelude::*;
+        units
+            .par_iter()
+            .enumerate()
+            .map(|(i, unit)| pipeline::province_of(unit, &scratch.join(i.to_string()), reference, options))
+            .collect()
+    };
+    let _ = std::fs::remove_dir_all(&scratch);
+    let mut by_province: std::collections::BTreeMap<Option<landdb_model::ProvinceCode>, Vec<PathBuf>> =
+        std::collections::BTreeMap::new();
+    for (unit, province) in units.into_iter().zip(provinces) {
+        by_province.entry(province).or_default().push(unit);
+    }
+    if by_province.len() <= 1 {
+        let province = by_province.into_keys().next().flatten();
+        return vec![Delivery { province, paths: paths.to_vec() }];
+    }
+    by_province.into_iter().map(|(province, paths)| Delivery { province, paths }).collect()
+}
+
 /// The operator's import of `paths` as one batch (see [`import_submission`]).
 pub async fn import<S: ParcelStore>(
     store: &S,

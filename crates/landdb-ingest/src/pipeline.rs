@@ -131,6 +131,29 @@ fn first_commune_and_coord(records: &[SourceRecord], mapping: &FieldMapping) -> 
     (commune, coord)
 }
 
+/// The province a delivery (a file, folder or archive, expanded under `scratch`) is for: that of
+/// the commune its first record names. `None` when no first record names a known commune (an
+/// unreadable or empty file, a key in another column): such deliveries are imported together.
+pub fn province_of(
+    path: &Path,
+    scratch: &Path,
+    reference: &ReferenceData,
+    options: &Options,
+) -> Option<landdb_model::ProvinceCode> {
+    let paths = [path.to_owned()];
+    let files = source::expand(&paths, scratch, &SourceNames::as_given(&paths)).ok()?;
+    let file = files.first()?;
+    let layer = source::layers(file).ok()?.into_iter().next()?;
+    let mut first = Vec::new();
+    // The first record is all it takes: the reader is stopped there.
+    let _ = source::read_layer(&layer, 1, |chunk| {
+        first = chunk;
+        Err(SourceError::Unreadable { file: file.clone(), reason: "read no further".into() })
+    });
+    let (commune, _) = first_commune_and_coord(&first, &options.mapping);
+    reference.province_of(&landdb_model::CommuneCode::parse(commune?.trim()).ok()?)
+}
+
 /// Chooses the layer's CRS: the override; else the declared one (a TM-3 zone that disagrees with
 /// the commune's zone yields to it, with a warning); else the commune's zone, with a warning.
 fn choose_crs(
