@@ -125,9 +125,10 @@ pub struct Setup {
     pub keyring: Option<PathBuf>,
     /// The audit spool's file (a fresh one in the temporary directory otherwise).
     pub audit_spool: Option<PathBuf>,
-    /// Read parcels and the change feed from the database of this port of the host (a
-    /// streaming standby, [`crate::standby::Standby`]); write to the primary.
-    pub read_port: Option<u16>,
+    /// Read parcels and the change feed from the databases of these ports of the host
+    /// (streaming standbys, [`crate::standby::Standby`]), the first while it answers; write to
+    /// the primary.
+    pub read_ports: Vec<u16>,
 }
 
 pub async fn server(files: &[PathBuf]) -> Server {
@@ -172,14 +173,19 @@ pub async fn server_with(files: &[PathBuf], setup: Setup) -> Server {
     };
     let store =
         if setup.store_port.is_some() { AnyStore::open_with(&url, keyring).await.expect("store") } else { store };
-    let store = match setup.read_port {
-        Some(port) => {
-            let mut replica = url::Url::parse(&db.url).expect("url");
-            replica.set_port(Some(port)).expect("a port");
-            let replica = DatabaseUrl::parse(replica.as_str()).expect("url");
-            AnyStore::open_with_replica(&url, &replica).await.expect("the store, reading from the replica")
-        }
-        None => store,
+    let store = if setup.read_ports.is_empty() {
+        store
+    } else {
+        let reads: Vec<DatabaseUrl> = setup
+            .read_ports
+            .iter()
+            .map(|port| {
+                let mut replica = url::Url::parse(&db.url).expect("url");
+                replica.set_port(Some(*port)).expect("a port");
+                DatabaseUrl::parse(replica.as_str()).expect("url")
+            })
+            .collect();
+        AnyStore::open_with_replicas(&url, &reads).await.expect("the store, reading from the replicas")
     };
     let (base, app, engine) = serve(store.clone(), url, setup).await;
     Server { base, db, store, engine, app }

@@ -13,7 +13,7 @@ use landdb_tests::standby::Standby;
 async fn a_server_on_a_standby_follows_the_primary_and_writes_only_there() {
     let standby = Standby::start().expect("a standby (tools/setup allows the replication connection)");
     let s =
-        server_with(&[samples().join("20194.geojson")], Setup { read_port: Some(standby.port), ..Setup::default() })
+        server_with(&[samples().join("20194.geojson")], Setup { read_ports: vec![standby.port], ..Setup::default() })
             .await;
     let primary_url = DatabaseUrl::parse(&s.db.url).expect("url");
     let standby_url = DatabaseUrl::parse(&standby.url_of(&s.db.url)).expect("url");
@@ -77,7 +77,7 @@ async fn a_primary_outage_stops_no_read_and_loses_no_audit_entry() {
         &[samples().join("20194.geojson")],
         Setup {
             store_port: Some(proxy.port),
-            read_port: Some(standby.port),
+            read_ports: vec![standby.port],
             audit_spool: Some(spool.clone()),
             ..Setup::default()
         },
@@ -159,4 +159,59 @@ async fn a_primary_outage_stops_no_read_and_loses_no_audit_entry() {
     let _ = std::fs::remove_file(&spool);
     drop(s);
     drop(standby);
+}
+
+/// Two standbys: reads go to the first; when it stops, to the second (it has replayed as far);
+/// when that stops too, to the primary; history is answered throughout but for the moments a
+/// failed standby takes to be noticed, and an import on the primary is answered at the end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_move_from_a_stopped_standby_to_the_next_then_to_the_primary() {
+    let first = Standby::start().expect("a standby");
+    let second = Standby::start().expect("another standby");
+    let s = server_with(
+        &[samples().join("20194.geojson")],
+        Setup { read_ports: vec![first.port, second.port], ..Setup::default() },
+    )
+    .await;
+    let view = s.engine.snapshot();
+    let version = view.parcels().next().expect("a parcel").version().0;
+    drop(view);
+    let history = format!("{}/collections/parcels/items/{version}/history", s.base);
+    let health = format!("{}/health", s.base);
+    let reading_from = || async { get_with(&client(), &health).await.2["replica"]["reading_from"].clone() };
+    let until_reading_from = |want: &'static str| async move {
+        let started = Instant::now();
+        loop {
+            let from = reading_from().await;
+            if from == want {
+                return started.elapsed();
+            }
+            assert!(started.elapsed() < Duration::from_secs(15), "reads never went to {want}: {from}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    until_reading_from("standby 1 of 2").await;
+    assert_eq!(get_with(&client(), &history).await.0, 200);
+
+    first.stop().expect("the first standby stops");
+    let moved = until_reading_from("standby 2 of 2").await;
+    println!("reads moved to the second standby {moved:?} after the first stopped");
+    let (status, _, doc) = get_with(&client(), &history).await;
+    assert_eq!(status, 200, "history from the second standby: {doc}");
+
+    second.stop().expect("the second standby stops");
+    until_reading_from("primary").await;
+    let (status, _, doc) = get_with(&client(), &history).await;
+    assert_eq!(status, 200, "history from the primary: {doc}");
+
+    let items = format!("{}/collections/parcels/items?limit=1", s.base);
+    let before = get_with(&client(), &items).await.2["numberMatched"].as_u64().expect("count");
+    let primary = AnyStore::open(&DatabaseUrl::parse(&s.db.url).expect("url")).await.expect("the primary");
+    import_files(&primary, &[samples().join("20197.geojson")]).await;
+    let started = Instant::now();
+    while get_with(&client(), &items).await.2["numberMatched"].as_u64().expect("count") <= before {
+        assert!(started.elapsed() < Duration::from_secs(10), "the import was never answered");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    drop(s);
 }

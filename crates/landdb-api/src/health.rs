@@ -32,6 +32,8 @@ struct Observed {
     replica_lag: Option<i64>,
     /// Since when the replica has been behind the primary.
     replica_behind_since: Option<Instant>,
+    /// What reads go to with replicas: `standby N of M`, or `primary` while none will do.
+    reading_from: Option<String>,
 }
 
 /// How often the watcher asks the store, and how long it waits for the answer.
@@ -85,7 +87,9 @@ impl Health {
                     "reason": reason,
                 }),
             };
-            let replica = o.replica_lag.map(|_| o.replica_behind_since.map_or(0.0, |s| s.elapsed().as_secs_f64()));
+            let replica = o.reading_from.clone().map(|from| {
+                (from, o.replica_lag.map(|_| o.replica_behind_since.map_or(0.0, |s| s.elapsed().as_secs_f64())))
+            });
             (store, o.behind_since.map_or(0.0, |s| s.elapsed().as_secs_f64()), replica)
         };
         let (queued, running) = app.jobs.in_progress();
@@ -101,10 +105,13 @@ impl Health {
             "spool": if audit.spooled() > 0 { "waiting" } else { "empty" },
             "recording": !audit.unrecordable(),
         });
-        if let Some(seconds) = replica {
-            // Reads come from a standby: how long it has been behind the primary (in seconds,
-            // not changes: an open route tells no volumes; `/metrics` has the count).
-            doc["replica"] = json!({ "lag_seconds": (seconds * 10.0).round() / 10.0 });
+        if let Some((from, seconds)) = replica {
+            // Reads come from a standby: which, and how long it has been behind the primary (in
+            // seconds, not changes: an open route tells no volumes; `/metrics` has the count).
+            doc["replica"] = json!({
+                "reading_from": from,
+                "lag_seconds": seconds.map(|s| (s * 10.0).round() / 10.0),
+            });
         }
         doc
     }
@@ -150,6 +157,9 @@ pub async fn watch(app: Arc<AppState>) {
         };
         app.sources.note_store_reachable(seen.is_ok());
         app.health.saw(seen);
+        // A replica that does not answer is left before its lag is asked.
+        let reading_from = app.sources.choose_replica().await;
+        app.health.observed().reading_from = reading_from;
         if let Ok(Ok(lag)) = tokio::time::timeout(PATIENCE, app.sources.replica_lag()).await {
             let mut o = app.health.observed();
             o.replica_behind_since = match (lag, o.replica_behind_since) {

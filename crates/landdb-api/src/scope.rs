@@ -329,6 +329,12 @@ impl Sources {
         Ok((head, self.engine.snapshot().position()))
     }
 
+    /// Moves reads off a replica that does not answer; what reads go to now (`None` without
+    /// replicas).
+    pub async fn choose_replica(&self) -> Option<String> {
+        self.store.choose_replica().await
+    }
+
     /// How many changes the read replica has still to replay (`None` without a replica).
     pub async fn replica_lag(&self) -> Result<Option<i64>, landdb_store::StoreError> {
         self.store.replica_lag().await

@@ -3,7 +3,9 @@
 //! retiring take their versions from here, so an import cannot reach a parcel outside its area
 //! whatever its records say.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::BTreeSet;
+
+use foldhash::{HashMap, HashMapExt, HashSet};
 
 use landdb_model::{CommuneCode, ParcelKey, VersionId};
 use landdb_store::{ParcelStore, StoreError};

@@ -8,7 +8,9 @@
 //! may supersede or retire come only from [`CurrentInArea`]. Deduplication is per submitter: the
 //! same bytes from two agencies are two imports, and one never finds the other's batch.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::BTreeSet;
+
+use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 use std::path::{Path, PathBuf};
 
 use landdb_model::{CommuneCode, Parcel, ParcelKey, ReferenceData, VersionId};
@@ -314,13 +316,13 @@ impl<S: ParcelStore> Loader<'_, S> {
                 quarantine.push(quarantine_record(&self.ledger, entry, quarantine_source(&p)));
             }
         }
-        for part in inserts.chunks(CHUNK) {
-            let parcels: Vec<Parcel> = part.iter().map(|(_, p)| p.clone()).collect();
-            let ids = self.batch.insert(&parcels).await?;
-            for ((entry, _), id) in part.iter().zip(ids) {
+        let (entries, parcels): (Vec<usize>, Vec<Parcel>) = inserts.into_iter().unzip();
+        for (entries, parcels) in entries.chunks(CHUNK).zip(parcels.chunks(CHUNK)) {
+            let ids = self.batch.insert(parcels).await?;
+            for (entry, id) in entries.iter().zip(ids) {
                 self.written.insert(*entry, Written::Inserted(id));
             }
-            self.changes.inserted += part.len();
+            self.changes.inserted += parcels.len();
         }
         for (entry, parcel, version) in updates {
             let id = self.batch.supersede(&parcel, &[version]).await?;
@@ -527,12 +529,25 @@ pub async fn import_submission<S: ParcelStore>(
         std::thread::scope(|scope| {
             let reader = scope.spawn(|| {
                 let tx = tx;
-                pipeline::stream(paths, &scratch, names, reference, options, progress, &|chunk| {
-                    tx.send(chunk).map_err(|_| SourceError::Unreadable {
-                        file: paths.first().cloned().unwrap_or_default(),
-                        reason: "the import stopped".into(),
+                let read = || {
+                    pipeline::stream(paths, &scratch, names, reference, options, progress, &|chunk| {
+                        tx.send(chunk).map_err(|_| SourceError::Unreadable {
+                            file: paths.first().cloned().unwrap_or_default(),
+                            reason: "the import stopped".into(),
+                        })
                     })
-                })
+                };
+                // Threads of its own: a reader waiting for its loader holds them, never those of
+                // another import of the process (a national load) or of the checks over a whole
+                // upload.
+                match rayon::ThreadPoolBuilder::new()
+                    .num_threads(rayon::current_num_threads())
+                    .thread_name(|i| format!("landdb-read-{i}"))
+                    .build()
+                {
+                    Ok(threads) => threads.install(read),
+                    Err(_) => read(),
+                }
             });
             let loaded = runtime.block_on(async {
                 while let Ok(chunk) = rx.recv() {

@@ -4,7 +4,9 @@
 //! (duplicate keys, overlaps). `landdb validate` is exactly this ([`run`]); `landdb import` loads
 //! each chunk while the next is read.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+
+use foldhash::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -41,18 +41,38 @@ impl AnyStore {
         })
     }
 
-    /// As [`AnyStore::open`], with parcels, history and the change feed read from `read`, a
-    /// streaming standby of the PostGIS primary `url` (see [`PgStore::with_replica`]).
-    pub async fn open_with_replica(url: &DatabaseUrl, read: &DatabaseUrl) -> Result<Self> {
-        match (AnyStore::open(url).await?, read) {
-            (Self::Postgres(primary), DatabaseUrl::Postgres(raw)) => {
-                Ok(Self::Postgres(primary.with_replica(raw).await?))
+    /// As [`AnyStore::open`], with parcels, history and the change feed read from `reads`,
+    /// streaming standbys of the PostGIS primary `url` (see [`PgStore::with_replicas`]).
+    pub async fn open_with_replicas(url: &DatabaseUrl, reads: &[DatabaseUrl]) -> Result<Self> {
+        let mut raw = Vec::new();
+        for read in reads {
+            match read {
+                DatabaseUrl::Postgres(r) => raw.push(r.as_str()),
+                DatabaseUrl::Sqlite(_) => {
+                    return Err(crate::StoreError::Replica {
+                        url: read.to_string(),
+                        reason:
+                            "a read replica is a PostgreSQL standby of a PostGIS primary; the embedded store has none"
+                                .into(),
+                    });
+                }
             }
-            _ => Err(crate::StoreError::Replica {
-                url: read.to_string(),
-                reason: "a read replica is a PostgreSQL standby of a PostGIS primary; the embedded store has none"
-                    .into(),
+        }
+        match AnyStore::open(url).await? {
+            Self::Postgres(primary) => Ok(Self::Postgres(primary.with_replicas(&raw).await?)),
+            Self::Sqlite(_) => Err(crate::StoreError::Replica {
+                url: reads.first().map(ToString::to_string).unwrap_or_default(),
+                reason: "the embedded store has no replicas: give a PostGIS primary as --database".into(),
             }),
+        }
+    }
+
+    /// Moves reads off a replica that does not answer; what reads go to now (`None` without
+    /// replicas).
+    pub async fn choose_replica(&self) -> Option<String> {
+        match self {
+            Self::Postgres(s) => s.choose_replica().await,
+            Self::Sqlite(_) => None,
         }
     }
 

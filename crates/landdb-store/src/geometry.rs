@@ -16,10 +16,9 @@ pub(crate) fn to_wkb(geometry: &MultiPolygon<f64>) -> Vec<u8> {
     out
 }
 
-/// EWKB: WKB with the SRID flag and the SRID after the header, which is what a
-/// `geometry(MultiPolygon, 4326)` column accepts as COPY input.
-pub(crate) fn to_ewkb(geometry: &MultiPolygon<f64>, srid: u32) -> Vec<u8> {
-    let wkb = to_wkb(geometry);
+/// EWKB of the geometry whose WKB is `wkb`: the SRID flag and the SRID after the header, which
+/// is what a `geometry(MultiPolygon, 4326)` column accepts as COPY input.
+pub(crate) fn ewkb_from_wkb(wkb: &[u8], srid: u32) -> Vec<u8> {
     let mut out = Vec::with_capacity(wkb.len() + 4);
     out.push(wkb[0]);
     let ty = u32::from_le_bytes([wkb[1], wkb[2], wkb[3], wkb[4]]) | 0x2000_0000;
@@ -72,7 +71,7 @@ mod tests {
         #[test]
         fn ewkb_is_wkb_with_the_srid(geometry in multi_polygon()) {
             let wkb = to_wkb(&geometry);
-            let ewkb = to_ewkb(&geometry, SRID_WGS84);
+            let ewkb = ewkb_from_wkb(&wkb, SRID_WGS84);
             prop_assert_eq!(ewkb.len(), wkb.len() + 4);
             prop_assert_eq!(u32::from_le_bytes([ewkb[1], ewkb[2], ewkb[3], ewkb[4]]), 6 | 0x2000_0000);
             prop_assert_eq!(u32::from_le_bytes([ewkb[5], ewkb[6], ewkb[7], ewkb[8]]), 4326);

@@ -13,13 +13,14 @@ use landdb_store::AnyStore;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct ServerArgs {
-    /// A read replica of the PostGIS primary (`--database`): a streaming standby made with
-    /// `pg_basebackup -R`. The engine loads and follows the change feed from it, and parcels and
-    /// history are read from it; everything written (audit, quotas, keys, jobs) goes to the
-    /// primary, and the primary's NOTIFY, then the standby's replay, wakes the engine. Run one
-    /// `landdb serve` per standby to spread the load.
-    #[arg(long, env = "LANDDB_READ_DATABASE", hide_env_values = true)]
-    pub read_database: Option<String>,
+    /// Read replicas of the PostGIS primary (`--database`): streaming standbys made with
+    /// `pg_basebackup -R` (repeat the flag, or separate with commas). The engine loads and follows
+    /// the change feed from the first, and parcels and history are read from it; reads move to
+    /// the next that has replayed as far when it stops answering, to the primary when none has,
+    /// and back when one has. Everything written (audit, quotas, keys, jobs) goes to the primary,
+    /// and the primary's NOTIFY, then the standby's replay, wakes the engine.
+    #[arg(long, env = "LANDDB_READ_DATABASE", hide_env_values = true, value_delimiter = ',')]
+    pub read_database: Vec<String>,
     /// Where audit entries wait while the primary does not take them (fsynced before the
     /// answers they record leave; drained into the chain, in order, when it answers again).
     /// Without it, `~/.local/state/landdb/audit-spool-PORT.jsonl` (one server a port).
@@ -174,13 +175,15 @@ impl JobArgs {
 }
 
 pub async fn run(context: &crate::Context, args: &ServerArgs) -> anyhow::Result<()> {
-    let store = match &args.read_database {
-        Some(read) => {
-            let (url, read) = (context.database_url()?, landdb_store::DatabaseUrl::parse(read)?);
-            tracing::info!(store = %url, replica = %read, "opening store, reading from the replica");
-            AnyStore::open_with_replica(&url, &read).await?
-        }
-        None => context.store().await?,
+    let store = if args.read_database.is_empty() {
+        context.store().await?
+    } else {
+        let url = context.database_url()?;
+        let reads =
+            args.read_database.iter().map(|r| landdb_store::DatabaseUrl::parse(r)).collect::<Result<Vec<_>, _>>()?;
+        let shown: Vec<String> = reads.iter().map(ToString::to_string).collect();
+        tracing::info!(store = %url, replicas = %shown.join(", "), "opening store, reading from the replicas");
+        AnyStore::open_with_replicas(&url, &reads).await?
     };
     serve(context, store, context.reference()?, args, None).await
 }

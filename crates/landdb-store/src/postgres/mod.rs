@@ -3,8 +3,10 @@
 
 mod access;
 mod copy;
+mod replicas;
 mod sealing;
 
+use replicas::Replicas;
 use sealing::{active_key, register_data_key, rotate, seal_clear_rows};
 
 use std::borrow::Cow;
@@ -138,11 +140,9 @@ fn connect_error(err: sqlx::Error, url: &str, options: &PgConnectOptions) -> Sto
 pub struct PgStore {
     /// The primary: every write, and the reads that writers and the access rules depend on.
     pool: PgPool,
-    /// Where parcels, history and the change feed are read: the primary, or a read replica
-    /// (a streaming standby) given with [`PgStore::with_replica`].
-    read: PgPool,
-    /// Whether `read` is a replica.
-    replica: bool,
+    /// The read replicas (streaming standbys) given with [`PgStore::with_replicas`]: parcels,
+    /// history and the change feed are read from one of them, or from the primary without.
+    replicas: Option<Arc<Replicas>>,
     keyring: Arc<Keyring>,
     keys_in_use: Arc<KeysInUse>,
 }
@@ -168,57 +168,49 @@ impl PgStore {
         register_data_key(&pool, &keyring).await?;
         seal_clear_rows(&pool, &keyring).await?;
         crate::migrations::migrator(MIGRATIONS).run(&pool).await.map_err(migration)?;
-        Ok(Self { read: pool.clone(), replica: false, pool, keyring, keys_in_use: Arc::default() })
+        Ok(Self { replicas: None, pool, keyring, keys_in_use: Arc::default() })
     }
 
-    /// Reads parcels, history and the change feed from `url`, a read replica of this primary (a
-    /// streaming standby, `pg_basebackup -R`); writes stay on the primary. The replica must be
-    /// a copy of this primary's cluster and database, and have replayed its schema (waited for
-    /// up to 30 s, as after a migration the primary just ran). Nothing is written to it.
-    pub async fn with_replica(mut self, url: &str) -> Result<Self> {
-        let (read, _) = pool_of(url).await?;
-        let replica = |reason: String| StoreError::Replica { url: redact(url), reason };
-        let identity = "SELECT system_identifier::text || '/' || current_database() FROM pg_control_system()";
-        let (ours, theirs): (String, String) = (
-            sqlx::query_scalar(identity).fetch_one(&self.pool).await?,
-            sqlx::query_scalar(identity).fetch_one(&read).await?,
-        );
-        if ours != theirs {
-            return Err(replica(format!(
-                "it is not a copy of the primary's database (cluster/database {theirs}, the primary's {ours}): make it with pg_basebackup -R from the primary"
-            )));
-        }
-        let want = MIGRATIONS.last().map_or(0, |m| m.0);
-        let started = std::time::Instant::now();
-        loop {
-            let has: Option<i64> =
-                sqlx::query_scalar("SELECT max(version) FROM _sqlx_migrations WHERE success").fetch_one(&read).await?;
-            if has == Some(want) {
-                break;
-            }
-            if started.elapsed() > Duration::from_secs(30) {
-                return Err(replica(format!(
-                    "its schema is at migration {}, the primary's at {want}, after 30 s: is it replaying?",
-                    has.unwrap_or(0)
-                )));
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-        self.read = read;
-        self.replica = true;
+    /// Reads parcels, history and the change feed from `urls`, read replicas of this primary
+    /// (streaming standbys, `pg_basebackup -R`), the first while it answers (see [`Replicas`]);
+    /// writes stay on the primary. Each must be a copy of this primary's cluster and database,
+    /// and have replayed its schema (waited for up to 30 s, as after a migration the primary
+    /// just ran). Nothing is written to them.
+    pub async fn with_replicas(mut self, urls: &[&str]) -> Result<Self> {
+        let schema = MIGRATIONS.last().map_or(0, |m| m.0);
+        self.replicas = Some(Arc::new(Replicas::connect(&self.pool, urls, schema).await?));
         Ok(self)
     }
 
-    /// Whether reads go to a replica.
+    /// Whether reads go to replicas.
     pub fn has_replica(&self) -> bool {
-        self.replica
+        self.replicas.is_some()
     }
 
-    /// How far the read replica's change feed is behind the primary's (0 without a replica).
+    /// Where parcels, history and the change feed are read now.
+    fn read(&self) -> &PgPool {
+        self.replicas.as_ref().map_or(&self.pool, |r| r.pool(&self.pool))
+    }
+
+    /// Notes a change-feed position read through [`PgStore::read`].
+    fn saw(&self, position: i64) {
+        if let Some(r) = &self.replicas {
+            r.saw(position);
+        }
+    }
+
+    /// Moves reads off a replica that does not answer (see [`Replicas`]); what reads go to
+    /// now (`None` without replicas).
+    pub async fn choose_replica(&self) -> Option<String> {
+        let replicas = self.replicas.as_ref()?;
+        replicas.choose().await;
+        Some(replicas.reading_from())
+    }
+
+    /// How far the database read from is behind the primary's change feed (0 without replicas).
     pub async fn replica_lag(&self) -> Result<i64> {
-        let head = "SELECT coalesce(max(seq), 0) FROM parcel_change";
-        let primary: i64 = sqlx::query_scalar(head).fetch_one(&self.pool).await?;
-        let replica: i64 = sqlx::query_scalar(head).fetch_one(&self.read).await?;
+        let primary: i64 = sqlx::query_scalar(replicas::HEAD).fetch_one(&self.pool).await?;
+        let replica: i64 = sqlx::query_scalar(replicas::HEAD).fetch_one(self.read()).await?;
         Ok(primary - replica)
     }
 
@@ -233,7 +225,7 @@ impl PgStore {
     }
 
     async fn fetch_versions(&self, query: SqlQuery<'_>) -> Result<Vec<ParcelVersion>> {
-        let rows = query.fetch_all(&self.read).await?;
+        let rows = query.fetch_all(self.read()).await?;
         rows.iter().map(version_from_row).collect()
     }
 }
@@ -303,6 +295,7 @@ impl ParcelStore for PgStore {
             failed: None,
             key,
             keyring: Arc::clone(&self.keyring),
+            copy_buffers: (Vec::new(), Vec::new()),
         })
     }
 
@@ -403,7 +396,7 @@ impl ParcelStore for PgStore {
         let ids: Vec<i64> =
             sqlx::query_scalar("SELECT version_id FROM parcel_lineage WHERE parent_id = $1 ORDER BY version_id")
                 .bind(id.0)
-                .fetch_all(&self.read)
+                .fetch_all(self.read())
                 .await?;
         Ok(ids.into_iter().map(VersionId).collect())
     }
@@ -414,7 +407,7 @@ impl ParcelStore for PgStore {
             "SELECT parent_id, version_id FROM parcel_lineage WHERE parent_id = ANY($1) ORDER BY parent_id, version_id",
         )
         .bind(raw)
-        .fetch_all(&self.read)
+        .fetch_all(self.read())
         .await?;
         Ok(rows.into_iter().map(|(p, c)| (VersionId(p), VersionId(c))).collect())
     }
@@ -424,7 +417,7 @@ impl ParcelStore for PgStore {
             "SELECT version_id, ordinal, key_id, sealed FROM right_holder WHERE version_id = $1 ORDER BY ordinal",
         )
         .bind(id.0)
-        .fetch_all(&self.read)
+        .fetch_all(self.read())
         .await?;
         rows.iter().map(|r| holder_from_row(r, &self.keyring)).collect()
     }
@@ -439,7 +432,7 @@ impl ParcelStore for PgStore {
                  ARRAY(SELECT DISTINCT version_id FROM right_holder WHERE citizen_index = ANY($1) ORDER BY version_id)",
             )
             .bind(&indexes)
-            .fetch_one(&self.read)
+            .fetch_one(self.read())
             .await?;
             match self.keys_in_use.confirm(&in_use, keys) {
                 Ok(()) => return Ok(ids.into_iter().map(VersionId).collect()),
@@ -462,7 +455,7 @@ impl ParcelStore for PgStore {
 
     async fn count_current(&self) -> Result<u64> {
         let n: i64 = sqlx::query_scalar("SELECT count(*) FROM parcel_version WHERE valid_to IS NULL")
-            .fetch_one(&self.read)
+            .fetch_one(self.read())
             .await?;
         Ok(u64::try_from(n).unwrap_or_default())
     }
@@ -537,8 +530,12 @@ impl ParcelStore for PgStore {
         )
         .bind(after.0)
         .bind(i64::try_from(limit).unwrap_or(i64::MAX))
-        .fetch_all(&self.read)
+        .fetch_all(self.read())
         .await?;
+        // What was read, not what was asked for (`after` may come from a client).
+        if let Some(last) = rows.last() {
+            self.saw(last.try_get("seq")?);
+        }
         rows.iter()
             .map(|r| {
                 Ok(ParcelChange {
@@ -555,8 +552,8 @@ impl ParcelStore for PgStore {
     }
 
     async fn feed_head(&self) -> Result<FeedPosition> {
-        let seq: i64 =
-            sqlx::query_scalar("SELECT coalesce(max(seq), 0) FROM parcel_change").fetch_one(&self.read).await?;
+        let seq: i64 = sqlx::query_scalar(replicas::HEAD).fetch_one(self.read()).await?;
+        self.saw(seq);
         Ok(FeedPosition(seq))
     }
 
@@ -564,7 +561,7 @@ impl ParcelStore for PgStore {
         // NOTIFY reaches no standby: the primary is listened to, and the replica waited for.
         let mut listener = PgListener::connect_with(&self.pool).await?;
         listener.listen(CHANGE_CHANNEL).await?;
-        Ok(PgWaiter { listener, replica: self.replica.then(|| self.read.clone()) })
+        Ok(PgWaiter { listener, replicas: self.replicas.clone(), primary: self.pool.clone() })
     }
 }
 
@@ -574,7 +571,8 @@ impl ParcelStore for PgStore {
 #[derive(Debug)]
 pub struct PgWaiter {
     listener: PgListener,
-    replica: Option<PgPool>,
+    replicas: Option<Arc<Replicas>>,
+    primary: PgPool,
 }
 
 impl FeedWaiter for PgWaiter {
@@ -585,10 +583,9 @@ impl FeedWaiter for PgWaiter {
             Err(_) => None,
             Ok(Err(e)) => return Err(e.into()),
         };
-        if let (Some(head), Some(replica)) = (head, &self.replica) {
+        if let (Some(head), Some(replicas)) = (head, &self.replicas) {
             while started.elapsed() < timeout {
-                let replayed: i64 =
-                    sqlx::query_scalar("SELECT coalesce(max(seq), 0) FROM parcel_change").fetch_one(replica).await?;
+                let replayed: i64 = sqlx::query_scalar(replicas::HEAD).fetch_one(replicas.pool(&self.primary)).await?;
                 if replayed >= head {
                     break;
                 }
@@ -610,6 +607,9 @@ pub struct PgBatch {
     /// The database's active data key when the batch began: what its right holders are sealed under.
     key: DataKey,
     keyring: Arc<Keyring>,
+    /// The COPY streams of the last insert, kept for the next: a batch's inserts reuse their
+    /// memory rather than asking the system for fresh pages each time.
+    copy_buffers: (Vec<u8>, Vec<u8>),
 }
 
 impl PgBatch {
@@ -705,13 +705,15 @@ impl BatchWriter for PgBatch {
         .fetch_all(&mut *self.tx)
         .await
         .map_err(|e| self.fail(e))?;
-        let (versions, holders) = copy::encode(parcels, &ids, self.started_at, self.id, &self.key);
+        let (versions, holders) = &mut self.copy_buffers;
+        copy::encode(parcels, &ids, self.started_at, self.id, &self.key, versions, holders);
+        let tx = &mut self.tx;
         let result = async {
-            let mut sink = self.tx.copy_in_raw(copy::PARCEL_VERSION).await?;
-            sink.send(versions.as_bytes()).await?;
+            let mut sink = tx.copy_in_raw(copy::PARCEL_VERSION).await?;
+            sink.send(versions.as_slice()).await?;
             sink.finish().await?;
             if !holders.is_empty() {
-                let mut sink = self.tx.copy_in_raw(copy::RIGHT_HOLDER).await?;
+                let mut sink = tx.copy_in_raw(copy::RIGHT_HOLDER).await?;
                 sink.send(holders.as_slice()).await?;
                 sink.finish().await?;
             }
