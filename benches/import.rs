@@ -14,14 +14,8 @@ use landdb_tests::{PostgisDb, danang_files};
 /// Core-seconds the machine has been busy (every process), from `/proc/stat`.
 fn machine_busy() -> f64 {
     let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
-    let ticks: Vec<f64> = stat
-        .lines()
-        .next()
-        .unwrap_or_default()
-        .split_whitespace()
-        .skip(1)
-        .filter_map(|t| t.parse().ok())
-        .collect();
+    let ticks: Vec<f64> =
+        stat.lines().next().unwrap_or_default().split_whitespace().skip(1).filter_map(|t| t.parse().ok()).collect();
     // user, nice, system, (idle, iowait), irq, softirq, steal
     let busy: f64 = [0, 1, 2, 5, 6, 7].iter().filter_map(|i| ticks.get(*i)).sum();
     busy / 100.0
@@ -35,7 +29,9 @@ async fn main() -> anyhow::Result<()> {
     println!("machine: {}", machine());
     let input = 79_496.0;
     let rounds = 3;
-    println!("| round | ogr2ogr | landdb import | ratio (ogr2ogr time / landdb time) | landdb CPU a record | the rest of the machine a record |");
+    println!(
+        "| round | ogr2ogr | landdb import | ratio (ogr2ogr time / landdb time) | landdb CPU a record | the rest of the machine a record |"
+    );
     println!("|---|---|---|---|---|---|");
     let mut ratios = Vec::new();
     for round in 1..=rounds {

@@ -146,6 +146,9 @@ pub async fn watch(app: Arc<AppState>) {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
+        // First, a replica that does not answer is left: what follows reads from its successor.
+        let reading_from = app.sources.choose_replica().await;
+        app.health.observed().reading_from = reading_from;
         let seen = match tokio::time::timeout(PATIENCE, app.sources.feed_positions()).await {
             Ok(Ok((head, engine))) => Ok(engine < head),
             Ok(Err(e)) if e.is_unavailable() => Err("the database does not answer".to_owned()),
@@ -157,9 +160,6 @@ pub async fn watch(app: Arc<AppState>) {
         };
         app.sources.note_store_reachable(seen.is_ok());
         app.health.saw(seen);
-        // A replica that does not answer is left before its lag is asked.
-        let reading_from = app.sources.choose_replica().await;
-        app.health.observed().reading_from = reading_from;
         if let Ok(Ok(lag)) = tokio::time::timeout(PATIENCE, app.sources.replica_lag()).await {
             let mut o = app.health.observed();
             o.replica_behind_since = match (lag, o.replica_behind_since) {

@@ -16,7 +16,7 @@ use crate::{Result, StoreError};
 pub(super) const HEAD: &str = "SELECT coalesce(max(seq), 0) FROM parcel_change";
 
 /// How long a standby may take to say how far it has replayed before it counts as not answering.
-const PATIENCE: Duration = Duration::from_secs(2);
+const PATIENCE: Duration = Duration::from_secs(1);
 
 #[derive(Debug)]
 pub(super) struct Replicas {
@@ -101,7 +101,8 @@ impl Replicas {
             return;
         }
         let mut best: Option<(usize, i64)> = None;
-        for (i, (_, pool)) in self.standbys.iter().enumerate() {
+        // The one that just did not answer is not asked again.
+        for (i, (_, pool)) in self.standbys.iter().enumerate().filter(|(i, _)| *i != current) {
             if let Ok(Ok(replayed)) = head(pool).await
                 && replayed >= seen
                 && best.is_none_or(|(_, b)| replayed > b)
