@@ -162,8 +162,9 @@ async fn a_primary_outage_stops_no_read_and_loses_no_audit_entry() {
 }
 
 /// Two standbys: reads go to the first; when it stops, to the second (it has replayed as far);
-/// when that stops too, to the primary; history is answered throughout but for the moments a
-/// failed standby takes to be noticed, and an import on the primary is answered at the end.
+/// when that stops too, to the primary. History, read from the database, is asked for without
+/// pause throughout and every request is answered: one that meets a stopped standby moves reads
+/// and is read again where they go. An import on the primary is answered at the end.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reads_move_from_a_stopped_standby_to_the_next_then_to_the_primary() {
     let first = Standby::start().expect("a standby");
@@ -192,6 +193,17 @@ async fn reads_move_from_a_stopped_standby_to_the_next_then_to_the_primary() {
     };
     until_reading_from("standby 1 of 2").await;
     assert_eq!(get_with(&client(), &history).await.0, 200);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let asking = {
+        let (stop, history) = (std::sync::Arc::clone(&stop), history.clone());
+        tokio::spawn(async move {
+            let mut answered = std::collections::BTreeMap::<u16, usize>::new();
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                *answered.entry(get_with(&client(), &history).await.0).or_default() += 1;
+            }
+            answered
+        })
+    };
 
     first.stop().expect("the first standby stops");
     let moved = until_reading_from("standby 2 of 2").await;
@@ -203,6 +215,9 @@ async fn reads_move_from_a_stopped_standby_to_the_next_then_to_the_primary() {
     until_reading_from("primary").await;
     let (status, _, doc) = get_with(&client(), &history).await;
     assert_eq!(status, 200, "history from the primary: {doc}");
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let answered = asking.await.expect("the history load");
+    assert_eq!(answered.keys().copied().collect::<Vec<_>>(), [200], "every history request answered: {answered:?}");
 
     let items = format!("{}/collections/parcels/items?limit=1", s.base);
     let before = get_with(&client(), &items).await.2["numberMatched"].as_u64().expect("count");

@@ -93,7 +93,7 @@ impl StoreError {
     }
 }
 
-fn unavailable(e: &sqlx::Error) -> bool {
+pub(crate) fn unavailable(e: &sqlx::Error) -> bool {
     match e {
         sqlx::Error::Io(_)
         | sqlx::Error::Tls(_)

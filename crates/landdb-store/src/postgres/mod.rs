@@ -224,8 +224,33 @@ impl PgStore {
         &self.pool
     }
 
-    async fn fetch_versions(&self, query: SqlQuery<'_>) -> Result<Vec<ParcelVersion>> {
-        let rows = query.fetch_all(self.read()).await?;
+    /// Runs `read` where reads go now. When that database does not answer and there are
+    /// replicas, reads are moved at once (see [`Replicas::choose`]) and `read` runs again where
+    /// they go: a standby's failure costs a request the moment it takes to notice, not an error.
+    async fn reading<T, F>(&self, read: impl Fn(PgPool) -> F) -> Result<T>
+    where
+        F: Future<Output = std::result::Result<T, sqlx::Error>>,
+    {
+        match read(self.read().clone()).await {
+            Err(e) if crate::error::unavailable(&e) => match &self.replicas {
+                Some(replicas) => {
+                    replicas.choose().await;
+                    Ok(read(self.read().clone()).await?)
+                }
+                None => Err(e.into()),
+            },
+            other => Ok(other?),
+        }
+    }
+
+    /// The versions the query built by `query` selects (built again if it must run twice).
+    async fn fetch_versions<'q>(&self, query: impl Fn() -> SqlQuery<'q>) -> Result<Vec<ParcelVersion>> {
+        let rows = self
+            .reading(|pool| {
+                let query = query();
+                async move { query.fetch_all(&pool).await }
+            })
+            .await?;
         rows.iter().map(version_from_row).collect()
     }
 }
@@ -301,7 +326,7 @@ impl ParcelStore for PgStore {
 
     async fn version(&self, id: VersionId) -> Result<Option<ParcelVersion>> {
         let sql = format!("SELECT {VERSION_COLUMNS} FROM parcel_version v WHERE v.id = $1");
-        Ok(self.fetch_versions(sqlx::query(&sql).bind(id.0)).await?.pop())
+        Ok(self.fetch_versions(|| sqlx::query(&sql).bind(id.0)).await?.pop())
     }
 
     async fn at_point_on(&self, lon: f64, lat: f64, when: DateTime<Utc>) -> Result<Vec<ParcelVersion>> {
@@ -310,7 +335,7 @@ impl ParcelStore for PgStore {
              WHERE ST_Intersects(v.geom, ST_SetSRID(ST_MakePoint($1, $2), 4326)) \
              AND v.valid_from <= $3 AND (v.valid_to IS NULL OR v.valid_to > $3) ORDER BY v.id"
         );
-        self.fetch_versions(sqlx::query(&sql).bind(lon).bind(lat).bind(when)).await
+        self.fetch_versions(|| sqlx::query(&sql).bind(lon).bind(lat).bind(when)).await
     }
 
     async fn valid_during(
@@ -329,7 +354,7 @@ impl ParcelStore for PgStore {
              ORDER BY v.id LIMIT $8"
         );
         let corner = |f: fn(&geo::Rect<f64>) -> f64| bbox.as_ref().map(f);
-        self.fetch_versions(
+        self.fetch_versions(|| {
             sqlx::query(&sql)
                 .bind(after.map_or(0, |v| v.0))
                 .bind(period.start)
@@ -338,8 +363,8 @@ impl ParcelStore for PgStore {
                 .bind(corner(|r| r.min().y))
                 .bind(corner(|r| r.max().x))
                 .bind(corner(|r| r.max().y))
-                .bind(i64::try_from(limit).unwrap_or(i64::MAX)),
-        )
+                .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        })
         .await
     }
 
@@ -355,7 +380,7 @@ impl ParcelStore for PgStore {
     async fn versions(&self, ids: &[VersionId]) -> Result<Vec<ParcelVersion>> {
         let raw: Vec<i64> = ids.iter().map(|v| v.0).collect();
         let sql = format!("SELECT {VERSION_COLUMNS} FROM parcel_version v WHERE v.id = ANY($1) ORDER BY v.id");
-        self.fetch_versions(sqlx::query(&sql).bind(raw)).await
+        self.fetch_versions(|| sqlx::query(&sql).bind(raw.clone())).await
     }
 
     async fn current_by_key(&self, key: &ParcelKey) -> Result<Option<ParcelVersion>> {
@@ -364,12 +389,9 @@ impl ParcelStore for PgStore {
              WHERE v.commune_code = $1 AND v.sheet = $2 AND v.parcel_no = $3 AND v.valid_to IS NULL"
         );
         Ok(self
-            .fetch_versions(
-                sqlx::query(&sql)
-                    .bind(key.commune.as_str().to_owned())
-                    .bind(key.sheet.clone())
-                    .bind(key.number.clone()),
-            )
+            .fetch_versions(|| {
+                sqlx::query(&sql).bind(key.commune.as_str().to_owned()).bind(key.sheet.clone()).bind(key.number.clone())
+            })
             .await?
             .pop())
     }
@@ -378,7 +400,7 @@ impl ParcelStore for PgStore {
         let sql = format!(
             "SELECT {VERSION_COLUMNS} FROM parcel_version v WHERE v.national_id = $1 AND v.valid_to IS NULL ORDER BY v.id"
         );
-        self.fetch_versions(sqlx::query(&sql).bind(id.as_str().to_owned())).await
+        self.fetch_versions(|| sqlx::query(&sql).bind(id.as_str().to_owned())).await
     }
 
     async fn history(&self, key: &ParcelKey) -> Result<Vec<ParcelVersion>> {
@@ -386,39 +408,49 @@ impl ParcelStore for PgStore {
             "SELECT {VERSION_COLUMNS} FROM parcel_version v \
              WHERE v.commune_code = $1 AND v.sheet = $2 AND v.parcel_no = $3 ORDER BY v.valid_from, v.id"
         );
-        self.fetch_versions(
-            sqlx::query(&sql).bind(key.commune.as_str().to_owned()).bind(key.sheet.clone()).bind(key.number.clone()),
-        )
+        self.fetch_versions(|| {
+            sqlx::query(&sql).bind(key.commune.as_str().to_owned()).bind(key.sheet.clone()).bind(key.number.clone())
+        })
         .await
     }
 
     async fn successors(&self, id: VersionId) -> Result<Vec<VersionId>> {
-        let ids: Vec<i64> =
-            sqlx::query_scalar("SELECT version_id FROM parcel_lineage WHERE parent_id = $1 ORDER BY version_id")
-                .bind(id.0)
-                .fetch_all(self.read())
-                .await?;
+        let ids: Vec<i64> = self
+            .reading(|pool| {
+                let query = sqlx::query_scalar(
+                    "SELECT version_id FROM parcel_lineage WHERE parent_id = $1 ORDER BY version_id",
+                )
+                .bind(id.0);
+                async move { query.fetch_all(&pool).await }
+            })
+            .await?;
         Ok(ids.into_iter().map(VersionId).collect())
     }
 
     async fn children_of(&self, parents: &[VersionId]) -> Result<Vec<(VersionId, VersionId)>> {
         let raw: Vec<i64> = parents.iter().map(|v| v.0).collect();
-        let rows: Vec<(i64, i64)> = sqlx::query_as(
-            "SELECT parent_id, version_id FROM parcel_lineage WHERE parent_id = ANY($1) ORDER BY parent_id, version_id",
-        )
-        .bind(raw)
-        .fetch_all(self.read())
-        .await?;
+        let rows: Vec<(i64, i64)> = self
+            .reading(|pool| {
+                let query = sqlx::query_as(
+                    "SELECT parent_id, version_id FROM parcel_lineage WHERE parent_id = ANY($1) ORDER BY parent_id, version_id",
+                )
+                .bind(raw.clone());
+                async move { query.fetch_all(&pool).await }
+            })
+            .await?;
         Ok(rows.into_iter().map(|(p, c)| (VersionId(p), VersionId(c))).collect())
     }
 
     async fn right_holders(&self, id: VersionId) -> Result<Vec<RightHolder>> {
-        let rows = sqlx::query(
-            "SELECT version_id, ordinal, key_id, sealed FROM right_holder WHERE version_id = $1 ORDER BY ordinal",
-        )
-        .bind(id.0)
-        .fetch_all(self.read())
-        .await?;
+        let rows = self
+            .reading(|pool| {
+                let query = sqlx::query(
+                    "SELECT version_id, ordinal, key_id, sealed FROM right_holder WHERE version_id = $1 ORDER BY ordinal",
+                )
+                .bind(id.0);
+                async move { query.fetch_all(&pool).await }
+            })
+            .await?;
         rows.iter().map(|r| holder_from_row(r, &self.keyring)).collect()
     }
 
@@ -427,13 +459,16 @@ impl ParcelStore for PgStore {
         loop {
             let indexes = crate::data_keys::citizen_indexes(&self.keyring, &in_use, citizen.as_str())?;
             // One statement, one snapshot: the keys in use and the rows under them.
-            let (keys, ids): (Vec<i64>, Vec<i64>) = sqlx::query_as(
-                "SELECT ARRAY(SELECT id FROM data_key WHERE state <> 'retired' ORDER BY id), \
-                 ARRAY(SELECT DISTINCT version_id FROM right_holder WHERE citizen_index = ANY($1) ORDER BY version_id)",
-            )
-            .bind(&indexes)
-            .fetch_one(self.read())
-            .await?;
+            let (keys, ids): (Vec<i64>, Vec<i64>) = self
+                .reading(|pool| {
+                    let query = sqlx::query_as(
+                        "SELECT ARRAY(SELECT id FROM data_key WHERE state <> 'retired' ORDER BY id), \
+                         ARRAY(SELECT DISTINCT version_id FROM right_holder WHERE citizen_index = ANY($1) ORDER BY version_id)",
+                    )
+                    .bind(indexes.clone());
+                    async move { query.fetch_one(&pool).await }
+                })
+                .await?;
             match self.keys_in_use.confirm(&in_use, keys) {
                 Ok(()) => return Ok(ids.into_iter().map(VersionId).collect()),
                 Err(now) => in_use = now,
@@ -450,12 +485,15 @@ impl ParcelStore for PgStore {
             "SELECT {VERSION_COLUMNS} FROM parcel_version v WHERE v.valid_to IS NULL AND v.id > $1 ORDER BY v.id LIMIT $2"
         );
         let after = after.map_or(0, |v| v.0);
-        self.fetch_versions(sqlx::query(&sql).bind(after).bind(i64::try_from(limit).unwrap_or(i64::MAX))).await
+        self.fetch_versions(|| sqlx::query(&sql).bind(after).bind(i64::try_from(limit).unwrap_or(i64::MAX))).await
     }
 
     async fn count_current(&self) -> Result<u64> {
-        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM parcel_version WHERE valid_to IS NULL")
-            .fetch_one(self.read())
+        let n: i64 = self
+            .reading(|pool| {
+                let query = sqlx::query_scalar("SELECT count(*) FROM parcel_version WHERE valid_to IS NULL");
+                async move { query.fetch_one(&pool).await }
+            })
             .await?;
         Ok(u64::try_from(n).unwrap_or_default())
     }
@@ -524,14 +562,17 @@ impl ParcelStore for PgStore {
     }
 
     async fn changes_since(&self, after: FeedPosition, limit: usize) -> Result<Vec<ParcelChange>> {
-        let rows = sqlx::query(
-            "SELECT seq, batch_id, kind, version_id, national_id, commune_code FROM parcel_change \
+        let rows = self
+            .reading(|pool| {
+                let query = sqlx::query(
+                    "SELECT seq, batch_id, kind, version_id, national_id, commune_code FROM parcel_change \
              WHERE seq > $1 ORDER BY seq LIMIT $2",
-        )
-        .bind(after.0)
-        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
-        .fetch_all(self.read())
-        .await?;
+                )
+                .bind(after.0)
+                .bind(i64::try_from(limit).unwrap_or(i64::MAX));
+                async move { query.fetch_all(&pool).await }
+            })
+            .await?;
         // What was read, not what was asked for (`after` may come from a client).
         if let Some(last) = rows.last() {
             self.saw(last.try_get("seq")?);
@@ -552,7 +593,8 @@ impl ParcelStore for PgStore {
     }
 
     async fn feed_head(&self) -> Result<FeedPosition> {
-        let seq: i64 = sqlx::query_scalar(replicas::HEAD).fetch_one(self.read()).await?;
+        let seq: i64 =
+            self.reading(|pool| async move { sqlx::query_scalar(replicas::HEAD).fetch_one(&pool).await }).await?;
         self.saw(seq);
         Ok(FeedPosition(seq))
     }
@@ -646,7 +688,7 @@ impl PgBatch {
         let rows = sqlx::query(
             "SELECT id, valid_to IS NULL AS current, retired_by_batch FROM parcel_version WHERE id = ANY($1)",
         )
-        .bind(&raw)
+        .bind(raw.clone())
         .fetch_all(&mut *self.tx)
         .await
         .map_err(|e| self.fail(e))?;
@@ -756,8 +798,12 @@ impl BatchWriter for PgBatch {
         }
         let raw: Vec<i64> = versions.iter().map(|v| v.0).collect();
         let sql = format!("SELECT {VERSION_COLUMNS} FROM parcel_version v WHERE v.id = ANY($1) AND v.batch_id = $2");
-        let rows =
-            sqlx::query(&sql).bind(&raw).bind(self.id.0).fetch_all(&mut *self.tx).await.map_err(|e| self.fail(e))?;
+        let rows = sqlx::query(&sql)
+            .bind(raw.clone())
+            .bind(self.id.0)
+            .fetch_all(&mut *self.tx)
+            .await
+            .map_err(|e| self.fail(e))?;
         let mut found: Vec<ParcelVersion> = rows.iter().map(version_from_row).collect::<Result<_>>()?;
         if let Some(missing) = versions.iter().find(|v| !found.iter().any(|f| f.id == **v)) {
             return Err(StoreError::NotInBatch(*missing));
@@ -765,7 +811,7 @@ impl BatchWriter for PgBatch {
         let holders = sqlx::query(
             "SELECT version_id, ordinal, key_id, sealed FROM right_holder WHERE version_id = ANY($1) ORDER BY version_id, ordinal",
         )
-        .bind(&raw)
+        .bind(raw.clone())
         .fetch_all(&mut *self.tx)
         .await
         .map_err(|e| self.fail(e))?;
@@ -783,7 +829,7 @@ impl BatchWriter for PgBatch {
             "DELETE FROM parcel_version WHERE id = ANY($1)",
         ];
         for sql in statements {
-            sqlx::query(sql).bind(&raw).execute(&mut *self.tx).await.map_err(|e| self.fail(e))?;
+            sqlx::query(sql).bind(raw.clone()).execute(&mut *self.tx).await.map_err(|e| self.fail(e))?;
         }
         sqlx::query(
             "UPDATE parcel_version SET valid_to = NULL, retired_by_batch = NULL WHERE id = ANY($1) AND retired_by_batch = $2 \

@@ -26,6 +26,9 @@ pub(super) struct Replicas {
     current: AtomicUsize,
     /// The highest change-feed position read so far, from whichever database.
     seen: AtomicI64,
+    /// Held while one caller chooses: the requests that met a failed standby at once wait for
+    /// one choice, not each ask every standby.
+    choosing: tokio::sync::Mutex<()>,
 }
 
 impl Replicas {
@@ -64,7 +67,12 @@ impl Replicas {
             }
             standbys.push((redact(url), read));
         }
-        Ok(Replicas { standbys, current: AtomicUsize::new(0), seen: AtomicI64::new(0) })
+        Ok(Replicas {
+            standbys,
+            current: AtomicUsize::new(0),
+            seen: AtomicI64::new(0),
+            choosing: tokio::sync::Mutex::new(()),
+        })
     }
 
     /// Where reads go now.
@@ -89,6 +97,7 @@ impl Replicas {
     /// answer, to the standby furthest ahead of those that answer and have replayed what was
     /// already read (the primary if none); back from the primary as soon as one will do.
     pub(super) async fn choose(&self) {
+        let _one = self.choosing.lock().await;
         let current = self.current.load(Ordering::Acquire);
         let seen = self.seen.load(Ordering::Acquire);
         let head = |pool: &PgPool| {
