@@ -394,32 +394,10 @@ pub struct Delivery {
 /// (folders walked: each file or archive in them is placed on its own). Paths of one province
 /// only come back as given, one delivery: a batch exactly as `landdb import` of them always was.
 pub fn deliveries(paths: &[PathBuf], reference: &ReferenceData, options: &Options) -> Vec<Delivery> {
-    fn walk(path: &Path, units: &mut Vec<PathBuf>) {
-        if path.is_dir() {
-            let Ok(entries) = std::fs::read_dir(path) else { return units.push(path.to_owned()) };
-            let mut inside: Vec<PathBuf> = entries
-                .filter_map(|e| e.ok())
-                .filter(|e| !(e.file_type().is_ok_and(|t| t.is_symlink()) && e.path().is_dir()))
-                .map(|e| e.path())
-                .collect();
-            inside.sort();
-            for inner in inside {
-                walk(&inner, units);
-            }
-        } else {
-            let readable = path
-                .extension()
-                .and_then(|e| e.to_str())
-                .is_some_and(|e| crate::source::EXTENSIONS.iter().any(|x| e.eq_ignore_ascii_case(x)));
-            if readable && path.file_name().is_some_and(|n| n != "manifest.json") {
-                units.push(path.to_owned());
-            }
-        }
-    }
-    let mut units = Vec::new();
-    for path in paths {
-        walk(path, &mut units);
-    }
+    // A path that cannot be walked is imported as given, where the error is reported in full.
+    let Ok(units) = crate::source::units(paths) else {
+        return vec![Delivery { province: None, paths: paths.to_vec() }];
+    };
     static PEEKS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     let scratch = std::env::temp_dir().join(format!(
         "landdb-deliveries-{}-{}",

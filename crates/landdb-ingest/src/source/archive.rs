@@ -83,24 +83,42 @@ pub fn expand_with(
     names: &SourceNames,
     limits: ArchiveLimits,
 ) -> Result<Vec<PathBuf>, SourceError> {
-    let mut expansion =
-        Expansion { scratch, names, limits, archives: 0, written: 0, files: Vec::new(), seen: HashSet::new() };
-    for path in paths {
-        if !path.exists() {
-            return Err(SourceError::Read {
-                file: path.clone(),
-                source: std::io::Error::new(std::io::ErrorKind::NotFound, "no such file"),
-            });
-        }
-        expansion.walk(path, 0)?;
-    }
-    Ok(expansion.files)
+    let expansion = Expansion {
+        scratch,
+        names,
+        limits,
+        open_archives: true,
+        archives: 0,
+        written: 0,
+        files: Vec::new(),
+        seen: HashSet::new(),
+    };
+    expansion.walk_all(paths)
+}
+
+/// The files and archives among `paths`, found as [`expand`] finds them (folders walked in name
+/// order, a file named twice taken once, side files passed over), the archives left unopened.
+pub fn units(paths: &[PathBuf]) -> Result<Vec<PathBuf>, SourceError> {
+    let names = SourceNames::as_given(paths);
+    let expansion = Expansion {
+        scratch: Path::new(""),
+        names: &names,
+        limits: ArchiveLimits::default(),
+        open_archives: false,
+        archives: 0,
+        written: 0,
+        files: Vec::new(),
+        seen: HashSet::new(),
+    };
+    expansion.walk_all(paths)
 }
 
 struct Expansion<'a> {
     scratch: &'a Path,
     names: &'a SourceNames,
     limits: ArchiveLimits,
+    /// Whether archives are expanded and walked, or taken as they are.
+    open_archives: bool,
     /// Archives expanded so far: each gets folder `archive-N`.
     archives: usize,
     written: u64,
@@ -110,6 +128,19 @@ struct Expansion<'a> {
 }
 
 impl Expansion<'_> {
+    fn walk_all(mut self, paths: &[PathBuf]) -> Result<Vec<PathBuf>, SourceError> {
+        for path in paths {
+            if !path.exists() {
+                return Err(SourceError::Read {
+                    file: path.clone(),
+                    source: std::io::Error::new(std::io::ErrorKind::NotFound, "no such file"),
+                });
+            }
+            self.walk(path, 0)?;
+        }
+        Ok(self.files)
+    }
+
     /// `path` inside `depth` archives.
     fn walk(&mut self, path: &Path, depth: usize) -> Result<(), SourceError> {
         let read = |source| SourceError::Read { file: path.to_owned(), source };
@@ -131,6 +162,8 @@ impl Expansion<'_> {
         } else if !self.seen.insert(path.canonicalize().unwrap_or_else(|_| path.to_owned())) {
             // A file or archive named twice (`import a.shp a.shp`, or a folder and a file in it)
             // is read once.
+        } else if super::has_extension(path, &["zip"]) && !self.open_archives {
+            self.files.push(path.to_owned());
         } else if super::has_extension(path, &["zip"]) {
             if depth >= self.limits.depth {
                 return Err(refused(path, ArchiveProblem::TooDeep { max: self.limits.depth }));

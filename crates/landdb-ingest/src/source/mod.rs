@@ -204,7 +204,7 @@ pub struct SourceLayer {
 /// File extensions landdb reads (others in a directory are side files or not cadastral).
 pub const EXTENSIONS: [&str; 11] = ["shp", "gpkg", "geojson", "json", "dxf", "dgn", "tab", "kml", "csv", "zip", "mif"];
 
-pub use archive::{ArchiveLimits, ArchiveProblem, expand, expand_with};
+pub use archive::{ArchiveLimits, ArchiveProblem, expand, expand_with, units};
 
 fn has_extension(path: &Path, extensions: &[&str]) -> bool {
     path.extension().and_then(|e| e.to_str()).is_some_and(|e| extensions.iter().any(|x| e.eq_ignore_ascii_case(x)))

@@ -597,6 +597,9 @@ impl SqliteBatch {
         let bbox = geometry::bbox(&parcel.geometry)
             .ok_or_else(|| StoreError::Corrupt(format!("parcel {} has an empty geometry", parcel.key)))?;
         let land_use: Vec<&str> = parcel.land_use.iter().map(|c| c.as_str()).collect();
+        // One WKB for the stored geometry and the fingerprint.
+        let wkb = geometry::to_wkb(&parcel.geometry);
+        let fingerprint = crate::fingerprint::fingerprint_with_wkb(parcel, &wkb);
         let inserted = sqlx::query_scalar::<_, i64>(
             "INSERT INTO parcel_version (national_id, commune_code, sheet, parcel_no, commune_code_received, \
              province_code, land_use, legal_area_m2, measured_area_m2, geometry_area_m2, address, certificate_no, \
@@ -617,14 +620,14 @@ impl SqliteBatch {
         .bind(&parcel.certificate_no)
         .bind(&parcel.source_crs)
         .bind(serde_json::to_string(&parcel.extra).unwrap_or_else(|_| "{}".into()))
-        .bind(geometry::to_wkb(&parcel.geometry))
+        .bind(wkb)
         .bind(bbox.min().x)
         .bind(bbox.min().y)
         .bind(bbox.max().x)
         .bind(bbox.max().y)
         .bind(timestamp(self.started_at))
         .bind(self.id.0)
-        .bind(crate::fingerprint(parcel))
+        .bind(fingerprint)
         .fetch_one(&mut *self.tx)
         .await;
         let id = match inserted {
