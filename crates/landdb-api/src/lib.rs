@@ -107,9 +107,6 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/admin/keys/{id}/rotate", axum::routing::post(admin::rotate_key))
         .route("/admin/audit", get(admin::audit))
         .route("/admin/audit/verify", get(admin::verify_audit))
-        // A panic in a handler is that request's 500 (and on record, as the gateway outside sees
-        // it), never the server's end.
-        .route_layer(tower_http::catch_panic::CatchPanicLayer::custom(panicked))
         .route_layer(axum::middleware::from_fn_with_state(Arc::clone(&state), gateway))
         .fallback(routes::not_found)
         .layer(axum::middleware::from_fn(html::pages))
@@ -168,12 +165,13 @@ async fn gateway(
     let response = match access::admit(&app, &mut request) {
         Err(refusal) => *refusal,
         Ok(pass) => {
+            let answer = caught(tagged(request, next));
             // Every request has a time budget but an upload, which takes as long as the file
             // takes to arrive (its import runs as a job, outside the request).
             let mut response = if is_upload {
-                tagged(request, next).await
+                answer.await
             } else {
-                match tokio::time::timeout(REQUEST_BUDGET, tagged(request, next)).await {
+                match tokio::time::timeout(REQUEST_BUDGET, answer).await {
                     Ok(r) => r,
                     Err(_) => axum::response::IntoResponse::into_response(ogc::ApiError::new(
                         axum::http::StatusCode::SERVICE_UNAVAILABLE,
@@ -287,6 +285,13 @@ fn weak_tag(hash: u64) -> String {
 /// How long a request may take to produce its answer (a streamed export's body goes on after).
 pub const REQUEST_BUDGET: Duration = Duration::from_secs(60);
 
+/// The answer, or a 500 when making it panicked: a panic in a handler is that request's 500 (and
+/// on record, as the gateway sees it), never the server's end. Caught in the gateway rather
+/// than by a layer of its own: every route layer is one more boxed service cloned a request.
+async fn caught(answer: impl Future<Output = axum::response::Response>) -> axum::response::Response {
+    futures::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(answer)).await.unwrap_or_else(panicked)
+}
+
 /// The answer to a request whose handler panicked: a 500 for it alone.
 fn panicked(detail: Box<dyn std::any::Any + Send + 'static>) -> axum::response::Response {
     let what = detail
@@ -333,11 +338,22 @@ mod tests {
     #[test]
     fn request_spans_are_on_only_when_tower_http_is() {
         let request = axum::http::Request::new(axum::body::Body::empty());
-        for (filter, on) in [("warn,sqlx::query=error,landdb=info", false), ("warn,landdb=info,tower_http=info", true)] {
+        for (filter, on) in [("warn,sqlx::query=error,landdb=info", false), ("warn,landdb=info,tower_http=info", true)]
+        {
             let subscriber = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::sink).finish();
             let span = tracing::subscriber::with_default(subscriber, || super::request_span(&request));
             assert_eq!(!span.is_disabled(), on, "{filter}");
         }
+    }
+
+    #[tokio::test]
+    async fn a_panic_while_answering_is_a_500_for_that_request() {
+        let answer = super::caught(async { panic!("out of bounds") }).await;
+        assert_eq!(answer.status(), axum::http::StatusCode::INTERNAL_SERVER_ERROR);
+        let body = axum::body::to_bytes(answer.into_body(), 1 << 20).await.expect("the body");
+        assert!(String::from_utf8_lossy(&body).contains("handler panicked: out of bounds"));
+        let fine = super::caught(async { axum::response::IntoResponse::into_response("fine") }).await;
+        assert_eq!(fine.status(), axum::http::StatusCode::OK);
     }
 
     proptest! {
