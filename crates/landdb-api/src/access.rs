@@ -1305,7 +1305,10 @@ mod tests {
         for (i, ((e, line), d)) in events.iter().zip(&lines).zip(disclosures).enumerate() {
             assert_eq!([e.method.as_str(), &e.endpoint, &e.params], line.parts());
             let (parcels, personal, versions, communes) = d.into_parts();
-            assert_eq!((e.parcels, &e.personal, &e.versions, &e.communes), (parcels, &personal, &versions, &communes));
+            assert_eq!(
+                (e.parcels, &e.personal, &e.versions, &e.communes),
+                (parcels, &personal.to_vec(), &versions.to_vec(), &communes.to_vec())
+            );
             assert_eq!(e.status, 200 + i as u16);
             assert_eq!(e.at, AuditEvent::new_at(now));
             assert_eq!((&*e.agency, &*e.key_id), ("operator", "local"));

@@ -774,12 +774,12 @@ impl<'s> Scoped<'s> {
     /// Hands over versions of the history (their numbers, times and areas; no personal data).
     pub async fn release_versions(&self, versions: &[&ParcelVersion]) -> Result<Disclosure, ApiError> {
         self.access.take(versions.len() as u64, false).await?;
-        let mut communes: Vec<u32> = versions.iter().map(|v| v.parcel.key.commune.number()).collect();
+        let mut communes: DisclosedCommunes = versions.iter().map(|v| v.parcel.key.commune.number()).collect();
         communes.sort_unstable();
         communes.dedup();
         Ok(Disclosure {
             parcels: versions.len() as u64,
-            personal: Vec::new(),
+            personal: Disclosed::new(),
             versions: versions.iter().map(|v| v.id.0).collect(),
             communes,
         })
@@ -838,20 +838,25 @@ impl ReleasedSelection {
 
 /// What an answer disclosed, for the audit log: put on the response (an extension) and read by
 /// [`crate::access::Pass::record`]. Made only by a release.
+/// Its lists hold a few items in place (a lookup's one or two parcels allocate nothing).
 #[derive(Debug, Clone, Default)]
 pub struct Disclosure {
     parcels: u64,
     /// The versions whose personal data the answer held.
-    personal: Vec<i64>,
+    personal: Disclosed,
     /// Every version the answer held.
-    versions: Vec<i64>,
+    versions: Disclosed,
     /// The communes of those versions (by number), each once: what the audit log is indexed by.
-    communes: Vec<u32>,
+    communes: DisclosedCommunes,
 }
+
+/// Versions (or communes) of a disclosure: a few in place.
+type Disclosed = smallvec::SmallVec<[i64; 4]>;
+type DisclosedCommunes = smallvec::SmallVec<[u32; 4]>;
 
 impl Disclosure {
     fn of(parcels: &[Parcel<'_>], personal_fields: bool) -> Disclosure {
-        let mut d = Disclosure { versions: Vec::with_capacity(parcels.len()), ..Disclosure::default() };
+        let mut d = Disclosure { versions: Disclosed::with_capacity(parcels.len()), ..Disclosure::default() };
         for p in parcels {
             d.add(p, personal_fields);
         }
@@ -892,10 +897,10 @@ impl Disclosure {
     /// A disclosure as a release would make it, for the audit writer's tests.
     #[cfg(test)]
     pub(crate) fn of_parts(parcels: u64, personal: Vec<i64>, versions: Vec<i64>, communes: Vec<u32>) -> Disclosure {
-        Disclosure { parcels, personal, versions, communes }
+        Disclosure { parcels, personal: personal.into(), versions: versions.into(), communes: communes.into() }
     }
 
-    pub(crate) fn into_parts(mut self) -> (u64, Vec<i64>, Vec<i64>, Vec<u32>) {
+    pub(crate) fn into_parts(mut self) -> (u64, Disclosed, Disclosed, DisclosedCommunes) {
         if self.communes.len() > 1 {
             self.communes.sort_unstable();
             self.communes.dedup();

@@ -131,7 +131,9 @@ impl AccessStore for PgStore {
         let (mut seq, mut prev) = head.unwrap_or((0, GENESIS.to_owned()));
         // One row for the batch (see migrations/postgres/0005_audit_blocks.sql).
         let first_seq = seq + 1;
-        let mut lines = Vec::with_capacity(events.len() * 320);
+        let mut lines =
+            std::mem::take(&mut *self.audit_lines.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
+        lines.clear();
         let mut agencies: Vec<&str> = Vec::new();
         // The block's index of who received what: the communes of what its entries disclosed
         // (see migrations/postgres/0009_audit_by_commune.sql); `disclosed` stays empty.
@@ -149,7 +151,7 @@ impl AccessStore for PgStore {
         lines.pop(); // the last line's newline
         communes.sort_unstable();
         communes.dedup();
-        let entries = String::from_utf8(lines).map_err(|e| StoreError::Corrupt(format!("an audit line: {e}")))?;
+        let entries = std::str::from_utf8(&lines).map_err(|e| StoreError::Corrupt(format!("an audit line: {e}")))?;
         sqlx::query(
             "INSERT INTO audit_block (last_seq, first_seq, min_at, max_at, agencies, disclosed, communes, entries)
              VALUES ($1, $2, $3, $4, $5, '{}', $6, $7)",
@@ -160,7 +162,7 @@ impl AccessStore for PgStore {
         .bind(max_at)
         .bind(&agencies)
         .bind(&communes)
-        .bind(&entries)
+        .bind(entries)
         .execute(&mut *tx)
         .await?;
         sqlx::query(
@@ -171,6 +173,10 @@ impl AccessStore for PgStore {
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
+        // Kept for the next block, unless a burst made it large.
+        if lines.capacity() <= KEPT_AUDIT_LINES {
+            *self.audit_lines.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = lines;
+        }
         Ok(())
     }
 
@@ -464,3 +470,6 @@ fn block_entries(block: &PgRow) -> Result<Vec<AuditEntry>> {
         .map(|l| landdb_access::audit::read_line(l).map_err(StoreError::Corrupt))
         .collect()
 }
+
+/// The largest line buffer the store keeps between audit blocks.
+const KEPT_AUDIT_LINES: usize = 16 << 20;

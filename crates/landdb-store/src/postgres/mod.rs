@@ -145,6 +145,9 @@ pub struct PgStore {
     replicas: Option<Arc<Replicas>>,
     keyring: Arc<Keyring>,
     keys_in_use: Arc<KeysInUse>,
+    /// The audit writer's lines, kept from one block to the next: a block's hundreds of
+    /// kilobytes allocated afresh each time came back from the kernel as new pages to zero.
+    audit_lines: Arc<std::sync::Mutex<Vec<u8>>>,
 }
 
 impl PgStore {
@@ -168,7 +171,7 @@ impl PgStore {
         register_data_key(&pool, &keyring).await?;
         seal_clear_rows(&pool, &keyring).await?;
         crate::migrations::migrator(MIGRATIONS).run(&pool).await.map_err(migration)?;
-        Ok(Self { replicas: None, pool, keyring, keys_in_use: Arc::default() })
+        Ok(Self { replicas: None, pool, keyring, keys_in_use: Arc::default(), audit_lines: Arc::default() })
     }
 
     /// Reads parcels, history and the change feed from `urls`, read replicas of this primary
