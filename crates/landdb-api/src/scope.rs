@@ -879,7 +879,7 @@ impl Disclosure {
     /// The version of `parcel` when sending its personal fields discloses personal data (it has
     /// some): what the audit entry lists.
     fn personal_of(parcel: &Parcel<'_>) -> Option<i64> {
-        parcel.address().is_some().then(|| parcel.version().0)
+        parcel.has_address().then(|| parcel.version().0)
     }
 
     pub fn parcels(&self) -> u64 {

@@ -158,6 +158,24 @@ impl<'a> Parcel<'a> {
         Attributes { commune, sheet, number, national_id, area_m2, rest: at }
     }
 
+    /// Whether the parcel has an address (personal data): [`Parcel::address`] without making it.
+    pub fn has_address(&self) -> bool {
+        self.address_parts().2 > 0
+    }
+
+    /// The record, where its address parts begin, and how many there are (with one more: 0 for
+    /// none).
+    fn address_parts(&self) -> (&'a [u8], usize, u64) {
+        let bytes = self.snapshot.record(self.slot);
+        let mut at = self.attributes().rest;
+        let uses = varint(bytes, &mut at);
+        for _ in 0..uses {
+            varint(bytes, &mut at);
+        }
+        let parts = varint(bytes, &mut at);
+        (bytes, at, parts)
+    }
+
     pub fn commune(&self) -> &'a CommuneCode {
         &self.snapshot.communes[self.attributes().commune as usize]
     }
@@ -197,13 +215,7 @@ impl<'a> Parcel<'a> {
     }
 
     pub fn address(&self) -> Option<String> {
-        let bytes = self.snapshot.record(self.slot);
-        let mut at = self.attributes().rest;
-        let uses = varint(bytes, &mut at);
-        for _ in 0..uses {
-            varint(bytes, &mut at);
-        }
-        let parts = varint(bytes, &mut at);
+        let (bytes, mut at, parts) = self.address_parts();
         (parts > 0).then(|| {
             let parts: Vec<&str> = (1..parts).map(|_| self.snapshot.texts.get(varint(bytes, &mut at) as u32)).collect();
             parts.join(ADDRESS_SEPARATOR)
