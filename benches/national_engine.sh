@@ -9,12 +9,8 @@ communes=${1:-500}
 work=${2:-/tmp/landdb-national}
 db=landdb_national
 url="postgres://landdb:landdb@127.0.0.1:5432/$db"
-cargo build --release -q -p landdb-gen -p landdb-cli
-mkdir -p "$work/files"
-if [ ! -f "$work/files/manifest.json" ]; then
-  target/release/landdb-gen generate --province all --communes "$communes" \
-    --parcels-per-commune 20000 --format geojson --out "$work/files" > "$work/generate.log"
-fi
+source benches/national_set.sh
+national_set "$communes" "$work"
 psql -q -h 127.0.0.1 -U postgres -c "DROP DATABASE IF EXISTS $db" \
   -c "CREATE DATABASE $db TEMPLATE landdb_template OWNER landdb"
 mapfile -t files < <(ls "$work"/files/*.geojson)

@@ -12,12 +12,8 @@ connections=${2:-2}
 work=${3:-/tmp/landdb-national}
 db=landdb_national_load
 url="postgres://landdb:landdb@127.0.0.1:5432/$db"
-cargo build --release -q -p landdb-gen -p landdb
-mkdir -p "$work/files"
-if [ ! -f "$work/files/manifest.json" ]; then
-  target/release/landdb-gen generate --province all --communes "$communes" \
-    --parcels-per-commune 20000 --format geojson --out "$work/files" > "$work/generate.log"
-fi
+source benches/national_set.sh
+national_set "$communes" "$work"
 psql -q -h 127.0.0.1 -U postgres -c "DROP DATABASE IF EXISTS $db" \
   -c "CREATE DATABASE $db TEMPLATE landdb_template OWNER landdb"
 cpu() { awk '/^cpu /{print $2+$3+$4+$7+$8, $5+$6}' /proc/stat; }
