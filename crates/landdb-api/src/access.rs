@@ -956,7 +956,7 @@ impl Queued {
         self.numbers.clear();
         self.text.shrink_to(KEPT_TEXT);
         self.numbers.shrink_to(KEPT_TEXT / 8);
-        self.entries.shrink_to(KEPT_TEXT / 256);
+        self.entries.shrink_to(KEPT_ENTRIES);
     }
 
     /// The entries as the store takes them, made on the writer's side in `events` (its
@@ -1041,6 +1041,9 @@ impl Batch {
 /// a second (about 80 bytes of text an entry), and some.
 const KEPT_TEXT: usize = 8 << 20;
 
+/// The entries an emptied batch, and the writer's events, keep room for.
+const KEPT_ENTRIES: usize = KEPT_TEXT / 256;
+
 /// How long the writer lets entries gather before it writes them.
 const AUDIT_LINGER: Duration = Duration::from_millis(50);
 
@@ -1082,7 +1085,7 @@ impl AuditLog {
                 let n = taken.fill(&mut events);
                 let on_record = writer.write(&events[..n]).await;
                 // A burst's entries are not kept for the next batch.
-                events.truncate(KEPT_TEXT / 256);
+                events.truncate(KEPT_ENTRIES);
                 // Every entry queued before these flushes was in the batch.
                 for flush in taken.flushes.drain(..) {
                     let _ = flush.send(on_record);

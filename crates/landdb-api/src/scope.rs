@@ -850,8 +850,9 @@ pub struct Disclosure {
     communes: DisclosedCommunes,
 }
 
-/// Versions (or communes) of a disclosure: a few in place.
+/// Versions of a disclosure: a few in place.
 type Disclosed = smallvec::SmallVec<[i64; 4]>;
+/// Communes of a disclosure: a few in place.
 type DisclosedCommunes = smallvec::SmallVec<[u32; 4]>;
 
 impl Disclosure {

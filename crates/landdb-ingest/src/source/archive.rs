@@ -83,34 +83,14 @@ pub fn expand_with(
     names: &SourceNames,
     limits: ArchiveLimits,
 ) -> Result<Vec<PathBuf>, SourceError> {
-    let expansion = Expansion {
-        scratch,
-        names,
-        limits,
-        open_archives: true,
-        archives: 0,
-        written: 0,
-        files: Vec::new(),
-        seen: HashSet::new(),
-    };
-    expansion.walk_all(paths)
+    Expansion::new(scratch, names, limits, true).walk_all(paths)
 }
 
 /// The files and archives among `paths`, found as [`expand`] finds them (folders walked in name
 /// order, a file named twice taken once, side files passed over), the archives left unopened.
 pub fn units(paths: &[PathBuf]) -> Result<Vec<PathBuf>, SourceError> {
     let names = SourceNames::as_given(paths);
-    let expansion = Expansion {
-        scratch: Path::new(""),
-        names: &names,
-        limits: ArchiveLimits::default(),
-        open_archives: false,
-        archives: 0,
-        written: 0,
-        files: Vec::new(),
-        seen: HashSet::new(),
-    };
-    expansion.walk_all(paths)
+    Expansion::new(Path::new(""), &names, ArchiveLimits::default(), false).walk_all(paths)
 }
 
 struct Expansion<'a> {
@@ -127,7 +107,21 @@ struct Expansion<'a> {
     seen: HashSet<PathBuf>,
 }
 
-impl Expansion<'_> {
+impl<'a> Expansion<'a> {
+    /// A walk that has met nothing yet.
+    fn new(scratch: &'a Path, names: &'a SourceNames, limits: ArchiveLimits, open_archives: bool) -> Self {
+        Expansion {
+            scratch,
+            names,
+            limits,
+            open_archives,
+            archives: 0,
+            written: 0,
+            files: Vec::new(),
+            seen: HashSet::new(),
+        }
+    }
+
     fn walk_all(mut self, paths: &[PathBuf]) -> Result<Vec<PathBuf>, SourceError> {
         for path in paths {
             if !path.exists() {
